@@ -1,0 +1,102 @@
+# herald: build, test, demo, install.
+# `make check` and `make demo` first run `deps`, which installs the Debian
+# packages that are missing (as root) or prints the apt-get line (otherwise).
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+PKGS    := libcurl libetpan libcmark-gfm libconfig gnutls
+# libetpan's .pc carries a Debian `-specs=` link flag meant for its own
+# build; it breaks sanitizer and clang links, so it is filtered out.
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(filter-out -specs=%,$(shell pkg-config --libs $(PKGS) 2>/dev/null)) -lcsv
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-unused-parameter
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS)
+VERSION := 0.1.0
+
+SRCS := buf.c config.c post.c text.c template.c subscribers.c message.c \
+        ratelimit.c smtp.c journal.c bounces.c delivery.c
+UNITS := text subscribers template post message ratelimit config
+
+# Debian packages: what builds herald, and what its tests use.
+DEPS_BUILD := gcc make pkg-config libcurl4-gnutls-dev libetpan-dev \
+              libcmark-gfm-dev libcmark-gfm-extensions-dev libconfig-dev \
+              libcsv-dev libgnutls28-dev
+DEPS_TEST  := libcmocka-dev python3 python3-aiosmtpd openssl libasan8 libubsan1
+DEPS_DEMO  := python3 python3-aiosmtpd
+
+.PHONY: all check check-unit check-integration check-san demo deps deps-test \
+        deps-demo install uninstall clean bench
+all: build/herald
+
+# ---- build -----------------------------------------------------------------
+build/%.o: src/%.c src/*.h | build
+	$(CC) $(ALL_CFLAGS) -DHERALD_VERSION='"$(VERSION)"' -c $< -o $@
+build-san/%.o: src/%.c src/*.h | build-san
+	$(CC) $(ALL_CFLAGS) $(SANFLAGS) -DHERALD_VERSION='"$(VERSION)"' -c $< -o $@
+build build-san:
+	mkdir -p $@
+
+SANFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+build/herald: $(SRCS:%.c=build/%.o) build/main.o
+	$(CC) $(CFLAGS) $^ $(PKG_LIBS) -o $@
+build-san/herald: $(SRCS:%.c=build-san/%.o) build-san/main.o
+	$(CC) $(SANFLAGS) $^ $(PKG_LIBS) -o $@
+
+build/test_%: tests/unit/test_%.c $(SRCS:%.c=build/%.o)
+	$(CC) $(ALL_CFLAGS) -Isrc $^ $(PKG_LIBS) -lcmocka -o $@
+build-san/test_%: tests/unit/test_%.c $(SRCS:%.c=build-san/%.o)
+	$(CC) $(ALL_CFLAGS) $(SANFLAGS) -Isrc $^ $(PKG_LIBS) -lcmocka -o $@
+
+# ---- tests -----------------------------------------------------------------
+# Every suite speaks TAP into build*/tap/*.tap; tests/summary prints the one
+# line over all of them and fails if anything failed.
+check: deps-test
+	@$(MAKE) --no-print-directory check-unit check-integration B=build
+	@$(MAKE) --no-print-directory check-unit check-integration B=build-san
+	@tests/summary build/tap build-san/tap
+
+B ?= build
+check-unit: $(UNITS:%=$(B)/test_%)
+	@mkdir -p $(B)/tap
+	@for u in $(UNITS); do \
+	  (cd tests/unit && CMOCKA_MESSAGE_OUTPUT=TAP ASAN_OPTIONS=detect_leaks=1 \
+	     ../../$(B)/test_$$u) > $(B)/tap/unit-$$u.tap 2>&1; \
+	  echo "$$?" > $(B)/tap/unit-$$u.rc; \
+	  printf '%-28s %s\n' "$(B) unit $$u" "$$(grep -c '^ok' $(B)/tap/unit-$$u.tap) ok, $$(grep -c '^not ok' $(B)/tap/unit-$$u.tap) not ok"; \
+	done
+
+check-integration: $(B)/herald
+	@mkdir -p $(B)/tap
+	@HERALD=$(CURDIR)/$(B)/herald /usr/bin/python3 tests/integration.py > $(B)/tap/integration.tap 2>$(B)/tap/integration.log; \
+	  echo "$$?" > $(B)/tap/integration.rc; \
+	  printf '%-28s %s\n' "$(B) integration" "$$(grep -c '^ok' $(B)/tap/integration.tap) ok, $$(grep -c '^not ok' $(B)/tap/integration.tap) not ok"
+
+# ---- demo ------------------------------------------------------------------
+demo: deps-demo build/herald
+	@tests/demo.sh
+
+# ---- dependencies ----------------------------------------------------------
+deps:
+	@tests/deps.sh $(DEPS_BUILD)
+deps-test:
+	@tests/deps.sh $(DEPS_BUILD) $(DEPS_TEST)
+deps-demo:
+	@tests/deps.sh $(DEPS_BUILD) $(DEPS_DEMO)
+
+# ---- install ---------------------------------------------------------------
+install: build/herald
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/herald/templates $(DESTDIR)$(PREFIX)/share/doc/herald
+	install -m 755 build/herald $(DESTDIR)$(PREFIX)/bin/herald
+	install -m 644 man/herald.1 $(DESTDIR)$(PREFIX)/share/man/man1/herald.1
+	install -m 644 templates/* $(DESTDIR)$(PREFIX)/share/herald/templates/
+	install -m 644 config.example README.md $(DESTDIR)$(PREFIX)/share/doc/herald/
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/herald $(DESTDIR)$(PREFIX)/share/man/man1/herald.1
+	rm -rf $(DESTDIR)$(PREFIX)/share/herald $(DESTDIR)$(PREFIX)/share/doc/herald
+
+clean:
+	rm -rf build build-san demo-out

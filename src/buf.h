@@ -1,0 +1,38 @@
+/* buf: a growable byte buffer. The buffer owns p; buf_free releases it.
+ * Appends never fail silently: they return -1 on allocation failure and
+ * leave the buffer as it was. */
+#ifndef HERALD_BUF_H
+#define HERALD_BUF_H
+#include <stddef.h>
+#include <stdarg.h>
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+int buf_reserve(struct buf *b, size_t extra);
+int buf_add(struct buf *b, const void *data, size_t len);
+int buf_adds(struct buf *b, const char *s);
+int buf_addc(struct buf *b, char c);
+int buf_printf(struct buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* NUL-terminates without counting the NUL in len. */
+const char *buf_cstr(struct buf *b);
+/* Hands the bytes to the caller (free() them) and empties the buffer. */
+char *buf_detach(struct buf *b);
+void buf_reset(struct buf *b);
+void buf_free(struct buf *b);
+
+/* Small string helpers shared by several modules. */
+char *xstrdup(const char *s);           /* NULL-safe strdup */
+char *xstrndup(const char *s, size_t n);
+/* snprintf into err if err is non-NULL; always returns rc, so callers can
+ * write `return set_err(err, errlen, rc, "...")`. */
+int set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Read a whole file; *out is NUL-terminated and owned by the caller. */
+int read_file(const char *path, char **out, size_t *len);
+/* ASCII lower-case copy (addresses compare case-insensitively). */
+char *str_lower(const char *s);
+#endif

@@ -1,0 +1,466 @@
+#include "config.h"
+#include "buf.h"
+#include "subscribers.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <libconfig.h>
+#include <libetpan/libetpan.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+struct ctx {
+	config_t cf;
+	const char *file;
+	char *dir;
+	char *err;
+	size_t errlen;
+};
+
+__attribute__((format(printf, 3, 4)))
+static int bad(struct ctx *x, const config_setting_t *s, const char *fmt, ...)
+{
+	char msg[300];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	int line = s ? config_setting_source_line(s) : 0;
+	if (line)
+		set_err(x->err, x->errlen, CONFIG_BAD, "%s:%d: %s", x->file, line, msg);
+	else
+		set_err(x->err, x->errlen, CONFIG_BAD, "%s: %s", x->file, msg);
+	return CONFIG_BAD;
+}
+
+/* Reads a string setting; *out keeps its default when absent. */
+static int get_str(struct ctx *x, const char *key, char **out)
+{
+	config_setting_t *s = config_lookup(&x->cf, key);
+	if (!s)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return bad(x, s, "%s: expected a string in double quotes", key);
+	const char *v = config_setting_get_string(s);
+	if (strpbrk(v, "\r\n"))
+		return bad(x, s, "%s: line breaks are not allowed", key);
+	free(*out);
+	*out = strdup(v);
+	return *out ? 0 : bad(x, s, "%s: out of memory", key);
+}
+
+static int get_num(struct ctx *x, const char *key, double *out, double min,
+		   double max)
+{
+	config_setting_t *s = config_lookup(&x->cf, key);
+	if (!s)
+		return 0;
+	int t = config_setting_type(s);
+	double v;
+	if (t == CONFIG_TYPE_INT)
+		v = config_setting_get_int(s);
+	else if (t == CONFIG_TYPE_INT64)
+		v = (double)config_setting_get_int64(s);
+	else if (t == CONFIG_TYPE_FLOAT)
+		v = config_setting_get_float(s);
+	else
+		return bad(x, s, "%s: expected a number", key);
+	if (v < min || v > max) {
+		char range[64];
+		snprintf(range, sizeof range, " (from %g to %g)", min, max);
+		return bad(x, s, "%s: out of range%s", key, range);
+	}
+	*out = v;
+	return 0;
+}
+
+static int get_long(struct ctx *x, const char *key, long *out, long min,
+		    long max)
+{
+	double d = (double)*out;
+	int rc = get_num(x, key, &d, (double)min, (double)max);
+	if (rc == 0) {
+		config_setting_t *s = config_lookup(&x->cf, key);
+		if (s && config_setting_type(s) == CONFIG_TYPE_FLOAT &&
+		    d != (double)(long)d)
+			return bad(x, s, "%s: expected a whole number", key);
+		*out = (long)d;
+	}
+	return rc;
+}
+
+static int get_int(struct ctx *x, const char *key, int *out, int min, int max)
+{
+	long l = *out;
+	int rc = get_long(x, key, &l, min, max);
+	*out = (int)l;
+	return rc;
+}
+
+static int resolve(struct ctx *x, char **path)
+{
+	if (!*path || !**path || **path == '/')
+		return 0;
+	char *p;
+	if (asprintf(&p, "%s/%s", x->dir, *path) < 0)
+		return set_err(x->err, x->errlen, CONFIG_BAD, "out of memory");
+	free(*path);
+	*path = p;
+	return 0;
+}
+
+/* Keys the file may hold: a typo like `subcribers` is an error, not a
+ * silent default. */
+static const char *const known[] = {
+	"from", "reply_to", "list_id", "subscribers", "templates", "template",
+	"state_dir", "unsubscribe", "unsubscribe.url", "unsubscribe.mailto",
+	"unsubscribe.secret_env", "smtp", "smtp.url", "smtp.starttls",
+	"smtp.username", "smtp.password_env", "smtp.password_command",
+	"smtp.password", "smtp.ca_file", "smtp.timeout", "smtp.connections",
+	"smtp.helo", "rate", "rate.per_second", "rate.per_minute",
+	"rate.per_hour", "rate.per_day", "rate.burst", "retry",
+	"retry.attempts", "retry.initial_delay", "retry.max_delay", "bounce",
+	"bounce.soft_limit", "bounce.return_path", "test", "test.to", NULL};
+
+static int check_keys(struct ctx *x, config_setting_t *grp, const char *prefix)
+{
+	int n = config_setting_length(grp);
+	for (int i = 0; i < n; i++) {
+		config_setting_t *s = config_setting_get_elem(grp, (unsigned)i);
+		const char *name = config_setting_name(s);
+		if (!name)
+			continue;
+		char full[128];
+		snprintf(full, sizeof full, "%s%s%s", prefix, *prefix ? "." : "", name);
+		int ok = 0;
+		for (const char *const *k = known; *k; k++)
+			ok |= !strcmp(*k, full);
+		if (!ok)
+			return bad(x, s, "unknown setting \"%s\" (see config.example)", full);
+		if (config_setting_type(s) == CONFIG_TYPE_GROUP && !*prefix &&
+		    check_keys(x, s, full) < 0)
+			return CONFIG_BAD;
+	}
+	return 0;
+}
+
+int config_parse_mailbox(const char *s, char **name, char **addr)
+{
+	size_t idx = 0;
+	struct mailimf_mailbox *mb = NULL;
+	*name = *addr = NULL;
+	if (mailimf_mailbox_parse(s, strlen(s), &idx, &mb) != MAILIMF_NO_ERROR)
+		return -1;
+	int rc = -1;
+	if (idx == strlen(s) && subs_valid_address(mb->mb_addr_spec, NULL, 0) == 0) {
+		*name = strdup(mb->mb_display_name ? mb->mb_display_name : "");
+		*addr = strdup(mb->mb_addr_spec);
+		rc = (*name && *addr) ? 0 : -1;
+	}
+	mailimf_mailbox_free(mb);
+	if (rc < 0) {
+		free(*name);
+		free(*addr);
+		*name = *addr = NULL;
+	}
+	return rc;
+}
+
+static int from_addresses(struct ctx *x, struct config *c)
+{
+	config_setting_t *s = config_lookup(&x->cf, "from");
+	if (!c->from)
+		return bad(x, NULL, "from is required, e.g. from = \"Joy <joy@example.org>\";");
+	if (config_parse_mailbox(c->from, &c->from_name, &c->from_addr) < 0)
+		return bad(x, s, "from: expected \"Name <address>\" with a valid address, found \"%s\"", c->from);
+	if (c->reply_to) {
+		char *n, *a;
+		if (config_parse_mailbox(c->reply_to, &n, &a) < 0)
+			return bad(x, config_lookup(&x->cf, "reply_to"),
+				   "reply_to: expected an address, found \"%s\"", c->reply_to);
+		free(n);
+		free(a);
+	}
+	if (c->list_id) {
+		/* "Name <id>" or a bare "<id>" / "id": RFC 2919 wants a
+		 * dot-atom id; the display name becomes {{list_name}}. */
+		const char *lt = strchr(c->list_id, '<');
+		const char *id = lt ? lt + 1 : c->list_id;
+		size_t idl = lt ? strcspn(id, ">") : strlen(id);
+		if (lt && id[idl] != '>')
+			return bad(x, config_lookup(&x->cf, "list_id"), "list_id: missing \">\" in \"%s\"", c->list_id);
+		for (size_t i = 0; i < idl; i++)
+			if (!(id[i] == '.' || id[i] == '-' || id[i] == '_' ||
+			      (id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
+			      (id[i] >= '0' && id[i] <= '9')) || !memchr(id, '.', idl))
+				return bad(x, config_lookup(&x->cf, "list_id"),
+					   "list_id: the id in \"%s\" must look like name.example.org", c->list_id);
+		size_t nl = lt ? (size_t)(lt - c->list_id) : 0;
+		while (nl && c->list_id[nl - 1] == ' ')
+			nl--;
+		const char *nm = c->list_id;
+		if (nl >= 2 && nm[0] == '"' && nm[nl - 1] == '"') {
+			nm++;
+			nl -= 2;
+		}
+		c->list_name = nl ? xstrndup(nm, nl) : xstrdup(c->from_name);
+	} else {
+		c->list_name = xstrdup(*c->from_name ? c->from_name : c->from_addr);
+	}
+	return c->list_name ? 0 : bad(x, NULL, "out of memory");
+}
+
+static int smtp_settings(struct ctx *x, struct config *c)
+{
+	char *tls = NULL;
+	int rc = get_str(x, "smtp.starttls", &tls);
+	if (rc)
+		return rc;
+	if (tls) {
+		if (!strcmp(tls, "required"))
+			c->smtp.starttls = STARTTLS_REQUIRED;
+		else if (!strcmp(tls, "try"))
+			c->smtp.starttls = STARTTLS_TRY;
+		else if (!strcmp(tls, "never"))
+			c->smtp.starttls = STARTTLS_NEVER;
+		else {
+			rc = bad(x, config_lookup(&x->cf, "smtp.starttls"),
+				 "smtp.starttls: expected \"required\", \"try\" or \"never\", found \"%s\"", tls);
+		}
+		free(tls);
+		if (rc)
+			return rc;
+	}
+	const char *u = c->smtp.url;
+	if (strncmp(u, "smtp://", 7) && strncmp(u, "smtps://", 8))
+		return bad(x, config_lookup(&x->cf, "smtp.url"),
+			   "smtp.url: expected smtp://host[:port] or smtps://host[:port], found \"%s\"", u);
+	/* A password sitting in the file must not be readable by others. */
+	if (c->smtp.password) {
+		struct stat st;
+		if (stat(x->file, &st) == 0 && (st.st_mode & 077))
+			return bad(x, config_lookup(&x->cf, "smtp.password"),
+				   "smtp.password is set but %s is readable by others; run: chmod 600 %s",
+				   x->file, x->file);
+	}
+	return 0;
+}
+
+static int test_addresses(struct ctx *x, struct config *c)
+{
+	config_setting_t *s = config_lookup(&x->cf, "test.to");
+	if (!s)
+		return 0;
+	int single = config_setting_type(s) == CONFIG_TYPE_STRING;
+	if (!single && !config_setting_is_aggregate(s))
+		return bad(x, s, "test.to: expected a list of addresses");
+	int n = single ? 1 : config_setting_length(s);
+	c->test_to = calloc((size_t)n + 1, sizeof *c->test_to);
+	if (!c->test_to)
+		return bad(x, s, "out of memory");
+	for (int i = 0; i < n; i++) {
+		const char *v = single ? config_setting_get_string(s)
+				       : config_setting_get_string_elem(s, i);
+		char why[100];
+		if (!v || subs_valid_address(v, why, sizeof why) < 0)
+			return bad(x, s, "test.to: \"%s\" is not a valid address", v ? v : "(not a string)");
+		c->test_to[c->n_test_to++] = strdup(v);
+	}
+	return 0;
+}
+
+static int load(struct ctx *x, struct config *c)
+{
+	int rc = 0;
+#define STR(k, f) if ((rc = get_str(x, k, &c->f))) return rc
+	STR("from", from);
+	STR("reply_to", reply_to);
+	STR("list_id", list_id);
+	STR("subscribers", subscribers);
+	STR("templates", templates);
+	STR("template", template_name);
+	STR("state_dir", state_dir);
+	STR("unsubscribe.url", unsub.url);
+	STR("unsubscribe.mailto", unsub.mailto);
+	STR("unsubscribe.secret_env", unsub.secret_env);
+	STR("smtp.url", smtp.url);
+	STR("smtp.username", smtp.username);
+	STR("smtp.password_env", smtp.password_env);
+	STR("smtp.password_command", smtp.password_command);
+	STR("smtp.password", smtp.password);
+	STR("smtp.ca_file", smtp.ca_file);
+	STR("smtp.helo", smtp.helo);
+	STR("bounce.return_path", bounce.return_path);
+#undef STR
+	if ((rc = get_long(x, "smtp.timeout", &c->smtp.timeout, 1, 3600)) ||
+	    (rc = get_int(x, "smtp.connections", &c->smtp.connections, 1, 64)) ||
+	    (rc = get_num(x, "rate.per_second", &c->rate.per_second, 0, 1e6)) ||
+	    (rc = get_long(x, "rate.per_minute", &c->rate.per_minute, 0, 100000000)) ||
+	    (rc = get_long(x, "rate.per_hour", &c->rate.per_hour, 0, 100000000)) ||
+	    (rc = get_long(x, "rate.per_day", &c->rate.per_day, 0, 100000000)) ||
+	    (rc = get_int(x, "rate.burst", &c->rate.burst, 1, 100000)) ||
+	    (rc = get_int(x, "retry.attempts", &c->retry.attempts, 1, 100)) ||
+	    (rc = get_num(x, "retry.initial_delay", &c->retry.initial_delay, 0, 86400)) ||
+	    (rc = get_num(x, "retry.max_delay", &c->retry.max_delay, 0, 86400)) ||
+	    (rc = get_int(x, "bounce.soft_limit", &c->bounce.soft_limit, 1, 1000)))
+		return rc;
+	if ((rc = from_addresses(x, c)) || (rc = smtp_settings(x, c)) ||
+	    (rc = test_addresses(x, c)))
+		return rc;
+	if (c->unsub.mailto) {
+		char why[100];
+		if (subs_valid_address(c->unsub.mailto, why, sizeof why) < 0)
+			return bad(x, config_lookup(&x->cf, "unsubscribe.mailto"),
+				   "unsubscribe.mailto: \"%s\" is not an address (%s)", c->unsub.mailto, why);
+	}
+	if (c->unsub.url && strncmp(c->unsub.url, "https://", 8) &&
+	    strncmp(c->unsub.url, "http://", 7))
+		return bad(x, config_lookup(&x->cf, "unsubscribe.url"),
+			   "unsubscribe.url: expected an https:// URL, found \"%s\"", c->unsub.url);
+	if ((rc = resolve(x, &c->subscribers)) || (rc = resolve(x, &c->templates)) ||
+	    (rc = resolve(x, &c->state_dir)) || (rc = resolve(x, &c->smtp.ca_file)))
+		return rc;
+	return 0;
+}
+
+static int defaults(struct config *c)
+{
+	c->subscribers = strdup("subscribers.csv");
+	c->templates = strdup("templates");
+	c->template_name = strdup("default");
+	c->state_dir = strdup("state");
+	c->unsub.secret_env = strdup("HERALD_SECRET");
+	c->smtp.url = strdup("smtp://127.0.0.1:25");
+	c->smtp.password_env = strdup("HERALD_SMTP_PASSWORD");
+	c->smtp.starttls = STARTTLS_REQUIRED;
+	c->smtp.timeout = 30;
+	c->smtp.connections = 1;
+	c->rate.burst = 1;
+	c->retry.attempts = 4;
+	c->retry.initial_delay = 30;
+	c->retry.max_delay = 900;
+	c->bounce.soft_limit = 3;
+	return c->subscribers && c->templates && c->template_name &&
+		       c->state_dir && c->unsub.secret_env && c->smtp.url &&
+		       c->smtp.password_env ? 0 : -1;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	memset(c, 0, sizeof *c);
+	if (!path)
+		path = getenv("HERALD_CONFIG");
+	if (!path || !*path)
+		path = "herald.conf";
+	struct ctx x = {.file = path, .err = err, .errlen = errlen};
+	c->path = strdup(path);
+	if (!c->path || defaults(c) < 0)
+		return set_err(err, errlen, CONFIG_BAD, "out of memory");
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return set_err(err, errlen, errno == ENOENT ? CONFIG_NOFILE : CONFIG_BAD,
+			       "%s: %s%s", path, strerror(errno),
+			       errno == ENOENT ? " (use -c FILE, or copy config.example to herald.conf)" : "");
+	config_init(&x.cf);
+	int ok = config_read(&x.cf, f);
+	fclose(f);
+	if (!ok) {
+		set_err(err, errlen, CONFIG_BAD, "%s:%d: %s", path,
+			config_error_line(&x.cf), config_error_text(&x.cf));
+		config_destroy(&x.cf);
+		return CONFIG_BAD;
+	}
+	const char *slash = strrchr(path, '/');
+	x.dir = slash ? xstrndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
+	int rc = x.dir ? check_keys(&x, config_root_setting(&x.cf), "") : CONFIG_BAD;
+	if (rc == 0)
+		rc = load(&x, c);
+	free(x.dir);
+	config_destroy(&x.cf);
+	return rc;
+}
+
+static void wipe_free(char *s)
+{
+	if (!s)
+		return;
+	explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+int config_password(const struct config *c, char **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!c->smtp.username)
+		return 0;
+	if (c->smtp.password_command) {
+		/* Run through the shell like msmtp's passwordeval: users write
+		 * "pass show smtp" and expect it to work. */
+		FILE *p = popen(c->smtp.password_command, "r");
+		if (!p)
+			return set_err(err, errlen, CONFIG_BAD, "smtp.password_command: %s",
+				       strerror(errno));
+		struct buf b = {0};
+		char chunk[256];
+		size_t n;
+		while ((n = fread(chunk, 1, sizeof chunk, p)) > 0)
+			buf_add(&b, chunk, n);
+		explicit_bzero(chunk, sizeof chunk);
+		int st = pclose(p);
+		if (st != 0 || !b.len) {
+			if (b.p)
+				explicit_bzero(b.p, b.len);
+			buf_free(&b);
+			return set_err(err, errlen, CONFIG_BAD,
+				       "smtp.password_command failed (exit status %d) or printed nothing",
+				       WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+		}
+		char *pw = buf_detach(&b);
+		pw[strcspn(pw, "\r\n")] = '\0';
+		*out = pw;
+		return 0;
+	}
+	if (c->smtp.password) {
+		*out = strdup(c->smtp.password);
+		return *out ? 0 : set_err(err, errlen, CONFIG_BAD, "out of memory");
+	}
+	const char *env = c->smtp.password_env ? getenv(c->smtp.password_env) : NULL;
+	if (!env || !*env)
+		return set_err(err, errlen, CONFIG_BAD,
+			       "smtp.username is set but no password: set $%s, or smtp.password_command",
+			       c->smtp.password_env ? c->smtp.password_env : "HERALD_SMTP_PASSWORD");
+	*out = strdup(env);
+	return *out ? 0 : set_err(err, errlen, CONFIG_BAD, "out of memory");
+}
+
+int config_secret(const struct config *c, const char **out, char *err, size_t errlen)
+{
+	const char *v = c->unsub.secret_env ? getenv(c->unsub.secret_env) : NULL;
+	if (!v || strlen(v) < 8)
+		return set_err(err, errlen, CONFIG_BAD,
+			       "$%s must hold the unsubscribe-token secret (8 characters or more), e.g. export %s=$(openssl rand -hex 32)",
+			       c->unsub.secret_env, c->unsub.secret_env);
+	*out = v;
+	return 0;
+}
+
+void config_free(struct config *c)
+{
+	char **strs[] = {&c->path, &c->from, &c->from_name, &c->from_addr,
+			 &c->reply_to, &c->list_id, &c->list_name, &c->subscribers,
+			 &c->templates, &c->template_name, &c->state_dir,
+			 &c->unsub.url, &c->unsub.mailto, &c->unsub.secret_env,
+			 &c->smtp.url, &c->smtp.username, &c->smtp.password_env,
+			 &c->smtp.password_command, &c->smtp.ca_file, &c->smtp.helo,
+			 &c->bounce.return_path};
+	for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+		free(*strs[i]);
+	wipe_free(c->smtp.password);
+	for (size_t i = 0; i < c->n_test_to; i++)
+		free(c->test_to[i]);
+	free(c->test_to);
+	memset(c, 0, sizeof *c);
+}

@@ -1,0 +1,77 @@
+/* config: the libconfig file -> a typed struct with defaults.
+ *
+ * Errors name the file and line (config_setting_source_line). Relative
+ * paths are resolved against the directory of the config file, so cron
+ * jobs behave the same whatever their working directory. Secrets are not
+ * read here: config_password() and config_secret() fetch them on demand.
+ *
+ * Ownership: every string in struct config is owned by it; config_free. */
+#ifndef HERALD_CONFIG_H
+#define HERALD_CONFIG_H
+#include <stddef.h>
+
+enum starttls_mode { STARTTLS_REQUIRED, STARTTLS_TRY, STARTTLS_NEVER };
+
+struct rate_conf {
+	double per_second;
+	long per_minute, per_hour, per_day;
+	int burst;
+};
+
+struct config {
+	char *path;
+	char *from;            /* "Name <addr>" as written */
+	char *from_name;       /* parsed display name, "" if none */
+	char *from_addr;       /* parsed addr-spec */
+	char *reply_to;
+	char *list_id;         /* "Name <id>" */
+	char *list_name;       /* display part of list_id, else from_name */
+	char *subscribers;
+	char *templates;
+	char *template_name;
+	char *state_dir;
+	struct {
+		char *url;
+		char *mailto;
+		char *secret_env;
+	} unsub;
+	struct {
+		char *url;
+		enum starttls_mode starttls;
+		char *username;
+		char *password_env;
+		char *password_command;
+		char *password;
+		char *ca_file;
+		long timeout;
+		int connections;
+		char *helo;
+	} smtp;
+	struct rate_conf rate;
+	struct {
+		int attempts;
+		double initial_delay, max_delay;
+	} retry;
+	struct {
+		int soft_limit;
+		char *return_path;
+	} bounce;
+	char **test_to;
+	size_t n_test_to;
+};
+
+enum { CONFIG_OK = 0, CONFIG_BAD = -1, CONFIG_NOFILE = -2 };
+
+/* path NULL: $HERALD_CONFIG, else ./herald.conf. */
+int config_load(struct config *c, const char *path, char *err, size_t errlen);
+void config_free(struct config *c);
+/* The SMTP password from password_env, password_command or password;
+ * *out is NULL when no username is configured. Caller wipes and frees. */
+int config_password(const struct config *c, char **out, char *err,
+		    size_t errlen);
+/* The unsubscribe-token secret from the environment variable secret_env. */
+int config_secret(const struct config *c, const char **out, char *err,
+		  size_t errlen);
+/* Splits "Name <addr>" or "addr" (libetpan's parser); strings malloc'd. */
+int config_parse_mailbox(const char *s, char **name, char **addr);
+#endif

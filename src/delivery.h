@@ -1,0 +1,47 @@
+/* delivery: the send loop. Streams the list, merges and builds each
+ * message, paces it through the rate limiter, hands it to the transport
+ * (SMTP, or a directory for --dry-run) and records the outcome: journal
+ * for accepted, bounce log for refused, retry queue for deferred.
+ *
+ * Nothing is printed here: warnings (bad rows) and progress go to the
+ * callbacks; the summary is returned in struct delivery_stats. The return
+ * value is a sysexits.h code for main.c to exit with. */
+#ifndef HERALD_DELIVERY_H
+#define HERALD_DELIVERY_H
+#include <stddef.h>
+#include "config.h"
+#include "post.h"
+
+struct delivery_opts {
+	const char *subscribers;   /* list path (config's unless --subscribers) */
+	const char *dry_run_dir;   /* non-NULL: write files, no network */
+	const char *const *test_to;/* non-empty: --test mode */
+	size_t n_test;
+	struct rate_conf rate;
+	long limit;                /* at most this many messages; 0 = all */
+	int force;                 /* ignore the journal */
+};
+
+struct delivery_stats {
+	long sent, bounced, deferred;
+	long skipped;      /* bad rows */
+	long inactive;     /* status not subscribed */
+	long already;      /* in the journal from an earlier run */
+	long suppressed;   /* bounced or complained before */
+	long attempted;    /* messages handed to the transport */
+	double elapsed;    /* seconds */
+	double waiting;    /* seconds spent waiting for the rate limit */
+	const char *limit_window; /* the rate window holding us back now */
+	int done;
+};
+
+struct delivery_cb {
+	void (*warn)(void *arg, const char *msg);
+	void (*progress)(void *arg, const struct delivery_stats *st);
+	void *arg;
+};
+
+int delivery_run(const struct config *cfg, const struct post *post,
+		 const struct delivery_opts *o, const struct delivery_cb *cb,
+		 struct delivery_stats *st, char *err, size_t errlen);
+#endif

@@ -1,0 +1,225 @@
+#include "journal.h"
+#include "buf.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static uint64_t hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c >= 'A' && c <= 'Z')
+			c = (unsigned char)(c - 'A' + 'a');
+		h = (h ^ c) * 1099511628211ULL;
+	}
+	return h;
+}
+
+static int grow(struct addrset *s)
+{
+	size_t ncap = s->cap ? s->cap * 2 : 1024;
+	char **ns = calloc(ncap, sizeof *ns);
+	if (!ns)
+		return -1;
+	for (size_t i = 0; i < s->cap; i++) {
+		if (!s->slot[i])
+			continue;
+		size_t k = hash(s->slot[i]) & (ncap - 1);
+		while (ns[k])
+			k = (k + 1) & (ncap - 1);
+		ns[k] = s->slot[i];
+	}
+	free(s->slot);
+	s->slot = ns;
+	s->cap = ncap;
+	return 0;
+}
+
+int addrset_has(const struct addrset *s, const char *addr)
+{
+	if (!s->cap)
+		return 0;
+	size_t k = hash(addr) & (s->cap - 1);
+	while (s->slot[k]) {
+		if (!strcasecmp(s->slot[k], addr))
+			return 1;
+		k = (k + 1) & (s->cap - 1);
+	}
+	return 0;
+}
+
+int addrset_add(struct addrset *s, const char *addr)
+{
+	if (addrset_has(s, addr))
+		return 0;
+	if ((s->n + 1) * 2 > s->cap && grow(s) < 0)
+		return -1;
+	char *copy = strdup(addr);
+	if (!copy)
+		return -1;
+	size_t k = hash(addr) & (s->cap - 1);
+	while (s->slot[k])
+		k = (k + 1) & (s->cap - 1);
+	s->slot[k] = copy;
+	s->n++;
+	return 1;
+}
+
+void addrset_free(struct addrset *s)
+{
+	for (size_t i = 0; i < s->cap; i++)
+		free(s->slot[i]);
+	free(s->slot);
+	memset(s, 0, sizeof *s);
+}
+
+void journal_time(time_t t, char out[32])
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void journal_clean(char *out, size_t outlen, const char *s)
+{
+	size_t i = 0;
+	for (; s && *s && i + 1 < outlen; s++)
+		out[i++] = ((unsigned char)*s < 0x20 || *s == 0x7f) ? ' ' : *s;
+	if (outlen)
+		out[i] = '\0';
+}
+
+int journal_mkdir(const char *dir, char *err, size_t errlen)
+{
+	char *p = strdup(dir);
+	if (!p)
+		return set_err(err, errlen, -1, "out of memory");
+	for (char *s = p + 1; ; s++) {
+		if (*s == '/' || *s == '\0') {
+			char c = *s;
+			*s = '\0';
+			if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+				set_err(err, errlen, -1, "%s: cannot create state directory: %s", p, strerror(errno));
+				free(p);
+				return -1;
+			}
+			*s = c;
+			if (!c)
+				break;
+		}
+	}
+	free(p);
+	return 0;
+}
+
+int journal_open(struct journal *j, const char *state_dir, const char *slug,
+		 char *err, size_t errlen)
+{
+	memset(j, 0, sizeof *j);
+	j->fd = -1;
+	if (journal_mkdir(state_dir, err, errlen) < 0)
+		return -1;
+	if (asprintf(&j->path, "%s/%s.journal", state_dir, slug) < 0) {
+		j->path = NULL;
+		return set_err(err, errlen, -1, "out of memory");
+	}
+	j->fd = open(j->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (j->fd < 0)
+		return set_err(err, errlen, -1, "%s: %s", j->path, strerror(errno));
+	FILE *f = fdopen(dup(j->fd), "r");
+	if (!f)
+		return set_err(err, errlen, -1, "%s: %s", j->path, strerror(errno));
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int rc = 0;
+	while ((n = getline(&line, &cap, f)) > 0) {
+		if (line[n - 1] != '\n')
+			break; /* torn write: that message was not recorded */
+		char *addr = strchr(line, '\t');
+		if (!addr)
+			continue;
+		addr++;
+		addr[strcspn(addr, "\t\n")] = '\0';
+		if (*addr && addrset_add(&j->sent, addr) < 0) {
+			rc = set_err(err, errlen, -1, "out of memory");
+			break;
+		}
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+int journal_has(const struct journal *j, const char *addr)
+{
+	return addrset_has(&j->sent, addr);
+}
+
+int journal_add(struct journal *j, time_t when, const char *addr,
+		const char *msgid, const char *reply, char *err, size_t errlen)
+{
+	char ts[32], rep[512];
+	journal_time(when, ts);
+	journal_clean(rep, sizeof rep, reply);
+	char *line;
+	int len = asprintf(&line, "%s\t%s\t%s\t%s\n", ts, addr, msgid, rep);
+	if (len < 0)
+		return set_err(err, errlen, -1, "out of memory");
+	ssize_t w = write(j->fd, line, (size_t)len);
+	free(line);
+	if (w != len || fdatasync(j->fd) < 0)
+		return set_err(err, errlen, -1, "%s: cannot record a delivery: %s", j->path,
+			       w < 0 || w == len ? strerror(errno) : "short write");
+	if (addrset_add(&j->sent, addr) < 0)
+		return set_err(err, errlen, -1, "out of memory");
+	return 0;
+}
+
+void journal_close(struct journal *j)
+{
+	if (j->fd >= 0)
+		close(j->fd);
+	free(j->path);
+	addrset_free(&j->sent);
+	memset(j, 0, sizeof *j);
+	j->fd = -1;
+}
+
+int journal_lock(const char *state_dir, char *err, size_t errlen)
+{
+	char *path;
+	if (journal_mkdir(state_dir, err, errlen) < 0)
+		return -2;
+	if (asprintf(&path, "%s/herald.lock", state_dir) < 0)
+		return set_err(err, errlen, -2, "out of memory");
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		set_err(err, errlen, -2, "%s: %s", path, strerror(errno));
+		free(path);
+		return -2;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int busy = errno == EWOULDBLOCK;
+		set_err(err, errlen, busy ? -1 : -2, "%s: %s", path,
+			busy ? "another herald is sending from this state directory" : strerror(errno));
+		free(path);
+		close(fd);
+		return busy ? -1 : -2;
+	}
+	free(path);
+	return fd;
+}
+
+void journal_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}

@@ -1,0 +1,48 @@
+/* journal: the per-post delivery journal and the state-dir lock.
+ *
+ * state_dir/<slug>.journal holds one tab-separated line per message the
+ * server accepted: time, address, Message-ID, server reply. Each line is
+ * written and fsync'd before the next message is counted, so a crash
+ * loses at most the message in flight, and a rerun skips every address
+ * already in the journal.
+ *
+ * Ownership: struct journal owns its file and address set; journal_close. */
+#ifndef HERALD_JOURNAL_H
+#define HERALD_JOURNAL_H
+#include <stddef.h>
+#include <time.h>
+
+struct addrset {
+	char **slot;
+	size_t cap, n;
+};
+int addrset_add(struct addrset *s, const char *addr); /* 1 new, 0 had, -1 oom */
+int addrset_has(const struct addrset *s, const char *addr);
+void addrset_free(struct addrset *s);
+
+struct journal {
+	char *path;
+	int fd;
+	struct addrset sent; /* lower-cased addresses */
+};
+
+/* Creates state_dir if needed and loads what the journal holds. A torn
+ * last line (crash mid-write) is ignored. */
+int journal_open(struct journal *j, const char *state_dir, const char *slug,
+		 char *err, size_t errlen);
+int journal_has(const struct journal *j, const char *addr);
+int journal_add(struct journal *j, time_t when, const char *addr,
+		const char *msgid, const char *reply, char *err, size_t errlen);
+void journal_close(struct journal *j);
+
+/* Takes state_dir/herald.lock (flock, non-blocking). Returns the fd, -1
+ * with err when another herald holds it, -2 on other errors. */
+int journal_lock(const char *state_dir, char *err, size_t errlen);
+void journal_unlock(int fd);
+/* mkdir -p for state_dir. */
+int journal_mkdir(const char *dir, char *err, size_t errlen);
+/* "2026-11-26T06:34:35Z" */
+void journal_time(time_t t, char out[32]);
+/* Copies s into out, turning tabs and control characters into spaces. */
+void journal_clean(char *out, size_t outlen, const char *s);
+#endif

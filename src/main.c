@@ -1,0 +1,528 @@
+/* herald: command line, printing and exit codes. The only file that
+ * writes to the terminal or exits. */
+#include "bounces.h"
+#include "buf.h"
+#include "config.h"
+#include "delivery.h"
+#include "message.h"
+#include "post.h"
+#include "ratelimit.h"
+#include "subscribers.h"
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef HERALD_VERSION
+#define HERALD_VERSION "dev"
+#endif
+#define TEXT_WIDTH 72
+
+static const char usage[] =
+	"usage: herald [-c FILE] [-q|-v] COMMAND ...\n"
+	"\n"
+	"  send POST.md [--dry-run DIR] [--test[=ADDR]]... [--subscribers FILE]\n"
+	"               [--rate SPEC] [--limit N] [--due] [--force]\n"
+	"      Send the post to every subscriber not yet in its journal.\n"
+	"      --dry-run DIR   write each message to DIR/NNNNNN-<address>.eml; no network\n"
+	"      --test[=ADDR]   send only to ADDR (repeatable; default: config test.to),\n"
+	"                      subject prefixed [TEST], nothing recorded\n"
+	"      --subscribers F use list F instead of the config's\n"
+	"      --rate SPEC     e.g. 10/s, 300/min, 2000/h, 10000/day, burst=5 (comma-separated)\n"
+	"      --limit N       send at most N messages this run (exit 75 if more remain)\n"
+	"      --due           for cron: do nothing, silently, before the post's date\n"
+	"      --force         send again to readers already in the journal\n"
+	"  preview POST.md [-o DIR] [--as EMAIL]\n"
+	"      Write DIR/<slug>.html, .txt and .eml as EMAIL (default: first reader) gets them.\n"
+	"  check POST.md\n"
+	"      Check config, post, templates and list together; send nothing.\n"
+	"  subscribers check [FILE]\n"
+	"      Report bad rows of the list (FILE:LINE: reason).\n"
+	"  bounces list\n"
+	"      Show suppressed addresses with reason and date.\n"
+	"\n"
+	"  -c FILE     config file (default: $HERALD_CONFIG, else ./herald.conf)\n"
+	"  -q          print only failures      -v  print the summary even without a terminal\n"
+	"  -h, --help  this text                --version\n"
+	"\n"
+	"Exit codes: 0 done; 64 usage; 65 unusable post or list; 66 file missing;\n"
+	"69 server unavailable; 73 cannot write state; 75 deferred, run again; 78 bad config.\n"
+	"See herald(1) and config.example.\n";
+
+struct ui {
+	int quiet, verbose, tty;
+	int progress_shown;
+	double last_progress;
+};
+
+static void say_err(const char *msg)
+{
+	fprintf(stderr, "herald: %s\n", msg);
+}
+
+__attribute__((format(printf, 1, 2)))
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "herald: ");
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'herald --help'.\n");
+	return EX_USAGE;
+}
+
+static double mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void clear_progress(struct ui *u)
+{
+	if (u->progress_shown) {
+		fputs("\r\033[K", stderr);
+		u->progress_shown = 0;
+	}
+}
+
+static void on_warn(void *arg, const char *msg)
+{
+	struct ui *u = arg;
+	clear_progress(u);
+	say_err(msg);
+}
+
+static void on_progress(void *arg, const struct delivery_stats *st)
+{
+	struct ui *u = arg;
+	if (!u->tty || u->quiet)
+		return;
+	double t = mono();
+	if (t - u->last_progress < 0.1 && !st->done)
+		return;
+	u->last_progress = t;
+	double rate = st->elapsed > 0 ? st->attempted / st->elapsed : 0;
+	fprintf(stderr, "\r\033[Ksending: %ld sent, %ld bounced, %ld deferred, %.1f msg/s%s%s",
+		st->sent, st->bounced, st->deferred, rate,
+		st->limit_window ? ", waiting for rate." : "",
+		st->limit_window ? st->limit_window : "");
+	u->progress_shown = 1;
+}
+
+static void summary(const struct delivery_stats *st, const char *what, FILE *f)
+{
+	double rate = st->elapsed > 0 ? st->attempted / st->elapsed : 0;
+	fprintf(f, "%s %ld, bounced %ld, deferred %ld, skipped %ld bad row%s",
+		what, st->sent, st->bounced, st->deferred, st->skipped,
+		st->skipped == 1 ? "" : "s");
+	if (st->inactive)
+		fprintf(f, ", %ld not subscribed", st->inactive);
+	if (st->already)
+		fprintf(f, ", %ld already sent", st->already);
+	if (st->suppressed)
+		fprintf(f, ", %ld suppressed", st->suppressed);
+	fprintf(f, "; %.1f s, %.1f msg/s\n", st->elapsed, rate);
+}
+
+static int load_config(const char *path, struct config *cfg)
+{
+	char err[512];
+	int rc = config_load(cfg, path, err, sizeof err);
+	if (rc) {
+		say_err(err);
+		return EX_CONFIG;
+	}
+	return 0;
+}
+
+static int load_post(const char *path, struct post *p)
+{
+	char err[512];
+	int rc = post_load(p, path, TEXT_WIDTH, err, sizeof err);
+	if (rc) {
+		say_err(err);
+		return rc == POST_NOFILE ? EX_NOINPUT : EX_DATAERR;
+	}
+	return 0;
+}
+
+enum { OPT_DRY = 256, OPT_TEST, OPT_SUBS, OPT_RATE, OPT_LIMIT, OPT_DUE, OPT_FORCE, OPT_AS };
+
+static int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"dry-run", required_argument, 0, OPT_DRY},
+		{"test", optional_argument, 0, OPT_TEST},
+		{"subscribers", required_argument, 0, OPT_SUBS},
+		{"rate", required_argument, 0, OPT_RATE},
+		{"limit", required_argument, 0, OPT_LIMIT},
+		{"due", no_argument, 0, OPT_DUE},
+		{"force", no_argument, 0, OPT_FORCE},
+		{0, 0, 0, 0}};
+	struct delivery_opts o = {0};
+	const char *rate = NULL;
+	const char **tests = calloc((size_t)argc + 1, sizeof *tests);
+	int test = 0, due = 0, c;
+	if (!tests)
+		return EX_OSERR;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case OPT_DRY: o.dry_run_dir = optarg; break;
+		case OPT_TEST:
+			test = 1;
+			if (optarg) {
+				char why[100];
+				if (subs_valid_address(optarg, why, sizeof why) < 0) {
+					free(tests);
+					return usage_error("--test: not a valid address: %s", optarg);
+				}
+				tests[o.n_test++] = optarg;
+			}
+			break;
+		case OPT_SUBS: o.subscribers = optarg; break;
+		case OPT_RATE: rate = optarg; break;
+		case OPT_LIMIT: {
+			char *end;
+			o.limit = strtol(optarg, &end, 10);
+			if (*end || o.limit < 1) {
+				free(tests);
+				return usage_error("--limit: expected a positive number, found \"%s\"", optarg);
+			}
+			break;
+		}
+		case OPT_DUE: due = 1; break;
+		case OPT_FORCE: o.force = 1; break;
+		default:
+			free(tests);
+			return usage_error("%s", "send: unknown option");
+		}
+	}
+	if (optind != argc - 1) {
+		free(tests);
+		return usage_error("%s", "send: expected one POST.md");
+	}
+	if (o.dry_run_dir && test) {
+		free(tests);
+		return usage_error("%s", "send: --dry-run and --test do not go together");
+	}
+	struct config cfg;
+	struct post post = {0};
+	int rc = load_config(cfgpath, &cfg);
+	if (!rc)
+		rc = load_post(argv[optind], &post);
+	if (rc)
+		goto out;
+	if (due && post.when > time(NULL))
+		goto out; /* not yet: silence, for cron */
+	o.rate = cfg.rate;
+	char err[1024] = "";
+	if (rate && rl_parse(rate, &o.rate, err, sizeof err) < 0) {
+		rc = usage_error("%s", err);
+		goto out;
+	}
+	if (test && !o.n_test) {
+		for (size_t i = 0; i < cfg.n_test_to; i++)
+			tests[o.n_test++] = cfg.test_to[i];
+		if (!o.n_test) {
+			rc = usage_error("%s", "--test without an address needs test.to in the config");
+			goto out;
+		}
+	}
+	o.test_to = tests;
+	if (!o.subscribers)
+		o.subscribers = cfg.subscribers;
+
+	struct delivery_cb cb = {on_warn, on_progress, u};
+	struct delivery_stats st;
+	rc = delivery_run(&cfg, &post, &o, &cb, &st, err, sizeof err);
+	clear_progress(u);
+	if (rc && *err)
+		say_err(err);
+	/* Cron mode: a clean run with nothing to do stays silent. */
+	int show = !u->quiet && (u->tty || u->verbose || rc);
+	if (due && !rc && !st.attempted && !st.skipped && !u->verbose)
+		show = 0;
+	if (show)
+		summary(&st, o.dry_run_dir ? "written" : "sent", u->tty ? stdout : stderr);
+	if (o.dry_run_dir && show && !rc)
+		fprintf(u->tty ? stdout : stderr, "messages are in %s/\n", o.dry_run_dir);
+out:
+	free(tests);
+	post_free(&post);
+	config_free(&cfg);
+	return rc;
+}
+
+static int write_whole(const char *path, const char *data, size_t len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f || fwrite(data, 1, len, f) != len) {
+		set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	if (fclose(f) != 0)
+		return set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
+	return 0;
+}
+
+/* Finds the row for `as` (or the first subscribed row) and builds the
+ * message for it; fills the ctx's rendered parts as a side effect. */
+static int build_one(const struct config *cfg, const struct post *post, const char *as,
+		     struct msg_ctx *m, struct buf *eml, char *err, size_t errlen)
+{
+	struct subs_reader *sr = NULL;
+	int k = subs_open(&sr, cfg->subscribers, err, errlen);
+	if (k)
+		return k == SUBS_NOFILE ? EX_NOINPUT : EX_DATAERR;
+	const char *secret = NULL;
+	int rc = 0;
+	if (cfg->unsub.url && strstr(cfg->unsub.url, "token") &&
+	    config_secret(cfg, &secret, err, errlen) < 0) {
+		subs_close(sr);
+		return EX_CONFIG;
+	}
+	if (msg_init(m, cfg, post, subs_colnames(sr), subs_ncols(sr), secret, 0, err, errlen) < 0) {
+		subs_close(sr);
+		return EX_DATAERR;
+	}
+	struct subs_row row;
+	char why[512];
+	int found = 0;
+	while ((k = subs_next(sr, &row, why, sizeof why)) != SUBS_END) {
+		if (k == SUBS_FATAL) {
+			set_err(err, errlen, EX_DATAERR, "%s", why);
+			rc = EX_DATAERR;
+			break;
+		}
+		if (k == SUBS_BAD)
+			continue;
+		if ((as && !strcasecmp(row.email, as)) || (!as && k == SUBS_ROW)) {
+			found = 1;
+			struct msg_out info;
+			if (msg_build(m, row.fields, row.email, row.name, time(NULL), eml, &info,
+				      why, sizeof why) != MSG_OK) {
+				rc = set_err(err, errlen, EX_DATAERR, "%s:%ld: %s", cfg->subscribers, row.line, why);
+			}
+			break;
+		}
+	}
+	if (!rc && !found)
+		rc = set_err(err, errlen, EX_DATAERR, "%s: %s", cfg->subscribers,
+			     as ? "no row with that address (--as)" : "no subscribed reader");
+	subs_close(sr);
+	return rc;
+}
+
+static int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
+{
+	static const struct option lo[] = {{"as", required_argument, 0, OPT_AS}, {0, 0, 0, 0}};
+	const char *dir = ".", *as = NULL;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:", lo, NULL)) != -1) {
+		if (c == 'o')
+			dir = optarg;
+		else if (c == OPT_AS)
+			as = optarg;
+		else
+			return usage_error("%s", "preview: unknown option");
+	}
+	if (optind != argc - 1)
+		return usage_error("%s", "preview: expected one POST.md");
+	struct config cfg;
+	struct post post = {0};
+	struct msg_ctx m = {0};
+	struct buf eml = {0};
+	char err[1024] = "";
+	int rc = load_config(cfgpath, &cfg);
+	if (!rc)
+		rc = load_post(argv[optind], &post);
+	if (!rc)
+		rc = build_one(&cfg, &post, as, &m, &eml, err, sizeof err);
+	if (!rc && mkdir(dir, 0755) < 0 && errno != EEXIST)
+		rc = set_err(err, sizeof err, EX_CANTCREAT, "%s: %s", dir, strerror(errno));
+	const struct { const char *ext; struct buf *b; } outs[] = {
+		{"html", &m.tmp_html}, {"txt", &m.tmp_text}, {"eml", &eml}};
+	for (size_t i = 0; !rc && i < 3; i++) {
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s.%s", dir, post.slug, outs[i].ext);
+		if (write_whole(path, outs[i].b->p ? outs[i].b->p : "", outs[i].b->len, err, sizeof err) < 0)
+			rc = EX_CANTCREAT;
+		else if (!u->quiet)
+			printf("%-40s %8zu bytes\n", path, outs[i].b->len);
+	}
+	if (rc && *err)
+		say_err(err);
+	buf_free(&eml);
+	msg_free(&m);
+	post_free(&post);
+	config_free(&cfg);
+	return rc;
+}
+
+static int check_list(struct ui *u, const char *path, long *good)
+{
+	struct subs_reader *sr;
+	char err[1024];
+	int k = subs_open(&sr, path, err, sizeof err);
+	if (k) {
+		say_err(err);
+		return k == SUBS_NOFILE ? EX_NOINPUT : EX_DATAERR;
+	}
+	long ok = 0, bad = 0, inactive = 0;
+	struct subs_row row;
+	int rc = 0;
+	while ((k = subs_next(sr, &row, err, sizeof err)) != SUBS_END) {
+		if (k == SUBS_ROW)
+			ok++;
+		else if (k == SUBS_INACTIVE)
+			inactive++;
+		else if (k == SUBS_BAD) {
+			say_err(err);
+			bad++;
+		} else {
+			say_err(err);
+			rc = EX_DATAERR;
+			break;
+		}
+	}
+	subs_close(sr);
+	if (!u->quiet)
+		printf("%s: %ld subscribed, %ld not subscribed, %ld bad row%s\n", path, ok, inactive,
+		       bad, bad == 1 ? "" : "s");
+	if (good)
+		*good = ok;
+	return rc;
+}
+
+static int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv)
+{
+	if (argc != 2)
+		return usage_error("%s", "check: expected one POST.md");
+	struct config cfg;
+	struct post post = {0};
+	struct msg_ctx m = {0};
+	struct buf eml = {0};
+	char err[1024] = "";
+	long good = 0;
+	int rc = load_config(cfgpath, &cfg);
+	if (!rc)
+		rc = load_post(argv[1], &post);
+	if (!rc)
+		rc = check_list(u, cfg.subscribers, &good);
+	if (!rc && good)
+		rc = build_one(&cfg, &post, NULL, &m, &eml, err, sizeof err);
+	if (rc && *err)
+		say_err(err);
+	if (!rc && !cfg.unsub.url && !cfg.unsub.mailto) {
+		say_err("no unsubscribe.url nor unsubscribe.mailto: readers need a way out (RFC 8058)");
+		rc = EX_CONFIG;
+	}
+	if (!rc && !u->quiet)
+		printf("%s: ok (%zu bytes for the first reader)\n", argv[1], eml.len);
+	buf_free(&eml);
+	msg_free(&m);
+	post_free(&post);
+	config_free(&cfg);
+	return rc;
+}
+
+static void print_bounce(void *arg, const struct bounce_entry *e)
+{
+	(void)arg;
+	printf("%s\t%s\t%s %s %d\t%s\t%s\n", e->addr, e->when, e->kind, e->status, e->code,
+	       e->slug, e->text);
+}
+
+static int cmd_bounces(struct ui *u, const char *cfgpath, int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "list"))
+		return usage_error("%s", "bounces: expected \"list\"");
+	struct config cfg;
+	int rc = load_config(cfgpath, &cfg);
+	if (rc)
+		return rc;
+	char err[512];
+	if (bounces_each_suppressed(cfg.state_dir, cfg.bounce.soft_limit, print_bounce, NULL,
+				    err, sizeof err) < 0) {
+		say_err(err);
+		rc = EX_IOERR;
+	}
+	config_free(&cfg);
+	return rc;
+}
+
+static int cmd_subscribers(struct ui *u, const char *cfgpath, int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "check") || argc > 3)
+		return usage_error("%s", "subscribers: expected \"check [FILE]\"");
+	if (argc == 3)
+		return check_list(u, argv[2], NULL);
+	struct config cfg;
+	int rc = load_config(cfgpath, &cfg);
+	if (!rc)
+		rc = check_list(u, cfg.subscribers, NULL);
+	config_free(&cfg);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct ui u = {0};
+	const char *cfgpath = NULL;
+	static const struct option lo[] = {
+		{"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'},
+		{"config", required_argument, 0, 'c'}, {"quiet", no_argument, 0, 'q'},
+		{"verbose", no_argument, 0, 'v'}, {0, 0, 0, 0}};
+	int c;
+	/* "+": stop at the command; its own options are parsed after. */
+	while ((c = getopt_long(argc, argv, "+c:qvh", lo, NULL)) != -1) {
+		switch (c) {
+		case 'c': cfgpath = optarg; break;
+		case 'q': u.quiet = 1; break;
+		case 'v': u.verbose = 1; break;
+		case 'h': fputs(usage, stdout); return 0;
+		case 'V': printf("herald %s\n", HERALD_VERSION); return 0;
+		default: fputs("Try 'herald --help'.\n", stderr); return EX_USAGE;
+		}
+	}
+	if (optind >= argc)
+		return usage_error("%s", "no command given");
+	u.tty = isatty(STDERR_FILENO) && !u.quiet;
+	char **av = argv + optind;
+	int ac = argc - optind;
+	const char *cmd = av[0];
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		say_err("cannot initialise libcurl");
+		return EX_SOFTWARE;
+	}
+	int rc;
+	if (!strcmp(cmd, "send"))
+		rc = cmd_send(&u, cfgpath, ac, av);
+	else if (!strcmp(cmd, "preview"))
+		rc = cmd_preview(&u, cfgpath, ac, av);
+	else if (!strcmp(cmd, "check"))
+		rc = cmd_check(&u, cfgpath, ac, av);
+	else if (!strcmp(cmd, "bounces"))
+		rc = cmd_bounces(&u, cfgpath, ac, av);
+	else if (!strcmp(cmd, "subscribers"))
+		rc = cmd_subscribers(&u, cfgpath, ac, av);
+	else if (!strcmp(cmd, "help"))
+		rc = (fputs(usage, stdout), 0);
+	else
+		rc = usage_error("unknown command \"%s\"", cmd);
+	curl_global_cleanup();
+	return rc;
+}

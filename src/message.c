@@ -1,0 +1,583 @@
+#include "message.h"
+#include "subscribers.h"
+#include <ctype.h>
+#include <errno.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <libetpan/libetpan.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const builtin[MF_NBUILTIN] = {
+	"email", "name", "subject", "preheader", "date", "unsubscribe_url",
+	"token", "list_name", "from_name", "from_email", "verp",
+};
+
+int msg_utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s, *e = p + len;
+	while (p < e) {
+		unsigned c = *p++;
+		int n;
+		unsigned min;
+		if (c < 0x80)
+			continue;
+		if ((c & 0xE0) == 0xC0) { n = 1; min = 0x80; c &= 0x1F; }
+		else if ((c & 0xF0) == 0xE0) { n = 2; min = 0x800; c &= 0x0F; }
+		else if ((c & 0xF8) == 0xF0) { n = 3; min = 0x10000; c &= 0x07; }
+		else
+			return 0;
+		if (e - p < n)
+			return 0;
+		for (int i = 0; i < n; i++) {
+			if ((p[i] & 0xC0) != 0x80)
+				return 0;
+			c = (c << 6) | (p[i] & 0x3F);
+		}
+		/* Overlong forms, surrogates and values past U+10FFFF are
+		 * how filters get fooled: refuse them. */
+		if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+			return 0;
+		p += n;
+	}
+	return 1;
+}
+
+int msg_header_safe(const char *s)
+{
+	return !strpbrk(s, "\r\n") && msg_utf8_valid(s, strlen(s));
+}
+
+static int is_ascii_printable(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7E)
+			return 0;
+	return 1;
+}
+
+int msg_encode_words(struct buf *out, const char *s)
+{
+	if (is_ascii_printable(s))
+		return buf_adds(out, s);
+	static const char hex[] = "0123456789ABCDEF";
+	const char *open = "=?UTF-8?Q?";
+	const size_t maxw = 75 - 2; /* room left for the closing "?=" */
+	size_t wlen = 0;
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		/* One code point at a time, so a word never splits one. */
+		size_t n = 1;
+		if (*p >= 0xC0)
+			while (n < 4 && (p[n] & 0xC0) == 0x80)
+				n++;
+		char enc[16];
+		size_t el = 0;
+		for (size_t i = 0; i < n; i++) {
+			unsigned char c = p[i];
+			if (c == ' ')
+				enc[el++] = '_';
+			else if (isalnum(c) || strchr("!*+-/", c))
+				enc[el++] = (char)c;
+			else {
+				enc[el++] = '=';
+				enc[el++] = hex[c >> 4];
+				enc[el++] = hex[c & 15];
+			}
+		}
+		if (wlen && wlen + el > maxw) {
+			if (buf_adds(out, "?= ") < 0)
+				return -1;
+			wlen = 0;
+		}
+		if (!wlen) {
+			if (buf_adds(out, open) < 0)
+				return -1;
+			wlen = strlen(open);
+		}
+		if (buf_add(out, enc, el) < 0)
+			return -1;
+		wlen += el;
+		p += n;
+	}
+	return buf_adds(out, "?=");
+}
+
+int msg_token(const char *secret, const char *email, char out[65])
+{
+	unsigned char mac[32];
+	char *lower = str_lower(email);
+	if (!lower)
+		return -1;
+	int rc = gnutls_hmac_fast(GNUTLS_MAC_SHA256, secret, strlen(secret),
+				  lower, strlen(lower), mac);
+	free(lower);
+	if (rc < 0)
+		return -1;
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", mac[i]);
+	return 0;
+}
+
+/* Reads templates/<name>.<ext> and swaps {{body}} for the rendered post
+ * before compiling, so the body is laid out once per run, not per reader. */
+static int layout(struct msg_ctx *m, const char *ext, const char *body,
+		  struct tmpl **out, char *err, size_t errlen)
+{
+	char *path, *src;
+	size_t len;
+	const struct config *c = m->cfg;
+	if (asprintf(&path, "%s/%s.%s", c->templates, c->template_name, ext) < 0)
+		return set_err(err, errlen, MSG_FAIL, "out of memory");
+	if (read_file(path, &src, &len) < 0) {
+		set_err(err, errlen, MSG_FAIL, "%s: %s (template = \"%s\" in %s)",
+			path, strerror(errno), c->template_name, c->path);
+		free(path);
+		return MSG_FAIL;
+	}
+	struct buf b = {0};
+	const char *p = src, *hit;
+	int found = 0;
+	while ((hit = strstr(p, "{{body}}"))) {
+		buf_add(&b, p, (size_t)(hit - p));
+		buf_adds(&b, body);
+		p = hit + 8;
+		found = 1;
+	}
+	buf_adds(&b, p);
+	struct tmpl_names tn = {(const char *const *)m->names, m->nnames};
+	int rc = MSG_OK;
+	if (!found)
+		rc = set_err(err, errlen, MSG_FAIL, "%s: no {{body}} in the template", path);
+	else if (!b.p)
+		rc = set_err(err, errlen, MSG_FAIL, "out of memory");
+	else if (tmpl_compile(out, b.p, b.len, &tn, path, 1, err, errlen) < 0) {
+		/* Line numbers past the body would be off: check the
+		 * template alone for a precise line. */
+		struct tmpl *t = NULL;
+		if (tmpl_compile(&t, src, len, &tn, path, 1, err, errlen) == 0)
+			set_err(err, errlen, MSG_FAIL,
+				"%s: a merge field in the post body is unknown or malformed", m->post->path);
+		tmpl_free(t);
+		rc = MSG_FAIL;
+	}
+	buf_free(&b);
+	free(src);
+	free(path);
+	return rc;
+}
+
+static int compile_str(struct msg_ctx *m, const char *s, const char *what,
+		       struct tmpl **out, char *err, size_t errlen)
+{
+	struct tmpl_names tn = {(const char *const *)m->names, m->nnames};
+	return tmpl_compile(out, s, strlen(s), &tn, what, 1, err, errlen) < 0 ? MSG_FAIL : MSG_OK;
+}
+
+static void long_date(const struct post *p, char *out, size_t len)
+{
+	static const char *const mon[] = {"January", "February", "March", "April",
+		"May", "June", "July", "August", "September", "October", "November", "December"};
+	struct tm tm;
+	if (p->when && localtime_r(&p->when, &tm))
+		snprintf(out, len, "%d %s %d", tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900);
+	else
+		snprintf(out, len, "%s", p->date);
+}
+
+int msg_init(struct msg_ctx *m, const struct config *cfg,
+	     const struct post *post, const char *const *cols, size_t ncols,
+	     const char *secret, int test_mode, char *err, size_t errlen)
+{
+	memset(m, 0, sizeof *m);
+	m->cfg = cfg;
+	m->post = post;
+	m->secret = secret;
+	m->test_mode = test_mode;
+	m->ncols = ncols;
+	m->nnames = MF_NBUILTIN + ncols;
+	m->names = calloc(m->nnames, sizeof *m->names);
+	m->vals = calloc(m->nnames, sizeof *m->vals);
+	if (!m->names || !m->vals)
+		return set_err(err, errlen, MSG_FAIL, "out of memory");
+	for (size_t i = 0; i < MF_NBUILTIN; i++)
+		m->names[i] = (char *)builtin[i];
+	for (size_t i = 0; i < ncols; i++)
+		m->names[MF_NBUILTIN + i] = (char *)cols[i];
+	long_date(post, m->date_long, sizeof m->date_long);
+
+	unsigned char rnd[8];
+	if (gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd) < 0)
+		return set_err(err, errlen, MSG_FAIL, "no random bytes for Message-IDs");
+	size_t o = (size_t)snprintf(m->id_prefix, sizeof m->id_prefix, "%lx.", (unsigned long)time(NULL));
+	for (size_t i = 0; i < sizeof rnd; i++)
+		o += (size_t)snprintf(m->id_prefix + o, sizeof m->id_prefix - o, "%02x", rnd[i]);
+
+	char what[512];
+	snprintf(what, sizeof what, "%s: subject", post->path);
+	if (compile_str(m, post->subject, what, &m->subject, err, errlen) ||
+	    layout(m, "html", post->html, &m->html, err, errlen) ||
+	    layout(m, "txt", post->text, &m->text, err, errlen))
+		return MSG_FAIL;
+	if (cfg->unsub.url &&
+	    compile_str(m, cfg->unsub.url, "unsubscribe.url", &m->unsub, err, errlen))
+		return MSG_FAIL;
+	if (cfg->bounce.return_path &&
+	    compile_str(m, cfg->bounce.return_path, "bounce.return_path", &m->return_path, err, errlen))
+		return MSG_FAIL;
+	if (m->unsub && tmpl_uses(m->unsub, MF_TOKEN) && !secret)
+		return set_err(err, errlen, MSG_FAIL, "unsubscribe.url uses {{token}} but no secret is set");
+	/* {{subject}} inside the subject itself would have no value yet. */
+	if (tmpl_uses(m->subject, MF_SUBJECT))
+		return set_err(err, errlen, MSG_FAIL, "%s: the subject cannot contain {{subject}}", post->path);
+	return MSG_OK;
+}
+
+static struct mailimf_mailbox_list *mailbox_list(const char *name, const char *addr)
+{
+	struct mailimf_mailbox_list *l = mailimf_mailbox_list_new_empty();
+	char *dn = NULL, *a = strdup(addr);
+	if (name && *name) {
+		struct buf b = {0};
+		if (msg_encode_words(&b, name) == 0)
+			dn = buf_detach(&b);
+		buf_free(&b);
+	}
+	struct mailimf_mailbox *mb = a ? mailimf_mailbox_new(dn, a) : NULL;
+	if (!l || !mb || mailimf_mailbox_list_add(l, mb) != MAILIMF_NO_ERROR) {
+		if (mb)
+			mailimf_mailbox_free(mb);
+		else {
+			free(dn);
+			free(a);
+		}
+		if (l)
+			mailimf_mailbox_list_free(l);
+		return NULL;
+	}
+	return l;
+}
+
+static struct mailimf_address_list *address_list(const char *name, const char *addr)
+{
+	struct mailimf_mailbox_list *ml = mailbox_list(name, addr);
+	if (!ml)
+		return NULL;
+	struct mailimf_address_list *al = mailimf_address_list_new_empty();
+	struct mailimf_mailbox *mb = clist_content(clist_begin(ml->mb_list));
+	clist_delete(ml->mb_list, clist_begin(ml->mb_list));
+	mailimf_mailbox_list_free(ml);
+	struct mailimf_address *ad = mailimf_address_new(MAILIMF_ADDRESS_MAILBOX, mb, NULL);
+	if (!al || !ad || clist_append(al->ad_list, ad) < 0) {
+		if (ad)
+			mailimf_address_free(ad);
+		else
+			mailimf_mailbox_free(mb);
+		if (al)
+			mailimf_address_list_free(al);
+		return NULL;
+	}
+	return al;
+}
+
+static int add_field(struct mailimf_fields *f, const char *name, const char *value)
+{
+	char *n = strdup(name), *v = strdup(value);
+	struct mailimf_field *fld = (n && v) ? mailimf_field_new_custom(n, v) : NULL;
+	if (!fld) {
+		free(n);
+		free(v);
+		return -1;
+	}
+	if (mailimf_fields_add(f, fld) != MAILIMF_NO_ERROR) {
+		mailimf_field_free(fld);
+		return -1;
+	}
+	return 0;
+}
+
+/* Text parts go out with CRLF: bare CR or LF from a list field or a
+ * template saved on another system must not reach the wire. */
+static void normalize_eol(struct buf *b)
+{
+	struct buf o = {0};
+	for (size_t i = 0; i < b->len; i++) {
+		char c = b->p[i];
+		if (c == '\r') {
+			if (i + 1 < b->len && b->p[i + 1] == '\n')
+				i++;
+			buf_addc(&o, '\n');
+		} else
+			buf_addc(&o, c);
+	}
+	if (o.p) {
+		buf_free(b);
+		*b = o;
+	}
+}
+
+static struct mailmime *text_part(const char *type, struct buf *body)
+{
+	struct mailmime_fields *mf = mailmime_fields_new_encoding(MAILMIME_MECHANISM_QUOTED_PRINTABLE);
+	struct mailmime_content *ct = mailmime_content_new_with_str(type);
+	char *pn = strdup("charset"), *pv = strdup("utf-8");
+	struct mailmime_parameter *prm = (pn && pv) ? mailmime_parameter_new(pn, pv) : NULL;
+	if (!mf || !ct || !prm || clist_append(ct->ct_parameters, prm) < 0) {
+		if (prm)
+			mailmime_parameter_free(prm);
+		else {
+			free(pn);
+			free(pv);
+		}
+		if (mf)
+			mailmime_fields_free(mf);
+		if (ct)
+			mailmime_content_free(ct);
+		return NULL;
+	}
+	struct mailmime *part = mailmime_new_empty(ct, mf);
+	if (!part) {
+		mailmime_fields_free(mf);
+		mailmime_content_free(ct);
+		return NULL;
+	}
+	mailmime_set_body_text(part, body->p ? body->p : (char *)"", body->len);
+	return part;
+}
+
+/* The boundary holds "=_", which quoted-printable output can never
+ * contain, so it cannot collide with the body; it is derived from the
+ * Message-ID so a dry run and a real send differ only where they must. */
+static struct mailmime *alternative(const char *msgid_local)
+{
+	struct mailmime_content *ct = mailmime_content_new_with_str("multipart/alternative");
+	char *bn = strdup("boundary"), *bv = NULL;
+	if (asprintf(&bv, "=_%s", msgid_local) < 0)
+		bv = NULL;
+	struct mailmime_parameter *prm = (bn && bv) ? mailmime_parameter_new(bn, bv) : NULL;
+	struct mailmime_fields *mf = mailmime_fields_new_empty();
+	if (!ct || !prm || !mf || clist_append(ct->ct_parameters, prm) < 0) {
+		if (prm)
+			mailmime_parameter_free(prm);
+		else {
+			free(bn);
+			free(bv);
+		}
+		if (ct)
+			mailmime_content_free(ct);
+		if (mf)
+			mailmime_fields_free(mf);
+		return NULL;
+	}
+	struct mailmime *mm = mailmime_new_empty(ct, mf);
+	if (!mm) {
+		mailmime_content_free(ct);
+		mailmime_fields_free(mf);
+	}
+	return mm;
+}
+
+static int set_values(struct msg_ctx *m, const char *const *fields,
+		      const char *email, const char *name, char *token,
+		      char *verp, size_t verplen, char *err, size_t errlen)
+{
+	const struct config *c = m->cfg;
+	const char **v = m->vals;
+	v[MF_EMAIL] = email;
+	v[MF_NAME] = name;
+	v[MF_SUBJECT] = NULL;
+	v[MF_PREHEADER] = m->post->preheader;
+	v[MF_DATE] = m->date_long;
+	v[MF_LIST_NAME] = c->list_name;
+	v[MF_FROM_NAME] = c->from_name;
+	v[MF_FROM_EMAIL] = c->from_addr;
+	for (size_t i = 0; i < m->ncols; i++)
+		v[MF_NBUILTIN + i] = fields ? fields[i] : NULL;
+	snprintf(verp, verplen, "%s", email);
+	char *at = strrchr(verp, '@');
+	if (at)
+		*at = '=';
+	v[MF_VERP] = verp;
+	token[0] = '\0';
+	if (m->secret && msg_token(m->secret, email, token) < 0)
+		return set_err(err, errlen, MSG_FAIL, "HMAC failed");
+	v[MF_TOKEN] = token;
+	/* Every value must be UTF-8; a NUL can only come from a list that
+	 * the reader already refused. */
+	for (size_t i = 0; i < m->nnames; i++)
+		if (v[i] && !msg_utf8_valid(v[i], strlen(v[i])))
+			return set_err(err, errlen, MSG_BADROW, "field \"%s\" is not valid UTF-8", m->names[i]);
+	return MSG_OK;
+}
+
+int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
+	      const char *name, time_t now, struct buf *out,
+	      struct msg_out *info, char *err, size_t errlen)
+{
+	const struct config *c = m->cfg;
+	char token[65], verp[300];
+	int rc = set_values(m, fields, email, name, token, verp, sizeof verp, err, errlen);
+	if (rc)
+		return rc;
+	if (!msg_header_safe(email) || !msg_header_safe(name))
+		return set_err(err, errlen, MSG_BADROW, "line break in the %s",
+			       msg_header_safe(email) ? "name" : "address");
+
+	/* Unsubscribe URL: per reader, percent-encoded values. */
+	buf_reset(&m->tmp_url);
+	if (m->unsub) {
+		if (tmpl_render(m->unsub, m->vals, TMPL_URL, &m->tmp_url) < 0)
+			goto oom;
+	} else if (c->unsub.mailto) {
+		if (buf_printf(&m->tmp_url, "mailto:%s?subject=unsubscribe", c->unsub.mailto) < 0)
+			goto oom;
+	}
+	m->vals[MF_UNSUBSCRIBE_URL] = buf_cstr(&m->tmp_url);
+
+	buf_reset(&m->tmp_subj);
+	if ((m->test_mode && buf_adds(&m->tmp_subj, "[TEST] ") < 0) ||
+	    tmpl_render(m->subject, m->vals, TMPL_RAW, &m->tmp_subj) < 0)
+		goto oom;
+	const char *subject = buf_cstr(&m->tmp_subj);
+	if (!msg_header_safe(subject)) {
+		for (size_t i = 0; i < m->nnames; i++)
+			if (tmpl_uses(m->subject, i) && m->vals[i] && strpbrk(m->vals[i], "\r\n"))
+				return set_err(err, errlen, MSG_BADROW,
+					       "line break in field \"%s\", which the subject uses", m->names[i]);
+		return set_err(err, errlen, MSG_BADROW, "the subject would hold a line break");
+	}
+	if (strlen(subject) > 900)
+		return set_err(err, errlen, MSG_BADROW, "the merged subject is over 900 bytes");
+	m->vals[MF_SUBJECT] = subject;
+
+	buf_reset(&m->tmp_text);
+	buf_reset(&m->tmp_html);
+	if (tmpl_render(m->text, m->vals, TMPL_RAW, &m->tmp_text) < 0 ||
+	    tmpl_render(m->html, m->vals, TMPL_HTML, &m->tmp_html) < 0)
+		goto oom;
+	normalize_eol(&m->tmp_text);
+	normalize_eol(&m->tmp_html);
+
+	/* Envelope sender: VERP return path, else the From address. */
+	buf_reset(&m->tmp_rp);
+	if (m->return_path) {
+		if (tmpl_render(m->return_path, m->vals, TMPL_RAW, &m->tmp_rp) < 0)
+			goto oom;
+		if (subs_valid_address(buf_cstr(&m->tmp_rp), NULL, 0) < 0)
+			return set_err(err, errlen, MSG_BADROW, "bounce.return_path gives \"%s\", not an address",
+				       buf_cstr(&m->tmp_rp));
+	} else if (buf_adds(&m->tmp_rp, c->from_addr) < 0)
+		goto oom;
+	snprintf(info->mail_from, sizeof info->mail_from, "%s", buf_cstr(&m->tmp_rp));
+
+	const char *dom = strrchr(c->from_addr, '@') + 1;
+	char local[80];
+	snprintf(local, sizeof local, "%s.%lu", m->id_prefix, ++m->seq);
+	snprintf(info->message_id, sizeof info->message_id, "<%s@%s>", local, dom);
+
+	struct mailimf_mailbox_list *from = mailbox_list(c->from_name, c->from_addr);
+	struct mailimf_address_list *to = address_list(name, email);
+	struct mailimf_address_list *reply = NULL;
+	if (c->reply_to) {
+		char *rn = NULL, *ra = NULL;
+		if (config_parse_mailbox(c->reply_to, &rn, &ra) == 0)
+			reply = address_list(rn, ra);
+		free(rn);
+		free(ra);
+	}
+	struct buf enc = {0};
+	msg_encode_words(&enc, subject);
+	char *subj = buf_detach(&enc);
+	char *mid = xstrndup(local, strlen(local));
+	char *midfull = NULL;
+	if (mid && asprintf(&midfull, "%s@%s", local, dom) < 0)
+		midfull = NULL;
+	free(mid);
+	struct mailimf_date_time *date = mailimf_get_date(now);
+	struct mailimf_fields *f = NULL;
+	if (from && to && subj && midfull && date)
+		f = mailimf_fields_new_with_data_all(date, from, NULL, reply, to, NULL,
+						     NULL, midfull, NULL, NULL, subj);
+	if (!f) {
+		if (from) mailimf_mailbox_list_free(from);
+		if (to) mailimf_address_list_free(to);
+		if (reply) mailimf_address_list_free(reply);
+		if (date) mailimf_date_time_free(date);
+		free(subj);
+		free(midfull);
+		goto oom;
+	}
+
+	struct buf h = {0};
+	int hok = 0;
+	if (c->list_id) {
+		const char *lt = strchr(c->list_id, '<');
+		if (lt) {
+			buf_adds(&h, c->list_id);
+		} else
+			buf_printf(&h, "<%s>", c->list_id);
+		hok |= add_field(f, "List-Id", buf_cstr(&h));
+	}
+	buf_reset(&h);
+	int https = c->unsub.url && !strncmp(m->tmp_url.p ? m->tmp_url.p : "", "https://", 8);
+	if (m->unsub && m->tmp_url.len)
+		buf_printf(&h, "<%s>", m->tmp_url.p);
+	if (c->unsub.mailto)
+		buf_printf(&h, "%s<mailto:%s?subject=unsubscribe>", h.len ? ", " : "", c->unsub.mailto);
+	if (h.len)
+		hok |= add_field(f, "List-Unsubscribe", buf_cstr(&h));
+	/* RFC 8058 one-click only makes sense for an https endpoint. */
+	if (https)
+		hok |= add_field(f, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
+	buf_free(&h);
+
+	struct mailmime *msg = mailmime_new_message_data(NULL);
+	struct mailmime *alt = alternative(local);
+	struct mailmime *tp = text_part("text/plain", &m->tmp_text);
+	struct mailmime *hp = text_part("text/html", &m->tmp_html);
+	if (hok || !msg || !alt || !tp || !hp) {
+		mailimf_fields_free(f);
+		if (msg) mailmime_free(msg);
+		if (alt) mailmime_free(alt);
+		if (tp) mailmime_free(tp);
+		if (hp) mailmime_free(hp);
+		goto oom;
+	}
+	mailmime_set_imf_fields(msg, f);
+	mailmime_smart_add_part(alt, tp);
+	mailmime_smart_add_part(alt, hp);
+	mailmime_smart_add_part(msg, alt);
+
+	MMAPString *s = mmap_string_new("");
+	int col = 0;
+	int wr = s ? mailmime_write_mem(s, &col, msg) : -1;
+	if (wr == MAILIMF_NO_ERROR)
+		wr = buf_add(out, s->str, s->len);
+	if (s)
+		mmap_string_free(s);
+	mailmime_free(msg);
+	if (wr != 0)
+		goto oom;
+	return MSG_OK;
+oom:
+	return set_err(err, errlen, MSG_FAIL, "out of memory building the message");
+}
+
+void msg_free(struct msg_ctx *m)
+{
+	tmpl_free(m->subject);
+	tmpl_free(m->html);
+	tmpl_free(m->text);
+	tmpl_free(m->unsub);
+	tmpl_free(m->return_path);
+	free(m->names);
+	free(m->vals);
+	buf_free(&m->tmp_url);
+	buf_free(&m->tmp_subj);
+	buf_free(&m->tmp_text);
+	buf_free(&m->tmp_html);
+	buf_free(&m->tmp_rp);
+	memset(m, 0, sizeof *m);
+}
