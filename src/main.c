@@ -174,7 +174,7 @@ static int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 	int test = 0, due = 0, c;
 	if (!tests)
 		return EX_OSERR;
-	optind = 1;
+	optind = 0; /* 0: glibc re-reads the optstring, so options may follow operands */
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
 		case OPT_DRY: o.dry_run_dir = optarg; break;
@@ -330,7 +330,7 @@ static int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 	static const struct option lo[] = {{"as", required_argument, 0, OPT_AS}, {0, 0, 0, 0}};
 	const char *dir = ".", *as = NULL;
 	int c;
-	optind = 1;
+	optind = 0; /* 0: glibc re-reads the optstring, so options may follow operands */
 	while ((c = getopt_long(argc, argv, "o:", lo, NULL)) != -1) {
 		if (c == 'o')
 			dir = optarg;

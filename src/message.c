@@ -58,16 +58,16 @@ static int is_ascii_printable(const char *s)
 	return 1;
 }
 
-int msg_encode_words(struct buf *out, const char *s)
+static const char hex[] = "0123456789ABCDEF";
+
+/* Q-encodes [p, end) as encoded-words of at most 75 characters. */
+static int encode_run(struct buf *out, const unsigned char *p,
+		      const unsigned char *end)
 {
-	if (is_ascii_printable(s))
-		return buf_adds(out, s);
-	static const char hex[] = "0123456789ABCDEF";
 	const char *open = "=?UTF-8?Q?";
 	const size_t maxw = 75 - 2; /* room left for the closing "?=" */
 	size_t wlen = 0;
-	const unsigned char *p = (const unsigned char *)s;
-	while (*p) {
+	while (p < end) {
 		/* One code point at a time, so a word never splits one. */
 		size_t n = 1;
 		if (*p >= 0xC0)
@@ -102,7 +102,109 @@ int msg_encode_words(struct buf *out, const char *s)
 		wlen += el;
 		p += n;
 	}
-	return buf_adds(out, "?=");
+	return wlen ? buf_adds(out, "?=") : 0;
+}
+
+static int is_ascii_word(const unsigned char *p, const unsigned char *e)
+{
+	for (; p < e; p++)
+		if (*p < 0x21 || *p > 0x7E)
+			return 0;
+	/* A plain word that looks like an encoded-word would be decoded. */
+	return 1;
+}
+
+int msg_encode_words(struct buf *out, const char *s, int phrase)
+{
+	if (is_ascii_printable(s))
+		return buf_adds(out, s);
+	const unsigned char *p = (const unsigned char *)s;
+	const unsigned char *end = p + strlen(s);
+	/* A display name is encoded whole: a plain part could need quotes,
+	 * and quoted text is never decoded (RFC 2047 section 5). */
+	if (phrase)
+		return encode_run(out, p, end);
+	/* In a subject only the words that need it are encoded; a run of
+	 * such words becomes one run, so the spaces between them survive
+	 * (white space between encoded-words is dropped by readers). */
+	while (p < end) {
+		const unsigned char *w = p;
+		while (w < end && *w != ' ')
+			w++;
+		if (is_ascii_word(p, w) && !(w - p >= 2 && p[0] == '=' && p[1] == '?')) {
+			if (buf_add(out, p, (size_t)(w - p)) < 0)
+				return -1;
+		} else {
+			const unsigned char *r = w;
+			for (;;) {
+				const unsigned char *nx = r;
+				while (nx < end && *nx == ' ')
+					nx++;
+				const unsigned char *ne = nx;
+				while (ne < end && *ne != ' ')
+					ne++;
+				if (nx == end || nx == ne || is_ascii_word(nx, ne))
+					break;
+				r = ne;
+			}
+			if (encode_run(out, p, r) < 0)
+				return -1;
+			w = r;
+		}
+		p = w;
+		while (p < end && *p == ' ') {
+			if (buf_addc(out, ' ') < 0)
+				return -1;
+			p++;
+		}
+	}
+	return 0;
+}
+
+int msg_qp_encode(struct buf *out, const char *s, size_t len)
+{
+	size_t col = 0;
+	const unsigned char *p = (const unsigned char *)s, *e = p + len;
+	if (buf_reserve(out, len + len / 8) < 0)
+		return -1;
+	while (p < e) {
+		unsigned char c = *p;
+		if (c == '\n') {
+			if (buf_add(out, "\r\n", 2) < 0)
+				return -1;
+			col = 0;
+			p++;
+			continue;
+		}
+		int at_eol = p + 1 == e || p[1] == '\n';
+		/* Literal: printable ASCII but '=', and blanks not ending a
+		 * line (trailing white space may be stripped in transit).
+		 * "From " opening a line is encoded for mbox readers. */
+		int lit = ((c >= 33 && c <= 126 && c != '=') ||
+			   ((c == ' ' || c == '\t') && !at_eol));
+		if (col == 0 && c == 'F' && e - p >= 5 && !memcmp(p, "From ", 5))
+			lit = 0;
+		size_t need = lit ? 1 : 3;
+		/* Soft break so no line passes 76 characters, counting "=";
+		 * the last character of a line may use the 76th column. */
+		size_t limit = at_eol ? 76 : 75;
+		if (col + need > limit) {
+			if (buf_add(out, "=\r\n", 3) < 0)
+				return -1;
+			col = 0;
+		}
+		if (lit) {
+			if (buf_addc(out, (char)c) < 0)
+				return -1;
+		} else {
+			char enc[3] = {'=', hex[c >> 4], hex[c & 15]};
+			if (buf_add(out, enc, 3) < 0)
+				return -1;
+		}
+		col += need;
+		p++;
+	}
+	return 0;
 }
 
 int msg_token(const char *secret, const char *email, char out[65])
@@ -241,7 +343,7 @@ static struct mailimf_mailbox_list *mailbox_list(const char *name, const char *a
 	char *dn = NULL, *a = strdup(addr);
 	if (name && *name) {
 		struct buf b = {0};
-		if (msg_encode_words(&b, name) == 0)
+		if (msg_encode_words(&b, name, 1) == 0)
 			dn = buf_detach(&b);
 		buf_free(&b);
 	}
@@ -318,6 +420,7 @@ static void normalize_eol(struct buf *b)
 	}
 }
 
+/* body must hold quoted-printable text and outlive the part. */
 static struct mailmime *text_part(const char *type, struct buf *body)
 {
 	struct mailmime_fields *mf = mailmime_fields_new_encoding(MAILMIME_MECHANISM_QUOTED_PRINTABLE);
@@ -343,7 +446,13 @@ static struct mailmime *text_part(const char *type, struct buf *body)
 		mailmime_content_free(ct);
 		return NULL;
 	}
-	mailmime_set_body_text(part, body->p ? body->p : (char *)"", body->len);
+	struct mailmime_data *d = mailmime_data_new(MAILMIME_DATA_TEXT,
+		MAILMIME_MECHANISM_QUOTED_PRINTABLE, 1, body->p ? body->p : "", body->len, NULL);
+	if (!d) {
+		mailmime_free(part);
+		return NULL;
+	}
+	part->mm_data.mm_single = d;
 	return part;
 }
 
@@ -353,28 +462,28 @@ static struct mailmime *text_part(const char *type, struct buf *body)
 static struct mailmime *alternative(const char *msgid_local)
 {
 	struct mailmime_content *ct = mailmime_content_new_with_str("multipart/alternative");
-	char *bn = strdup("boundary"), *bv = NULL;
-	if (asprintf(&bv, "=_%s", msgid_local) < 0)
-		bv = NULL;
-	struct mailmime_parameter *prm = (bn && bv) ? mailmime_parameter_new(bn, bv) : NULL;
 	struct mailmime_fields *mf = mailmime_fields_new_empty();
-	if (!ct || !prm || !mf || clist_append(ct->ct_parameters, prm) < 0) {
-		if (prm)
-			mailmime_parameter_free(prm);
-		else {
-			free(bn);
-			free(bv);
-		}
+	struct mailmime *mm = (ct && mf) ? mailmime_new_empty(ct, mf) : NULL;
+	if (!mm) {
 		if (ct)
 			mailmime_content_free(ct);
 		if (mf)
 			mailmime_fields_free(mf);
 		return NULL;
 	}
-	struct mailmime *mm = mailmime_new_empty(ct, mf);
-	if (!mm) {
-		mailmime_content_free(ct);
-		mailmime_fields_free(mf);
+	/* libetpan made up a boundary parameter; put ours in its place. */
+	for (clistiter *it = clist_begin(ct->ct_parameters); it; it = clist_next(it)) {
+		struct mailmime_parameter *prm = clist_content(it);
+		if (strcasecmp(prm->pa_name, "boundary"))
+			continue;
+		char *bv;
+		if (asprintf(&bv, "=_%s", msgid_local) < 0) {
+			mailmime_free(mm);
+			return NULL;
+		}
+		free(prm->pa_value);
+		prm->pa_value = bv;
+		break;
 	}
 	return mm;
 }
@@ -410,6 +519,28 @@ static int set_values(struct msg_ctx *m, const char *const *fields,
 		if (v[i] && !msg_utf8_valid(v[i], strlen(v[i])))
 			return set_err(err, errlen, MSG_BADROW, "field \"%s\" is not valid UTF-8", m->names[i]);
 	return MSG_OK;
+}
+
+/* libetpan folds a long header right after its colon ("Name: CRLF SP
+ * value"); legal, but some parsers then keep a leading blank in the value
+ * (a URL in List-Unsubscribe no longer parses). Join those lines: every
+ * token is far below the 998-octet limit. */
+static int add_unfolded_after_colon(struct buf *out, const char *s, size_t len)
+{
+	const char *end = memmem(s, len, "\r\n\r\n", 4);
+	size_t hlen = end ? (size_t)(end - s) : len;
+	size_t i = 0, run = 0;
+	while (i + 4 <= hlen) {
+		if (!memcmp(s + i, ": \r\n ", 5)) {
+			if (buf_add(out, s + run, i + 2 - run) < 0)
+				return -1;
+			i += 5;
+			run = i;
+			continue;
+		}
+		i++;
+	}
+	return buf_add(out, s + run, len - run);
 }
 
 int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
@@ -459,6 +590,11 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 		goto oom;
 	normalize_eol(&m->tmp_text);
 	normalize_eol(&m->tmp_html);
+	buf_reset(&m->qp_text);
+	buf_reset(&m->qp_html);
+	if (msg_qp_encode(&m->qp_text, m->tmp_text.p ? m->tmp_text.p : "", m->tmp_text.len) < 0 ||
+	    msg_qp_encode(&m->qp_html, m->tmp_html.p ? m->tmp_html.p : "", m->tmp_html.len) < 0)
+		goto oom;
 
 	/* Envelope sender: VERP return path, else the From address. */
 	buf_reset(&m->tmp_rp);
@@ -488,7 +624,7 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 		free(ra);
 	}
 	struct buf enc = {0};
-	msg_encode_words(&enc, subject);
+	msg_encode_words(&enc, subject, 0);
 	char *subj = buf_detach(&enc);
 	char *mid = xstrndup(local, strlen(local));
 	char *midfull = NULL;
@@ -535,8 +671,8 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 
 	struct mailmime *msg = mailmime_new_message_data(NULL);
 	struct mailmime *alt = alternative(local);
-	struct mailmime *tp = text_part("text/plain", &m->tmp_text);
-	struct mailmime *hp = text_part("text/html", &m->tmp_html);
+	struct mailmime *tp = text_part("text/plain", &m->qp_text);
+	struct mailmime *hp = text_part("text/html", &m->qp_html);
 	if (hok || !msg || !alt || !tp || !hp) {
 		mailimf_fields_free(f);
 		if (msg) mailmime_free(msg);
@@ -554,7 +690,7 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 	int col = 0;
 	int wr = s ? mailmime_write_mem(s, &col, msg) : -1;
 	if (wr == MAILIMF_NO_ERROR)
-		wr = buf_add(out, s->str, s->len);
+		wr = add_unfolded_after_colon(out, s->str, s->len);
 	if (s)
 		mmap_string_free(s);
 	mailmime_free(msg);
@@ -579,5 +715,7 @@ void msg_free(struct msg_ctx *m)
 	buf_free(&m->tmp_text);
 	buf_free(&m->tmp_html);
 	buf_free(&m->tmp_rp);
+	buf_free(&m->qp_text);
+	buf_free(&m->qp_html);
 	memset(m, 0, sizeof *m);
 }

@@ -41,7 +41,7 @@ struct msg_ctx {
 	unsigned long seq;
 	int test_mode;         /* "[TEST] " subject prefix */
 	const char **vals;     /* scratch, nnames entries */
-	struct buf tmp_url, tmp_subj, tmp_text, tmp_html, tmp_rp;
+	struct buf tmp_url, tmp_subj, tmp_text, tmp_html, tmp_rp, qp_text, qp_html;
 };
 
 struct msg_out {
@@ -65,9 +65,14 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 void msg_free(struct msg_ctx *m);
 
 /* Helpers exposed for the unit tests. */
-/* RFC 2047 Q-encoding of UTF-8 text into encoded-words of <= 75 chars,
- * separated by single spaces; ASCII-only input is copied unchanged. */
-int msg_encode_words(struct buf *out, const char *s);
+/* RFC 2047 Q-encoding of UTF-8 text into encoded-words of <= 75 chars;
+ * ASCII-only input is copied unchanged. phrase: a display name (encoded
+ * whole); else a subject (only the words that need it). */
+int msg_encode_words(struct buf *out, const char *s, int phrase);
+/* RFC 2045 quoted-printable of LF-terminated text: CRLF lines of at most
+ * 76 characters, only '=', control and 8-bit bytes, trailing blanks and a
+ * line-opening "From " encoded. */
+int msg_qp_encode(struct buf *out, const char *s, size_t len);
 /* hex HMAC-SHA256(secret, lower-case address): 64 hex digits + NUL. */
 int msg_token(const char *secret, const char *email, char out[65]);
 /* 1 if s is valid UTF-8 without CR, LF or NUL. */

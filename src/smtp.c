@@ -69,6 +69,12 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 		buf_adds(&c->cur, " ");
 	buf_add(&c->cur, size > 4 && c->cur.len ? data + 4 : data, size > 4 && c->cur.len ? size - 4 : size);
 	if (size < 4 || data[3] != '-') {
+		/* After a failure curl says QUIT; its "221 Bye" must not
+		 * hide the reply that failed. */
+		if (!strcasecmp(c->last_cmd, "QUIT") && c->reply.len) {
+			buf_reset(&c->cur);
+			return 0;
+		}
 		buf_reset(&c->reply);
 		buf_add(&c->reply, c->cur.p ? c->cur.p : "", c->cur.len);
 		buf_reset(&c->cur);
@@ -161,7 +167,7 @@ static void parse_reply(struct smtp_result *r, const char *reply)
 				digits++;
 			n++;
 		}
-		if (dots != 3 || !digits || (s[n] && s[n] != ' '))
+		if (dots != 2 || !digits || (s[n] && s[n] != ' '))
 			n = 0;
 	}
 	memcpy(r->status, s, n);
