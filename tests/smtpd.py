@@ -212,7 +212,7 @@ def parse_args(argv):
         return a
     if not a.maildir:
         p.error("--maildir is required")
-    if a.host not in ("127.0.0.1", "localhost", "::1"):
+    if a.host not in ("127.0.0.1", "::1"):
         p.error("only loopback addresses are allowed")
     if bool(a.tls_cert) != bool(a.tls_key):
         p.error("--tls-cert and --tls-key go together")
