@@ -471,9 +471,10 @@ int delivery_run(const struct config *cfg, const struct post *post,
 		rc = EX_CONFIG;
 		goto out;
 	}
-	if (msg_init(&r.msg, cfg, post, subs_colnames(sr), subs_ncols(sr), secret,
-		     o->n_test > 0, err, errlen) < 0) {
-		rc = EX_DATAERR;
+	k = msg_init(&r.msg, cfg, post, subs_colnames(sr), subs_ncols(sr), secret,
+		     o->n_test > 0, err, errlen);
+	if (k < 0) {
+		rc = k == MSG_NOFILE ? EX_NOINPUT : EX_DATAERR;
 		goto out;
 	}
 	if (!o->dry_run_dir && config_password(cfg, &r.password, err, errlen) < 0) {

@@ -293,9 +293,10 @@ static int build_one(const struct config *cfg, const struct post *post, const ch
 		subs_close(sr);
 		return EX_CONFIG;
 	}
-	if (msg_init(m, cfg, post, subs_colnames(sr), subs_ncols(sr), secret, 0, err, errlen) < 0) {
+	k = msg_init(m, cfg, post, subs_colnames(sr), subs_ncols(sr), secret, 0, err, errlen);
+	if (k < 0) {
 		subs_close(sr);
-		return EX_DATAERR;
+		return k == MSG_NOFILE ? EX_NOINPUT : EX_DATAERR;
 	}
 	struct subs_row row;
 	char why[512];

@@ -234,10 +234,10 @@ static int layout(struct msg_ctx *m, const char *ext, const char *body,
 	if (asprintf(&path, "%s/%s.%s", c->templates, c->template_name, ext) < 0)
 		return set_err(err, errlen, MSG_FAIL, "out of memory");
 	if (read_file(path, &src, &len) < 0) {
-		set_err(err, errlen, MSG_FAIL, "%s: %s (template = \"%s\" in %s)",
+		set_err(err, errlen, MSG_NOFILE, "%s: %s (template = \"%s\" in %s)",
 			path, strerror(errno), c->template_name, c->path);
 		free(path);
-		return MSG_FAIL;
+		return MSG_NOFILE;
 	}
 	struct buf b = {0};
 	const char *p = src, *hit;
@@ -319,10 +319,11 @@ int msg_init(struct msg_ctx *m, const struct config *cfg,
 
 	char what[512];
 	snprintf(what, sizeof what, "%s: subject", post->path);
-	if (compile_str(m, post->subject, what, &m->subject, err, errlen) ||
-	    layout(m, "html", post->html, &m->html, err, errlen) ||
-	    layout(m, "txt", post->text, &m->text, err, errlen))
-		return MSG_FAIL;
+	int rc;
+	if ((rc = compile_str(m, post->subject, what, &m->subject, err, errlen)) ||
+	    (rc = layout(m, "html", post->html, &m->html, err, errlen)) ||
+	    (rc = layout(m, "txt", post->text, &m->text, err, errlen)))
+		return rc;
 	if (cfg->unsub.url &&
 	    compile_str(m, cfg->unsub.url, "unsubscribe.url", &m->unsub, err, errlen))
 		return MSG_FAIL;

@@ -49,7 +49,7 @@ struct msg_out {
 	char mail_from[512];   /* envelope sender (VERP when configured) */
 };
 
-enum { MSG_OK = 0, MSG_BADROW = -1, MSG_FAIL = -2 };
+enum { MSG_OK = 0, MSG_BADROW = -1, MSG_FAIL = -2, MSG_NOFILE = -3 };
 
 /* cols: the list's column names (lower-case), ncols of them. secret may be
  * NULL when no unsubscribe URL uses {{token}}. */
