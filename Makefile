@@ -15,16 +15,17 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-unused-par
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS)
 VERSION := 0.1.0
 
-SRCS := buf.c config.c post.c text.c template.c subscribers.c message.c \
-        ratelimit.c smtp.c journal.c bounces.c delivery.c
-UNITS := text subscribers template post message ratelimit config
+# Every src/*.c but main.c is a module the unit tests link against.
+SRCS := $(filter-out main.c,$(notdir $(wildcard src/*.c)))
+UNITS := $(patsubst tests/unit/test_%.c,%,$(wildcard tests/unit/test_*.c))
+# Every tests/integration*.py is a suite: TAP on stdout, HERALD in the env.
+SUITES := $(patsubst tests/%.py,%,$(wildcard tests/integration*.py))
 
-# Debian packages: what builds herald, and what its tests use.
-DEPS_BUILD := gcc make pkg-config libcurl4-gnutls-dev libetpan-dev \
-              libcmark-gfm-dev libcmark-gfm-extensions-dev libconfig-dev \
-              libcsv-dev libgnutls28-dev
-DEPS_TEST  := libcmocka-dev python3 python3-aiosmtpd openssl libasan8 libubsan1
-DEPS_DEMO  := python3 python3-aiosmtpd
+# Debian packages, one per line: deps/build.txt builds herald, every
+# deps/test-*.txt adds what a group of tests needs, deps/demo.txt the demo.
+DEPS_BUILD := $(shell cat deps/build.txt)
+DEPS_TEST  := $(shell cat deps/test-*.txt)
+DEPS_DEMO  := $(shell cat deps/demo.txt)
 
 .PHONY: all check check-unit check-integration check-san demo deps deps-test \
         deps-demo install uninstall clean bench
@@ -32,23 +33,29 @@ all: build/herald
 
 # ---- build -----------------------------------------------------------------
 build/%.o: src/%.c src/*.h | build
-	$(CC) $(ALL_CFLAGS) -DHERALD_VERSION='"$(VERSION)"' -c $< -o $@
+	@echo "  CC      $@"
+	@$(CC) $(ALL_CFLAGS) -DHERALD_VERSION='"$(VERSION)"' -c $< -o $@
 build-san/%.o: src/%.c src/*.h | build-san
-	$(CC) $(ALL_CFLAGS) $(SANFLAGS) -DHERALD_VERSION='"$(VERSION)"' -c $< -o $@
+	@echo "  CC      $@"
+	@$(CC) $(ALL_CFLAGS) $(SANFLAGS) -DHERALD_VERSION='"$(VERSION)"' -c $< -o $@
 build build-san:
 	mkdir -p $@
 
 SANFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 build/herald: $(SRCS:%.c=build/%.o) build/main.o
-	$(CC) $(CFLAGS) $^ $(PKG_LIBS) -o $@
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $^ $(PKG_LIBS) -o $@
 build-san/herald: $(SRCS:%.c=build-san/%.o) build-san/main.o
-	$(CC) $(SANFLAGS) $^ $(PKG_LIBS) -o $@
+	@echo "  LD      $@"
+	@$(CC) $(SANFLAGS) $^ $(PKG_LIBS) -o $@
 
 build/test_%: tests/unit/test_%.c $(SRCS:%.c=build/%.o)
-	$(CC) $(ALL_CFLAGS) -Isrc $^ $(PKG_LIBS) -lcmocka -o $@
+	@echo "  CCLD    $@"
+	@$(CC) $(ALL_CFLAGS) -Isrc $^ $(PKG_LIBS) -lcmocka -o $@
 build-san/test_%: tests/unit/test_%.c $(SRCS:%.c=build-san/%.o)
-	$(CC) $(ALL_CFLAGS) $(SANFLAGS) -Isrc $^ $(PKG_LIBS) -lcmocka -o $@
+	@echo "  CCLD    $@"
+	@$(CC) $(ALL_CFLAGS) $(SANFLAGS) -Isrc $^ $(PKG_LIBS) -lcmocka -o $@
 
 # ---- tests -----------------------------------------------------------------
 # Every suite speaks TAP into build*/tap/*.tap; tests/summary prints the one
@@ -70,12 +77,16 @@ check-unit: $(UNITS:%=$(B)/test_%)
 
 check-integration: $(B)/herald
 	@mkdir -p $(B)/tap
-	@HERALD=$(CURDIR)/$(B)/herald /usr/bin/python3 tests/integration.py > $(B)/tap/integration.tap 2>$(B)/tap/integration.log; \
-	  echo "$$?" > $(B)/tap/integration.rc; \
-	  printf '%-28s %s\n' "$(B) integration" "$$(grep -c '^ok' $(B)/tap/integration.tap) ok, $$(grep -c '^not ok' $(B)/tap/integration.tap) not ok"
+	@for s in $(SUITES); do \
+	  HERALD=$(CURDIR)/$(B)/herald /usr/bin/python3 tests/$$s.py > $(B)/tap/$$s.tap 2>$(B)/tap/$$s.log; \
+	  echo "$$?" > $(B)/tap/$$s.rc; \
+	  printf '%-28s %s\n' "$(B) $$s" "$$(grep -c '^ok' $(B)/tap/$$s.tap) ok, $$(grep -c '^not ok' $(B)/tap/$$s.tap) not ok"; \
+	done
 
 # ---- demo ------------------------------------------------------------------
-demo: deps-demo build/herald
+# Sub-makes: pkg-config flags are read after deps has installed packages.
+demo: deps-demo
+	@$(MAKE) --no-print-directory build/herald
 	@tests/demo.sh
 
 # ---- dependencies ----------------------------------------------------------

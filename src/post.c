@@ -189,12 +189,16 @@ static int front_matter(struct post *p, const char *name, const char *src,
 	int line = 1;
 	if (len >= 3 && !memcmp(src, "\xEF\xBB\xBF", 3))
 		i = 3;
-	if (len - i < 3 || memcmp(src + i, "---", 3) ||
+	if (len - i < 4 || memcmp(src + i, "---", 3) ||
 	    (src[i + 3] != '\n' && src[i + 3] != '\r'))
 		return set_err(err, errlen, POST_BAD,
 			       "%s:1: expected front matter: a \"---\" line, then \"subject: ...\", then \"---\"",
 			       name);
-	i = (size_t)((const char *)memchr(src + i, '\n', len - i) - src) + 1;
+	const char *nl = memchr(src + i, '\n', len - i);
+	if (!nl)
+		return set_err(err, errlen, POST_BAD,
+			       "%s:1: front matter is not closed by a \"---\" line", name);
+	i = (size_t)(nl - src) + 1;
 	for (;;) {
 		line++;
 		if (i >= len)

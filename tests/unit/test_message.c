@@ -1,0 +1,1170 @@
+/* Unit tests for message.c: RFC 2047 words, quoted-printable, tokens,
+ * header safety, and whole messages built from a hand-made config, a
+ * parsed post and the layout templates in fixtures/templates. The
+ * encoders are checked by exact strings and by decoding their output
+ * again with decoders written here, independent of the code under test. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "config.h"
+#include "message.h"
+#include "post.h"
+
+#define SECRET "test-secret"
+/* HMAC-SHA256("test-secret", address), computed with Python's hmac. */
+#define TOKEN_ANN "e379fa2d57822a4d25337d2e41067ba4840b7d97be4305e664adb6f2b6a9076d"
+#define TOKEN_BOB "b245ee92ca2fdbc12c6998c4cf82d1b7f8cb9867b7f699fc024e7436b65ccf12"
+#define TOKEN_ANNX "5732474aa585436e46307af612838fc1072e2bff41e91f7b0792cb5ba8fb2a10"
+/* 2026-11-30 08:00:00 UTC */
+#define NOW ((time_t)1796025600)
+
+/* ---- independent decoders and checks ------------------------------------ */
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1; /* lower-case hex is not what an encoder should emit */
+}
+
+/* Complete, well-formed UTF-8 sequences only (shape, not ranges). */
+static int utf8_complete(const unsigned char *p, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = p[i];
+		size_t n;
+
+		if (c < 0x80)
+			n = 0;
+		else if ((c & 0xE0) == 0xC0)
+			n = 1;
+		else if ((c & 0xF0) == 0xE0)
+			n = 2;
+		else if ((c & 0xF8) == 0xF0)
+			n = 3;
+		else
+			return 0;
+		for (size_t k = 1; k <= n; k++)
+			if (i + k >= len || (p[i + k] & 0xC0) != 0x80)
+				return 0;
+		i += n + 1;
+	}
+	return 1;
+}
+
+/* Decodes one Q encoded-word "=?UTF-8?Q?...?=" (whole token) into out.
+ * Fails the test on anything malformed, or a word over 75 characters,
+ * or one that does not hold complete UTF-8 sequences. */
+static void decode_word(const char *w, size_t len, struct buf *out)
+{
+	const char *pre = "=?UTF-8?Q?";
+	size_t pl = strlen(pre);
+	struct buf one = { 0 };
+
+	if (len > 75)
+		fail_msg("encoded-word of %zu chars: %.*s", len, (int)len, w);
+	assert_true(len >= pl + 2);
+	assert_memory_equal(w, pre, pl);
+	assert_memory_equal(w + len - 2, "?=", 2);
+	for (size_t i = pl; i < len - 2; i++) {
+		char c = w[i];
+
+		if (c == '_') {
+			buf_addc(&one, ' ');
+		} else if (c == '=') {
+			assert_true(i + 2 < len - 2);
+			int hi = hexval(w[i + 1]), lo = hexval(w[i + 2]);
+
+			if (hi < 0 || lo < 0)
+				fail_msg("bad =XX in %.*s", (int)len, w);
+			buf_addc(&one, (char)(hi * 16 + lo));
+			i += 2;
+		} else {
+			/* Q-encoding in a phrase allows only these. */
+			if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') &&
+			    !(c >= '0' && c <= '9') && !strchr("!*+-/", c))
+				fail_msg("'%c' unencoded in %.*s", c, (int)len, w);
+			buf_addc(&one, c);
+		}
+	}
+	if (!utf8_complete((const unsigned char *)one.p, one.len))
+		fail_msg("word splits a UTF-8 sequence: %.*s", (int)len, w);
+	buf_add(out, one.p, one.len);
+	buf_free(&one);
+}
+
+static int is_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* RFC 2047 decoding of a header value: encoded-words decoded, white
+ * space between two adjacent encoded-words dropped, all else kept
+ * (folding CRLFs removed). Returns a malloc'd string. */
+static char *decode_2047(const char *s)
+{
+	struct buf out = { 0 }, ws = { 0 };
+	int prev_enc = 0;
+	const char *p = s;
+
+	buf_adds(&out, "");
+	while (*p) {
+		buf_reset(&ws);
+		while (*p && is_ws(*p)) {
+			if (*p != '\r' && *p != '\n')
+				buf_addc(&ws, *p);
+			p++;
+		}
+		if (!*p) {
+			buf_add(&out, ws.p, ws.len);
+			break;
+		}
+		const char *t = p;
+
+		while (*p && !is_ws(*p))
+			p++;
+		size_t tl = (size_t)(p - t);
+		int enc = tl >= 2 && t[0] == '=' && t[1] == '?';
+
+		if (!(enc && prev_enc))
+			buf_add(&out, ws.p, ws.len);
+		if (enc)
+			decode_word(t, tl, &out);
+		else
+			buf_add(&out, t, tl);
+		prev_enc = enc;
+	}
+	buf_free(&ws);
+	return buf_detach(&out);
+}
+
+/* Quoted-printable decoding: "=\r\n" soft breaks, =XX, CRLF -> LF. Fails
+ * the test on a bare CR or LF, a line over 76 characters, or trailing
+ * white space on a line. */
+static char *qp_decode(const char *s, size_t len)
+{
+	struct buf out = { 0 };
+	size_t col = 0;
+
+	buf_adds(&out, "");
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '\r') {
+			assert_true(i + 1 < len && s[i + 1] == '\n');
+			if (i > 0 && (s[i - 1] == ' ' || s[i - 1] == '\t'))
+				fail_msg("trailing blank at offset %zu", i);
+			buf_addc(&out, '\n');
+			i++;
+			col = 0;
+			continue;
+		}
+		if (c == '\n')
+			fail_msg("bare LF at offset %zu", i);
+		if (c == '=') {
+			assert_true(i + 2 < len);
+			if (s[i + 1] == '\r') {
+				assert_int_equal(s[i + 2], '\n');
+				assert_true(col + 1 <= 76);
+				i += 2;
+				col = 0;
+				continue;
+			}
+			int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+
+			if (hi < 0 || lo < 0)
+				fail_msg("bad escape at offset %zu", i);
+			buf_addc(&out, (char)(hi * 16 + lo));
+			i += 2;
+			col += 3;
+		} else {
+			/* Literal: printable ASCII, space or tab only. */
+			if (!((c >= 33 && c <= 126) || c == ' ' || c == '\t'))
+				fail_msg("raw byte 0x%02X at offset %zu", c, i);
+			buf_addc(&out, (char)c);
+			col++;
+		}
+		if (col > 76)
+			fail_msg("line over 76 characters at offset %zu", i);
+	}
+	if (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		fail_msg("trailing blank at the end");
+	return buf_detach(&out);
+}
+
+/* CRLF only, and no line over max characters (CRLF excluded). */
+static void assert_crlf_lines(const char *s, size_t len, size_t max)
+{
+	size_t col = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '\r') {
+			if (i + 1 >= len || s[i + 1] != '\n')
+				fail_msg("bare CR at offset %zu", i);
+			i++;
+			col = 0;
+			continue;
+		}
+		if (s[i] == '\n')
+			fail_msg("bare LF at offset %zu", i);
+		if (++col > max)
+			fail_msg("line over %zu characters at offset %zu", max,
+				 i);
+	}
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* ---- msg_encode_words ---------------------------------------------------- */
+
+static char *encode(const char *s, int phrase)
+{
+	struct buf b = { 0 };
+
+	assert_int_equal(msg_encode_words(&b, s, phrase), 0);
+	buf_cstr(&b);
+	return buf_detach(&b);
+}
+
+static void check_encode(const char *s, int phrase, const char *want)
+{
+	char *got = encode(s, phrase);
+
+	assert_string_equal(got, want);
+	free(got);
+}
+
+/* Encodes s, checks every word, and checks that it decodes back to s. */
+static void check_roundtrip(const char *s, int phrase)
+{
+	char *got = encode(s, phrase);
+	char *back = decode_2047(got);
+
+	assert_string_equal(back, s);
+	free(back);
+	free(got);
+}
+
+static void test_encode_ascii(void **state)
+{
+	(void)state;
+	check_encode("Hello", 0, "Hello");
+	check_encode("Hello", 1, "Hello");
+	check_encode("Leaf mulch, sharp tools - and the potluck", 0,
+		     "Leaf mulch, sharp tools - and the potluck");
+	check_encode("", 0, "");
+	check_encode("", 1, "");
+}
+
+static void test_encode_cafe(void **state)
+{
+	(void)state;
+	check_encode("Caf\xC3\xA9", 0, "=?UTF-8?Q?Caf=C3=A9?=");
+	check_encode("Caf\xC3\xA9", 1, "=?UTF-8?Q?Caf=C3=A9?=");
+}
+
+static void test_encode_phrase_whole(void **state)
+{
+	(void)state;
+	char *got = encode("Ferreira, Tom\xC3\xA1s", 1);
+
+	/* Encoded whole: no bare comma splits the mailbox. */
+	assert_string_equal(got, "=?UTF-8?Q?Ferreira=2C_Tom=C3=A1s?=");
+	assert_null(strchr(got, ','));
+	free(got);
+	check_encode("O'Brien \"Tom\xC3\xA1s\" (x) <y>", 1,
+		     "=?UTF-8?Q?O=27Brien_=22Tom=C3=A1s=22_=28x=29_=3Cy=3E?=");
+	check_roundtrip("Ferreira, Tom\xC3\xA1s", 1);
+}
+
+static void test_encode_subject_words(void **state)
+{
+	(void)state;
+	check_encode("Leaf mulch \xE2\x80\x94 and more", 0,
+		     "Leaf mulch =?UTF-8?Q?=E2=80=94?= and more");
+	/* Adjacent words that need encoding form one run, so the space
+	 * between them is kept (as "_"). */
+	check_encode("Tom\xC3\xA1s In\xC3\xAAs ok", 0,
+		     "=?UTF-8?Q?Tom=C3=A1s_In=C3=AAs?= ok");
+	check_encode("Caf\xC3\xA9, 2 \xE2\x82\xAC", 0,
+		     "=?UTF-8?Q?Caf=C3=A9=2C?= 2 =?UTF-8?Q?=E2=82=AC?=");
+	check_roundtrip("Leaf mulch \xE2\x80\x94 and more", 0);
+	check_roundtrip("Tom\xC3\xA1s  and   In\xC3\xAAs", 0);
+	check_roundtrip("\xC3\xA9 \xC3\xA9  a \xC3\xA9", 0);
+	check_roundtrip("Caf\xC3\xA9? 50% off_now =?not?= \xF0\x9F\x98\x80", 0);
+}
+
+/* A plain word that looks like an encoded-word is encoded, or a reader
+ * would decode it. */
+static void test_encode_lookalike(void **state)
+{
+	(void)state;
+	char *got = encode("\xC3\xA9 =?UTF-8?Q?x?= y", 0);
+
+	assert_null(strstr(got, " =?UTF-8?Q?x?= "));
+	free(got);
+	check_roundtrip("\xC3\xA9 =?UTF-8?Q?x?= y", 0);
+}
+
+static void check_long(const char *s)
+{
+	for (int phrase = 0; phrase <= 1; phrase++) {
+		char *got = encode(s, phrase);
+		size_t words = 0;
+
+		/* Every token is an encoded-word of at most 75 characters
+		 * holding whole UTF-8 sequences (decode_word checks). */
+		for (const char *p = got; *p;) {
+			size_t tl = strcspn(p, " ");
+			struct buf tmp = { 0 };
+
+			if (tl) {
+				decode_word(p, tl, &tmp);
+				words++;
+			}
+			buf_free(&tmp);
+			p += tl;
+			p += strspn(p, " ");
+		}
+		assert_true(words > 3);
+		char *back = decode_2047(got);
+
+		assert_string_equal(back, s);
+		free(back);
+		free(got);
+	}
+}
+
+static void test_encode_long(void **state)
+{
+	(void)state;
+	struct buf s = { 0 };
+
+	/* 200 characters, all 2-byte. */
+	for (int i = 0; i < 200; i++)
+		buf_adds(&s, "\xC3\xA9");
+	check_long(buf_cstr(&s));
+	/* 200 characters of 1-, 2-, 3- and 4-byte sequences, no spaces. */
+	buf_reset(&s);
+	for (int i = 0; i < 50; i++)
+		buf_adds(&s, "a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80");
+	check_long(buf_cstr(&s));
+	/* 200 characters with spaces, so a subject is one long run. */
+	buf_reset(&s);
+	for (int i = 0; i < 50; i++)
+		buf_adds(&s, "\xE2\x80\x94\xC3\xA9\xC3\xA9 ");
+	buf_adds(&s, "\xC3\xA9");
+	check_long(buf_cstr(&s));
+	buf_free(&s);
+}
+
+/* ---- msg_qp_encode ------------------------------------------------------- */
+
+static char *qp(const char *s, size_t len)
+{
+	struct buf b = { 0 };
+
+	assert_int_equal(msg_qp_encode(&b, s, len), 0);
+	buf_cstr(&b);
+	return buf_detach(&b);
+}
+
+static void check_qp(const char *s, const char *want)
+{
+	char *got = qp(s, strlen(s));
+	char *back = qp_decode(got, strlen(got));
+
+	assert_string_equal(got, want);
+	assert_string_equal(back, s);
+	free(back);
+	free(got);
+}
+
+static void test_qp_basics(void **state)
+{
+	(void)state;
+	check_qp("", "");
+	check_qp("plain text\n", "plain text\r\n");
+	check_qp("a=b\n", "a=3Db\r\n");
+	check_qp("a\nb\n\nc", "a\r\nb\r\n\r\nc");
+	/* Blanks are literal inside a line, encoded at its end. */
+	check_qp("a b\tc\n", "a b\tc\r\n");
+	check_qp("trail \n", "trail=20\r\n");
+	check_qp("trail\t\n", "trail=09\r\n");
+	check_qp("two  \n", "two =20\r\n");
+	check_qp("end ", "end=20");
+	/* 8-bit and control bytes. */
+	check_qp("Caf\xC3\xA9\n", "Caf=C3=A9\r\n");
+	check_qp("\x01\x7F\xFF", "=01=7F=FF");
+	/* A CR in the text is data, never a line break. */
+	check_qp("a\rb\n", "a=0Db\r\n");
+}
+
+static void test_qp_from(void **state)
+{
+	(void)state;
+	check_qp("From here\n", "=46rom here\r\n");
+	check_qp("x\nFrom here\n", "x\r\n=46rom here\r\n");
+	check_qp("Fromage\n", "Fromage\r\n");
+	check_qp("a From b\n", "a From b\r\n");
+	check_qp("From", "From");
+}
+
+/* No output line may open with "From ": mbox readers would turn it into
+ * ">From ", which survives decoding. That includes lines that start after
+ * a soft break. */
+static void test_qp_from_after_soft_break(void **state)
+{
+	(void)state;
+	char in[128];
+
+	memset(in, 'a', 75);
+	strcpy(in + 75, "From here\n");
+	char *got = qp(in, strlen(in));
+	char *back = qp_decode(got, strlen(got));
+
+	assert_string_equal(back, in);
+	for (const char *l = got; l; l = strstr(l, "\r\n"), l = l ? l + 2 : l)
+		if (!strncmp(l, "From ", 5))
+			fail_msg("an output line opens with \"From \": %s", got);
+	free(back);
+	free(got);
+}
+
+static void test_qp_line_length(void **state)
+{
+	(void)state;
+	char in[400], want[600];
+
+	/* 76 characters fit on one line; 77 need a soft break. */
+	memset(in, 'a', 76);
+	strcpy(in + 76, "\n");
+	memset(want, 'a', 76);
+	strcpy(want + 76, "\r\n");
+	check_qp(in, want);
+
+	memset(in, 'a', 77);
+	strcpy(in + 77, "\n");
+	memset(want, 'a', 75);
+	strcpy(want + 75, "=\r\naa\r\n");
+	check_qp(in, want);
+
+	/* 300 characters: four lines of 75 plus "=", then the rest. */
+	memset(in, 'x', 300);
+	strcpy(in + 300, "\n");
+	char *w = want;
+
+	for (int i = 0; i < 3; i++) {
+		memset(w, 'x', 75);
+		memcpy(w + 75, "=\r\n", 3);
+		w += 78;
+	}
+	memset(w, 'x', 75);
+	strcpy(w + 75, "\r\n");
+	check_qp(in, want);
+
+	/* An escape is never split by a soft break. */
+	memset(in, 'a', 74);
+	strcpy(in + 74, "\xC3\xA9\xC3\xA9\n");
+	memset(want, 'a', 74);
+	strcpy(want + 74, "=\r\n=C3=A9=C3=A9\r\n");
+	check_qp(in, want);
+}
+
+static void test_qp_random_roundtrip(void **state)
+{
+	(void)state;
+	static const char alphabet[] = "abc =\t\n.F\xC3\xA9\x01~";
+	uint32_t x = 12345;
+	char *in = malloc(20000);
+
+	assert_non_null(in);
+	for (int round = 0; round < 20; round++) {
+		size_t len = 1000 * (size_t)(round + 1) - (size_t)round * 37;
+
+		for (size_t i = 0; i < len; i++) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			/* Long runs of one byte make long lines. */
+			in[i] = (x & 0x300) ? 'q' :
+				alphabet[x % (sizeof alphabet - 1)];
+			if (i >= 5 && x % 97 == 0)
+				memcpy(in + i - 5, "From ", 5);
+		}
+		char *got = qp(in, len);
+		char *back = qp_decode(got, strlen(got));
+
+		assert_crlf_lines(got, strlen(got), 76);
+		assert_int_equal(strlen(back), len);
+		assert_memory_equal(back, in, len);
+		free(back);
+		free(got);
+	}
+	free(in);
+}
+
+/* ---- msg_token ----------------------------------------------------------- */
+
+static void test_token(void **state)
+{
+	(void)state;
+	char tok[65], tok2[65], want[65];
+	unsigned char mac[32];
+
+	assert_int_equal(msg_token(SECRET, "Ann@Example.net", tok), 0);
+	assert_string_equal(tok, TOKEN_ANN);
+	/* Same value computed here with gnutls, on the lower-cased address. */
+	assert_int_equal(gnutls_hmac_fast(GNUTLS_MAC_SHA256, SECRET,
+					  strlen(SECRET), "ann@example.net",
+					  strlen("ann@example.net"), mac), 0);
+	for (int i = 0; i < 32; i++)
+		snprintf(want + 2 * i, 3, "%02x", mac[i]);
+	assert_string_equal(tok, want);
+	assert_int_equal(strlen(tok), 64);
+	assert_int_equal(strspn(tok, "0123456789abcdef"), 64);
+
+	assert_int_equal(msg_token(SECRET, "ann@example.net", tok2), 0);
+	assert_string_equal(tok2, tok);
+	assert_int_equal(msg_token(SECRET, "bob@example.net", tok2), 0);
+	assert_string_equal(tok2, TOKEN_BOB);
+	assert_string_not_equal(tok2, tok);
+	/* A different secret gives a different token. */
+	assert_int_equal(msg_token("other-secret", "ann@example.net", tok2), 0);
+	assert_string_not_equal(tok2, tok);
+}
+
+/* ---- msg_header_safe / msg_utf8_valid ------------------------------------ */
+
+static void test_utf8_valid(void **state)
+{
+	(void)state;
+	static const char *const good[] = {
+		"", "abc", "Caf\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80",
+		"\xC2\x80", "\xDF\xBF", "\xE0\xA0\x80", "\xEF\xBF\xBD",
+		"\xED\x9F\xBF", "\xEE\x80\x80", "\xF4\x8F\xBF\xBF",
+	};
+	static const char *const bad[] = {
+		"\xC0\xAF",             /* overlong '/' */
+		"\xC1\xBF",             /* overlong */
+		"\xE0\x80\xAF",         /* overlong, 3 bytes */
+		"\xE0\x9F\xBF",         /* overlong U+07FF */
+		"\xF0\x80\x80\xAF",     /* overlong, 4 bytes */
+		"\xF0\x8F\xBF\xBF",     /* overlong U+FFFF */
+		"\xED\xA0\x80",         /* surrogate U+D800 */
+		"\xED\xBF\xBF",         /* surrogate U+DFFF */
+		"\xF4\x90\x80\x80",     /* past U+10FFFF */
+		"\xF8\x88\x80\x80\x80", /* 5-byte form */
+		"\xFF", "\xFE", "\x80", "a\xBF" "b",
+		"\xC3",                 /* truncated */
+		"\xE2\x82",             /* truncated */
+		"\xF0\x9F\x98",         /* truncated */
+		"\xC3" "a", "\xE2\x82" "a", "Caf\xC3\xA9\xC3",
+	};
+
+	for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+		if (!msg_utf8_valid(good[i], strlen(good[i])))
+			fail_msg("refused good[%zu]", i);
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		if (msg_utf8_valid(bad[i], strlen(bad[i])))
+			fail_msg("accepted bad[%zu]", i);
+	/* len is honoured both ways. */
+	assert_false(msg_utf8_valid("Caf\xC3\xA9", 4));
+	assert_true(msg_utf8_valid("abc\xFF", 3));
+}
+
+static void test_header_safe(void **state)
+{
+	(void)state;
+	assert_true(msg_header_safe(""));
+	assert_true(msg_header_safe("Ann Ng"));
+	assert_true(msg_header_safe("Tom\xC3\xA1s \xF0\x9F\x98\x80"));
+	assert_false(msg_header_safe("a\rb"));
+	assert_false(msg_header_safe("a\nb"));
+	assert_false(msg_header_safe("Eve\r\nBcc: victim@example.com"));
+	assert_false(msg_header_safe("trailing\n"));
+	assert_false(msg_header_safe("\xC0\xAF"));
+	assert_false(msg_header_safe("\xED\xA0\x80"));
+	assert_false(msg_header_safe("x\xE2\x82"));
+}
+
+/* ---- msg_init + msg_build ------------------------------------------------ */
+
+static const char *const cols[] = { "email", "name", "city" };
+
+struct fixture {
+	struct config cfg;
+	struct post post;
+	struct msg_ctx m;
+	int m_ready;
+	struct buf out;
+	struct msg_out info;
+	char err[512];
+};
+
+static void config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof *c);
+	c->path = "test.conf";
+	c->from = "Joy <joy@example.org>";
+	c->from_name = "Joy";
+	c->from_addr = "joy@example.org";
+	c->list_id = "Garden News <news.example.org>";
+	c->list_name = "Garden News";
+	c->templates = "fixtures/templates";
+	c->template_name = "default";
+	c->unsub.url = "https://example.org/u?e={{email}}&t={{token}}";
+	c->unsub.mailto = "unsub@example.org";
+}
+
+static int setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof *fx);
+
+	if (!fx)
+		return -1;
+	config_defaults(&fx->cfg);
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+
+	if (fx->m_ready)
+		msg_free(&fx->m);
+	post_free(&fx->post);
+	buf_free(&fx->out);
+	free(fx);
+	return 0;
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	return 0;
+}
+
+static void load_post(struct fixture *fx, const char *src)
+{
+	post_free(&fx->post);
+	if (post_parse(&fx->post, "x.md", src, strlen(src), 72, fx->err,
+		       sizeof fx->err) != POST_OK)
+		fail_msg("post_parse: %s", fx->err);
+}
+
+static int init(struct fixture *fx, const char *const *c, size_t nc,
+		const char *secret, int test_mode)
+{
+	if (fx->m_ready)
+		msg_free(&fx->m);
+	fx->err[0] = '\0';
+	int rc = msg_init(&fx->m, &fx->cfg, &fx->post, c, nc, secret,
+			  test_mode, fx->err, sizeof fx->err);
+	fx->m_ready = 1; /* msg_free is safe after a failed msg_init too */
+	return rc;
+}
+
+static void init_ok(struct fixture *fx, const char *post_src, int test_mode)
+{
+	load_post(fx, post_src);
+	if (init(fx, cols, 3, SECRET, test_mode) != MSG_OK)
+		fail_msg("msg_init: %s", fx->err);
+}
+
+static int build(struct fixture *fx, const char *email, const char *name,
+		 const char *city)
+{
+	const char *row[3] = { email, name, city };
+
+	fx->err[0] = '\0';
+	return msg_build(&fx->m, row, email, name, NOW, &fx->out, &fx->info,
+			 fx->err, sizeof fx->err);
+}
+
+/* The header block of a message, unfolded: a malloc'd string of
+ * "Name: value\n" lines. */
+static char *headers_of(const char *msg)
+{
+	const char *end = strstr(msg, "\r\n\r\n");
+	struct buf b = { 0 };
+
+	assert_non_null(end);
+	for (const char *p = msg; p < end + 2; p++) {
+		if (p[0] == '\r' && p[1] == '\n') {
+			if (p + 2 < end + 2 && (p[2] == ' ' || p[2] == '\t')) {
+				p++; /* fold: drop CRLF, keep the blank */
+				continue;
+			}
+			buf_addc(&b, '\n');
+			p++;
+			continue;
+		}
+		buf_addc(&b, *p);
+	}
+	buf_cstr(&b);
+	return buf_detach(&b);
+}
+
+/* The value of header `name` (exactly one such header), malloc'd. */
+static char *header(const char *hdrs, const char *name)
+{
+	char key[64];
+	const char *hit = NULL;
+	size_t n = 0;
+
+	snprintf(key, sizeof key, "\n%s: ", name);
+	if (!strncmp(hdrs, key + 1, strlen(key + 1))) {
+		hit = hdrs + strlen(key + 1);
+		n++;
+	}
+	for (const char *p = hdrs; (p = strstr(p, key)); p++) {
+		if (!hit)
+			hit = p + strlen(key);
+		n++;
+	}
+	if (n != 1)
+		fail_msg("%zu \"%s\" headers in:\n%s", n, name, hdrs);
+	return strndup(hit, strcspn(hit, "\n"));
+}
+
+static void check_header(const char *hdrs, const char *name, const char *want)
+{
+	char *v = header(hdrs, name);
+
+	assert_string_equal(v, want);
+	free(v);
+}
+
+static int has_header(const char *hdrs, const char *name)
+{
+	char key[64];
+
+	snprintf(key, sizeof key, "\n%s:", name);
+	return !strncmp(hdrs, key + 1, strlen(key + 1)) || strstr(hdrs, key);
+}
+
+/* The decoded body of the part with this Content-Type (malloc'd). */
+static char *part_body(const char *msg, const char *ctype)
+{
+	char key[128];
+
+	snprintf(key, sizeof key, "Content-Type: %s; charset=\"utf-8\"\r\n"
+		 "Content-Transfer-Encoding: quoted-printable\r\n\r\n", ctype);
+	const char *p = strstr(msg, key);
+
+	assert_non_null(p);
+	p += strlen(key);
+	const char *e = strstr(p, "\r\n--=_");
+
+	assert_non_null(e);
+	return qp_decode(p, (size_t)(e - p) + 2);
+}
+
+static const char *const post_src =
+	"---\nsubject: Hello {{city}}\ndate: 2026-11-30 08:00\n"
+	"preheader: Three things\n---\n"
+	"Hi {{name|reader}}, [unsubscribe]({{unsubscribe_url}}).\n";
+
+#define UNSUB_URL "https://example.org/u?e=ann%2Bx%40example.net&t=" TOKEN_ANNX
+
+static void test_build_message(void **state)
+{
+	struct fixture *fx = *state;
+
+	init_ok(fx, post_src, 0);
+	assert_int_equal(build(fx, "ann+x@example.net", "Ann Ng", "Oslo"),
+			 MSG_OK);
+	assert_string_equal(fx->err, "");
+	const char *msg = buf_cstr(&fx->out);
+
+	assert_int_equal(strlen(msg), fx->out.len);
+	assert_crlf_lines(msg, fx->out.len, 998);
+
+	char *h = headers_of(msg);
+
+	check_header(h, "From", "Joy <joy@example.org>");
+	check_header(h, "To", "Ann Ng <ann+x@example.net>");
+	check_header(h, "Subject", "Hello Oslo");
+	check_header(h, "Date", "Mon, 30 Nov 2026 08:00:00 +0000");
+	check_header(h, "MIME-Version", "1.0");
+	check_header(h, "List-Id", "Garden News <news.example.org>");
+	check_header(h, "List-Unsubscribe",
+		     "<" UNSUB_URL ">, "
+		     "<mailto:unsub@example.org?subject=unsubscribe>");
+	check_header(h, "List-Unsubscribe-Post",
+		     "List-Unsubscribe=One-Click");
+	assert_false(has_header(h, "Reply-To"));
+	assert_false(has_header(h, "Bcc"));
+
+	/* Message-ID on the From domain, as reported in info. */
+	char *mid = header(h, "Message-ID");
+
+	assert_string_equal(mid, fx->info.message_id);
+	assert_int_equal(mid[0], '<');
+	assert_non_null(strstr(mid, "@example.org>"));
+	assert_int_equal(mid[strlen(mid) - 1], '>');
+	assert_string_equal(fx->info.mail_from, "joy@example.org");
+
+	/* multipart/alternative, its boundary used as the delimiter. */
+	char *ct = header(h, "Content-Type");
+	const char *bp = strstr(ct, "boundary=\"");
+
+	assert_int_equal(strncmp(ct, "multipart/alternative;", 22), 0);
+	assert_non_null(bp);
+	bp += strlen("boundary=\"");
+	char *boundary = strndup(bp, strcspn(bp, "\""));
+	char delim[200], close[200];
+
+	assert_true(strlen(boundary) > 0);
+	snprintf(delim, sizeof delim, "\r\n--%s\r\n", boundary);
+	snprintf(close, sizeof close, "\r\n--%s--\r\n", boundary);
+	assert_int_equal(count(msg, delim), 2);
+	assert_int_equal(count(msg, close), 1);
+	assert_string_equal(msg + fx->out.len - strlen(close), close);
+
+	/* text/plain first, then text/html. */
+	const char *tp = strstr(msg, "Content-Type: text/plain");
+	const char *hp = strstr(msg, "Content-Type: text/html");
+
+	assert_non_null(tp);
+	assert_non_null(hp);
+	assert_true(tp < hp);
+	assert_true(strstr(msg, delim) < tp);
+
+	char *text = part_body(msg, "text/plain");
+	char *html = part_body(msg, "text/html");
+
+	assert_string_equal(text,
+			    "Hi Ann Ng, unsubscribe [1].\n\n[1] " UNSUB_URL
+			    "\n\n-- \n" UNSUB_URL "\n");
+	assert_string_equal(html,
+			    "<p><p>Hi Ann Ng, <a href=\"https://example.org/u?"
+			    "e=ann%2Bx%40example.net&amp;t=" TOKEN_ANNX
+			    "\">unsubscribe</a>.</p>\n</p><a href=\"https://"
+			    "example.org/u?e=ann%2Bx%40example.net&amp;t="
+			    TOKEN_ANNX "\">u</a>\n");
+	free(text);
+	free(html);
+	free(boundary);
+	free(ct);
+	free(mid);
+	free(h);
+}
+
+static void test_build_twice(void **state)
+{
+	struct fixture *fx = *state;
+	char first[160];
+
+	init_ok(fx, post_src, 0);
+	assert_int_equal(build(fx, "ann@example.net", "", "Oslo"), MSG_OK);
+	size_t len1 = fx->out.len;
+
+	snprintf(first, sizeof first, "%s", fx->info.message_id);
+	/* Appends: the second message follows the first. */
+	assert_int_equal(build(fx, "bob@example.net", "Bob", "Bergen"),
+			 MSG_OK);
+	assert_true(fx->out.len > len1);
+	assert_string_not_equal(fx->info.message_id, first);
+
+	char *h = headers_of(fx->out.p + len1);
+
+	check_header(h, "To", "Bob <bob@example.net>");
+	check_header(h, "Subject", "Hello Bergen");
+	char *lu = header(h, "List-Unsubscribe");
+
+	assert_non_null(strstr(lu, "t=" TOKEN_BOB ">"));
+	free(lu);
+	free(h);
+	/* The first had no name: a bare address, and the fallback. */
+	fx->out.p[len1] = '\0';
+	h = headers_of(fx->out.p);
+	check_header(h, "To", "ann@example.net");
+	free(h);
+	char *text = part_body(fx->out.p, "text/plain");
+
+	assert_true(!strncmp(text, "Hi reader, unsubscribe [1].", 27));
+	free(text);
+}
+
+static void test_build_encoded_headers(void **state)
+{
+	struct fixture *fx = *state;
+
+	fx->cfg.from_name = "Garden \xC3\x86r\xC3\xB8, Ltd";
+	init_ok(fx, "---\nsubject: Caf\xC3\xA9 in {{city}} \xE2\x80\x94 news\n"
+		"---\nHi\n", 1);
+	assert_int_equal(build(fx, "t@example.net", "Ferreira, Tom\xC3\xA1s",
+			       "M\xC3\xA1laga"), MSG_OK);
+	assert_crlf_lines(fx->out.p, fx->out.len, 998);
+	char *h = headers_of(fx->out.p);
+
+	check_header(h, "From",
+		     "=?UTF-8?Q?Garden_=C3=86r=C3=B8=2C_Ltd?= <joy@example.org>");
+	check_header(h, "To",
+		     "=?UTF-8?Q?Ferreira=2C_Tom=C3=A1s?= <t@example.net>");
+	/* test_mode adds the prefix; the subject decodes back exactly. */
+	char *subj = header(h, "Subject");
+	char *dec = decode_2047(subj);
+
+	assert_string_equal(dec, "[TEST] Caf\xC3\xA9 in M\xC3\xA1laga "
+			    "\xE2\x80\x94 news");
+	free(dec);
+	free(subj);
+	free(h);
+
+	/* An ASCII name with a comma is quoted, not left bare. */
+	buf_reset(&fx->out);
+	assert_int_equal(build(fx, "a@example.net", "Ng, Ann", "Oslo"),
+			 MSG_OK);
+	h = headers_of(fx->out.p);
+	check_header(h, "To", "\"Ng, Ann\" <a@example.net>");
+	free(h);
+}
+
+static void test_build_long_subject(void **state)
+{
+	struct fixture *fx = *state;
+	struct buf src = { 0 }, want = { 0 };
+
+	buf_adds(&src, "---\nsubject: {{city}} ");
+	buf_adds(&want, "Oslo ");
+	for (int i = 0; i < 200; i++) {
+		const char *w = i % 10 == 9 ? "\xC3\xA9 " : "\xC3\xA9";
+
+		buf_adds(&src, w);
+		buf_adds(&want, w);
+	}
+	buf_adds(&src, "end\n---\nHi\n");
+	buf_adds(&want, "end");
+	init_ok(fx, buf_cstr(&src), 0);
+	assert_int_equal(build(fx, "a@example.net", "Ann", "Oslo"), MSG_OK);
+	/* Folded: no header line is longer than 78. */
+	const char *end = strstr(fx->out.p, "\r\n\r\n");
+
+	assert_crlf_lines(fx->out.p, (size_t)(end - fx->out.p), 78);
+	char *h = headers_of(fx->out.p);
+	char *subj = header(h, "Subject");
+	char *dec = decode_2047(subj);
+
+	assert_string_equal(dec, buf_cstr(&want));
+	free(dec);
+	free(subj);
+	free(h);
+	buf_free(&src);
+	buf_free(&want);
+}
+
+static void test_build_unsub_variants(void **state)
+{
+	struct fixture *fx = *state;
+
+	/* mailto only: no one-click header. */
+	fx->cfg.unsub.url = NULL;
+	init_ok(fx, post_src, 0);
+	assert_int_equal(build(fx, "a@example.net", "Ann", "Oslo"), MSG_OK);
+	char *h = headers_of(fx->out.p);
+
+	check_header(h, "List-Unsubscribe",
+		     "<mailto:unsub@example.org?subject=unsubscribe>");
+	assert_false(has_header(h, "List-Unsubscribe-Post"));
+	free(h);
+	char *text = part_body(fx->out.p, "text/plain");
+
+	assert_string_equal(text,
+			    "Hi Ann, unsubscribe [1].\n\n"
+			    "[1] mailto:unsub@example.org?subject=unsubscribe"
+			    "\n\n-- \nmailto:unsub@example.org?subject="
+			    "unsubscribe\n");
+	free(text);
+
+	/* http (not https): no one-click header either. */
+	fx->cfg.unsub.url = "http://example.org/u?e={{email}}";
+	fx->cfg.unsub.mailto = NULL;
+	buf_reset(&fx->out);
+	init_ok(fx, post_src, 0);
+	assert_int_equal(build(fx, "a@example.net", "Ann", "Oslo"), MSG_OK);
+	h = headers_of(fx->out.p);
+	check_header(h, "List-Unsubscribe",
+		     "<http://example.org/u?e=a%40example.net>");
+	assert_false(has_header(h, "List-Unsubscribe-Post"));
+	free(h);
+}
+
+static void test_init_errors(void **state)
+{
+	struct fixture *fx = *state;
+
+	load_post(fx, "---\nsubject: Hi\n---\nHi {{nmae}}\n");
+	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_FAIL);
+	assert_string_equal(fx->err, "x.md: a merge field in the post body "
+			    "is unknown or malformed");
+
+	load_post(fx, "---\nsubject: Hi {{town}}\n---\nHi\n");
+	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_FAIL);
+	assert_string_equal(fx->err, "x.md: subject:1: unknown merge field "
+			    "\"town\" (not a list column nor a built-in "
+			    "field)");
+
+	load_post(fx, "---\nsubject: Re: {{subject}}\n---\nHi\n");
+	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_FAIL);
+	assert_string_equal(fx->err,
+			    "x.md: the subject cannot contain {{subject}}");
+
+	load_post(fx, post_src);
+	assert_int_equal(init(fx, cols, 3, NULL, 0), MSG_FAIL);
+	assert_string_equal(fx->err, "unsubscribe.url uses {{token}} but no "
+			    "secret is set");
+
+	fx->cfg.template_name = "missing";
+	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_FAIL);
+	assert_string_equal(fx->err,
+			    "fixtures/templates/missing.html: No such file or "
+			    "directory (template = \"missing\" in test.conf)");
+}
+
+/* ---- header injection ---------------------------------------------------- */
+
+static void expect_badrow(struct fixture *fx, const char *email,
+			  const char *name, const char *city, const char *want)
+{
+	buf_reset(&fx->out);
+	buf_adds(&fx->out, "sentinel");
+	assert_int_equal(build(fx, email, name, city), MSG_BADROW);
+	assert_string_equal(fx->err, want);
+	/* Nothing was appended. */
+	assert_int_equal(fx->out.len, 8);
+	assert_string_equal(buf_cstr(&fx->out), "sentinel");
+}
+
+static void test_injection_name(void **state)
+{
+	struct fixture *fx = *state;
+
+	init_ok(fx, post_src, 0);
+	expect_badrow(fx, "eve@example.net", "Eve\r\nBcc: victim@example.com",
+		      "Oslo", "line break in the name");
+	expect_badrow(fx, "eve@example.net", "Eve\nBcc: victim@example.com",
+		      "Oslo", "line break in the name");
+	expect_badrow(fx, "eve@example.net", "Eve\r", "Oslo",
+		      "line break in the name");
+	expect_badrow(fx, "eve@example.net\r\nBcc: victim@example.com", "Eve",
+		      "Oslo", "line break in the address");
+	/* The context still works for the next good row. */
+	buf_reset(&fx->out);
+	assert_int_equal(build(fx, "ann@example.net", "Ann", "Oslo"), MSG_OK);
+	assert_null(strstr(fx->out.p, "victim"));
+}
+
+static void test_injection_subject_field(void **state)
+{
+	struct fixture *fx = *state;
+
+	init_ok(fx, post_src, 0);
+	expect_badrow(fx, "a@example.net", "Ann",
+		      "Oslo\nBcc: victim@example.com",
+		      "line break in field \"city\", which the subject uses");
+	expect_badrow(fx, "a@example.net", "Ann", "Oslo\r\n",
+		      "line break in field \"city\", which the subject uses");
+	expect_badrow(fx, "a@example.net", "Ann", "\rOslo",
+		      "line break in field \"city\", which the subject uses");
+}
+
+static void test_invalid_utf8_field(void **state)
+{
+	struct fixture *fx = *state;
+
+	init_ok(fx, post_src, 0);
+	expect_badrow(fx, "a@example.net", "Ann", "Oslo\xFF",
+		      "field \"city\" is not valid UTF-8");
+	expect_badrow(fx, "a@example.net", "Ann", "\xC0\xAF",
+		      "field \"city\" is not valid UTF-8");
+	expect_badrow(fx, "a@example.net", "Ann\xED\xA0\x80", "Oslo",
+		      "field \"name\" is not valid UTF-8");
+}
+
+/* A line break in a field the headers do not use is body text: allowed,
+ * and it reaches the wire as CRLF. */
+static void test_line_break_in_body_field(void **state)
+{
+	struct fixture *fx = *state;
+
+	init_ok(fx, "---\nsubject: Hi\n---\nFrom {{city}}.\n", 0);
+	assert_int_equal(build(fx, "a@example.net", "Ann",
+			       "North\nSouth\r\nEast\rWest"), MSG_OK);
+	assert_crlf_lines(fx->out.p, fx->out.len, 998);
+	char *h = headers_of(fx->out.p);
+
+	check_header(h, "Subject", "Hi");
+	free(h);
+	char *text = part_body(fx->out.p, "text/plain");
+
+	assert_int_equal(strncmp(text, "From North\nSouth\nEast\nWest.\n",
+				 28), 0);
+	free(text);
+	char *html = part_body(fx->out.p, "text/html");
+
+	assert_int_equal(strncmp(html, "<p><p>From North\nSouth\nEast\nWest."
+				 "</p>\n", 38), 0);
+	free(html);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_encode_ascii),
+		cmocka_unit_test(test_encode_cafe),
+		cmocka_unit_test(test_encode_phrase_whole),
+		cmocka_unit_test(test_encode_subject_words),
+		cmocka_unit_test(test_encode_lookalike),
+		cmocka_unit_test(test_encode_long),
+		cmocka_unit_test(test_qp_basics),
+		cmocka_unit_test(test_qp_from),
+		cmocka_unit_test(test_qp_line_length),
+		cmocka_unit_test(test_qp_random_roundtrip),
+		cmocka_unit_test(test_token),
+		cmocka_unit_test(test_utf8_valid),
+		cmocka_unit_test(test_header_safe),
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+		T(test_build_message),
+		T(test_build_twice),
+		T(test_build_encoded_headers),
+		T(test_build_long_subject),
+		T(test_build_unsub_variants),
+		T(test_init_errors),
+		T(test_injection_name),
+		T(test_injection_subject_field),
+		T(test_invalid_utf8_field),
+		T(test_line_break_in_body_field),
+#undef T
+		cmocka_unit_test(test_qp_from_after_soft_break),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, NULL);
+}
