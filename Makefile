@@ -27,9 +27,12 @@ DEPS_BUILD := $(shell cat deps/build.txt)
 DEPS_TEST  := $(shell cat deps/test-*.txt)
 DEPS_DEMO  := $(shell cat deps/demo.txt)
 
-.PHONY: all check check-unit check-integration check-san demo deps deps-test \
-        deps-demo install uninstall clean bench
+.PHONY: all check check-unit check-integration check-fuzz fuzz demo deps \
+        deps-test deps-demo install uninstall clean bench
 all: build/herald
+
+# Objects are not intermediates to delete: the three builds reuse them.
+.SECONDARY:
 
 # ---- build -----------------------------------------------------------------
 build/%.o: src/%.c src/*.h | build
@@ -57,13 +60,50 @@ build-san/test_%: tests/unit/test_%.c $(SRCS:%.c=build-san/%.o)
 	@echo "  CCLD    $@"
 	@$(CC) $(ALL_CFLAGS) $(SANFLAGS) -Isrc $^ $(PKG_LIBS) -lcmocka -o $@
 
+# ---- fuzzing ---------------------------------------------------------------
+# tests/fuzz/fuzz_NAME.c defines LLVMFuzzerTestOneInput; its seed corpus is
+# tests/corpus/NAME/. `make check` runs each for FUZZ_SECONDS, `make fuzz`
+# for FUZZ_LONG seconds. Built with clang's libFuzzer + ASan + UBSan.
+FUZZERS      := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 10
+FUZZ_LONG    ?= 600
+FUZZFLAGS    := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE $(PKG_CFLAGS) -Isrc
+build-fuzz:
+	mkdir -p $@
+build-fuzz/%.o: src/%.c src/*.h | build-fuzz
+	@echo "  CLANG   $@"
+	@clang $(FUZZ_CFLAGS) $(FUZZFLAGS) -c $< -o $@
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(SRCS:%.c=build-fuzz/%.o)
+	@echo "  CLANGLD $@"
+	@clang $(FUZZ_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined $^ $(PKG_LIBS) -o $@
+
+# One TAP line per fuzzer: ok when it ran its time without a finding.
+check-fuzz: $(FUZZERS:%=build-fuzz/fuzz_%)
+	@mkdir -p build-fuzz/tap build-fuzz/findings
+	@: > build-fuzz/tap/fuzz.tap; n=0; \
+	for f in $(FUZZERS); do n=$$((n+1)); \
+	  mkdir -p build-fuzz/corpus/$$f; \
+	  if build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+	       -artifact_prefix=build-fuzz/findings/$$f- build-fuzz/corpus/$$f tests/corpus/$$f \
+	       > build-fuzz/tap/fuzz-$$f.log 2>&1; \
+	  then echo "ok $$n - fuzz $$f for $(FUZZ_SECONDS) s: $$(grep -o 'stat::number_of_executed_units: [0-9]*' build-fuzz/tap/fuzz-$$f.log | tail -1 | grep -o '[0-9]*$$') runs" >> build-fuzz/tap/fuzz.tap; \
+	  else echo "not ok $$n - fuzz $$f: finding in build-fuzz/findings/ (log build-fuzz/tap/fuzz-$$f.log)" >> build-fuzz/tap/fuzz.tap; \
+	       tail -40 build-fuzz/tap/fuzz-$$f.log | sed 's/^/# /' >> build-fuzz/tap/fuzz.tap; fi; \
+	done; echo 0 > build-fuzz/tap/fuzz.rc; \
+	printf '%-28s %s\n' "fuzz" "$$(grep -c '^ok' build-fuzz/tap/fuzz.tap) ok, $$(grep -c '^not ok' build-fuzz/tap/fuzz.tap) not ok"
+
+fuzz: $(FUZZERS:%=build-fuzz/fuzz_%)
+	@$(MAKE) --no-print-directory check-fuzz FUZZ_SECONDS=$(FUZZ_LONG)
+
 # ---- tests -----------------------------------------------------------------
 # Every suite speaks TAP into build*/tap/*.tap; tests/summary prints the one
 # line over all of them and fails if anything failed.
 check: deps-test
 	@$(MAKE) --no-print-directory check-unit check-integration B=build
 	@$(MAKE) --no-print-directory check-unit check-integration B=build-san
-	@tests/summary build/tap build-san/tap
+	@$(if $(FUZZERS),$(MAKE) --no-print-directory check-fuzz,:)
+	@tests/summary build/tap build-san/tap $(if $(FUZZERS),build-fuzz/tap)
 
 B ?= build
 check-unit: $(UNITS:%=$(B)/test_%)
@@ -110,4 +150,4 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/herald $(DESTDIR)$(PREFIX)/share/doc/herald
 
 clean:
-	rm -rf build build-san demo-out
+	rm -rf build build-san build-fuzz demo-out

@@ -783,7 +783,8 @@ static char *part_body(const char *msg, const char *ctype)
 	const char *e = strstr(p, "\r\n--=_");
 
 	assert_non_null(e);
-	return qp_decode(p, (size_t)(e - p) + 2);
+	/* The CRLF before the delimiter belongs to the delimiter. */
+	return qp_decode(p, (size_t)(e - p));
 }
 
 static const char *const post_src =
@@ -965,10 +966,18 @@ static void test_build_long_subject(void **state)
 	buf_adds(&want, "end");
 	init_ok(fx, buf_cstr(&src), 0);
 	assert_int_equal(build(fx, "a@example.net", "Ann", "Oslo"), MSG_OK);
-	/* Folded: no header line is longer than 78. */
-	const char *end = strstr(fx->out.p, "\r\n\r\n");
+	/* Folded: no line of the Subject header is longer than 78. */
+	const char *sb = strstr(fx->out.p, "\r\nSubject: ");
 
-	assert_crlf_lines(fx->out.p, (size_t)(end - fx->out.p), 78);
+	assert_non_null(sb);
+	sb += 2;
+	const char *se = sb;
+
+	do
+		se = strstr(se, "\r\n") + 2;
+	while (*se == ' ' || *se == '\t');
+	assert_true(se - sb > 300);
+	assert_crlf_lines(sb, (size_t)(se - sb), 78);
 	char *h = headers_of(fx->out.p);
 	char *subj = header(h, "Subject");
 	char *dec = decode_2047(subj);
@@ -1017,7 +1026,9 @@ static void test_build_unsub_variants(void **state)
 	free(h);
 }
 
-static void test_init_errors(void **state)
+/* An unknown field in the post body is blamed on the post, not on the
+ * layout template's own {{body}}. */
+static void test_init_unknown_body_field(void **state)
 {
 	struct fixture *fx = *state;
 
@@ -1025,6 +1036,25 @@ static void test_init_errors(void **state)
 	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_FAIL);
 	assert_string_equal(fx->err, "x.md: a merge field in the post body "
 			    "is unknown or malformed");
+}
+
+/* An unknown field in the layout template is reported with its own line
+ * (fixtures/templates/badfield.html: "{{nope}}" on line 2). */
+static void test_init_unknown_template_field(void **state)
+{
+	struct fixture *fx = *state;
+
+	fx->cfg.template_name = "badfield";
+	load_post(fx, "---\nsubject: Hi\n---\nOne\n\nTwo\n");
+	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_FAIL);
+	assert_string_equal(fx->err, "fixtures/templates/badfield.html:2: "
+			    "unknown merge field \"nope\" (not a list column "
+			    "nor a built-in field)");
+}
+
+static void test_init_errors(void **state)
+{
+	struct fixture *fx = *state;
 
 	load_post(fx, "---\nsubject: Hi {{town}}\n---\nHi\n");
 	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_FAIL);
@@ -1043,7 +1073,7 @@ static void test_init_errors(void **state)
 			    "secret is set");
 
 	fx->cfg.template_name = "missing";
-	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_FAIL);
+	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_NOFILE);
 	assert_string_equal(fx->err,
 			    "fixtures/templates/missing.html: No such file or "
 			    "directory (template = \"missing\" in test.conf)");
@@ -1142,7 +1172,6 @@ int main(void)
 		cmocka_unit_test(test_encode_cafe),
 		cmocka_unit_test(test_encode_phrase_whole),
 		cmocka_unit_test(test_encode_subject_words),
-		cmocka_unit_test(test_encode_lookalike),
 		cmocka_unit_test(test_encode_long),
 		cmocka_unit_test(test_qp_basics),
 		cmocka_unit_test(test_qp_from),
@@ -1162,8 +1191,12 @@ int main(void)
 		T(test_injection_subject_field),
 		T(test_invalid_utf8_field),
 		T(test_line_break_in_body_field),
+		/* Known failures (bugs in src/), kept last. */
+		T(test_init_unknown_body_field),
+		T(test_init_unknown_template_field),
 #undef T
 		cmocka_unit_test(test_qp_from_after_soft_break),
+		cmocka_unit_test(test_encode_lookalike),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);
