@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/crypto.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,15 +17,20 @@
 #include <time.h>
 #include <unistd.h>
 
-/* A reader's row, copied out of the stream (retry queue, --test). */
-struct row {
+/* One reader's message: copied out of the stream so it can wait in the
+ * retry queue or sit on a connection while the stream moves on. */
+struct job {
 	char **fields;
 	size_t n;
 	char *email, *name;
 	long line;
 	int attempts;
-	double ready;      /* monotonic time it may be tried again */
+	double ready;          /* monotonic time it may be tried again */
+	struct buf wire;       /* the message while it is on a connection */
+	struct msg_out info;
 };
+
+enum stop { GO, STOP_QUOTA, STOP_FATAL, STOP_UNREACHABLE, STOP_STATE };
 
 struct run {
 	const struct config *cfg;
@@ -32,19 +38,23 @@ struct run {
 	const struct delivery_opts *o;
 	const struct delivery_cb *cb;
 	struct delivery_stats *st;
+	struct subs_reader *sr;
 	struct msg_ctx msg;
 	struct ratelimit rl;
 	struct journal journal;
 	struct bounces bounces;
 	int have_journal, have_bounces, lock;
-	struct smtp_conn *smtp;
+	struct smtp_pool *pool;
 	char *password;
-	struct buf wire;
-	struct row *queue;     /* deferred, retried when ready */
+	struct job **queue;    /* deferred, retried when ready */
 	size_t nqueue, capqueue;
+	int eof;
+	long taken;            /* rows taken from the stream */
 	long seq;              /* dry-run file number */
-	int conn_failures;     /* consecutive, with nothing delivered */
-	int fatal;
+	int conn_failures;     /* consecutive, with nothing delivered between */
+	int unsynced;          /* journal lines not yet fdatasync'd */
+	enum stop stop;
+	int rc;                /* first error that ends the run */
 	double start;
 	char *err;
 	size_t errlen;
@@ -66,8 +76,7 @@ static void sleep_for(double s)
 		;
 }
 
-static void warn(struct run *r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+__attribute__((format(printf, 2, 3)))
 static void warn(struct run *r, const char *fmt, ...)
 {
 	char msg[1024];
@@ -81,43 +90,60 @@ static void warn(struct run *r, const char *fmt, ...)
 
 static void progress(struct run *r)
 {
-	r->st->elapsed = now_mono() - r->start;
+	struct delivery_stats *st = r->st;
+	st->elapsed = now_mono() - r->start;
+	long handled = st->sent + st->bounced + st->deferred + st->already +
+		       st->suppressed;
+	st->pending = st->total > handled ? st->total - handled : 0;
 	if (r->cb && r->cb->progress)
-		r->cb->progress(r->cb->arg, r->st);
+		r->cb->progress(r->cb->arg, st);
 }
 
-static void row_free(struct row *w)
+/* Ends the run with an exit code; the first reason wins. */
+static void fail(struct run *r, enum stop why, int rc)
 {
-	for (size_t i = 0; i < w->n; i++)
-		free(w->fields[i]);
-	free(w->fields);
-	free(w->email);
-	free(w->name);
-	memset(w, 0, sizeof *w);
+	if (r->stop == GO || r->stop == STOP_QUOTA) {
+		r->stop = why;
+		r->rc = rc;
+	}
 }
 
-static int row_copy(struct row *w, const struct subs_row *s)
+static void job_free(struct job *j)
 {
-	memset(w, 0, sizeof *w);
-	w->fields = calloc(s->nfields ? s->nfields : 1, sizeof *w->fields);
-	if (!w->fields)
-		return -1;
-	w->n = s->nfields;
-	for (size_t i = 0; i < s->nfields; i++)
-		if (!(w->fields[i] = strdup(s->fields[i])))
-			goto fail;
-	w->email = strdup(s->email);
-	w->name = strdup(s->name);
-	w->line = s->line;
-	if (w->email && w->name)
-		return 0;
-fail:
-	row_free(w);
-	return -1;
+	if (!j)
+		return;
+	for (size_t i = 0; i < j->n; i++)
+		free(j->fields[i]);
+	free(j->fields);
+	free(j->email);
+	free(j->name);
+	buf_free(&j->wire);
+	free(j);
+}
+
+static struct job *job_new(const char *const *fields, size_t n, const char *email,
+			   const char *name, long line)
+{
+	struct job *j = calloc(1, sizeof *j);
+	if (!j)
+		return NULL;
+	j->fields = calloc(n ? n : 1, sizeof *j->fields);
+	j->n = n;
+	j->email = strdup(email);
+	j->name = strdup(name);
+	j->line = line;
+	int ok = j->fields && j->email && j->name;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (j->fields[i] = strdup(fields[i])) != NULL;
+	if (!ok) {
+		job_free(j);
+		return NULL;
+	}
+	return j;
 }
 
 /* Backoff doubles from initial_delay up to max_delay, with +-20% jitter so
- * a crowd of deferred messages does not return in lockstep. */
+ * a crowd of deferred messages does not come back in lockstep. */
 static double backoff(const struct config *c, int attempts)
 {
 	double d = c->retry.initial_delay;
@@ -130,178 +156,159 @@ static double backoff(const struct config *c, int attempts)
 	return d * (0.8 + 0.4 * (j / 65535.0));
 }
 
-static int enqueue(struct run *r, struct row *w)
+static int enqueue(struct run *r, struct job *j)
 {
 	if (r->nqueue == r->capqueue) {
 		size_t nc = r->capqueue ? r->capqueue * 2 : 16;
-		struct row *nq = realloc(r->queue, nc * sizeof *nq);
+		struct job **nq = realloc(r->queue, nc * sizeof *nq);
 		if (!nq)
 			return -1;
 		r->queue = nq;
 		r->capqueue = nc;
 	}
-	r->queue[r->nqueue++] = *w;
-	memset(w, 0, sizeof *w);
+	r->queue[r->nqueue++] = j;
 	return 0;
 }
 
-/* Index of the queued row that is ready soonest. */
+/* Index of the queued job that is ready soonest; nqueue must be > 0. */
 static size_t soonest(const struct run *r)
 {
 	size_t best = 0;
 	for (size_t i = 1; i < r->nqueue; i++)
-		if (r->queue[i].ready < r->queue[best].ready)
+		if (r->queue[i]->ready < r->queue[best]->ready)
 			best = i;
 	return best;
 }
 
-static int write_dry(struct run *r, const char *email, const char *data, size_t len)
+/* Makes the journal lines written so far durable. Completions are synced
+ * in batches (one fdatasync for all the connections that finished in the
+ * same turn), always before the freed connections take a new message. */
+static void sync_journal(struct run *r)
 {
-	char name[400];
-	char safe[330];
-	size_t k = 0;
-	for (const char *p = email; *p && k + 1 < sizeof safe; p++)
-		safe[k++] = (*p == '/' || (unsigned char)*p < 0x21 || *p == 0x7f) ? '_' : *p;
-	safe[k] = '\0';
-	snprintf(name, sizeof name, "%s/%06ld-%s.eml", r->o->dry_run_dir, ++r->seq, safe);
-	int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return set_err(r->err, r->errlen, EX_CANTCREAT, "%s: %s", name, strerror(errno));
-	ssize_t w = write(fd, data, len);
-	int saved = errno;
-	if (close(fd) < 0 || w != (ssize_t)len)
-		return set_err(r->err, r->errlen, EX_CANTCREAT, "%s: %s", name,
-			       strerror(w < 0 ? saved : EIO));
-	return 0;
+	if (!r->unsynced)
+		return;
+	r->unsynced = 0;
+	if (journal_sync(&r->journal, r->err, r->errlen) < 0)
+		fail(r, STOP_STATE, EX_CANTCREAT);
 }
 
-static int transport(struct run *r, struct row *w, struct msg_out *info,
-		     struct smtp_result *res)
-{
-	if (r->o->dry_run_dir) {
-		memset(res, 0, sizeof *res);
-		int rc = write_dry(r, w->email, r->wire.p, r->wire.len);
-		if (rc)
-			return rc;
-		res->cls = SMTP_OK;
-		res->code = 250;
-		snprintf(res->text, sizeof res->text, "dry run");
-		return 0;
-	}
-	if (!r->smtp) {
-		const struct config *c = r->cfg;
-		struct smtp_opts so = {
-			.url = c->smtp.url, .starttls = c->smtp.starttls,
-			.username = c->smtp.username, .password = r->password,
-			.ca_file = c->smtp.ca_file, .timeout = c->smtp.timeout,
-			.helo = c->smtp.helo ? c->smtp.helo : strrchr(c->from_addr, '@') + 1,
-		};
-		if (smtp_new(&r->smtp, &so, r->err, r->errlen) < 0)
-			return EX_CONFIG;
-	}
-	smtp_send(r->smtp, info->mail_from, w->email, r->wire.p, r->wire.len, res);
-	return 0;
-}
-
-static int record(struct run *r, struct row *w, const struct msg_out *info,
-		  const struct smtp_result *res)
+/* The outcome of one transaction: journal, bounce log or retry queue.
+ * Takes ownership of the job. */
+static void record(struct run *r, struct job *j, const struct smtp_result *res)
 {
 	struct delivery_stats *st = r->st;
 	const struct config *c = r->cfg;
 	time_t now = time(NULL);
-	char reply[600];
-	snprintf(reply, sizeof reply, "%s", res->text);
+	buf_free(&j->wire);
 	switch (res->cls) {
 	case SMTP_OK:
 		st->sent++;
 		r->conn_failures = 0;
-		if (r->have_journal &&
-		    journal_add(&r->journal, now, w->email, info->message_id, reply, r->err, r->errlen) < 0)
-			return EX_CANTCREAT;
-		return 0;
+		if (r->have_journal) {
+			if (journal_add(&r->journal, now, j->email, j->info.message_id, res->text,
+					r->err, r->errlen) < 0)
+				fail(r, STOP_STATE, EX_CANTCREAT);
+			else
+				r->unsynced++;
+		}
+		job_free(j);
+		return;
 	case SMTP_PERM:
 		st->bounced++;
 		r->conn_failures = 0;
-		warn(r, "%s: refused: %s", w->email, reply);
+		warn(r, "%s: refused: %s", j->email, res->text);
 		if (r->have_bounces &&
-		    bounces_add(&r->bounces, now, w->email, BOUNCE_HARD, res->status, res->code,
-				"smtp", r->post->slug, reply, r->err, r->errlen) < 0)
-			return EX_CANTCREAT;
-		return 0;
+		    bounces_add(&r->bounces, now, j->email, BOUNCE_HARD, res->status, res->code,
+				"smtp", r->post->slug, res->text, r->err, r->errlen) < 0)
+			fail(r, STOP_STATE, EX_CANTCREAT);
+		job_free(j);
+		return;
 	case SMTP_FATAL:
-		r->fatal = 1;
-		return set_err(r->err, r->errlen, EX_UNAVAILABLE, "%s: %s", c->smtp.url, reply);
+		if (r->stop != STOP_FATAL)
+			set_err(r->err, r->errlen, EX_UNAVAILABLE, "%s: %s", c->smtp.url, res->text);
+		fail(r, STOP_FATAL, EX_UNAVAILABLE);
+		job_free(j); /* not tried: stays unsent for the next run */
+		return;
 	case SMTP_TEMP:
 	case SMTP_CONN:
 		break;
 	}
 	if (res->cls == SMTP_CONN)
 		r->conn_failures++;
-	w->attempts++;
-	if (w->attempts < c->retry.attempts && !r->o->dry_run_dir) {
-		w->ready = now_mono() + backoff(c, w->attempts);
-		if (enqueue(r, w) < 0)
-			return set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
-		return 0;
+	j->attempts++;
+	/* Stop taking new readers when the server is plainly gone; what is
+	 * not tried stays unsent for the next run. */
+	if (r->conn_failures >= 3 * r->st->connections + c->retry.attempts && r->stop == GO) {
+		set_err(r->err, r->errlen, EX_UNAVAILABLE, "%s: %s", c->smtp.url, res->text);
+		fail(r, STOP_UNREACHABLE, EX_UNAVAILABLE);
+	}
+	if (j->attempts < c->retry.attempts && r->stop == GO) {
+		j->ready = now_mono() + backoff(c, j->attempts);
+		if (enqueue(r, j) == 0)
+			return;
+		set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
+		fail(r, STOP_STATE, EX_SOFTWARE);
 	}
 	st->deferred++;
-	warn(r, "%s: deferred after %d attempt%s: %s", w->email, w->attempts,
-	     w->attempts == 1 ? "" : "s", reply);
+	warn(r, "%s: deferred after %d attempt%s: %s", j->email, j->attempts,
+	     j->attempts == 1 ? "" : "s", res->text);
 	/* Only a 4xx about this recipient is a soft bounce; a dead
 	 * connection says nothing about the address. */
 	if (res->cls == SMTP_TEMP && r->have_bounces &&
-	    bounces_add(&r->bounces, now, w->email, BOUNCE_SOFT, res->status, res->code,
-			"smtp", r->post->slug, reply, r->err, r->errlen) < 0)
-		return EX_CANTCREAT;
+	    bounces_add(&r->bounces, now, j->email, BOUNCE_SOFT, res->status, res->code,
+			"smtp", r->post->slug, res->text, r->err, r->errlen) < 0)
+		fail(r, STOP_STATE, EX_CANTCREAT);
+	job_free(j);
+}
+
+static void on_done(void *arg, void *tag, const struct smtp_result *res)
+{
+	record(arg, tag, res);
+}
+
+static int write_dry(struct run *r, struct job *j)
+{
+	char name[400];
+	char safe[330];
+	size_t k = 0;
+	for (const char *p = j->email; *p && k + 1 < sizeof safe; p++)
+		safe[k++] = (*p == '/' || (unsigned char)*p < 0x21 || *p == 0x7f) ? '_' : *p;
+	safe[k] = '\0';
+	snprintf(name, sizeof name, "%s/%06ld-%s.eml", r->o->dry_run_dir, ++r->seq, safe);
+	int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return set_err(r->err, r->errlen, EX_CANTCREAT, "%s: %s", name, strerror(errno));
+	ssize_t w = write(fd, j->wire.p, j->wire.len);
+	int saved = errno;
+	if (close(fd) < 0 || w != (ssize_t)j->wire.len)
+		return set_err(r->err, r->errlen, EX_CANTCREAT, "%s: %s", name,
+			       strerror(w < 0 ? saved : EIO));
 	return 0;
 }
 
-/* Builds, paces, sends and records one message. Returns 0 or an exit
- * code that ends the run. */
-static int deliver(struct run *r, struct row *w)
+/* The next reader to try: a deferred one whose time has come, else the
+ * next row of the list. NULL when there is none right now. */
+static struct job *next_job(struct run *r)
 {
-	char why[256];
-	struct msg_out info;
-	buf_reset(&r->wire);
-	int rc = msg_build(&r->msg, (const char *const *)w->fields, w->email, w->name,
-			   time(NULL), &r->wire, &info, why, sizeof why);
-	if (rc == MSG_BADROW) {
-		warn(r, "%s:%ld: %s; skipped", r->o->subscribers, w->line, why);
-		r->st->skipped++;
-		return 0;
+	if (r->nqueue) {
+		size_t i = soonest(r);
+		if (r->queue[i]->ready <= now_mono()) {
+			struct job *j = r->queue[i];
+			r->queue[i] = r->queue[--r->nqueue];
+			r->st->retried++;
+			return j;
+		}
 	}
-	if (rc)
-		return set_err(r->err, r->errlen, EX_SOFTWARE, "%s", why);
-	const char *which = NULL;
-	double d;
-	while ((d = rl_delay(&r->rl, now_mono(), &which)) > 0) {
-		r->st->limit_window = which;
-		progress(r);
-		double chunk = d > 0.5 ? 0.5 : d;
-		sleep_for(chunk);
-		r->st->waiting += chunk;
-	}
-	r->st->limit_window = NULL;
-	rl_take(&r->rl, now_mono());
-	struct smtp_result res;
-	r->st->attempted++;
-	if ((rc = transport(r, w, &info, &res)))
-		return rc;
-	rc = record(r, w, &info, &res);
-	progress(r);
-	return rc;
-}
-
-/* Reading the list: returns 1 with *w filled, 0 at the end, or an exit
- * code (negated) when the list breaks down mid-way. */
-static int next_row(struct run *r, struct subs_reader *sr, struct row *w)
-{
+	if (r->eof || r->stop != GO || (r->o->limit && r->taken >= r->o->limit))
+		return NULL;
 	struct subs_row s;
 	char why[512];
 	for (;;) {
-		int k = subs_next(sr, &s, why, sizeof why);
-		if (k == SUBS_END)
-			return 0;
+		int k = subs_next(r->sr, &s, why, sizeof why);
+		if (k == SUBS_END) {
+			r->eof = 1;
+			return NULL;
+		}
 		if (k == SUBS_BAD) {
 			warn(r, "%s; skipped", why);
 			r->st->skipped++;
@@ -309,7 +316,9 @@ static int next_row(struct run *r, struct subs_reader *sr, struct row *w)
 		}
 		if (k == SUBS_FATAL || k == SUBS_NOFILE) {
 			set_err(r->err, r->errlen, EX_DATAERR, "%s", why);
-			return -EX_DATAERR;
+			fail(r, STOP_STATE, EX_DATAERR);
+			r->eof = 1;
+			return NULL;
 		}
 		if (k == SUBS_INACTIVE) {
 			r->st->inactive++;
@@ -323,130 +332,337 @@ static int next_row(struct run *r, struct subs_reader *sr, struct row *w)
 			r->st->suppressed++;
 			continue;
 		}
-		if (row_copy(w, &s) < 0) {
+		struct job *j = job_new(s.fields, s.nfields, s.email, s.name, s.line);
+		if (!j) {
 			set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
-			return -EX_SOFTWARE;
+			fail(r, STOP_STATE, EX_SOFTWARE);
+			return NULL;
 		}
-		return 1;
+		r->taken++;
+		return j;
 	}
 }
 
-static int main_loop(struct run *r, struct subs_reader *sr)
+static int build(struct run *r, struct job *j)
 {
-	int eof = 0;
-	long taken = 0;
-	for (;;) {
-		struct row w;
-		/* Stop taking new readers when the server is plainly gone;
-		 * what is not tried stays unsent for the next run. */
-		if (r->conn_failures >= 3 + r->cfg->retry.attempts)
-			eof = 1;
-		if (r->nqueue && (eof || r->queue[soonest(r)].ready <= now_mono())) {
-			size_t i = soonest(r);
-			sleep_for(r->queue[i].ready - now_mono());
-			w = r->queue[i];
-			r->queue[i] = r->queue[--r->nqueue];
-		} else if (!eof && (!r->o->limit || taken < r->o->limit)) {
-			int k = next_row(r, sr, &w);
-			if (k < 0)
-				return -k;
-			if (k == 0) {
-				eof = 1;
-				continue;
-			}
-			taken++;
-		} else if (!r->nqueue) {
-			return 0;
-		} else {
-			eof = 1;
+	char why[256];
+	buf_reset(&j->wire);
+	int rc = msg_build(&r->msg, (const char *const *)j->fields, j->email, j->name,
+			   time(NULL), &j->wire, &j->info, why, sizeof why);
+	if (rc == MSG_BADROW) {
+		warn(r, "%s:%ld: %s; skipped", r->o->subscribers, j->line, why);
+		r->st->skipped++;
+		return -1;
+	}
+	if (rc) {
+		set_err(r->err, r->errlen, EX_SOFTWARE, "%s", why);
+		fail(r, STOP_STATE, EX_SOFTWARE);
+		return -1;
+	}
+	return 0;
+}
+
+/* Seconds until the rate limit lets the next message go, or 0. With
+ * --until-quota an exhausted window ends the run instead. */
+static double rate_wait(struct run *r)
+{
+	const char *which = NULL;
+	double d = rl_delay(&r->rl, now_mono(), &which);
+	r->st->limit_window = d > 0 ? which : NULL;
+	if (d > 0 && r->o->until_quota && rl_is_quota(which) && r->stop == GO) {
+		r->stop = STOP_QUOTA;
+		r->st->quota_stop = 1;
+		r->rc = EX_TEMPFAIL;
+		set_err(r->err, r->errlen, EX_TEMPFAIL,
+			"rate.%s quota reached; the next run goes on from here", which);
+	}
+	return d;
+}
+
+/* Fills free connections. Returns how long to wait before trying again
+ * (rate limit or retry timer), 0 if there is no reason to wait. */
+static double fill(struct run *r, int idle)
+{
+	while (idle > 0 && r->stop == GO) {
+		double d = rate_wait(r);
+		if (d > 0)
+			return d;
+		struct job *j = next_job(r);
+		if (!j)
+			break;
+		if (build(r, j) < 0) {
+			job_free(j);
 			continue;
 		}
-		int rc = deliver(r, &w);
-		row_free(&w);
-		if (rc)
-			return rc;
+		rl_take(&r->rl, now_mono());
+		r->st->attempted++;
+		if (r->o->dry_run_dir) {
+			struct smtp_result res = {.cls = SMTP_OK, .code = 250};
+			int rc = write_dry(r, j);
+			if (rc) {
+				fail(r, STOP_STATE, rc);
+				job_free(j);
+				return 0;
+			}
+			snprintf(res.text, sizeof res.text, "dry run");
+			record(r, j, &res);
+			continue;
+		}
+		if (smtp_pool_start(r->pool, j->info.mail_from, j->email, j->wire.p,
+				    j->wire.len, j) < 0) {
+			set_err(r->err, r->errlen, EX_SOFTWARE, "libcurl refused a transfer");
+			fail(r, STOP_STATE, EX_SOFTWARE);
+			job_free(j);
+			return 0;
+		}
+		idle--;
 	}
+	if (r->nqueue && r->stop == GO) {
+		double d = r->queue[soonest(r)]->ready - now_mono();
+		return d > 0 ? d : 0;
+	}
+	return 0;
+}
+
+static int more_work(const struct run *r)
+{
+	if (r->stop != GO)
+		return 0;
+	return r->nqueue || (!r->eof && !(r->o->limit && r->taken >= r->o->limit));
+}
+
+static void loop(struct run *r)
+{
+	double last_progress = 0;
+	for (;;) {
+		int idle = r->pool ? smtp_pool_idle(r->pool) : 1;
+		double wait = fill(r, idle);
+		int busy = r->pool ? smtp_pool_busy(r->pool) : 0;
+		if (!busy && !more_work(r))
+			break;
+		double t = now_mono();
+		if (t - last_progress > 0.1) {
+			progress(r);
+			last_progress = t;
+		}
+		if (busy) {
+			int ms = wait > 0 ? (int)(wait * 1000) + 1 : 1000;
+			if (ms > 1000)
+				ms = 1000;
+			if (smtp_pool_run(r->pool, ms, on_done, r) > 0)
+				sync_journal(r);
+		} else if (wait > 0) {
+			double nap = wait > 0.5 ? 0.5 : wait;
+			if (r->st->limit_window)
+				r->st->waiting += nap;
+			sleep_for(nap);
+		}
+	}
+	sync_journal(r);
 }
 
 /* --test: the addresses given, merged with their own row when the list
- * has one, else with the first reader's fields. */
-static int test_loop(struct run *r, struct subs_reader *sr)
+ * has one, else with the first reader's fields (or empty ones). */
+static void queue_tests(struct run *r)
 {
 	const struct delivery_opts *o = r->o;
-	struct row first = {0}, *match = calloc(o->n_test, sizeof *match);
+	struct job *first = NULL, **match = calloc(o->n_test, sizeof *match);
 	struct subs_row s;
 	char why[512];
-	int k, rc = 0;
+	int k;
 	if (!match)
-		return set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
-	while ((k = subs_next(sr, &s, why, sizeof why)) != SUBS_END) {
+		goto oom;
+	while ((k = subs_next(r->sr, &s, why, sizeof why)) != SUBS_END) {
 		if (k == SUBS_FATAL || k == SUBS_NOFILE) {
-			rc = set_err(r->err, r->errlen, EX_DATAERR, "%s", why);
+			set_err(r->err, r->errlen, EX_DATAERR, "%s", why);
+			fail(r, STOP_STATE, EX_DATAERR);
 			goto out;
 		}
 		if (k == SUBS_BAD)
 			continue;
-		if (!first.email && k == SUBS_ROW && row_copy(&first, &s) < 0)
+		if (!first && k == SUBS_ROW &&
+		    !(first = job_new(s.fields, s.nfields, s.email, s.name, s.line)))
 			goto oom;
 		for (size_t i = 0; i < o->n_test; i++)
-			if (!match[i].email && !strcasecmp(o->test_to[i], s.email) &&
-			    row_copy(&match[i], &s) < 0)
+			if (!match[i] && !strcasecmp(o->test_to[i], s.email) &&
+			    !(match[i] = job_new(s.fields, s.nfields, s.email, s.name, s.line)))
 				goto oom;
 	}
-	for (size_t i = 0; i < o->n_test && !rc; i++) {
-		struct row w;
-		if (match[i].email) {
-			w = match[i];
-			memset(&match[i], 0, sizeof match[i]);
-		} else {
-			struct subs_row fake = {
-				.fields = (const char *const *)first.fields,
-				.nfields = first.n, .email = o->test_to[i],
-				.name = first.email ? first.name : "", .line = first.line,
-			};
-			const char **empty = NULL;
-			if (!first.email) {
-				fake.nfields = subs_ncols(sr);
-				empty = calloc(fake.nfields ? fake.nfields : 1, sizeof *empty);
-				if (!empty)
-					goto oom;
-				for (size_t j = 0; j < fake.nfields; j++)
-					empty[j] = "";
-				fake.fields = empty;
-			}
-			int e = subs_col(sr, "email");
+	int ecol = subs_col(r->sr, "email");
+	size_t ncols = subs_ncols(r->sr);
+	for (size_t i = 0; i < o->n_test; i++) {
+		struct job *j = match[i];
+		match[i] = NULL;
+		if (!j) {
+			const char **f = calloc(ncols ? ncols : 1, sizeof *f);
+			if (!f)
+				goto oom;
+			for (size_t c = 0; c < ncols; c++)
+				f[c] = first ? first->fields[c] : "";
 			/* The list's own email column must say the test
-			 * address, or {{email}} in a column-driven field would
-			 * leak the real reader's address. */
-			const char *saved = NULL;
-			if (e >= 0) {
-				saved = fake.fields[e];
-				((const char **)fake.fields)[e] = o->test_to[i];
-			}
-			int cp = row_copy(&w, &fake);
-			if (e >= 0)
-				((const char **)fake.fields)[e] = saved;
-			free(empty);
-			if (cp < 0)
+			 * address, or a field built from it would leak a real
+			 * reader's address into the test. */
+			if (ecol >= 0)
+				f[ecol] = o->test_to[i];
+			j = job_new(f, ncols, o->test_to[i], first ? first->name : "",
+				    first ? first->line : 0);
+			free(f);
+			if (!j)
 				goto oom;
 		}
-		rc = deliver(r, &w);
-		row_free(&w);
+		j->ready = 0;
+		if (enqueue(r, j) < 0) {
+			job_free(j);
+			goto oom;
+		}
 	}
+	r->eof = 1;
 	goto out;
 oom:
-	rc = set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
+	set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
+	fail(r, STOP_STATE, EX_SOFTWARE);
 out:
-	row_free(&first);
-	for (size_t i = 0; i < o->n_test; i++)
-		row_free(&match[i]);
+	job_free(first);
+	for (size_t i = 0; match && i < o->n_test; i++)
+		job_free(match[i]);
 	free(match);
-	return rc;
 }
 
-static int mkdir_p(const char *dir, char *err, size_t errlen)
+/* A first pass over the list: counts the readers (for the progress ETA)
+ * and refuses a list that breaks down half-way before anyone is mailed. */
+static int count_readers(struct run *r)
 {
-	return journal_mkdir(dir, err, errlen) < 0 ? EX_CANTCREAT : 0;
+	struct subs_reader *sr;
+	struct subs_row s;
+	char why[512];
+	int k = subs_open(&sr, r->o->subscribers, r->err, r->errlen);
+	if (k)
+		return k == SUBS_NOFILE ? EX_NOINPUT : EX_DATAERR;
+	while ((k = subs_next(sr, &s, why, sizeof why)) != SUBS_END) {
+		if (k == SUBS_FATAL || k == SUBS_NOFILE) {
+			set_err(r->err, r->errlen, EX_DATAERR, "%s", why);
+			subs_close(sr);
+			return EX_DATAERR;
+		}
+		if (k == SUBS_ROW)
+			r->st->total++;
+	}
+	subs_close(sr);
+	return 0;
+}
+
+/* Seeds the hour and day windows with what earlier runs sent, so a
+ * 500/day quota holds when cron starts herald every hour. */
+static int seed_quota(struct run *r)
+{
+	const struct rate_conf *rc = &r->o->rate;
+	double horizon = rc->per_day ? 86400 : rc->per_hour ? 3600 : rc->per_minute ? 60 : 0;
+	if (!horizon)
+		return 0;
+	double *times;
+	size_t n;
+	time_t wall = time(NULL);
+	if (journal_recent_times(r->cfg->state_dir, wall - (time_t)horizon, &times, &n,
+				 r->err, r->errlen) < 0)
+		return EX_IOERR;
+	double mono = now_mono();
+	for (size_t i = 0; i < n; i++)
+		times[i] = mono - ((double)wall - times[i]);
+	rl_seed(&r->rl, times, n);
+	free(times);
+	return 0;
+}
+
+static int setup(struct run *r)
+{
+	const struct config *cfg = r->cfg;
+	const struct delivery_opts *o = r->o;
+	const char *secret = NULL;
+	int rc;
+	if (!o->n_test && (rc = count_readers(r)))
+		return rc;
+	int k = subs_open(&r->sr, o->subscribers, r->err, r->errlen);
+	if (k)
+		return k == SUBS_NOFILE ? EX_NOINPUT : EX_DATAERR;
+	if (cfg->unsub.url && strstr(cfg->unsub.url, "token") &&
+	    config_secret(cfg, &secret, r->err, r->errlen) < 0)
+		return EX_CONFIG;
+	k = msg_init(&r->msg, cfg, r->post, subs_colnames(r->sr), subs_ncols(r->sr), secret,
+		     o->n_test > 0, r->err, r->errlen);
+	if (k < 0)
+		return k == MSG_NOFILE ? EX_NOINPUT : EX_DATAERR;
+	if (o->dry_run_dir) {
+		if (journal_mkdir(o->dry_run_dir, r->err, r->errlen) < 0)
+			return EX_CANTCREAT;
+	} else {
+		if (config_password(cfg, &r->password, r->err, r->errlen) < 0)
+			return EX_CONFIG;
+		struct smtp_opts so = {
+			.url = cfg->smtp.url, .starttls = cfg->smtp.starttls,
+			.username = cfg->smtp.username, .password = r->password,
+			.ca_file = cfg->smtp.ca_file, .timeout = cfg->smtp.timeout,
+			.helo = cfg->smtp.helo ? cfg->smtp.helo : strrchr(cfg->from_addr, '@') + 1,
+		};
+		if (smtp_pool_new(&r->pool, &so, cfg->smtp.connections, r->err, r->errlen) < 0)
+			return EX_CONFIG;
+		r->st->connections = cfg->smtp.connections;
+	}
+	if (!o->dry_run_dir && !o->n_test) {
+		r->lock = journal_lock(cfg->state_dir, r->err, r->errlen);
+		if (r->lock < 0)
+			return r->lock == -1 ? EX_TEMPFAIL : EX_CANTCREAT;
+		if (journal_open(&r->journal, cfg->state_dir, r->post->slug, r->err, r->errlen) < 0)
+			return EX_CANTCREAT;
+		r->have_journal = 1;
+	}
+	if (!o->n_test) {
+		/* A dry run reads the suppression list but writes nothing. */
+		if (bounces_open(&r->bounces, cfg->state_dir, cfg->bounce.soft_limit, r->err,
+				 r->errlen) < 0)
+			return EX_CANTCREAT;
+		r->have_bounces = 1;
+	}
+	static const struct rate_conf none;
+	if (rl_init(&r->rl, o->dry_run_dir ? &none : &o->rate, now_mono()) < 0)
+		return set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
+	if (!o->dry_run_dir && !o->n_test && (rc = seed_quota(r)))
+		return rc;
+	if (o->n_test)
+		queue_tests(r);
+	return r->rc;
+}
+
+static int outcome(struct run *r)
+{
+	struct delivery_stats *st = r->st;
+	if (r->stop == STOP_FATAL || r->stop == STOP_UNREACHABLE)
+		/* Partly done: a rerun finishes it. */
+		return st->sent || st->bounced ? EX_TEMPFAIL : EX_UNAVAILABLE;
+	if (r->stop != GO)
+		return r->rc;
+	if (st->deferred && !st->sent && !st->bounced && r->conn_failures) {
+		set_err(r->err, r->errlen, EX_UNAVAILABLE, "%s: no message could be sent",
+			r->cfg->smtp.url);
+		return EX_UNAVAILABLE;
+	}
+	if (st->deferred)
+		return EX_TEMPFAIL;
+	if (r->o->limit && !r->o->n_test) {
+		/* --limit left readers unsent: say so through the code. */
+		const struct delivery_opts *saved = r->o;
+		struct delivery_opts unlimited = *saved;
+		unlimited.limit = 0;
+		r->o = &unlimited;
+		struct job *j = next_job(r);
+		r->o = saved;
+		if (j) {
+			job_free(j);
+			set_err(r->err, r->errlen, EX_TEMPFAIL,
+				"--limit %ld reached; run again to send the rest", saved->limit);
+			return EX_TEMPFAIL;
+		}
+	}
+	return 0;
 }
 
 int delivery_run(const struct config *cfg, const struct post *post,
@@ -455,94 +671,29 @@ int delivery_run(const struct config *cfg, const struct post *post,
 {
 	struct run r = {.cfg = cfg, .post = post, .o = o, .cb = cb, .st = st,
 			.err = err, .errlen = errlen, .lock = -1};
-	struct subs_reader *sr = NULL;
-	const char *secret = NULL;
-	int rc = 0;
 	memset(st, 0, sizeof *st);
+	st->connections = 1;
 	r.start = now_mono();
-
-	int k = subs_open(&sr, o->subscribers, err, errlen);
-	if (k == SUBS_NOFILE)
-		return EX_NOINPUT;
-	if (k)
-		return EX_DATAERR;
-	if (cfg->unsub.url && strstr(cfg->unsub.url, "token") &&
-	    config_secret(cfg, &secret, err, errlen) < 0) {
-		rc = EX_CONFIG;
-		goto out;
-	}
-	k = msg_init(&r.msg, cfg, post, subs_colnames(sr), subs_ncols(sr), secret,
-		     o->n_test > 0, err, errlen);
-	if (k < 0) {
-		rc = k == MSG_NOFILE ? EX_NOINPUT : EX_DATAERR;
-		goto out;
-	}
-	if (!o->dry_run_dir && config_password(cfg, &r.password, err, errlen) < 0) {
-		rc = EX_CONFIG;
-		goto out;
-	}
-	if (o->dry_run_dir && (rc = mkdir_p(o->dry_run_dir, err, errlen)))
-		goto out;
-	int real = !o->dry_run_dir && !o->n_test;
-	if (real) {
-		r.lock = journal_lock(cfg->state_dir, err, errlen);
-		if (r.lock < 0) {
-			rc = r.lock == -1 ? EX_TEMPFAIL : EX_CANTCREAT;
-			goto out;
-		}
-		if (journal_open(&r.journal, cfg->state_dir, post->slug, err, errlen) < 0) {
-			rc = EX_CANTCREAT;
-			goto out;
-		}
-		r.have_journal = 1;
-	}
-	if (!o->n_test) {
-		if (bounces_open(&r.bounces, cfg->state_dir, cfg->bounce.soft_limit, err, errlen) < 0) {
-			rc = EX_CANTCREAT;
-			goto out;
-		}
-		/* A dry run reads the suppression list but writes nothing. */
-		r.have_bounces = 1;
-	}
-	if (rl_init(&r.rl, o->dry_run_dir ? &(struct rate_conf){0} : &o->rate, now_mono()) < 0) {
-		rc = set_err(err, errlen, EX_SOFTWARE, "out of memory");
-		goto out;
-	}
-	rc = o->n_test ? test_loop(&r, sr) : main_loop(&r, sr);
+	int rc = setup(&r);
 	if (rc == 0) {
-		/* Nothing got through and the connection never worked:
-		 * the server is unreachable, not the readers at fault. */
-		if (st->deferred && !st->sent && !st->bounced && r.conn_failures) {
-			rc = EX_UNAVAILABLE;
-			set_err(err, errlen, rc, "%s: no message could be sent", cfg->smtp.url);
-		} else if (st->deferred || r.nqueue)
-			rc = EX_TEMPFAIL;
-	} else if (rc == EX_UNAVAILABLE && st->sent)
-		rc = EX_TEMPFAIL; /* partly done: a rerun finishes it */
-	if (!rc && r.conn_failures && st->attempted > st->sent + st->bounced + st->deferred)
-		rc = EX_TEMPFAIL;
-out:
-	st->done = 1;
-	st->elapsed = now_mono() - r.start;
-	if (sr && rc == 0 && o->limit && !o->n_test) {
-		/* --limit left readers unsent: say so through the code. */
-		struct row w;
-		int more = next_row(&r, sr, &w);
-		if (more == 1) {
-			row_free(&w);
-			rc = EX_TEMPFAIL;
-			set_err(err, errlen, rc, "--limit %ld reached; run again to send the rest", o->limit);
-		}
+		if (o->n_test)
+			st->total = (long)r.nqueue;
+		loop(&r);
+		rc = outcome(&r);
+		if (rc == 0 && r.have_journal)
+			if (journal_mark_done(cfg->state_dir, post->slug, err, errlen) < 0)
+				rc = EX_CANTCREAT;
 	}
+	st->done = 1;
+	progress(&r);
 	for (size_t i = 0; i < r.nqueue; i++)
-		row_free(&r.queue[i]);
+		job_free(r.queue[i]);
 	free(r.queue);
-	smtp_free(r.smtp);
+	smtp_pool_free(r.pool);
 	if (r.password) {
 		explicit_bzero(r.password, strlen(r.password));
 		free(r.password);
 	}
-	buf_free(&r.wire);
 	rl_free(&r.rl);
 	msg_free(&r.msg);
 	if (r.have_journal)
@@ -550,6 +701,6 @@ out:
 	if (r.have_bounces)
 		bounces_close(&r.bounces);
 	journal_unlock(r.lock);
-	subs_close(sr);
+	subs_close(r.sr);
 	return rc;
 }

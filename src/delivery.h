@@ -20,6 +20,7 @@ struct delivery_opts {
 	struct rate_conf rate;
 	long limit;                /* at most this many messages; 0 = all */
 	int force;                 /* ignore the journal */
+	int until_quota;           /* stop (75) instead of waiting for a quota */
 };
 
 struct delivery_stats {
@@ -29,9 +30,14 @@ struct delivery_stats {
 	long already;      /* in the journal from an earlier run */
 	long suppressed;   /* bounced or complained before */
 	long attempted;    /* messages handed to the transport */
+	long retried;      /* of which retries */
+	long total;        /* subscribed readers in the list */
+	long pending;      /* readers still to try this run (for an ETA) */
+	int connections;
 	double elapsed;    /* seconds */
 	double waiting;    /* seconds spent waiting for the rate limit */
 	const char *limit_window; /* the rate window holding us back now */
+	int quota_stop;    /* --until-quota stopped the run */
 	int done;
 };
 

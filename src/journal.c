@@ -1,5 +1,6 @@
 #include "journal.h"
 #include "buf.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -175,12 +176,124 @@ int journal_add(struct journal *j, time_t when, const char *addr,
 		return set_err(err, errlen, -1, "out of memory");
 	ssize_t w = write(j->fd, line, (size_t)len);
 	free(line);
-	if (w != len || fdatasync(j->fd) < 0)
+	if (w != len)
 		return set_err(err, errlen, -1, "%s: cannot record a delivery: %s", j->path,
-			       w < 0 || w == len ? strerror(errno) : "short write");
+			       w < 0 ? strerror(errno) : "short write");
 	if (addrset_add(&j->sent, addr) < 0)
 		return set_err(err, errlen, -1, "out of memory");
 	return 0;
+}
+
+int journal_sync(struct journal *j, char *err, size_t errlen)
+{
+	if (fdatasync(j->fd) < 0)
+		return set_err(err, errlen, -1, "%s: cannot record a delivery: %s", j->path,
+			       strerror(errno));
+	return 0;
+}
+
+int journal_mark_done(const char *state_dir, const char *slug, char *err, size_t errlen)
+{
+	char *path;
+	if (asprintf(&path, "%s/%s.done", state_dir, slug) < 0)
+		return set_err(err, errlen, -1, "out of memory");
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	int rc = fd < 0 ? set_err(err, errlen, -1, "%s: %s", path, strerror(errno)) : 0;
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return rc;
+}
+
+int journal_is_done(const char *state_dir, const char *slug)
+{
+	char *path;
+	if (asprintf(&path, "%s/%s.done", state_dir, slug) < 0)
+		return 0;
+	int done = access(path, F_OK) == 0;
+	free(path);
+	return done;
+}
+
+static int parse_iso(const char *s, double *out)
+{
+	struct tm tm = {0};
+	const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (!end)
+		return -1;
+	*out = (double)timegm(&tm);
+	return 0;
+}
+
+static int times_from(const char *path, time_t since, double **out, size_t *n,
+		      size_t *cap)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return errno == ENOENT ? 0 : -1;
+	char *line = NULL;
+	size_t lcap = 0;
+	int rc = 0;
+	while (getline(&line, &lcap, f) > 0) {
+		double t;
+		if (parse_iso(line, &t) < 0 || t < (double)since)
+			continue;
+		if (*n == *cap) {
+			size_t nc = *cap ? *cap * 2 : 1024;
+			double *no = realloc(*out, nc * sizeof *no);
+			if (!no) {
+				rc = -1;
+				break;
+			}
+			*out = no;
+			*cap = nc;
+		}
+		(*out)[(*n)++] = t;
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+int journal_recent_times(const char *state_dir, time_t since, double **out,
+			 size_t *n, char *err, size_t errlen)
+{
+	*out = NULL;
+	*n = 0;
+	size_t cap = 0;
+	DIR *d = opendir(state_dir);
+	if (!d)
+		return errno == ENOENT ? 0 : set_err(err, errlen, -1, "%s: %s", state_dir, strerror(errno));
+	struct dirent *e;
+	int rc = 0;
+	while ((e = readdir(d)) && !rc) {
+		size_t l = strlen(e->d_name);
+		int journal = l > 8 && !strcmp(e->d_name + l - 8, ".journal");
+		if (!journal && strcmp(e->d_name, "bounces.log"))
+			continue;
+		char *path;
+		if (asprintf(&path, "%s/%s", state_dir, e->d_name) < 0) {
+			rc = -1;
+			break;
+		}
+		struct stat st;
+		/* Files untouched since `since` hold nothing recent. */
+		if (stat(path, &st) == 0 && st.st_mtime >= since)
+			rc = times_from(path, since, out, n, &cap);
+		if (rc)
+			set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
+		free(path);
+	}
+	closedir(d);
+	if (!rc && *n)
+		qsort(*out, *n, sizeof **out, cmp_double);
+	return rc;
 }
 
 void journal_close(struct journal *j)

@@ -31,8 +31,21 @@ struct journal {
 int journal_open(struct journal *j, const char *state_dir, const char *slug,
 		 char *err, size_t errlen);
 int journal_has(const struct journal *j, const char *addr);
+/* Appends a line; the caller makes it durable with journal_sync before it
+ * counts the message or starts the next one (so several completions can
+ * share one fdatasync). */
 int journal_add(struct journal *j, time_t when, const char *addr,
 		const char *msgid, const char *reply, char *err, size_t errlen);
+int journal_sync(struct journal *j, char *err, size_t errlen);
+/* Marks the post fully sent (state_dir/<slug>.done), or tells if it is. */
+int journal_mark_done(const char *state_dir, const char *slug, char *err,
+		      size_t errlen);
+int journal_is_done(const char *state_dir, const char *slug);
+/* Wall-clock times (seconds) of every message the server answered since
+ * `since`, across all posts: the first field of each recent line of
+ * state_dir/ *.journal and bounces.log. For quotas that span runs. */
+int journal_recent_times(const char *state_dir, time_t since, double **out,
+			 size_t *n, char *err, size_t errlen);
 void journal_close(struct journal *j);
 
 /* Takes state_dir/herald.lock (flock, non-blocking). Returns the fd, -1

@@ -127,6 +127,18 @@ double rl_delay(const struct ratelimit *rl, double now, const char **which)
 	return wait > 0 ? wait : 0;
 }
 
+/* Records a send at t; ring[head] is the oldest entry once full. */
+static void ring_push(struct rl_window *w, double t)
+{
+	if (w->count < w->limit) {
+		w->ring[(w->head + w->count) % w->limit] = t;
+		w->count++;
+	} else {
+		w->ring[w->head] = t;
+		w->head = (w->head + 1) % w->limit;
+	}
+}
+
 void rl_take(struct ratelimit *rl, double now)
 {
 	if (rl->rate > 0) {
@@ -136,18 +148,20 @@ void rl_take(struct ratelimit *rl, double now)
 		rl->tokens -= 1;
 		rl->last = now;
 	}
-	for (int i = 0; i < rl->nwin; i++) {
-		struct rl_window *w = &rl->win[i];
-		/* ring[head] is the oldest entry once the ring is full. */
-		long slot = (w->head + w->count) % w->limit;
-		if (w->count < w->limit) {
-			w->ring[slot] = now;
-			w->count++;
-		} else {
-			w->ring[w->head] = now;
-			w->head = (w->head + 1) % w->limit;
-		}
-	}
+	for (int i = 0; i < rl->nwin; i++)
+		ring_push(&rl->win[i], now);
+}
+
+void rl_seed(struct ratelimit *rl, const double *times, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		for (int i = 0; i < rl->nwin; i++)
+			ring_push(&rl->win[i], times[k]);
+}
+
+int rl_is_quota(const char *which)
+{
+	return which && strcmp(which, "per_second") != 0;
 }
 
 void rl_free(struct ratelimit *rl)

@@ -36,5 +36,11 @@ int rl_init(struct ratelimit *rl, const struct rate_conf *c, double now);
 double rl_delay(const struct ratelimit *rl, double now, const char **which);
 /* Counts one message sent at `now`. */
 void rl_take(struct ratelimit *rl, double now);
+/* Counts messages sent by earlier runs (times on the same clock as `now`,
+ * oldest first) in the minute, hour and day windows, so a quota holds
+ * across cron runs. The per-second bucket is not affected. */
+void rl_seed(struct ratelimit *rl, const double *times, size_t n);
+/* 1 when `which` (from rl_delay) is a window quota rather than pacing. */
+int rl_is_quota(const char *which);
 void rl_free(struct ratelimit *rl);
 #endif

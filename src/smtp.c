@@ -6,10 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct smtp_conn {
+/* One transaction's worth of state; the connection itself lives in the
+ * multi handle's cache and is picked up by whichever slot runs next. */
+struct slot {
+	struct smtp_pool *pool;
 	CURL *curl;
-	char *url;
-	char *password;
+	int busy;
+	void *tag;
 	char errbuf[CURL_ERROR_SIZE];
 	/* The last complete server reply, kept by the debug callback:
 	 * libcurl exposes the code but not the text. */
@@ -17,10 +20,19 @@ struct smtp_conn {
 	char last_cmd[16];
 	char reply_cmd[16];
 	int data_started;
-	/* read state */
+	struct curl_slist *rcpt;
+	char from[600];
 	const char *data;
 	size_t len, off;
 	int reconnect;
+};
+
+struct smtp_pool {
+	CURLM *multi;
+	struct slot *slots;
+	int n, busy;
+	char *url;
+	char *password;
 };
 
 int smtp_url_is_loopback(const char *url)
@@ -37,7 +49,7 @@ int smtp_url_is_loopback(const char *url)
 
 static size_t read_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
-	struct smtp_conn *c = ud;
+	struct slot *c = ud;
 	size_t n = size * nmemb;
 	if (n > c->len - c->off)
 		n = c->len - c->off;
@@ -48,7 +60,7 @@ static size_t read_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 
 static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *ud)
 {
-	struct smtp_conn *c = ud;
+	struct slot *c = ud;
 	if (type == CURLINFO_HEADER_OUT) {
 		/* Remember the verb only: AUTH arguments never get stored. */
 		size_t n = 0;
@@ -65,10 +77,14 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 	/* Lines arrive one per call: "250-..." continues, "250 ..." ends. */
 	while (size && (data[size - 1] == '\n' || data[size - 1] == '\r'))
 		size--;
+	int more = size >= 4 && data[3] == '-';
 	if (c->cur.len)
 		buf_adds(&c->cur, " ");
-	buf_add(&c->cur, size > 4 && c->cur.len ? data + 4 : data, size > 4 && c->cur.len ? size - 4 : size);
-	if (size < 4 || data[3] != '-') {
+	if (c->cur.len && size > 4)
+		buf_add(&c->cur, data + 4, size - 4); /* continuation: drop "250-" */
+	else
+		buf_add(&c->cur, data, size);
+	if (!more) {
 		/* After a failure curl says QUIT; its "221 Bye" must not
 		 * hide the reply that failed. */
 		if (!strcasecmp(c->last_cmd, "QUIT") && c->reply.len) {
@@ -83,34 +99,19 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 	return 0;
 }
 
-int smtp_new(struct smtp_conn **out, const struct smtp_opts *o, char *err,
-	     size_t errlen)
+static int slot_init(struct smtp_pool *p, struct slot *c, const struct smtp_opts *o)
 {
 	int loop = smtp_url_is_loopback(o->url);
 	int implicit = !strncmp(o->url, "smtps://", 8);
-	if (o->username && !implicit && !loop && o->starttls != STARTTLS_REQUIRED)
-		return set_err(err, errlen, -1,
-			       "smtp.username is set for a remote server: set smtp.starttls = \"required\" (or use smtps://), AUTH is never sent in clear");
-	struct smtp_conn *c = calloc(1, sizeof *c);
-	if (!c || !(c->curl = curl_easy_init())) {
-		free(c);
-		return set_err(err, errlen, -1, "cannot start libcurl");
-	}
-	/* The EHLO name rides in the URL path (smtp://host:port/name). */
-	const char *path = strchr(strstr(o->url, "://") + 3, '/');
-	if (path || !o->helo)
-		c->url = strdup(o->url);
-	else if (asprintf(&c->url, "%s/%s", o->url, o->helo) < 0)
-		c->url = NULL;
-	if (!c->url || (o->password && !(c->password = strdup(o->password)))) {
-		smtp_free(c);
-		return set_err(err, errlen, -1, "out of memory");
-	}
+	c->pool = p;
+	if (!(c->curl = curl_easy_init()))
+		return -1;
 	CURL *h = c->curl;
-	curl_easy_setopt(h, CURLOPT_URL, c->url);
+	curl_easy_setopt(h, CURLOPT_URL, p->url);
 	curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 	curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
 	curl_easy_setopt(h, CURLOPT_READDATA, c);
+	curl_easy_setopt(h, CURLOPT_PRIVATE, c);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
 	curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
 	curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, debug_cb);
@@ -139,9 +140,97 @@ int smtp_new(struct smtp_conn **out, const struct smtp_opts *o, char *err,
 	}
 	if (o->username) {
 		curl_easy_setopt(h, CURLOPT_USERNAME, o->username);
-		curl_easy_setopt(h, CURLOPT_PASSWORD, c->password ? c->password : "");
+		curl_easy_setopt(h, CURLOPT_PASSWORD, p->password ? p->password : "");
 	}
-	*out = c;
+	return 0;
+}
+
+int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
+		  int connections, char *err, size_t errlen)
+{
+	int loop = smtp_url_is_loopback(o->url);
+	int implicit = !strncmp(o->url, "smtps://", 8);
+	if (o->username && !implicit && !loop && o->starttls != STARTTLS_REQUIRED)
+		return set_err(err, errlen, -1,
+			       "smtp.username is set for a remote server: set smtp.starttls = \"required\" (or use smtps://), AUTH is never sent in clear");
+	if (connections < 1)
+		connections = 1;
+	struct smtp_pool *p = calloc(1, sizeof *p);
+	if (!p)
+		return set_err(err, errlen, -1, "out of memory");
+	p->n = connections;
+	p->slots = calloc((size_t)connections, sizeof *p->slots);
+	/* The EHLO name rides in the URL path (smtp://host:port/name). */
+	const char *path = strchr(strstr(o->url, "://") + 3, '/');
+	if (path || !o->helo)
+		p->url = strdup(o->url);
+	else if (asprintf(&p->url, "%s/%s", o->url, o->helo) < 0)
+		p->url = NULL;
+	if (!p->slots || !p->url || (o->password && !(p->password = strdup(o->password))) ||
+	    !(p->multi = curl_multi_init())) {
+		smtp_pool_free(p);
+		return set_err(err, errlen, -1, "out of memory");
+	}
+	curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, (long)connections);
+	curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)connections);
+	curl_multi_setopt(p->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)connections);
+	for (int i = 0; i < connections; i++)
+		if (slot_init(p, &p->slots[i], o) < 0) {
+			smtp_pool_free(p);
+			return set_err(err, errlen, -1, "cannot start libcurl");
+		}
+	*out = p;
+	return 0;
+}
+
+int smtp_pool_idle(const struct smtp_pool *p)
+{
+	return p->n - p->busy;
+}
+
+int smtp_pool_busy(const struct smtp_pool *p)
+{
+	return p->busy;
+}
+
+int smtp_pool_start(struct smtp_pool *p, const char *mail_from,
+		    const char *rcpt, const char *data, size_t len, void *tag)
+{
+	struct slot *c = NULL;
+	for (int i = 0; i < p->n && !c; i++)
+		if (!p->slots[i].busy)
+			c = &p->slots[i];
+	if (!c)
+		return -1;
+	char to[600];
+	snprintf(c->from, sizeof c->from, "<%s>", mail_from);
+	snprintf(to, sizeof to, "<%s>", rcpt);
+	c->rcpt = curl_slist_append(NULL, to);
+	if (!c->rcpt)
+		return -1;
+	c->data = data;
+	c->len = len;
+	c->off = 0;
+	c->data_started = 0;
+	c->errbuf[0] = '\0';
+	c->tag = tag;
+	buf_reset(&c->reply);
+	buf_reset(&c->cur);
+	c->reply_cmd[0] = c->last_cmd[0] = '\0';
+	CURL *h = c->curl;
+	curl_easy_setopt(h, CURLOPT_MAIL_FROM, c->from);
+	curl_easy_setopt(h, CURLOPT_MAIL_RCPT, c->rcpt);
+	curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
+	/* After a failed transaction the server may still hold our MAIL
+	 * state, or the connection may be gone: start on a new one. */
+	curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, c->reconnect ? 1L : 0L);
+	if (curl_multi_add_handle(p->multi, h) != CURLM_OK) {
+		curl_slist_free_all(c->rcpt);
+		c->rcpt = NULL;
+		return -1;
+	}
+	c->busy = 1;
+	p->busy++;
 	return 0;
 }
 
@@ -181,46 +270,20 @@ static void clean_text(char *s)
 			*s = ' ';
 }
 
-void smtp_send(struct smtp_conn *c, const char *mail_from, const char *rcpt,
-	       const char *data, size_t len, struct smtp_result *r)
+static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 {
-	CURL *h = c->curl;
-	memset(r, 0, sizeof *r);
-	c->data = data;
-	c->len = len;
-	c->off = 0;
-	c->data_started = 0;
-	c->errbuf[0] = '\0';
-	buf_reset(&c->reply);
-	buf_reset(&c->cur);
-	c->reply_cmd[0] = '\0';
-
-	char from[600];
-	snprintf(from, sizeof from, "<%s>", mail_from);
-	char to[600];
-	snprintf(to, sizeof to, "<%s>", rcpt);
-	struct curl_slist *rl = curl_slist_append(NULL, to);
-	curl_easy_setopt(h, CURLOPT_MAIL_FROM, from);
-	curl_easy_setopt(h, CURLOPT_MAIL_RCPT, rl);
-	curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
-	/* After a failed transaction the server may still hold our MAIL
-	 * state; start the next one on a clean connection. */
-	curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, c->reconnect ? 1L : 0L);
-	CURLcode cc = curl_easy_perform(h);
-	curl_slist_free_all(rl);
-	curl_easy_setopt(h, CURLOPT_MAIL_RCPT, NULL);
-
 	long code = 0;
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	memset(r, 0, sizeof *r);
+	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &code);
 	const char *reply = c->reply.len ? buf_cstr(&c->reply) : "";
 	parse_reply(r, reply);
 	if (!r->code)
 		r->code = (int)code;
 	r->data_sent = c->data_started;
-	snprintf(r->text, sizeof r->text, "%s", *reply ? reply : (c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc)));
+	snprintf(r->text, sizeof r->text, "%s",
+		 *reply ? reply : (c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc)));
 	clean_text(r->text);
 	c->reconnect = cc != CURLE_OK;
-
 	if (cc == CURLE_OK) {
 		r->cls = SMTP_OK;
 		return;
@@ -243,10 +306,18 @@ void smtp_send(struct smtp_conn *c, const char *mail_from, const char *rcpt,
 	default:
 		break;
 	}
-	if (r->code == 421 || r->code == 0) {
+	/* A transfer that died after the server's last reply (a timeout or a
+	 * reset) carries a stale 2xx/3xx code: it is the connection that
+	 * failed. */
+	if (r->code < 400 || r->code == 421 ||
+	    cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_COULDNT_CONNECT) {
 		r->cls = SMTP_CONN;
-		if (!*reply && c->errbuf[0])
+		if (c->errbuf[0] && (r->code < 400 || cc == CURLE_OPERATION_TIMEDOUT)) {
 			snprintf(r->text, sizeof r->text, "%s", c->errbuf);
+			clean_text(r->text);
+			if (r->code < 400)
+				r->code = 0, r->status[0] = '\0';
+		}
 		return;
 	}
 	int perm = r->code >= 500 && r->code < 600;
@@ -261,18 +332,58 @@ void smtp_send(struct smtp_conn *c, const char *mail_from, const char *rcpt,
 	r->cls = perm ? SMTP_PERM : temp ? SMTP_TEMP : SMTP_CONN;
 }
 
-void smtp_free(struct smtp_conn *c)
+int smtp_pool_run(struct smtp_pool *p, int timeout_ms, smtp_done_fn done, void *arg)
 {
-	if (!c)
-		return;
-	if (c->curl)
-		curl_easy_cleanup(c->curl);
-	if (c->password) {
-		explicit_bzero(c->password, strlen(c->password));
-		free(c->password);
+	int running = 0, finished = 0;
+	curl_multi_perform(p->multi, &running);
+	if (!(running < p->busy)) {
+		curl_multi_poll(p->multi, NULL, 0, timeout_ms, NULL);
+		curl_multi_perform(p->multi, &running);
 	}
-	free(c->url);
-	buf_free(&c->reply);
-	buf_free(&c->cur);
-	free(c);
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(p->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		struct slot *c = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+		CURLcode cc = m->data.result;
+		curl_multi_remove_handle(p->multi, c->curl);
+		struct smtp_result r;
+		classify(c, cc, &r);
+		curl_slist_free_all(c->rcpt);
+		c->rcpt = NULL;
+		curl_easy_setopt(c->curl, CURLOPT_MAIL_RCPT, NULL);
+		c->busy = 0;
+		p->busy--;
+		finished++;
+		done(arg, c->tag, &r);
+	}
+	return finished;
+}
+
+void smtp_pool_free(struct smtp_pool *p)
+{
+	if (!p)
+		return;
+	for (int i = 0; p->slots && i < p->n; i++) {
+		struct slot *c = &p->slots[i];
+		if (c->curl) {
+			if (c->busy)
+				curl_multi_remove_handle(p->multi, c->curl);
+			curl_easy_cleanup(c->curl);
+		}
+		curl_slist_free_all(c->rcpt);
+		buf_free(&c->reply);
+		buf_free(&c->cur);
+	}
+	if (p->multi)
+		curl_multi_cleanup(p->multi);
+	if (p->password) {
+		explicit_bzero(p->password, strlen(p->password));
+		free(p->password);
+	}
+	free(p->slots);
+	free(p->url);
+	free(p);
 }

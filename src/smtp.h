@@ -1,9 +1,11 @@
-/* smtp: the libcurl transport. One easy handle per connection, reused for
- * many messages (curl keeps the connection open between transfers); one
- * recipient per transaction, so every reader gets their own reply code.
+/* smtp: the libcurl transport. A pool of N slots (easy handles) driven by
+ * one multi handle, whose connection cache keeps up to N connections open
+ * and reuses them from one message to the next; one recipient per
+ * transaction, so every reader gets their own reply code and text.
  *
- * Ownership: smtp_new copies what it needs from opts except password,
- * which it copies and wipes on smtp_free. */
+ * Ownership: smtp_pool_new copies what it needs from opts (the password is
+ * copied and wiped on smtp_pool_free). Message data passed to
+ * smtp_pool_start is borrowed until its completion is reported. */
 #ifndef HERALD_SMTP_H
 #define HERALD_SMTP_H
 #include <stddef.h>
@@ -35,13 +37,24 @@ struct smtp_result {
 				  have it even when the reply was lost) */
 };
 
-struct smtp_conn;
+struct smtp_pool;
 
-int smtp_new(struct smtp_conn **out, const struct smtp_opts *o, char *err,
-	     size_t errlen);
-void smtp_send(struct smtp_conn *c, const char *mail_from, const char *rcpt,
-	       const char *data, size_t len, struct smtp_result *r);
-void smtp_free(struct smtp_conn *c);
+int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
+		  int connections, char *err, size_t errlen);
+/* Slots free for a new transaction. */
+int smtp_pool_idle(const struct smtp_pool *p);
+/* Transactions under way. */
+int smtp_pool_busy(const struct smtp_pool *p);
+/* Starts one transaction on a free slot; tag comes back with the result.
+ * Returns 0, or -1 when no slot is free or libcurl refuses. */
+int smtp_pool_start(struct smtp_pool *p, const char *mail_from,
+		    const char *rcpt, const char *data, size_t len, void *tag);
+/* Drives the transfers for at most timeout_ms and reports each finished
+ * transaction through done(). Returns how many finished. */
+typedef void (*smtp_done_fn)(void *arg, void *tag, const struct smtp_result *r);
+int smtp_pool_run(struct smtp_pool *p, int timeout_ms, smtp_done_fn done,
+		  void *arg);
+void smtp_pool_free(struct smtp_pool *p);
 /* 1 when host of an smtp[s]:// URL is loopback (AUTH may go in clear). */
 int smtp_url_is_loopback(const char *url);
 #endif
