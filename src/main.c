@@ -8,8 +8,11 @@
 #include "post.h"
 #include "ratelimit.h"
 #include "subscribers.h"
+#include "journal.h"
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -29,7 +32,8 @@ static const char usage[] =
 	"usage: herald [-c FILE] [-q|-v] COMMAND ...\n"
 	"\n"
 	"  send POST.md [--dry-run DIR] [--test[=ADDR]]... [--subscribers FILE]\n"
-	"               [--rate SPEC] [--limit N] [--due] [--force]\n"
+	"               [--rate SPEC] [--limit N] [--until-quota] [--force] [--json]\n"
+	"  send --due POST.md|DIR\n"
 	"      Send the post to every subscriber not yet in its journal.\n"
 	"      --dry-run DIR   write each message to DIR/NNNNNN-<address>.eml; no network\n"
 	"      --test[=ADDR]   send only to ADDR (repeatable; default: config test.to),\n"
@@ -37,7 +41,10 @@ static const char usage[] =
 	"      --subscribers F use list F instead of the config's\n"
 	"      --rate SPEC     e.g. 10/s, 300/min, 2000/h, 10000/day, burst=5 (comma-separated)\n"
 	"      --limit N       send at most N messages this run (exit 75 if more remain)\n"
-	"      --due           for cron: do nothing, silently, before the post's date\n"
+	"      --due           for cron: send the post(s) whose date has come and that are\n"
+	"                      not fully sent; otherwise exit 0 silently\n"
+	"      --until-quota   stop (exit 75) when a rate window is used up, instead of waiting\n"
+	"      --json          print the summary as one JSON object on stdout\n"
 	"      --force         send again to readers already in the journal\n"
 	"  preview POST.md [-o DIR] [--as EMAIL]\n"
 	"      Write DIR/<slug>.html, .txt and .eml as EMAIL (default: first reader) gets them.\n"
@@ -101,6 +108,15 @@ static void on_warn(void *arg, const char *msg)
 	say_err(msg);
 }
 
+static void fmt_dur(double s, char *out, size_t len)
+{
+	long t = (long)(s + 0.5);
+	if (t >= 3600)
+		snprintf(out, len, "%ldh%02ldm", t / 3600, t / 60 % 60);
+	else
+		snprintf(out, len, "%ld:%02ld", t / 60, t % 60);
+}
+
 static void on_progress(void *arg, const struct delivery_stats *st)
 {
 	struct ui *u = arg;
@@ -111,26 +127,76 @@ static void on_progress(void *arg, const struct delivery_stats *st)
 		return;
 	u->last_progress = t;
 	double rate = st->elapsed > 0 ? st->attempted / st->elapsed : 0;
-	fprintf(stderr, "\r\033[Ksending: %ld sent, %ld bounced, %ld deferred, %.1f msg/s%s%s",
-		st->sent, st->bounced, st->deferred, rate,
-		st->limit_window ? ", waiting for rate." : "",
-		st->limit_window ? st->limit_window : "");
+	long done = st->sent + st->bounced + st->deferred + st->already + st->suppressed;
+	long total = st->total > done ? st->total : done;
+	int width = 24, fill = total ? (int)(width * done / total) : width;
+	char bar[32], eta[32] = "";
+	for (int i = 0; i < width; i++)
+		bar[i] = i < fill ? '=' : ' ';
+	bar[width] = '\0';
+	if (rate > 0 && st->pending && !st->done) {
+		char d[24];
+		fmt_dur(st->pending / rate, d, sizeof d);
+		snprintf(eta, sizeof eta, "  ETA %s", d);
+	}
+	fprintf(stderr, "\r\033[K[%s] %ld/%ld  %.1f msg/s%s%s%s%s", bar, done, total, rate, eta,
+		st->limit_window ? "  waiting for rate." : "",
+		st->limit_window ? st->limit_window : "",
+		st->bounced || st->deferred ? "  (some refused)" : "");
 	u->progress_shown = 1;
 }
 
-static void summary(const struct delivery_stats *st, const char *what, FILE *f)
+/* One line for logs and cron mail; a table on a terminal. */
+static void summary(const struct ui *u, const char *slug, const struct delivery_stats *st,
+		    const char *what, const char *state_dir, FILE *f)
 {
 	double rate = st->elapsed > 0 ? st->attempted / st->elapsed : 0;
-	fprintf(f, "%s %ld, bounced %ld, deferred %ld, skipped %ld bad row%s",
-		what, st->sent, st->bounced, st->deferred, st->skipped,
-		st->skipped == 1 ? "" : "s");
+	if (!u->tty) {
+		fprintf(f, "%s: %s %ld, bounced %ld, deferred %ld, skipped %ld bad row%s",
+			slug, what, st->sent, st->bounced, st->deferred, st->skipped,
+			st->skipped == 1 ? "" : "s");
+		if (st->inactive)
+			fprintf(f, ", %ld not subscribed", st->inactive);
+		if (st->already)
+			fprintf(f, ", %ld already sent", st->already);
+		if (st->suppressed)
+			fprintf(f, ", %ld suppressed", st->suppressed);
+		fprintf(f, "; %.1f s, %.1f msg/s\n", st->elapsed, rate);
+		return;
+	}
+	fprintf(f, "%s\n", slug);
+	fprintf(f, "  %-15s %8ld\n", what, st->sent);
+	fprintf(f, "  %-15s %8ld%s%s%s\n", "bounced", st->bounced, st->bounced ? "  see " : "",
+		st->bounced ? state_dir : "", st->bounced ? "/bounces.log" : "");
+	fprintf(f, "  %-15s %8ld%s\n", "deferred", st->deferred, st->deferred ? "  run again to retry" : "");
+	fprintf(f, "  %-15s %8ld%s\n", "skipped", st->skipped, st->skipped ? "  bad rows, see above" : "");
 	if (st->inactive)
-		fprintf(f, ", %ld not subscribed", st->inactive);
+		fprintf(f, "  %-15s %8ld\n", "not subscribed", st->inactive);
 	if (st->already)
-		fprintf(f, ", %ld already sent", st->already);
+		fprintf(f, "  %-15s %8ld  in the journal from earlier runs\n", "already sent", st->already);
 	if (st->suppressed)
-		fprintf(f, ", %ld suppressed", st->suppressed);
-	fprintf(f, "; %.1f s, %.1f msg/s\n", st->elapsed, rate);
+		fprintf(f, "  %-15s %8ld  bounced or complained before\n", "suppressed", st->suppressed);
+	if (st->retried)
+		fprintf(f, "  %-15s %8ld\n", "retries", st->retried);
+	fprintf(f, "  %-15s %8.1f s  %.1f msg/s over %d connection%s", "time", st->elapsed, rate,
+		st->connections, st->connections == 1 ? "" : "s");
+	if (st->waiting > 0.05)
+		fprintf(f, ", %.1f s waiting for the rate limit", st->waiting);
+	fputc('\n', f);
+}
+
+static json_t *stats_json(const char *slug, const struct delivery_stats *st, int rc)
+{
+	return json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b}",
+			 "post", slug, "exit", rc, "sent", (json_int_t)st->sent,
+			 "bounced", (json_int_t)st->bounced, "deferred", (json_int_t)st->deferred,
+			 "skipped", (json_int_t)st->skipped, "inactive", (json_int_t)st->inactive,
+			 "already_sent", (json_int_t)st->already,
+			 "suppressed", (json_int_t)st->suppressed,
+			 "attempted", (json_int_t)st->attempted, "retried", (json_int_t)st->retried,
+			 "seconds", st->elapsed,
+			 "rate", st->elapsed > 0 ? st->attempted / st->elapsed : 0.0,
+			 "quota_reached", st->quota_stop);
 }
 
 static int load_config(const char *path, struct config *cfg)
@@ -155,7 +221,113 @@ static int load_post(const char *path, struct post *p)
 	return 0;
 }
 
-enum { OPT_DRY = 256, OPT_TEST, OPT_SUBS, OPT_RATE, OPT_LIMIT, OPT_DUE, OPT_FORCE, OPT_AS };
+enum { OPT_DRY = 256, OPT_TEST, OPT_SUBS, OPT_RATE, OPT_LIMIT, OPT_DUE, OPT_FORCE, OPT_AS,
+       OPT_QUOTA, OPT_JSON };
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* --due DIR: the .md files of DIR, by name (dated names sort by date). */
+static int list_posts(const char *dir, char ***out, size_t *n)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	struct dirent *e;
+	size_t cap = 0;
+	*out = NULL;
+	*n = 0;
+	while ((e = readdir(d))) {
+		size_t l = strlen(e->d_name);
+		if (e->d_name[0] == '.' || l < 4 || strcmp(e->d_name + l - 3, ".md"))
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			char **no = realloc(*out, cap * sizeof *no);
+			if (!no)
+				break;
+			*out = no;
+		}
+		if (asprintf(&(*out)[*n], "%s/%s", dir, e->d_name) < 0)
+			break;
+		(*n)++;
+	}
+	closedir(d);
+	if (*n)
+		qsort(*out, *n, sizeof **out, by_name);
+	return 0;
+}
+
+/* Worse outcomes win: a failure beats "run again", which beats success. */
+static int worse(int a, int b)
+{
+	if (!a || b == EX_TEMPFAIL)
+		return a ? a : b;
+	return a == EX_TEMPFAIL && b ? b : a;
+}
+
+struct send_args {
+	struct delivery_opts o;
+	int due, json, test;
+	const char *rate;
+	const char **tests;
+};
+
+static int send_one(struct ui *u, struct config *cfg, const char *path,
+		    struct send_args *a, json_t *posts)
+{
+	struct post post = {0};
+	int rc = load_post(path, &post);
+	if (rc)
+		return rc;
+	/* Cron: nothing to do is not news. Not yet due, or fully sent. */
+	if (a->due && (post.when > time(NULL) || journal_is_done(cfg->state_dir, post.slug))) {
+		post_free(&post);
+		return 0;
+	}
+	char err[1024] = "";
+	struct delivery_cb cb = {on_warn, on_progress, u};
+	struct delivery_stats st;
+	rc = delivery_run(cfg, &post, &a->o, &cb, &st, err, sizeof err);
+	clear_progress(u);
+	if (rc && *err)
+		say_err(err);
+	int show = !u->quiet && !a->json && (u->tty || u->verbose || rc);
+	if (show)
+		summary(u, post.slug, &st, a->o.dry_run_dir ? "written" : "sent", cfg->state_dir,
+			u->tty ? stdout : stderr);
+	if (a->o.dry_run_dir && show && !rc)
+		fprintf(u->tty ? stdout : stderr, "messages are in %s/\n", a->o.dry_run_dir);
+	if (posts)
+		json_array_append_new(posts, stats_json(post.slug, &st, rc));
+	post_free(&post);
+	return rc;
+}
+
+static int print_json(json_t *posts, int rc)
+{
+	static const char *const keys[] = {"sent", "bounced", "deferred", "skipped",
+		"inactive", "already_sent", "suppressed", "attempted", "retried"};
+	json_t *o = json_object();
+	json_object_set_new(o, "exit", json_integer(rc));
+	for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+		json_int_t sum = 0;
+		size_t i;
+		json_t *p;
+		json_array_foreach(posts, i, p)
+			sum += json_integer_value(json_object_get(p, keys[k]));
+		json_object_set_new(o, keys[k], json_integer(sum));
+	}
+	json_object_set(o, "posts", posts);
+	char *text = json_dumps(o, JSON_COMPACT);
+	if (text)
+		puts(text);
+	free(text);
+	json_decref(o);
+	return rc;
+}
 
 static int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 {
@@ -167,98 +339,100 @@ static int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 		{"limit", required_argument, 0, OPT_LIMIT},
 		{"due", no_argument, 0, OPT_DUE},
 		{"force", no_argument, 0, OPT_FORCE},
+		{"until-quota", no_argument, 0, OPT_QUOTA},
+		{"json", no_argument, 0, OPT_JSON},
 		{0, 0, 0, 0}};
-	struct delivery_opts o = {0};
-	const char *rate = NULL;
-	const char **tests = calloc((size_t)argc + 1, sizeof *tests);
-	int test = 0, due = 0, c;
-	if (!tests)
+	struct send_args a = {0};
+	int c;
+	a.tests = calloc((size_t)argc + 1, sizeof *a.tests);
+	if (!a.tests)
 		return EX_OSERR;
 	optind = 0; /* 0: glibc re-reads the optstring, so options may follow operands */
-	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+	int rc = 0;
+	while (!rc && (c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
-		case OPT_DRY: o.dry_run_dir = optarg; break;
+		case OPT_DRY: a.o.dry_run_dir = optarg; break;
 		case OPT_TEST:
-			test = 1;
+			a.test = 1;
 			if (optarg) {
 				char why[100];
-				if (subs_valid_address(optarg, why, sizeof why) < 0) {
-					free(tests);
-					return usage_error("--test: not a valid address: %s", optarg);
-				}
-				tests[o.n_test++] = optarg;
+				if (subs_valid_address(optarg, why, sizeof why) < 0)
+					rc = usage_error("--test: not a valid address: %s", optarg);
+				a.tests[a.o.n_test++] = optarg;
 			}
 			break;
-		case OPT_SUBS: o.subscribers = optarg; break;
-		case OPT_RATE: rate = optarg; break;
+		case OPT_SUBS: a.o.subscribers = optarg; break;
+		case OPT_RATE: a.rate = optarg; break;
 		case OPT_LIMIT: {
 			char *end;
-			o.limit = strtol(optarg, &end, 10);
-			if (*end || o.limit < 1) {
-				free(tests);
-				return usage_error("--limit: expected a positive number, found \"%s\"", optarg);
-			}
+			a.o.limit = strtol(optarg, &end, 10);
+			if (*end || a.o.limit < 1)
+				rc = usage_error("--limit: expected a positive number, found \"%s\"", optarg);
 			break;
 		}
-		case OPT_DUE: due = 1; break;
-		case OPT_FORCE: o.force = 1; break;
-		default:
-			free(tests);
-			return usage_error("%s", "send: unknown option");
+		case OPT_DUE: a.due = 1; break;
+		case OPT_FORCE: a.o.force = 1; break;
+		case OPT_QUOTA: a.o.until_quota = 1; break;
+		case OPT_JSON: a.json = 1; break;
+		default: rc = usage_error("%s", "send: unknown option");
 		}
 	}
-	if (optind != argc - 1) {
-		free(tests);
-		return usage_error("%s", "send: expected one POST.md");
+	if (!rc && optind != argc - 1)
+		rc = usage_error("%s", "send: expected one POST.md (or, with --due, a directory of posts)");
+	if (!rc && a.o.dry_run_dir && a.test)
+		rc = usage_error("%s", "send: --dry-run and --test do not go together");
+	if (rc) {
+		free(a.tests);
+		return rc;
 	}
-	if (o.dry_run_dir && test) {
-		free(tests);
-		return usage_error("%s", "send: --dry-run and --test do not go together");
+	const char *target = argv[optind];
+	struct stat sb;
+	int isdir = stat(target, &sb) == 0 && S_ISDIR(sb.st_mode);
+	if (isdir && !a.due) {
+		free(a.tests);
+		return usage_error("send: %s is a directory: name one post, or add --due", target);
 	}
 	struct config cfg;
-	struct post post = {0};
-	int rc = load_config(cfgpath, &cfg);
-	if (!rc)
-		rc = load_post(argv[optind], &post);
-	if (rc)
-		goto out;
-	if (due && post.when > time(NULL))
-		goto out; /* not yet: silence, for cron */
-	o.rate = cfg.rate;
+	if ((rc = load_config(cfgpath, &cfg))) {
+		free(a.tests);
+		config_free(&cfg);
+		return rc;
+	}
 	char err[1024] = "";
-	if (rate && rl_parse(rate, &o.rate, err, sizeof err) < 0) {
+	a.o.rate = cfg.rate;
+	if (a.rate && rl_parse(a.rate, &a.o.rate, err, sizeof err) < 0)
 		rc = usage_error("%s", err);
-		goto out;
-	}
-	if (test && !o.n_test) {
+	if (!rc && a.test && !a.o.n_test) {
 		for (size_t i = 0; i < cfg.n_test_to; i++)
-			tests[o.n_test++] = cfg.test_to[i];
-		if (!o.n_test) {
+			a.tests[a.o.n_test++] = cfg.test_to[i];
+		if (!a.o.n_test)
 			rc = usage_error("%s", "--test without an address needs test.to in the config");
-			goto out;
-		}
 	}
-	o.test_to = tests;
-	if (!o.subscribers)
-		o.subscribers = cfg.subscribers;
-
-	struct delivery_cb cb = {on_warn, on_progress, u};
-	struct delivery_stats st;
-	rc = delivery_run(&cfg, &post, &o, &cb, &st, err, sizeof err);
-	clear_progress(u);
-	if (rc && *err)
-		say_err(err);
-	/* Cron mode: a clean run with nothing to do stays silent. */
-	int show = !u->quiet && (u->tty || u->verbose || rc);
-	if (due && !rc && !st.attempted && !st.skipped && !u->verbose)
-		show = 0;
-	if (show)
-		summary(&st, o.dry_run_dir ? "written" : "sent", u->tty ? stdout : stderr);
-	if (o.dry_run_dir && show && !rc)
-		fprintf(u->tty ? stdout : stderr, "messages are in %s/\n", o.dry_run_dir);
-out:
-	free(tests);
-	post_free(&post);
+	a.o.test_to = a.tests;
+	if (!a.o.subscribers)
+		a.o.subscribers = cfg.subscribers;
+	json_t *posts = a.json ? json_array() : NULL;
+	if (!rc && isdir) {
+		char **files = NULL;
+		size_t n = 0;
+		if (list_posts(target, &files, &n) < 0) {
+			say_err(strerror(errno));
+			rc = EX_NOINPUT;
+		}
+		for (size_t i = 0; i < n; i++) {
+			int r1 = rc == EX_TEMPFAIL || !rc ? send_one(u, &cfg, files[i], &a, posts) : 0;
+			rc = worse(rc, r1);
+			free(files[i]);
+		}
+		free(files);
+	} else if (!rc) {
+		rc = send_one(u, &cfg, target, &a, posts);
+	}
+	if (posts) {
+		print_json(posts, rc);
+		json_decref(posts);
+	}
+	free(a.tests);
 	config_free(&cfg);
 	return rc;
 }
