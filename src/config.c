@@ -123,7 +123,8 @@ static const char *const known[] = {
 	"smtp.helo", "rate", "rate.per_second", "rate.per_minute",
 	"rate.per_hour", "rate.per_day", "rate.burst", "retry",
 	"retry.attempts", "retry.initial_delay", "retry.max_delay", "bounce",
-	"bounce.soft_limit", "bounce.return_path", "test", "test.to", NULL};
+	"bounce.soft_limit", "bounce.return_path", "test", "test.to", "dkim",
+	"dkim.domain", "dkim.selector", "dkim.key_file", NULL};
 
 static int check_keys(struct ctx *x, config_setting_t *grp, const char *prefix)
 {
@@ -272,6 +273,36 @@ static int test_addresses(struct ctx *x, struct config *c)
 	return 0;
 }
 
+/* A signature needs all three keys; half a dkim group is a mistake that
+ * would otherwise send unsigned mail without a word. The domain and
+ * selector become DNS labels (<selector>._domainkey.<domain>). */
+static int dkim_settings(struct ctx *x, struct config *c)
+{
+	const char *keys[] = {"domain", "selector", "key_file"};
+	char *vals[] = {c->dkim.domain, c->dkim.selector, c->dkim.key_file};
+	int set = 0;
+	for (int i = 0; i < 3; i++)
+		set += vals[i] && *vals[i];
+	if (!set)
+		return 0;
+	config_setting_t *g = config_lookup(&x->cf, "dkim");
+	for (int i = 0; i < 3; i++)
+		if (!vals[i] || !*vals[i])
+			return bad(x, g, "dkim.%s is missing: dkim needs domain, selector and key_file", keys[i]);
+	for (int i = 0; i < 2; i++) {
+		const char *v = vals[i];
+		for (const char *p = v; *p; p++)
+			if (!(*p == '.' || *p == '-' || *p == '_' || (*p >= 'a' && *p <= 'z') ||
+			      (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+				return bad(x, config_lookup(&x->cf, i ? "dkim.selector" : "dkim.domain"),
+					   "dkim.%s: \"%s\" is not a DNS name", keys[i], v);
+		if (*v == '.' || v[strlen(v) - 1] == '.' || strstr(v, ".."))
+			return bad(x, config_lookup(&x->cf, i ? "dkim.selector" : "dkim.domain"),
+				   "dkim.%s: \"%s\" is not a DNS name", keys[i], v);
+	}
+	return 0;
+}
+
 static int load(struct ctx *x, struct config *c)
 {
 	int rc = 0;
@@ -294,6 +325,9 @@ static int load(struct ctx *x, struct config *c)
 	STR("smtp.ca_file", smtp.ca_file);
 	STR("smtp.helo", smtp.helo);
 	STR("bounce.return_path", bounce.return_path);
+	STR("dkim.domain", dkim.domain);
+	STR("dkim.selector", dkim.selector);
+	STR("dkim.key_file", dkim.key_file);
 #undef STR
 	if ((rc = get_long(x, "smtp.timeout", &c->smtp.timeout, 1, 3600)) ||
 	    (rc = get_int(x, "smtp.connections", &c->smtp.connections, 1, 64)) ||
@@ -308,7 +342,7 @@ static int load(struct ctx *x, struct config *c)
 	    (rc = get_int(x, "bounce.soft_limit", &c->bounce.soft_limit, 1, 1000)))
 		return rc;
 	if ((rc = from_addresses(x, c)) || (rc = smtp_settings(x, c)) ||
-	    (rc = test_addresses(x, c)))
+	    (rc = test_addresses(x, c)) || (rc = dkim_settings(x, c)))
 		return rc;
 	if (c->unsub.mailto) {
 		char why[100];
@@ -321,7 +355,8 @@ static int load(struct ctx *x, struct config *c)
 		return bad(x, config_lookup(&x->cf, "unsubscribe.url"),
 			   "unsubscribe.url: expected an https:// URL, found \"%s\"", c->unsub.url);
 	if ((rc = resolve(x, &c->subscribers)) || (rc = resolve(x, &c->templates)) ||
-	    (rc = resolve(x, &c->state_dir)) || (rc = resolve(x, &c->smtp.ca_file)))
+	    (rc = resolve(x, &c->state_dir)) || (rc = resolve(x, &c->smtp.ca_file)) ||
+	    (rc = resolve(x, &c->dkim.key_file)))
 		return rc;
 	return 0;
 }
@@ -455,7 +490,8 @@ void config_free(struct config *c)
 			 &c->unsub.url, &c->unsub.mailto, &c->unsub.secret_env,
 			 &c->smtp.url, &c->smtp.username, &c->smtp.password_env,
 			 &c->smtp.password_command, &c->smtp.ca_file, &c->smtp.helo,
-			 &c->bounce.return_path};
+			 &c->bounce.return_path, &c->dkim.domain, &c->dkim.selector,
+			 &c->dkim.key_file};
 	for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
 		free(*strs[i]);
 	wipe_free(c->smtp.password);

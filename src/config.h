@@ -56,6 +56,11 @@ struct config {
 		int soft_limit;
 		char *return_path;
 	} bounce;
+	struct {               /* all three set, or none: no signing */
+		char *domain;  /* d=, e.g. the From domain */
+		char *selector;/* s=: the key is at <selector>._domainkey.<domain> */
+		char *key_file;/* PEM RSA private key, resolved like other paths */
+	} dkim;
 	char **test_to;
 	size_t n_test_to;
 };

@@ -105,12 +105,17 @@ static int encode_run(struct buf *out, const unsigned char *p,
 	return wlen ? buf_adds(out, "?=") : 0;
 }
 
+/* 1 if [p, e) can go into a subject as it is. */
 static int is_ascii_word(const unsigned char *p, const unsigned char *e)
 {
+	/* A plain word that looks like an encoded-word would be decoded by
+	 * the reader: it is encoded, and joins the run of its neighbours so
+	 * the blanks between them survive. */
+	if (e - p >= 2 && p[0] == '=' && p[1] == '?')
+		return 0;
 	for (; p < e; p++)
 		if (*p < 0x21 || *p > 0x7E)
 			return 0;
-	/* A plain word that looks like an encoded-word would be decoded. */
 	return 1;
 }
 
@@ -131,7 +136,7 @@ int msg_encode_words(struct buf *out, const char *s, int phrase)
 		const unsigned char *w = p;
 		while (w < end && *w != ' ')
 			w++;
-		if (is_ascii_word(p, w) && !(w - p >= 2 && p[0] == '=' && p[1] == '?')) {
+		if (is_ascii_word(p, w)) {
 			if (buf_add(out, p, (size_t)(w - p)) < 0)
 				return -1;
 		} else {
@@ -182,7 +187,8 @@ int msg_qp_encode(struct buf *out, const char *s, size_t len)
 		 * "From " opening a line is encoded for mbox readers. */
 		int lit = ((c >= 33 && c <= 126 && c != '=') ||
 			   ((c == ' ' || c == '\t') && !at_eol));
-		if (col == 0 && c == 'F' && e - p >= 5 && !memcmp(p, "From ", 5))
+		int from = c == 'F' && e - p >= 5 && !memcmp(p, "From ", 5);
+		if (col == 0 && from)
 			lit = 0;
 		size_t need = lit ? 1 : 3;
 		/* Soft break so no line passes 76 characters, counting "=";
@@ -192,6 +198,11 @@ int msg_qp_encode(struct buf *out, const char *s, size_t len)
 			if (buf_add(out, "=\r\n", 3) < 0)
 				return -1;
 			col = 0;
+			/* The break may have put "From " at a line start. */
+			if (from && lit) {
+				lit = 0;
+				need = 3;
+			}
 		}
 		if (lit) {
 			if (buf_addc(out, (char)c) < 0)
@@ -257,12 +268,21 @@ static int layout(struct msg_ctx *m, const char *ext, const char *body,
 		rc = set_err(err, errlen, MSG_FAIL, "out of memory");
 	else if (tmpl_compile(out, b.p, b.len, &tn, path, 1, err, errlen) < 0) {
 		/* Line numbers past the body would be off: check the
-		 * template alone for a precise line. */
+		 * template alone, where {{body}} is a known name, for a
+		 * precise line. If it compiles, the fault is in the post. */
 		struct tmpl *t = NULL;
-		if (tmpl_compile(&t, src, len, &tn, path, 1, err, errlen) == 0)
-			set_err(err, errlen, MSG_FAIL,
-				"%s: a merge field in the post body is unknown or malformed", m->post->path);
-		tmpl_free(t);
+		const char **with_body = malloc((m->nnames + 1) * sizeof *with_body);
+		if (with_body) {
+			memcpy(with_body, m->names, m->nnames * sizeof *with_body);
+			with_body[m->nnames] = "body";
+			struct tmpl_names tb = {with_body, m->nnames + 1};
+			if (tmpl_compile(&t, src, len, &tb, path, 1, err, errlen) == 0)
+				set_err(err, errlen, MSG_FAIL,
+					"%s: a merge field in the post body is unknown or malformed",
+					m->post->path);
+			tmpl_free(t);
+			free(with_body);
+		}
 		rc = MSG_FAIL;
 	}
 	buf_free(&b);
@@ -335,6 +355,12 @@ int msg_init(struct msg_ctx *m, const struct config *cfg,
 	/* {{subject}} inside the subject itself would have no value yet. */
 	if (tmpl_uses(m->subject, MF_SUBJECT))
 		return set_err(err, errlen, MSG_FAIL, "%s: the subject cannot contain {{subject}}", post->path);
+	if (cfg->dkim.domain) {
+		rc = dkimsig_open(&m->dkim, cfg->dkim.domain, cfg->dkim.selector,
+				  cfg->dkim.key_file, err, errlen);
+		if (rc < 0)
+			return rc == DKIMSIG_NOFILE ? MSG_NOFILE : MSG_FAIL;
+	}
 	return MSG_OK;
 }
 
@@ -689,14 +715,24 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 
 	MMAPString *s = mmap_string_new("");
 	int col = 0;
+	/* Signed: the message is assembled aside, as the signature header
+	 * must come first and covers the finished bytes. */
+	struct buf *dst = m->dkim ? &m->tmp_msg : out;
+	buf_reset(&m->tmp_msg);
 	int wr = s ? mailmime_write_mem(s, &col, msg) : -1;
 	if (wr == MAILIMF_NO_ERROR)
-		wr = add_unfolded_after_colon(out, s->str, s->len);
+		wr = add_unfolded_after_colon(dst, s->str, s->len);
 	if (s)
 		mmap_string_free(s);
 	mailmime_free(msg);
 	if (wr != 0)
 		goto oom;
+	if (m->dkim) {
+		if (dkimsig_sign(m->dkim, m->tmp_msg.p, m->tmp_msg.len, out, err, errlen) < 0)
+			return MSG_FAIL;
+		if (buf_add(out, m->tmp_msg.p, m->tmp_msg.len) < 0)
+			goto oom;
+	}
 	return MSG_OK;
 oom:
 	return set_err(err, errlen, MSG_FAIL, "out of memory building the message");
@@ -718,5 +754,7 @@ void msg_free(struct msg_ctx *m)
 	buf_free(&m->tmp_rp);
 	buf_free(&m->qp_text);
 	buf_free(&m->qp_html);
+	buf_free(&m->tmp_msg);
+	dkimsig_close(m->dkim);
 	memset(m, 0, sizeof *m);
 }

@@ -7,6 +7,9 @@
  * quoted-printable, CRLF, RFC 2047 headers, List-Id, List-Unsubscribe
  * (+ List-Unsubscribe-Post for https URLs), a Message-ID on the From domain.
  *
+ * With dkim configured, every message is DKIM-signed here (dkim.c), so
+ * send, --test, --dry-run and preview all hand out the signed bytes.
+ *
  * A value bound for a header (the name, the address, any field the subject
  * uses) that holds CR, LF or NUL, or is not UTF-8, makes msg_build refuse
  * that subscriber (MSG_BADROW) instead of emitting a header from it.
@@ -19,6 +22,7 @@
 #include <time.h>
 #include "buf.h"
 #include "config.h"
+#include "dkim.h"
 #include "post.h"
 #include "template.h"
 
@@ -42,6 +46,8 @@ struct msg_ctx {
 	int test_mode;         /* "[TEST] " subject prefix */
 	const char **vals;     /* scratch, nnames entries */
 	struct buf tmp_url, tmp_subj, tmp_text, tmp_html, tmp_rp, qp_text, qp_html;
+	struct buf tmp_msg;    /* the unsigned message, when signing */
+	struct dkimsig *dkim;  /* NULL: no dkim group in the config */
 };
 
 struct msg_out {
