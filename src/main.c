@@ -5,7 +5,9 @@
 #include "config.h"
 #include "delivery.h"
 #include "message.h"
+#include "lint.h"
 #include "post.h"
+#include "preview.h"
 #include "ratelimit.h"
 #include "subscribers.h"
 #include "journal.h"
@@ -46,10 +48,12 @@ static const char usage[] =
 	"      --until-quota   stop (exit 75) when a rate window is used up, instead of waiting\n"
 	"      --json          print the summary as one JSON object on stdout\n"
 	"      --force         send again to readers already in the journal\n"
-	"  preview POST.md [-o DIR] [--as EMAIL]\n"
-	"      Write DIR/<slug>.html, .txt and .eml as EMAIL (default: first reader) gets them.\n"
+	"  preview POST.md [-o DIR] [--as EMAIL] [--no-screenshots]\n"
+	"      Write DIR/<slug>.html, .txt and .eml as EMAIL (default: first reader) gets them,\n"
+	"      and <slug>-desktop.png, <slug>-mobile.png when Chromium is installed.\n"
 	"  check POST.md\n"
-	"      Check config, post, templates and list together; send nothing.\n"
+	"      Lint config, post, templates and list together (size, links, alt text,\n"
+	"      merge fields, unsubscribe, DKIM); exit 65 or 78 on errors; send nothing.\n"
 	"  subscribers check [FILE]\n"
 	"      Report bad rows of the list (FILE:LINE: reason).\n"
 	"  bounces list\n"
@@ -222,7 +226,7 @@ static int load_post(const char *path, struct post *p)
 }
 
 enum { OPT_DRY = 256, OPT_TEST, OPT_SUBS, OPT_RATE, OPT_LIMIT, OPT_DUE, OPT_FORCE, OPT_AS,
-       OPT_QUOTA, OPT_JSON };
+       OPT_QUOTA, OPT_JSON, OPT_NOSHOTS };
 
 static int by_name(const void *a, const void *b)
 {
@@ -452,9 +456,11 @@ static int write_whole(const char *path, const char *data, size_t len, char *err
 }
 
 /* Finds the row for `as` (or the first subscribed row) and builds the
- * message for it; fills the ctx's rendered parts as a side effect. */
+ * message for it; fills the ctx's rendered parts as a side effect, and
+ * addr with the reader's address. */
 static int build_one(const struct config *cfg, const struct post *post, const char *as,
-		     struct msg_ctx *m, struct buf *eml, char *err, size_t errlen)
+		     struct msg_ctx *m, struct buf *eml, char *addr, size_t addrlen,
+		     char *err, size_t errlen)
 {
 	struct subs_reader *sr = NULL;
 	int k = subs_open(&sr, cfg->subscribers, err, errlen);
@@ -485,6 +491,7 @@ static int build_one(const struct config *cfg, const struct post *post, const ch
 			continue;
 		if ((as && !strcasecmp(row.email, as)) || (!as && k == SUBS_ROW)) {
 			found = 1;
+			snprintf(addr, addrlen, "%s", row.email);
 			struct msg_out info;
 			if (msg_build(m, row.fields, row.email, row.name, time(NULL), eml, &info,
 				      why, sizeof why) != MSG_OK) {
@@ -500,17 +507,52 @@ static int build_one(const struct config *cfg, const struct post *post, const ch
 	return rc;
 }
 
+static double clip_percent(size_t bytes)
+{
+	return 100.0 * (double)bytes / LINT_CLIP_BYTES;
+}
+
+/* Desktop and phone pictures of the HTML part, when a Chromium is there;
+ * its absence is said, not an error. */
+static int screenshots(struct ui *u, const char *dir, const char *slug, char *err, size_t errlen)
+{
+	char browser[4096];
+	if (!preview_find_browser(browser, sizeof browser)) {
+		if (!u->quiet)
+			printf("screenshots skipped: no chromium found (apt-get install chromium, or set $HERALD_CHROMIUM)\n");
+		return 0;
+	}
+	static const struct { const char *name; int w, h; } shots[] = {
+		{"desktop", 1200, 2000}, {"mobile", 390, 2000}};
+	char html[4096];
+	snprintf(html, sizeof html, "%s/%s.html", dir, slug);
+	for (size_t i = 0; i < sizeof shots / sizeof *shots; i++) {
+		char png[4096];
+		int w, h;
+		snprintf(png, sizeof png, "%s/%s-%s.png", dir, slug, shots[i].name);
+		if (preview_screenshot(browser, html, png, shots[i].w, shots[i].h, err, errlen) < 0)
+			return EX_UNAVAILABLE;
+		if (!u->quiet && preview_png_size(png, &w, &h) == 0)
+			printf("%-44s %5d x %d px, %s, images not loaded (network off)\n", png, w, h,
+			       shots[i].name);
+	}
+	return 0;
+}
+
 static int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 {
-	static const struct option lo[] = {{"as", required_argument, 0, OPT_AS}, {0, 0, 0, 0}};
+	static const struct option lo[] = {{"as", required_argument, 0, OPT_AS},
+		{"no-screenshots", no_argument, 0, OPT_NOSHOTS}, {0, 0, 0, 0}};
 	const char *dir = ".", *as = NULL;
-	int c;
+	int c, shots = 1;
 	optind = 0; /* 0: glibc re-reads the optstring, so options may follow operands */
 	while ((c = getopt_long(argc, argv, "o:", lo, NULL)) != -1) {
 		if (c == 'o')
 			dir = optarg;
 		else if (c == OPT_AS)
 			as = optarg;
+		else if (c == OPT_NOSHOTS)
+			shots = 0;
 		else
 			return usage_error("%s", "preview: unknown option");
 	}
@@ -520,14 +562,20 @@ static int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 	struct post post = {0};
 	struct msg_ctx m = {0};
 	struct buf eml = {0};
-	char err[1024] = "";
+	char err[1024] = "", addr[512] = "";
 	int rc = load_config(cfgpath, &cfg);
 	if (!rc)
 		rc = load_post(argv[optind], &post);
 	if (!rc)
-		rc = build_one(&cfg, &post, as, &m, &eml, err, sizeof err);
+		rc = build_one(&cfg, &post, as, &m, &eml, addr, sizeof addr, err, sizeof err);
 	if (!rc && mkdir(dir, 0755) < 0 && errno != EEXIST)
 		rc = set_err(err, sizeof err, EX_CANTCREAT, "%s: %s", dir, strerror(errno));
+	/* What each file is, with the size it has on the wire. */
+	char what[3][700];
+	snprintf(what[0], sizeof what[0], "HTML part, %zu quoted-printable", m.qp_html.len);
+	snprintf(what[1], sizeof what[1], "text part, %zu quoted-printable", m.qp_text.len);
+	snprintf(what[2], sizeof what[2], "whole message to %s: %.0f%% of Gmail's 102 KB clip size",
+		 addr, clip_percent(eml.len));
 	const struct { const char *ext; struct buf *b; } outs[] = {
 		{"html", &m.tmp_html}, {"txt", &m.tmp_text}, {"eml", &eml}};
 	for (size_t i = 0; !rc && i < 3; i++) {
@@ -536,8 +584,12 @@ static int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 		if (write_whole(path, outs[i].b->p ? outs[i].b->p : "", outs[i].b->len, err, sizeof err) < 0)
 			rc = EX_CANTCREAT;
 		else if (!u->quiet)
-			printf("%-40s %8zu bytes\n", path, outs[i].b->len);
+			printf("%-44s %8zu bytes  %s\n", path, outs[i].b->len, what[i]);
 	}
+	if (!rc && eml.len > LINT_CLIP_BYTES)
+		fprintf(stderr, "herald: warning: the message is over 102 KB: Gmail will clip it (see herald check)\n");
+	if (!rc && shots)
+		rc = screenshots(u, dir, post.slug, err, sizeof err);
 	if (rc && *err)
 		say_err(err);
 	buf_free(&eml);
@@ -582,6 +634,58 @@ static int check_list(struct ui *u, const char *path, long *good)
 	return rc;
 }
 
+/* Built-in field names, then the list's columns (copied: the reader
+ * that owns them is closed here). */
+static int field_names(const char *list, char ***out, size_t *n)
+{
+	struct subs_reader *sr;
+	char err[512];
+	*out = NULL;
+	*n = 0;
+	if (subs_open(&sr, list, err, sizeof err))
+		return -1;
+	size_t nc = subs_ncols(sr);
+	char **v = calloc(MF_NBUILTIN + nc, sizeof *v);
+	int rc = v ? 0 : -1;
+	for (size_t i = 0; v && i < MF_NBUILTIN + nc; i++) {
+		v[i] = xstrdup(i < MF_NBUILTIN ? msg_builtin_fields[i] : subs_colnames(sr)[i - MF_NBUILTIN]);
+		rc |= v[i] ? 0 : -1;
+	}
+	subs_close(sr);
+	*out = v;
+	*n = v ? MF_NBUILTIN + nc : 0;
+	return rc;
+}
+
+static void free_names(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Lints both layout templates; one that cannot be read is left to the
+ * message build, which reports it with exit 66. */
+static int lint_templates(struct lint *l, const struct config *cfg, char **names, size_t nn)
+{
+	static const char *const exts[] = {"html", "txt"};
+	for (size_t i = 0; i < 2; i++) {
+		char *path, *src;
+		size_t len;
+		if (asprintf(&path, "%s/%s.%s", cfg->templates, cfg->template_name, exts[i]) < 0)
+			return -1;
+		int rc = 0;
+		if (read_file(path, &src, &len) == 0) {
+			rc = lint_template(l, path, src, i == 0, (const char *const *)names, nn);
+			free(src);
+		}
+		free(path);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv)
 {
 	if (argc != 2)
@@ -590,23 +694,56 @@ static int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv)
 	struct post post = {0};
 	struct msg_ctx m = {0};
 	struct buf eml = {0};
-	char err[1024] = "";
+	struct lint l = {0};
+	char **names = NULL;
+	size_t nn = 0;
+	char err[1024] = "", addr[512] = "";
 	long good = 0;
 	int rc = load_config(cfgpath, &cfg);
 	if (!rc)
 		rc = load_post(argv[1], &post);
 	if (!rc)
 		rc = check_list(u, cfg.subscribers, &good);
-	if (!rc && good)
-		rc = build_one(&cfg, &post, NULL, &m, &eml, err, sizeof err);
-	if (rc && *err)
-		say_err(err);
-	if (!rc && !cfg.unsub.url && !cfg.unsub.mailto) {
-		say_err("no unsubscribe.url nor unsubscribe.mailto: readers need a way out (RFC 8058)");
-		rc = EX_CONFIG;
+	if (rc)
+		goto out;
+	if (field_names(cfg.subscribers, &names, &nn) < 0 || lint_config(&l, &cfg) < 0 ||
+	    lint_post(&l, &post, (const char *const *)names, nn) < 0 ||
+	    lint_templates(&l, &cfg, names, nn) < 0) {
+		say_err("out of memory");
+		rc = EX_OSERR;
+		goto out;
 	}
-	if (!rc && !u->quiet)
-		printf("%s: ok (%zu bytes for the first reader)\n", argv[1], eml.len);
+	/* With unknown fields the build would only repeat them, less precisely. */
+	if (good && !l.field_errors) {
+		rc = build_one(&cfg, &post, NULL, &m, &eml, addr, sizeof addr, err, sizeof err);
+		if (rc && *err)
+			say_err(err);
+		char what[1024];
+		snprintf(what, sizeof what, "%s (message to %s)", post.path, addr);
+		if (!rc && lint_message(&l, what, eml.len, buf_cstr(&m.tmp_subj)) < 0)
+			rc = EX_OSERR;
+	}
+	int config_errors = 0;
+	for (size_t i = 0; i < l.n; i++) {
+		const struct lint_item *it = &l.items[i];
+		config_errors |= it->level == LINT_ERROR && it->area == LINT_CONFIG;
+		if (it->level == LINT_ERROR || !u->quiet)
+			fprintf(stderr, "herald: %s: %s: %s\n", it->where,
+				it->level == LINT_ERROR ? "error" : "warning", it->msg);
+	}
+	if (!rc && l.errors)
+		rc = config_errors ? EX_CONFIG : EX_DATAERR;
+	if (!u->quiet && (!rc || l.errors)) {
+		printf("%s: %zu error%s, %zu warning%s", argv[1], l.errors, l.errors == 1 ? "" : "s",
+		       l.warnings, l.warnings == 1 ? "" : "s");
+		if (eml.len)
+			printf("; %zu bytes for %s (%.0f%% of Gmail's 102 KB clip size)", eml.len, addr,
+			       clip_percent(eml.len));
+		printf("\n");
+	}
+out:
+	free_names(names, nn);
+	lint_free(&l);
 	buf_free(&eml);
 	msg_free(&m);
 	post_free(&post);

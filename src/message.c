@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *const builtin[MF_NBUILTIN] = {
+const char *const msg_builtin_fields[MF_NBUILTIN] = {
 	"email", "name", "subject", "preheader", "date", "unsubscribe_url",
 	"token", "list_name", "from_name", "from_email", "verp",
 };
@@ -325,7 +325,7 @@ int msg_init(struct msg_ctx *m, const struct config *cfg,
 	if (!m->names || !m->vals)
 		return set_err(err, errlen, MSG_FAIL, "out of memory");
 	for (size_t i = 0; i < MF_NBUILTIN; i++)
-		m->names[i] = (char *)builtin[i];
+		m->names[i] = (char *)msg_builtin_fields[i];
 	for (size_t i = 0; i < ncols; i++)
 		m->names[MF_NBUILTIN + i] = (char *)cols[i];
 	long_date(post, m->date_long, sizeof m->date_long);

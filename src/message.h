@@ -33,6 +33,9 @@ enum msg_field {
 	MF_FROM_EMAIL, MF_VERP, MF_NBUILTIN
 };
 
+/* Their names, as templates and posts write them. */
+extern const char *const msg_builtin_fields[MF_NBUILTIN];
+
 struct msg_ctx {
 	const struct config *cfg;
 	const struct post *post;

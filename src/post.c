@@ -276,6 +276,87 @@ static cmark_parser *new_parser(void)
 	return ps;
 }
 
+/* A paragraph that is a single image becomes a figure: a one-column
+ * table (the layout every mail client keeps) with the image centred and,
+ * under it, its caption: the paragraph that follows when it is all
+ * emphasis (the usual "*Photo: ...*" line), else the image's title. The
+ * cells carry class="figure" / class="caption" for the template to style.
+ * Custom blocks print their markup even with raw HTML off; the caption's
+ * text stays a child node, so it is escaped as usual. */
+static const char fig_open[] =
+	"<table role=\"presentation\" class=\"figure\" width=\"100%\" cellpadding=\"0\" "
+	"cellspacing=\"0\" border=\"0\" style=\"width:100%; margin:0 0 20px;\">\n"
+	"<tr><td class=\"figure-image\" align=\"center\">";
+static const char cap_open[] =
+	"<tr><td class=\"caption\" align=\"center\" style=\"padding:8px 8px 0; "
+	"text-align:center;\">";
+
+static int only_child_is(cmark_node *n, cmark_node_type t)
+{
+	cmark_node *c = cmark_node_first_child(n);
+	return c && !cmark_node_next(c) && cmark_node_get_type(c) == t;
+}
+
+/* Turns para (a lone image) into a figure; *last: the last block it put
+ * in the document, to go on from. */
+static int figure(cmark_node *para, cmark_node **last)
+{
+	cmark_node *img = cmark_node_first_child(para);
+	cmark_node *next = cmark_node_next(para);
+	cmark_node *cap = NULL;
+	const char *title = cmark_node_get_title(img);
+	if (next && cmark_node_get_type(next) == CMARK_NODE_PARAGRAPH &&
+	    only_child_is(next, CMARK_NODE_EMPH)) {
+		cap = cmark_node_first_child(next);
+	} else {
+		next = NULL;
+		if (title && *title &&
+		    (!(cap = cmark_node_new(CMARK_NODE_TEXT)) || !cmark_node_set_literal(cap, title))) {
+			if (cap)
+				cmark_node_free(cap);
+			return -1;
+		}
+	}
+	cmark_node *fig = cmark_node_new(CMARK_NODE_CUSTOM_BLOCK);
+	cmark_node *cb = cap ? cmark_node_new(CMARK_NODE_CUSTOM_BLOCK) : NULL;
+	if (!fig || (cap && !cb) || !cmark_node_set_on_enter(fig, fig_open) ||
+	    !cmark_node_set_on_exit(fig, cap ? "</td></tr>" : "</td></tr>\n</table>") ||
+	    (cb && (!cmark_node_set_on_enter(cb, cap_open) ||
+		    !cmark_node_set_on_exit(cb, "</td></tr>\n</table>")))) {
+		if (fig)
+			cmark_node_free(fig);
+		if (cb)
+			cmark_node_free(cb);
+		if (cap && !next)
+			cmark_node_free(cap); /* a title node of our own */
+		return -1;
+	}
+	cmark_node_insert_before(para, fig);
+	cmark_node_append_child(fig, img);
+	*last = fig;
+	if (cb) {
+		cmark_node_insert_before(para, cb);
+		cmark_node_append_child(cb, cap);
+		*last = cb;
+	}
+	cmark_node_free(para);
+	if (next)
+		cmark_node_free(next);
+	return 0;
+}
+
+/* Top-level lone images only: inside a list or a quote a table would
+ * break the flow. */
+static int figures(cmark_node *doc)
+{
+	for (cmark_node *n = cmark_node_first_child(doc); n; n = cmark_node_next(n)) {
+		if (cmark_node_get_type(n) == CMARK_NODE_PARAGRAPH &&
+		    only_child_is(n, CMARK_NODE_IMAGE) && figure(n, &n) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int render(struct post *p, const char *name, int width, char *err,
 		  size_t errlen)
 {
@@ -293,12 +374,15 @@ static int render(struct post *p, const char *name, int width, char *err,
 	cmark_parser_feed(ps, buf_cstr(&md), md.len);
 	if (!(doc = cmark_parser_finish(ps)))
 		goto oom;
+	/* Text first: figures() reshapes the tree for the HTML only. */
+	if (text_render(doc, width, &text, err, errlen) < 0)
+		goto out;
+	if (figures(doc) < 0)
+		goto oom;
 	html = cmark_render_html(doc, CMARK_OPT_DEFAULT | CMARK_OPT_SMART,
 				 cmark_parser_get_syntax_extensions(ps));
 	if (!html)
 		goto oom;
-	if (text_render(doc, width, &text, err, errlen) < 0)
-		goto out;
 	if (!(p->html = restore_fields(html, &f)) ||
 	    !(p->text = restore_fields(text, &f)))
 		goto oom;
