@@ -1,5 +1,7 @@
 #include "dkim.h"
 #include <errno.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <opendkim/dkim.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -81,6 +83,30 @@ int dkimsig_sign(struct dkimsig *s, const char *msg, size_t len, struct buf *out
 	return rc;
 }
 
+/* An RSA private key in PEM (PKCS#1 or PKCS#8) of at least 1024 bits,
+ * the least RFC 8301 lets verifiers accept. */
+static int check_key(const struct dkimsig *s, const char *key_file, char *err, size_t errlen)
+{
+	gnutls_x509_privkey_t k;
+	if (gnutls_x509_privkey_init(&k) < 0)
+		return set_err(err, errlen, DKIMSIG_FAIL, "out of memory");
+	gnutls_datum_t d = {s->key, (unsigned)s->keylen};
+	int rc = gnutls_x509_privkey_import2(k, &d, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN);
+	unsigned bits = 0;
+	if (rc < 0)
+		set_err(err, errlen, DKIMSIG_FAIL, "dkim.key_file %s: not a PEM private key (%s)",
+			key_file, gnutls_strerror(rc));
+	else if (gnutls_x509_privkey_get_pk_algorithm2(k, &bits) != GNUTLS_PK_RSA)
+		rc = set_err(err, errlen, DKIMSIG_FAIL,
+			     "dkim.key_file %s: not an RSA key (DKIM's rsa-sha256 needs one)", key_file);
+	else if (bits < 1024)
+		rc = set_err(err, errlen, DKIMSIG_FAIL,
+			     "dkim.key_file %s: a %u-bit key; verifiers reject keys under 1024 bits "
+			     "(make one: openssl genrsa -out %s 2048)", key_file, bits, key_file);
+	gnutls_x509_privkey_deinit(k);
+	return rc < 0 ? DKIMSIG_FAIL : 0;
+}
+
 int dkimsig_open(struct dkimsig **out, const char *domain, const char *selector,
 		 const char *key_file, char *err, size_t errlen)
 {
@@ -105,10 +131,11 @@ int dkimsig_open(struct dkimsig **out, const char *domain, const char *selector,
 	}
 	s->key = (unsigned char *)key;
 	s->keylen = klen;
-	if (!strstr(key, "PRIVATE KEY-----")) {
+	/* libopendkim leaks on a key it cannot parse and says little about
+	 * why: GnuTLS (already linked for HMAC) reads it first. */
+	if (check_key(s, key_file, err, errlen) < 0) {
 		dkimsig_close(s);
-		return set_err(err, errlen, DKIMSIG_FAIL,
-			       "dkim.key_file %s: not a PEM private key", key_file);
+		return DKIMSIG_FAIL;
 	}
 	s->lib = dkim_init(NULL, NULL);
 	if (!s->lib) {
