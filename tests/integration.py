@@ -8,317 +8,25 @@ diagnostics); a log of every herald run and server on stderr.  PATTERNs
 select the tests whose function name or description contains one of them.
 Every test gets its own temp dir (kept when KEEP=1) and its own servers
 (tests/smtpd.py on free loopback ports), stopped when the test ends.
-Stdlib only, plus aiosmtpd inside tests/smtpd.py.
+Stdlib only, plus aiosmtpd inside tests/smtpd.py; the servers, cases and
+runner are shared with the other suites through tests/harness.py.
 """
 
-import collections
 import email
 import email.policy
-import email.utils
-import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-import traceback
 import urllib.parse
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-SMTPD = os.path.join(HERE, "smtpd.py")
-FIXTURES = os.path.join(HERE, "fixtures")
-TEMPLATES = os.path.join(ROOT, "templates")
-PYTHON = "/usr/bin/python3"
-HERALD = os.environ.get("HERALD", "")
-KEEP = os.environ.get("KEEP") == "1"
+# Servers, cases, config, the runner: shared with the other suites.
+from harness import (
+    EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_OK, EX_TEMPFAIL, EX_UNAVAILABLE,
+    EX_USAGE, PYTHON, SLUG, SMTPD, SUBJECT, Suite, csv, equal, expect, merged)
 
-SUBJECT = "Café notes — issue 3"      # tests/fixtures/issue-1.md
-SLUG = "issue-1"
-SECRET = "test-secret"
 SMTP_USER, SMTP_PASSWORD = "joy", "s3cret"
-
-EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT = 0, 64, 65, 66
-EX_UNAVAILABLE, EX_TEMPFAIL, EX_CONFIG = 69, 75, 78
-
-
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
-
-
-# ---- assertions ---------------------------------------------------------
-
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def equal(got, want, what):
-    if got != want:
-        raise AssertionError(f"{what}: got {got!r}, want {want!r}")
-
-
-# ---- servers ------------------------------------------------------------
-
-Mail = collections.namedtuple("Mail", "seq raw msg mail_from rcpt_tos")
-
-
-class Server:
-    """One tests/smtpd.py process capturing into DIR/maildir."""
-
-    def __init__(self, directory, *args):
-        os.makedirs(directory)
-        self.dir = directory
-        self.maildir = os.path.join(directory, "maildir")
-        self.err_path = os.path.join(directory, "smtpd.err")
-        port_file = os.path.join(directory, "port")
-        cmd = [PYTHON, SMTPD, "--maildir", self.maildir,
-               "--port-file", port_file, "--max-seconds", "300", *args]
-        with open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                         stdout=err, stderr=err)
-        deadline = time.monotonic() + 10
-        while not os.path.exists(port_file):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"smtpd exited {self.proc.returncode}: "
-                                   + self.stderr())
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("smtpd did not listen within 10 s: "
-                                   + self.stderr())
-            time.sleep(0.05)
-        with open(port_file) as f:
-            self.port = int(f.read())
-        log(f"# smtpd {' '.join(args)} on port {self.port}")
-
-    def url(self, scheme="smtp"):
-        return f"{scheme}://127.0.0.1:{self.port}"
-
-    def stderr(self):
-        with open(self.err_path, errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def messages(self):
-        """Every message received so far, in arrival order, parsed with
-        policy.strict (so a defect the parser notices raises)."""
-        new = os.path.join(self.maildir, "new")
-        seqs = sorted(int(n[:-4]) for n in os.listdir(new) if n.endswith(".eml"))
-        mails = []
-        for seq in seqs:
-            with open(os.path.join(new, f"{seq}.eml"), "rb") as f:
-                raw = f.read()
-            with open(os.path.join(self.maildir, "envelope", f"{seq}.json")) as f:
-                env = json.load(f)
-            msg = email.message_from_bytes(raw, policy=email.policy.strict)
-            mails.append(Mail(seq, raw, msg, env["mail_from"], env["rcpt_tos"]))
-        return mails
-
-    def by_rcpt(self):
-        """{recipient: Mail}; fails if a recipient got more than one."""
-        mails = {}
-        for m in self.messages():
-            equal(len(m.rcpt_tos), 1, f"recipients of message {m.seq}")
-            expect(m.rcpt_tos[0] not in mails,
-                   f"{m.rcpt_tos[0]} received more than one message")
-            mails[m.rcpt_tos[0]] = m
-        return mails
-
-    def transactions(self):
-        path = os.path.join(self.maildir, "log.jsonl")
-        if not os.path.exists(path):
-            return []
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-
-
-def closed_port():
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# ---- config -------------------------------------------------------------
-
-def libconfig_value(v, indent):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        esc = (v.replace("\\", "\\\\").replace('"', '\\"')
-               .replace("\n", "\\n").replace("\t", "\\t"))
-        return f'"{esc}"'
-    if isinstance(v, list):
-        return "[ " + ", ".join(libconfig_value(x, indent) for x in v) + " ]"
-    if isinstance(v, dict):
-        inner = indent + "  "
-        body = "".join(f"{inner}{k} = {libconfig_value(x, inner)};\n"
-                       for k, x in v.items())
-        return "{\n" + body + indent + "}"
-    raise TypeError(f"no libconfig form for {v!r}")
-
-
-def libconfig(settings):
-    return "".join(f"{k} = {libconfig_value(v, '')};\n"
-                   for k, v in settings.items())
-
-
-def merged(base, changes):
-    """base updated by changes, recursively; a None value deletes the key."""
-    out = dict(base)
-    for k, v in changes.items():
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merged(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def base_config(smtp_url):
-    return {
-        "from": "Joy <joy@example.org>",
-        "reply_to": "letters@example.org",
-        "list_id": "Weekly <weekly.example.org>",
-        "subscribers": "subs.csv",
-        "templates": TEMPLATES,
-        "template": "default",
-        "state_dir": "state",
-        "unsubscribe": {
-            "url": "https://example.org/u?e={{email}}&t={{token}}",
-            "mailto": "unsubscribe@example.org",
-            "secret_env": "HERALD_SECRET",
-        },
-        "smtp": {"url": smtp_url, "starttls": "never", "timeout": 10},
-        "retry": {"attempts": 2, "initial_delay": 0, "max_delay": 0},
-        "test": {"to": ["me@example.org"]},
-    }
-
-
-# ---- one test's world ---------------------------------------------------
-
-Run = collections.namedtuple("Run", "args code out err")
-
-
-class Case:
-    """A test's temp dir, its servers and its herald runs."""
-
-    def __init__(self, name):
-        self.dir = tempfile.mkdtemp(prefix=f"herald-{name}-")
-        self.cwd = self.path("cwd")   # herald runs here: config paths must
-        os.makedirs(self.cwd)         # resolve against the config's dir
-        self.servers = []
-        self.runs = []
-
-    def path(self, *parts):
-        return os.path.join(self.dir, *parts)
-
-    def write(self, name, content):
-        p = self.path(name)
-        os.makedirs(os.path.dirname(p), exist_ok=True)
-        with open(p, "wb") as f:
-            f.write(content.encode() if isinstance(content, str) else content)
-        return p
-
-    def server(self, *args):
-        s = Server(self.path(f"smtpd{len(self.servers) + 1}"), *args)
-        self.servers.append(s)
-        return s
-
-    def post(self, extra="", name=f"{SLUG}.md"):
-        """tests/fixtures/issue-1.md (+ extra Markdown) copied to the temp dir."""
-        with open(os.path.join(FIXTURES, "issue-1.md"), encoding="utf-8") as f:
-            return self.write(name, f.read() + extra)
-
-    def subscribers(self, csv_text, name="subs.csv"):
-        return self.write(name, csv_text)
-
-    def config(self, server=None, changes=None, name="herald.conf"):
-        """Write a herald config for server (None: a closed port)."""
-        url = server.url() if server else f"smtp://127.0.0.1:{closed_port()}"
-        return self.write(name, libconfig(merged(base_config(url), changes or {})))
-
-    def herald(self, *args, conf=None, env=None):
-        """Run `$HERALD -c CONF ARGS...` from an unrelated cwd."""
-        conf = conf or self.path("herald.conf")
-        full_env = {k: v for k, v in os.environ.items()
-                    if not k.startswith("HERALD")}
-        full_env["HERALD_SECRET"] = SECRET
-        full_env.update(env or {})
-        cmd = [HERALD, "-c", conf, *args]
-        log("# $ " + " ".join(cmd))
-        p = subprocess.run(cmd, cwd=self.cwd, env=full_env,
-                           stdin=subprocess.DEVNULL, capture_output=True,
-                           timeout=120)
-        run = Run(cmd, p.returncode, p.stdout.decode(errors="replace"),
-                  p.stderr.decode(errors="replace"))
-        self.runs.append(run)
-        for line in (run.out + run.err).splitlines():
-            log("#   " + line)
-        log(f"#   exit {run.code}")
-        return run
-
-    def send(self, *args, post=None, **kw):
-        return self.herald("send", post or self.path(f"{SLUG}.md"), *args, **kw)
-
-    def journal(self, slug=SLUG):
-        """state/<slug>.journal as rows of [time, address, message-id, reply]."""
-        return read_tsv(self.path("state", f"{slug}.journal"), 4)
-
-    def bounces(self):
-        """state/bounces.log as rows of [time, address, kind, enhanced, code,
-        source, slug, text]."""
-        return read_tsv(self.path("state", "bounces.log"), 8)
-
-    def report(self):
-        """Diagnostics for a failure: the last herald run, server errors."""
-        lines = []
-        if self.runs:
-            r = self.runs[-1]
-            lines.append(f"last run: {' '.join(r.args)} -> exit {r.code}")
-            lines += ["  " + l for l in (r.out + r.err).splitlines()[-30:]]
-        for s in self.servers:
-            err = [l for l in s.stderr().splitlines()
-                   if not l.startswith("smtpd: listening")
-                   and not l.startswith("smtpd: stopping")]
-            if err:
-                lines.append(f"smtpd on port {s.port}:")
-                lines += ["  " + l for l in err[-20:]]
-        return lines
-
-    def cleanup(self):
-        for s in self.servers:
-            s.stop()
-        if KEEP:
-            log(f"# kept {self.dir}")
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def read_tsv(path, fields):
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        rows = [line.rstrip("\n").split("\t", fields - 1)
-                for line in f if line.strip()]
-    for r in rows:
-        equal(len(r), fields, f"fields in {os.path.basename(path)} line {r!r}")
-    return rows
 
 
 # ---- message checks -----------------------------------------------------
@@ -427,24 +135,15 @@ def journal_addresses(case):
     return sorted(r[1] for r in case.journal())
 
 
-def csv(*rows, header="email,name"):
-    return "\n".join((header,) + rows) + "\n"
-
-
 THREE = csv("ann@example.net,Ann", "bob@example.net,Bob", "carl@example.net,Carl")
 THREE_ADDRS = ["ann@example.net", "bob@example.net", "carl@example.net"]
 
 
 # ---- tests --------------------------------------------------------------
 
-TESTS = []
-
-
-def test(desc):
-    def register(f):
-        TESTS.append((f, desc))
-        return f
-    return register
+SUITE = Suite()
+TESTS = SUITE.tests
+test = SUITE.test
 
 
 @test("send: 4 subscribers, headers, MIME, merge fields, escaping, journal, one connection")
@@ -951,31 +650,7 @@ def test_rate(t):
 # ---- runner -------------------------------------------------------------
 
 def main(argv):
-    selected = [(f, d) for f, d in TESTS
-                if not argv or any(p in f.__name__ or p in d for p in argv)]
-    print(f"1..{len(selected)}", flush=True)
-    if not (HERALD and os.path.isfile(HERALD) and os.access(HERALD, os.X_OK)):
-        print(f"Bail out! HERALD={HERALD!r} is not an executable file", flush=True)
-        return 1
-    failed = 0
-    for n, (f, desc) in enumerate(selected, 1):
-        log(f"# ---- {n} {f.__name__}")
-        case = Case(f.__name__)
-        try:
-            f(case)
-            print(f"ok {n} - {desc}", flush=True)
-        except Exception:
-            failed += 1
-            print(f"not ok {n} - {desc}")
-            diag = traceback.format_exc().splitlines() + case.report()
-            for line in diag:
-                print("# " + line)
-                log("# " + line)
-            sys.stdout.flush()
-        finally:
-            case.cleanup()
-    log(f"# {len(selected) - failed}/{len(selected)} passed")
-    return 1 if failed else 0
+    return SUITE.main(argv)
 
 
 if __name__ == "__main__":

@@ -3,21 +3,44 @@
 herald's integration tests and `make demo`.
 
     smtpd.py --maildir DIR [--host 127.0.0.1] [--port 0] [--port-file F]
-             [--reject ADDR]... [--defer ADDR]...
+             [--reject ADDR]... [--defer ADDR]... [--fault ADDR=SPEC]...
+             [--delay-ms N]
              [--tls-cert C --tls-key K] [--require-starttls] [--implicit-tls]
              [--auth USER:PASS] [--max-seconds 300]
     smtpd.py --gen-cert DIR      # writes DIR/cert.pem and DIR/key.pem, exits
+
+Scripted faults, per recipient address (case-insensitive); SPEC is one of
+  421[xN]        answer RCPT with "421 4.3.2 Service shutting down" and
+                 close the connection
+  451[xN]        answer RCPT with "451 4.2.0 ..."
+  550[xN]        answer RCPT with "550 5.1.1 ..."
+  drop-data[xN]  take the DATA content, then close the connection without
+                 replying and without storing the message
+With xN the fault hits the first N attempts for that address (counted
+across connections) and later ones are accepted; without it, every one.
+--delay-ms N waits N ms between storing a message and answering its
+end-of-DATA (a client killed in that window leaves a stored message it
+never saw accepted).  --reject ADDR is --fault ADDR=550, --defer ADDR is
+--fault ADDR=451.
 
 What it stores, for tests to read:
   DIR/new/<seq>.eml        the DATA bytes exactly as received (CRLF kept,
                            after dot-unstuffing), written via DIR/tmp + rename
   DIR/envelope/<seq>.json  {"seq", "mail_from", "rcpt_tos", "peer_port",
-                           "conn", "tls", "auth"}; kept outside new/ so that
-                           mutt and other maildir readers see only messages
+                           "conn", "conn_time", "time", "in_flight", "tls",
+                           "auth"}; kept outside new/ so that mutt and
+                           other maildir readers see only messages
   DIR/log.jsonl            one JSON line per SMTP transaction (MAIL .. DATA,
-                           RSET, QUIT or disconnect): conn, peer_port,
-                           mail_from, rcpts [{"addr", "code"}], result, seq,
-                           end, tls, auth
+                           RSET, QUIT or disconnect): conn, conn_time,
+                           peer_port, mail_from, rcpts [{"addr", "code"}],
+                           result, seq, end, time, tls, auth; end is "data",
+                           "reset", "rset", "quit", "disconnect", "421" or
+                           "drop-data"; every RCPT appears in exactly one
+                           line, so attempts per address can be counted
+`time` is time.time() when the line or file was written, `conn_time` when
+the connection was accepted, `conn` counts connections from 1; `in_flight`
+is how many other stored messages were still waiting out --delay-ms for
+their reply when this one was stored (clients sending in parallel).
 <seq> counts from 1 and continues after the highest .eml already in DIR/new.
 Nothing is printed on stdout; diagnostics go to stderr.  The server exits
 on SIGTERM/SIGINT and by itself after --max-seconds.
@@ -29,10 +52,12 @@ import itertools
 import json
 import logging
 import os
+import re
 import signal
 import ssl
 import subprocess
 import sys
+import time
 import warnings
 
 from aiosmtpd.smtp import SMTP, AuthResult
@@ -72,6 +97,36 @@ def next_seq(maildir):
     return max(seqs, default=0) + 1
 
 
+class Fault:
+    """One scripted fault: kind ("421", "451", "550", "drop-data") and how
+    many attempts it still hits (None: all)."""
+
+    SPEC = re.compile(r"(421|451|550|drop-data)(?:x([0-9]+))?")
+
+    def __init__(self, kind, times):
+        self.kind, self.left = kind, times
+
+    @classmethod
+    def parse(cls, arg):
+        """ADDR=SPEC -> (addr, Fault); ValueError when malformed."""
+        addr, sep, spec = arg.partition("=")
+        m = cls.SPEC.fullmatch(spec.strip())
+        if not sep or "@" not in addr or not m:
+            raise ValueError(f"--fault {arg!r}: expected ADDR=SPEC, SPEC one "
+                             "of 421, 451, 550, drop-data, each optionally "
+                             "followed by xN")
+        return addr.strip(), cls(m.group(1),
+                                 int(m.group(2)) if m.group(2) else None)
+
+    def hit(self):
+        if self.left is None:
+            return True
+        if self.left > 0:
+            self.left -= 1
+            return True
+        return False
+
+
 class CaptureSMTP(SMTP):
     """aiosmtpd's SMTP with a connection id and the open transaction, so a
     transaction cut short by QUIT or a dropped connection is logged too."""
@@ -81,6 +136,7 @@ class CaptureSMTP(SMTP):
         self.conn_id = next(CONN_IDS)
         self.txn = None
         self.peer_port = None
+        self.conn_time = time.time()
 
     def connection_made(self, transport):
         super().connection_made(transport)
@@ -96,10 +152,17 @@ class CaptureSMTP(SMTP):
 class Capture:
     """aiosmtpd handler: policy for RCPT, storage for DATA, transaction log."""
 
-    def __init__(self, maildir, reject, defer):
+    def __init__(self, maildir, reject=(), defer=(), faults=(), delay_ms=0):
         self.maildir = maildir
-        self.reject = {a.lower() for a in reject}
-        self.defer = {a.lower() for a in defer}
+        self.faults = {}           # address -> Fault
+        for a in reject:
+            self.faults[a.lower()] = Fault("550", None)
+        for a in defer:
+            self.faults[a.lower()] = Fault("451", None)
+        for a, f in faults:
+            self.faults[a.lower()] = f
+        self.delay = delay_ms / 1000.0
+        self.in_flight = 0         # stored messages whose reply is delayed
         for sub in ("tmp", "new", "cur", "envelope"):
             os.makedirs(os.path.join(maildir, sub), exist_ok=True)
         self.seq = next_seq(maildir)
@@ -127,12 +190,14 @@ class Capture:
         if txn["result"] is None and txn["rcpts"]:
             txn["result"] = txn["rcpts"][-1]["code"]
         txn["end"] = end
+        txn["time"] = time.time()
         self.log.write(json.dumps(txn) + "\n")
         self.log.flush()
 
     async def handle_MAIL(self, server, session, envelope, address, options):
         self.finish(server, "reset")
-        server.txn = {"conn": server.conn_id, "peer_port": server.peer_port,
+        server.txn = {"conn": server.conn_id, "conn_time": server.conn_time,
+                      "peer_port": server.peer_port,
                       "mail_from": address, "rcpts": [], "result": None,
                       "seq": None, "tls": self.tls(server),
                       "auth": self.auth(server)}
@@ -140,28 +205,53 @@ class Capture:
         envelope.mail_options.extend(options)
         return "250 2.1.0 Ok"
 
+    def fault(self, address, kinds):
+        """The fault to play for this attempt at address, if any (and
+        counts the attempt)."""
+        f = self.faults.get(address.lower())
+        if f is None or f.kind not in kinds:
+            return None
+        return f.kind if f.hit() else None
+
     async def handle_RCPT(self, server, session, envelope, address, options):
-        key = address.lower()
-        if key in self.reject:
+        kind = self.fault(address, ("421", "451", "550"))
+        if kind == "550":
             code, reply = 550, (f"550 5.1.1 <{address}>: Recipient address "
                                 "rejected: User unknown")
-        elif key in self.defer:
+        elif kind == "451":
             code, reply = 451, (f"451 4.2.0 <{address}>: Recipient address "
                                 "temporarily rejected: try again later")
+        elif kind == "421":
+            code, reply = 421, "421 4.3.2 Service shutting down"
         else:
             code, reply = 250, "250 2.1.5 Ok"
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(options)
         if server.txn is not None:
             server.txn["rcpts"].append({"addr": address, "code": code})
+        if kind == "421":
+            # The reply is written before this task next waits, and
+            # close() flushes it: the client reads 421, then EOF.
+            self.finish(server, "421")
+            asyncio.get_running_loop().call_soon(server.transport.close)
         return reply
 
     async def handle_DATA(self, server, session, envelope):
+        if any(self.fault(a, ("drop-data",)) for a in envelope.rcpt_tos):
+            # No reply, nothing stored: the client sees the connection
+            # die after sending its message.
+            if server.txn is not None:
+                server.txn["result"] = 0
+            self.finish(server, "drop-data")
+            server.transport.abort()
+            await asyncio.sleep(3600)  # cancelled by connection_lost
         seq, self.seq = self.seq, self.seq + 1
         raw = envelope.original_content  # bytes after dot-unstuffing, CRLF
         meta = {"seq": seq, "mail_from": envelope.mail_from,
                 "rcpt_tos": list(envelope.rcpt_tos),
                 "peer_port": server.peer_port, "conn": server.conn_id,
+                "conn_time": server.conn_time, "time": time.time(),
+                "in_flight": self.in_flight,
                 "tls": self.tls(server), "auth": self.auth(server)}
         write_atomically(
             os.path.join(self.maildir, "envelope", f"{seq}.json"),
@@ -172,6 +262,12 @@ class Capture:
             server.txn["result"] = 250
             server.txn["seq"] = seq
         self.finish(server, "data")
+        if self.delay:
+            self.in_flight += 1
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                self.in_flight -= 1
         return f"250 2.0.0 Ok: queued as {seq}"
 
     async def handle_RSET(self, server, session, envelope):
@@ -201,6 +297,8 @@ def parse_args(argv):
     p.add_argument("--port-file")
     p.add_argument("--reject", action="append", default=[], metavar="ADDR")
     p.add_argument("--defer", action="append", default=[], metavar="ADDR")
+    p.add_argument("--fault", action="append", default=[], metavar="ADDR=SPEC")
+    p.add_argument("--delay-ms", type=float, default=0, metavar="N")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--require-starttls", action="store_true")
@@ -212,6 +310,12 @@ def parse_args(argv):
         return a
     if not a.maildir:
         p.error("--maildir is required")
+    try:
+        a.faults = [Fault.parse(f) for f in a.fault]
+    except ValueError as e:
+        p.error(str(e))
+    if a.delay_ms < 0:
+        p.error("--delay-ms must not be negative")
     if a.host not in ("127.0.0.1", "::1"):
         p.error("only loopback addresses are allowed")
     if bool(a.tls_cert) != bool(a.tls_key):
@@ -227,7 +331,7 @@ def parse_args(argv):
 
 async def serve(a):
     loop = asyncio.get_running_loop()
-    handler = Capture(a.maildir, a.reject, a.defer)
+    handler = Capture(a.maildir, a.reject, a.defer, a.faults, a.delay_ms)
     tls = None
     if a.tls_cert:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
