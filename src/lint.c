@@ -359,6 +359,18 @@ static int lint_attrs(struct lint *l, const char *path, const char *src)
 			p = e + 2;
 			continue;
 		}
+		if (!strncasecmp(p, "<img", 4) && (isspace((unsigned char)p[4]) || p[4] == '>' || p[4] == '/')) {
+			const char *end = strchr(p, '>');
+			size_t tl = end ? (size_t)(end - p) : strlen(p);
+			int alt = 0;
+			for (size_t i = 4; i + 4 <= tl && !alt; i++)
+				alt = isspace((unsigned char)p[i - 1]) && !strncasecmp(p + i, "alt=", 4);
+			char where[600];
+			at_line(where, sizeof where, path, line);
+			if (!alt && add(l, LINT_ERROR, LINT_TEMPLATE, where,
+					"image without alt text: give the <img> an alt=\"...\" (alt=\"\" if it is decoration)") < 0)
+				return -1;
+		}
 		int image = !strncasecmp(p, "src=", 4);
 		size_t kl = image ? 4 : !strncasecmp(p, "href=", 5) ? 5 : 0;
 		if (!kl || p == src || !isspace((unsigned char)p[-1]))

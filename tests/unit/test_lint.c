@@ -192,11 +192,20 @@ static void test_template(void **state)
 	assert_int_equal(lint_template(&fx->l, "t.html", good, 1, fields, NFIELDS), 0);
 	assert_int_equal(fx->l.n, 0);
 	assert_int_equal(lint_template(&fx->l, "t.html", bad, 1, fields, NFIELDS), 0);
-	assert_int_equal(fx->l.errors, 4);
+	assert_int_equal(fx->l.errors, 5);
 	assert_finding(&fx->l, 0, LINT_ERROR, "t.html:4", "unknown merge field \"nope\"");
 	assert_finding(&fx->l, 1, LINT_ERROR, "t.html", "no {{unsubscribe_url}}");
-	assert_finding(&fx->l, 2, LINT_ERROR, "t.html:3", "http: image");
-	assert_finding(&fx->l, 3, LINT_ERROR, "t.html:4", "relative URL");
+	assert_finding(&fx->l, 2, LINT_ERROR, "t.html:3", "image without alt text");
+	assert_finding(&fx->l, 3, LINT_ERROR, "t.html:3", "http: image");
+	assert_finding(&fx->l, 4, LINT_ERROR, "t.html:4", "relative URL");
+	lint_free(&fx->l);
+	/* alt="" marks decoration: fine; "data-alt=" is not alt. */
+	assert_int_equal(lint_template(&fx->l, "t.html", "{{body}}{{unsubscribe_url}}\n"
+				       "<img alt=\"\" src=\"https://e.org/a.png\">"
+				       "<IMG data-alt=\"x\" src=\"https://e.org/b.png\"/>\n", 1,
+				       fields, NFIELDS), 0);
+	assert_int_equal(fx->l.errors, 1);
+	assert_finding(&fx->l, 0, LINT_ERROR, "t.html:2", "image without alt text");
 	lint_free(&fx->l);
 	/* A text template's URLs are not attributes: only fields count. */
 	assert_int_equal(lint_template(&fx->l, "t.txt", "{{body}}\nhttp://x {{unsubscribe_url}}\n", 0,
