@@ -133,9 +133,9 @@ static int scan_fields(struct lint *l, enum lint_area area, const char *file,
 			s++;
 		while (e > s && isspace((unsigned char)e[-1]))
 			e--;
-		int ok = e > s;
-		for (const char *q = s; q < e; q++)
-			ok &= isalnum((unsigned char)*q) || *q == '_' || *q == '-';
+		/* As template.c: any name but an empty one or one with "{"
+		 * (a column may be called "first name"). */
+		int ok = e > s && !memchr(s, '{', (size_t)(e - s));
 		int r = 0;
 		if (!ok) {
 			r = add(l, LINT_ERROR, area, where, "malformed merge field \"%.*s\"",

@@ -160,11 +160,13 @@ static void test_fields(void **state)
 {
 	struct fixture *fx = *state;
 
-	lint_body(fx, "Hi {{name}},\n\nfrom {{ctiy|afar}} and {{bad field}}.\n");
-	assert_int_equal(fx->l.field_errors, 2);
+	lint_body(fx, "Hi {{name}},\n\nfrom {{ctiy|afar}} and {{ | x}}, {{first name}}.\n{{oops\n");
+	assert_int_equal(fx->l.field_errors, 4);
 	assert_finding(&fx->l, 0, LINT_ERROR, "p.md:8", "unknown merge field \"ctiy\"");
 	assert_finding(&fx->l, 0, LINT_ERROR, "p.md:8", "did you mean \"city\"");
-	assert_finding(&fx->l, 1, LINT_ERROR, "p.md:8", "malformed merge field \"{{bad field}}\"");
+	assert_finding(&fx->l, 1, LINT_ERROR, "p.md:8", "malformed merge field \"{{ | x}}\"");
+	assert_finding(&fx->l, 2, LINT_ERROR, "p.md:8", "unknown merge field \"first name\"");
+	assert_finding(&fx->l, 3, LINT_ERROR, "p.md:9", "\"{{\" without \"}}\"");
 	/* {{body}} is a template's, not a post's */
 	lint_body(fx, "{{body}}\n");
 	assert_int_equal(fx->l.field_errors, 1);
