@@ -1,17 +1,46 @@
 #include "bounces.h"
 #include "buf.h"
+#include "journal.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libetpan/libetpan.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
+
+/* What the log says about one address. Times order everything (see the
+ * header); -1 means never. */
+struct bounce_addr {
+	char *addr;
+	time_t forget;     /* latest forget */
+	time_t hard;       /* latest hard bounce or complaint */
+	char *hard_line;
+	time_t *soft;      /* every soft bounce */
+	size_t nsoft, capsoft;
+	time_t soft_last;
+	char *soft_line;
+	time_t delivered;  /* latest journal delivery (read only when it matters) */
+	int suppressed;
+};
+
+time_t bounces_parse_time(const char *s)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	const char *e = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (!e || (*e && *e != '\t' && *e != '\n'))
+		return -1;
+	return timegm(&tm);
+}
 
 static int parse_line(char *line, struct bounce_entry *e)
 {
 	char *f[8];
 	int n = 0;
-	char *save = NULL;
 	line[strcspn(line, "\n")] = '\0';
 	for (char *p = line; n < 8; n++) {
 		f[n] = p;
@@ -23,7 +52,6 @@ static int parse_line(char *line, struct bounce_entry *e)
 		*t = '\0';
 		p = t + 1;
 	}
-	(void)save;
 	if (n < 7)
 		return -1;
 	memset(e, 0, sizeof *e);
@@ -38,46 +66,158 @@ static int parse_line(char *line, struct bounce_entry *e)
 	return 0;
 }
 
-static int soft_count(struct bounces *b, const char *addr, int add)
+static char *entry_line(const struct bounce_entry *e)
 {
-	for (size_t i = 0; i < b->nsoft; i++)
-		if (!strcasecmp(b->soft_addr[i], addr))
-			return b->soft_n[i] += add;
-	if (!add)
-		return 0;
-	if (b->nsoft == b->capsoft) {
-		size_t nc = b->capsoft ? b->capsoft * 2 : 16;
-		char **na = realloc(b->soft_addr, nc * sizeof *na);
-		if (!na)
-			return -1;
-		b->soft_addr = na;
-		int *nn = realloc(b->soft_n, nc * sizeof *nn);
-		if (!nn)
-			return -1;
-		b->soft_n = nn;
-		b->capsoft = nc;
-	}
-	if (!(b->soft_addr[b->nsoft] = strdup(addr)))
-		return -1;
-	b->soft_n[b->nsoft] = add;
-	return b->soft_n[b->nsoft++];
+	char *line;
+	if (asprintf(&line, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e->when, e->addr, e->kind,
+		     e->status, e->code, e->source, e->slug, e->text) < 0)
+		return NULL;
+	return line;
 }
 
-/* Applies one entry; returns 1 when it (newly) suppresses the address. */
+/* ---- the per-address table ---------------------------------------------- */
+
+static struct bounce_addr *lookup(struct bounces *b, const char *addr, int create)
+{
+	char *lower = str_lower(addr);
+	if (!lower)
+		return NULL;
+	chashdatum key = {lower, (unsigned int)strlen(lower)}, val;
+	struct bounce_addr *a = NULL;
+	if (b->index && chash_get(b->index, &key, &val) == 0) {
+		a = &b->addrs[(uintptr_t)val.data - 1];
+	} else if (create) {
+		if (b->naddrs == b->capaddrs) {
+			size_t nc = b->capaddrs ? b->capaddrs * 2 : 64;
+			struct bounce_addr *na = realloc(b->addrs, nc * sizeof *na);
+			if (!na)
+				goto out;
+			b->addrs = na;
+			b->capaddrs = nc;
+		}
+		a = &b->addrs[b->naddrs];
+		memset(a, 0, sizeof *a);
+		a->forget = a->hard = a->soft_last = a->delivered = -1;
+		if (!(a->addr = strdup(addr))) {
+			a = NULL;
+			goto out;
+		}
+		val.data = (void *)(uintptr_t)(b->naddrs + 1);
+		val.len = 0;
+		if (chash_set(b->index, &key, &val, NULL) < 0) {
+			free(a->addr);
+			a = NULL;
+			goto out;
+		}
+		b->naddrs++;
+	}
+out:
+	free(lower);
+	return a;
+}
+
+/* Soft bounces since the later of the last forget and the last delivery. */
+static int soft_run(const struct bounce_addr *a)
+{
+	time_t base = a->forget > a->delivered ? a->forget : a->delivered;
+	int n = 0;
+	for (size_t i = 0; i < a->nsoft; i++)
+		n += a->soft[i] > base;
+	return n;
+}
+
+static void evaluate(const struct bounces *b, struct bounce_addr *a)
+{
+	a->suppressed = a->hard > a->forget || soft_run(a) >= b->soft_limit;
+}
+
+static int replace(char **dst, const struct bounce_entry *e)
+{
+	char *l = entry_line(e);
+	if (!l)
+		return -1;
+	free(*dst);
+	*dst = l;
+	return 0;
+}
+
 static int apply(struct bounces *b, const struct bounce_entry *e)
 {
-	int suppress = !strcmp(e->kind, "hard") || !strcmp(e->kind, "complaint");
-	if (!strcmp(e->kind, "soft")) {
-		int n = soft_count(b, e->addr, 1);
-		if (n < 0)
+	time_t t = bounces_parse_time(e->when);
+	if (t < 0)
+		return 0; /* not ours to interpret */
+	int hard = !strcmp(e->kind, "hard") || !strcmp(e->kind, "complaint");
+	int soft = !strcmp(e->kind, "soft"), forget = !strcmp(e->kind, "forget");
+	if (!hard && !soft && !forget)
+		return 0;
+	struct bounce_addr *a = lookup(b, e->addr, 1);
+	if (!a)
+		return -1;
+	if (forget && t > a->forget)
+		a->forget = t;
+	if (hard && t >= a->hard) {
+		a->hard = t;
+		if (replace(&a->hard_line, e) < 0)
 			return -1;
-		suppress = n >= b->soft_limit;
 	}
-	return suppress ? addrset_add(&b->suppressed, e->addr) : 0;
+	if (soft) {
+		if (a->nsoft == a->capsoft) {
+			size_t nc = a->capsoft ? a->capsoft * 2 : 4;
+			time_t *ns = realloc(a->soft, nc * sizeof *ns);
+			if (!ns)
+				return -1;
+			a->soft = ns;
+			a->capsoft = nc;
+		}
+		a->soft[a->nsoft++] = t;
+		if (t >= a->soft_last) {
+			a->soft_last = t;
+			if (replace(&a->soft_line, e) < 0)
+				return -1;
+		}
+	}
+	evaluate(b, a);
+	return 0;
 }
 
-static int load(struct bounces *b, void (*fn)(void *, const struct bounce_entry *),
-		void *arg, char *err, size_t errlen)
+/* The key bounces_add_once compares: everything but the text, which may
+ * differ in nothing that matters (a truncated diagnostic). */
+static char *seen_key(const struct bounce_entry *e)
+{
+	char *k;
+	if (asprintf(&k, "%s\t%s\t%s\t%s\t%d\t%s\t%s", e->when, e->addr, e->kind, e->status,
+		     e->code, e->source, e->slug) < 0)
+		return NULL;
+	for (char *c = k; *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+	return k;
+}
+
+static int remember(struct bounces *b, const struct bounce_entry *e)
+{
+	if (strcmp(e->source, "dsn"))
+		return 0;
+	char *k = seen_key(e);
+	if (!k)
+		return -1;
+	chashdatum key = {k, (unsigned int)strlen(k)}, val = {NULL, 0};
+	int rc = chash_set(b->seen, &key, &val, NULL);
+	free(k);
+	return rc < 0 ? -1 : 0;
+}
+
+static int note_delivery(void *arg, const char *slug, time_t when, const char *addr,
+			 const char *msgid)
+{
+	struct bounces *b = arg;
+	struct bounce_addr *a = lookup(b, addr, 0);
+	if (a && when > a->delivered)
+		a->delivered = when;
+	return 0;
+}
+
+static int load(struct bounces *b, char *err, size_t errlen)
 {
 	FILE *f = fopen(b->path, "r");
 	if (!f)
@@ -88,18 +228,28 @@ static int load(struct bounces *b, void (*fn)(void *, const struct bounce_entry 
 	int rc = 0;
 	struct bounce_entry e;
 	while ((n = getline(&line, &cap, f)) > 0) {
+		/* A torn last line (crash mid-write) is not an event. */
 		if (line[n - 1] != '\n' || parse_line(line, &e) < 0)
 			continue;
-		int r = apply(b, &e);
-		if (r < 0) {
+		if (apply(b, &e) < 0 || remember(b, &e) < 0) {
 			rc = set_err(err, errlen, -1, "out of memory");
 			break;
 		}
-		if (r == 1 && fn)
-			fn(arg, &e);
 	}
 	free(line);
 	fclose(f);
+	if (rc)
+		return rc;
+	/* Deliveries only matter to addresses whose soft bounces would
+	 * suppress them: read the journals only when there are some. */
+	int need = 0;
+	for (size_t i = 0; i < b->naddrs; i++)
+		need |= b->addrs[i].hard <= b->addrs[i].forget && b->addrs[i].suppressed;
+	if (need) {
+		rc = bounces_each_delivery(b->state_dir, note_delivery, b, err, errlen);
+		for (size_t i = 0; i < b->naddrs; i++)
+			evaluate(b, &b->addrs[i]);
+	}
 	return rc;
 }
 
@@ -108,16 +258,86 @@ int bounces_open(struct bounces *b, const char *state_dir, int soft_limit,
 {
 	memset(b, 0, sizeof *b);
 	b->soft_limit = soft_limit > 0 ? soft_limit : 1;
-	if (asprintf(&b->path, "%s/bounces.log", state_dir) < 0) {
+	b->index = chash_new(CHASH_DEFAULTSIZE, CHASH_COPYKEY);
+	b->seen = chash_new(CHASH_DEFAULTSIZE, CHASH_COPYKEY);
+	b->state_dir = strdup(state_dir);
+	if (!b->index || !b->seen || !b->state_dir ||
+	    asprintf(&b->path, "%s/bounces.log", state_dir) < 0) {
 		b->path = NULL;
 		return set_err(err, errlen, -1, "out of memory");
 	}
-	return load(b, NULL, NULL, err, errlen);
+	return load(b, err, errlen);
 }
 
 int bounces_suppressed(const struct bounces *b, const char *addr)
 {
-	return addrset_has(&b->suppressed, addr);
+	/* lookup() only writes when asked to create. */
+	const struct bounce_addr *a = lookup((struct bounces *)b, addr, 0);
+	return a && a->suppressed;
+}
+
+static int append(struct bounces *b, const struct bounce_entry *e, char *err, size_t errlen)
+{
+	char *line = entry_line(e);
+	if (!line)
+		return set_err(err, errlen, -1, "out of memory");
+	size_t len = strlen(line);
+	/* O_APPEND keeps concurrent writers (a scan and a send) from
+	 * overwriting each other's lines; the line is one write(). */
+	int fd = open(b->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	ssize_t w = fd >= 0 ? write(fd, line, len) : -1;
+	int saved = errno;
+	int sync = fd >= 0 && w == (ssize_t)len ? fdatasync(fd) : -1;
+	if (sync < 0 && w == (ssize_t)len)
+		saved = errno;
+	if (fd >= 0)
+		close(fd);
+	free(line);
+	if (w != (ssize_t)len || sync < 0)
+		return set_err(err, errlen, -1, "%s: cannot record a bounce: %s", b->path,
+			       strerror(saved ? saved : EIO));
+	if (apply(b, e) < 0 || remember(b, e) < 0)
+		return set_err(err, errlen, -1, "out of memory");
+	return 0;
+}
+
+static void fill(struct bounce_entry *e, time_t when, const char *addr, const char *kind,
+		 const char *status, int code, const char *source, const char *slug,
+		 const char *text)
+{
+	memset(e, 0, sizeof *e);
+	journal_time(when, e->when);
+	journal_clean(e->addr, sizeof e->addr, addr);
+	snprintf(e->kind, sizeof e->kind, "%s", kind);
+	journal_clean(e->status, sizeof e->status, status && *status ? status : "-");
+	e->code = code;
+	snprintf(e->source, sizeof e->source, "%s", source);
+	journal_clean(e->slug, sizeof e->slug, slug && *slug ? slug : "-");
+	journal_clean(e->text, sizeof e->text, text ? text : "");
+}
+
+static const char *kind_name(enum bounce_kind k)
+{
+	return k == BOUNCE_HARD ? "hard" : k == BOUNCE_SOFT ? "soft" : "complaint";
+}
+
+static int add(struct bounces *b, int once, time_t when, const char *addr,
+	       enum bounce_kind kind, const char *status, int code, const char *source,
+	       const char *slug, const char *text, char *err, size_t errlen)
+{
+	struct bounce_entry e;
+	fill(&e, when, addr, kind_name(kind), status, code, source, slug, text);
+	if (once) {
+		char *k = seen_key(&e);
+		if (!k)
+			return set_err(err, errlen, -1, "out of memory");
+		chashdatum key = {k, (unsigned int)strlen(k)}, val;
+		int had = chash_get(b->seen, &key, &val) == 0;
+		free(k);
+		if (had)
+			return 1;
+	}
+	return append(b, &e, err, errlen);
 }
 
 int bounces_add(struct bounces *b, time_t when, const char *addr,
@@ -125,35 +345,32 @@ int bounces_add(struct bounces *b, time_t when, const char *addr,
 		const char *source, const char *slug, const char *text,
 		char *err, size_t errlen)
 {
+	return add(b, 0, when, addr, kind, status, code, source, slug, text, err, errlen);
+}
+
+int bounces_add_once(struct bounces *b, time_t when, const char *addr,
+		     enum bounce_kind kind, const char *status, int code,
+		     const char *source, const char *slug, const char *text,
+		     char *err, size_t errlen)
+{
+	return add(b, 1, when, addr, kind, status, code, source, slug, text, err, errlen);
+}
+
+int bounces_forget(struct bounces *b, const char *addr, int *was, char *err,
+		   size_t errlen)
+{
+	*was = bounces_suppressed(b, addr);
 	struct bounce_entry e;
-	memset(&e, 0, sizeof e);
-	journal_time(when, e.when);
-	journal_clean(e.addr, sizeof e.addr, addr);
-	snprintf(e.kind, sizeof e.kind, "%s",
-		 kind == BOUNCE_HARD ? "hard" : kind == BOUNCE_SOFT ? "soft" : "complaint");
-	journal_clean(e.status, sizeof e.status, status && *status ? status : "-");
-	e.code = code;
-	snprintf(e.source, sizeof e.source, "%s", source);
-	journal_clean(e.slug, sizeof e.slug, slug);
-	journal_clean(e.text, sizeof e.text, text);
-	char *line;
-	int len = asprintf(&line, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.when, e.addr,
-			   e.kind, e.status, e.code, e.source, e.slug, e.text);
-	if (len < 0)
-		return set_err(err, errlen, -1, "out of memory");
-	/* O_APPEND keeps concurrent writers (a scan and a send) from
-	 * overwriting each other's lines. */
-	int fd = open(b->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	ssize_t w = fd >= 0 ? write(fd, line, (size_t)len) : -1;
-	int sync = fd >= 0 ? fdatasync(fd) : -1;
-	int saved = errno;
-	if (fd >= 0)
-		close(fd);
-	free(line);
-	if (w != len || sync < 0)
-		return set_err(err, errlen, -1, "%s: cannot record a bounce: %s", b->path,
-			       strerror(saved ? saved : EIO));
-	return apply(b, &e) < 0 ? set_err(err, errlen, -1, "out of memory") : 0;
+	/* One second on: a bounce logged in the same second as the forget
+	 * (the one being forgiven) must not survive it. */
+	time_t now = time(NULL);
+	struct bounce_addr *a = lookup(b, addr, 0);
+	if (a && a->hard >= now)
+		now = a->hard + 1;
+	if (a && a->soft_last >= now)
+		now = a->soft_last + 1;
+	fill(&e, now, addr, "forget", "-", 0, "cli", "-", "lifted by herald bounces forget");
+	return append(b, &e, err, errlen);
 }
 
 int bounces_each_suppressed(const char *state_dir, int soft_limit,
@@ -161,22 +378,104 @@ int bounces_each_suppressed(const char *state_dir, int soft_limit,
 			    void *arg, char *err, size_t errlen)
 {
 	struct bounces b;
-	memset(&b, 0, sizeof b);
-	b.soft_limit = soft_limit > 0 ? soft_limit : 1;
-	if (asprintf(&b.path, "%s/bounces.log", state_dir) < 0)
-		return set_err(err, errlen, -1, "out of memory");
-	int rc = load(&b, fn, arg, err, errlen);
+	int rc = bounces_open(&b, state_dir, soft_limit, err, errlen);
+	for (size_t i = 0; !rc && i < b.naddrs; i++) {
+		struct bounce_addr *a = &b.addrs[i];
+		if (!a->suppressed)
+			continue;
+		int hard = a->hard > a->forget;
+		char *line = strdup(hard ? a->hard_line : a->soft_line);
+		struct bounce_entry e;
+		if (!line) {
+			rc = set_err(err, errlen, -1, "out of memory");
+			break;
+		}
+		if (parse_line(line, &e) == 0) {
+			e.count = hard ? 1 : soft_run(a);
+			fn(arg, &e);
+		}
+		free(line);
+	}
 	bounces_close(&b);
+	return rc;
+}
+
+static int each_in_journal(const char *path, const char *slug,
+			   int (*fn)(void *, const char *, time_t, const char *, const char *),
+			   void *arg, int *stop)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return errno == ENOENT ? 0 : -1;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	while (!*stop && (n = getline(&line, &cap, f)) > 0) {
+		if (line[n - 1] != '\n')
+			break; /* torn write: that message was not recorded */
+		line[n - 1] = '\0';
+		char *addr = strchr(line, '\t');
+		if (!addr)
+			continue;
+		*addr++ = '\0';
+		char *msgid = strchr(addr, '\t');
+		if (msgid) {
+			*msgid++ = '\0';
+			msgid[strcspn(msgid, "\t")] = '\0';
+		}
+		time_t t = bounces_parse_time(line);
+		if (t >= 0 && *addr)
+			*stop = fn(arg, slug, t, addr, msgid ? msgid : "");
+	}
+	free(line);
+	fclose(f);
+	return 0;
+}
+
+int bounces_each_delivery(const char *state_dir,
+			  int (*fn)(void *arg, const char *slug, time_t when,
+				    const char *addr, const char *msgid),
+			  void *arg, char *err, size_t errlen)
+{
+	DIR *d = opendir(state_dir);
+	if (!d)
+		return errno == ENOENT ? 0 : set_err(err, errlen, -1, "%s: %s", state_dir, strerror(errno));
+	struct dirent *de;
+	int stop = 0, rc = 0;
+	while (!stop && (de = readdir(d))) {
+		size_t nl = strlen(de->d_name);
+		if (nl <= 8 || strcmp(de->d_name + nl - 8, ".journal") || de->d_name[0] == '.')
+			continue;
+		char slug[256], *path;
+		snprintf(slug, sizeof slug, "%.*s", (int)(nl - 8), de->d_name);
+		if (asprintf(&path, "%s/%s", state_dir, de->d_name) < 0) {
+			rc = set_err(err, errlen, -1, "out of memory");
+			break;
+		}
+		if (each_in_journal(path, slug, fn, arg, &stop) < 0)
+			rc = set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
+		free(path);
+		if (rc)
+			break;
+	}
+	closedir(d);
 	return rc;
 }
 
 void bounces_close(struct bounces *b)
 {
+	for (size_t i = 0; i < b->naddrs; i++) {
+		free(b->addrs[i].addr);
+		free(b->addrs[i].hard_line);
+		free(b->addrs[i].soft_line);
+		free(b->addrs[i].soft);
+	}
+	free(b->addrs);
+	if (b->index)
+		chash_free(b->index);
+	if (b->seen)
+		chash_free(b->seen);
 	free(b->path);
-	addrset_free(&b->suppressed);
-	for (size_t i = 0; i < b->nsoft; i++)
-		free(b->soft_addr[i]);
-	free(b->soft_addr);
-	free(b->soft_n);
+	free(b->state_dir);
 	memset(b, 0, sizeof *b);
 }

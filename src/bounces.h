@@ -1,20 +1,27 @@
 /* bounces: state_dir/bounces.log and the suppression list derived from it.
  *
- * One tab-separated line per rejection: time, address, hard|soft|complaint,
- * enhanced status, SMTP code, source (smtp|dsn), post slug, server text.
- * The log is only ever appended to. An address is suppressed by a hard
- * bounce or a complaint, or by soft_limit soft bounces.
+ * One tab-separated line per event: time, address, hard|soft|complaint|
+ * forget, enhanced status, SMTP code, source (smtp|dsn|cli), post slug,
+ * text. The log is only ever appended to; `forget` lines (herald bounces
+ * forget) lift what came before them.
  *
- * Ownership: struct bounces owns its sets; bounces_close. */
+ * An address is suppressed by a hard bounce or a complaint, or by
+ * soft_limit soft bounces in a row: a delivery recorded in any journal
+ * (state_dir/ *.journal) after a soft bounce starts the count again.
+ * Everything is ordered by the time field, not by position in the file,
+ * because a DSN carries the time it was written (its Date:) and can be
+ * scanned long after later sends were logged.
+ *
+ * Ownership: struct bounces owns its tables; bounces_close. */
 #ifndef HERALD_BOUNCES_H
 #define HERALD_BOUNCES_H
 #include <stddef.h>
 #include <time.h>
-#include "journal.h"
 
 enum bounce_kind { BOUNCE_HARD, BOUNCE_SOFT, BOUNCE_COMPLAINT };
 
 struct bounce_entry {
+	int count;        /* bounces_each_suppressed: soft bounces in a row */
 	char when[32];
 	char addr[320];
 	char kind[16];
@@ -25,14 +32,16 @@ struct bounce_entry {
 	char text[512];
 };
 
+struct bounce_addr; /* per-address history, private to bounces.c */
+
 struct bounces {
 	char *path;
+	char *state_dir;
 	int soft_limit;
-	struct addrset suppressed;
-	/* soft bounce counts: address -> count, parallel arrays */
-	char **soft_addr;
-	int *soft_n;
-	size_t nsoft, capsoft;
+	struct bounce_addr *addrs; /* in order of first appearance */
+	size_t naddrs, capaddrs;
+	struct chash *index;       /* lower-cased address -> addrs index */
+	struct chash *seen;        /* dsn line keys, for bounces_add_once */
 };
 
 /* Reads state_dir/bounces.log if it exists. */
@@ -43,9 +52,29 @@ int bounces_add(struct bounces *b, time_t when, const char *addr,
 		enum bounce_kind kind, const char *status, int code,
 		const char *source, const char *slug, const char *text,
 		char *err, size_t errlen);
-/* Calls fn for each suppressed address with the entry that suppressed it. */
+/* Like bounces_add, but does nothing (returns 1) when the log already
+ * holds the same time, address, kind, status, code, source and slug: a
+ * rescan of a DSN whose mailbox mark was lost (crash between the log and
+ * the mark) adds nothing. */
+int bounces_add_once(struct bounces *b, time_t when, const char *addr,
+		     enum bounce_kind kind, const char *status, int code,
+		     const char *source, const char *slug, const char *text,
+		     char *err, size_t errlen);
+/* Appends a forget line for addr. *was: 1 if it was suppressed. */
+int bounces_forget(struct bounces *b, const char *addr, int *was, char *err,
+		   size_t errlen);
+/* Calls fn for each suppressed address, in log order, with the entry
+ * that suppressed it (for soft bounces: the last, with count set). */
 int bounces_each_suppressed(const char *state_dir, int soft_limit,
 			    void (*fn)(void *arg, const struct bounce_entry *e),
 			    void *arg, char *err, size_t errlen);
+/* Every delivery in state_dir/ *.journal: fn(arg, slug, time, address,
+ * Message-ID). fn returns non-zero to stop. Torn lines are skipped. */
+int bounces_each_delivery(const char *state_dir,
+			  int (*fn)(void *arg, const char *slug, time_t when,
+				    const char *addr, const char *msgid),
+			  void *arg, char *err, size_t errlen);
+/* "2026-11-26T06:34:35Z" -> time_t, or -1. */
+time_t bounces_parse_time(const char *s);
 void bounces_close(struct bounces *b);
 #endif

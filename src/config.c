@@ -124,7 +124,12 @@ static const char *const known[] = {
 	"rate.per_hour", "rate.per_day", "rate.burst", "retry",
 	"retry.attempts", "retry.initial_delay", "retry.max_delay", "bounce",
 	"bounce.soft_limit", "bounce.return_path", "test", "test.to", "dkim",
-	"dkim.domain", "dkim.selector", "dkim.key_file", NULL};
+	"dkim.domain", "dkim.selector", "dkim.key_file",
+#define MAILBOX_KEYS(g) g ".mailbox", g ".mailbox.url", g ".mailbox.username", \
+	g ".mailbox.password_env", g ".mailbox.password_command", g ".mailbox.password", \
+	g ".mailbox.ca_file", g ".mailbox.move_to", g ".mailbox.starttls", g ".mailbox.timeout"
+	MAILBOX_KEYS("bounce"), MAILBOX_KEYS("unsubscribe"), NULL};
+#undef MAILBOX_KEYS
 
 static int check_keys(struct ctx *x, config_setting_t *grp, const char *prefix)
 {
@@ -141,7 +146,7 @@ static int check_keys(struct ctx *x, config_setting_t *grp, const char *prefix)
 			ok |= !strcmp(*k, full);
 		if (!ok)
 			return bad(x, s, "unknown setting \"%s\" (see config.example)", full);
-		if (config_setting_type(s) == CONFIG_TYPE_GROUP && !*prefix &&
+		if (config_setting_type(s) == CONFIG_TYPE_GROUP &&
 		    check_keys(x, s, full) < 0)
 			return CONFIG_BAD;
 	}
@@ -214,40 +219,89 @@ static int from_addresses(struct ctx *x, struct config *c)
 	return c->list_name ? 0 : bad(x, NULL, "out of memory");
 }
 
-static int smtp_settings(struct ctx *x, struct config *c)
+static int starttls_setting(struct ctx *x, const char *key, enum starttls_mode *out)
 {
 	char *tls = NULL;
-	int rc = get_str(x, "smtp.starttls", &tls);
+	int rc = get_str(x, key, &tls);
+	if (rc || !tls)
+		return rc;
+	if (!strcmp(tls, "required"))
+		*out = STARTTLS_REQUIRED;
+	else if (!strcmp(tls, "try"))
+		*out = STARTTLS_TRY;
+	else if (!strcmp(tls, "never"))
+		*out = STARTTLS_NEVER;
+	else
+		rc = bad(x, config_lookup(&x->cf, key),
+			 "%s: expected \"required\", \"try\" or \"never\", found \"%s\"", key, tls);
+	free(tls);
+	return rc;
+}
+
+/* A password sitting in the file must not be readable by others. */
+static int private_password(struct ctx *x, const char *key, const char *password)
+{
+	struct stat st;
+	if (password && stat(x->file, &st) == 0 && (st.st_mode & 077))
+		return bad(x, config_lookup(&x->cf, key),
+			   "%s is set but %s is readable by others; run: chmod 600 %s",
+			   key, x->file, x->file);
+	return 0;
+}
+
+/* group "bounce.mailbox" or "unsubscribe.mailbox". */
+static int mailbox_settings(struct ctx *x, const char *group, struct mailbox_conf *m)
+{
+	static const char *const names[] = {"url", "username", "password_env",
+		"password_command", "password", "ca_file", "move_to"};
+	char **fields[] = {&m->url, &m->username, &m->password_env, &m->password_command,
+			   &m->password, &m->ca_file, &m->move_to};
+	char key[64];
+	int rc = 0;
+	for (size_t i = 0; !rc && i < sizeof names / sizeof *names; i++) {
+		snprintf(key, sizeof key, "%s.%s", group, names[i]);
+		rc = get_str(x, key, fields[i]);
+	}
+	snprintf(key, sizeof key, "%s.starttls", group);
+	if (!rc)
+		rc = starttls_setting(x, key, &m->starttls);
+	snprintf(key, sizeof key, "%s.timeout", group);
+	if (!rc)
+		rc = get_long(x, key, &m->timeout, 1, 3600);
+	snprintf(key, sizeof key, "%s.password", group);
+	if (!rc)
+		rc = private_password(x, key, m->password);
+	if (!rc)
+		rc = resolve(x, &m->ca_file);
+	/* maildir:PATH and mbox:PATH are relative to the config too. */
+	static const char *const local[] = {"maildir:", "mbox:"};
+	for (int i = 0; !rc && m->url && i < 2; i++) {
+		size_t pl = strlen(local[i]);
+		if (strncmp(m->url, local[i], pl))
+			continue;
+		char *p = strdup(m->url + pl), *url = NULL;
+		rc = p ? resolve(x, &p) : bad(x, NULL, "out of memory");
+		if (!rc && asprintf(&url, "%s%s", local[i], p) < 0)
+			rc = bad(x, NULL, "out of memory");
+		if (!rc) {
+			free(m->url);
+			m->url = url;
+		}
+		free(p);
+	}
+	return rc;
+}
+
+static int smtp_settings(struct ctx *x, struct config *c)
+{
+	int rc = starttls_setting(x, "smtp.starttls", &c->smtp.starttls);
 	if (rc)
 		return rc;
-	if (tls) {
-		if (!strcmp(tls, "required"))
-			c->smtp.starttls = STARTTLS_REQUIRED;
-		else if (!strcmp(tls, "try"))
-			c->smtp.starttls = STARTTLS_TRY;
-		else if (!strcmp(tls, "never"))
-			c->smtp.starttls = STARTTLS_NEVER;
-		else {
-			rc = bad(x, config_lookup(&x->cf, "smtp.starttls"),
-				 "smtp.starttls: expected \"required\", \"try\" or \"never\", found \"%s\"", tls);
-		}
-		free(tls);
-		if (rc)
-			return rc;
-	}
 	const char *u = c->smtp.url;
 	if (strncmp(u, "smtp://", 7) && strncmp(u, "smtps://", 8))
 		return bad(x, config_lookup(&x->cf, "smtp.url"),
 			   "smtp.url: expected smtp://host[:port] or smtps://host[:port], found \"%s\"", u);
-	/* A password sitting in the file must not be readable by others. */
-	if (c->smtp.password) {
-		struct stat st;
-		if (stat(x->file, &st) == 0 && (st.st_mode & 077))
-			return bad(x, config_lookup(&x->cf, "smtp.password"),
-				   "smtp.password is set but %s is readable by others; run: chmod 600 %s",
-				   x->file, x->file);
-	}
-	return 0;
+	return private_password(x, "smtp.password", c->smtp.password);
 }
 
 static int test_addresses(struct ctx *x, struct config *c)
@@ -342,7 +396,9 @@ static int load(struct ctx *x, struct config *c)
 	    (rc = get_int(x, "bounce.soft_limit", &c->bounce.soft_limit, 1, 1000)))
 		return rc;
 	if ((rc = from_addresses(x, c)) || (rc = smtp_settings(x, c)) ||
-	    (rc = test_addresses(x, c)) || (rc = dkim_settings(x, c)))
+	    (rc = test_addresses(x, c)) || (rc = dkim_settings(x, c)) ||
+	    (rc = mailbox_settings(x, "bounce.mailbox", &c->bounce.mailbox)) ||
+	    (rc = mailbox_settings(x, "unsubscribe.mailbox", &c->unsub.mailbox)))
 		return rc;
 	if (c->unsub.mailto) {
 		char why[100];
@@ -378,6 +434,14 @@ static int defaults(struct config *c)
 	c->retry.initial_delay = 30;
 	c->retry.max_delay = 900;
 	c->bounce.soft_limit = 3;
+	struct mailbox_conf *mbs[] = {&c->bounce.mailbox, &c->unsub.mailbox};
+	for (int i = 0; i < 2; i++) {
+		mbs[i]->starttls = STARTTLS_REQUIRED;
+		mbs[i]->timeout = 60;
+		mbs[i]->password_env = strdup(i ? "HERALD_UNSUBSCRIBE_PASSWORD" : "HERALD_BOUNCE_PASSWORD");
+		if (!mbs[i]->password_env)
+			return -1;
+	}
 	return c->subscribers && c->templates && c->template_name &&
 		       c->state_dir && c->unsub.secret_env && c->smtp.url &&
 		       c->smtp.password_env ? 0 : -1;
@@ -426,17 +490,17 @@ static void wipe_free(char *s)
 	free(s);
 }
 
-int config_password(const struct config *c, char **out, char *err, size_t errlen)
+/* what: "smtp" or "bounce.mailbox", for the messages. */
+static int password_from(const char *what, const char *env_name, const char *command,
+			 const char *literal, char **out, char *err, size_t errlen)
 {
 	*out = NULL;
-	if (!c->smtp.username)
-		return 0;
-	if (c->smtp.password_command) {
+	if (command) {
 		/* Run through the shell like msmtp's passwordeval: users write
 		 * "pass show smtp" and expect it to work. */
-		FILE *p = popen(c->smtp.password_command, "r");
+		FILE *p = popen(command, "r");
 		if (!p)
-			return set_err(err, errlen, CONFIG_BAD, "smtp.password_command: %s",
+			return set_err(err, errlen, CONFIG_BAD, "%s.password_command: %s", what,
 				       strerror(errno));
 		struct buf b = {0};
 		char chunk[256];
@@ -450,25 +514,42 @@ int config_password(const struct config *c, char **out, char *err, size_t errlen
 				explicit_bzero(b.p, b.len);
 			buf_free(&b);
 			return set_err(err, errlen, CONFIG_BAD,
-				       "smtp.password_command failed (exit status %d) or printed nothing",
-				       WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+				       "%s.password_command failed (exit status %d) or printed nothing",
+				       what, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 		}
 		char *pw = buf_detach(&b);
 		pw[strcspn(pw, "\r\n")] = '\0';
 		*out = pw;
 		return 0;
 	}
-	if (c->smtp.password) {
-		*out = strdup(c->smtp.password);
+	if (literal) {
+		*out = strdup(literal);
 		return *out ? 0 : set_err(err, errlen, CONFIG_BAD, "out of memory");
 	}
-	const char *env = c->smtp.password_env ? getenv(c->smtp.password_env) : NULL;
+	const char *env = env_name ? getenv(env_name) : NULL;
 	if (!env || !*env)
 		return set_err(err, errlen, CONFIG_BAD,
-			       "smtp.username is set but no password: set $%s, or smtp.password_command",
-			       c->smtp.password_env ? c->smtp.password_env : "HERALD_SMTP_PASSWORD");
+			       "%s: set $%s, or %s.password_command",
+			       strcmp(what, "smtp") ? what : "smtp.username is set but no password",
+			       env_name ? env_name : "(none)", what);
 	*out = strdup(env);
 	return *out ? 0 : set_err(err, errlen, CONFIG_BAD, "out of memory");
+}
+
+int config_password(const struct config *c, char **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!c->smtp.username)
+		return 0;
+	return password_from("smtp", c->smtp.password_env, c->smtp.password_command,
+			     c->smtp.password, out, err, errlen);
+}
+
+int config_mailbox_password(const struct mailbox_conf *m, const char *what,
+			    char **out, char *err, size_t errlen)
+{
+	return password_from(what, m->password_env, m->password_command, m->password,
+			     out, err, errlen);
 }
 
 int config_secret(const struct config *c, const char **out, char *err, size_t errlen)
@@ -495,6 +576,14 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
 		free(*strs[i]);
 	wipe_free(c->smtp.password);
+	struct mailbox_conf *mbs[] = {&c->bounce.mailbox, &c->unsub.mailbox};
+	for (int i = 0; i < 2; i++) {
+		char *ms[] = {mbs[i]->url, mbs[i]->username, mbs[i]->password_env,
+			      mbs[i]->password_command, mbs[i]->ca_file, mbs[i]->move_to};
+		for (size_t k = 0; k < sizeof ms / sizeof *ms; k++)
+			free(ms[k]);
+		wipe_free(mbs[i]->password);
+	}
 	for (size_t i = 0; i < c->n_test_to; i++)
 		free(c->test_to[i]);
 	free(c->test_to);

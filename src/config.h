@@ -12,6 +12,19 @@
 
 enum starttls_mode { STARTTLS_REQUIRED, STARTTLS_TRY, STARTTLS_NEVER };
 
+/* A mailbox herald reads: bounce.mailbox, unsubscribe.mailbox. */
+struct mailbox_conf {
+	char *url;             /* the SOURCE when the command line gives none */
+	char *username;        /* when the URL names no user */
+	char *password_env;
+	char *password_command;
+	char *password;
+	char *ca_file;
+	char *move_to;         /* folder for processed messages (imap, maildir) */
+	enum starttls_mode starttls;
+	long timeout;
+};
+
 struct rate_conf {
 	double per_second;
 	long per_minute, per_hour, per_day;
@@ -34,6 +47,7 @@ struct config {
 		char *url;
 		char *mailto;
 		char *secret_env;
+		struct mailbox_conf mailbox;
 	} unsub;
 	struct {
 		char *url;
@@ -55,6 +69,7 @@ struct config {
 	struct {
 		int soft_limit;
 		char *return_path;
+		struct mailbox_conf mailbox;
 	} bounce;
 	struct {               /* all three set, or none: no signing */
 		char *domain;  /* d=, e.g. the From domain */
@@ -74,6 +89,10 @@ void config_free(struct config *c);
  * *out is NULL when no username is configured. Caller wipes and frees. */
 int config_password(const struct config *c, char **out, char *err,
 		    size_t errlen);
+/* The password of a mailbox (what: "bounce.mailbox"), from password_env,
+ * password_command or password. Caller wipes and frees. */
+int config_mailbox_password(const struct mailbox_conf *m, const char *what,
+			    char **out, char *err, size_t errlen);
 /* The unsubscribe-token secret from the environment variable secret_env. */
 int config_secret(const struct config *c, const char **out, char *err,
 		  size_t errlen);

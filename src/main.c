@@ -9,7 +9,9 @@
 #include "post.h"
 #include "preview.h"
 #include "ratelimit.h"
+#include "scan.h"
 #include "subscribers.h"
+#include "unsubscribe.h"
 #include "journal.h"
 #include <curl/curl.h>
 #include <dirent.h>
@@ -56,8 +58,17 @@ static const char usage[] =
 	"      merge fields, unsubscribe, DKIM); exit 65 or 78 on errors; send nothing.\n"
 	"  subscribers check [FILE]\n"
 	"      Report bad rows of the list (FILE:LINE: reason).\n"
+	"  subscribers unsubscribe [SOURCE] [--delete] | --address ADDR...\n"
+	"      Apply the unsubscribe requests in SOURCE (default unsubscribe.mailbox.url),\n"
+	"      or unsubscribe ADDR: status \"unsubscribed\" in the list, rewritten atomically.\n"
+	"  bounces scan [SOURCE] [--delete]\n"
+	"      Read the DSNs and complaints in SOURCE (default bounce.mailbox.url) into\n"
+	"      bounces.log; mark them read (or --delete them). SOURCE: maildir:PATH,\n"
+	"      mbox:PATH, imap[s]://[USER@]HOST[:PORT][/FOLDER], pop3[s]://[USER@]HOST[:PORT]\n"
 	"  bounces list\n"
 	"      Show suppressed addresses with reason and date.\n"
+	"  bounces forget ADDR...\n"
+	"      Lift the suppression of ADDR (a line in bounces.log; nothing is erased).\n"
 	"\n"
 	"  -c FILE     config file (default: $HERALD_CONFIG, else ./herald.conf)\n"
 	"  -q          print only failures      -v  print the summary even without a terminal\n"
@@ -754,21 +765,155 @@ out:
 static void print_bounce(void *arg, const struct bounce_entry *e)
 {
 	(void)arg;
-	printf("%s\t%s\t%s %s %d\t%s\t%s\n", e->addr, e->when, e->kind, e->status, e->code,
+	char why[64];
+	if (e->count > 1)
+		snprintf(why, sizeof why, "%d soft bounces, last", e->count);
+	else
+		snprintf(why, sizeof why, "%s", e->kind);
+	printf("%s\t%s\t%s %s %d\t%s\t%s\n", e->addr, e->when, why, e->status, e->code,
 	       e->slug, e->text);
+}
+
+static void on_note(void *arg, const char *msg)
+{
+	struct ui *u = arg;
+	if (u->verbose)
+		printf("%s\n", msg);
+	else if (!strncmp(msg, "refused: ", 9))
+		say_err(msg);
+}
+
+static int scan_exit(int rc)
+{
+	switch (rc) {
+	case SCAN_OK: return 0;
+	case SCAN_USAGE: return EX_USAGE;
+	case SCAN_CONFIG: return EX_CONFIG;
+	case SCAN_NOFILE: return EX_NOINPUT;
+	case SCAN_MAILBOX: return EX_UNAVAILABLE;
+	case SCAN_LIST: return EX_DATAERR;
+	default: return EX_CANTCREAT;
+	}
+}
+
+/* Options shared by `bounces scan` and `subscribers unsubscribe`:
+ * [SOURCE] [--delete]. Fills the mailbox options from the config group;
+ * *password is the caller's to wipe and free. */
+static int mailbox_args(const struct config *cfg, const struct mailbox_conf *mc, const char *what,
+			int argc, char **argv, struct mailbox_opts *mo, char **password,
+			char *seen, size_t seenlen)
+{
+	static const struct option lo[] = {{"delete", no_argument, 0, 'd'}, {0, 0, 0, 0}};
+	int c;
+	memset(mo, 0, sizeof *mo);
+	*password = NULL;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (c != 'd')
+			return usage_error("%s: unknown option", what);
+		mo->delete = 1;
+	}
+	if (argc - optind > 1)
+		return usage_error("%s: expected one SOURCE", what);
+	mo->source = optind < argc ? argv[optind] : mc->url;
+	if (!mo->source)
+		return usage_error("%s: no SOURCE, and no %s.mailbox.url in the config", what,
+				   strcmp(what, "bounces scan") ? "unsubscribe" : "bounce");
+	mo->username = mc->username;
+	mo->ca_file = mc->ca_file;
+	mo->starttls = mc->starttls;
+	mo->timeout = mc->timeout;
+	mo->move_to = mc->move_to;
+	snprintf(seen, seenlen, "%s/mailbox.seen", cfg->state_dir);
+	mo->seen_path = seen;
+	if (!strncmp(mo->source, "imap", 4) || !strncmp(mo->source, "pop3", 4)) {
+		char err[512];
+		char group[40];
+		snprintf(group, sizeof group, "%s.mailbox", strcmp(what, "bounces scan") ? "unsubscribe" : "bounce");
+		if (config_mailbox_password(mc, group, password, err, sizeof err) < 0) {
+			say_err(err);
+			return EX_CONFIG;
+		}
+		mo->password = *password;
+	}
+	return 0;
+}
+
+static void wipe(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
+static int bounces_scan(struct ui *u, const struct config *cfg, int argc, char **argv)
+{
+	struct mailbox_opts mo;
+	char *password = NULL, seen[4096], err[1024] = "";
+	int rc = mailbox_args(cfg, &cfg->bounce.mailbox, "bounces scan", argc, argv, &mo, &password,
+			      seen, sizeof seen);
+	if (rc)
+		return rc;
+	struct scan_cb cb = {on_note, u};
+	struct scan_stats st;
+	rc = scan_exit(scan_bounces(cfg, &mo, &cb, &st, err, sizeof err));
+	wipe(password);
+	if (rc)
+		say_err(err);
+	if (!u->quiet && (st.messages || !rc))
+		printf("%ld message%s: %ld hard, %ld soft, %ld complaint%s logged; %ld delayed, "
+		       "%ld already logged, %ld not bounces, %ld unresolved%s%s\n",
+		       st.messages, st.messages == 1 ? "" : "s", st.hard, st.soft, st.complaints,
+		       st.complaints == 1 ? "" : "s", st.delayed, st.duplicates, st.ignored,
+		       st.unresolved, st.messages ? "; processed: " : "", st.messages ? st.action : "");
+	return rc;
+}
+
+static int bounces_forget_cmd(struct ui *u, const struct config *cfg, int argc, char **argv)
+{
+	if (argc < 3)
+		return usage_error("%s", "bounces forget: expected ADDR...");
+	struct bounces b;
+	char err[512];
+	if (journal_mkdir(cfg->state_dir, err, sizeof err) < 0 ||
+	    bounces_open(&b, cfg->state_dir, cfg->bounce.soft_limit, err, sizeof err) < 0) {
+		say_err(err);
+		return EX_CANTCREAT;
+	}
+	int rc = 0;
+	for (int i = 2; i < argc && !rc; i++) {
+		char why[100];
+		int was = 0;
+		if (subs_valid_address(argv[i], why, sizeof why) < 0) {
+			rc = usage_error("bounces forget: not an address: %s", argv[i]);
+		} else if (bounces_forget(&b, argv[i], &was, err, sizeof err) < 0) {
+			say_err(err);
+			rc = EX_CANTCREAT;
+		} else if (!u->quiet) {
+			printf("%s: %s\n", argv[i], was ? "no longer suppressed" : "was not suppressed (its history is cleared)");
+		}
+	}
+	bounces_close(&b);
+	return rc;
 }
 
 static int cmd_bounces(struct ui *u, const char *cfgpath, int argc, char **argv)
 {
-	if (argc < 2 || strcmp(argv[1], "list"))
-		return usage_error("%s", "bounces: expected \"list\"");
+	const char *sub = argc >= 2 ? argv[1] : "";
+	if (strcmp(sub, "list") && strcmp(sub, "scan") && strcmp(sub, "forget"))
+		return usage_error("%s", "bounces: expected \"scan\", \"list\" or \"forget\"");
 	struct config cfg;
 	int rc = load_config(cfgpath, &cfg);
 	if (rc)
 		return rc;
 	char err[512];
-	if (bounces_each_suppressed(cfg.state_dir, cfg.bounce.soft_limit, print_bounce, NULL,
-				    err, sizeof err) < 0) {
+	if (!strcmp(sub, "scan"))
+		rc = bounces_scan(u, &cfg, argc - 1, argv + 1);
+	else if (!strcmp(sub, "forget"))
+		rc = bounces_forget_cmd(u, &cfg, argc, argv);
+	else if (bounces_each_suppressed(cfg.state_dir, cfg.bounce.soft_limit, print_bounce, NULL,
+					 err, sizeof err) < 0) {
 		say_err(err);
 		rc = EX_IOERR;
 	}
@@ -776,10 +921,78 @@ static int cmd_bounces(struct ui *u, const char *cfgpath, int argc, char **argv)
 	return rc;
 }
 
+static int unsubscribe_addresses(struct ui *u, const char *list, int argc, char **argv)
+{
+	const char **addrs = calloc((size_t)argc, sizeof *addrs);
+	enum unsub_result *res = calloc((size_t)argc, sizeof *res);
+	size_t n = 0;
+	int rc = 0;
+	if (!addrs || !res)
+		rc = EX_OSERR;
+	for (int i = 0; !rc && i < argc; i++) {
+		char why[100];
+		if (!strcmp(argv[i], "--address"))
+			continue;
+		if (subs_valid_address(argv[i], why, sizeof why) < 0)
+			rc = usage_error("subscribers unsubscribe: not an address: %s (%s)", argv[i], why);
+		addrs[n++] = argv[i];
+	}
+	char err[1024];
+	int k = rc ? 0 : unsub_apply(list, addrs, n, res, err, sizeof err);
+	if (k) {
+		say_err(err);
+		rc = k == UNSUB_ERR_NOFILE ? EX_NOINPUT : k == UNSUB_ERR_LIST ? EX_DATAERR : EX_CANTCREAT;
+	}
+	for (size_t i = 0; !rc && i < n; i++) {
+		if (res[i] == UNSUB_NOT_LISTED) {
+			fprintf(stderr, "herald: %s: not in %s\n", addrs[i], list);
+			rc = EX_DATAERR;
+		} else if (!u->quiet)
+			printf("%s: %s\n", addrs[i], res[i] == UNSUB_CHANGED ? "unsubscribed" : "was already unsubscribed");
+	}
+	free(addrs);
+	free(res);
+	return rc;
+}
+
+static int subscribers_unsubscribe(struct ui *u, const struct config *cfg, int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--address"))
+			return i + 1 < argc ? unsubscribe_addresses(u, cfg->subscribers, argc - 1, argv + 1)
+				: usage_error("%s", "subscribers unsubscribe: --address needs ADDR");
+	struct mailbox_opts mo;
+	char *password = NULL, seen[4096], err[1024] = "";
+	int rc = mailbox_args(cfg, &cfg->unsub.mailbox, "subscribers unsubscribe", argc, argv, &mo,
+			      &password, seen, sizeof seen);
+	if (rc)
+		return rc;
+	struct scan_cb cb = {on_note, u};
+	struct scan_stats st;
+	rc = scan_exit(scan_unsubscribes(cfg, &mo, cfg->subscribers, &cb, &st, err, sizeof err));
+	wipe(password);
+	if (rc)
+		say_err(err);
+	if (!u->quiet && (st.messages || !rc))
+		printf("%ld message%s: %ld unsubscribed, %ld already, %ld not in the list, %ld refused, "
+		       "%ld not requests%s%s\n", st.messages, st.messages == 1 ? "" : "s", st.unsubscribed,
+		       st.already, st.not_listed, st.refused, st.ignored,
+		       st.messages ? "; processed: " : "", st.messages ? st.action : "");
+	return rc;
+}
+
 static int cmd_subscribers(struct ui *u, const char *cfgpath, int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "unsubscribe")) {
+		struct config cfg;
+		int rc = load_config(cfgpath, &cfg);
+		if (!rc)
+			rc = subscribers_unsubscribe(u, &cfg, argc - 1, argv + 1);
+		config_free(&cfg);
+		return rc;
+	}
 	if (argc < 2 || strcmp(argv[1], "check") || argc > 3)
-		return usage_error("%s", "subscribers: expected \"check [FILE]\"");
+		return usage_error("%s", "subscribers: expected \"check [FILE]\" or \"unsubscribe\"");
 	if (argc == 3)
 		return check_list(u, argv[2], NULL);
 	struct config cfg;
