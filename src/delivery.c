@@ -53,6 +53,7 @@ struct run {
 	long seq;              /* dry-run file number */
 	int conn_failures;     /* consecutive, with nothing delivered between */
 	int unsynced;          /* journal lines not yet fdatasync'd */
+	int waited;            /* the last rate check made us wait */
 	enum stop stop;
 	int rc;                /* first error that ends the run */
 	double start;
@@ -368,7 +369,13 @@ static double rate_wait(struct run *r)
 {
 	const char *which = NULL;
 	double d = rl_delay(&r->rl, now_mono(), &which);
-	r->st->limit_window = d > 0 ? which : NULL;
+	/* The window stays on show while messages keep waiting for it; the
+	 * first one that goes out without waiting clears it. */
+	if (d > 0)
+		r->st->limit_window = which;
+	else if (!r->waited)
+		r->st->limit_window = NULL;
+	r->waited = d > 0;
 	if (d > 0 && r->o->until_quota && rl_is_quota(which) && r->stop == GO) {
 		r->stop = STOP_QUOTA;
 		r->st->quota_stop = 1;
@@ -453,6 +460,7 @@ static void loop(struct run *r)
 				sync_journal(r);
 		} else if (wait > 0) {
 			double nap = wait > 0.5 ? 0.5 : wait;
+			progress(r);
 			if (r->st->limit_window)
 				r->st->waiting += nap;
 			sleep_for(nap);
@@ -609,6 +617,7 @@ static int setup(struct run *r)
 	}
 	if (!o->dry_run_dir && !o->n_test) {
 		r->lock = journal_lock(cfg->state_dir, r->err, r->errlen);
+		r->st->locked = r->lock == -1;
 		if (r->lock < 0)
 			return r->lock == -1 ? EX_TEMPFAIL : EX_CANTCREAT;
 		if (journal_open(&r->journal, cfg->state_dir, r->post->slug, r->err, r->errlen) < 0)

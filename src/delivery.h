@@ -38,6 +38,7 @@ struct delivery_stats {
 	double waiting;    /* seconds spent waiting for the rate limit */
 	const char *limit_window; /* the rate window holding us back now */
 	int quota_stop;    /* --until-quota stopped the run */
+	int locked;        /* another herald holds state_dir's lock */
 	int done;
 };
 

@@ -285,7 +285,7 @@ static int worse(int a, int b)
 
 struct send_args {
 	struct delivery_opts o;
-	int due, json, test;
+	int due, json, test, locked;
 	const char *rate;
 	const char **tests;
 };
@@ -295,8 +295,10 @@ static int send_one(struct ui *u, struct config *cfg, const char *path,
 {
 	struct post post = {0};
 	int rc = load_post(path, &post);
-	if (rc)
+	if (rc) {
+		post_free(&post);
 		return rc;
+	}
 	/* Cron: nothing to do is not news. Not yet due, or fully sent. */
 	if (a->due && (post.when > time(NULL) || journal_is_done(cfg->state_dir, post.slug))) {
 		post_free(&post);
@@ -309,7 +311,9 @@ static int send_one(struct ui *u, struct config *cfg, const char *path,
 	clear_progress(u);
 	if (rc && *err)
 		say_err(err);
-	int show = !u->quiet && !a->json && (u->tty || u->verbose || rc);
+	/* Locked out: the one line above says all; later posts wait too. */
+	a->locked = st.locked;
+	int show = !u->quiet && !a->json && !st.locked && (u->tty || u->verbose || rc);
 	if (show)
 		summary(u, post.slug, &st, a->o.dry_run_dir ? "written" : "sent", cfg->state_dir,
 			u->tty ? stdout : stderr);
@@ -435,7 +439,8 @@ static int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 			rc = EX_NOINPUT;
 		}
 		for (size_t i = 0; i < n; i++) {
-			int r1 = rc == EX_TEMPFAIL || !rc ? send_one(u, &cfg, files[i], &a, posts) : 0;
+			int go = (rc == EX_TEMPFAIL || !rc) && !a.locked;
+			int r1 = go ? send_one(u, &cfg, files[i], &a, posts) : 0;
 			rc = worse(rc, r1);
 			free(files[i]);
 		}

@@ -2,16 +2,28 @@
 #include "buf.h"
 #include <ctype.h>
 #include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* One transaction's worth of state; the connection itself lives in the
- * multi handle's cache and is picked up by whichever slot runs next. */
+/* One connection: an easy handle (which keeps its connection open from one
+ * transfer to the next) driven by its own thread. libcurl's SMTP code
+ * blocks in its "done" step until the server answers the final dot, even
+ * under the multi interface, so only a thread per connection lets N
+ * connections wait for their replies at the same time. The main thread
+ * builds messages, paces them and records results; workers only talk SMTP. */
+enum slot_state { SLOT_IDLE, SLOT_QUEUED, SLOT_RUNNING, SLOT_FINISHED };
+
 struct slot {
 	struct smtp_pool *pool;
 	CURL *curl;
-	int busy;
+	pthread_t thread;
+	int started;
+	enum slot_state state;  /* guarded by pool->mu */
+	struct smtp_result result;
 	void *tag;
 	char errbuf[CURL_ERROR_SIZE];
 	/* The last complete server reply, kept by the debug callback:
@@ -28,11 +40,13 @@ struct slot {
 };
 
 struct smtp_pool {
-	CURLM *multi;
 	struct slot *slots;
-	int n, busy;
+	int n, busy;            /* busy: slots not idle, main thread only */
 	char *url;
 	char *password;
+	pthread_mutex_t mu;
+	pthread_cond_t work, done;
+	int quit;
 };
 
 int smtp_url_is_loopback(const char *url)
@@ -111,7 +125,6 @@ static int slot_init(struct smtp_pool *p, struct slot *c, const struct smtp_opts
 	curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 	curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
 	curl_easy_setopt(h, CURLOPT_READDATA, c);
-	curl_easy_setopt(h, CURLOPT_PRIVATE, c);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
 	curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
 	curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, debug_cb);
@@ -145,6 +158,35 @@ static int slot_init(struct smtp_pool *p, struct slot *c, const struct smtp_opts
 	return 0;
 }
 
+static void classify(struct slot *c, CURLcode cc, struct smtp_result *r);
+
+static void *worker(void *arg)
+{
+	struct slot *c = arg;
+	struct smtp_pool *p = c->pool;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (c->state != SLOT_QUEUED && !p->quit)
+			pthread_cond_wait(&p->work, &p->mu);
+		if (p->quit)
+			break;
+		c->state = SLOT_RUNNING;
+		pthread_mutex_unlock(&p->mu);
+		CURLcode cc = curl_easy_perform(c->curl);
+		struct smtp_result r;
+		classify(c, cc, &r);
+		curl_slist_free_all(c->rcpt);
+		c->rcpt = NULL;
+		curl_easy_setopt(c->curl, CURLOPT_MAIL_RCPT, NULL);
+		pthread_mutex_lock(&p->mu);
+		c->result = r;
+		c->state = SLOT_FINISHED;
+		pthread_cond_signal(&p->done);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
 int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 		  int connections, char *err, size_t errlen)
 {
@@ -158,6 +200,13 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 	struct smtp_pool *p = calloc(1, sizeof *p);
 	if (!p)
 		return set_err(err, errlen, -1, "out of memory");
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->work, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->done, &ca);
+	pthread_condattr_destroy(&ca);
 	p->n = connections;
 	p->slots = calloc((size_t)connections, sizeof *p->slots);
 	/* The EHLO name rides in the URL path (smtp://host:port/name). */
@@ -166,19 +215,22 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 		p->url = strdup(o->url);
 	else if (asprintf(&p->url, "%s/%s", o->url, o->helo) < 0)
 		p->url = NULL;
-	if (!p->slots || !p->url || (o->password && !(p->password = strdup(o->password))) ||
-	    !(p->multi = curl_multi_init())) {
+	if (!p->slots || !p->url || (o->password && !(p->password = strdup(o->password)))) {
 		smtp_pool_free(p);
 		return set_err(err, errlen, -1, "out of memory");
 	}
-	curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, (long)connections);
-	curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)connections);
-	curl_multi_setopt(p->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)connections);
-	for (int i = 0; i < connections; i++)
-		if (slot_init(p, &p->slots[i], o) < 0) {
+	for (int i = 0; i < connections; i++) {
+		struct slot *c = &p->slots[i];
+		if (slot_init(p, c, o) < 0) {
 			smtp_pool_free(p);
 			return set_err(err, errlen, -1, "cannot start libcurl");
 		}
+		if (pthread_create(&c->thread, NULL, worker, c) != 0) {
+			smtp_pool_free(p);
+			return set_err(err, errlen, -1, "cannot start a connection thread");
+		}
+		c->started = 1;
+	}
 	*out = p;
 	return 0;
 }
@@ -197,9 +249,11 @@ int smtp_pool_start(struct smtp_pool *p, const char *mail_from,
 		    const char *rcpt, const char *data, size_t len, void *tag)
 {
 	struct slot *c = NULL;
+	pthread_mutex_lock(&p->mu);
 	for (int i = 0; i < p->n && !c; i++)
-		if (!p->slots[i].busy)
+		if (p->slots[i].state == SLOT_IDLE)
 			c = &p->slots[i];
+	pthread_mutex_unlock(&p->mu);
 	if (!c)
 		return -1;
 	char to[600];
@@ -224,12 +278,10 @@ int smtp_pool_start(struct smtp_pool *p, const char *mail_from,
 	/* After a failed transaction the server may still hold our MAIL
 	 * state, or the connection may be gone: start on a new one. */
 	curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, c->reconnect ? 1L : 0L);
-	if (curl_multi_add_handle(p->multi, h) != CURLM_OK) {
-		curl_slist_free_all(c->rcpt);
-		c->rcpt = NULL;
-		return -1;
-	}
-	c->busy = 1;
+	pthread_mutex_lock(&p->mu);
+	c->state = SLOT_QUEUED;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->mu);
 	p->busy++;
 	return 0;
 }
@@ -334,51 +386,72 @@ static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 
 int smtp_pool_run(struct smtp_pool *p, int timeout_ms, smtp_done_fn done, void *arg)
 {
-	int running = 0, finished = 0;
-	curl_multi_perform(p->multi, &running);
-	if (!(running < p->busy)) {
-		curl_multi_poll(p->multi, NULL, 0, timeout_ms, NULL);
-		curl_multi_perform(p->multi, &running);
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
 	}
-	CURLMsg *m;
-	int left;
-	while ((m = curl_multi_info_read(p->multi, &left))) {
-		if (m->msg != CURLMSG_DONE)
+	int finished = 0;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		for (int i = 0; i < p->n; i++)
+			finished += p->slots[i].state == SLOT_FINISHED;
+		if (finished || !p->busy)
+			break;
+		if (pthread_cond_timedwait(&p->done, &p->mu, &until) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (!finished)
+		return 0;
+	/* Results are handed over outside the lock: done() may start the
+	 * next transaction on the slot it frees. */
+	int n = 0;
+	for (int i = 0; i < p->n; i++) {
+		struct slot *c = &p->slots[i];
+		pthread_mutex_lock(&p->mu);
+		int fin = c->state == SLOT_FINISHED;
+		struct smtp_result r = c->result;
+		void *tag = c->tag;
+		if (fin)
+			c->state = SLOT_IDLE;
+		pthread_mutex_unlock(&p->mu);
+		if (!fin)
 			continue;
-		struct slot *c = NULL;
-		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
-		CURLcode cc = m->data.result;
-		curl_multi_remove_handle(p->multi, c->curl);
-		struct smtp_result r;
-		classify(c, cc, &r);
-		curl_slist_free_all(c->rcpt);
-		c->rcpt = NULL;
-		curl_easy_setopt(c->curl, CURLOPT_MAIL_RCPT, NULL);
-		c->busy = 0;
 		p->busy--;
-		finished++;
-		done(arg, c->tag, &r);
+		n++;
+		done(arg, tag, &r);
 	}
-	return finished;
+	return n;
 }
 
 void smtp_pool_free(struct smtp_pool *p)
 {
 	if (!p)
 		return;
+	pthread_mutex_lock(&p->mu);
+	p->quit = 1;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->mu);
 	for (int i = 0; p->slots && i < p->n; i++) {
 		struct slot *c = &p->slots[i];
-		if (c->curl) {
-			if (c->busy)
-				curl_multi_remove_handle(p->multi, c->curl);
+		/* A worker in the middle of a transfer finishes it first
+		 * (bounded by the timeouts); its result is dropped, and the
+		 * reader, not in the journal, is sent by the next run. */
+		if (c->started)
+			pthread_join(c->thread, NULL);
+		if (c->curl)
 			curl_easy_cleanup(c->curl);
-		}
 		curl_slist_free_all(c->rcpt);
 		buf_free(&c->reply);
 		buf_free(&c->cur);
 	}
-	if (p->multi)
-		curl_multi_cleanup(p->multi);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->work);
+	pthread_cond_destroy(&p->done);
 	if (p->password) {
 		explicit_bzero(p->password, strlen(p->password));
 		free(p->password);

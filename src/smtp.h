@@ -1,7 +1,7 @@
-/* smtp: the libcurl transport. A pool of N slots (easy handles) driven by
- * one multi handle, whose connection cache keeps up to N connections open
- * and reuses them from one message to the next; one recipient per
- * transaction, so every reader gets their own reply code and text.
+/* smtp: the libcurl transport. A pool of N connections, each an easy
+ * handle on its own thread that keeps its connection open from one message
+ * to the next; one recipient per transaction, so every reader gets their
+ * own reply code and text. All calls below are made from one thread.
  *
  * Ownership: smtp_pool_new copies what it needs from opts (the password is
  * copied and wiped on smtp_pool_free). Message data passed to
