@@ -402,8 +402,8 @@ out:
 	return rc;
 }
 
-int post_parse(struct post *p, const char *name, const char *src, size_t len,
-	       int width, char *err, size_t errlen)
+static int parse(struct post *p, const char *name, const char *src, size_t len,
+		 int width, char *err, size_t errlen)
 {
 	size_t body = 0;
 	memset(p, 0, sizeof *p);
@@ -437,6 +437,17 @@ int post_parse(struct post *p, const char *name, const char *src, size_t len,
 	if (!(p->markdown = xstrndup(src + body, len - body)))
 		return set_err(err, errlen, POST_BAD, "out of memory");
 	return render(p, name, width, err, errlen);
+}
+
+/* A post that failed is left empty, so a caller that returns at once on
+ * an error (as every command does) leaks nothing; post_free stays safe. */
+int post_parse(struct post *p, const char *name, const char *src, size_t len,
+	       int width, char *err, size_t errlen)
+{
+	int rc = parse(p, name, src, len, width, err, errlen);
+	if (rc != POST_OK)
+		post_free(p);
+	return rc;
 }
 
 int post_load(struct post *p, const char *path, int width, char *err,

@@ -4,7 +4,8 @@
  * text body. Merge fields ({{...}}) survive both renderings unchanged, so
  * the template module can compile them afterwards.
  *
- * Ownership: every string in struct post is owned by it; post_free. */
+ * Ownership: every string in struct post is owned by it; post_free. A
+ * post_parse or post_load that fails leaves it empty. */
 #ifndef HERALD_POST_H
 #define HERALD_POST_H
 #include <stddef.h>

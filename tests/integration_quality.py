@@ -1,0 +1,522 @@
+#!/usr/bin/python3
+"""herald's email-quality suite: preview files and screenshots, `check`
+lints, DKIM signatures, the templates in a real browser, SpamAssassin.
+
+    HERALD=/path/to/herald /usr/bin/python3 tests/integration_quality.py [PATTERN...]
+
+Independent tools judge herald's output: python3-dkim verifies signatures
+against the public key of a key pair made here (openssl genrsa), headless
+Chromium renders the HTML (network off), SpamAssassin scores it with
+Debian's shipped rules and no network tests (-L). deps/test-quality.txt
+names their packages. TAP on stdout, a log on stderr (tests/harness.py).
+"""
+
+import email
+import email.policy
+import html
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+
+import dkim
+
+from harness import (EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_OK, HERALD, ROOT,
+                     Suite, csv, equal, expect, log)
+
+SUITE = Suite()
+QUALITY = os.path.join(ROOT, "tests", "fixtures", "quality")
+EXAMPLE = os.path.join(ROOT, "examples", "2026-11-30-weekly.md")
+EXAMPLE_SLUG = "2026-11-30-weekly"
+CHROMIUM = shutil.which("chromium")
+
+READERS = csv("joy@example.org,Joy Adeyemi,Leeds",
+              "zoe@example.net,Zoë Ångström,Uppsala",
+              "d.kowalski@example.com,,Bradford",
+              header="email,name,city")
+
+
+# ---- helpers ------------------------------------------------------------
+
+def world(t, changes=None, server=None, subs=READERS):
+    """The subscriber list and a config in t's temp dir."""
+    t.subscribers(subs)
+    return t.config(server, changes)
+
+
+def dkim_key(t):
+    """A fresh 2048-bit key pair: (private key path, DNS TXT record)."""
+    key = t.path("dkim.key")
+    subprocess.run(["openssl", "genrsa", "-out", key, "2048"], check=True,
+                   capture_output=True)
+    der = subprocess.run(["openssl", "rsa", "-in", key, "-pubout", "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    import base64
+    return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+
+
+def dkim_changes(key):
+    return {"dkim": {"domain": "example.org", "selector": "hd2026", "key_file": key}}
+
+
+def verify(raw, txt):
+    """python3-dkim's verdict, the key served for the one name asked."""
+    asked = []
+
+    def dns(name, timeout=5):
+        asked.append(name)
+        return txt if name == b"hd2026._domainkey.example.org." else None
+    ok = dkim.verify(raw, dnsfunc=dns)
+    equal(asked, [b"hd2026._domainkey.example.org."], "DNS names looked up")
+    return ok
+
+
+def signature_tags(raw):
+    msg = email.message_from_bytes(raw)
+    sigs = msg.get_all("DKIM-Signature") or []
+    equal(len(sigs), 1, "DKIM-Signature headers")
+    flat = re.sub(r"\s+", "", sigs[0])
+    return dict(kv.split("=", 1) for kv in flat.split(";") if kv)
+
+
+def parts(raw):
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    return {p.get_content_type(): p.get_content() for p in msg.iter_parts()}
+
+
+def png_pixels(path):
+    """(width, height, rows of RGB(A) tuples) of an 8-bit RGB/RGBA PNG."""
+    with open(path, "rb") as f:
+        data = f.read()
+    expect(data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG")
+    pos, idat = 8, b""
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            w, h, depth, ctype = struct.unpack(">IIBB", chunk[:10])
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + n
+    expect(depth == 8 and ctype in (2, 6), f"{path}: depth {depth}, colour type {ctype}")
+    bpp = 3 if ctype == 2 else 4
+    raw, stride, prev, rows = zlib.decompress(idat), w * bpp, bytearray(w * bpp), []
+    for y in range(h):
+        ftype, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if ftype == 1:
+                line[i] = (line[i] + a) & 255
+            elif ftype == 2:
+                line[i] = (line[i] + b) & 255
+            elif ftype == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif ftype == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return w, h, rows, bpp
+
+
+def check_screenshot(path, width, height):
+    """The right size, and a page with text on it: many colours (glyph
+    edges), a fair share of pixels off the background colour."""
+    w, h, rows, bpp = png_pixels(path)
+    equal((w, h), (width, height), f"{os.path.basename(path)} size")
+    counts = {}
+    for row in rows[::4]:                      # every 4th row is plenty
+        for x in range(0, w * bpp, bpp * 2):
+            px = row[x:x + 3]
+            counts[px] = counts.get(px, 0) + 1
+    total = sum(counts.values())
+    background = max(counts.values())
+    expect(len(counts) >= 20, f"{path}: only {len(counts)} colours: blank?")
+    ink = 1 - background / total
+    expect(ink > 0.02, f"{path}: {ink:.1%} of pixels off the background: blank?")
+    return len(counts), ink
+
+
+# The page the layout probe loads: the message's HTML in an iframe of the
+# width under test (srcdoc keeps it same-origin, so the script can measure
+# it), and a script that writes what it measured into the DOM, which
+# --dump-dom prints.
+PROBE_JS = r"""
+function rgb(c) { return c.match(/[\d.]+/g).map(Number); }
+function lum(c) { var m = rgb(c).map(function (v) { v /= 255;
+  return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+  return 0.2126 * m[0] + 0.7152 * m[1] + 0.0722 * m[2]; }
+window.onload = function () {
+  var f = document.getElementById('f'), d = f.contentDocument, w = f.contentWindow;
+  var cv = d.createElement('div'); cv.style.backgroundColor = 'Canvas';
+  d.body.appendChild(cv); var canvas = w.getComputedStyle(cv).backgroundColor; cv.remove();
+  function bg(el) { for (; el; el = el.parentElement) { var c = w.getComputedStyle(el).backgroundColor;
+    if (rgb(c).length < 4 || rgb(c)[3] > 0) return c; } return canvas; }
+  var r = {dark: w.matchMedia('(prefers-color-scheme: dark)').matches,
+           viewport: w.innerWidth, scroll: d.documentElement.scrollWidth,
+           worst: 99, worst_text: '', captions: []};
+  var ph = d.querySelector('.preheader');
+  if (ph) { var b = ph.getBoundingClientRect(); r.preheader = [b.width, b.height, ph.textContent.trim().slice(0, 30)]; }
+  d.querySelectorAll('.caption').forEach(function (c) { var b = c.getBoundingClientRect();
+    r.captions.push([b.width, b.height, c.textContent.trim()]); });
+  d.querySelectorAll('body *').forEach(function (e) {
+    var t = ''; for (var k = e.firstChild; k; k = k.nextSibling) if (k.nodeType == 3) t += k.data;
+    t = t.trim(); var b = e.getBoundingClientRect();
+    if (!t || !b.width || !b.height || e.closest('.preheader')) return;
+    var l1 = lum(w.getComputedStyle(e).color), l2 = lum(bg(e));
+    var cr = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    if (cr < r.worst) { r.worst = cr; r.worst_text = e.tagName + ': ' + t.slice(0, 40); } });
+  var o = document.createElement('pre'); o.id = 'result'; o.textContent = JSON.stringify(r);
+  document.body.appendChild(o);
+};
+"""
+
+
+def chromium_args(t, *extra):
+    profile = tempfile.mkdtemp(dir=t.dir)
+    return [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+            "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9",
+            *extra]
+
+
+def probe(t, html_path, width, dark):
+    with open(html_path, encoding="utf-8") as f:
+        src = f.read()
+    page = t.write(f"probe-{width}-{int(dark)}.html",
+                   '<!DOCTYPE html><html><body style="margin:0">'
+                   f'<iframe id="f" style="border:0;width:{width}px;height:3000px" '
+                   f'srcdoc="{html.escape(src, quote=True)}"></iframe>'
+                   f"<script>{PROBE_JS}</script></body></html>")
+    args = chromium_args(t, "--window-size=1300,3000", *(["--force-dark-mode"] if dark else []),
+                         "--dump-dom", "file://" + page)
+    out = subprocess.run(args, capture_output=True, timeout=120).stdout.decode()
+    m = re.search(r'<pre id="result">([^<]*)', out)
+    expect(m, f"the probe page wrote no result at {width} px (dark={dark})")
+    r = json.loads(html.unescape(m.group(1)))
+    log(f"#   probe {os.path.basename(html_path)} {width} px dark={dark}: {r}")
+    return r
+
+
+def spam_score(t, eml):
+    """SpamAssassin's score and rules, local tests only, in a home of its
+    own (it writes user_prefs there)."""
+    home = t.path("sa-home")
+    os.makedirs(home, exist_ok=True)
+    with open(eml, "rb") as f:
+        p = subprocess.run(["spamassassin", "-L", "-t"], stdin=f, capture_output=True,
+                           timeout=120, env={**os.environ, "HOME": home})
+    out = p.stdout.decode(errors="replace")
+    m = re.search(r"^X-Spam-Status: \w+, score=(-?[\d.]+) required=[\d.]+ tests=(.*?)\s+autolearn",
+                  out, re.M | re.S)
+    expect(m, "no X-Spam-Status in spamassassin's output: " + p.stderr.decode()[-500:])
+    details = out[out.find("Content analysis details"):].strip()
+    return float(m.group(1)), re.sub(r"\s+", "", m.group(2)).split(","), details
+
+
+def preview(t, post, outdir="preview", *args, **kw):
+    return t.herald("preview", post, "-o", t.path(outdir), *args, **kw)
+
+
+# ---- preview ------------------------------------------------------------
+
+@SUITE.test("preview: .html, .txt and .eml are the reader's message; sizes printed; "
+            "desktop and mobile screenshots with content")
+def test_preview(t):
+    world(t)
+    r = preview(t, EXAMPLE, "preview", "--as", "zoe@example.net")
+    equal(r.code, EX_OK, "exit code")
+    out = t.path("preview")
+    with open(os.path.join(out, f"{EXAMPLE_SLUG}.eml"), "rb") as f:
+        raw = f.read()
+    p = parts(raw)
+    for ext, ctype in (("html", "text/html"), ("txt", "text/plain")):
+        with open(os.path.join(out, f"{EXAMPLE_SLUG}.{ext}"), encoding="utf-8") as f:
+            got, want = f.read(), p[ctype].replace("\r\n", "\n")
+        if got != want:
+            at = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), len(got))
+            raise AssertionError(f"the .{ext} file and the {ctype} part differ at {at}: "
+                                 f"{got[at:at + 60]!r} / {want[at:at + 60]!r}")
+    expect("Hi Zoë Ångström," in p["text/plain"], "--as reader's name in the text part")
+    for ext in ("html", "txt", "eml"):
+        size = os.path.getsize(os.path.join(out, f"{EXAMPLE_SLUG}.{ext}"))
+        expect(re.search(rf"{EXAMPLE_SLUG}\.{ext}\s+{size} bytes", r.out),
+               f"the size of the .{ext} ({size}) is not printed")
+    expect(re.search(r"HTML part, \d+ quoted-printable", r.out), "HTML part's encoded size")
+    expect(re.search(r"text part, \d+ quoted-printable", r.out), "text part's encoded size")
+    expect(re.search(r"whole message to zoe@example\.net: \d+% of Gmail's 102 KB", r.out),
+           "whole message's share of the clip size")
+    expect(CHROMIUM, "chromium is not installed (deps/test-quality.txt)")
+    for name, w in (("desktop", 1200), ("mobile", 390)):
+        png = os.path.join(out, f"{EXAMPLE_SLUG}-{name}.png")
+        expect(os.path.exists(png), f"no {name} screenshot")
+        colours, ink = check_screenshot(png, w, 2000)
+        log(f"#   {name}: {colours} colours, {ink:.1%} ink")
+        expect(f"{EXAMPLE_SLUG}-{name}.png" in r.out, f"{name} screenshot not listed")
+    leftovers = [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("herald-chromium-")]
+    equal(leftovers, [], "browser profiles left in the temp dir")
+
+
+@SUITE.test("preview: no Chromium (or --no-screenshots) skips the screenshots and says so")
+def test_preview_no_chromium(t):
+    world(t)
+    r = preview(t, EXAMPLE, "a", env={"HERALD_CHROMIUM": ""})
+    equal(r.code, EX_OK, "exit code")
+    expect("screenshots skipped" in r.out, "no word that screenshots were skipped")
+    equal(sorted(os.listdir(t.path("a"))),
+          [f"{EXAMPLE_SLUG}.{e}" for e in ("eml", "html", "txt")], "files")
+    r = preview(t, EXAMPLE, "b", "--no-screenshots")
+    equal(r.code, EX_OK, "exit code")
+    equal(len(os.listdir(t.path("b"))), 3, "files with --no-screenshots")
+
+
+# ---- templates ----------------------------------------------------------
+
+@SUITE.test("templates in Chromium: default and plain fit 390 px, hide the preheader, "
+            "show the caption, keep text at 4.5:1 contrast in light and dark mode")
+def test_template_layout(t):
+    expect(CHROMIUM, "chromium is not installed (deps/test-quality.txt)")
+    for template in ("default", "plain"):
+        world(t, {"template": template})
+        equal(preview(t, EXAMPLE, template, "--no-screenshots").code, EX_OK, "preview")
+        page = t.path(template, f"{EXAMPLE_SLUG}.html")
+        with open(page, encoding="utf-8") as f:
+            src = f.read()
+        expect('name="color-scheme" content="light dark"' in src, f"{template}: color-scheme meta")
+        expect('name="viewport"' in src, f"{template}: viewport meta")
+        for width in (1200, 390):
+            for dark in (False, True):
+                r = probe(t, page, width, dark)
+                what = f"{template} at {width} px, {'dark' if dark else 'light'}"
+                equal(r["dark"], dark, f"{what}: prefers-color-scheme")
+                equal(r["viewport"], width, f"{what}: viewport width")
+                expect(r["scroll"] <= width, f"{what}: {r['scroll']} px wide, scrolls sideways")
+                equal(r["preheader"][:2], [0, 0], f"{what}: preheader box")
+                expect(r["preheader"][2].startswith("41 bags"), f"{what}: preheader text")
+                expect(len(r["captions"]) == 1 and r["captions"][0][1] > 10 and
+                       r["captions"][0][2].startswith("Saturday’s crew spread 41 bags"),
+                       f"{what}: caption not shown: {r['captions']}")
+                expect(r["worst"] >= 4.5, f"{what}: contrast {r['worst']:.2f}:1 for "
+                       f"{r['worst_text']!r} (WCAG AA wants 4.5:1)")
+
+
+@SUITE.test("figures: a lone image gets its caption (the emphasised line after it, else "
+            "its title) in the HTML; the text part keeps alt text and caption")
+def test_figures(t):
+    world(t)
+    post = t.write("fig.md", "---\nsubject: Figures\npreheader: Two pictures\n---\n"
+                   "Intro.\n\n![Beds under leaves](https://example.org/a.jpg)\n\n"
+                   "*Photo: Priya & co.*\n\n"
+                   '![The shed](https://example.org/b.jpg "The new roof, <felted>")\n\n'
+                   "![Inline](https://example.org/c.jpg) in a sentence stays inline.\n")
+    equal(preview(t, post, "p", "--no-screenshots").code, EX_OK, "preview")
+    with open(t.path("p", "fig.html"), encoding="utf-8") as f:
+        page = f.read()
+    figs = re.findall(r'<table role="presentation" class="figure".*?</table>', page, re.S)
+    equal(len(figs), 2, "figures")
+    expect('alt="Beds under leaves"' in figs[0] and
+           re.search(r'class="caption"[^>]*>\s*<em>Photo: Priya &amp; co\.</em>', figs[0]),
+           f"first figure: {figs[0]}")
+    expect('alt="The shed"' in figs[1] and
+           re.search(r'class="caption"[^>]*>\s*The new roof, &lt;felted&gt;', figs[1]),
+           f"second figure: {figs[1]}")
+    expect(re.search(r'<p><img src="https://example.org/c.jpg" alt="Inline" /> in a sentence', page),
+           "an image inside a paragraph stays as it was")
+    with open(t.path("p", "fig.txt"), encoding="utf-8") as f:
+        text = f.read()
+    expect("[image: Beds under leaves]" in text and "Photo: Priya & co." in text,
+           f"text part: {text}")
+
+
+# ---- DKIM ---------------------------------------------------------------
+
+@SUITE.test("DKIM: --dry-run, --test over SMTP and preview are all signed; python3-dkim "
+            "verifies them with the public key; a changed byte fails")
+def test_dkim(t):
+    server = t.server()
+    key, txt = dkim_key(t)
+    world(t, dkim_changes(key), server)
+    equal(t.send("--dry-run", t.path("dry"), post=EXAMPLE).code, EX_OK, "dry run")
+    emls = sorted(os.listdir(t.path("dry")))
+    equal(len(emls), 3, "dry-run messages")
+    raws = []
+    for name in emls:
+        with open(t.path("dry", name), "rb") as f:
+            raws.append(f.read())
+    equal(t.send("--test=me@example.org", post=EXAMPLE).code, EX_OK, "test send")
+    (m,) = server.messages()
+    raws.append(m.raw)
+    equal(preview(t, EXAMPLE, "p", "--no-screenshots").code, EX_OK, "preview")
+    with open(t.path("p", f"{EXAMPLE_SLUG}.eml"), "rb") as f:
+        raws.append(f.read())
+    for i, raw in enumerate(raws):
+        expect(raw.startswith(b"DKIM-Signature: "), f"message {i}: signature is not the first header")
+        expect(verify(raw, txt), f"message {i} does not verify")
+        tags = signature_tags(raw)
+        equal((tags["v"], tags["a"], tags["c"], tags["d"], tags["s"]),
+              ("1", "rsa-sha256", "relaxed/relaxed", "example.org", "hd2026"), f"message {i} tags")
+        signed = [h.lower() for h in tags["h"].split(":")]
+        for h in ("from", "to", "subject", "date", "message-id", "reply-to", "mime-version",
+                  "content-type", "list-id", "list-unsubscribe", "list-unsubscribe-post"):
+            expect(h in signed, f"message {i}: {h} not signed (h={tags['h']})")
+        for h in ("from", "subject", "list-unsubscribe", "list-unsubscribe-post"):
+            equal(signed.count(h), 2, f"message {i}: {h} over-signed")
+    # The verifier is not a rubber stamp.
+    raw = raws[0]
+    body = raw.index(b"\r\n\r\n") + 4
+    expect(not verify(raw[:body] + raw[body:].replace(b"Saturday", b"Sunday", 1), txt),
+           "a changed body still verifies")
+    expect(not verify(raw.replace(b"Subject: ", b"Subject: Re: ", 1), txt),
+           "a changed subject still verifies")
+    expect(not verify(b"From: Mallory <m@example.org>\r\n" + raw, txt),
+           "an added From still verifies")
+
+
+@SUITE.test("DKIM config: half a group exits 78, a missing key 66, a key that is no key 65")
+def test_dkim_config_errors(t):
+    world(t, {"dkim": {"domain": "example.org", "selector": "s1"}})
+    r = t.herald("preview", EXAMPLE, "-o", t.path("p"), "--no-screenshots")
+    equal(r.code, EX_CONFIG, "exit code for a group without key_file")
+    expect("dkim.key_file is missing" in r.err, f"message: {r.err}")
+    world(t, {"dkim": {"domain": "exa mple.org", "selector": "s1", "key_file": "k"}})
+    r = t.herald("check", EXAMPLE)
+    equal(r.code, EX_CONFIG, "exit code for a bad domain")
+    expect("is not a DNS name" in r.err, f"message: {r.err}")
+    world(t, dkim_changes("missing.key"))
+    r = t.herald("preview", EXAMPLE, "-o", t.path("p"), "--no-screenshots")
+    equal(r.code, EX_NOINPUT, "exit code for a missing key")
+    expect(t.path("missing.key") in r.err and "openssl genrsa" in r.err, f"message: {r.err}")
+    t.write("bad.key", "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    world(t, dkim_changes("bad.key"))
+    r = t.send("--dry-run", t.path("dry"), post=EXAMPLE)
+    equal(r.code, EX_DATAERR, "exit code for a key that does not parse")
+    expect(t.path("bad.key") in r.err, f"message names the key file: {r.err}")
+
+
+# ---- SpamAssassin -------------------------------------------------------
+
+@SUITE.test("SpamAssassin (-L, Debian's rules): examples/ as herald signs and sends it "
+            "scores <= 0 with the default and the plain template")
+def test_spamassassin(t):
+    expect(shutil.which("spamassassin"), "spamassassin is not installed (deps/test-quality.txt)")
+    key, _ = dkim_key(t)
+    for template in ("default", "plain"):
+        world(t, {**dkim_changes(key), "template": template})
+        equal(t.send("--dry-run", t.path(template), post=EXAMPLE).code, EX_OK, "dry run")
+        eml = t.path(template, sorted(os.listdir(t.path(template)))[0])
+        score, rules, details = spam_score(t, eml)
+        log(f"#   {template}: score {score}, rules {rules}")
+        for line in details.splitlines():
+            log("#     " + line)
+        expect(score <= 0, f"{template}: score {score} > 0; rules: {rules}")
+
+
+# ---- check --------------------------------------------------------------
+
+def check(t, post, changes=None, template_dir=None):
+    base = {"subscribers": os.path.join(QUALITY, "subs.csv")}
+    if template_dir:
+        base["templates"] = template_dir
+    t.config(None, {**base, **(changes or {})})
+    return t.herald("check", post)
+
+
+def fixture(name):
+    return os.path.join(QUALITY, name)
+
+
+@SUITE.test("check: the clean fixture and examples/ pass with no error and no warning")
+def test_check_clean(t):
+    key, _ = dkim_key(t)
+    os.chmod(key, 0o600)
+    for post in (fixture("good.md"), EXAMPLE):
+        r = check(t, post, dkim_changes(key))
+        equal(r.code, EX_OK, f"exit code for {post}")
+        expect(re.search(r": 0 errors, 0 warnings; \d+ bytes for joy@example.org", r.out),
+               f"summary line: {r.out}")
+        equal(r.err, "", "stderr")
+
+
+# fixture: (exit code, "FILE:LINE" or "FILE", what the finding says)
+LINTS = {
+    "no-alt.md": (EX_DATAERR, ":8", "error: image without alt text"),
+    "relative-link.md": (EX_DATAERR, ":12", "error: relative URL"),
+    "http-link.md": (EX_DATAERR, ":12", "error: http: link"),
+    "http-image.md": (EX_DATAERR, ":8", "error: http: image"),
+    "click-here.md": (EX_DATAERR, ":12", 'error: the link text "click here" says nothing'),
+    "unknown-field.md": (EX_DATAERR, ":6", 'error: unknown merge field "nmae"'),
+    "no-subject.md": (EX_DATAERR, "", 'the front matter has no "subject:"'),
+    "long-subject.md": (EX_OK, " (message to joy@example.org)",
+                        "warning: the subject is 101 characters"),
+    "no-preheader.md": (EX_OK, "", "warning: no preheader"),
+}
+
+
+@SUITE.test("check: each post lint trips on its fixture, with FILE:LINE, and exits 65 "
+            "(warnings alone exit 0)")
+def test_check_post_lints(t):
+    key, _ = dkim_key(t)
+    os.chmod(key, 0o600)
+    for name, (code, where, says) in LINTS.items():
+        r = check(t, fixture(name), dkim_changes(key))
+        equal(r.code, code, f"{name}: exit code")
+        expect(f"herald: {fixture(name)}{where}: {says}" in r.err,
+               f"{name}: no \"{fixture(name)}{where}: {says}\" in: {r.err}")
+        errors = [l for l in r.err.splitlines() if ": error: " in l]
+        equal(len(errors), 1 if code == EX_DATAERR and name != "no-subject.md" else 0,
+              f"{name}: errors reported")
+
+
+@SUITE.test("check: a message over 102 KB is an error (Gmail clips it)")
+def test_check_size(t):
+    with open(fixture("good.md"), encoding="utf-8") as f:
+        good = f.read()
+    para = "The compost bays were turned again and the worms are doing well. " * 12
+    big = t.write("big.md", good + "".join(f"\n{para}\n" for _ in range(150)))
+    r = check(t, big)
+    equal(r.code, EX_DATAERR, "exit code")
+    expect(re.search(r"big\.md \(message to joy@example\.org\): error: the message is \d+ bytes "
+                     r"\([\d.]+ KB\); Gmail clips messages over 102 KB", r.err), f"stderr: {r.err}")
+    equal(check(t, fixture("good.md")).code, EX_OK, "the fixture without the padding")
+
+
+@SUITE.test("check: config and template lints: no unsubscribe (78), no DKIM (warning), "
+            "template without {{unsubscribe_url}} or with http:/relative URLs (65)")
+def test_check_config_template(t):
+    good = fixture("good.md")
+    r = check(t, good, {"unsubscribe": None})
+    equal(r.code, EX_CONFIG, "exit code without unsubscribe")
+    expect("error: no unsubscribe.url nor unsubscribe.mailto" in r.err, f"stderr: {r.err}")
+    r = check(t, good, {"unsubscribe": {"url": "http://example.org/u?e={{email}}"}})
+    equal(r.code, EX_CONFIG, "exit code for an http unsubscribe URL")
+    expect("error: unsubscribe.url is not https://" in r.err, f"stderr: {r.err}")
+    r = check(t, good)
+    equal(r.code, EX_OK, "exit code without DKIM")
+    expect("herald.conf: warning: no DKIM for example.org" in r.err, f"stderr: {r.err}")
+    key, _ = dkim_key(t)
+    os.chmod(key, 0o600)
+    r = check(t, good, {"dkim": {"domain": "example.net", "selector": "s", "key_file": key}})
+    equal(r.code, EX_OK, "exit code with a DKIM domain not aligned")
+    expect("warning: dkim.domain example.net is not the From domain example.org" in r.err,
+           f"stderr: {r.err}")
+    templates = os.path.join(QUALITY, "templates")
+    r = check(t, good, {"template": "nounsub"}, templates)
+    equal(r.code, EX_DATAERR, "exit code for a template without {{unsubscribe_url}}")
+    for ext in ("html", "txt"):
+        expect(f"nounsub.{ext}: error: no {{{{unsubscribe_url}}}}" in r.err, f"{ext}: {r.err}")
+    r = check(t, good, {"template": "httplogo"}, templates)
+    equal(r.code, EX_DATAERR, "exit code for a template with an http logo")
+    expect("httplogo.html:5: error: http: image" in r.err, f"stderr: {r.err}")
+    expect("httplogo.html:7: error: relative URL" in r.err, f"stderr: {r.err}")
+
+
+if __name__ == "__main__":
+    sys.exit(SUITE.main(sys.argv[1:]))
