@@ -367,7 +367,7 @@ def test_soft_in_a_row(t):
     expect(log_lines(t)[-1].split("\t")[1:3] == ["flaky@example.net", "forget"], "a forget line, nothing erased")
 
 
-@SUITE.test("an ARF complaint suppresses the reader; the next send skips them")
+@SUITE.test("an ARF complaint suppresses the reader; the next send skips them; VERP is envelope-only")
 def test_complaint(t):
     server = t.server()
     bounce_config(t, server)
@@ -380,7 +380,13 @@ def test_complaint(t):
     t.post()
     r = t.send()
     equal(r.code, EX_OK, "send")
-    equal([m.rcpt_tos[0] for m in server.messages()], ["calm@isp.example"], "delivered")
+    mails = server.messages()
+    equal([m.rcpt_tos[0] for m in mails], ["calm@isp.example"], "delivered")
+    # VERP is the envelope only: MAIL FROM names the reader, and herald
+    # writes no Return-Path header (the receiving server does).
+    equal(mails[0].mail_from, "bounces+calm=isp.example@example.org", "envelope sender")
+    expect(b"\nReturn-Path:" not in mails[0].raw and not mails[0].raw.startswith(b"Return-Path:"),
+           "no Return-Path header")
 
 
 # ---- unsubscribe --------------------------------------------------------
