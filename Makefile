@@ -28,7 +28,7 @@ DEPS_TEST  := $(shell cat deps/test-*.txt)
 DEPS_DEMO  := $(shell cat deps/demo.txt)
 
 .PHONY: all check check-unit check-integration check-fuzz fuzz demo deps \
-        deps-test deps-demo install uninstall clean bench
+        deps-test deps-demo deps-bench install uninstall clean bench
 all: build/herald
 
 # Objects are not intermediates to delete: the three builds reuse them.
@@ -128,6 +128,19 @@ check-integration: $(B)/herald
 demo: deps-demo
 	@$(MAKE) --no-print-directory build/herald
 	@tests/demo.sh
+
+# ---- benchmarks ------------------------------------------------------------
+# Not part of check: they need Postfix's smtp-sink and smtp-source (the
+# postfix package; where its postinst starts a local Postfix, stop it if
+# you do not want one).
+build/bench-ceiling: bench/ceiling.c | build
+	@echo "  CCLD    $@"
+	@$(CC) -O2 -Wall -Wextra $< $(shell pkg-config --cflags --libs libcurl) -pthread -o $@
+bench: deps-bench
+	@$(MAKE) --no-print-directory build/herald build/bench-ceiling
+	@/usr/bin/python3 bench/run.py $(BENCH_ARGS)
+deps-bench:
+	@tests/deps.sh $(DEPS_BUILD) $(shell cat deps/bench.txt)
 
 # ---- dependencies ----------------------------------------------------------
 deps:
