@@ -52,7 +52,8 @@ struct run {
 	long taken;            /* rows taken from the stream */
 	long seq;              /* dry-run file number */
 	int conn_failures;     /* consecutive, with nothing delivered between */
-	int unsynced;          /* journal lines not yet fdatasync'd */
+	struct job *built;     /* the next message, built while the
+				  connections are busy */
 	int waited;            /* the last rate check made us wait */
 	enum stop stop;
 	int rc;                /* first error that ends the run */
@@ -181,15 +182,10 @@ static size_t soonest(const struct run *r)
 	return best;
 }
 
-/* Makes the journal lines written so far durable. Completions are synced
- * in batches (one fdatasync for all the connections that finished in the
- * same turn), always before the freed connections take a new message. */
+/* Waits until every journal line written is on disk (end of the run). */
 static void sync_journal(struct run *r)
 {
-	if (!r->unsynced)
-		return;
-	r->unsynced = 0;
-	if (journal_sync(&r->journal, r->err, r->errlen) < 0)
+	if (r->have_journal && journal_sync(&r->journal, r->err, r->errlen) < 0)
 		fail(r, STOP_STATE, EX_CANTCREAT);
 }
 
@@ -209,8 +205,6 @@ static void record(struct run *r, struct job *j, const struct smtp_result *res)
 			if (journal_add(&r->journal, now, j->email, j->info.message_id, res->text,
 					r->err, r->errlen) < 0)
 				fail(r, STOP_STATE, EX_CANTCREAT);
-			else
-				r->unsynced++;
 		}
 		job_free(j);
 		return;
@@ -386,6 +380,23 @@ static double rate_wait(struct run *r)
 	return d;
 }
 
+/* The next reader's message, built: the one prepared in advance if there
+ * is one. NULL when there is nothing to send right now. */
+static struct job *take_built(struct run *r)
+{
+	struct job *j = r->built;
+	r->built = NULL;
+	while (!j && r->stop == GO) {
+		if (!(j = next_job(r)))
+			break;
+		if (build(r, j) < 0) {
+			job_free(j);
+			j = NULL;
+		}
+	}
+	return j;
+}
+
 /* Fills free connections. Returns how long to wait before trying again
  * (rate limit or retry timer), 0 if there is no reason to wait. */
 static double fill(struct run *r, int idle)
@@ -394,13 +405,9 @@ static double fill(struct run *r, int idle)
 		double d = rate_wait(r);
 		if (d > 0)
 			return d;
-		struct job *j = next_job(r);
+		struct job *j = take_built(r);
 		if (!j)
 			break;
-		if (build(r, j) < 0) {
-			job_free(j);
-			continue;
-		}
 		rl_take(&r->rl, now_mono());
 		r->st->attempted++;
 		if (r->o->dry_run_dir) {
@@ -424,6 +431,10 @@ static double fill(struct run *r, int idle)
 		}
 		idle--;
 	}
+	/* While every connection is busy, build the next message, so the
+	 * first one to free up starts again at once. */
+	if (!idle && r->pool && r->stop == GO)
+		r->built = take_built(r);
 	if (r->nqueue && r->stop == GO) {
 		double d = r->queue[soonest(r)]->ready - now_mono();
 		return d > 0 ? d : 0;
@@ -435,7 +446,7 @@ static int more_work(const struct run *r)
 {
 	if (r->stop != GO)
 		return 0;
-	return r->nqueue || (!r->eof && !(r->o->limit && r->taken >= r->o->limit));
+	return r->built || r->nqueue || (!r->eof && !(r->o->limit && r->taken >= r->o->limit));
 }
 
 static void loop(struct run *r)
@@ -456,8 +467,7 @@ static void loop(struct run *r)
 			int ms = wait > 0 ? (int)(wait * 1000) + 1 : 1000;
 			if (ms > 1000)
 				ms = 1000;
-			if (smtp_pool_run(r->pool, ms, on_done, r) > 0)
-				sync_journal(r);
+			smtp_pool_run(r->pool, ms, on_done, r);
 		} else if (wait > 0) {
 			double nap = wait > 0.5 ? 0.5 : wait;
 			progress(r);
@@ -695,6 +705,7 @@ int delivery_run(const struct config *cfg, const struct post *post,
 	}
 	st->done = 1;
 	progress(&r);
+	job_free(r.built);
 	for (size_t i = 0; i < r.nqueue; i++)
 		job_free(r.queue[i]);
 	free(r.queue);

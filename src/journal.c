@@ -120,11 +120,36 @@ int journal_mkdir(const char *dir, char *err, size_t errlen)
 	return 0;
 }
 
+static void *flusher(void *arg)
+{
+	struct journal *j = arg;
+	pthread_mutex_lock(&j->mu);
+	for (;;) {
+		while (j->synced == j->written && !j->quit)
+			pthread_cond_wait(&j->cv, &j->mu);
+		if (j->synced == j->written)
+			break;
+		unsigned long target = j->written;
+		pthread_mutex_unlock(&j->mu);
+		int rc = fdatasync(j->fd);
+		int e = errno;
+		pthread_mutex_lock(&j->mu);
+		if (rc < 0 && !j->sync_errno)
+			j->sync_errno = e;
+		j->synced = target;
+		pthread_cond_broadcast(&j->cv);
+	}
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
 int journal_open(struct journal *j, const char *state_dir, const char *slug,
 		 char *err, size_t errlen)
 {
 	memset(j, 0, sizeof *j);
 	j->fd = -1;
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
 	if (journal_mkdir(state_dir, err, errlen) < 0)
 		return -1;
 	if (asprintf(&j->path, "%s/%s.journal", state_dir, slug) < 0) {
@@ -156,6 +181,11 @@ int journal_open(struct journal *j, const char *state_dir, const char *slug,
 	}
 	free(line);
 	fclose(f);
+	if (rc == 0) {
+		if (pthread_create(&j->flusher, NULL, flusher, j) != 0)
+			return set_err(err, errlen, -1, "cannot start the journal flusher");
+		j->flushing = 1;
+	}
 	return rc;
 }
 
@@ -181,14 +211,28 @@ int journal_add(struct journal *j, time_t when, const char *addr,
 			       w < 0 ? strerror(errno) : "short write");
 	if (addrset_add(&j->sent, addr) < 0)
 		return set_err(err, errlen, -1, "out of memory");
+	pthread_mutex_lock(&j->mu);
+	j->written++;
+	int e = j->sync_errno;
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+	if (e)
+		return set_err(err, errlen, -1, "%s: cannot record a delivery: %s", j->path, strerror(e));
 	return 0;
 }
 
 int journal_sync(struct journal *j, char *err, size_t errlen)
 {
-	if (fdatasync(j->fd) < 0)
+	pthread_mutex_lock(&j->mu);
+	while (j->flushing && j->synced != j->written)
+		pthread_cond_wait(&j->cv, &j->mu);
+	int e = j->sync_errno;
+	pthread_mutex_unlock(&j->mu);
+	if (!e && !j->flushing && fdatasync(j->fd) < 0)
+		e = errno;
+	if (e)
 		return set_err(err, errlen, -1, "%s: cannot record a delivery: %s", j->path,
-			       strerror(errno));
+			       strerror(e));
 	return 0;
 }
 
@@ -298,6 +342,15 @@ int journal_recent_times(const char *state_dir, time_t since, double **out,
 
 void journal_close(struct journal *j)
 {
+	if (j->flushing) {
+		pthread_mutex_lock(&j->mu);
+		j->quit = 1;
+		pthread_cond_broadcast(&j->cv);
+		pthread_mutex_unlock(&j->mu);
+		pthread_join(j->flusher, NULL); /* it syncs what is left first */
+	}
+	pthread_mutex_destroy(&j->mu);
+	pthread_cond_destroy(&j->cv);
 	if (j->fd >= 0)
 		close(j->fd);
 	free(j->path);

@@ -10,6 +10,7 @@
 #ifndef HERALD_JOURNAL_H
 #define HERALD_JOURNAL_H
 #include <stddef.h>
+#include <pthread.h>
 #include <time.h>
 
 struct addrset {
@@ -24,6 +25,14 @@ struct journal {
 	char *path;
 	int fd;
 	struct addrset sent; /* lower-cased addresses */
+	/* The flusher thread: fdatasync runs beside the sending, so a
+	 * connection never waits for the disk between two messages. */
+	pthread_t flusher;
+	int flushing;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned long written, synced; /* lines; guarded by mu */
+	int sync_errno, quit;
 };
 
 /* Creates state_dir if needed and loads what the journal holds. A torn
@@ -31,9 +40,11 @@ struct journal {
 int journal_open(struct journal *j, const char *state_dir, const char *slug,
 		 char *err, size_t errlen);
 int journal_has(const struct journal *j, const char *addr);
-/* Appends a line; the caller makes it durable with journal_sync before it
- * counts the message or starts the next one (so several completions can
- * share one fdatasync). */
+/* Appends a line with write(2) before returning, so the delivery survives
+ * a crash or kill -9 of herald at any later moment; a flusher thread
+ * fdatasyncs behind it (one fdatasync covers every line written since the
+ * last), so it also survives a power cut once that lands, within
+ * milliseconds. journal_sync waits for that. */
 int journal_add(struct journal *j, time_t when, const char *addr,
 		const char *msgid, const char *reply, char *err, size_t errlen);
 int journal_sync(struct journal *j, char *err, size_t errlen);

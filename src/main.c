@@ -494,6 +494,7 @@ static int build_one(const struct config *cfg, const struct post *post, const ch
 		subs_close(sr);
 		return k == MSG_NOFILE ? EX_NOINPUT : EX_DATAERR;
 	}
+	m->want_parts = 1; /* preview and check look at the parts themselves */
 	struct subs_row row;
 	char why[512];
 	int found = 0;

@@ -168,15 +168,19 @@ int msg_encode_words(struct buf *out, const char *s, int phrase)
 
 int msg_qp_encode(struct buf *out, const char *s, size_t len)
 {
+	/* Worst case: every byte "=XX", plus a soft break per 25 bytes and
+	 * CRLF per line; reserved once, then written through a pointer (this
+	 * runs over every byte of every message). */
+	if (buf_reserve(out, len * 3 + (len / 25 + 2) * 3) < 0)
+		return -1;
+	char *o = out->p + out->len;
 	size_t col = 0;
 	const unsigned char *p = (const unsigned char *)s, *e = p + len;
-	if (buf_reserve(out, len + len / 8) < 0)
-		return -1;
 	while (p < e) {
 		unsigned char c = *p;
 		if (c == '\n') {
-			if (buf_add(out, "\r\n", 2) < 0)
-				return -1;
+			*o++ = '\r';
+			*o++ = '\n';
 			col = 0;
 			p++;
 			continue;
@@ -195,8 +199,9 @@ int msg_qp_encode(struct buf *out, const char *s, size_t len)
 		 * the last character of a line may use the 76th column. */
 		size_t limit = at_eol ? 76 : 75;
 		if (col + need > limit) {
-			if (buf_add(out, "=\r\n", 3) < 0)
-				return -1;
+			*o++ = '=';
+			*o++ = '\r';
+			*o++ = '\n';
 			col = 0;
 			/* The break may have put "From " at a line start. */
 			if (from && lit) {
@@ -205,16 +210,17 @@ int msg_qp_encode(struct buf *out, const char *s, size_t len)
 			}
 		}
 		if (lit) {
-			if (buf_addc(out, (char)c) < 0)
-				return -1;
+			*o++ = (char)c;
 		} else {
-			char enc[3] = {'=', hex[c >> 4], hex[c & 15]};
-			if (buf_add(out, enc, 3) < 0)
-				return -1;
+			*o++ = '=';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
 		}
 		col += need;
 		p++;
 	}
+	out->len = (size_t)(o - out->p);
+	out->p[out->len] = '\0';
 	return 0;
 }
 
@@ -309,6 +315,191 @@ static void long_date(const struct post *p, char *out, size_t len)
 		snprintf(out, len, "%s", p->date);
 }
 
+/* Text parts go out with CRLF: bare CR or CRLF from a list field or a
+ * template saved on another system must not reach the wire unpaired. The
+ * parts are LF-only here (the encoder makes CRLF), compacted in place. */
+static void normalize_eol(struct buf *b)
+{
+	char *r = b->p ? memchr(b->p, '\r', b->len) : NULL;
+	if (!r)
+		return;
+	char *w = r, *end = b->p + b->len;
+	for (; r < end; r++) {
+		if (*r == '\r') {
+			if (r + 1 < end && r[1] == '\n')
+				r++;
+			*w++ = '\n';
+		} else
+			*w++ = *r;
+	}
+	b->len = (size_t)(w - b->p);
+	b->p[b->len] = '\0';
+}
+
+/* A layout prepared for rendering straight to quoted-printable. QP lines
+ * are independent of each other, so the complete lines inside a literal
+ * piece (after its first LF, through its last LF) are encoded once per
+ * run; per reader only the lines that hold merged values are encoded.
+ * The result is byte for byte what encoding the rendered part would give
+ * (the unit tests compare the two). */
+struct qp_lit {
+	char *norm;     /* the literal with CRLF and CR made LF */
+	size_t len;
+	size_t head;    /* bytes before the first LF (all, if none) */
+	size_t tail;    /* offset of the text after the last LF */
+	int has_nl;
+	/* As written, before CRs became LFs: a CR that ends the previous
+	 * value pairs only with a real LF, and a CR ending this literal
+	 * pairs with an LF that starts the next value. */
+	int starts_lf, ends_cr;
+	struct buf mid; /* the complete lines in between, encoded */
+};
+
+struct qp_layout {
+	const struct tmpl *t;
+	struct qp_lit *lits;
+	size_t n;
+};
+
+static void qp_layout_free(struct qp_layout *q)
+{
+	if (!q)
+		return;
+	for (size_t i = 0; i < q->n; i++) {
+		free(q->lits[i].norm);
+		buf_free(&q->lits[i].mid);
+	}
+	free(q->lits);
+	free(q);
+}
+
+static struct qp_layout *qp_layout_new(const struct tmpl *t)
+{
+	struct qp_layout *q = calloc(1, sizeof *q);
+	if (!q)
+		return NULL;
+	q->t = t;
+	q->n = tmpl_npieces(t);
+	q->lits = calloc(q->n ? q->n : 1, sizeof *q->lits);
+	if (!q->lits)
+		goto fail;
+	for (size_t i = 0; i < q->n; i++) {
+		struct tmpl_piece p;
+		tmpl_get_piece(t, i, &p);
+		if (p.field >= 0)
+			continue;
+		struct qp_lit *l = &q->lits[i];
+		l->starts_lf = p.len && p.text[0] == '\n';
+		l->ends_cr = p.len && p.text[p.len - 1] == '\r';
+		struct buf b = {0};
+		if (buf_add(&b, p.text, p.len) < 0)
+			goto fail;
+		normalize_eol(&b);
+		l->len = b.len;
+		l->norm = buf_detach(&b);
+		if (!l->norm)
+			goto fail;
+		const char *first = memchr(l->norm, '\n', l->len);
+		const char *last = memrchr(l->norm, '\n', l->len);
+		l->has_nl = first != NULL;
+		l->head = first ? (size_t)(first - l->norm) : l->len;
+		l->tail = last ? (size_t)(last - l->norm) + 1 : l->len;
+		if (first && first < last &&
+		    msg_qp_encode(&l->mid, first + 1, (size_t)(last - first)) < 0)
+			goto fail;
+	}
+	return q;
+fail:
+	qp_layout_free(q);
+	return NULL;
+}
+
+struct qp_state {
+	struct buf *out, *line;
+	int pending_cr; /* the last byte fed was a CR: a following LF pairs with it */
+};
+
+static int qp_flush(struct qp_state *st, int newline)
+{
+	if (msg_qp_encode(st->out, st->line->p ? st->line->p : "", st->line->len) < 0 ||
+	    (newline && buf_add(st->out, "\r\n", 2) < 0))
+		return -1;
+	buf_reset(st->line);
+	return 0;
+}
+
+/* Raw text onto the current line; every CR, LF or CRLF ends it. */
+static int qp_feed(struct qp_state *st, const char *s, size_t len)
+{
+	if (len && st->pending_cr && *s == '\n') {
+		s++;
+		len--;
+	}
+	st->pending_cr = 0;
+	while (len) {
+		size_t k = 0;
+		while (k < len && s[k] != '\n' && s[k] != '\r')
+			k++;
+		if (buf_add(st->line, s, k) < 0)
+			return -1;
+		if (k == len)
+			return 0;
+		if (qp_flush(st, 1) < 0)
+			return -1;
+		size_t skip = 1;
+		if (s[k] == '\r') {
+			if (k + 1 < len && s[k + 1] == '\n')
+				skip = 2;
+			else if (k + 1 == len)
+				st->pending_cr = 1;
+		}
+		s += k + skip;
+		len -= k + skip;
+	}
+	return 0;
+}
+
+static int qp_render(const struct qp_layout *q, const char *const *vals,
+		     enum tmpl_esc esc, struct buf *line, struct buf *val,
+		     struct buf *out)
+{
+	struct qp_state st = {out, line, 0};
+	buf_reset(line);
+	for (size_t i = 0; i < q->n; i++) {
+		struct tmpl_piece p;
+		tmpl_get_piece(q->t, i, &p);
+		if (p.field >= 0) {
+			const char *v = vals[p.field];
+			const char *src = v && *v ? v : p.has_fallback ? p.text : NULL;
+			size_t sl = v && *v ? strlen(v) : p.len;
+			if (!src)
+				continue;
+			buf_reset(val);
+			if (tmpl_escape(val, src, sl, esc) < 0 ||
+			    qp_feed(&st, val->p ? val->p : "", val->len) < 0)
+				return -1;
+			continue;
+		}
+		const struct qp_lit *l = &q->lits[i];
+		if (!l->has_nl) {
+			if (qp_feed(&st, l->norm, l->len) < 0)
+				return -1;
+			continue;
+		}
+		/* A CR that ended the previous value already ended the line
+		 * this literal's first LF would end. */
+		int paired = st.pending_cr && l->starts_lf;
+		if (qp_feed(&st, l->norm, l->head) < 0 || (!paired && qp_flush(&st, 1) < 0) ||
+		    buf_add(out, l->mid.p ? l->mid.p : "", l->mid.len) < 0)
+			return -1;
+		st.pending_cr = 0;
+		if (qp_feed(&st, l->norm + l->tail, l->len - l->tail) < 0)
+			return -1;
+		st.pending_cr = l->ends_cr;
+	}
+	return qp_flush(&st, 0);
+}
+
 int msg_init(struct msg_ctx *m, const struct config *cfg,
 	     const struct post *post, const char *const *cols, size_t ncols,
 	     const char *secret, int test_mode, char *err, size_t errlen)
@@ -329,6 +520,8 @@ int msg_init(struct msg_ctx *m, const struct config *cfg,
 	for (size_t i = 0; i < ncols; i++)
 		m->names[MF_NBUILTIN + i] = (char *)cols[i];
 	long_date(post, m->date_long, sizeof m->date_long);
+	if (cfg->reply_to && config_parse_mailbox(cfg->reply_to, &m->reply_name, &m->reply_addr) < 0)
+		return set_err(err, errlen, MSG_FAIL, "reply_to: \"%s\" is not an address", cfg->reply_to);
 
 	unsigned char rnd[8];
 	if (gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd) < 0)
@@ -344,6 +537,8 @@ int msg_init(struct msg_ctx *m, const struct config *cfg,
 	    (rc = layout(m, "html", post->html, &m->html, err, errlen)) ||
 	    (rc = layout(m, "txt", post->text, &m->text, err, errlen)))
 		return rc;
+	if (!(m->qp_text_l = qp_layout_new(m->text)) || !(m->qp_html_l = qp_layout_new(m->html)))
+		return set_err(err, errlen, MSG_FAIL, "out of memory");
 	if (cfg->unsub.url &&
 	    compile_str(m, cfg->unsub.url, "unsubscribe.url", &m->unsub, err, errlen))
 		return MSG_FAIL;
@@ -427,28 +622,14 @@ static int add_field(struct mailimf_fields *f, const char *name, const char *val
 	return 0;
 }
 
-/* Text parts go out with CRLF: bare CR or LF from a list field or a
- * template saved on another system must not reach the wire. */
-static void normalize_eol(struct buf *b)
-{
-	struct buf o = {0};
-	for (size_t i = 0; i < b->len; i++) {
-		char c = b->p[i];
-		if (c == '\r') {
-			if (i + 1 < b->len && b->p[i + 1] == '\n')
-				i++;
-			buf_addc(&o, '\n');
-		} else
-			buf_addc(&o, c);
-	}
-	if (o.p) {
-		buf_free(b);
-		*b = o;
-	}
-}
+/* The parts' bodies are not handed to libetpan: it writes body bytes one
+ * at a time, which cost more than the rest of the message. It gets a
+ * marker instead, and msg_build splices the encoded body in its place. */
+static const char text_marker[] = "\x01herald:text/plain\x01";
+static const char html_marker[] = "\x01herald:text/html\x01";
 
-/* body must hold quoted-printable text and outlive the part. */
-static struct mailmime *text_part(const char *type, struct buf *body)
+/* marker must outlive the part. */
+static struct mailmime *text_part(const char *type, const char *marker)
 {
 	struct mailmime_fields *mf = mailmime_fields_new_encoding(MAILMIME_MECHANISM_QUOTED_PRINTABLE);
 	struct mailmime_content *ct = mailmime_content_new_with_str(type);
@@ -474,7 +655,7 @@ static struct mailmime *text_part(const char *type, struct buf *body)
 		return NULL;
 	}
 	struct mailmime_data *d = mailmime_data_new(MAILMIME_DATA_TEXT,
-		MAILMIME_MECHANISM_QUOTED_PRINTABLE, 1, body->p ? body->p : "", body->len, NULL);
+		MAILMIME_MECHANISM_QUOTED_PRINTABLE, 1, marker, strlen(marker), NULL);
 	if (!d) {
 		mailmime_free(part);
 		return NULL;
@@ -570,6 +751,28 @@ static int add_unfolded_after_colon(struct buf *out, const char *s, size_t len)
 	return buf_add(out, s + run, len - run);
 }
 
+/* Copies the skeleton into out with the encoded bodies where the markers
+ * stand (text/plain's comes first: the parts are in that order). */
+static int splice_bodies(struct buf *out, const struct buf *skel,
+			 const struct buf *text, const struct buf *html)
+{
+	const char *t = memmem(skel->p, skel->len, text_marker, sizeof text_marker - 1);
+	const char *h = t ? memmem(t, skel->len - (size_t)(t - skel->p), html_marker,
+				   sizeof html_marker - 1) : NULL;
+	if (!t || !h)
+		return -1;
+	const char *end = skel->p + skel->len;
+	const char *after_t = t + sizeof text_marker - 1, *after_h = h + sizeof html_marker - 1;
+	if (buf_reserve(out, skel->len + text->len + html->len) < 0 ||
+	    buf_add(out, skel->p, (size_t)(t - skel->p)) < 0 ||
+	    buf_add(out, text->p ? text->p : "", text->len) < 0 ||
+	    buf_add(out, after_t, (size_t)(h - after_t)) < 0 ||
+	    buf_add(out, html->p ? html->p : "", html->len) < 0 ||
+	    buf_add(out, after_h, (size_t)(end - after_h)) < 0)
+		return -1;
+	return 0;
+}
+
 int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 	      const char *name, time_t now, struct buf *out,
 	      struct msg_out *info, char *err, size_t errlen)
@@ -610,18 +813,24 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 		return set_err(err, errlen, MSG_BADROW, "the merged subject is over 900 bytes");
 	m->vals[MF_SUBJECT] = subject;
 
-	buf_reset(&m->tmp_text);
-	buf_reset(&m->tmp_html);
-	if (tmpl_render(m->text, m->vals, TMPL_RAW, &m->tmp_text) < 0 ||
-	    tmpl_render(m->html, m->vals, TMPL_HTML, &m->tmp_html) < 0)
-		goto oom;
-	normalize_eol(&m->tmp_text);
-	normalize_eol(&m->tmp_html);
 	buf_reset(&m->qp_text);
 	buf_reset(&m->qp_html);
-	if (msg_qp_encode(&m->qp_text, m->tmp_text.p ? m->tmp_text.p : "", m->tmp_text.len) < 0 ||
-	    msg_qp_encode(&m->qp_html, m->tmp_html.p ? m->tmp_html.p : "", m->tmp_html.len) < 0)
+	if (m->want_parts) {
+		/* preview: the parts as readers see them, then encoded */
+		buf_reset(&m->tmp_text);
+		buf_reset(&m->tmp_html);
+		if (tmpl_render(m->text, m->vals, TMPL_RAW, &m->tmp_text) < 0 ||
+		    tmpl_render(m->html, m->vals, TMPL_HTML, &m->tmp_html) < 0)
+			goto oom;
+		normalize_eol(&m->tmp_text);
+		normalize_eol(&m->tmp_html);
+		if (msg_qp_encode(&m->qp_text, m->tmp_text.p ? m->tmp_text.p : "", m->tmp_text.len) < 0 ||
+		    msg_qp_encode(&m->qp_html, m->tmp_html.p ? m->tmp_html.p : "", m->tmp_html.len) < 0)
+			goto oom;
+	} else if (qp_render(m->qp_text_l, m->vals, TMPL_RAW, &m->tmp_line, &m->tmp_val, &m->qp_text) < 0 ||
+		   qp_render(m->qp_html_l, m->vals, TMPL_HTML, &m->tmp_line, &m->tmp_val, &m->qp_html) < 0) {
 		goto oom;
+	}
 
 	/* Envelope sender: VERP return path, else the From address. */
 	buf_reset(&m->tmp_rp);
@@ -643,13 +852,8 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 	struct mailimf_mailbox_list *from = mailbox_list(c->from_name, c->from_addr);
 	struct mailimf_address_list *to = address_list(name, email);
 	struct mailimf_address_list *reply = NULL;
-	if (c->reply_to) {
-		char *rn = NULL, *ra = NULL;
-		if (config_parse_mailbox(c->reply_to, &rn, &ra) == 0)
-			reply = address_list(rn, ra);
-		free(rn);
-		free(ra);
-	}
+	if (m->reply_addr)
+		reply = address_list(m->reply_name, m->reply_addr);
 	struct buf enc = {0};
 	msg_encode_words(&enc, subject, 0);
 	char *subj = buf_detach(&enc);
@@ -658,7 +862,17 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 	if (mid && asprintf(&midfull, "%s@%s", local, dom) < 0)
 		midfull = NULL;
 	free(mid);
-	struct mailimf_date_time *date = mailimf_get_date(now);
+	/* libetpan's mailimf_get_date() converts the time zone on every
+	 * call; one conversion per second of sending is enough. */
+	if (now != m->date_at || !m->date_cache) {
+		if (m->date_cache)
+			mailimf_date_time_free(m->date_cache);
+		m->date_cache = mailimf_get_date(now);
+		m->date_at = now;
+	}
+	const struct mailimf_date_time *dc = m->date_cache;
+	struct mailimf_date_time *date = dc ? mailimf_date_time_new(dc->dt_day, dc->dt_month,
+		dc->dt_year, dc->dt_hour, dc->dt_min, dc->dt_sec, dc->dt_zone) : NULL;
 	struct mailimf_fields *f = NULL;
 	if (from && to && subj && midfull && date)
 		f = mailimf_fields_new_with_data_all(date, from, NULL, reply, to, NULL,
@@ -698,8 +912,8 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 
 	struct mailmime *msg = mailmime_new_message_data(NULL);
 	struct mailmime *alt = alternative(local);
-	struct mailmime *tp = text_part("text/plain", &m->qp_text);
-	struct mailmime *hp = text_part("text/html", &m->qp_html);
+	struct mailmime *tp = text_part("text/plain", text_marker);
+	struct mailmime *hp = text_part("text/html", html_marker);
 	if (hok || !msg || !alt || !tp || !hp) {
 		mailimf_fields_free(f);
 		if (msg) mailmime_free(msg);
@@ -720,8 +934,11 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 	struct buf *dst = m->dkim ? &m->tmp_msg : out;
 	buf_reset(&m->tmp_msg);
 	int wr = s ? mailmime_write_mem(s, &col, msg) : -1;
+	buf_reset(&m->tmp_skel);
 	if (wr == MAILIMF_NO_ERROR)
-		wr = add_unfolded_after_colon(dst, s->str, s->len);
+		wr = add_unfolded_after_colon(&m->tmp_skel, s->str, s->len);
+	if (wr == 0)
+		wr = splice_bodies(dst, &m->tmp_skel, &m->qp_text, &m->qp_html);
 	if (s)
 		mmap_string_free(s);
 	mailmime_free(msg);
@@ -755,6 +972,15 @@ void msg_free(struct msg_ctx *m)
 	buf_free(&m->qp_text);
 	buf_free(&m->qp_html);
 	buf_free(&m->tmp_msg);
+	buf_free(&m->tmp_skel);
+	buf_free(&m->tmp_line);
+	buf_free(&m->tmp_val);
+	qp_layout_free(m->qp_text_l);
+	if (m->date_cache)
+		mailimf_date_time_free(m->date_cache);
+	qp_layout_free(m->qp_html_l);
+	free(m->reply_name);
+	free(m->reply_addr);
 	dkimsig_close(m->dkim);
 	memset(m, 0, sizeof *m);
 }

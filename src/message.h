@@ -36,6 +36,9 @@ enum msg_field {
 /* Their names, as templates and posts write them. */
 extern const char *const msg_builtin_fields[MF_NBUILTIN];
 
+struct qp_layout;
+struct mailimf_date_time;
+
 struct msg_ctx {
 	const struct config *cfg;
 	const struct post *post;
@@ -50,6 +53,13 @@ struct msg_ctx {
 	const char **vals;     /* scratch, nnames entries */
 	struct buf tmp_url, tmp_subj, tmp_text, tmp_html, tmp_rp, qp_text, qp_html;
 	struct buf tmp_msg;    /* the unsigned message, when signing */
+	struct buf tmp_skel;   /* libetpan's output, bodies still markers */
+	char *reply_name, *reply_addr; /* reply_to, parsed once */
+	struct qp_layout *qp_text_l, *qp_html_l; /* layouts pre-encoded */
+	struct buf tmp_line, tmp_val;
+	int want_parts;        /* also keep tmp_text/tmp_html (preview) */
+	struct mailimf_date_time *date_cache;
+	time_t date_at;
 	struct dkimsig *dkim;  /* NULL: no dkim group in the config */
 };
 

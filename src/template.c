@@ -203,6 +203,20 @@ int tmpl_render(const struct tmpl *t, const char *const *values,
 	return 0;
 }
 
+size_t tmpl_npieces(const struct tmpl *t)
+{
+	return t->n;
+}
+
+void tmpl_get_piece(const struct tmpl *t, size_t i, struct tmpl_piece *out)
+{
+	const struct piece *p = &t->pieces[i];
+	out->text = t->src + p->off;
+	out->len = p->len;
+	out->field = p->field;
+	out->has_fallback = p->has_fallback;
+}
+
 int tmpl_uses(const struct tmpl *t, size_t idx)
 {
 	return idx < t->nfields && t->used[idx];

@@ -33,6 +33,17 @@ int tmpl_compile(struct tmpl **out, const char *src, size_t len,
 /* values[i] is the value of names[i] (NULL = empty). */
 int tmpl_render(const struct tmpl *t, const char *const *values,
 		enum tmpl_esc esc, struct buf *out);
+/* The compiled pieces, for renderers that post-process the output as it
+ * is produced (message.c encodes straight to quoted-printable). */
+struct tmpl_piece {
+	const char *text;   /* literal text, or the fallback */
+	size_t len;
+	long field;         /* -1 for literal text */
+	int has_fallback;
+};
+size_t tmpl_npieces(const struct tmpl *t);
+void tmpl_get_piece(const struct tmpl *t, size_t i, struct tmpl_piece *out);
+
 /* 1 if the template refers to field idx. */
 int tmpl_uses(const struct tmpl *t, size_t idx);
 void tmpl_free(struct tmpl *t);

@@ -1185,6 +1185,48 @@ static void test_line_break_in_body_field(void **state)
 				 "</p>\n", 38), 0);
 }
 
+
+/* The quoted-printable fast path (layouts encoded once, merged lines per
+ * reader) must give exactly what encoding the rendered parts gives. */
+static void test_qp_fast_path_matches(void **state)
+{
+	struct fixture *fx = *state;
+	static const char *const values[] = {
+		"Ann", "", "Ann\r\nFrom here ", "Bob\r", "\rx", "trailing \n",
+		"\n\nFrom x", "Zo\xc3\xab \xc3\x85ngstr\xc3\xb6m", "a=b<c>&\"d\"",
+		"From ", " \t", "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy",
+	};
+	size_t nv = sizeof values / sizeof *values;
+	fx->cfg.template_name = "qp";
+	init_ok(fx, "---\nsubject: Hi {{name|there}}\n---\nHello **{{name|you}}**,\n\nFrom the garden: {{city}}.\n", 0);
+	for (size_t i = 0; i < nv; i++) {
+		for (size_t k = 0; k < nv; k++) {
+			/* Names bound for headers must be one line; the
+			 * body-only city takes every value. */
+			const char *name = strpbrk(values[i], "\r\n") ? "Ann" : values[i];
+			struct buf fast_t = {0}, fast_h = {0};
+			fx->m.want_parts = 0;
+			buf_reset(&fx->out);
+			assert_int_equal(build(fx, "ann@example.net", name, values[k]), MSG_OK);
+			buf_add(&fast_t, fx->m.qp_text.p, fx->m.qp_text.len);
+			buf_add(&fast_h, fx->m.qp_html.p, fx->m.qp_html.len);
+			fx->m.want_parts = 1;
+			buf_reset(&fx->out);
+			assert_int_equal(build(fx, "ann@example.net", name, values[k]), MSG_OK);
+			if (fast_t.len != fx->m.qp_text.len || memcmp(fast_t.p, fx->m.qp_text.p, fast_t.len) ||
+			    fast_h.len != fx->m.qp_html.len || memcmp(fast_h.p, fx->m.qp_html.p, fast_h.len))
+				print_message("values %zu/%zu:\n--- fast text\n%s\n--- reference text\n%s\n--- fast html\n%s\n--- reference html\n%s\n",
+					      i, k, buf_cstr(&fast_t), fx->m.qp_text.p, buf_cstr(&fast_h), fx->m.qp_html.p);
+			assert_int_equal(fast_t.len, fx->m.qp_text.len);
+			assert_memory_equal(fast_t.p, fx->m.qp_text.p, fast_t.len);
+			assert_int_equal(fast_h.len, fx->m.qp_html.len);
+			assert_memory_equal(fast_h.p, fx->m.qp_html.p, fast_h.len);
+			buf_free(&fast_t);
+			buf_free(&fast_h);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1201,6 +1243,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_utf8_valid, gc),
 		cmocka_unit_test_teardown(test_header_safe, gc),
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+		T(test_qp_fast_path_matches),
 		T(test_build_message),
 		T(test_build_twice),
 		T(test_build_encoded_headers),
