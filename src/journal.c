@@ -269,8 +269,20 @@ static int parse_iso(const char *s, double *out)
 	return 0;
 }
 
+/* 1 when the 6th tab-separated field of a bounces.log line is "smtp": only
+ * rejections at send time were messages handed to the relay; DSN and
+ * forget lines were not. */
+static int smtp_line(const char *line)
+{
+	const char *p = line;
+	for (int i = 0; i < 5 && p; i++)
+		if ((p = strchr(p, '\t')))
+			p++;
+	return p && !strncmp(p, "smtp\t", 5);
+}
+
 static int times_from(const char *path, time_t since, double **out, size_t *n,
-		      size_t *cap)
+		      size_t *cap, int bounce_log)
 {
 	FILE *f = fopen(path, "r");
 	if (!f)
@@ -280,7 +292,8 @@ static int times_from(const char *path, time_t since, double **out, size_t *n,
 	int rc = 0;
 	while (getline(&line, &lcap, f) > 0) {
 		double t;
-		if (parse_iso(line, &t) < 0 || t < (double)since)
+		if (parse_iso(line, &t) < 0 || t < (double)since ||
+		    (bounce_log && !smtp_line(line)))
 			continue;
 		if (*n == *cap) {
 			size_t nc = *cap ? *cap * 2 : 1024;
@@ -329,7 +342,7 @@ int journal_recent_times(const char *state_dir, time_t since, double **out,
 		struct stat st;
 		/* Files untouched since `since` hold nothing recent. */
 		if (stat(path, &st) == 0 && st.st_mtime >= since)
-			rc = times_from(path, since, out, n, &cap);
+			rc = times_from(path, since, out, n, &cap, !journal);
 		if (rc)
 			set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
 		free(path);
