@@ -464,10 +464,7 @@ static void loop(struct run *r)
 			last_progress = t;
 		}
 		if (busy) {
-			int ms = wait > 0 ? (int)(wait * 1000) + 1 : 1000;
-			if (ms > 1000)
-				ms = 1000;
-			smtp_pool_run(r->pool, ms, on_done, r);
+			smtp_pool_run(r->pool, wait > 0 && wait < 1 ? wait : 1, on_done, r);
 		} else if (wait > 0) {
 			double nap = wait > 0.5 ? 0.5 : wait;
 			progress(r);

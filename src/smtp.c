@@ -384,16 +384,14 @@ static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 	r->cls = perm ? SMTP_PERM : temp ? SMTP_TEMP : SMTP_CONN;
 }
 
-int smtp_pool_run(struct smtp_pool *p, int timeout_ms, smtp_done_fn done, void *arg)
+int smtp_pool_run(struct smtp_pool *p, double timeout, smtp_done_fn done, void *arg)
 {
+	/* Nanosecond deadlines: the rate limiter's waits land on time. */
 	struct timespec until;
 	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	long long ns = until.tv_nsec + (long long)(timeout * 1e9);
+	until.tv_sec += (time_t)(ns / 1000000000LL);
+	until.tv_nsec = (long)(ns % 1000000000LL);
 	int finished = 0;
 	pthread_mutex_lock(&p->mu);
 	for (;;) {

@@ -49,10 +49,10 @@ int smtp_pool_busy(const struct smtp_pool *p);
  * Returns 0, or -1 when no slot is free or libcurl refuses. */
 int smtp_pool_start(struct smtp_pool *p, const char *mail_from,
 		    const char *rcpt, const char *data, size_t len, void *tag);
-/* Drives the transfers for at most timeout_ms and reports each finished
- * transaction through done(). Returns how many finished. */
+/* Waits at most `timeout` seconds for transactions to finish and reports
+ * each finished one through done(). Returns how many finished. */
 typedef void (*smtp_done_fn)(void *arg, void *tag, const struct smtp_result *r);
-int smtp_pool_run(struct smtp_pool *p, int timeout_ms, smtp_done_fn done,
+int smtp_pool_run(struct smtp_pool *p, double timeout, smtp_done_fn done,
 		  void *arg);
 void smtp_pool_free(struct smtp_pool *p);
 /* 1 when host of an smtp[s]:// URL is loopback (AUTH may go in clear). */
