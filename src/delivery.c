@@ -201,11 +201,10 @@ static void record(struct run *r, struct job *j, const struct smtp_result *res)
 	case SMTP_OK:
 		st->sent++;
 		r->conn_failures = 0;
-		if (r->have_journal) {
-			if (journal_add(&r->journal, now, j->email, j->info.message_id, res->text,
-					r->err, r->errlen) < 0)
-				fail(r, STOP_STATE, EX_CANTCREAT);
-		}
+		/* Over SMTP the connection's thread wrote the journal line
+		 * already (on_accept); a dry run has no journal. */
+		if (r->have_journal && journal_note(&r->journal, j->email, r->err, r->errlen) < 0)
+			fail(r, STOP_STATE, EX_CANTCREAT);
 		job_free(j);
 		return;
 	case SMTP_PERM:
@@ -259,6 +258,15 @@ static void record(struct run *r, struct job *j, const struct smtp_result *res)
 static void on_done(void *arg, void *tag, const struct smtp_result *res)
 {
 	record(arg, tag, res);
+}
+
+/* On a connection's thread, before it carries another message. */
+static void on_accept(void *arg, void *tag, const struct smtp_result *res)
+{
+	struct run *r = arg;
+	const struct job *j = tag;
+	if (r->have_journal)
+		journal_write(&r->journal, time(NULL), j->email, j->info.message_id, res->text);
 }
 
 static int write_dry(struct run *r, struct job *j)
@@ -618,7 +626,13 @@ static int setup(struct run *r)
 			.ca_file = cfg->smtp.ca_file, .timeout = cfg->smtp.timeout,
 			.helo = cfg->smtp.helo ? cfg->smtp.helo : strrchr(cfg->from_addr, '@') + 1,
 		};
-		if (smtp_pool_new(&r->pool, &so, cfg->smtp.connections, r->err, r->errlen) < 0)
+		/* Unthrottled, each connection holds a second message to start
+		 * the moment the first is answered; under a rate limit every
+		 * message waits for its own turn. */
+		const struct rate_conf *rc0 = &o->rate;
+		int limited = rc0->per_second > 0 || rc0->per_minute || rc0->per_hour || rc0->per_day;
+		if (smtp_pool_new(&r->pool, &so, cfg->smtp.connections, limited ? 1 : 2,
+				  r->err, r->errlen) < 0)
 			return EX_CONFIG;
 		r->st->connections = cfg->smtp.connections;
 	}
@@ -630,6 +644,8 @@ static int setup(struct run *r)
 		if (journal_open(&r->journal, cfg->state_dir, r->post->slug, r->err, r->errlen) < 0)
 			return EX_CANTCREAT;
 		r->have_journal = 1;
+		if (r->pool)
+			smtp_pool_on_accept(r->pool, on_accept, r);
 	}
 	if (!o->n_test) {
 		/* A dry run reads the suppression list but writes nothing. */

@@ -194,31 +194,52 @@ int journal_has(const struct journal *j, const char *addr)
 	return addrset_has(&j->sent, addr);
 }
 
+void journal_write(struct journal *j, time_t when, const char *addr,
+		   const char *msgid, const char *reply)
+{
+	char ts[32], rep[512], line[1400];
+	journal_time(when, ts);
+	journal_clean(rep, sizeof rep, reply);
+	int len = snprintf(line, sizeof line, "%s\t%s\t%s\t%s\n", ts, addr, msgid, rep);
+	if (len >= (int)sizeof line) {
+		len = sizeof line - 1;
+		line[len - 1] = '\n';
+	}
+	/* One write(2) per line on an O_APPEND descriptor: lines from
+	 * several threads never interleave. */
+	ssize_t w = write(j->fd, line, (size_t)len);
+	int e = w == len ? 0 : w < 0 ? errno : EIO;
+	pthread_mutex_lock(&j->mu);
+	if (e && !j->sync_errno)
+		j->sync_errno = e;
+	j->written++;
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+}
+
+int journal_error(struct journal *j, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&j->mu);
+	int e = j->sync_errno;
+	pthread_mutex_unlock(&j->mu);
+	if (e)
+		return set_err(err, errlen, -1, "%s: cannot record a delivery: %s", j->path,
+			       strerror(e));
+	return 0;
+}
+
+int journal_note(struct journal *j, const char *addr, char *err, size_t errlen)
+{
+	if (addrset_add(&j->sent, addr) < 0)
+		return set_err(err, errlen, -1, "out of memory");
+	return journal_error(j, err, errlen);
+}
+
 int journal_add(struct journal *j, time_t when, const char *addr,
 		const char *msgid, const char *reply, char *err, size_t errlen)
 {
-	char ts[32], rep[512];
-	journal_time(when, ts);
-	journal_clean(rep, sizeof rep, reply);
-	char *line;
-	int len = asprintf(&line, "%s\t%s\t%s\t%s\n", ts, addr, msgid, rep);
-	if (len < 0)
-		return set_err(err, errlen, -1, "out of memory");
-	ssize_t w = write(j->fd, line, (size_t)len);
-	free(line);
-	if (w != len)
-		return set_err(err, errlen, -1, "%s: cannot record a delivery: %s", j->path,
-			       w < 0 ? strerror(errno) : "short write");
-	if (addrset_add(&j->sent, addr) < 0)
-		return set_err(err, errlen, -1, "out of memory");
-	pthread_mutex_lock(&j->mu);
-	j->written++;
-	int e = j->sync_errno;
-	pthread_cond_broadcast(&j->cv);
-	pthread_mutex_unlock(&j->mu);
-	if (e)
-		return set_err(err, errlen, -1, "%s: cannot record a delivery: %s", j->path, strerror(e));
-	return 0;
+	journal_write(j, when, addr, msgid, reply);
+	return journal_note(j, addr, err, errlen);
 }
 
 int journal_sync(struct journal *j, char *err, size_t errlen)

@@ -47,6 +47,14 @@ int journal_has(const struct journal *j, const char *addr);
  * milliseconds. journal_sync waits for that. */
 int journal_add(struct journal *j, time_t when, const char *addr,
 		const char *msgid, const char *reply, char *err, size_t errlen);
+/* The two halves of journal_add: journal_write appends the line and may be
+ * called from any thread (connection threads record their acceptances
+ * themselves); journal_note then counts the address as sent (the calling
+ * thread only). A write error shows in journal_error. */
+void journal_write(struct journal *j, time_t when, const char *addr,
+		   const char *msgid, const char *reply);
+int journal_note(struct journal *j, const char *addr, char *err, size_t errlen);
+int journal_error(struct journal *j, char *err, size_t errlen);
 int journal_sync(struct journal *j, char *err, size_t errlen);
 /* Marks the post fully sent (state_dir/<slug>.done), or tells if it is. */
 int journal_mark_done(const char *state_dir, const char *slug, char *err,

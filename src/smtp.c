@@ -14,36 +14,52 @@
  * blocks in its "done" step until the server answers the final dot, even
  * under the multi interface, so only a thread per connection lets N
  * connections wait for their replies at the same time. The main thread
- * builds messages, paces them and records results; workers only talk SMTP. */
-enum slot_state { SLOT_IDLE, SLOT_QUEUED, SLOT_RUNNING, SLOT_FINISHED };
+ * builds messages, paces them and records results; workers only talk SMTP.
+ * Each connection takes up to `depth` transactions, so with depth 2 it
+ * starts the next message the moment the last one is answered. */
+struct txn {
+	char from[600], to[600];
+	const char *data;
+	size_t len;
+	void *tag;
+	struct smtp_result result;
+};
+
+#define DEPTH_MAX 2
 
 struct slot {
 	struct smtp_pool *pool;
 	CURL *curl;
 	pthread_t thread;
 	int started;
-	enum slot_state state;  /* guarded by pool->mu */
-	struct smtp_result result;
-	void *tag;
+	/* Guarded by pool->mu: */
+	struct txn queue[DEPTH_MAX];  /* handed over, not yet started */
+	int qhead, qlen;
+	struct txn done[DEPTH_MAX];   /* finished, not yet collected */
+	int ndone;
+	/* Main thread only: transactions handed over and not collected. */
+	int inflight;
+	/* Worker thread only: */
+	struct txn cur;
 	char errbuf[CURL_ERROR_SIZE];
 	/* The last complete server reply, kept by the debug callback:
 	 * libcurl exposes the code but not the text. */
-	struct buf reply, cur;
+	struct buf reply, curline;
 	char last_cmd[16];
 	char reply_cmd[16];
 	int data_started;
 	struct curl_slist *rcpt;
-	char from[600];
-	const char *data;
-	size_t len, off;
+	size_t off;
 	int reconnect;
 };
 
 struct smtp_pool {
 	struct slot *slots;
-	int n, busy;            /* busy: slots not idle, main thread only */
+	int n, depth, busy;     /* busy: transactions in flight, main only */
 	char *url;
 	char *password;
+	smtp_accept_fn accept;
+	void *accept_arg;
 	pthread_mutex_t mu;
 	pthread_cond_t work, done;
 	int quit;
@@ -65,9 +81,9 @@ static size_t read_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
 	struct slot *c = ud;
 	size_t n = size * nmemb;
-	if (n > c->len - c->off)
-		n = c->len - c->off;
-	memcpy(ptr, c->data + c->off, n);
+	if (n > c->cur.len - c->off)
+		n = c->cur.len - c->off;
+	memcpy(ptr, c->cur.data + c->off, n);
 	c->off += n;
 	return n;
 }
@@ -92,22 +108,22 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 	while (size && (data[size - 1] == '\n' || data[size - 1] == '\r'))
 		size--;
 	int more = size >= 4 && data[3] == '-';
-	if (c->cur.len)
-		buf_adds(&c->cur, " ");
-	if (c->cur.len && size > 4)
-		buf_add(&c->cur, data + 4, size - 4); /* continuation: drop "250-" */
+	if (c->curline.len)
+		buf_adds(&c->curline, " ");
+	if (c->curline.len && size > 4)
+		buf_add(&c->curline, data + 4, size - 4); /* continuation: drop "250-" */
 	else
-		buf_add(&c->cur, data, size);
+		buf_add(&c->curline, data, size);
 	if (!more) {
 		/* After a failure curl says QUIT; its "221 Bye" must not
 		 * hide the reply that failed. */
 		if (!strcasecmp(c->last_cmd, "QUIT") && c->reply.len) {
-			buf_reset(&c->cur);
+			buf_reset(&c->curline);
 			return 0;
 		}
 		buf_reset(&c->reply);
-		buf_add(&c->reply, c->cur.p ? c->cur.p : "", c->cur.len);
-		buf_reset(&c->cur);
+		buf_add(&c->reply, c->curline.p ? c->curline.p : "", c->curline.len);
+		buf_reset(&c->curline);
 		snprintf(c->reply_cmd, sizeof c->reply_cmd, "%s", c->last_cmd);
 	}
 	return 0;
@@ -160,27 +176,53 @@ static int slot_init(struct smtp_pool *p, struct slot *c, const struct smtp_opts
 
 static void classify(struct slot *c, CURLcode cc, struct smtp_result *r);
 
+/* One transaction on this thread's connection. */
+static void transact(struct slot *c)
+{
+	struct txn *t = &c->cur;
+	CURL *h = c->curl;
+	c->rcpt = curl_slist_append(NULL, t->to);
+	c->off = 0;
+	c->data_started = 0;
+	c->errbuf[0] = '\0';
+	buf_reset(&c->reply);
+	buf_reset(&c->curline);
+	c->reply_cmd[0] = c->last_cmd[0] = '\0';
+	curl_easy_setopt(h, CURLOPT_MAIL_FROM, t->from);
+	curl_easy_setopt(h, CURLOPT_MAIL_RCPT, c->rcpt);
+	curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)t->len);
+	/* After a failed transaction the server may still hold our MAIL
+	 * state, or the connection may be gone: start on a new one. */
+	curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, c->reconnect ? 1L : 0L);
+	CURLcode cc = c->rcpt ? curl_easy_perform(h) : CURLE_OUT_OF_MEMORY;
+	classify(c, cc, &t->result);
+	curl_slist_free_all(c->rcpt);
+	c->rcpt = NULL;
+	curl_easy_setopt(h, CURLOPT_MAIL_RCPT, NULL);
+}
+
 static void *worker(void *arg)
 {
 	struct slot *c = arg;
 	struct smtp_pool *p = c->pool;
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		while (c->state != SLOT_QUEUED && !p->quit)
+		while (!c->qlen && !p->quit)
 			pthread_cond_wait(&p->work, &p->mu);
 		if (p->quit)
 			break;
-		c->state = SLOT_RUNNING;
+		c->cur = c->queue[c->qhead];
+		c->qhead = (c->qhead + 1) % DEPTH_MAX;
+		c->qlen--;
 		pthread_mutex_unlock(&p->mu);
-		CURLcode cc = curl_easy_perform(c->curl);
-		struct smtp_result r;
-		classify(c, cc, &r);
-		curl_slist_free_all(c->rcpt);
-		c->rcpt = NULL;
-		curl_easy_setopt(c->curl, CURLOPT_MAIL_RCPT, NULL);
+		transact(c);
+		/* The caller records an acceptance (the journal line) before
+		 * this connection carries anything else: a crash then can
+		 * cost at most the one message in flight per connection. */
+		if (c->cur.result.cls == SMTP_OK && p->accept)
+			p->accept(p->accept_arg, c->cur.tag, &c->cur.result);
 		pthread_mutex_lock(&p->mu);
-		c->result = r;
-		c->state = SLOT_FINISHED;
+		c->done[c->ndone++] = c->cur;
 		pthread_cond_signal(&p->done);
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -188,7 +230,7 @@ static void *worker(void *arg)
 }
 
 int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
-		  int connections, char *err, size_t errlen)
+		  int connections, int depth, char *err, size_t errlen)
 {
 	int loop = smtp_url_is_loopback(o->url);
 	int implicit = !strncmp(o->url, "smtps://", 8);
@@ -208,6 +250,7 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 	pthread_cond_init(&p->done, &ca);
 	pthread_condattr_destroy(&ca);
 	p->n = connections;
+	p->depth = depth < 1 ? 1 : depth > DEPTH_MAX ? DEPTH_MAX : depth;
 	p->slots = calloc((size_t)connections, sizeof *p->slots);
 	/* The EHLO name rides in the URL path (smtp://host:port/name). */
 	const char *path = strchr(strstr(o->url, "://") + 3, '/');
@@ -235,9 +278,15 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 	return 0;
 }
 
+void smtp_pool_on_accept(struct smtp_pool *p, smtp_accept_fn fn, void *arg)
+{
+	p->accept = fn;
+	p->accept_arg = arg;
+}
+
 int smtp_pool_idle(const struct smtp_pool *p)
 {
-	return p->n - p->busy;
+	return p->n * p->depth - p->busy;
 }
 
 int smtp_pool_busy(const struct smtp_pool *p)
@@ -248,40 +297,25 @@ int smtp_pool_busy(const struct smtp_pool *p)
 int smtp_pool_start(struct smtp_pool *p, const char *mail_from,
 		    const char *rcpt, const char *data, size_t len, void *tag)
 {
+	/* The least loaded connection: an idle one before a busy one. */
 	struct slot *c = NULL;
-	pthread_mutex_lock(&p->mu);
-	for (int i = 0; i < p->n && !c; i++)
-		if (p->slots[i].state == SLOT_IDLE)
+	for (int i = 0; i < p->n; i++)
+		if (p->slots[i].inflight < p->depth &&
+		    (!c || p->slots[i].inflight < c->inflight))
 			c = &p->slots[i];
-	pthread_mutex_unlock(&p->mu);
 	if (!c)
 		return -1;
-	char to[600];
-	snprintf(c->from, sizeof c->from, "<%s>", mail_from);
-	snprintf(to, sizeof to, "<%s>", rcpt);
-	c->rcpt = curl_slist_append(NULL, to);
-	if (!c->rcpt)
-		return -1;
-	c->data = data;
-	c->len = len;
-	c->off = 0;
-	c->data_started = 0;
-	c->errbuf[0] = '\0';
-	c->tag = tag;
-	buf_reset(&c->reply);
-	buf_reset(&c->cur);
-	c->reply_cmd[0] = c->last_cmd[0] = '\0';
-	CURL *h = c->curl;
-	curl_easy_setopt(h, CURLOPT_MAIL_FROM, c->from);
-	curl_easy_setopt(h, CURLOPT_MAIL_RCPT, c->rcpt);
-	curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
-	/* After a failed transaction the server may still hold our MAIL
-	 * state, or the connection may be gone: start on a new one. */
-	curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, c->reconnect ? 1L : 0L);
 	pthread_mutex_lock(&p->mu);
-	c->state = SLOT_QUEUED;
+	struct txn *t = &c->queue[(c->qhead + c->qlen) % DEPTH_MAX];
+	snprintf(t->from, sizeof t->from, "<%s>", mail_from);
+	snprintf(t->to, sizeof t->to, "<%s>", rcpt);
+	t->data = data;
+	t->len = len;
+	t->tag = tag;
+	c->qlen++;
 	pthread_cond_broadcast(&p->work);
 	pthread_mutex_unlock(&p->mu);
+	c->inflight++;
 	p->busy++;
 	return 0;
 }
@@ -392,36 +426,31 @@ int smtp_pool_run(struct smtp_pool *p, double timeout, smtp_done_fn done, void *
 	long long ns = until.tv_nsec + (long long)(timeout * 1e9);
 	until.tv_sec += (time_t)(ns / 1000000000LL);
 	until.tv_nsec = (long)(ns % 1000000000LL);
-	int finished = 0;
+	struct txn got[64 * DEPTH_MAX];
+	struct slot *from[64 * DEPTH_MAX];
+	int n = 0;
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		for (int i = 0; i < p->n; i++)
-			finished += p->slots[i].state == SLOT_FINISHED;
-		if (finished || !p->busy)
+		for (int i = 0; i < p->n; i++) {
+			struct slot *c = &p->slots[i];
+			for (int k = 0; k < c->ndone && n < (int)(sizeof got / sizeof *got); k++) {
+				from[n] = c;
+				got[n++] = c->done[k];
+			}
+			c->ndone = 0;
+		}
+		if (n || !p->busy)
 			break;
 		if (pthread_cond_timedwait(&p->done, &p->mu, &until) == ETIMEDOUT)
 			break;
 	}
 	pthread_mutex_unlock(&p->mu);
-	if (!finished)
-		return 0;
 	/* Results are handed over outside the lock: done() may start the
-	 * next transaction on the slot it frees. */
-	int n = 0;
-	for (int i = 0; i < p->n; i++) {
-		struct slot *c = &p->slots[i];
-		pthread_mutex_lock(&p->mu);
-		int fin = c->state == SLOT_FINISHED;
-		struct smtp_result r = c->result;
-		void *tag = c->tag;
-		if (fin)
-			c->state = SLOT_IDLE;
-		pthread_mutex_unlock(&p->mu);
-		if (!fin)
-			continue;
+	 * next transaction. */
+	for (int i = 0; i < n; i++) {
+		from[i]->inflight--;
 		p->busy--;
-		n++;
-		done(arg, tag, &r);
+		done(arg, got[i].tag, &got[i].result);
 	}
 	return n;
 }
@@ -445,7 +474,7 @@ void smtp_pool_free(struct smtp_pool *p)
 			curl_easy_cleanup(c->curl);
 		curl_slist_free_all(c->rcpt);
 		buf_free(&c->reply);
-		buf_free(&c->cur);
+		buf_free(&c->curline);
 	}
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->work);

@@ -39,9 +39,16 @@ struct smtp_result {
 
 struct smtp_pool;
 
+/* depth: transactions a connection may hold (1, or 2 to start the next the
+ * moment the last is answered; at most 64 connections). */
 int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
-		  int connections, char *err, size_t errlen);
-/* Slots free for a new transaction. */
+		  int connections, int depth, char *err, size_t errlen);
+/* fn runs on the connection's thread for each 2xx, before that connection
+ * starts another transaction: the place to make the acceptance durable.
+ * It must be thread-safe. */
+typedef void (*smtp_accept_fn)(void *arg, void *tag, const struct smtp_result *r);
+void smtp_pool_on_accept(struct smtp_pool *p, smtp_accept_fn fn, void *arg);
+/* Room for new transactions. */
 int smtp_pool_idle(const struct smtp_pool *p);
 /* Transactions under way. */
 int smtp_pool_busy(const struct smtp_pool *p);
