@@ -51,10 +51,16 @@ enum {
 	FL_BREAKS = 2,	/* keep hard line breaks (else they become spaces) */
 };
 
+/* Containers (quotes, lists) and inlines (emphasis, links) nested deeper
+ * than this are rendered flat, without recursion: see flat(). */
+#define MAX_DEPTH 32
+#define MAX_INLINE_DEPTH 128
+
 struct ctx {
 	const char **urls;	/* distinct link targets, owned by the AST */
 	size_t nurls, urlcap;
 	int failed;		/* sticky: an allocation failed somewhere */
+	int depth, idepth;	/* container and inline nesting so far */
 };
 
 /* ---- display width ---------------------------------------------------- */
@@ -301,12 +307,23 @@ static int is_blank(char ch)
 static void flatten(struct ctx *c, cmark_node *n, int width, int flags,
 		    struct buf *out);
 
+static void flat(struct ctx *c, cmark_node *root, int width, int blocks,
+		 struct buf *out);
+
 static void flatten_children(struct ctx *c, cmark_node *n, int width,
 			     int flags, struct buf *out)
 {
+	if (c->idepth >= MAX_INLINE_DEPTH) {
+		for (cmark_node *ch = cmark_node_first_child(n); ch;
+		     ch = cmark_node_next(ch))
+			flat(c, ch, width, 0, out);
+		return;
+	}
+	c->idepth++;
 	for (cmark_node *ch = cmark_node_first_child(n); ch;
 	     ch = cmark_node_next(ch))
 		flatten(c, ch, width, flags, out);
+	c->idepth--;
 }
 
 static void flatten_link(struct ctx *c, cmark_node *n, int width, int flags,
@@ -495,6 +512,71 @@ static size_t wrap(struct ctx *c, const char *s, size_t n, int width,
 static void render_block(struct ctx *c, cmark_node *n, int width,
 			 struct buf *out);
 
+/* Past MAX_DEPTH nested containers (or MAX_INLINE_DEPTH inlines) the
+ * subtree is rendered in one pass of cmark's iterator, without recursion
+ * and without further prefixes: its text, one wrapped paragraph per leaf
+ * block (blocks != 0), links numbered as usual. A hostile post of 10,000
+ * nested quotes or list items then costs linear time and constant stack
+ * instead of a stack overflow or cubic copying; no human nests that deep. */
+static void flat(struct ctx *c, cmark_node *root, int width, int blocks,
+		 struct buf *out)
+{
+	cmark_iter *it = cmark_iter_new(root);
+	struct buf para = { 0 };
+	struct buf *t = blocks ? &para : out;
+	int any = 0;
+	cmark_event_type ev;
+
+	if (!it) {
+		c->failed = 1;
+		return;
+	}
+	while ((ev = cmark_iter_next(it)) != CMARK_EVENT_DONE) {
+		cmark_node *n = cmark_iter_get_node(it);
+		cmark_node_type type = cmark_node_get_type(n);
+		const char *lit = cmark_node_get_literal(n);
+		int leaf = type == CMARK_NODE_CODE_BLOCK ||
+			   type == CMARK_NODE_HTML_BLOCK ||
+			   type == CMARK_NODE_THEMATIC_BREAK;
+
+		if (ev == CMARK_EVENT_ENTER) {
+			if ((type == CMARK_NODE_TEXT || type == CMARK_NODE_CODE ||
+			     type == CMARK_NODE_CODE_BLOCK) && lit)
+				put_clean(c, t, lit, strlen(lit), ' ', 0);
+			else if (type == CMARK_NODE_SOFTBREAK ||
+				 type == CMARK_NODE_LINEBREAK ||
+				 (type == CMARK_NODE_HTML_INLINE && is_br(lit)))
+				put_ch(c, t, ' ');
+			else if (type == CMARK_NODE_IMAGE)
+				put_str(c, t, "[image: ");
+		} else if (type == CMARK_NODE_IMAGE) {
+			put_ch(c, t, ']');
+		} else if (type == CMARK_NODE_LINK) {
+			const char *url = cmark_node_get_url(n);
+
+			if (url && *url) {
+				char ref[REF_MAX_DIGITS + 4];
+
+				snprintf(ref, sizeof ref, "%c[%zu]", NBSP_MARK,
+					 ref_number(c, url));
+				put_str(c, t, ref);
+			}
+		}
+		if (blocks && para.len &&
+		    (cmark_node_get_type(n) & CMARK_NODE_TYPE_MASK) ==
+			    CMARK_NODE_TYPE_BLOCK &&
+		    (ev == CMARK_EVENT_EXIT || leaf)) {
+			if (any)
+				put_ch(c, out, '\n');
+			wrap(c, para.p, para.len, width, out);
+			buf_reset(&para);
+			any = 1;
+		}
+	}
+	cmark_iter_free(it);
+	buf_free(&para);
+}
+
 /* Children of a container, one blank line between them unless tight.
  * Blocks that render to nothing (raw HTML) leave no gap behind. */
 static void render_blocks(struct ctx *c, cmark_node *parent, int width,
@@ -502,6 +584,11 @@ static void render_blocks(struct ctx *c, cmark_node *parent, int width,
 {
 	int first = 1;
 
+	if (c->depth >= MAX_DEPTH) {
+		flat(c, parent, width, 1, out);
+		return;
+	}
+	c->depth++;
 	for (cmark_node *ch = cmark_node_first_child(parent); ch;
 	     ch = cmark_node_next(ch)) {
 		struct buf t = { 0 };
@@ -515,6 +602,7 @@ static void render_blocks(struct ctx *c, cmark_node *parent, int width,
 		}
 		buf_free(&t);
 	}
+	c->depth--;
 }
 
 static void render_paragraph(struct ctx *c, cmark_node *n, int width,

@@ -387,6 +387,84 @@ static void test_null_doc_is_error(void **state)
 	assert_true(err[0] != '\0');
 }
 
+/* Past 32 nested containers the rest is rendered flat, without recursion:
+ * 10,000 nested quotes neither overflow the stack nor take cubic time,
+ * and their words are kept. */
+static void test_deep_nesting_flat(void **state)
+{
+	(void)state;
+	static const char *const unit[] = { "> ", "- ", "1. " };
+	for (size_t k = 0; k < sizeof unit / sizeof *unit; k++) {
+		size_t n = 10000, ul = strlen(unit[k]);
+		char *md = malloc(n * ul + 64), *p = md;
+
+		assert_non_null(md);
+		for (size_t i = 0; i < n; i++, p += ul)
+			memcpy(p, unit[k], ul);
+		strcpy(p, "deep [words](https://e.org/)\n\nmore\n");
+		char *got = render(md);
+
+		/* 32 levels of prefix, then the text: nothing more deeply
+		 * indented, and the words and the link reference are kept. */
+		assert_non_null(strstr(got, "deep"));
+		assert_non_null(strstr(got, "words"));
+		assert_non_null(strstr(got, "more"));
+		assert_non_null(strstr(got, "[1] https://e.org/"));
+		assert_true(strlen(got) < 200000);
+		free(got);
+		free(md);
+	}
+}
+
+/* The flat rendering of a deep subtree keeps paragraphs apart. */
+static void test_deep_nesting_paragraphs(void **state)
+{
+	(void)state;
+	char md[512] = "", *got;
+
+	for (int i = 0; i < 40; i++)
+		strcat(md, ">");
+	strcat(md, " one\n");
+	for (int i = 0; i < 40; i++)
+		strcat(md, ">");
+	strcat(md, "\n");
+	for (int i = 0; i < 40; i++)
+		strcat(md, ">");
+	strcat(md, " two\n");
+	got = render(md);
+	/* ">" x 32 prefix (as "> > ..."), "one", a blank quoted line, "two" */
+	char *one = strstr(got, "one\n"), *two = strstr(got, "two\n");
+
+	assert_non_null(one);
+	assert_non_null(two);
+	assert_true(two > one);
+	assert_non_null(strstr(one, "\n>"));
+	free(got);
+}
+
+/* Inline nesting past 128 levels (emphasis in emphasis...) is flattened
+ * the same way. */
+static void test_deep_inline_nesting(void **state)
+{
+	(void)state;
+	size_t n = 3000;
+	char *md = malloc(n * 6 + 16), *p = md;
+
+	assert_non_null(md);
+	for (size_t i = 0; i < n; i++, p += 3)
+		memcpy(p, "*a ", 3);
+	*p++ = 'x';
+	for (size_t i = 0; i < n; i++, p += 3)
+		memcpy(p, " b*", 3);
+	strcpy(p, "\n");
+	char *got = render(md);
+
+	assert_non_null(strstr(got, "a a a"));
+	assert_non_null(strstr(got, "x b b"));
+	free(got);
+	free(md);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -416,6 +494,9 @@ int main(void)
 		cmocka_unit_test(test_merge_fields_are_words),
 		cmocka_unit_test(test_empty_document),
 		cmocka_unit_test(test_null_doc_is_error),
+		cmocka_unit_test(test_deep_nesting_flat),
+		cmocka_unit_test(test_deep_nesting_paragraphs),
+		cmocka_unit_test(test_deep_inline_nesting),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
