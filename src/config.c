@@ -124,7 +124,7 @@ static const char *const known[] = {
 	"rate.per_hour", "rate.per_day", "rate.burst", "retry",
 	"retry.attempts", "retry.initial_delay", "retry.max_delay", "bounce",
 	"bounce.soft_limit", "bounce.return_path", "test", "test.to", "dkim",
-	"dkim.domain", "dkim.selector", "dkim.key_file",
+	"dkim.domain", "dkim.selector", "dkim.key_file", "unsafe_html",
 #define MAILBOX_KEYS(g) g ".mailbox", g ".mailbox.url", g ".mailbox.username", \
 	g ".mailbox.password_env", g ".mailbox.password_command", g ".mailbox.password", \
 	g ".mailbox.ca_file", g ".mailbox.move_to", g ".mailbox.starttls", g ".mailbox.timeout"
@@ -357,6 +357,17 @@ static int dkim_settings(struct ctx *x, struct config *c)
 	return 0;
 }
 
+static int get_bool(struct ctx *x, const char *key, int *out)
+{
+	config_setting_t *s = config_lookup(&x->cf, key);
+	if (!s)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return bad(x, s, "%s: expected true or false", key);
+	*out = config_setting_get_bool(s);
+	return 0;
+}
+
 static int load(struct ctx *x, struct config *c)
 {
 	int rc = 0;
@@ -393,7 +404,8 @@ static int load(struct ctx *x, struct config *c)
 	    (rc = get_int(x, "retry.attempts", &c->retry.attempts, 1, 100)) ||
 	    (rc = get_num(x, "retry.initial_delay", &c->retry.initial_delay, 0, 86400)) ||
 	    (rc = get_num(x, "retry.max_delay", &c->retry.max_delay, 0, 86400)) ||
-	    (rc = get_int(x, "bounce.soft_limit", &c->bounce.soft_limit, 1, 1000)))
+	    (rc = get_int(x, "bounce.soft_limit", &c->bounce.soft_limit, 1, 1000)) ||
+	    (rc = get_bool(x, "unsafe_html", &c->unsafe_html)))
 		return rc;
 	if ((rc = from_addresses(x, c)) || (rc = smtp_settings(x, c)) ||
 	    (rc = test_addresses(x, c)) || (rc = dkim_settings(x, c)) ||
@@ -447,6 +459,22 @@ static int defaults(struct config *c)
 		       c->smtp.password_env ? 0 : -1;
 }
 
+/* libconfig keeps its own copy of every string until config_destroy:
+ * the passwords among them are wiped first. */
+static void wipe_secrets(struct ctx *x)
+{
+	static const char *const keys[] = {"smtp.password", "bounce.mailbox.password",
+					   "unsubscribe.mailbox.password"};
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+		config_setting_t *s = config_lookup(&x->cf, keys[i]);
+		if (s && config_setting_type(s) == CONFIG_TYPE_STRING) {
+			char *v = (char *)config_setting_get_string(s);
+			if (v)
+				explicit_bzero(v, strlen(v));
+		}
+	}
+}
+
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
 {
 	memset(c, 0, sizeof *c);
@@ -463,12 +491,18 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		return set_err(err, errlen, errno == ENOENT ? CONFIG_NOFILE : CONFIG_BAD,
 			       "%s: %s%s", path, strerror(errno),
 			       errno == ENOENT ? " (use -c FILE, or copy config.example to herald.conf)" : "");
+	/* The file may hold a password: read it through a buffer of ours,
+	 * wiped once the file is closed. */
+	char iobuf[BUFSIZ];
+	setvbuf(f, iobuf, _IOFBF, sizeof iobuf);
 	config_init(&x.cf);
 	int ok = config_read(&x.cf, f);
 	fclose(f);
+	explicit_bzero(iobuf, sizeof iobuf);
 	if (!ok) {
 		set_err(err, errlen, CONFIG_BAD, "%s:%d: %s", path,
 			config_error_line(&x.cf), config_error_text(&x.cf));
+		wipe_secrets(&x);
 		config_destroy(&x.cf);
 		return CONFIG_BAD;
 	}
@@ -478,6 +512,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	if (rc == 0)
 		rc = load(&x, c);
 	free(x.dir);
+	wipe_secrets(&x);
 	config_destroy(&x.cf);
 	return rc;
 }
@@ -502,25 +537,37 @@ static int password_from(const char *what, const char *env_name, const char *com
 		if (!p)
 			return set_err(err, errlen, CONFIG_BAD, "%s.password_command: %s", what,
 				       strerror(errno));
-		struct buf b = {0};
-		char chunk[256];
-		size_t n;
-		while ((n = fread(chunk, 1, sizeof chunk, p)) > 0)
-			buf_add(&b, chunk, n);
-		explicit_bzero(chunk, sizeof chunk);
-		int st = pclose(p);
-		if (st != 0 || !b.len) {
-			if (b.p)
-				explicit_bzero(b.p, b.len);
-			buf_free(&b);
-			return set_err(err, errlen, CONFIG_BAD,
-				       "%s.password_command failed (exit status %d) or printed nothing",
-				       what, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+		/* One fixed buffer, wiped after use: a growing one would
+		 * leave copies of the password in freed memory. What does
+		 * not fit is read (the command must not block) and dropped. */
+		char pw[1024];
+		size_t n = 0, k, over = 0;
+		while ((k = fread(pw + n, 1, sizeof pw - 1 - n, p)) > 0) {
+			n += k;
+			if (n == sizeof pw - 1) {
+				char scratch[256];
+				while ((k = fread(scratch, 1, sizeof scratch, p)) > 0)
+					over += k;
+				explicit_bzero(scratch, sizeof scratch);
+				break;
+			}
 		}
-		char *pw = buf_detach(&b);
-		pw[strcspn(pw, "\r\n")] = '\0';
-		*out = pw;
-		return 0;
+		pw[n] = '\0';
+		int st = pclose(p);
+		size_t len = strcspn(pw, "\r\n");
+		int rc = 0;
+		if (st != 0 || !len)
+			rc = set_err(err, errlen, CONFIG_BAD,
+				     "%s.password_command failed (exit status %d) or printed nothing",
+				     what, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+		else if (over || (len == n && n == sizeof pw - 1))
+			rc = set_err(err, errlen, CONFIG_BAD,
+				     "%s.password_command printed a first line longer than %zu bytes",
+				     what, sizeof pw - 2);
+		else if (!(*out = strndup(pw, len)))
+			rc = set_err(err, errlen, CONFIG_BAD, "out of memory");
+		explicit_bzero(pw, sizeof pw);
+		return rc;
 	}
 	if (literal) {
 		*out = strdup(literal);

@@ -78,6 +78,7 @@ struct config {
 	} dkim;
 	char **test_to;
 	size_t n_test_to;
+	int unsafe_html;       /* keep raw HTML of posts (tagfilter still on) */
 };
 
 enum { CONFIG_OK = 0, CONFIG_BAD = -1, CONFIG_NOFILE = -2 };

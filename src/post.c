@@ -261,8 +261,9 @@ static int front_matter(struct post *p, const char *name, const char *src,
 static cmark_parser *new_parser(void)
 {
 	cmark_gfm_core_extensions_ensure_registered();
-	/* CMARK_OPT_UNSAFE stays off: raw HTML in a post is replaced by a
-	 * comment, so a pasted <script> never reaches a reader. */
+	/* CMARK_OPT_UNSAFE stays off unless the config says unsafe_html:
+	 * raw HTML in a post is replaced by a comment, so a pasted <script>
+	 * never reaches a reader. */
 	cmark_parser *ps = cmark_parser_new(CMARK_OPT_DEFAULT | CMARK_OPT_SMART);
 	if (!ps)
 		return NULL;
@@ -357,8 +358,8 @@ static int figures(cmark_node *doc)
 	return 0;
 }
 
-static int render(struct post *p, const char *name, int width, char *err,
-		  size_t errlen)
+static int render(struct post *p, const char *name, int width, int flags,
+		  char *err, size_t errlen)
 {
 	struct fields f = {0};
 	struct buf md = {0};
@@ -379,7 +380,10 @@ static int render(struct post *p, const char *name, int width, char *err,
 		goto out;
 	if (figures(doc) < 0)
 		goto oom;
-	html = cmark_render_html(doc, CMARK_OPT_DEFAULT | CMARK_OPT_SMART,
+	/* With unsafe_html the raw HTML is kept, but the tagfilter extension
+	 * attached above still escapes <script>, <iframe>, <style>, ... */
+	html = cmark_render_html(doc, CMARK_OPT_DEFAULT | CMARK_OPT_SMART |
+				 (flags & POST_UNSAFE_HTML ? CMARK_OPT_UNSAFE : 0),
 				 cmark_parser_get_syntax_extensions(ps));
 	if (!html)
 		goto oom;
@@ -403,7 +407,7 @@ out:
 }
 
 static int parse(struct post *p, const char *name, const char *src, size_t len,
-		 int width, char *err, size_t errlen)
+		 int width, int flags, char *err, size_t errlen)
 {
 	size_t body = 0;
 	memset(p, 0, sizeof *p);
@@ -436,22 +440,34 @@ static int parse(struct post *p, const char *name, const char *src, size_t len,
 			       name, p->slug);
 	if (!(p->markdown = xstrndup(src + body, len - body)))
 		return set_err(err, errlen, POST_BAD, "out of memory");
-	return render(p, name, width, err, errlen);
+	return render(p, name, width, flags, err, errlen);
 }
 
 /* A post that failed is left empty, so a caller that returns at once on
  * an error (as every command does) leaks nothing; post_free stays safe. */
-int post_parse(struct post *p, const char *name, const char *src, size_t len,
-	       int width, char *err, size_t errlen)
+int post_parse_opts(struct post *p, const char *name, const char *src,
+		    size_t len, int width, int flags, char *err, size_t errlen)
 {
-	int rc = parse(p, name, src, len, width, err, errlen);
+	int rc = parse(p, name, src, len, width, flags, err, errlen);
 	if (rc != POST_OK)
 		post_free(p);
 	return rc;
 }
 
+int post_parse(struct post *p, const char *name, const char *src, size_t len,
+	       int width, char *err, size_t errlen)
+{
+	return post_parse_opts(p, name, src, len, width, 0, err, errlen);
+}
+
 int post_load(struct post *p, const char *path, int width, char *err,
 	      size_t errlen)
+{
+	return post_load_opts(p, path, width, 0, err, errlen);
+}
+
+int post_load_opts(struct post *p, const char *path, int width, int flags,
+		   char *err, size_t errlen)
 {
 	char *src;
 	size_t len;
@@ -459,7 +475,7 @@ int post_load(struct post *p, const char *path, int width, char *err,
 	if (read_file(path, &src, &len) < 0)
 		return set_err(err, errlen, POST_NOFILE, "%s: %s", path,
 			       strerror(errno));
-	int rc = post_parse(p, path, src, len, width, err, errlen);
+	int rc = post_parse_opts(p, path, src, len, width, flags, err, errlen);
 	free(src);
 	return rc;
 }

@@ -26,11 +26,24 @@ struct post {
 
 enum { POST_OK = 0, POST_NOFILE = -1, POST_BAD = -2 };
 
+/* flags for the _opts variants. */
+enum {
+	/* Raw HTML in the Markdown reaches the HTML part (config
+	 * unsafe_html = true); GFM's tagfilter still disarms <script>,
+	 * <iframe>, <style> and the like. Without it raw HTML is dropped. */
+	POST_UNSAFE_HTML = 1,
+};
+
 /* text_width: wrap column of the plain-text part (72). */
 int post_load(struct post *p, const char *path, int text_width, char *err,
 	      size_t errlen);
 int post_parse(struct post *p, const char *name, const char *src,
 	       size_t len, int text_width, char *err, size_t errlen);
+int post_load_opts(struct post *p, const char *path, int text_width,
+		   int flags, char *err, size_t errlen);
+int post_parse_opts(struct post *p, const char *name, const char *src,
+		    size_t len, int text_width, int flags, char *err,
+		    size_t errlen);
 void post_free(struct post *p);
 /* Parses "YYYY-MM-DD[ HH:MM[:SS]]" (or with a T) as local time. */
 int post_parse_date(const char *s, time_t *out);

@@ -549,6 +549,40 @@ static void test_password_errors(void **state)
 			    "status 0) or printed nothing");
 }
 
+/* The first line of the command's output, read through one fixed buffer;
+ * a first line that does not fit is an error, not a truncated password. */
+static void test_password_command_long(void **state)
+{
+	struct fixture *fx = *state;
+	char *pw = NULL;
+
+	load_ok(fx, FROM "smtp = { username = \"news\"; "
+		"password_command = \"printf 'pw1\\\\nsecond line'\"; };\n");
+	assert_int_equal(config_password(&fx->c, &pw, fx->err, sizeof fx->err), 0);
+	assert_string_equal(pw, "pw1");
+	free(pw);
+	pw = NULL;
+	load_ok(fx, FROM "smtp = { username = \"news\"; "
+		"password_command = \"head -c 5000 /dev/zero | tr '\\\\0' x\"; };\n");
+	assert_int_equal(config_password(&fx->c, &pw, fx->err, sizeof fx->err),
+			 CONFIG_BAD);
+	assert_null(pw);
+	assert_string_equal(fx->err, "smtp.password_command printed a first line "
+			    "longer than 1022 bytes");
+}
+
+static void test_unsafe_html(void **state)
+{
+	struct fixture *fx = *state;
+
+	load_ok(fx, FROM);
+	assert_int_equal(fx->c.unsafe_html, 0);
+	load_ok(fx, FROM "unsafe_html = true;\n");
+	assert_int_equal(fx->c.unsafe_html, 1);
+	load_bad(fx, FROM "unsafe_html = \"yes\";\n",
+		 ":2: unsafe_html: expected true or false");
+}
+
 static void test_secret(void **state)
 {
 	struct fixture *fx = *state;
@@ -634,6 +668,8 @@ int main(void)
 		T(test_password_mode),
 		T(test_password_sources),
 		T(test_password_errors),
+		T(test_password_command_long),
+		T(test_unsafe_html),
 		T(test_secret),
 #undef T
 		cmocka_unit_test(test_parse_mailbox),

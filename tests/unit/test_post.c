@@ -385,6 +385,31 @@ static void test_raw_html_dropped(void **state)
 	assert_non_null(strstr(fx->p.text, "Text bold here."));
 }
 
+/* unsafe_html: raw HTML is kept, GFM's tagfilter still disarms <script>
+ * and <iframe>. */
+static void test_unsafe_html_keeps_html(void **state)
+{
+	struct fixture *fx = *state;
+	const char *src = "---\nsubject: Hi\n---\n"
+			  "Text <b class=\"x\">bold</b> here.\n\n"
+			  "<script>alert(1)</script>\n\n"
+			  "<div>block</div>\n\n"
+			  "An <iframe src=x>.\n";
+
+	post_free(&fx->p);
+	assert_int_equal(post_parse_opts(&fx->p, "x.md", src, strlen(src), 72,
+					 POST_UNSAFE_HTML, fx->err, sizeof fx->err),
+			 POST_OK);
+	assert_non_null(strstr(fx->p.html, "<b class=\"x\">bold</b>"));
+	assert_non_null(strstr(fx->p.html, "<div>block</div>"));
+	assert_null(strstr(fx->p.html, "<script"));
+	assert_null(strstr(fx->p.html, "<iframe"));
+	assert_non_null(strstr(fx->p.html, "&lt;script>"));
+	assert_non_null(strstr(fx->p.html, "&lt;iframe"));
+	/* The text part is the same either way. */
+	assert_null(strchr(fx->p.text, '<'));
+}
+
 static void test_text_has_no_tags(void **state)
 {
 	struct fixture *fx = *state;
@@ -447,6 +472,7 @@ int main(void)
 		T(test_bad_date_in_front_matter),
 		T(test_merge_field_in_link),
 		T(test_merge_field_in_table),
+		T(test_unsafe_html_keeps_html),
 		T(test_merge_fields_survive),
 		T(test_raw_html_dropped),
 		T(test_text_has_no_tags),
