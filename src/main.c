@@ -225,10 +225,11 @@ static int load_config(const char *path, struct config *cfg)
 	return 0;
 }
 
-static int load_post(const char *path, struct post *p)
+static int load_post(const struct config *cfg, const char *path, struct post *p)
 {
 	char err[512];
-	int rc = post_load(p, path, TEXT_WIDTH, err, sizeof err);
+	int rc = post_load_opts(p, path, TEXT_WIDTH, cfg->unsafe_html ? POST_UNSAFE_HTML : 0,
+				err, sizeof err);
 	if (rc) {
 		say_err(err);
 		return rc == POST_NOFILE ? EX_NOINPUT : EX_DATAERR;
@@ -294,7 +295,7 @@ static int send_one(struct ui *u, struct config *cfg, const char *path,
 		    struct send_args *a, json_t *posts)
 {
 	struct post post = {0};
-	int rc = load_post(path, &post);
+	int rc = load_post(cfg, path, &post);
 	if (rc) {
 		post_free(&post);
 		return rc;
@@ -582,7 +583,7 @@ static int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 	char err[1024] = "", addr[512] = "";
 	int rc = load_config(cfgpath, &cfg);
 	if (!rc)
-		rc = load_post(argv[optind], &post);
+		rc = load_post(&cfg, argv[optind], &post);
 	if (!rc)
 		rc = build_one(&cfg, &post, as, &m, &eml, addr, sizeof addr, err, sizeof err);
 	if (!rc && mkdir(dir, 0755) < 0 && errno != EEXIST)
@@ -718,7 +719,7 @@ static int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv)
 	long good = 0;
 	int rc = load_config(cfgpath, &cfg);
 	if (!rc)
-		rc = load_post(argv[1], &post);
+		rc = load_post(&cfg, argv[1], &post);
 	if (!rc)
 		rc = check_list(u, cfg.subscribers, &good);
 	if (rc)
@@ -911,8 +912,10 @@ static int cmd_bounces(struct ui *u, const char *cfgpath, int argc, char **argv)
 		return usage_error("%s", "bounces: expected \"scan\", \"list\" or \"forget\"");
 	struct config cfg;
 	int rc = load_config(cfgpath, &cfg);
-	if (rc)
+	if (rc) {
+		config_free(&cfg); /* a config that failed half-way holds strings */
 		return rc;
+	}
 	char err[512];
 	if (!strcmp(sub, "scan"))
 		rc = bounces_scan(u, &cfg, argc - 1, argv + 1);
