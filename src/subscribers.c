@@ -402,6 +402,14 @@ static int read_header(struct subs_reader *r, char *err, size_t errlen)
 		if (!r->cols[i])
 			return fatal(r, err, errlen, "%s: out of memory",
 				     r->path);
+		/* Column names become merge-field names and appear in
+		 * messages: no line breaks or terminal escapes in them. */
+		for (const char *p = r->cols[i]; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				return fatal(r, err, errlen,
+					     "%s:%ld: control character 0x%02x in the name of column %zu",
+					     r->path, r->rec.line,
+					     (unsigned char)*p, i + 1);
 		for (size_t j = 0; j < i; j++)
 			if (!strcmp(r->cols[i], r->cols[j]))
 				return fatal(r, err, errlen,
@@ -493,21 +501,49 @@ static int inactive_row(struct subs_reader *r, const char *lower,
 	return SUBS_INACTIVE;
 }
 
+/* An address as a message shows it: control bytes and DEL as \xNN, so a
+ * hostile field cannot drive the terminal that reads the warning, and at
+ * most SHOWN_MAX bytes of it, so a 1 MB field cannot push the reason out
+ * of the message. */
+#define SHOWN_MAX 80
+
+static const char *shown(char *out, size_t len, const char *s)
+{
+	size_t o = 0;
+
+	for (; *s && o + 5 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (o >= SHOWN_MAX) {
+			snprintf(out + o, len - o, "...");
+			return out;
+		}
+		if (c < 0x20 || c == 0x7f)
+			o += (size_t)snprintf(out + o, len - o, "\\x%02x", c);
+		else
+			out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 static int check_address(struct subs_reader *r, const struct subs_row *row,
 			 const char *lower, char *err, size_t errlen)
 {
-	char why[128];
+	char why[128], show[SHOWN_MAX + 16];
 
 	if (subs_valid_address(row->email, why, sizeof(why)) < 0)
 		return set_err(err, errlen, SUBS_BAD,
 			       "%s:%ld: invalid address \"%s\": %s", r->path,
-			       row->line, row->email, why);
+			       row->line, shown(show, sizeof show, row->email),
+			       why);
 	long first = seen_lookup(&r->seen, lower);
 
 	if (first)
 		return set_err(err, errlen, SUBS_BAD,
 			       "%s:%ld: duplicate address %s (first on line %ld)",
-			       r->path, row->line, row->email, first);
+			       r->path, row->line,
+			       shown(show, sizeof show, row->email), first);
 	if (seen_add(&r->seen, lower, row->line) < 0)
 		return fatal(r, err, errlen, "%s: out of memory", r->path);
 	return SUBS_ROW;

@@ -319,6 +319,39 @@ static void test_invalid_address_rows(void **state)
 	expect_end(fx);
 }
 
+/* A hostile address is shown escaped and cut short in the message, so
+ * the reason stays readable and no escape reaches the terminal. */
+static void test_address_shown_safely(void **state)
+{
+	struct fixture *fx = *state;
+	char *data = malloc(200000);
+
+	assert_non_null(data);
+	strcpy(data, "email\n\x1b[2Jjoy@example.net\n");
+	size_t o = strlen(data);
+	memset(data + o, 'x', 100000);
+	strcpy(data + o + 100000, "@example.net\n");
+	open_ok(fx, data);
+	expect_status(fx, SUBS_BAD, "2: invalid address \"\\x1b[2Jjoy@example.net\": "
+				    "control character 0x1b in local part");
+	struct subs_row row;
+
+	assert_int_equal(subs_next(fx->r, &row, fx->err, sizeof(fx->err)), SUBS_BAD);
+	assert_non_null(strstr(fx->err, ":3: invalid address \"xxxxxxxx"));
+	assert_non_null(strstr(fx->err, "...\": local part longer than 64 octets"));
+	assert_true(strlen(fx->err) < 200);
+	expect_end(fx);
+	free(data);
+}
+
+static void test_control_in_column_name(void **state)
+{
+	struct fixture *fx = *state;
+
+	expect_open_fails(fx, "email,na\x1bme\njoy@example.net,Joy\n", SUBS_FATAL,
+			  "1: control character 0x1b in the name of column 2");
+}
+
 static void test_duplicates(void **state)
 {
 	struct fixture *fx = *state;
@@ -523,6 +556,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+		T(test_address_shown_safely),
+		T(test_control_in_column_name),
 		T(test_bom_crlf),
 		T(test_quoted_fields),
 		T(test_blank_lines_and_no_final_newline),
