@@ -36,6 +36,7 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SMTPD = os.path.join(HERE, "smtpd.py")
+FAULTSMTP = os.path.join(HERE, "faultsmtp.py")
 FIXTURES = os.path.join(HERE, "fixtures")
 TEMPLATES = os.path.join(ROOT, "templates")
 PYTHON = "/usr/bin/python3"
@@ -56,6 +57,11 @@ def log(*args):
 
 # ---- assertions ---------------------------------------------------------
 
+class Skip(Exception):
+    """Raise to end a test as a TAP skip ("ok N - ... # SKIP reason"):
+    for a precondition the machine lacks, or a known issue that another
+    file must fix (the reason says which)."""
+
 def expect(cond, what):
     if not cond:
         raise AssertionError(what)
@@ -72,15 +78,16 @@ Mail = collections.namedtuple("Mail", "seq raw msg mail_from rcpt_tos")
 
 
 class Server:
-    """One tests/smtpd.py process capturing into DIR/maildir."""
+    """One tests/smtpd.py process capturing into DIR/maildir (or another
+    server with the same options and layout: tests/faultsmtp.py)."""
 
-    def __init__(self, directory, *args):
+    def __init__(self, directory, *args, script=SMTPD):
         os.makedirs(directory)
         self.dir = directory
         self.maildir = os.path.join(directory, "maildir")
         self.err_path = os.path.join(directory, "smtpd.err")
         port_file = os.path.join(directory, "port")
-        cmd = [PYTHON, SMTPD, "--maildir", self.maildir,
+        cmd = [PYTHON, script, "--maildir", self.maildir,
                "--port-file", port_file, "--max-seconds", "300", *args]
         with open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
@@ -169,6 +176,15 @@ class Server:
             equal(len(e["rcpt_tos"]), 1, f"recipients of message {e['seq']}")
             out.append(e["rcpt_tos"][0])
         return out
+
+    def events(self):
+        """tests/faultsmtp.py only: DIR/events.jsonl, one dict per command
+        and reply, fault played and AUTH attempt."""
+        path = os.path.join(self.maildir, "events.jsonl")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
 
     def rcpt_attempts(self, address):
         """How many times RCPT TO:<address> was given, from log.jsonl."""
@@ -270,6 +286,15 @@ class Case:
 
     def server(self, *args):
         s = Server(self.path(f"smtpd{len(self.servers) + 1}"), *args)
+        self.servers.append(s)
+        return s
+
+    def fault_server(self, *rules, args=()):
+        """A tests/faultsmtp.py playing rules (dicts, see its --rule)."""
+        a = list(args)
+        for r in rules:
+            a += ["--rule", json.dumps(r)]
+        s = Server(self.path(f"fault{len(self.servers) + 1}"), *a, script=FAULTSMTP)
         self.servers.append(s)
         return s
 
@@ -450,6 +475,9 @@ class Suite:
             try:
                 f(case)
                 print(f"ok {n} - {desc}", flush=True)
+            except Skip as e:
+                print(f"ok {n} - {desc} # SKIP {e}", flush=True)
+                log(f"# SKIP {e}")
             except Exception:
                 failed += 1
                 print(f"not ok {n} - {desc}")

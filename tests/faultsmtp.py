@@ -1,0 +1,480 @@
+#!/usr/bin/python3
+"""A fault-injection SMTP server for herald's tests: plain asyncio, so every
+byte on the wire is under the test's control (aiosmtpd would answer some
+commands itself).  Loopback only, bounded in time.
+
+    faultsmtp.py --maildir DIR [--port-file F] [--host 127.0.0.1]
+                 [--rule JSON]... [--split] [--tls-cert C --tls-key K]
+                 [--auth USER:PASS] [--max-seconds 120]
+
+A rule is a JSON object; the first rule that matches an event is played
+(and counted):
+  {"at": "greeting" | "ehlo" | "starttls" | "auth" | "mail" | "rcpt" |
+         "data" | "content" | "dot",
+   "rcpt": "ADDR",      only in a transaction for this recipient (rcpt,
+                        data, content, dot; case-insensitive)
+   "conn": N,           only on the Nth connection (counted from 1)
+   "times": N,          only the first N times it matches (default: always)
+   "do": "reply"        answer with "reply" instead of the normal reply: a
+                        string, or a list of lines sent as one multi-line
+                        reply ("550-...", "550-...", "550 ...")
+       | "close"        close the connection without a word (at "content":
+                        after "after_bytes" bytes of the message, default 1)
+       | "stall"        say nothing and read nothing until the client goes
+       | "bad-tls"      (at "starttls") answer 220, then send bytes that
+                        are not TLS, so the handshake fails
+   "reply": ...}
+After a "reply" at "greeting" (a 421) or any 421, the connection is closed
+as RFC 5321 says.  Rejected or stalled messages are not stored.
+
+--split sends every reply in 2-byte pieces, 5 ms apart (TCP_NODELAY), so
+the client sees replies split across packets.  --tls-cert/--tls-key
+advertise STARTTLS and upgrade with that certificate.  --auth advertises
+AUTH PLAIN LOGIN (also without TLS, as a careless server would) and
+records whether credentials arrived before TLS.
+
+Stored, in the layout of tests/smtpd.py (so harness.Server reads it):
+  DIR/new/<seq>.eml, DIR/envelope/<seq>.json {"seq", "mail_from",
+  "rcpt_tos", "conn", "tls", "auth"}, DIR/log.jsonl (one line per
+  transaction: conn, mail_from, rcpts [{"addr", "code"}], result, seq, end,
+  tls, auth), and DIR/events.jsonl: one line per command and reply
+  {"conn", "tls", "cmd", "code", "fault"}, with AUTH arguments replaced by
+  "<redacted>", and {"conn", "auth": USER, "ok", "tls"} per AUTH attempt.
+"""
+
+import argparse
+import asyncio
+import base64
+import itertools
+import json
+import os
+import signal
+import socket
+import ssl
+import sys
+import time
+
+CONN_IDS = itertools.count(1)
+
+
+def write_atomically(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+class Rule:
+    AT = {"greeting", "ehlo", "starttls", "auth", "mail", "rcpt", "data",
+          "content", "dot"}
+    DO = {"reply", "close", "stall", "bad-tls"}
+
+    def __init__(self, spec):
+        d = json.loads(spec) if isinstance(spec, str) else dict(spec)
+        self.at = d.pop("at")
+        self.do = d.pop("do", "reply")
+        self.reply = d.pop("reply", None)
+        self.rcpt = d.pop("rcpt", None)
+        self.conn = d.pop("conn", None)
+        self.left = d.pop("times", None)
+        self.after_bytes = int(d.pop("after_bytes", 1))
+        if d or self.at not in self.AT or self.do not in self.DO:
+            raise ValueError(f"bad rule {spec!r}")
+        if self.do == "reply" and not self.reply:
+            raise ValueError(f"rule {spec!r}: \"reply\" needs a reply")
+        if self.do == "bad-tls" and self.at != "starttls":
+            raise ValueError(f"rule {spec!r}: bad-tls is for at=starttls")
+
+    def matches(self, at, conn, rcpt):
+        if self.at != at or (self.conn is not None and self.conn != conn):
+            return False
+        if self.rcpt is not None and (rcpt or "").lower() != self.rcpt.lower():
+            return False
+        return self.left is None or self.left > 0
+
+    def take(self):
+        if self.left is not None:
+            self.left -= 1
+
+
+class Closed(Exception):
+    """The session ends here (client gone, or a fault closed it)."""
+
+
+class Server:
+    def __init__(self, a):
+        self.a = a
+        self.dir = a.maildir
+        for sub in ("tmp", "new", "cur", "envelope"):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        self.rules = [Rule(r) for r in a.rule]
+        self.seq = 0
+        self.log = open(os.path.join(self.dir, "log.jsonl"), "a")
+        self.events = open(os.path.join(self.dir, "events.jsonl"), "a")
+        self.tls = None
+        if a.tls_cert:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(a.tls_cert, a.tls_key)
+        self.auth = tuple(a.auth.split(":", 1)) if a.auth else None
+        self.sessions = set()
+
+    def rule(self, at, conn, rcpt=None):
+        for r in self.rules:
+            if r.matches(at, conn, rcpt):
+                r.take()
+                return r
+        return None
+
+    def event(self, **kw):
+        kw["time"] = time.time()
+        self.events.write(json.dumps(kw) + "\n")
+        self.events.flush()
+
+    async def handle(self, reader, writer):
+        task = asyncio.current_task()
+        self.sessions.add(task)
+        s = Session(self, reader, writer)
+        try:
+            await s.run()
+        except (Closed, ConnectionError, asyncio.IncompleteReadError,
+                ssl.SSLError, asyncio.TimeoutError):
+            pass
+        finally:
+            s.finish("disconnect")
+            try:
+                writer.transport.abort()
+            except Exception:
+                pass
+            self.sessions.discard(task)
+
+
+class Session:
+    def __init__(self, server, reader, writer):
+        self.srv = server
+        self.r, self.w = reader, writer
+        self.conn = next(CONN_IDS)
+        self.is_tls = False
+        self.auth_user = None
+        self.txn = None
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    # -- wire ------------------------------------------------------------
+    async def send(self, reply):
+        lines = reply if isinstance(reply, list) else [reply]
+        out = []
+        for i, line in enumerate(lines):
+            code, text = line[:3], line[4:]
+            sep = "-" if i < len(lines) - 1 else " "
+            out.append(f"{code}{sep}{text}\r\n")
+        data = "".join(out).encode()
+        if self.srv.a.split:
+            for i in range(0, len(data), 2):
+                self.w.write(data[i:i + 2])
+                await self.w.drain()
+                await asyncio.sleep(0.005)
+        else:
+            self.w.write(data)
+            await self.w.drain()
+        return int(lines[-1][:3])
+
+    async def readline(self):
+        line = await asyncio.wait_for(self.r.readline(), 120)
+        if not line:
+            raise Closed()
+        return line
+
+    async def stall(self):
+        """Reply nothing, read nothing, until the client gives up."""
+        self.srv.event(conn=self.conn, tls=self.is_tls, fault="stall")
+        try:
+            while await asyncio.wait_for(self.r.read(4096), 300):
+                pass
+        finally:
+            raise Closed()
+
+    async def fault(self, at, normal, rcpt=None):
+        """Plays the rule for this event, or sends the normal reply.
+        Returns the code sent."""
+        r = self.srv.rule(at, self.conn, rcpt)
+        if r is None:
+            return await self.send(normal)
+        self.srv.event(conn=self.conn, tls=self.is_tls, at=at, fault=r.do,
+                       reply=r.reply)
+        if r.do == "close":
+            raise Closed()
+        if r.do == "stall":
+            await self.stall()
+        code = await self.send(r.reply)
+        if code == 421:
+            self.finish("421")
+            raise Closed()
+        return code
+
+    # -- transaction log -------------------------------------------------
+    def finish(self, end):
+        txn, self.txn = self.txn, None
+        if txn is None:
+            return
+        txn["end"] = end
+        txn["time"] = time.time()
+        if txn["result"] is None and txn["rcpts"]:
+            txn["result"] = txn["rcpts"][-1]["code"]
+        self.srv.log.write(json.dumps(txn) + "\n")
+        self.srv.log.flush()
+
+    def rcpt(self):
+        if self.txn and self.txn["rcpts"]:
+            return self.txn["rcpts"][-1]["addr"]
+        return None
+
+    # -- the session -----------------------------------------------------
+    async def run(self):
+        await self.fault("greeting", "220 faultsmtp ESMTP ready")
+        while True:
+            line = await self.readline()
+            text = line.decode("utf-8", "replace").rstrip("\r\n")
+            verb = text.split(" ", 1)[0].upper()
+            arg = text[len(verb):].strip()
+            shown = f"{verb} <redacted>" if verb == "AUTH" else text
+            handler = getattr(self, "cmd_" + verb, None)
+            if handler is None:
+                code = await self.send("502 5.5.2 Command not recognized")
+            else:
+                code = await handler(arg)
+            self.srv.event(conn=self.conn, tls=self.is_tls, cmd=shown,
+                           code=code)
+
+    async def cmd_EHLO(self, arg):
+        lines = ["250 faultsmtp", "250 8BITMIME", "250 SIZE 52428800"]
+        if self.srv.tls and not self.is_tls:
+            lines.append("250 STARTTLS")
+        if self.srv.auth:
+            lines.append("250 AUTH PLAIN LOGIN")
+        lines.append("250 ENHANCEDSTATUSCODES")
+        return await self.fault("ehlo", lines)
+
+    async def fault_action(self, r):
+        if r.do == "close":
+            raise Closed()
+        await self.stall()
+
+    async def cmd_HELO(self, arg):
+        return await self.send("250 faultsmtp")
+
+    async def cmd_STARTTLS(self, arg):
+        if not self.srv.tls or self.is_tls:
+            return await self.send("502 5.5.1 STARTTLS not available")
+        r = self.srv.rule("starttls", self.conn)
+        if r and r.do == "bad-tls":
+            await self.send("220 2.0.0 Ready to start TLS")
+            self.srv.event(conn=self.conn, at="starttls", fault="bad-tls")
+            self.w.write(b"this is not a TLS server hello\r\n" * 4)
+            await self.w.drain()
+            raise Closed()
+        if r:
+            if r.do == "reply":
+                return await self.send(r.reply)
+            await self.fault_action(r)
+        await self.send("220 2.0.0 Ready to start TLS")
+        await self.w.start_tls(self.srv.tls)
+        self.is_tls = True
+        return 220
+
+    async def cmd_AUTH(self, arg):
+        if not self.srv.auth:
+            return await self.send("502 5.5.1 AUTH not available")
+        parts = arg.split()
+        mech = parts[0].upper() if parts else ""
+        if mech == "PLAIN":
+            resp = parts[1] if len(parts) > 1 else None
+            if resp is None:
+                await self.send("334 ")
+                resp = (await self.readline()).decode().strip()
+            try:
+                _, user, password = base64.b64decode(resp).split(b"\0", 2)
+            except Exception:
+                return await self.send("501 5.5.2 Cannot decode")
+        elif mech == "LOGIN":
+            if len(parts) > 1:
+                user = base64.b64decode(parts[1])
+            else:
+                await self.send("334 VXNlcm5hbWU6")
+                user = base64.b64decode((await self.readline()).strip())
+            await self.send("334 UGFzc3dvcmQ6")
+            password = base64.b64decode((await self.readline()).strip())
+        else:
+            return await self.send("504 5.5.4 Unrecognized mechanism")
+        want_user, want_pass = self.srv.auth
+        ok = user.decode() == want_user and password.decode() == want_pass
+        self.srv.event(conn=self.conn, auth=user.decode("utf-8", "replace"),
+                       ok=ok, tls=self.is_tls)
+        r = self.srv.rule("auth", self.conn)
+        if r:
+            if r.do == "reply":
+                return await self.send(r.reply)
+            await self.fault_action(r)
+        if not ok:
+            return await self.send("535 5.7.8 Authentication credentials invalid")
+        self.auth_user = user.decode()
+        return await self.send("235 2.7.0 Authentication successful")
+
+    async def cmd_MAIL(self, arg):
+        self.finish("reset")
+        addr = arg.split(":", 1)[1].strip() if ":" in arg else ""
+        addr = addr.split(" ")[0].strip("<>")
+        self.txn = {"conn": self.conn, "mail_from": addr, "rcpts": [],
+                    "result": None, "seq": None, "tls": self.is_tls,
+                    "auth": self.auth_user}
+        code = await self.fault("mail", "250 2.1.0 Ok")
+        if code >= 400:
+            self.txn["result"] = code
+            self.finish("mail")
+        return code
+
+    async def cmd_RCPT(self, arg):
+        if self.txn is None:
+            return await self.send("503 5.5.1 MAIL first")
+        addr = arg.split(":", 1)[1].strip() if ":" in arg else ""
+        addr = addr.split(" ")[0].strip("<>")
+        entry = {"addr": addr, "code": None}
+        self.txn["rcpts"].append(entry)
+        code = await self.fault("rcpt", "250 2.1.5 Ok", addr)
+        entry["code"] = code
+        return code
+
+    async def cmd_DATA(self, arg):
+        ok = [r for r in (self.txn or {}).get("rcpts", []) if r["code"] == 250]
+        if not ok:
+            return await self.send("554 5.5.1 No valid recipients")
+        rcpt = ok[-1]["addr"]
+        code = await self.fault("data", "354 End data with <CR><LF>.<CR><LF>",
+                                rcpt)
+        if code != 354:
+            self.txn["result"] = code
+            self.finish("data-refused")
+            return code
+        cut = self.srv.rule("content", self.conn, rcpt)
+        data = bytearray()
+        while True:
+            line = await self.readline()
+            if line == b".\r\n":
+                break
+            data += line[1:] if line.startswith(b".") else line
+            if cut is not None and len(data) >= cut.after_bytes:
+                self.srv.event(conn=self.conn, at="content",
+                               fault="close-mid-data", bytes=len(data))
+                self.txn["result"] = 0
+                self.finish("close-mid-data")
+                if cut.do == "stall":
+                    await self.stall()
+                raise Closed()
+        r = self.srv.rule("dot", self.conn, rcpt)
+        if r is not None:
+            self.srv.event(conn=self.conn, at="dot", fault=r.do, reply=r.reply)
+            if r.do == "close":
+                self.finish("dot-close")
+                raise Closed()
+            if r.do == "stall":
+                self.finish("dot-stall")
+                await self.stall()
+            code = await self.send(r.reply)
+            self.txn["result"] = code
+            self.finish("dot-refused")
+            if code == 421:
+                raise Closed()
+            return code
+        self.srv.seq += 1
+        seq = self.srv.seq
+        meta = {"seq": seq, "mail_from": self.txn["mail_from"],
+                "rcpt_tos": [x["addr"] for x in ok], "conn": self.conn,
+                "tls": self.is_tls, "auth": self.auth_user,
+                "time": time.time()}
+        write_atomically(os.path.join(self.srv.dir, "envelope", f"{seq}.json"),
+                         json.dumps(meta).encode() + b"\n")
+        write_atomically(os.path.join(self.srv.dir, "new", f"{seq}.eml"),
+                         bytes(data))
+        self.txn["result"] = 250
+        self.txn["seq"] = seq
+        self.finish("data")
+        return await self.send(["250-2.0.0 Ok: queued as %d" % seq,
+                                "250 2.0.0 Thank you"]
+                               if self.srv.a.multiline_ok else
+                               "250 2.0.0 Ok: queued as %d" % seq)
+
+    async def cmd_RSET(self, arg):
+        self.finish("rset")
+        return await self.send("250 2.0.0 Ok")
+
+    async def cmd_NOOP(self, arg):
+        return await self.send("250 2.0.0 Ok")
+
+    async def cmd_QUIT(self, arg):
+        self.finish("quit")
+        await self.send("221 2.0.0 Bye")
+        raise Closed()
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--maildir", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--port-file")
+    p.add_argument("--rule", action="append", default=[])
+    p.add_argument("--split", action="store_true")
+    p.add_argument("--multiline-ok", action="store_true",
+                   help="answer an accepted message with a two-line 250")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--auth", metavar="USER:PASS")
+    p.add_argument("--max-seconds", type=float, default=120)
+    a = p.parse_args(argv)
+    if a.host not in ("127.0.0.1", "::1"):
+        p.error("only loopback addresses are allowed")
+    if bool(a.tls_cert) != bool(a.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    try:
+        [Rule(r) for r in a.rule]
+    except (ValueError, KeyError, json.JSONDecodeError) as e:
+        p.error(str(e))
+    return a
+
+
+async def serve(a):
+    srv = Server(a)
+    loop = asyncio.get_running_loop()
+    server = await asyncio.start_server(srv.handle, a.host, a.port)
+    port = server.sockets[0].getsockname()[1]
+    if a.port_file:
+        write_atomically(a.port_file, f"{port}\n".encode())
+    print(f"faultsmtp: listening on {a.host}:{port} (pid {os.getpid()})",
+          file=sys.stderr, flush=True)
+    done = loop.create_future()
+
+    def stop(why):
+        if not done.done():
+            print(f"faultsmtp: stopping ({why})", file=sys.stderr, flush=True)
+            done.set_result(None)
+    loop.add_signal_handler(signal.SIGTERM, stop, "SIGTERM")
+    loop.add_signal_handler(signal.SIGINT, stop, "SIGINT")
+    loop.call_later(a.max_seconds, stop, f"--max-seconds {a.max_seconds:g}")
+    await done
+    server.close()
+    for t in list(srv.sessions):
+        t.cancel()
+    srv.log.close()
+    srv.events.close()
+
+
+def main(argv):
+    a = parse_args(argv)
+    asyncio.run(serve(a))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
