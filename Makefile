@@ -27,7 +27,7 @@ DEPS_BUILD := $(shell cat deps/build.txt)
 DEPS_TEST  := $(shell cat deps/test-*.txt)
 DEPS_DEMO  := $(shell cat deps/demo.txt)
 
-.PHONY: all check check-unit check-integration check-fuzz fuzz demo deps \
+.PHONY: all check check-unit check-integration check-fuzz check-valgrind fuzz demo deps \
         deps-test deps-demo deps-bench install uninstall clean bench
 all: build/herald
 
@@ -102,8 +102,9 @@ fuzz: $(FUZZERS:%=build-fuzz/fuzz_%)
 check: deps-test
 	@$(MAKE) --no-print-directory check-unit check-integration B=build
 	@$(MAKE) --no-print-directory check-unit check-integration B=build-san
+	@$(MAKE) --no-print-directory check-valgrind
 	@$(if $(FUZZERS),$(MAKE) --no-print-directory check-fuzz,:)
-	@tests/summary build/tap build-san/tap $(if $(FUZZERS),build-fuzz/tap)
+	@tests/summary build/tap build-san/tap build/tap-valgrind $(if $(FUZZERS),build-fuzz/tap)
 
 B ?= build
 check-unit: $(UNITS:%=$(B)/test_%)
@@ -122,6 +123,20 @@ check-integration: $(B)/herald
 	  echo "$$?" > $(B)/tap/$$s.rc; \
 	  printf '%-28s %s\n' "$(B) $$s" "$$(grep -c '^ok' $(B)/tap/$$s.tap) ok, $$(grep -c '^not ok' $(B)/tap/$$s.tap) not ok"; \
 	done
+
+# tests/integration.py once more with every herald run under valgrind's
+# memcheck (tests/valgrind-herald): a memory error or a definite leak makes
+# that run exit 1, so its test fails, and tests/valgrind-tap adds one TAP
+# line over all the reports in build/tap-valgrind/vg/.
+check-valgrind: build/herald
+	@rm -rf build/tap-valgrind && mkdir -p build/tap-valgrind/vg
+	@VALGRIND_HERALD=$(CURDIR)/build/herald VALGRIND_LOGS=$(CURDIR)/build/tap-valgrind/vg \
+	  HERALD=$(CURDIR)/tests/valgrind-herald /usr/bin/python3 tests/integration.py \
+	  > build/tap-valgrind/integration.tap 2> build/tap-valgrind/integration.log; \
+	echo "$$?" > build/tap-valgrind/integration.rc; \
+	tests/valgrind-tap build/tap-valgrind/vg > build/tap-valgrind/valgrind.tap; \
+	echo 0 > build/tap-valgrind/valgrind.rc; \
+	printf '%-28s %s\n' "valgrind integration" "$$(cat build/tap-valgrind/*.tap | grep -c '^ok') ok, $$(cat build/tap-valgrind/*.tap | grep -c '^not ok') not ok"
 
 # ---- demo ------------------------------------------------------------------
 # Sub-makes: pkg-config flags are read after deps has installed packages.
