@@ -10,13 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* libconfig 1.5 leaks the buffer of adjacent string literals ("a" "b")
- * when a syntax error follows them: its leak, not herald's (herald exits
- * after a config error). Only that allocation site is suppressed. */
+/* libconfig 1.5's scanner leaks the string literal it is building when a
+ * syntax error cuts it short (adjacent literals "a" "b", or an empty ""
+ * then garbage): its leak, not herald's (herald exits after a config
+ * error). Only those two allocation sites inside libconfig are
+ * suppressed. */
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {
-	return "leak:strbuf_append\n";
+	return "leak:strbuf_append\nleak:libconfig_yylex\n";
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
