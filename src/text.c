@@ -326,21 +326,30 @@ static void flatten_children(struct ctx *c, cmark_node *n, int width,
 	c->idepth--;
 }
 
+/* The children of n flattened into *t, with [*start, *end) the part
+ * left once blanks at both ends are set aside. */
+static void flatten_trimmed(struct ctx *c, cmark_node *n, int width, int flags,
+			    struct buf *t, size_t *start, size_t *end)
+{
+	flatten_children(c, n, width, flags, t);
+	*start = 0;
+	*end = t->len;
+	while (*start < *end && is_blank(t->p[*start]))
+		(*start)++;
+	while (*end > *start && is_blank(t->p[*end - 1]))
+		(*end)--;
+}
+
 static void flatten_link(struct ctx *c, cmark_node *n, int width, int flags,
 			 struct buf *out)
 {
 	const char *url = cmark_node_get_url(n);
 	struct buf t = { 0 };
-	size_t start = 0, end;
+	size_t start, end;
 
 	if (!url)
 		url = "";
-	flatten_children(c, n, width, flags, &t);
-	end = t.len;
-	while (start < end && is_blank(t.p[start]))
-		start++;
-	while (end > start && is_blank(t.p[end - 1]))
-		end--;
+	flatten_trimmed(c, n, width, flags, &t, &start, &end);
 
 	if (start == end) {
 		/* nothing to click on in text: the target is the text */
@@ -364,15 +373,10 @@ static void flatten_image(struct ctx *c, cmark_node *n, int width,
 			  struct buf *out)
 {
 	struct buf t = { 0 };
-	size_t start = 0, end;
+	size_t start, end;
 
 	/* alt text is a description: no references, no line breaks */
-	flatten_children(c, n, width, 0, &t);
-	end = t.len;
-	while (start < end && is_blank(t.p[start]))
-		start++;
-	while (end > start && is_blank(t.p[end - 1]))
-		end--;
+	flatten_trimmed(c, n, width, 0, &t, &start, &end);
 	if (start == end) {
 		put_str(c, out, "[image]");
 	} else {
