@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -530,6 +531,10 @@ static int password_from(const char *what, const char *env_name, const char *com
 			 const char *literal, char **out, char *err, size_t errlen)
 {
 	*out = NULL;
+	/* From here on the process holds a secret: a crash must not write it
+	 * to a core file. */
+	struct rlimit none = {0, 0};
+	setrlimit(RLIMIT_CORE, &none);
 	if (command) {
 		/* Run through the shell like msmtp's passwordeval: users write
 		 * "pass show smtp" and expect it to work. */

@@ -125,8 +125,14 @@ def test_password_command_argv(t):
     out_file = t.path(f"bg{len(t.runs) + len(t.procs) + 1}.out")
     p = t.popen("send", t.path("issue-1.md"))
     seen = set()
+    core = None
     deadline = time.monotonic() + 20
     while p.poll() is None and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{p.pid}/limits") as f:
+                core = [l for l in f if l.startswith("Max core file size")] or core
+        except OSError:
+            pass
         for pid in [d for d in os.listdir("/proc") if d.isdigit()]:
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -141,6 +147,8 @@ def test_password_command_argv(t):
         time.sleep(0.05)
     equal(p.wait(30), EX_OK, "exit code")
     expect(any(b"herald" in a for a in seen), "never saw herald running")
+    # once it holds the password, herald writes no core file
+    expect(core and core[0].split()[4:6] == ["0", "0"], f"core limit: {core}")
     with open(out_file, errors="replace") as f:
         out = f.read()
     for secret in SECRETS:
