@@ -11,76 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static uint64_t hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c >= 'A' && c <= 'Z')
-			c = (unsigned char)(c - 'A' + 'a');
-		h = (h ^ c) * 1099511628211ULL;
-	}
-	return h;
-}
-
-static int grow(struct addrset *s)
-{
-	size_t ncap = s->cap ? s->cap * 2 : 1024;
-	char **ns = calloc(ncap, sizeof *ns);
-	if (!ns)
-		return -1;
-	for (size_t i = 0; i < s->cap; i++) {
-		if (!s->slot[i])
-			continue;
-		size_t k = hash(s->slot[i]) & (ncap - 1);
-		while (ns[k])
-			k = (k + 1) & (ncap - 1);
-		ns[k] = s->slot[i];
-	}
-	free(s->slot);
-	s->slot = ns;
-	s->cap = ncap;
-	return 0;
-}
-
-int addrset_has(const struct addrset *s, const char *addr)
-{
-	if (!s->cap)
-		return 0;
-	size_t k = hash(addr) & (s->cap - 1);
-	while (s->slot[k]) {
-		if (!strcasecmp(s->slot[k], addr))
-			return 1;
-		k = (k + 1) & (s->cap - 1);
-	}
-	return 0;
-}
-
-int addrset_add(struct addrset *s, const char *addr)
-{
-	if (addrset_has(s, addr))
-		return 0;
-	if ((s->n + 1) * 2 > s->cap && grow(s) < 0)
-		return -1;
-	char *copy = strdup(addr);
-	if (!copy)
-		return -1;
-	size_t k = hash(addr) & (s->cap - 1);
-	while (s->slot[k])
-		k = (k + 1) & (s->cap - 1);
-	s->slot[k] = copy;
-	s->n++;
-	return 1;
-}
-
-void addrset_free(struct addrset *s)
-{
-	for (size_t i = 0; i < s->cap; i++)
-		free(s->slot[i]);
-	free(s->slot);
-	memset(s, 0, sizeof *s);
-}
-
 void journal_time(time_t t, char out[32])
 {
 	struct tm tm;
@@ -230,8 +160,10 @@ int journal_error(struct journal *j, char *err, size_t errlen)
 
 int journal_note(struct journal *j, const char *addr, char *err, size_t errlen)
 {
-	if (addrset_add(&j->sent, addr) < 0)
-		return set_err(err, errlen, -1, "out of memory");
+	/* The address is not added to the in-memory set: a list holds each
+	 * reader once, so nobody sent in this run is looked up again, and the
+	 * set stays the size of what earlier runs sent. */
+	(void)addr;
 	return journal_error(j, err, errlen);
 }
 

@@ -12,14 +12,7 @@
 #include <stddef.h>
 #include <pthread.h>
 #include <time.h>
-
-struct addrset {
-	char **slot;
-	size_t cap, n;
-};
-int addrset_add(struct addrset *s, const char *addr); /* 1 new, 0 had, -1 oom */
-int addrset_has(const struct addrset *s, const char *addr);
-void addrset_free(struct addrset *s);
+#include "addrset.h"
 
 struct journal {
 	char *path;
@@ -39,6 +32,7 @@ struct journal {
  * last line (crash mid-write) is ignored. */
 int journal_open(struct journal *j, const char *state_dir, const char *slug,
 		 char *err, size_t errlen);
+/* Was addr delivered by an earlier run (the journal as opened)? */
 int journal_has(const struct journal *j, const char *addr);
 /* Appends a line with write(2) before returning, so the delivery survives
  * a crash or kill -9 of herald at any later moment; a flusher thread

@@ -33,6 +33,8 @@ struct slot {
 	pthread_t thread;
 	int started;
 	/* Guarded by pool->mu: */
+	pthread_cond_t work;          /* this worker's wake-up, so handing one
+					 connection a message wakes one thread */
 	struct txn queue[DEPTH_MAX];  /* handed over, not yet started */
 	int qhead, qlen;
 	struct txn done[DEPTH_MAX];   /* finished, not yet collected */
@@ -61,7 +63,7 @@ struct smtp_pool {
 	smtp_accept_fn accept;
 	void *accept_arg;
 	pthread_mutex_t mu;
-	pthread_cond_t work, done;
+	pthread_cond_t done;
 	int quit;
 };
 
@@ -208,7 +210,7 @@ static void *worker(void *arg)
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		while (!c->qlen && !p->quit)
-			pthread_cond_wait(&p->work, &p->mu);
+			pthread_cond_wait(&c->work, &p->mu);
 		if (p->quit)
 			break;
 		c->cur = c->queue[c->qhead];
@@ -243,7 +245,6 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 	if (!p)
 		return set_err(err, errlen, -1, "out of memory");
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->work, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -264,6 +265,7 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 	}
 	for (int i = 0; i < connections; i++) {
 		struct slot *c = &p->slots[i];
+		pthread_cond_init(&c->work, NULL);
 		if (slot_init(p, c, o) < 0) {
 			smtp_pool_free(p);
 			return set_err(err, errlen, -1, "cannot start libcurl");
@@ -313,7 +315,7 @@ int smtp_pool_start(struct smtp_pool *p, const char *mail_from,
 	t->len = len;
 	t->tag = tag;
 	c->qlen++;
-	pthread_cond_broadcast(&p->work);
+	pthread_cond_signal(&c->work);
 	pthread_mutex_unlock(&p->mu);
 	c->inflight++;
 	p->busy++;
@@ -461,7 +463,8 @@ void smtp_pool_free(struct smtp_pool *p)
 		return;
 	pthread_mutex_lock(&p->mu);
 	p->quit = 1;
-	pthread_cond_broadcast(&p->work);
+	for (int i = 0; p->slots && i < p->n; i++)
+		pthread_cond_signal(&p->slots[i].work);
 	pthread_mutex_unlock(&p->mu);
 	for (int i = 0; p->slots && i < p->n; i++) {
 		struct slot *c = &p->slots[i];
@@ -476,8 +479,9 @@ void smtp_pool_free(struct smtp_pool *p)
 		buf_free(&c->reply);
 		buf_free(&c->curline);
 	}
+	for (int i = 0; p->slots && i < p->n; i++)
+		pthread_cond_destroy(&p->slots[i].work);
 	pthread_mutex_destroy(&p->mu);
-	pthread_cond_destroy(&p->work);
 	pthread_cond_destroy(&p->done);
 	if (p->password) {
 		explicit_bzero(p->password, strlen(p->password));

@@ -23,6 +23,7 @@
  * too, instead of a field that silently swallowed the rest of the file.
  */
 #include "subscribers.h"
+#include "addrset.h"
 #include "buf.h"
 
 #include <arpa/inet.h>
@@ -38,21 +39,6 @@
 
 #define CHUNK_SIZE (64 * 1024)
 #define MSG_SIZE 512
-
-/* Open-addressing set of lower-cased addresses, each with the line it was
- * first seen on. Keys live back to back in one arena, so the per-address
- * cost is the key bytes plus one slot. */
-struct seen_slot {
-	uint64_t hash;
-	size_t off;	/* of the key in the arena */
-	long line;	/* 0: the slot is free */
-};
-
-struct seen_set {
-	struct seen_slot *slot;
-	size_t cap, used;	/* cap is 0 or a power of two */
-	struct buf keys;
-};
 
 /* The record being assembled: field bytes, each NUL-terminated. Offsets,
  * not pointers, because data.p moves as it grows. */
@@ -81,101 +67,10 @@ struct subs_reader {
 	int email_col, name_col, status_col;
 	const char **fieldv;
 
-	struct seen_set seen;
+	struct addrset seen;	/* address -> line first seen on */
 	int fatal;
 	char msg[MSG_SIZE];	/* the fatal message, repeated on every call */
 };
-
-/* ---- dedupe set ---------------------------------------------------------- */
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;	/* FNV-1a */
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
-static struct seen_slot *seen_find(struct seen_set *s, const char *key,
-				   uint64_t h)
-{
-	size_t mask = s->cap - 1;
-
-	for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
-		struct seen_slot *e = &s->slot[i];
-
-		if (!e->line)
-			return e;
-		if (e->hash == h && !strcmp(s->keys.p + e->off, key))
-			return e;
-	}
-}
-
-static int seen_grow(struct seen_set *s)
-{
-	size_t cap = s->cap ? s->cap * 2 : 1024;
-	struct seen_slot *old = s->slot;
-	size_t oldcap = s->cap;
-
-	if (cap < s->cap)
-		return -1;
-	s->slot = calloc(cap, sizeof(*s->slot));
-	if (!s->slot) {
-		s->slot = old;
-		return -1;
-	}
-	s->cap = cap;
-	for (size_t i = 0; i < oldcap; i++) {
-		if (!old[i].line)
-			continue;
-		size_t j = (size_t)old[i].hash & (cap - 1);
-
-		while (s->slot[j].line)
-			j = (j + 1) & (cap - 1);
-		s->slot[j] = old[i];
-	}
-	free(old);
-	return 0;
-}
-
-/* Returns the line key was first seen on, or 0 if it is new. */
-static long seen_lookup(struct seen_set *s, const char *key)
-{
-	if (!s->cap)
-		return 0;
-	return seen_find(s, key, hash_str(key))->line;
-}
-
-static int seen_add(struct seen_set *s, const char *key, long line)
-{
-	/* Keep the load under 1/2 so probe runs stay short. */
-	if ((s->used + 1) * 2 > s->cap && seen_grow(s) < 0)
-		return -1;
-
-	uint64_t h = hash_str(key);
-	struct seen_slot *e = seen_find(s, key, h);
-
-	if (e->line)
-		return 0;
-	size_t off = s->keys.len;
-
-	if (buf_add(&s->keys, key, strlen(key) + 1) < 0)
-		return -1;
-	e->hash = h;
-	e->off = off;
-	e->line = line;
-	s->used++;
-	return 0;
-}
-
-static void seen_free(struct seen_set *s)
-{
-	free(s->slot);
-	buf_free(&s->keys);
-}
 
 /* ---- record assembly (libcsv callbacks) ---------------------------------- */
 
@@ -495,8 +390,8 @@ static int is_active(const char *status)
 static int inactive_row(struct subs_reader *r, const char *lower,
 			char *err, size_t errlen)
 {
-	if (!seen_lookup(&r->seen, lower) &&
-	    seen_add(&r->seen, lower, r->rec.line) < 0)
+	if (!addrset_get(&r->seen, lower) &&
+	    addrset_put(&r->seen, lower, r->rec.line) < 0)
 		return fatal(r, err, errlen, "%s: out of memory", r->path);
 	return SUBS_INACTIVE;
 }
@@ -537,14 +432,14 @@ static int check_address(struct subs_reader *r, const struct subs_row *row,
 			       "%s:%ld: invalid address \"%s\": %s", r->path,
 			       row->line, shown(show, sizeof show, row->email),
 			       why);
-	long first = seen_lookup(&r->seen, lower);
+	long first = addrset_get(&r->seen, lower);
 
 	if (first)
 		return set_err(err, errlen, SUBS_BAD,
 			       "%s:%ld: duplicate address %s (first on line %ld)",
 			       r->path, row->line,
 			       shown(show, sizeof show, row->email), first);
-	if (seen_add(&r->seen, lower, row->line) < 0)
+	if (addrset_put(&r->seen, lower, row->line) < 0)
 		return fatal(r, err, errlen, "%s: out of memory", r->path);
 	return SUBS_ROW;
 }
@@ -630,7 +525,7 @@ void subs_close(struct subs_reader *r)
 	buf_free(&r->rec.data);
 	free(r->rec.off);
 	free(r->rec.len);
-	seen_free(&r->seen);
+	addrset_free(&r->seen);
 	free(r);
 }
 
