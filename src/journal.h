@@ -25,7 +25,7 @@ struct journal {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	unsigned long written, synced; /* lines; guarded by mu */
-	int sync_errno, quit;
+	int sync_errno, quit, hurry;
 };
 
 /* Creates state_dir if needed and loads what the journal holds. A torn
@@ -36,9 +36,9 @@ int journal_open(struct journal *j, const char *state_dir, const char *slug,
 int journal_has(const struct journal *j, const char *addr);
 /* Appends a line with write(2) before returning, so the delivery survives
  * a crash or kill -9 of herald at any later moment; a flusher thread
- * fdatasyncs behind it (one fdatasync covers every line written since the
- * last), so it also survives a power cut once that lands, within
- * milliseconds. journal_sync waits for that. */
+ * fdatasyncs behind it, at most every 10 ms (one fdatasync covers every
+ * line written since the last), so it also survives a power cut once that
+ * lands. journal_sync waits for that. */
 int journal_add(struct journal *j, time_t when, const char *addr,
 		const char *msgid, const char *reply, char *err, size_t errlen);
 /* The two halves of journal_add: journal_write appends the line and may be
