@@ -72,6 +72,24 @@ class Sink:
         self.p.wait(10)
 
 
+REPS = 5
+
+
+def interleaved(runs):
+    """Each run(port) REPS times, taking turns (this machine's speed drifts
+    over minutes, so the tools share its good and bad spells), each against
+    a fresh smtp-sink. Returns {name: (median, min, max)}."""
+    figures = {name: [] for name in runs}
+    for _ in range(REPS):
+        for name, run in runs.items():
+            sink = Sink()
+            try:
+                figures[name].append(run(sink.port))
+            finally:
+                sink.stop()
+    return {k: (sorted(v)[len(v) // 2], min(v), max(v)) for k, v in figures.items()}
+
+
 def write_list(path, n):
     with open(path, "w") as f:
         f.write("email,name,city\n")
@@ -138,21 +156,25 @@ def main():
         size = os.path.getsize(one)
         print(f"message size on the wire: {size} bytes\n")
         print(f"{'connections':>11} {'herald':>10} {'smtp-source':>12} {'ratio':>6}"
-              f" {'ceiling':>10} {'ratio':>6}")
+              f" {'ceiling':>10} {'ratio':>6}   (medians of {REPS} interleaved runs, each on a fresh sink)")
         for c in (1, 4, 16):
-            conf = write_config(d, sink.port, subs, c)
-            h, _ = herald_send(conf)
-            hr = N / h
-            s, _, _ = timed(["/usr/sbin/smtp-source", "-s", str(c), "-m", str(N),
-                             "-F", one, "-f", "joy@example.org",
-                             "-t", "reader@example.net", f"127.0.0.1:{sink.port}"])
-            sr = N / s
-            out = subprocess.run([CEILING, f"smtp://127.0.0.1:{sink.port}", one,
-                                  str(N), str(c)], stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL, check=True)
-            cr = float(out.stdout)
+            runs = {
+                "herald": lambda port: N / herald_send(write_config(d, port, subs, c))[0],
+                "smtp-source": lambda port: N / timed(
+                    ["/usr/sbin/smtp-source", "-s", str(c), "-m", str(N), "-F", one,
+                     "-f", "joy@example.org", "-t", "reader@example.net",
+                     f"127.0.0.1:{port}"])[0],
+                "ceiling": lambda port: float(subprocess.run(
+                    [CEILING, f"smtp://127.0.0.1:{port}", one, str(N), str(c)],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                    check=True).stdout),
+            }
+            m = interleaved(runs)
+            hr, sr, cr = m["herald"][0], m["smtp-source"][0], m["ceiling"][0]
             print(f"{c:>11} {hr:>8.0f}/s {sr:>10.0f}/s {hr / sr:>6.2f}"
-                  f" {cr:>8.0f}/s {hr / cr:>6.2f}")
+                  f" {cr:>8.0f}/s {hr / cr:>6.2f}   ranges: "
+                  + ", ".join(f"{k} {lo:.0f}-{hi:.0f}" for k, (_, lo, hi) in m.items()),
+                  flush=True)
 
         conf = write_config(d, sink.port, subs, 1)
         out = os.path.join(shm, "dry")
