@@ -625,14 +625,22 @@ static int setup(struct run *r)
 			.username = cfg->smtp.username, .password = r->password,
 			.ca_file = cfg->smtp.ca_file, .timeout = cfg->smtp.timeout,
 			.helo = cfg->smtp.helo ? cfg->smtp.helo : strrchr(cfg->from_addr, '@') + 1,
+			.trace = o->trace, .trace_arg = o->trace_arg,
 		};
 		/* Unthrottled, each connection holds a second message to start
 		 * the moment the first is answered; under a rate limit every
 		 * message waits for its own turn. */
 		const struct rate_conf *rc0 = &o->rate;
 		int limited = rc0->per_second > 0 || rc0->per_minute || rc0->per_hour || rc0->per_day;
-		if (smtp_pool_new(&r->pool, &so, cfg->smtp.connections, limited ? 1 : 2,
-				  r->err, r->errlen) < 0)
+		int prc = smtp_pool_new(&r->pool, &so, cfg->smtp.connections, limited ? 1 : 2,
+					r->err, r->errlen);
+		/* libcurl holds the password now; our copy goes at once. */
+		if (r->password) {
+			explicit_bzero(r->password, strlen(r->password));
+			free(r->password);
+			r->password = NULL;
+		}
+		if (prc < 0)
 			return EX_CONFIG;
 		r->st->connections = cfg->smtp.connections;
 	}
@@ -708,6 +716,7 @@ int delivery_run(const struct config *cfg, const struct post *post,
 	r.start = now_mono();
 	int rc = setup(&r);
 	if (rc == 0) {
+		st->started = 1;
 		if (o->n_test)
 			st->total = (long)r.nqueue;
 		loop(&r);

@@ -21,6 +21,9 @@ struct delivery_opts {
 	long limit;                /* at most this many messages; 0 = all */
 	int force;                 /* ignore the journal */
 	int until_quota;           /* stop (75) instead of waiting for a quota */
+	/* -v: the SMTP transcript, credentials redacted (see smtp.h) */
+	void (*trace)(void *arg, const char *line);
+	void *trace_arg;
 };
 
 struct delivery_stats {
@@ -39,6 +42,7 @@ struct delivery_stats {
 	const char *limit_window; /* the rate window holding us back now */
 	int quota_stop;    /* --until-quota stopped the run */
 	int locked;        /* another herald holds state_dir's lock */
+	int started;       /* set-up went through and sending began */
 	int done;
 };
 

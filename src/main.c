@@ -71,7 +71,9 @@ static const char usage[] =
 	"      Lift the suppression of ADDR (a line in bounces.log; nothing is erased).\n"
 	"\n"
 	"  -c FILE     config file (default: $HERALD_CONFIG, else ./herald.conf)\n"
-	"  -q          print only failures      -v  print the summary even without a terminal\n"
+	"  -q          print only failures\n"
+	"  -v          print the summary even without a terminal, and the SMTP\n"
+	"              transcript on stderr (AUTH credentials redacted)\n"
 	"  -h, --help  this text                --version\n"
 	"\n"
 	"Exit codes: 0 done; 64 usage; 65 unusable post or list; 66 file missing;\n"
@@ -314,7 +316,7 @@ static int send_one(struct ui *u, struct config *cfg, const char *path,
 		say_err(err);
 	/* Locked out: the one line above says all; later posts wait too. */
 	a->locked = st.locked;
-	int show = !u->quiet && !a->json && !st.locked && (u->tty || u->verbose || rc);
+	int show = !u->quiet && !a->json && st.started && (u->tty || u->verbose || rc);
 	if (show)
 		summary(u, post.slug, &st, a->o.dry_run_dir ? "written" : "sent", cfg->state_dir,
 			u->tty ? stdout : stderr);
@@ -324,6 +326,14 @@ static int send_one(struct ui *u, struct config *cfg, const char *path,
 		json_array_append_new(posts, stats_json(post.slug, &st, rc));
 	post_free(&post);
 	return rc;
+}
+
+/* -v: the SMTP transcript on stderr, from the connections' threads (one
+ * fprintf a line, so lines never mix). */
+static void on_trace(void *arg, const char *line)
+{
+	(void)arg;
+	fprintf(stderr, "smtp %s\n", line);
 }
 
 static int print_json(json_t *posts, int rc)
@@ -429,6 +439,8 @@ static int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 			rc = usage_error("%s", "--test without an address needs test.to in the config");
 	}
 	a.o.test_to = a.tests;
+	if (u->verbose)
+		a.o.trace = on_trace;
 	if (!a.o.subscribers)
 		a.o.subscribers = cfg.subscribers;
 	json_t *posts = a.json ? json_array() : NULL;

@@ -121,7 +121,9 @@ static int is_ascii_word(const unsigned char *p, const unsigned char *e)
 
 int msg_encode_words(struct buf *out, const char *s, int phrase)
 {
-	if (is_ascii_printable(s))
+	/* Plain ASCII goes as it is, unless it holds something a reader
+	 * would decode as an encoded-word. */
+	if (is_ascii_printable(s) && !strstr(s, "=?"))
 		return buf_adds(out, s);
 	const unsigned char *p = (const unsigned char *)s;
 	const unsigned char *end = p + strlen(s);

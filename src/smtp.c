@@ -53,6 +53,8 @@ struct slot {
 	struct curl_slist *rcpt;
 	size_t off;
 	int reconnect;
+	int in_auth;    /* between AUTH and its final reply */
+	int id;         /* 1-based, for the transcript */
 };
 
 struct smtp_pool {
@@ -62,6 +64,8 @@ struct smtp_pool {
 	char *password;
 	smtp_accept_fn accept;
 	void *accept_arg;
+	void (*trace)(void *arg, const char *line);
+	void *trace_arg;
 	pthread_mutex_t mu;
 	pthread_cond_t done;
 	int quit;
@@ -90,11 +94,44 @@ static size_t read_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+/* -v: one transcript line per SMTP line, "> " out and "< " in, with
+ * the connection's number. Nothing of an AUTH exchange but its verb and
+ * mechanism is shown: the lines after it carry the credentials. */
+static void trace(struct slot *c, char dir, const char *data, size_t size)
+{
+	const struct smtp_pool *p = c->pool;
+	if (!p->trace)
+		return;
+	char line[600];
+	while (size && (data[size - 1] == '\n' || data[size - 1] == '\r'))
+		size--;
+	if (dir == '>' && c->in_auth && strncasecmp(data, "AUTH", 4))
+		snprintf(line, sizeof line, "%d > [redacted]", c->id);
+	else if (dir == '>' && !strncasecmp(data, "AUTH ", 5)) {
+		size_t mech = strcspn(data + 5, " \r\n");
+		snprintf(line, sizeof line, "%d > AUTH %.*s [redacted]", c->id,
+			 (int)(mech > 40 ? 40 : mech), data + 5);
+	} else {
+		size_t k = size > 500 ? 500 : size;
+		int n = snprintf(line, sizeof line, "%d %c ", c->id, dir);
+		for (size_t i = 0; i < k && n < (int)sizeof line - 1; i++)
+			line[n++] = (unsigned char)data[i] < 0x20 ? '?' : data[i];
+		line[n] = '\0';
+	}
+	p->trace(p->trace_arg, line);
+}
+
 static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *ud)
 {
 	struct slot *c = ud;
 	if (type == CURLINFO_HEADER_OUT) {
-		/* Remember the verb only: AUTH arguments never get stored. */
+		trace(c, '>', data, size);
+		if (!strncasecmp(data, "AUTH", 4) && (size == 4 || data[4] == ' ' || data[4] == '\r'))
+			c->in_auth = 1;
+		/* Remember the verb only, and nothing while the AUTH exchange
+		 * sends base64 credentials. */
+		if (c->in_auth && strncasecmp(data, "AUTH", 4))
+			return 0;
 		size_t n = 0;
 		while (n < size && n < sizeof c->last_cmd - 1 && isalpha((unsigned char)data[n]))
 			n++;
@@ -106,6 +143,7 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 	}
 	if (type != CURLINFO_HEADER_IN)
 		return 0;
+	trace(c, '<', data, size);
 	/* Lines arrive one per call: "250-..." continues, "250 ..." ends. */
 	while (size && (data[size - 1] == '\n' || data[size - 1] == '\r'))
 		size--;
@@ -114,9 +152,16 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 		buf_adds(&c->curline, " ");
 	if (c->curline.len && size > 4)
 		buf_add(&c->curline, data + 4, size - 4); /* continuation: drop "250-" */
-	else
+	else if (more) {
+		/* the first line of several: "550-5.2.1 x" is kept as "550 5.2.1 x" */
+		buf_add(&c->curline, data, 3);
+		buf_addc(&c->curline, ' ');
+		buf_add(&c->curline, data + 4, size - 4);
+	} else
 		buf_add(&c->curline, data, size);
 	if (!more) {
+		if (c->in_auth && strncmp(data, "334", 3))
+			c->in_auth = 0;
 		/* After a failure curl says QUIT; its "221 Bye" must not
 		 * hide the reply that failed. */
 		if (!strcasecmp(c->last_cmd, "QUIT") && c->reply.len) {
@@ -263,8 +308,11 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 		smtp_pool_free(p);
 		return set_err(err, errlen, -1, "out of memory");
 	}
+	p->trace = o->trace;
+	p->trace_arg = o->trace_arg;
 	for (int i = 0; i < connections; i++) {
 		struct slot *c = &p->slots[i];
+		c->id = i + 1;
 		pthread_cond_init(&c->work, NULL);
 		if (slot_init(p, c, o) < 0) {
 			smtp_pool_free(p);
@@ -275,6 +323,12 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 			return set_err(err, errlen, -1, "cannot start a connection thread");
 		}
 		c->started = 1;
+	}
+	/* libcurl keeps its own copy: ours need not outlive the setup. */
+	if (p->password) {
+		explicit_bzero(p->password, strlen(p->password));
+		free(p->password);
+		p->password = NULL;
 	}
 	*out = p;
 	return 0;
@@ -394,6 +448,17 @@ static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 	default:
 		break;
 	}
+	/* The server said go ahead with TLS and the handshake failed: no
+	 * message will do better. */
+	if (!strcasecmp(c->reply_cmd, "STARTTLS") && r->code >= 200 && r->code < 300) {
+		r->cls = SMTP_FATAL;
+		r->code = 0;
+		r->status[0] = '\0';
+		snprintf(r->text, sizeof r->text, "TLS handshake failed after STARTTLS: %s",
+			 c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
+		clean_text(r->text);
+		return;
+	}
 	/* A transfer that died after the server's last reply (a timeout or a
 	 * reset) carries a stale 2xx/3xx code: it is the connection that
 	 * failed. */
@@ -410,11 +475,19 @@ static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 	}
 	int perm = r->code >= 500 && r->code < 600;
 	int temp = r->code >= 400 && r->code < 500;
-	/* A refusal of our sender or of AUTH concerns every message, not
-	 * this reader: stop rather than bounce the whole list. */
-	if (perm && (!strcasecmp(c->reply_cmd, "MAIL") || !strcasecmp(c->reply_cmd, "AUTH") ||
-		     !strcasecmp(c->reply_cmd, "EHLO") || !strcasecmp(c->reply_cmd, "HELO"))) {
+	/* A refusal of our sender, of AUTH or of the session concerns every
+	 * message, not this reader: a 5xx stops the run rather than bounce
+	 * the whole list, a 4xx is the connection's trouble, not a soft
+	 * bounce of the reader. */
+	int session = !strcasecmp(c->reply_cmd, "MAIL") || !strcasecmp(c->reply_cmd, "AUTH") ||
+		      !strcasecmp(c->reply_cmd, "EHLO") || !strcasecmp(c->reply_cmd, "HELO") ||
+		      !strcasecmp(c->reply_cmd, "STARTTLS");
+	if (perm && session) {
 		r->cls = SMTP_FATAL;
+		return;
+	}
+	if (temp && session) {
+		r->cls = SMTP_CONN;
 		return;
 	}
 	r->cls = perm ? SMTP_PERM : temp ? SMTP_TEMP : SMTP_CONN;

@@ -18,6 +18,10 @@ struct smtp_opts {
 	const char *ca_file;
 	const char *helo;        /* EHLO name; the From domain by default */
 	long timeout;            /* seconds, per connect and per reply */
+	/* -v: called with each SMTP line (credentials redacted), from the
+	 * connections' threads; NULL for none. */
+	void (*trace)(void *arg, const char *line);
+	void *trace_arg;
 };
 
 enum smtp_class {
