@@ -439,7 +439,15 @@ static void flatten(struct ctx *c, cmark_node *n, int width, int flags,
 		flatten_image(c, n, width, out);
 		break;
 	default:
-		/* emphasis, strong, strikethrough, extensions: text only */
+		/* Struck text keeps its tildes: without them "moves to the
+		 * library" and its correction would both read as current. */
+		if (!strcmp(cmark_node_get_type_string(n), "strikethrough")) {
+			put_str(c, out, "~~");
+			flatten_children(c, n, width, flags, out);
+			put_str(c, out, "~~");
+			break;
+		}
+		/* emphasis, strong, other extensions: text only */
 		flatten_children(c, n, width, flags, out);
 		break;
 	}
