@@ -15,7 +15,6 @@ Messages accepted for other recipients are only counted (DIR-less).
 import argparse
 import asyncio
 import email.utils
-import os
 import signal
 import smtplib
 import socket
@@ -23,6 +22,7 @@ import sys
 import time
 
 from aiosmtpd.controller import Controller
+from serverlife import write_atomically
 
 
 def dsn(mail_from, rcpt, data, code, status, text, when):
@@ -105,10 +105,7 @@ def main():
         port = s.getsockname()[1]
     c = Controller(Handler(a.lmtp, bounces), hostname="127.0.0.1", port=port)
     c.start()
-    tmp = a.port_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(str(port))
-    os.rename(tmp, a.port_file)
+    write_atomically(a.port_file, str(port).encode())
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     deadline = time.monotonic() + a.max_seconds

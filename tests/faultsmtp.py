@@ -48,22 +48,15 @@ import base64
 import itertools
 import json
 import os
-import signal
 import socket
 import ssl
 import sys
+
+from serverlife import serve_until_stopped, write_atomically
 import time
 
 CONN_IDS = itertools.count(1)
 
-
-def write_atomically(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
 
 
 class Rule:
@@ -446,24 +439,8 @@ def parse_args(argv):
 
 async def serve(a):
     srv = Server(a)
-    loop = asyncio.get_running_loop()
     server = await asyncio.start_server(srv.handle, a.host, a.port)
-    port = server.sockets[0].getsockname()[1]
-    if a.port_file:
-        write_atomically(a.port_file, f"{port}\n".encode())
-    print(f"faultsmtp: listening on {a.host}:{port} (pid {os.getpid()})",
-          file=sys.stderr, flush=True)
-    done = loop.create_future()
-
-    def stop(why):
-        if not done.done():
-            print(f"faultsmtp: stopping ({why})", file=sys.stderr, flush=True)
-            done.set_result(None)
-    loop.add_signal_handler(signal.SIGTERM, stop, "SIGTERM")
-    loop.add_signal_handler(signal.SIGINT, stop, "SIGINT")
-    loop.call_later(a.max_seconds, stop, f"--max-seconds {a.max_seconds:g}")
-    await done
-    server.close()
+    await serve_until_stopped("faultsmtp", server, a.host, a.port_file, a.max_seconds)
     for t in list(srv.sessions):
         t.cancel()
     srv.log.close()

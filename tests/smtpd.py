@@ -53,10 +53,11 @@ import json
 import logging
 import os
 import re
-import signal
 import ssl
 import subprocess
 import sys
+
+from serverlife import serve_until_stopped, write_atomically
 import time
 import warnings
 
@@ -80,14 +81,6 @@ def gen_cert(directory):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return cert, key
 
-
-def write_atomically(path, data, tmp_path=None):
-    tmp_path = tmp_path or path + ".tmp"
-    with open(tmp_path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp_path, path)
 
 
 def next_seq(maildir):
@@ -352,23 +345,7 @@ async def serve(a):
     server = await loop.create_server(
         lambda: CaptureSMTP(handler, **smtp_kwargs), host=a.host, port=a.port,
         ssl=tls if a.implicit_tls else None)
-    port = server.sockets[0].getsockname()[1]
-    if a.port_file:
-        write_atomically(a.port_file, f"{port}\n".encode())
-    print(f"smtpd: listening on {a.host}:{port} (pid {os.getpid()})",
-          file=sys.stderr, flush=True)
-
-    done = loop.create_future()
-
-    def stop(why):
-        if not done.done():
-            print(f"smtpd: stopping ({why})", file=sys.stderr, flush=True)
-            done.set_result(None)
-    loop.add_signal_handler(signal.SIGTERM, stop, "SIGTERM")
-    loop.add_signal_handler(signal.SIGINT, stop, "SIGINT")
-    loop.call_later(a.max_seconds, stop, f"--max-seconds {a.max_seconds:g}")
-    await done
-    server.close()
+    await serve_until_stopped("smtpd", server, a.host, a.port_file, a.max_seconds)
     handler.log.close()
 
 
