@@ -94,6 +94,15 @@ char *xstrdup(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+void secret_free(char **s)
+{
+	if (!*s)
+		return;
+	explicit_bzero(*s, strlen(*s));
+	free(*s);
+	*s = NULL;
+}
+
 char *xstrndup(const char *s, size_t n)
 {
 	char *p = malloc(n + 1);

@@ -27,6 +27,9 @@ void buf_free(struct buf *b);
 /* Small string helpers shared by several modules. */
 char *xstrdup(const char *s);           /* NULL-safe strdup */
 char *xstrndup(const char *s, size_t n);
+/* Wipes a secret (a password) before freeing it, and sets *s to NULL;
+ * NULL-safe. */
+void secret_free(char **s);
 /* snprintf into err if err is non-NULL; always returns rc, so callers can
  * write `return set_err(err, errlen, rc, "...")`. */
 int set_err(char *err, size_t errlen, int rc, const char *fmt, ...)

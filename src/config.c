@@ -518,14 +518,6 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	return rc;
 }
 
-static void wipe_free(char *s)
-{
-	if (!s)
-		return;
-	explicit_bzero(s, strlen(s));
-	free(s);
-}
-
 /* what: "smtp" or "bounce.mailbox", for the messages. */
 static int password_from(const char *what, const char *env_name, const char *command,
 			 const char *literal, char **out, char *err, size_t errlen)
@@ -627,14 +619,14 @@ void config_free(struct config *c)
 			 &c->dkim.key_file};
 	for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
 		free(*strs[i]);
-	wipe_free(c->smtp.password);
+	secret_free(&c->smtp.password);
 	struct mailbox_conf *mbs[] = {&c->bounce.mailbox, &c->unsub.mailbox};
 	for (int i = 0; i < 2; i++) {
 		char *ms[] = {mbs[i]->url, mbs[i]->username, mbs[i]->password_env,
 			      mbs[i]->password_command, mbs[i]->ca_file, mbs[i]->move_to};
 		for (size_t k = 0; k < sizeof ms / sizeof *ms; k++)
 			free(ms[k]);
-		wipe_free(mbs[i]->password);
+		secret_free(&mbs[i]->password);
 	}
 	for (size_t i = 0; i < c->n_test_to; i++)
 		free(c->test_to[i]);

@@ -635,11 +635,7 @@ static int setup(struct run *r)
 		int prc = smtp_pool_new(&r->pool, &so, cfg->smtp.connections, limited ? 1 : 2,
 					r->err, r->errlen);
 		/* libcurl holds the password now; our copy goes at once. */
-		if (r->password) {
-			explicit_bzero(r->password, strlen(r->password));
-			free(r->password);
-			r->password = NULL;
-		}
+		secret_free(&r->password);
 		if (prc < 0)
 			return EX_CONFIG;
 		r->st->connections = cfg->smtp.connections;
@@ -732,10 +728,7 @@ int delivery_run(const struct config *cfg, const struct post *post,
 		job_free(r.queue[i]);
 	free(r.queue);
 	smtp_pool_free(r.pool);
-	if (r.password) {
-		explicit_bzero(r.password, strlen(r.password));
-		free(r.password);
-	}
+	secret_free(&r.password);
 	rl_free(&r.rl);
 	msg_free(&r.msg);
 	if (r.have_journal)

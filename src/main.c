@@ -858,14 +858,6 @@ static int mailbox_args(const struct config *cfg, const struct mailbox_conf *mc,
 	return 0;
 }
 
-static void wipe(char *s)
-{
-	if (s) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
-
 static int bounces_scan(struct ui *u, const struct config *cfg, int argc, char **argv)
 {
 	struct mailbox_opts mo;
@@ -877,7 +869,7 @@ static int bounces_scan(struct ui *u, const struct config *cfg, int argc, char *
 	struct scan_cb cb = {on_note, u};
 	struct scan_stats st;
 	rc = scan_exit(scan_bounces(cfg, &mo, &cb, &st, err, sizeof err));
-	wipe(password);
+	secret_free(&password);
 	if (rc)
 		say_err(err);
 	if (!u->quiet && (st.messages || !rc))
@@ -991,7 +983,7 @@ static int subscribers_unsubscribe(struct ui *u, const struct config *cfg, int a
 	struct scan_cb cb = {on_note, u};
 	struct scan_stats st;
 	rc = scan_exit(scan_unsubscribes(cfg, &mo, cfg->subscribers, &cb, &st, err, sizeof err));
-	wipe(password);
+	secret_free(&password);
 	if (rc)
 		say_err(err);
 	if (!u->quiet && (st.messages || !rc))

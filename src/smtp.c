@@ -325,11 +325,7 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 		c->started = 1;
 	}
 	/* libcurl keeps its own copy: ours need not outlive the setup. */
-	if (p->password) {
-		explicit_bzero(p->password, strlen(p->password));
-		free(p->password);
-		p->password = NULL;
-	}
+	secret_free(&p->password);
 	*out = p;
 	return 0;
 }
@@ -556,10 +552,7 @@ void smtp_pool_free(struct smtp_pool *p)
 		pthread_cond_destroy(&p->slots[i].work);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->done);
-	if (p->password) {
-		explicit_bzero(p->password, strlen(p->password));
-		free(p->password);
-	}
+	secret_free(&p->password);
 	free(p->slots);
 	free(p->url);
 	free(p);
