@@ -27,16 +27,6 @@ struct bounce_addr {
 	int suppressed;
 };
 
-time_t bounces_parse_time(const char *s)
-{
-	struct tm tm;
-	memset(&tm, 0, sizeof tm);
-	const char *e = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	if (!e || (*e && *e != '\t' && *e != '\n'))
-		return -1;
-	return timegm(&tm);
-}
-
 static int parse_line(char *line, struct bounce_entry *e)
 {
 	char *f[8];
@@ -143,7 +133,7 @@ static int replace(char **dst, const struct bounce_entry *e)
 
 static int apply(struct bounces *b, const struct bounce_entry *e)
 {
-	time_t t = bounces_parse_time(e->when);
+	time_t t = journal_parse_time(e->when);
 	if (t < 0)
 		return 0; /* not ours to interpret */
 	int hard = !strcmp(e->kind, "hard") || !strcmp(e->kind, "complaint");
@@ -423,7 +413,7 @@ static int each_in_journal(const char *path, const char *slug,
 			*msgid++ = '\0';
 			msgid[strcspn(msgid, "\t")] = '\0';
 		}
-		time_t t = bounces_parse_time(line);
+		time_t t = journal_parse_time(line);
 		if (t >= 0 && *addr)
 			*stop = fn(arg, slug, t, addr, msgid ? msgid : "");
 	}

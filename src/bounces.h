@@ -74,7 +74,5 @@ int bounces_each_delivery(const char *state_dir,
 			  int (*fn)(void *arg, const char *slug, time_t when,
 				    const char *addr, const char *msgid),
 			  void *arg, char *err, size_t errlen);
-/* "2026-11-26T06:34:35Z" -> time_t, or -1. */
-time_t bounces_parse_time(const char *s);
 void bounces_close(struct bounces *b);
 #endif

@@ -228,14 +228,14 @@ int journal_is_done(const char *state_dir, const char *slug)
 	return done;
 }
 
-static int parse_iso(const char *s, double *out)
+time_t journal_parse_time(const char *s)
 {
-	struct tm tm = {0};
-	const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	if (!end)
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	const char *e = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (!e || (*e && *e != '\t' && *e != '\n'))
 		return -1;
-	*out = (double)timegm(&tm);
-	return 0;
+	return timegm(&tm);
 }
 
 /* 1 when the 6th tab-separated field of a bounces.log line is "smtp": only
@@ -260,8 +260,9 @@ static int times_from(const char *path, time_t since, double **out, size_t *n,
 	size_t lcap = 0;
 	int rc = 0;
 	while (getline(&line, &lcap, f) > 0) {
-		double t;
-		if (parse_iso(line, &t) < 0 || t < (double)since ||
+		time_t tt = journal_parse_time(line);
+		double t = (double)tt;
+		if (tt < 0 || tt < since ||
 		    (bounce_log && !smtp_line(line)))
 			continue;
 		if (*n == *cap) {

@@ -67,8 +67,11 @@ int journal_lock(const char *state_dir, char *err, size_t errlen);
 void journal_unlock(int fd);
 /* mkdir -p for state_dir. */
 int journal_mkdir(const char *dir, char *err, size_t errlen);
-/* "2026-11-26T06:34:35Z" */
+/* "2026-11-26T06:34:35Z", the first field of journal and bounces.log
+ * lines; journal_parse_time reads it back (it may end the string or a
+ * tab-separated field), or returns -1. */
 void journal_time(time_t t, char out[32]);
+time_t journal_parse_time(const char *s);
 /* Copies s into out, turning tabs and control characters into spaces. */
 void journal_clean(char *out, size_t outlen, const char *s);
 #endif
