@@ -203,7 +203,7 @@ static void record(struct run *r, struct job *j, const struct smtp_result *res)
 		r->conn_failures = 0;
 		/* Over SMTP the connection's thread wrote the journal line
 		 * already (on_accept); a dry run has no journal. */
-		if (r->have_journal && journal_note(&r->journal, j->email, r->err, r->errlen) < 0)
+		if (r->have_journal && journal_error(&r->journal, r->err, r->errlen) < 0)
 			fail(r, STOP_STATE, EX_CANTCREAT);
 		job_free(j);
 		return;

@@ -171,22 +171,6 @@ int journal_error(struct journal *j, char *err, size_t errlen)
 	return 0;
 }
 
-int journal_note(struct journal *j, const char *addr, char *err, size_t errlen)
-{
-	/* The address is not added to the in-memory set: a list holds each
-	 * reader once, so nobody sent in this run is looked up again, and the
-	 * set stays the size of what earlier runs sent. */
-	(void)addr;
-	return journal_error(j, err, errlen);
-}
-
-int journal_add(struct journal *j, time_t when, const char *addr,
-		const char *msgid, const char *reply, char *err, size_t errlen)
-{
-	journal_write(j, when, addr, msgid, reply);
-	return journal_note(j, addr, err, errlen);
-}
-
 int journal_sync(struct journal *j, char *err, size_t errlen)
 {
 	pthread_mutex_lock(&j->mu);

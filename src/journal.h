@@ -38,16 +38,13 @@ int journal_has(const struct journal *j, const char *addr);
  * a crash or kill -9 of herald at any later moment; a flusher thread
  * fdatasyncs behind it, at most every 10 ms (one fdatasync covers every
  * line written since the last), so it also survives a power cut once that
- * lands. journal_sync waits for that. */
-int journal_add(struct journal *j, time_t when, const char *addr,
-		const char *msgid, const char *reply, char *err, size_t errlen);
-/* The two halves of journal_add: journal_write appends the line and may be
- * called from any thread (connection threads record their acceptances
- * themselves); journal_note then counts the address as sent (the calling
- * thread only). A write error shows in journal_error. */
+ * lands; journal_sync waits for that. Any thread may call it (connection
+ * threads record their own acceptances). The address is not added to the
+ * in-memory set: a list holds each reader once, so nobody sent in this run
+ * is looked up again, and the set stays the size of what earlier runs
+ * sent. A write or sync error shows in journal_error. */
 void journal_write(struct journal *j, time_t when, const char *addr,
 		   const char *msgid, const char *reply);
-int journal_note(struct journal *j, const char *addr, char *err, size_t errlen);
 int journal_error(struct journal *j, char *err, size_t errlen);
 int journal_sync(struct journal *j, char *err, size_t errlen);
 /* Marks the post fully sent (state_dir/<slug>.done), or tells if it is. */
