@@ -30,7 +30,21 @@ struct job {
 	struct msg_out info;
 };
 
-enum stop { GO, STOP_QUOTA, STOP_FATAL, STOP_UNREACHABLE, STOP_STATE };
+enum stop { GO, STOP_QUOTA, STOP_FATAL, STOP_UNREACHABLE, STOP_STATE, STOP_SIGNAL };
+
+/* A refusal the rules in smtp.c do not see as the sender's may still be:
+ * a relay whose wording no one foresaw. So the permanent refusals of a
+ * run are held back until its first acceptance; this many in a row with
+ * the same code and status, and nothing accepted, stop the run as the
+ * relay's problem, and none of them is logged as a bounce. A list whose
+ * first five readers are all truly gone (the same 5.1.1 five times) is
+ * stopped too: the message names them, so the author can check. */
+#define SENDER_STREAK 5
+
+struct held {
+	struct job *job;
+	struct smtp_result res;
+};
 
 struct run {
 	const struct config *cfg;
@@ -52,6 +66,16 @@ struct run {
 	long taken;            /* rows taken from the stream */
 	long seq;              /* dry-run file number */
 	int conn_failures;     /* consecutive, with nothing delivered between */
+	int uncertain_row;     /* consecutive unanswered final dots */
+	struct held held[SENDER_STREAK]; /* refusals before the first
+					    acceptance (SENDER_STREAK) */
+	int nheld;
+	int trouble;           /* a connection failed before MAIL: probe the
+				  server before handing out more */
+	struct smtp_result trouble_res;
+	int reconnects;        /* probe rounds with no reply to a message
+				  since */
+	long build_skipped;    /* bad rows found while building */
 	struct job *built;     /* the next message, built while the
 				  connections are busy */
 	int waited;            /* the last rate check made us wait */
@@ -95,7 +119,7 @@ static void progress(struct run *r)
 	struct delivery_stats *st = r->st;
 	st->elapsed = now_mono() - r->start;
 	long handled = st->sent + st->bounced + st->deferred + st->already +
-		       st->suppressed;
+		       st->suppressed + st->uncertain;
 	st->pending = st->total > handled ? st->total - handled : 0;
 	if (r->cb && r->cb->progress)
 		r->cb->progress(r->cb->arg, st);
@@ -108,6 +132,9 @@ static void fail(struct run *r, enum stop why, int rc)
 		r->stop = why;
 		r->rc = rc;
 	}
+	/* Messages already queued on a connection must not start either. */
+	if (r->pool)
+		smtp_pool_halt(r->pool);
 }
 
 static void job_free(struct job *j)
@@ -189,6 +216,75 @@ static void sync_journal(struct run *r)
 		fail(r, STOP_STATE, EX_CANTCREAT);
 }
 
+static void bounce_hard(struct run *r, struct job *j, const struct smtp_result *res)
+{
+	r->st->bounced++;
+	warn(r, "%s: refused: %s", j->email, res->text);
+	if (r->have_bounces &&
+	    bounces_add(&r->bounces, time(NULL), j->email, BOUNCE_HARD, res->status, res->code,
+			"smtp", r->post->slug, res->text, r->err, r->errlen) < 0)
+		fail(r, STOP_STATE, EX_CANTCREAT);
+	job_free(j);
+}
+
+/* The held refusals were the readers' after all: log them. */
+static void flush_held(struct run *r)
+{
+	for (int i = 0; i < r->nheld; i++)
+		bounce_hard(r, r->held[i].job, &r->held[i].res);
+	r->nheld = 0;
+}
+
+/* The held refusals were the relay's: nobody is blamed, and they are
+ * tried again by the next run. */
+static void drop_held(struct run *r)
+{
+	for (int i = 0; i < r->nheld; i++)
+		job_free(r->held[i].job);
+	r->nheld = 0;
+}
+
+static void sender_stop(struct run *r, const struct smtp_result *res, int streak)
+{
+	const char *url = r->cfg->smtp.url;
+	drop_held(r);
+	if (r->stop == STOP_FATAL)
+		return;
+	if (streak)
+		set_err(r->err, r->errlen, EX_UNAVAILABLE,
+			"%s: the first %d readers were all refused with %d %s and none was accepted (last: %s): that is the relay refusing herald, not %d bad addresses; nobody was marked as bounced. Check the relay's restrictions for this host and sender (smtp.username, `from`); if these addresses really are gone, set their status in the list",
+			url, SENDER_STREAK, res->code, res->status, res->text, SENDER_STREAK);
+	else
+		set_err(r->err, r->errlen, EX_UNAVAILABLE, "%s: %s%s%s%s", url, res->text,
+			res->hint[0] ? " — " : "", res->hint,
+			res->stage >= SMTP_STAGE_RCPT ? "; nobody was marked as bounced" : "");
+	fail(r, STOP_FATAL, EX_UNAVAILABLE);
+}
+
+/* A permanent refusal: a bounce, or held back while the run has not
+ * seen an acceptance yet. */
+static void refused(struct run *r, struct job *j, const struct smtp_result *res)
+{
+	r->conn_failures = 0;
+	if (r->stop == STOP_FATAL) {
+		job_free(j); /* the relay's problem: not blamed now */
+		return;
+	}
+	if (r->st->sent) {
+		bounce_hard(r, j, res);
+		return;
+	}
+	if (r->nheld && (r->held[0].res.code != res->code ||
+			 strcmp(r->held[0].res.status, res->status)))
+		flush_held(r);
+	r->held[r->nheld].job = j;
+	r->held[r->nheld].res = *res;
+	if (++r->nheld == SENDER_STREAK && r->stop != STOP_FATAL)
+		sender_stop(r, res, 1);
+	else if (r->nheld == SENDER_STREAK)
+		flush_held(r);
+}
+
 /* The outcome of one transaction: journal, bounce log or retry queue.
  * Takes ownership of the job. */
 static void record(struct run *r, struct job *j, const struct smtp_result *res)
@@ -197,34 +293,63 @@ static void record(struct run *r, struct job *j, const struct smtp_result *res)
 	const struct config *c = r->cfg;
 	time_t now = time(NULL);
 	buf_free(&j->wire);
+	if (res->cls != SMTP_NOT_TRIED && res->cls != SMTP_CONN)
+		r->reconnects = 0;
 	switch (res->cls) {
 	case SMTP_OK:
 		st->sent++;
 		r->conn_failures = 0;
+		r->uncertain_row = 0;
+		flush_held(r);
 		/* Over SMTP the connection's thread wrote the journal line
 		 * already (on_accept); a dry run has no journal. */
 		if (r->have_journal && journal_error(&r->journal, r->err, r->errlen) < 0)
 			fail(r, STOP_STATE, EX_CANTCREAT);
 		job_free(j);
 		return;
-	case SMTP_PERM:
-		st->bounced++;
-		r->conn_failures = 0;
-		warn(r, "%s: refused: %s", j->email, res->text);
-		if (r->have_bounces &&
-		    bounces_add(&r->bounces, now, j->email, BOUNCE_HARD, res->status, res->code,
-				"smtp", r->post->slug, res->text, r->err, r->errlen) < 0)
+	case SMTP_UNCERTAIN:
+		st->uncertain++;
+		warn(r, "%s: %s; recorded as uncertain and not sent again (send --retry-uncertain sends it again)",
+		     j->email, res->text);
+		if (r->have_journal && journal_error(&r->journal, r->err, r->errlen) < 0)
 			fail(r, STOP_STATE, EX_CANTCREAT);
+		/* A relay that takes every message and never answers its dot
+		 * would otherwise mark the whole list uncertain. */
+		if (++r->uncertain_row >= r->st->connections + 2 && r->stop == GO) {
+			set_err(r->err, r->errlen, EX_UNAVAILABLE,
+				"%s: %d messages in a row got no reply to their final dot within smtp.timeout (%ld s); stopped. If the relay is just slow (a content filter), raise smtp.timeout",
+				c->smtp.url, r->uncertain_row, c->smtp.timeout);
+			fail(r, STOP_UNREACHABLE, EX_UNAVAILABLE);
+		}
 		job_free(j);
 		return;
+	case SMTP_NOT_TRIED:
+		job_free(j); /* never left: stays unsent for the next run */
+		return;
+	case SMTP_PERM:
+		refused(r, j, res);
+		return;
 	case SMTP_FATAL:
-		if (r->stop != STOP_FATAL)
-			set_err(r->err, r->errlen, EX_UNAVAILABLE, "%s: %s", c->smtp.url, res->text);
-		fail(r, STOP_FATAL, EX_UNAVAILABLE);
+		sender_stop(r, res, 0);
 		job_free(j); /* not tried: stays unsent for the next run */
 		return;
-	case SMTP_TEMP:
 	case SMTP_CONN:
+		if (res->stage == SMTP_STAGE_CONNECT && r->stop == GO) {
+			/* The server, not this reader: the reader waits, the
+			 * connection is what gets retried (reconnect()). */
+			if (!r->trouble)
+				r->trouble_res = *res;
+			r->trouble = 1;
+			j->ready = 0;
+			if (enqueue(r, j) == 0)
+				return;
+			set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
+			fail(r, STOP_STATE, EX_SOFTWARE);
+			job_free(j);
+			return;
+		}
+		break;
+	case SMTP_TEMP:
 		break;
 	}
 	if (res->cls == SMTP_CONN)
@@ -243,12 +368,17 @@ static void record(struct run *r, struct job *j, const struct smtp_result *res)
 		set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
 		fail(r, STOP_STATE, EX_SOFTWARE);
 	}
+	if (r->stop == STOP_SIGNAL || r->stop == STOP_STATE || r->stop == STOP_FATAL) {
+		job_free(j); /* stopping: tried again by the next run */
+		return;
+	}
 	st->deferred++;
 	warn(r, "%s: deferred after %d attempt%s: %s", j->email, j->attempts,
 	     j->attempts == 1 ? "" : "s", res->text);
 	/* Only a 4xx about this recipient is a soft bounce; a dead
-	 * connection says nothing about the address. */
-	if (res->cls == SMTP_TEMP && r->have_bounces &&
+	 * connection, or a 4xx about the sending side, says nothing about
+	 * the address. */
+	if (res->cls == SMTP_TEMP && !res->sender_side && r->have_bounces &&
 	    bounces_add(&r->bounces, now, j->email, BOUNCE_SOFT, res->status, res->code,
 			"smtp", r->post->slug, res->text, r->err, r->errlen) < 0)
 		fail(r, STOP_STATE, EX_CANTCREAT);
@@ -260,13 +390,18 @@ static void on_done(void *arg, void *tag, const struct smtp_result *res)
 	record(arg, tag, res);
 }
 
-/* On a connection's thread, before it carries another message. */
-static void on_accept(void *arg, void *tag, const struct smtp_result *res)
+/* On a connection's thread, before it carries another message: the
+ * journal line. Non-zero (it could not be written) halts every
+ * connection, so at most the one message per connection that was
+ * accepted and not recorded can be sent again by a later run. */
+static int on_accept(void *arg, void *tag, const struct smtp_result *res)
 {
 	struct run *r = arg;
 	const struct job *j = tag;
-	if (r->have_journal)
-		journal_write(&r->journal, time(NULL), j->email, j->info.message_id, res->text);
+	if (!r->have_journal)
+		return 0;
+	return journal_write(&r->journal, time(NULL), j->email, j->info.message_id, res->text,
+			     res->cls == SMTP_UNCERTAIN ? JOURNAL_UNCERTAIN : JOURNAL_SENT);
 }
 
 static int write_dry(struct run *r, struct job *j)
@@ -289,6 +424,22 @@ static int write_dry(struct run *r, struct job *j)
 	return 0;
 }
 
+enum verdict { TAKE, INACTIVE, ALREADY, SUPPRESSED };
+
+/* Whether a subscribed row is to be mailed this run. No side effects, so
+ * both the loop and the end-of-run look-ahead can ask. */
+static enum verdict verdict(const struct run *r, int kind, const struct subs_row *s)
+{
+	if (kind == SUBS_INACTIVE)
+		return INACTIVE;
+	if (r->have_journal && !r->o->force && journal_has(&r->journal, s->email) &&
+	    !(r->o->retry_uncertain && journal_is_uncertain(&r->journal, s->email)))
+		return ALREADY;
+	if (r->have_bounces && bounces_suppressed(&r->bounces, s->email))
+		return SUPPRESSED;
+	return TAKE;
+}
+
 /* The next reader to try: a deferred one whose time has come, else the
  * next row of the list. NULL when there is none right now. */
 static struct job *next_job(struct run *r)
@@ -298,7 +449,8 @@ static struct job *next_job(struct run *r)
 		if (r->queue[i]->ready <= now_mono()) {
 			struct job *j = r->queue[i];
 			r->queue[i] = r->queue[--r->nqueue];
-			r->st->retried++;
+			if (j->attempts)
+				r->st->retried++;
 			return j;
 		}
 	}
@@ -323,17 +475,11 @@ static struct job *next_job(struct run *r)
 			r->eof = 1;
 			return NULL;
 		}
-		if (k == SUBS_INACTIVE) {
-			r->st->inactive++;
-			continue;
-		}
-		if (r->have_journal && !r->o->force && journal_has(&r->journal, s.email)) {
-			r->st->already++;
-			continue;
-		}
-		if (r->have_bounces && bounces_suppressed(&r->bounces, s.email)) {
-			r->st->suppressed++;
-			continue;
+		switch (verdict(r, k, &s)) {
+		case INACTIVE: r->st->inactive++; continue;
+		case ALREADY: r->st->already++; continue;
+		case SUPPRESSED: r->st->suppressed++; continue;
+		case TAKE: break;
 		}
 		struct job *j = job_new(s.fields, s.nfields, s.email, s.name, s.line);
 		if (!j) {
@@ -346,6 +492,23 @@ static struct job *next_job(struct run *r)
 	}
 }
 
+/* After --limit: is any reader left that a run without it would mail?
+ * Reads on without counting or warning (rows past the limit were never
+ * reached, so their faults are not this run's to report). */
+static int readers_left(struct run *r)
+{
+	struct subs_row s;
+	char why[512];
+	int k;
+	while (!r->eof && (k = subs_next(r->sr, &s, why, sizeof why)) != SUBS_END) {
+		if (k == SUBS_FATAL || k == SUBS_NOFILE)
+			return 0;
+		if ((k == SUBS_ROW || k == SUBS_INACTIVE) && verdict(r, k, &s) == TAKE)
+			return 1;
+	}
+	return 0;
+}
+
 static int build(struct run *r, struct job *j)
 {
 	char why[256];
@@ -355,6 +518,7 @@ static int build(struct run *r, struct job *j)
 	if (rc == MSG_BADROW) {
 		warn(r, "%s:%ld: %s; skipped", r->o->subscribers, j->line, why);
 		r->st->skipped++;
+		r->build_skipped++;
 		return -1;
 	}
 	if (rc) {
@@ -457,14 +621,117 @@ static int more_work(const struct run *r)
 	return r->built || r->nqueue || (!r->eof && !(r->o->limit && r->taken >= r->o->limit));
 }
 
+static int interrupted(struct run *r)
+{
+	if (r->st->interrupted)
+		return 1;
+	if (!r->o->interrupted || !r->o->interrupted(r->o->interrupt_arg))
+		return 0;
+	r->st->interrupted = 1;
+	if (r->stop == GO || r->stop == STOP_QUOTA) {
+		set_err(r->err, r->errlen, EX_TEMPFAIL,
+			"stopped by a signal: took no new reader and waited for the messages in flight; run again to send the rest");
+		fail(r, STOP_SIGNAL, EX_TEMPFAIL);
+	}
+	return 1;
+}
+
+/* Sleeps s seconds unless a signal comes first (then returns -1). */
+static int nap(struct run *r, double s)
+{
+	double until = now_mono() + s;
+	for (double left = s; left > 0; left = until - now_mono()) {
+		if (interrupted(r))
+			return -1;
+		sleep_for(left > 0.2 ? 0.2 : left);
+	}
+	return interrupted(r) ? -1 : 0;
+}
+
+static void fmt_secs(double s, char *out, size_t len)
+{
+	long t = (long)(s + 0.5);
+	if (t >= 60)
+		snprintf(out, len, "%ld min %ld s", t / 60, t % 60);
+	else if (s < 9.95)
+		snprintf(out, len, "%.1f s", s);
+	else
+		snprintf(out, len, "%ld s", t);
+}
+
+/* The server could not be reached (first: how the last connection
+ * failed): retry the connection, not the readers, with the retry
+ * group's delays, saying so once per attempt. `tried` attempts have
+ * been made already. 0 once a probe goes through; otherwise the run is
+ * stopped (69, or 75 for a signal). */
+static int reconnect(struct run *r, struct smtp_result first, int tried)
+{
+	const struct config *c = r->cfg;
+	struct smtp_result res = first;
+	int attempts = c->retry.attempts < 1 ? 1 : c->retry.attempts;
+	double spent = 0;
+	for (int n = tried + 1; n <= attempts; n++) {
+		if (n > 1) {
+			double d = backoff(c, n - 1);
+			char ds[32];
+			fmt_secs(d, ds, sizeof ds);
+			warn(r, "%s: %s; retrying in %s (attempt %d/%d)", c->smtp.url, res.text, ds,
+			     n, attempts);
+			r->st->reconnecting = 1;
+			r->st->attempt = n;
+			r->st->attempts = attempts;
+			progress(r);
+			double t0 = now_mono();
+			int stopped = nap(r, d) < 0;
+			spent += now_mono() - t0;
+			if (stopped) {
+				r->st->reconnecting = 0;
+				return -1;
+			}
+		}
+		if (smtp_pool_probe(r->pool, &res) == 0) {
+			r->st->reconnecting = 0;
+			return 0;
+		}
+		if (res.cls == SMTP_FATAL)
+			break;
+	}
+	r->st->reconnecting = 0;
+	if (res.cls == SMTP_FATAL) {
+		sender_stop(r, &res, 0);
+		return -1;
+	}
+	char ds[32];
+	fmt_secs(spent, ds, sizeof ds);
+	set_err(r->err, r->errlen, EX_UNAVAILABLE, "%s: %s (%d attempt%s over %s)%s%s; %s", c->smtp.url,
+		res.text, attempts, attempts == 1 ? "" : "s", ds, res.hint[0] ? " — " : "", res.hint,
+		r->st->sent ? "the rest were not attempted: run again once it is back"
+			    : "nothing was sent: run again once it is back");
+	fail(r, STOP_UNREACHABLE, EX_UNAVAILABLE);
+	return -1;
+}
+
 static void loop(struct run *r)
 {
 	double last_progress = 0;
 	for (;;) {
+		interrupted(r);
+		/* Connections failed before MAIL: once none is busy, find out
+		 * whether the server is back before handing out more. */
+		if (r->trouble && r->stop == GO && (!r->pool || !smtp_pool_busy(r->pool))) {
+			r->trouble = 0;
+			if (++r->reconnects > r->cfg->retry.attempts) {
+				set_err(r->err, r->errlen, EX_UNAVAILABLE,
+					"%s: %s; every new connection fails this way", r->cfg->smtp.url,
+					r->trouble_res.text);
+				fail(r, STOP_UNREACHABLE, EX_UNAVAILABLE);
+			} else
+				reconnect(r, r->trouble_res, 1);
+		}
 		int idle = r->pool ? smtp_pool_idle(r->pool) : 1;
-		double wait = fill(r, idle);
+		double wait = r->trouble ? 0 : fill(r, idle);
 		int busy = r->pool ? smtp_pool_busy(r->pool) : 0;
-		if (!busy && !more_work(r))
+		if (!busy && !more_work(r) && !r->trouble)
 			break;
 		double t = now_mono();
 		if (t - last_progress > 0.1) {
@@ -472,13 +739,13 @@ static void loop(struct run *r)
 			last_progress = t;
 		}
 		if (busy) {
-			smtp_pool_run(r->pool, wait > 0 && wait < 1 ? wait : 1, on_done, r);
+			smtp_pool_run(r->pool, wait > 0 && wait < 0.5 ? wait : 0.5, on_done, r);
 		} else if (wait > 0) {
-			double nap = wait > 0.5 ? 0.5 : wait;
+			double rest = wait > 0.5 ? 0.5 : wait;
 			progress(r);
 			if (r->st->limit_window)
-				r->st->waiting += nap;
-			sleep_for(nap);
+				r->st->waiting += rest;
+			sleep_for(rest);
 		}
 	}
 	sync_journal(r);
@@ -602,6 +869,25 @@ static int setup(struct run *r)
 	const struct delivery_opts *o = r->o;
 	const char *secret = NULL;
 	int rc;
+	/* The lock first: nothing that can block (a password command, a
+	 * server that does not answer) may run before it, or a hung run
+	 * would let the next cron run start beside it. */
+	if (!o->dry_run_dir && !o->n_test) {
+		r->lock = journal_lock(cfg->state_dir, r->err, r->errlen);
+		r->st->locked = r->lock == -1;
+		if (r->lock < 0)
+			return r->lock == -1 ? EX_TEMPFAIL : EX_CANTCREAT;
+		if (journal_open(&r->journal, cfg->state_dir, r->post->slug, r->err, r->errlen) < 0)
+			return EX_CANTCREAT;
+		r->have_journal = 1;
+	}
+	if (!o->n_test) {
+		/* A dry run reads the suppression list but writes nothing. */
+		if (bounces_open(&r->bounces, cfg->state_dir, cfg->bounce.soft_limit, r->err,
+				 r->errlen) < 0)
+			return EX_CANTCREAT;
+		r->have_bounces = 1;
+	}
 	if (!o->n_test && (rc = count_readers(r)))
 		return rc;
 	int k = subs_open(&r->sr, o->subscribers, r->err, r->errlen);
@@ -614,6 +900,11 @@ static int setup(struct run *r)
 		     o->n_test > 0, r->err, r->errlen);
 	if (k < 0)
 		return k == MSG_NOFILE ? EX_NOINPUT : EX_DATAERR;
+	static const struct rate_conf none;
+	if (rl_init(&r->rl, o->dry_run_dir ? &none : &o->rate, now_mono()) < 0)
+		return set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
+	if (!o->dry_run_dir && !o->n_test && (rc = seed_quota(r)))
+		return rc;
 	if (o->dry_run_dir) {
 		if (journal_mkdir(o->dry_run_dir, r->err, r->errlen) < 0)
 			return EX_CANTCREAT;
@@ -626,6 +917,7 @@ static int setup(struct run *r)
 			.ca_file = cfg->smtp.ca_file, .timeout = cfg->smtp.timeout,
 			.helo = cfg->smtp.helo ? cfg->smtp.helo : strrchr(cfg->from_addr, '@') + 1,
 			.trace = o->trace, .trace_arg = o->trace_arg,
+			.accept = on_accept, .accept_arg = r,
 		};
 		/* Unthrottled, each connection holds a second message to start
 		 * the moment the first is answered; under a rate limit every
@@ -640,40 +932,29 @@ static int setup(struct run *r)
 			return EX_CONFIG;
 		r->st->connections = cfg->smtp.connections;
 	}
-	if (!o->dry_run_dir && !o->n_test) {
-		r->lock = journal_lock(cfg->state_dir, r->err, r->errlen);
-		r->st->locked = r->lock == -1;
-		if (r->lock < 0)
-			return r->lock == -1 ? EX_TEMPFAIL : EX_CANTCREAT;
-		if (journal_open(&r->journal, cfg->state_dir, r->post->slug, r->err, r->errlen) < 0)
-			return EX_CANTCREAT;
-		r->have_journal = 1;
-		if (r->pool)
-			smtp_pool_on_accept(r->pool, on_accept, r);
-	}
-	if (!o->n_test) {
-		/* A dry run reads the suppression list but writes nothing. */
-		if (bounces_open(&r->bounces, cfg->state_dir, cfg->bounce.soft_limit, r->err,
-				 r->errlen) < 0)
-			return EX_CANTCREAT;
-		r->have_bounces = 1;
-	}
-	static const struct rate_conf none;
-	if (rl_init(&r->rl, o->dry_run_dir ? &none : &o->rate, now_mono()) < 0)
-		return set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
-	if (!o->dry_run_dir && !o->n_test && (rc = seed_quota(r)))
-		return rc;
 	if (o->n_test)
 		queue_tests(r);
 	return r->rc;
+}
+
+/* Before the first reader: is the server there, and will it take us? */
+static int first_contact(struct run *r)
+{
+	struct smtp_result res;
+	if (!r->pool || smtp_pool_probe(r->pool, &res) == 0)
+		return 0;
+	if (res.cls == SMTP_FATAL)
+		sender_stop(r, &res, 0);
+	else
+		reconnect(r, res, 1);
+	return r->stop == GO ? 0 : -1;
 }
 
 static int outcome(struct run *r)
 {
 	struct delivery_stats *st = r->st;
 	if (r->stop == STOP_FATAL || r->stop == STOP_UNREACHABLE)
-		/* Partly done: a rerun finishes it. */
-		return st->sent || st->bounced ? EX_TEMPFAIL : EX_UNAVAILABLE;
+		return EX_UNAVAILABLE;
 	if (r->stop != GO)
 		return r->rc;
 	if (st->deferred && !st->sent && !st->bounced && r->conn_failures) {
@@ -683,20 +964,11 @@ static int outcome(struct run *r)
 	}
 	if (st->deferred)
 		return EX_TEMPFAIL;
-	if (r->o->limit && !r->o->n_test) {
+	if (r->o->limit && !r->o->n_test && r->taken >= r->o->limit && readers_left(r)) {
 		/* --limit left readers unsent: say so through the code. */
-		const struct delivery_opts *saved = r->o;
-		struct delivery_opts unlimited = *saved;
-		unlimited.limit = 0;
-		r->o = &unlimited;
-		struct job *j = next_job(r);
-		r->o = saved;
-		if (j) {
-			job_free(j);
-			set_err(r->err, r->errlen, EX_TEMPFAIL,
-				"--limit %ld reached; run again to send the rest", saved->limit);
-			return EX_TEMPFAIL;
-		}
+		set_err(r->err, r->errlen, EX_TEMPFAIL,
+			"--limit %ld reached; run again to send the rest", r->o->limit);
+		return EX_TEMPFAIL;
 	}
 	return 0;
 }
@@ -715,13 +987,27 @@ int delivery_run(const struct config *cfg, const struct post *post,
 		st->started = 1;
 		if (o->n_test)
 			st->total = (long)r.nqueue;
-		loop(&r);
+		if (first_contact(&r) == 0)
+			loop(&r);
+		else
+			sync_journal(&r);
+		/* Refusals held back for the first acceptance that never came
+		 * are bounces after all, unless the relay was to blame. */
+		if (r.stop == STOP_FATAL)
+			drop_held(&r);
+		else
+			flush_held(&r);
 		rc = outcome(&r);
 		if (rc == 0 && r.have_journal)
 			if (journal_mark_done(cfg->state_dir, post->slug, err, errlen) < 0)
 				rc = EX_CANTCREAT;
 	}
 	st->done = 1;
+	if (st->started) {
+		long handled = st->sent + st->bounced + st->deferred + st->already +
+			       st->suppressed + st->uncertain + r.build_skipped;
+		st->not_attempted = st->total > handled ? st->total - handled : 0;
+	}
 	progress(&r);
 	job_free(r.built);
 	for (size_t i = 0; i < r.nqueue; i++)

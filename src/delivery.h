@@ -21,13 +21,22 @@ struct delivery_opts {
 	long limit;                /* at most this many messages; 0 = all */
 	int force;                 /* ignore the journal */
 	int until_quota;           /* stop (75) instead of waiting for a quota */
+	int retry_uncertain;       /* send again to readers whose message
+				      may have arrived (journal "uncertain") */
 	/* -v: the SMTP transcript, credentials redacted (see smtp.h) */
 	void (*trace)(void *arg, const char *line);
 	void *trace_arg;
+	/* Polled by the loop (main thread): non-zero once SIGTERM/SIGINT
+	 * came. The run then takes no new reader, waits for the replies of
+	 * messages in flight, records them and returns EX_TEMPFAIL. */
+	int (*interrupted)(void *arg);
+	void *interrupt_arg;
 };
 
 struct delivery_stats {
 	long sent, bounced, deferred;
+	long uncertain;    /* final dot sent, no reply: maybe delivered */
+	long not_attempted;/* readers this run stopped before trying */
 	long skipped;      /* bad rows */
 	long inactive;     /* status not subscribed */
 	long already;      /* in the journal from an earlier run */
@@ -41,6 +50,9 @@ struct delivery_stats {
 	double waiting;    /* seconds spent waiting for the rate limit */
 	const char *limit_window; /* the rate window holding us back now */
 	int quota_stop;    /* --until-quota stopped the run */
+	int interrupted;   /* a signal stopped the run */
+	int reconnecting;  /* the server is unreachable; attempt n of m: */
+	int attempt, attempts;
 	int locked;        /* another herald holds state_dir's lock */
 	int started;       /* set-up went through and sending began */
 	int done;

@@ -114,8 +114,14 @@ int journal_open(struct journal *j, const char *state_dir, const char *slug,
 		if (!addr)
 			continue;
 		addr++;
+		/* A fifth field "uncertain": no reply came to the final dot. */
+		char *f5 = addr;
+		for (int k = 0; f5 && k < 3; k++)
+			if ((f5 = strchr(f5, '\t')))
+				f5++;
+		int unsure = f5 && !strncmp(f5, "uncertain", 9) && (f5[9] == '\n' || f5[9] == '\t');
 		addr[strcspn(addr, "\t\n")] = '\0';
-		if (*addr && addrset_add(&j->sent, addr) < 0) {
+		if (*addr && addrset_add(unsure ? &j->uncertain : &j->sent, addr) < 0) {
 			rc = set_err(err, errlen, -1, "out of memory");
 			break;
 		}
@@ -132,20 +138,25 @@ int journal_open(struct journal *j, const char *state_dir, const char *slug,
 
 int journal_has(const struct journal *j, const char *addr)
 {
-	return addrset_has(&j->sent, addr);
+	return addrset_has(&j->sent, addr) || addrset_has(&j->uncertain, addr);
 }
 
-void journal_write(struct journal *j, time_t when, const char *addr,
-		   const char *msgid, const char *reply)
+int journal_is_uncertain(const struct journal *j, const char *addr)
+{
+	return addrset_has(&j->uncertain, addr) && !addrset_has(&j->sent, addr);
+}
+
+int journal_write(struct journal *j, time_t when, const char *addr,
+		  const char *msgid, const char *reply, enum journal_mark mark)
 {
 	char ts[32], rep[512], line[1400];
 	journal_time(when, ts);
 	journal_clean(rep, sizeof rep, reply);
-	int len = snprintf(line, sizeof line, "%s\t%s\t%s\t%s\n", ts, addr, msgid, rep);
-	if (len >= (int)sizeof line) {
-		len = sizeof line - 1;
-		line[len - 1] = '\n';
-	}
+	const char *tail = mark == JOURNAL_UNCERTAIN ? "\tuncertain\n" : "\n";
+	int len = snprintf(line, sizeof line, "%s\t%s\t%s\t%s", ts, addr, msgid, rep);
+	if (len > (int)sizeof line - 16)
+		len = (int)sizeof line - 16;
+	len += snprintf(line + len, sizeof line - (size_t)len, "%s", tail);
 	/* One write(2) per line on an O_APPEND descriptor: lines from
 	 * several threads never interleave. */
 	ssize_t w = write(j->fd, line, (size_t)len);
@@ -158,6 +169,7 @@ void journal_write(struct journal *j, time_t when, const char *addr,
 	if (j->written++ == j->synced)
 		pthread_cond_broadcast(&j->cv);
 	pthread_mutex_unlock(&j->mu);
+	return e ? -1 : 0;
 }
 
 int journal_error(struct journal *j, char *err, size_t errlen)
@@ -322,6 +334,7 @@ void journal_close(struct journal *j)
 		close(j->fd);
 	free(j->path);
 	addrset_free(&j->sent);
+	addrset_free(&j->uncertain);
 	memset(j, 0, sizeof *j);
 	j->fd = -1;
 }

@@ -1,7 +1,10 @@
 /* journal: the per-post delivery journal and the state-dir lock.
  *
  * state_dir/<slug>.journal holds one tab-separated line per message the
- * server accepted: time, address, Message-ID, server reply. Each line is
+ * server accepted: time, address, Message-ID, server reply; and, with a
+ * fifth field "uncertain", per message whose final dot went out with no
+ * reply (the server may have it: such a reader is not mailed again unless
+ * asked, with send --retry-uncertain). Each line is
  * written and fsync'd before the next message is counted, so a crash
  * loses at most the message in flight, and a rerun skips every address
  * already in the journal.
@@ -18,6 +21,7 @@ struct journal {
 	char *path;
 	int fd;
 	struct addrset sent; /* lower-cased addresses */
+	struct addrset uncertain; /* sent, no reply to the final dot */
 	/* The flusher thread: fdatasync runs beside the sending, so a
 	 * connection never waits for the disk between two messages. */
 	pthread_t flusher;
@@ -32,8 +36,11 @@ struct journal {
  * last line (crash mid-write) is ignored. */
 int journal_open(struct journal *j, const char *state_dir, const char *slug,
 		 char *err, size_t errlen);
-/* Was addr delivered by an earlier run (the journal as opened)? */
+/* Was addr delivered (or maybe delivered) by an earlier run, the journal
+ * as opened? */
 int journal_has(const struct journal *j, const char *addr);
+/* Only maybe: every line for addr is marked uncertain. */
+int journal_is_uncertain(const struct journal *j, const char *addr);
 /* Appends a line with write(2) before returning, so the delivery survives
  * a crash or kill -9 of herald at any later moment; a flusher thread
  * fdatasyncs behind it, at most every 10 ms (one fdatasync covers every
@@ -43,8 +50,11 @@ int journal_has(const struct journal *j, const char *addr);
  * in-memory set: a list holds each reader once, so nobody sent in this run
  * is looked up again, and the set stays the size of what earlier runs
  * sent. A write or sync error shows in journal_error. */
-void journal_write(struct journal *j, time_t when, const char *addr,
-		   const char *msgid, const char *reply);
+enum journal_mark { JOURNAL_SENT, JOURNAL_UNCERTAIN };
+/* Returns -1 when the line could not be written (the error also stays
+ * for journal_error). */
+int journal_write(struct journal *j, time_t when, const char *addr,
+		  const char *msgid, const char *reply, enum journal_mark mark);
 int journal_error(struct journal *j, char *err, size_t errlen);
 int journal_sync(struct journal *j, char *err, size_t errlen);
 /* Marks the post fully sent (state_dir/<slug>.done), or tells if it is. */

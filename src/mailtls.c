@@ -1,4 +1,5 @@
 #include "mailtls.h"
+#include "addr.h"
 #include "buf.h"
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,15 +21,7 @@ static int is_loopback(int fd)
 	socklen_t sl = sizeof ss;
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
 		return 0;
-	if (ss.ss_family == AF_INET)
-		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
-	if (ss.ss_family == AF_INET6) {
-		const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-		if (IN6_IS_ADDR_LOOPBACK(a))
-			return 1;
-		return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
-	}
-	return 0;
+	return addr_sockaddr_is_loopback((struct sockaddr *)&ss);
 }
 
 int mailtls_connect(const char *host, int port, long timeout, int *loopback,

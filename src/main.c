@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <stdarg.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ static const char usage[] =
 	"\n"
 	"  send POST.md [--dry-run DIR] [--test[=ADDR]]... [--subscribers FILE]\n"
 	"               [--rate SPEC] [--limit N] [--until-quota] [--force] [--json]\n"
+	"               [--retry-uncertain]\n"
 	"  send --due POST.md|DIR\n"
 	"      Send the post to every subscriber not yet in its journal.\n"
 	"      --dry-run DIR   write each message to DIR/NNNNNN-<address>.eml; no network\n"
@@ -50,6 +52,8 @@ static const char usage[] =
 	"      --until-quota   stop (exit 75) when a rate window is used up, instead of waiting\n"
 	"      --json          print the summary as one JSON object on stdout\n"
 	"      --force         send again to readers already in the journal\n"
+	"      --retry-uncertain  send again to readers whose message got no reply to its\n"
+	"                      final dot (journal \"uncertain\": they may have it already)\n"
 	"  preview POST.md [-o DIR] [--as EMAIL] [--no-screenshots]\n"
 	"      Write DIR/<slug>.html, .txt and .eml as EMAIL (default: first reader) gets them,\n"
 	"      and <slug>-desktop.png, <slug>-mobile.png when Chromium is installed.\n"
@@ -84,6 +88,7 @@ struct ui {
 	int quiet, verbose, tty;
 	int progress_shown;
 	double last_progress;
+	int stopping;         /* the signal that asked send to stop, or 0 */
 };
 
 static void say_err(const char *msg)
@@ -143,8 +148,12 @@ static void on_progress(void *arg, const struct delivery_stats *st)
 	if (t - u->last_progress < 0.1 && !st->done)
 		return;
 	u->last_progress = t;
-	double rate = st->elapsed > 0 ? st->attempted / st->elapsed : 0;
-	long done = st->sent + st->bounced + st->deferred + st->already + st->suppressed;
+	long answered = st->sent + st->bounced + st->uncertain;
+	/* No rate or ETA until something was answered: a server that is
+	 * down would show 0.0 msg/s and an ETA of never. */
+	double rate = st->elapsed > 0 && answered ? st->attempted / st->elapsed : 0;
+	long done = st->sent + st->bounced + st->deferred + st->already + st->suppressed +
+		    st->uncertain;
 	long total = st->total > done ? st->total : done;
 	int width = 24, fill = total ? (int)(width * done / total) : width;
 	char bar[32], eta[32] = "";
@@ -156,9 +165,15 @@ static void on_progress(void *arg, const struct delivery_stats *st)
 		fmt_dur(st->pending / rate, d, sizeof d);
 		snprintf(eta, sizeof eta, "  ETA %s", d);
 	}
-	fprintf(stderr, "\r\033[K[%s] %ld/%ld  %.1f msg/s%s%s%s%s", bar, done, total, rate, eta,
+	char speed[32] = "", server[64] = "";
+	if (rate > 0)
+		snprintf(speed, sizeof speed, "  %.1f msg/s", rate);
+	if (st->reconnecting)
+		snprintf(server, sizeof server, "  waiting for the server (attempt %d/%d)", st->attempt,
+			 st->attempts);
+	fprintf(stderr, "\r\033[K[%s] %ld/%ld%s%s%s%s%s%s", bar, done, total, speed, eta,
 		st->limit_window ? "  waiting for rate." : "",
-		st->limit_window ? st->limit_window : "",
+		st->limit_window ? st->limit_window : "", server,
 		st->bounced || st->deferred ? "  (some refused)" : "");
 	u->progress_shown = 1;
 }
@@ -172,13 +187,20 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 		fprintf(f, "%s: %s %ld, bounced %ld, deferred %ld, skipped %ld bad row%s",
 			slug, what, st->sent, st->bounced, st->deferred, st->skipped,
 			st->skipped == 1 ? "" : "s");
+		if (st->uncertain)
+			fprintf(f, ", %ld uncertain", st->uncertain);
+		if (st->not_attempted)
+			fprintf(f, ", %ld not attempted", st->not_attempted);
 		if (st->inactive)
 			fprintf(f, ", %ld not subscribed", st->inactive);
 		if (st->already)
 			fprintf(f, ", %ld already sent", st->already);
 		if (st->suppressed)
 			fprintf(f, ", %ld suppressed", st->suppressed);
-		fprintf(f, "; %.1f s, %.1f msg/s\n", st->elapsed, rate);
+		if (st->sent + st->bounced)
+			fprintf(f, "; %.1f s, %.1f msg/s\n", st->elapsed, rate);
+		else
+			fprintf(f, "; %.1f s\n", st->elapsed);
 		return;
 	}
 	fprintf(f, "%s\n", slug);
@@ -187,6 +209,11 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 		st->bounced ? state_dir : "", st->bounced ? "/bounces.log" : "");
 	fprintf(f, "  %-15s %8ld%s\n", "deferred", st->deferred, st->deferred ? "  run again to retry" : "");
 	fprintf(f, "  %-15s %8ld%s\n", "skipped", st->skipped, st->skipped ? "  bad rows, see above" : "");
+	if (st->uncertain)
+		fprintf(f, "  %-15s %8ld  no reply to the final dot: maybe delivered, not sent again\n",
+			"uncertain", st->uncertain);
+	if (st->not_attempted)
+		fprintf(f, "  %-15s %8ld  run again to send them\n", "not attempted", st->not_attempted);
 	if (st->inactive)
 		fprintf(f, "  %-15s %8ld\n", "not subscribed", st->inactive);
 	if (st->already)
@@ -195,8 +222,11 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 		fprintf(f, "  %-15s %8ld  bounced or complained before\n", "suppressed", st->suppressed);
 	if (st->retried)
 		fprintf(f, "  %-15s %8ld\n", "retries", st->retried);
-	fprintf(f, "  %-15s %8.1f s  %.1f msg/s over %d connection%s", "time", st->elapsed, rate,
-		st->connections, st->connections == 1 ? "" : "s");
+	if (st->sent + st->bounced)
+		fprintf(f, "  %-15s %8.1f s  %.1f msg/s over %d connection%s", "time", st->elapsed, rate,
+			st->connections, st->connections == 1 ? "" : "s");
+	else
+		fprintf(f, "  %-15s %8.1f s", "time", st->elapsed);
 	if (st->waiting > 0.05)
 		fprintf(f, ", %.1f s waiting for the rate limit", st->waiting);
 	fputc('\n', f);
@@ -204,8 +234,10 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 
 static json_t *stats_json(const char *slug, const struct delivery_stats *st, int rc)
 {
-	return json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b}",
+	return json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b, s:b}",
 			 "post", slug, "exit", rc, "sent", (json_int_t)st->sent,
+			 "uncertain", (json_int_t)st->uncertain,
+			 "not_attempted", (json_int_t)st->not_attempted,
 			 "bounced", (json_int_t)st->bounced, "deferred", (json_int_t)st->deferred,
 			 "skipped", (json_int_t)st->skipped, "inactive", (json_int_t)st->inactive,
 			 "already_sent", (json_int_t)st->already,
@@ -213,7 +245,7 @@ static json_t *stats_json(const char *slug, const struct delivery_stats *st, int
 			 "attempted", (json_int_t)st->attempted, "retried", (json_int_t)st->retried,
 			 "seconds", st->elapsed,
 			 "rate", st->elapsed > 0 ? st->attempted / st->elapsed : 0.0,
-			 "quota_reached", st->quota_stop);
+			 "quota_reached", st->quota_stop, "interrupted", st->interrupted);
 }
 
 static int load_config(const char *path, struct config *cfg)
@@ -240,7 +272,7 @@ static int load_post(const struct config *cfg, const char *path, struct post *p)
 }
 
 enum { OPT_DRY = 256, OPT_TEST, OPT_SUBS, OPT_RATE, OPT_LIMIT, OPT_DUE, OPT_FORCE, OPT_AS,
-       OPT_QUOTA, OPT_JSON, OPT_NOSHOTS };
+       OPT_QUOTA, OPT_JSON, OPT_NOSHOTS, OPT_RETRY_UNCERTAIN };
 
 static int by_name(const void *a, const void *b)
 {
@@ -328,6 +360,47 @@ static int send_one(struct ui *u, struct config *cfg, const char *path,
 	return rc;
 }
 
+/* SIGTERM (systemd stop, timeout) or SIGINT (Ctrl-C) while sending: the
+ * run takes no new reader, finishes what is on the wire and records it.
+ * The one piece of global mutable state in herald, because a signal
+ * handler can reach nothing else: written once by the handler (any
+ * thread), read by the send loop through stop_requested(). SA_RESETHAND
+ * gives the signal its default action back, so a second one ends herald
+ * at once, wherever it is waiting. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void catch_stop_signals(void)
+{
+	for (int k = 0; k < 2; k++) {
+		int which = k ? SIGTERM : SIGINT;
+		struct sigaction old, sa = {0};
+		/* One that was ignored (nohup, a background job) stays so. */
+		if (sigaction(which, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+			continue;
+		sa.sa_handler = on_stop_signal;
+		sa.sa_flags = SA_RESETHAND | SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		sigaction(which, &sa, NULL);
+	}
+}
+
+static int stop_requested(void *arg)
+{
+	struct ui *u = arg;
+	if (u->stopping || !stop_signal)
+		return u->stopping != 0;
+	u->stopping = stop_signal;
+	clear_progress(u);
+	fprintf(stderr, "herald: %s: finishing the messages in flight (a second signal stops at once)\n",
+		u->stopping == SIGINT ? "interrupted" : "terminated");
+	return 1;
+}
+
 /* -v: the SMTP transcript on stderr, from the connections' threads (one
  * fprintf a line, so lines never mix). */
 static void on_trace(void *arg, const char *line)
@@ -339,7 +412,8 @@ static void on_trace(void *arg, const char *line)
 static int print_json(json_t *posts, int rc)
 {
 	static const char *const keys[] = {"sent", "bounced", "deferred", "skipped",
-		"inactive", "already_sent", "suppressed", "attempted", "retried"};
+		"inactive", "already_sent", "suppressed", "attempted", "retried", "uncertain",
+		"not_attempted"};
 	json_t *o = json_object();
 	json_object_set_new(o, "exit", json_integer(rc));
 	for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
@@ -371,6 +445,7 @@ static int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 		{"force", no_argument, 0, OPT_FORCE},
 		{"until-quota", no_argument, 0, OPT_QUOTA},
 		{"json", no_argument, 0, OPT_JSON},
+		{"retry-uncertain", no_argument, 0, OPT_RETRY_UNCERTAIN},
 		{0, 0, 0, 0}};
 	struct send_args a = {0};
 	int c;
@@ -404,6 +479,7 @@ static int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 		case OPT_FORCE: a.o.force = 1; break;
 		case OPT_QUOTA: a.o.until_quota = 1; break;
 		case OPT_JSON: a.json = 1; break;
+		case OPT_RETRY_UNCERTAIN: a.o.retry_uncertain = 1; break;
 		default: rc = usage_error("%s", "send: unknown option");
 		}
 	}
@@ -441,6 +517,9 @@ static int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 	a.o.test_to = a.tests;
 	if (u->verbose)
 		a.o.trace = on_trace;
+	catch_stop_signals();
+	a.o.interrupted = stop_requested;
+	a.o.interrupt_arg = u;
 	if (!a.o.subscribers)
 		a.o.subscribers = cfg.subscribers;
 	json_t *posts = a.json ? json_array() : NULL;
@@ -452,7 +531,7 @@ static int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 			rc = EX_NOINPUT;
 		}
 		for (size_t i = 0; i < n; i++) {
-			int go = (rc == EX_TEMPFAIL || !rc) && !a.locked;
+			int go = (rc == EX_TEMPFAIL || !rc) && !a.locked && !u->stopping;
 			int r1 = go ? send_one(u, &cfg, files[i], &a, posts) : 0;
 			rc = worse(rc, r1);
 			free(files[i]);

@@ -1,6 +1,8 @@
 #include "smtp.h"
+#include "addr.h"
 #include "buf.h"
 #include <ctype.h>
+#include <stdarg.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -49,7 +51,13 @@ struct slot {
 	struct buf reply, curline;
 	char last_cmd[16];
 	char reply_cmd[16];
+	char stage_cmd[16]; /* the last command but QUIT, RSET and NOOP, which
+			       curl sends after a failure: where it ended */
 	int data_started;
+	int body_done;  /* read_cb handed over the last byte: curl sends it
+			   and the final dot next */
+	int caps_auth;  /* the latest EHLO reply offered AUTH */
+	int in_ehlo;
 	struct curl_slist *rcpt;
 	size_t off;
 	int reconnect;
@@ -62,26 +70,21 @@ struct smtp_pool {
 	int n, depth, busy;     /* busy: transactions in flight, main only */
 	char *url;
 	char *password;
-	smtp_accept_fn accept;
+	struct curl_slist *pin;  /* CURLOPT_RESOLVE: the judged addresses */
+	int loopback, implicit;
+	enum starttls_mode starttls;
+	char *username, *ca_file;
+	long timeout;
+	int (*accept)(void *arg, void *tag, const struct smtp_result *r);
 	void *accept_arg;
 	void (*trace)(void *arg, const char *line);
 	void *trace_arg;
 	pthread_mutex_t mu;
 	pthread_cond_t done;
+	struct slot probe;      /* main thread only (smtp_pool_probe) */
 	int quit;
+	int halted;   /* guarded by mu: start nothing more */
 };
-
-int smtp_url_is_loopback(const char *url)
-{
-	const char *h = strstr(url, "://");
-	if (!h)
-		return 0;
-	h += 3;
-	if (!strncmp(h, "127.", 4) || !strncmp(h, "[::1]", 5))
-		return 1;
-	return !strncasecmp(h, "localhost", 9) &&
-	       (h[9] == '\0' || h[9] == ':' || h[9] == '/');
-}
 
 static size_t read_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
@@ -91,6 +94,9 @@ static size_t read_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 		n = c->cur.len - c->off;
 	memcpy(ptr, c->cur.data + c->off, n);
 	c->off += n;
+	/* With the size known, curl asks no more once it has every byte. */
+	if (c->off == c->cur.len)
+		c->body_done = 1;
 	return n;
 }
 
@@ -137,13 +143,23 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 			n++;
 		memcpy(c->last_cmd, data, n);
 		c->last_cmd[n] = '\0';
+		if (strcasecmp(c->last_cmd, "QUIT") && strcasecmp(c->last_cmd, "RSET") &&
+		    strcasecmp(c->last_cmd, "NOOP"))
+			memcpy(c->stage_cmd, c->last_cmd, n + 1);
 		if (!strcasecmp(c->last_cmd, "DATA"))
 			c->data_started = 1;
+		/* Each EHLO (again after STARTTLS) states the capabilities
+		 * anew. */
+		if ((c->in_ehlo = !strcasecmp(c->last_cmd, "EHLO")))
+			c->caps_auth = 0;
 		return 0;
 	}
 	if (type != CURLINFO_HEADER_IN)
 		return 0;
 	trace(c, '<', data, size);
+	if (c->in_ehlo && size > 8 && !strncmp(data, "250", 3) &&
+	    !strncasecmp(data + 4, "AUTH", 4) && (data[8] == ' ' || data[8] == '='))
+		c->caps_auth = 1;
 	/* Lines arrive one per call: "250-..." continues, "250 ..." ends. */
 	while (size && (data[size - 1] == '\n' || data[size - 1] == '\r'))
 		size--;
@@ -176,15 +192,15 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 	return 0;
 }
 
-static int slot_init(struct smtp_pool *p, struct slot *c, const struct smtp_opts *o)
+static int slot_init(struct smtp_pool *p, struct slot *c)
 {
-	int loop = smtp_url_is_loopback(o->url);
-	int implicit = !strncmp(o->url, "smtps://", 8);
 	c->pool = p;
 	if (!(c->curl = curl_easy_init()))
 		return -1;
 	CURL *h = c->curl;
 	curl_easy_setopt(h, CURLOPT_URL, p->url);
+	if (p->pin)
+		curl_easy_setopt(h, CURLOPT_RESOLVE, p->pin);
 	curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 	curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
 	curl_easy_setopt(h, CURLOPT_READDATA, c);
@@ -193,29 +209,29 @@ static int slot_init(struct smtp_pool *p, struct slot *c, const struct smtp_opts
 	curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, debug_cb);
 	curl_easy_setopt(h, CURLOPT_DEBUGDATA, c);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, o->timeout);
-	curl_easy_setopt(h, CURLOPT_SERVER_RESPONSE_TIMEOUT, o->timeout);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, p->timeout);
+	curl_easy_setopt(h, CURLOPT_SERVER_RESPONSE_TIMEOUT, p->timeout);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o->timeout);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, p->timeout);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (o->ca_file && *o->ca_file) {
+	if (p->ca_file && *p->ca_file) {
 		/* Added to the system anchors, not instead of them. */
-		curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
+		curl_easy_setopt(h, CURLOPT_CAINFO, p->ca_file);
 		curl_easy_setopt(h, CURLOPT_CAPATH, "/etc/ssl/certs");
 	}
-	if (!implicit) {
-		long use = o->starttls == STARTTLS_REQUIRED ? CURLUSESSL_ALL
-			 : o->starttls == STARTTLS_TRY ? CURLUSESSL_TRY : CURLUSESSL_NONE;
+	if (!p->implicit) {
+		long use = p->starttls == STARTTLS_REQUIRED ? CURLUSESSL_ALL
+			 : p->starttls == STARTTLS_TRY ? CURLUSESSL_TRY : CURLUSESSL_NONE;
 		/* With credentials, "try" must not fall back to clear text
-		 * unless the server is on this machine. */
-		if (o->username && !loop)
+		 * unless every address of the server is on this machine. */
+		if (p->username && !p->loopback)
 			use = CURLUSESSL_ALL;
 		curl_easy_setopt(h, CURLOPT_USE_SSL, use);
 	}
-	if (o->username) {
-		curl_easy_setopt(h, CURLOPT_USERNAME, o->username);
+	if (p->username) {
+		curl_easy_setopt(h, CURLOPT_USERNAME, p->username);
 		curl_easy_setopt(h, CURLOPT_PASSWORD, p->password ? p->password : "");
 	}
 	return 0;
@@ -231,10 +247,11 @@ static void transact(struct slot *c)
 	c->rcpt = curl_slist_append(NULL, t->to);
 	c->off = 0;
 	c->data_started = 0;
+	c->body_done = 0;
 	c->errbuf[0] = '\0';
 	buf_reset(&c->reply);
 	buf_reset(&c->curline);
-	c->reply_cmd[0] = c->last_cmd[0] = '\0';
+	c->reply_cmd[0] = c->last_cmd[0] = c->stage_cmd[0] = '\0';
 	curl_easy_setopt(h, CURLOPT_MAIL_FROM, t->from);
 	curl_easy_setopt(h, CURLOPT_MAIL_RCPT, c->rcpt);
 	curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)t->len);
@@ -261,14 +278,26 @@ static void *worker(void *arg)
 		c->cur = c->queue[c->qhead];
 		c->qhead = (c->qhead + 1) % DEPTH_MAX;
 		c->qlen--;
+		if (p->halted) {
+			memset(&c->cur.result, 0, sizeof c->cur.result);
+			c->cur.result.cls = SMTP_NOT_TRIED;
+			snprintf(c->cur.result.text, sizeof c->cur.result.text, "not started");
+			c->done[c->ndone++] = c->cur;
+			pthread_cond_signal(&p->done);
+			continue;
+		}
 		pthread_mutex_unlock(&p->mu);
 		transact(c);
 		/* The caller records an acceptance (the journal line) before
 		 * this connection carries anything else: a crash then can
-		 * cost at most the one message in flight per connection. */
-		if (c->cur.result.cls == SMTP_OK && p->accept)
-			p->accept(p->accept_arg, c->cur.tag, &c->cur.result);
+		 * cost at most the one message in flight per connection. When
+		 * it cannot, nothing more starts anywhere. */
+		int halt = (c->cur.result.cls == SMTP_OK || c->cur.result.cls == SMTP_UNCERTAIN) &&
+			   p->accept &&
+			   p->accept(p->accept_arg, c->cur.tag, &c->cur.result) != 0;
 		pthread_mutex_lock(&p->mu);
+		if (halt)
+			p->halted = 1;
 		c->done[c->ndone++] = c->cur;
 		pthread_cond_signal(&p->done);
 	}
@@ -276,10 +305,35 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+/* Host and port of the URL (curl's parser, so they are read the way the
+ * transfer will read them). */
+static int url_host_port(const char *url, char *host, size_t hostlen, int *port)
+{
+	CURLU *u = curl_url();
+	char *h = NULL, *pt = NULL;
+	int ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		 curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK &&
+		 curl_url_get(u, CURLUPART_PORT, &pt, CURLU_DEFAULT_PORT) == CURLUE_OK;
+	if (ok) {
+		snprintf(host, hostlen, "%s", h);
+		*port = atoi(pt);
+	}
+	curl_free(h);
+	curl_free(pt);
+	curl_url_cleanup(u);
+	return ok ? 0 : -1;
+}
+
 int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 		  int connections, int depth, char *err, size_t errlen)
 {
-	int loop = smtp_url_is_loopback(o->url);
+	char host[256], pin[1024] = "";
+	int port = 0;
+	if (url_host_port(o->url, host, sizeof host, &port) < 0)
+		return set_err(err, errlen, -1, "smtp.url = \"%s\": not a URL curl can read", o->url);
+	/* A name that does not resolve is not loopback; the connection
+	 * then reports the lookup failure itself. */
+	int loop = addr_host_is_loopback(host, port, pin, sizeof pin, NULL, 0) == 1;
 	int implicit = !strncmp(o->url, "smtps://", 8);
 	if (o->username && !implicit && !loop && o->starttls != STARTTLS_REQUIRED)
 		return set_err(err, errlen, -1,
@@ -297,6 +351,12 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 	pthread_condattr_destroy(&ca);
 	p->n = connections;
 	p->depth = depth < 1 ? 1 : depth > DEPTH_MAX ? DEPTH_MAX : depth;
+	p->loopback = loop;
+	p->implicit = implicit;
+	p->starttls = o->starttls;
+	p->timeout = o->timeout;
+	p->accept = o->accept;
+	p->accept_arg = o->accept_arg;
 	p->slots = calloc((size_t)connections, sizeof *p->slots);
 	/* The EHLO name rides in the URL path (smtp://host:port/name). */
 	const char *path = strchr(strstr(o->url, "://") + 3, '/');
@@ -304,17 +364,28 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 		p->url = strdup(o->url);
 	else if (asprintf(&p->url, "%s/%s", o->url, o->helo) < 0)
 		p->url = NULL;
-	if (!p->slots || !p->url || (o->password && !(p->password = strdup(o->password)))) {
+	int oom = !p->slots || !p->url ||
+		  (o->password && !(p->password = strdup(o->password))) ||
+		  (o->username && !(p->username = strdup(o->username))) ||
+		  (o->ca_file && !(p->ca_file = strdup(o->ca_file))) ||
+		  (*pin && !(p->pin = curl_slist_append(NULL, pin)));
+	if (oom) {
 		smtp_pool_free(p);
 		return set_err(err, errlen, -1, "out of memory");
 	}
 	p->trace = o->trace;
 	p->trace_arg = o->trace_arg;
+	/* The probe's template handle holds the password for later probes
+	 * (libcurl's own copy, as the connections' handles do). */
+	if (slot_init(p, &p->probe) < 0) {
+		smtp_pool_free(p);
+		return set_err(err, errlen, -1, "cannot start libcurl");
+	}
 	for (int i = 0; i < connections; i++) {
 		struct slot *c = &p->slots[i];
 		c->id = i + 1;
 		pthread_cond_init(&c->work, NULL);
-		if (slot_init(p, c, o) < 0) {
+		if (slot_init(p, c) < 0) {
 			smtp_pool_free(p);
 			return set_err(err, errlen, -1, "cannot start libcurl");
 		}
@@ -330,10 +401,61 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 	return 0;
 }
 
-void smtp_pool_on_accept(struct smtp_pool *p, smtp_accept_fn fn, void *arg)
+int smtp_pool_probe(struct smtp_pool *p, struct smtp_result *r)
 {
-	p->accept = fn;
-	p->accept_arg = arg;
+	struct slot *c = &p->probe;
+	CURL *tpl = c->curl;
+	CURL *h = curl_easy_duphandle(tpl);
+	if (!h) {
+		memset(r, 0, sizeof *r);
+		r->cls = SMTP_FATAL;
+		snprintf(r->text, sizeof r->text, "out of memory");
+		return -1;
+	}
+	c->curl = h;
+	curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+	curl_easy_setopt(h, CURLOPT_DEBUGDATA, c);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
+	c->errbuf[0] = '\0';
+	c->caps_auth = c->in_ehlo = c->in_auth = 0;
+	c->data_started = c->body_done = 0;
+	c->reconnect = 0;
+	buf_reset(&c->reply);
+	buf_reset(&c->curline);
+	c->reply_cmd[0] = c->last_cmd[0] = c->stage_cmd[0] = '\0';
+	CURLcode cc = curl_easy_perform(h);
+	classify(c, cc, r);
+	int rc = cc == CURLE_OK ? 0 : -1;
+	char *ip = NULL;
+	if (!rc && p->username && !c->caps_auth) {
+		rc = -1;
+		r->cls = SMTP_FATAL;
+		r->code = 0;
+		r->status[0] = '\0';
+		snprintf(r->text, sizeof r->text,
+			 "smtp.username is set, but the server offers no AUTH (its EHLO reply has no AUTH line); herald will not send without the login");
+		snprintf(r->hint, sizeof r->hint,
+			 "unset smtp.username for a relay that needs no login, or enable AUTH on the relay (Postfix: smtpd_sasl_auth_enable = yes)");
+	} else if (!rc && p->loopback && curl_easy_getinfo(h, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK &&
+		   ip && !addr_ip_is_loopback(ip)) {
+		/* Cannot happen with the addresses pinned; checked because a
+		 * password may ride on this judgement. */
+		rc = -1;
+		r->cls = SMTP_FATAL;
+		snprintf(r->text, sizeof r->text, "connected to %s, which is not loopback", ip);
+	}
+	curl_easy_cleanup(h);
+	c->curl = tpl;
+	return rc;
+}
+
+void smtp_pool_halt(struct smtp_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->halted = 1;
+	for (int i = 0; i < p->n; i++)
+		pthread_cond_signal(&p->slots[i].work);
+	pthread_mutex_unlock(&p->mu);
 }
 
 int smtp_pool_idle(const struct smtp_pool *p)
@@ -408,6 +530,223 @@ static void clean_text(char *s)
 			*s = ' ';
 }
 
+/* The rule for "this refusal is about the sender, not the reader".
+ *
+ * RFC 3463 puts the subject of a status in its middle digit: X.1 and X.2
+ * are about the addressee (user unknown, mailbox full), X.7 is security
+ * or policy and is often about the sending side. Servers use X.7.1 for
+ * both kinds, so for it the text decides. In order:
+ *  1. The status names the addressee: X.1.x and X.2.x (but X.1.7 and
+ *     X.1.8, the sender's address) are the reader's, whatever the text.
+ *  2. The code or status names the sender by definition: 530 (RFC 4954,
+ *     authentication required), X.7.8 and X.7.9 (credentials, mechanism),
+ *     X.7.10, X.7.11 (encryption needed), X.7.14 (trust relationship),
+ *     X.7.23 to X.7.27 (SPF, reverse DNS, DMARC and the sender's null MX:
+ *     RFC 7372, RFC 7505), X.7.57 and X.7.54 (Microsoft: client not
+ *     authenticated, unable to relay), X.7.7xx (Microsoft tenant limits),
+ *     X.1.7, X.1.8 (the sender's address) and X.3.4 (the message is too
+ *     big: every reader gets the same message).
+ *  3. The text, with every <address> in it blanked (a reader's own address
+ *     must not decide), names the sending side in the words Postfix,
+ *     Exim, Sendmail, qmail, Gmail and Microsoft use: "Relay access
+ *     denied", "relay not permitted", "Client host rejected", "Sender
+ *     address rejected", "Authentication required", "your IP", "blocked
+ *     using", "rcpthosts", "Must issue a STARTTLS command first", ...
+ * Anything else is the reader's. What no rule catches, the delivery loop
+ * still catches: the same refusal to the first readers of a run with
+ * nothing accepted (delivery.c, SENDER_STREAK). */
+enum side { SIDE_READER, SIDE_AUTH, SIDE_RELAY, SIDE_CLIENT, SIDE_SENDER, SIDE_DOMAIN,
+	    SIDE_TLS, SIDE_SIZE };
+
+static enum side side_of(int code, const char *status, const char *text)
+{
+	int subj = -1, detail = -1;
+	if (*status)
+		sscanf(status, "%*d.%d.%d", &subj, &detail);
+	if ((subj == 1 && detail != 7 && detail != 8) || subj == 2)
+		return SIDE_READER;
+	if (code == 530)
+		return SIDE_AUTH;
+	if (subj == 7) {
+		if (detail == 8 || detail == 9 || detail == 57)
+			return SIDE_AUTH;
+		if (detail == 10 || detail == 11)
+			return SIDE_TLS;
+		if (detail == 54)
+			return SIDE_RELAY;
+		if (detail == 14 || detail == 25 || (detail >= 700 && detail < 800))
+			return SIDE_CLIENT;
+		if (detail == 23 || detail == 24 || detail == 26)
+			return SIDE_DOMAIN;
+		if (detail == 27)
+			return SIDE_SENDER;
+	}
+	if (subj == 1)
+		return SIDE_SENDER;
+	if (subj == 3 && detail == 4)
+		return SIDE_SIZE;
+	char t[512];
+	size_t k = 0;
+	for (int depth = 0; *text && k + 1 < sizeof t; text++) {
+		if (*text == '<')
+			depth++;
+		t[k++] = depth ? ' ' : *text;
+		if (*text == '>' && depth)
+			depth--;
+	}
+	t[k] = '\0';
+	static const struct { const char *words; enum side side; } say[] = {
+		{"starttls", SIDE_TLS}, {"encryption required", SIDE_TLS},
+		{"authenticat", SIDE_AUTH}, {"auth required", SIDE_AUTH},
+		{"login required", SIDE_AUTH},
+		{"relay", SIDE_RELAY}, {"rcpthosts", SIDE_RELAY},
+		{"client host", SIDE_CLIENT}, {"your ip", SIDE_CLIENT},
+		{"ip address", SIDE_CLIENT}, {"blocked using", SIDE_CLIENT},
+		{"listed at", SIDE_CLIENT}, {"blocklist", SIDE_CLIENT},
+		{"blacklist", SIDE_CLIENT}, {"helo command rejected", SIDE_CLIENT},
+		{"not authorized to send", SIDE_CLIENT}, {"reverse dns", SIDE_CLIENT},
+		{"sender address rejected", SIDE_SENDER}, {"sender domain", SIDE_SENDER},
+		{"sender rejected", SIDE_SENDER}, {"spf", SIDE_DOMAIN},
+		{"dmarc", SIDE_DOMAIN}, {"message too big", SIDE_SIZE},
+		{"message too large", SIDE_SIZE}, {"message size exceeds", SIDE_SIZE},
+	};
+	for (size_t i = 0; i < sizeof say / sizeof *say; i++)
+		if (strcasestr(t, say[i].words))
+			return say[i].side;
+	return SIDE_READER;
+}
+
+int smtp_sender_side(int code, const char *status, const char *text, char *hint,
+		     size_t hintlen)
+{
+	static const char *const fix[] = {
+		[SIDE_AUTH] = "the relay wants a login: set smtp.username and its password (smtp.password_env or smtp.password_command), or check them",
+		[SIDE_RELAY] = "the relay will not relay for herald: set smtp.username (and a password) if it needs a login, or allow this host in its relay restrictions (Postfix: mynetworks, smtpd_relay_restrictions)",
+		[SIDE_CLIENT] = "the relay refuses this sending host: check its client restrictions (Postfix: smtpd_client_restrictions, mynetworks), or the host's address and its reputation",
+		[SIDE_SENDER] = "the relay refuses the sender: check `from` and bounce.return_path (an address the relay accepts mail from)",
+		[SIDE_DOMAIN] = "mail from the From domain is refused as unauthenticated: publish SPF and DMARC for it and sign with DKIM (the dkim group)",
+		[SIDE_TLS] = "the relay wants TLS first: set smtp.starttls = \"required\" (or use smtps://)",
+		[SIDE_SIZE] = "the message is larger than the relay takes: shrink the post (images, attachments)",
+	};
+	enum side sd = side_of(code, status ? status : "", text ? text : "");
+	if (sd == SIDE_READER)
+		return 0;
+	if (hint && hintlen)
+		snprintf(hint, hintlen, "%s", fix[sd]);
+	return 1;
+}
+
+static enum smtp_stage stage_of(const struct slot *c, int code)
+{
+	const char *cmd = c->stage_cmd;
+	if (!strcasecmp(cmd, "MAIL"))
+		return SMTP_STAGE_MAIL;
+	if (!strcasecmp(cmd, "RCPT"))
+		return SMTP_STAGE_RCPT;
+	if (!strcasecmp(cmd, "DATA"))
+		return code == 354 || c->body_done || (c->off && code >= 400) ? SMTP_STAGE_BODY
+									: SMTP_STAGE_DATA;
+	return SMTP_STAGE_CONNECT;
+}
+
+static void set_text(struct smtp_result *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void set_text(struct smtp_result *r, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->text, sizeof r->text, fmt, ap);
+	va_end(ap);
+	clean_text(r->text);
+}
+
+/* A connection that never got as far as MAIL: say what happened in the
+ * words a person uses, and what to change. */
+static void connect_failure(struct slot *c, CURLcode cc, struct smtp_result *r)
+{
+	const struct smtp_pool *p = c->pool;
+	long os = 0;
+	curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &os);
+	const char *why = c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc);
+	r->code = 0;
+	r->status[0] = '\0';
+	if (cc == CURLE_COULDNT_CONNECT && os == ECONNREFUSED) {
+		set_text(r, "connection refused");
+		snprintf(r->hint, sizeof r->hint, "is the server running, and is the port in smtp.url right?");
+	} else if (cc == CURLE_COULDNT_CONNECT || (cc == CURLE_OPERATION_TIMEDOUT && !c->reply.len &&
+		   !c->last_cmd[0] && os)) {
+		set_text(r, "cannot connect: %s", os ? strerror((int)os) : why);
+		snprintf(r->hint, sizeof r->hint, "check the host and port in smtp.url, and that nothing between blocks them");
+	} else if (cc == CURLE_OPERATION_TIMEDOUT && !c->last_cmd[0] && !c->reply.len) {
+		set_text(r, "timed out waiting %ld s for the greeting", p->timeout);
+		if (!p->implicit)
+			snprintf(r->hint, sizeof r->hint, "a port that speaks TLS from the first byte (465) needs smtps:// in smtp.url");
+	} else if (!c->last_cmd[0] && !c->reply.len) {
+		set_text(r, "the connection closed before the greeting (%s)", why);
+		if (!p->implicit)
+			snprintf(r->hint, sizeof r->hint, "a port that speaks TLS from the first byte (465) needs smtps:// in smtp.url");
+	} else if (cc == CURLE_OPERATION_TIMEDOUT) {
+		set_text(r, "timed out waiting %ld s for the reply to %s", p->timeout,
+			 c->stage_cmd[0] ? c->stage_cmd : "the greeting");
+	} else {
+		const char *reply = c->reply.len ? buf_cstr(&c->reply) : "";
+		if (*reply && r->code >= 400)
+			set_text(r, "%s", reply);
+		else
+			set_text(r, "%s", why);
+	}
+}
+
+/* libcurl's failures that no retry can mend, with the fix. */
+static int fatal_curl(struct slot *c, CURLcode cc, struct smtp_result *r)
+{
+	const struct smtp_pool *p = c->pool;
+	const char *why = c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc);
+	const char *hint = NULL;
+	switch (cc) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+		hint = p->loopback
+			? "the server's certificate is not trusted: set smtp.ca_file to the certificate (or CA) it uses, or for a test server on loopback starttls = \"never\""
+			: "the server's certificate is not trusted or names another host: set smtp.ca_file to the CA that signed it, and name in smtp.url the host the certificate is for";
+		break;
+	case CURLE_USE_SSL_FAILED:
+		hint = p->loopback
+			? "the server offers no STARTTLS: for a test server on loopback set smtp.starttls = \"never\"; a port that speaks TLS from the first byte (465) needs smtps://"
+			: "the server offers no STARTTLS: a port that speaks TLS from the first byte (465) needs smtps://; never send a login to it in clear";
+		break;
+	case CURLE_SSL_CONNECT_ERROR:
+		hint = p->implicit
+			? "the TLS handshake failed: if this port speaks plain SMTP first (25, 587), use smtp:// in smtp.url (STARTTLS is then negotiated)"
+			: "the TLS handshake failed: check smtp.ca_file and the server's TLS set-up";
+		break;
+	case CURLE_LOGIN_DENIED:
+		hint = "check smtp.username and its password (smtp.password_env, password_command or password)";
+		break;
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+		hint = "smtp.ca_file must name a readable PEM certificate";
+		break;
+	case CURLE_COULDNT_RESOLVE_HOST:
+		hint = "check the host name in smtp.url";
+		break;
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+		hint = "smtp.url must look like smtp://host:port or smtps://host:port";
+		break;
+	default:
+		return 0;
+	}
+	r->cls = SMTP_FATAL;
+	r->code = 0;
+	r->status[0] = '\0';
+	if (cc == CURLE_LOGIN_DENIED && c->reply.len)
+		set_text(r, "login refused: %s", buf_cstr(&c->reply));
+	else
+		set_text(r, "%s", why);
+	snprintf(r->hint, sizeof r->hint, "%s", hint);
+	return 1;
+}
+
 static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 {
 	long code = 0;
@@ -417,7 +756,7 @@ static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 	parse_reply(r, reply);
 	if (!r->code)
 		r->code = (int)code;
-	r->data_sent = c->data_started;
+	r->stage = stage_of(c, r->code);
 	snprintf(r->text, sizeof r->text, "%s",
 		 *reply ? reply : (c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc)));
 	clean_text(r->text);
@@ -426,33 +765,35 @@ static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 		r->cls = SMTP_OK;
 		return;
 	}
-	switch (cc) {
-	case CURLE_LOGIN_DENIED:
-	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_USE_SSL_FAILED:
-	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_CERTPROBLEM:
-	case CURLE_UNSUPPORTED_PROTOCOL:
-	case CURLE_URL_MALFORMAT:
-	case CURLE_COULDNT_RESOLVE_HOST:
-		r->cls = SMTP_FATAL;
-		if (c->errbuf[0])
-			snprintf(r->text, sizeof r->text, "%s", c->errbuf);
-		clean_text(r->text);
+	if (fatal_curl(c, cc, r))
 		return;
-	default:
-		break;
-	}
 	/* The server said go ahead with TLS and the handshake failed: no
 	 * message will do better. */
 	if (!strcasecmp(c->reply_cmd, "STARTTLS") && r->code >= 200 && r->code < 300) {
 		r->cls = SMTP_FATAL;
 		r->code = 0;
 		r->status[0] = '\0';
-		snprintf(r->text, sizeof r->text, "TLS handshake failed after STARTTLS: %s",
+		set_text(r, "TLS handshake failed after STARTTLS: %s",
 			 c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
-		clean_text(r->text);
+		snprintf(r->hint, sizeof r->hint, "check smtp.ca_file and the server's TLS set-up; for a test server on loopback, starttls = \"never\"");
+		return;
+	}
+	/* The whole message and its final dot went out, and the reply to the
+	 * dot never came: the server may have taken it. A send error means
+	 * the dot did not leave, so the server cannot have it. */
+	if (c->body_done && r->code == 354 && cc != CURLE_SEND_ERROR) {
+		r->cls = SMTP_UNCERTAIN;
+		r->stage = SMTP_STAGE_BODY;
+		r->code = 0;
+		r->status[0] = '\0';
+		set_text(r, "no reply to the final dot within %ld s (%s): the server may have the message",
+			 c->pool->timeout, c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
+		return;
+	}
+	if (r->stage == SMTP_STAGE_CONNECT && (r->code < 400 || r->code == 421 ||
+	    cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_COULDNT_CONNECT)) {
+		r->cls = SMTP_CONN;
+		connect_failure(c, cc, r);
 		return;
 	}
 	/* A transfer that died after the server's last reply (a timeout or a
@@ -462,8 +803,7 @@ static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 	    cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_COULDNT_CONNECT) {
 		r->cls = SMTP_CONN;
 		if (c->errbuf[0] && (r->code < 400 || cc == CURLE_OPERATION_TIMEDOUT)) {
-			snprintf(r->text, sizeof r->text, "%s", c->errbuf);
-			clean_text(r->text);
+			set_text(r, "%s", c->errbuf);
 			if (r->code < 400)
 				r->code = 0, r->status[0] = '\0';
 		}
@@ -475,11 +815,13 @@ static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 	 * message, not this reader: a 5xx stops the run rather than bounce
 	 * the whole list, a 4xx is the connection's trouble, not a soft
 	 * bounce of the reader. */
-	int session = !strcasecmp(c->reply_cmd, "MAIL") || !strcasecmp(c->reply_cmd, "AUTH") ||
-		      !strcasecmp(c->reply_cmd, "EHLO") || !strcasecmp(c->reply_cmd, "HELO") ||
-		      !strcasecmp(c->reply_cmd, "STARTTLS");
-	if (perm && session) {
+	int session = r->stage == SMTP_STAGE_CONNECT || r->stage == SMTP_STAGE_MAIL;
+	r->sender_side = smtp_sender_side(r->code, r->status, r->text, r->hint, sizeof r->hint) ||
+			 session;
+	if (perm && r->sender_side) {
 		r->cls = SMTP_FATAL;
+		if (!r->hint[0] && r->stage == SMTP_STAGE_MAIL)
+			snprintf(r->hint, sizeof r->hint, "the relay refuses the sender: check `from` and bounce.return_path");
 		return;
 	}
 	if (temp && session) {
@@ -550,6 +892,13 @@ void smtp_pool_free(struct smtp_pool *p)
 	}
 	for (int i = 0; p->slots && i < p->n; i++)
 		pthread_cond_destroy(&p->slots[i].work);
+	if (p->probe.curl)
+		curl_easy_cleanup(p->probe.curl);
+	buf_free(&p->probe.reply);
+	buf_free(&p->probe.curline);
+	curl_slist_free_all(p->pin);
+	free(p->username);
+	free(p->ca_file);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->done);
 	secret_free(&p->password);

@@ -23,6 +23,9 @@ A rule is a JSON object; the first rule that matches an event is played
        | "stall"        say nothing and read nothing until the client goes
        | "bad-tls"      (at "starttls") answer 220, then send bytes that
                         are not TLS, so the handshake fails
+       | "store-stall"  (at "dot") store the message, then say nothing:
+                        a relay whose content filter outlasts the
+                        client's timeout
    "reply": ...}
 After a "reply" at "greeting" (a 421) or any 421, the connection is closed
 as RFC 5321 says.  Rejected or stalled messages are not stored.
@@ -62,7 +65,7 @@ CONN_IDS = itertools.count(1)
 class Rule:
     AT = {"greeting", "ehlo", "starttls", "auth", "mail", "rcpt", "data",
           "content", "dot"}
-    DO = {"reply", "close", "stall", "bad-tls"}
+    DO = {"reply", "close", "stall", "bad-tls", "store-stall"}
 
     def __init__(self, spec):
         d = json.loads(spec) if isinstance(spec, str) else dict(spec)
@@ -366,6 +369,11 @@ class Session:
                     await self.stall()
                 raise Closed()
         r = self.srv.rule("dot", self.conn, rcpt)
+        if r is not None and r.do == "store-stall":
+            self.srv.event(conn=self.conn, at="dot", fault=r.do)
+            self.store(data, ok)
+            self.finish("dot-store-stall")
+            await self.stall()
         if r is not None:
             self.srv.event(conn=self.conn, at="dot", fault=r.do, reply=r.reply)
             if r.do == "close":
@@ -380,6 +388,14 @@ class Session:
             if code == 421:
                 raise Closed()
             return code
+        seq = self.store(data, ok)
+        self.finish("data")
+        return await self.send(["250-2.0.0 Ok: queued as %d" % seq,
+                                "250 2.0.0 Thank you"]
+                               if self.srv.a.multiline_ok else
+                               "250 2.0.0 Ok: queued as %d" % seq)
+
+    def store(self, data, ok):
         self.srv.seq += 1
         seq = self.srv.seq
         meta = {"seq": seq, "mail_from": self.txn["mail_from"],
@@ -392,11 +408,7 @@ class Session:
                          bytes(data))
         self.txn["result"] = 250
         self.txn["seq"] = seq
-        self.finish("data")
-        return await self.send(["250-2.0.0 Ok: queued as %d" % seq,
-                                "250 2.0.0 Thank you"]
-                               if self.srv.a.multiline_ok else
-                               "250 2.0.0 Ok: queued as %d" % seq)
+        return seq
 
     async def cmd_RSET(self, arg):
         self.finish("rset")

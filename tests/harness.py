@@ -58,9 +58,9 @@ def log(*args):
 # ---- assertions ---------------------------------------------------------
 
 class Skip(Exception):
-    """Raise to end a test as a TAP skip ("ok N - ... # SKIP reason"):
-    for a precondition the machine lacks, or a known issue that another
-    file must fix (the reason says which)."""
+    """Raise to end a test as a TAP skip ("ok N - ... # SKIP reason"),
+    only for a tool the machine lacks. Never for a known bug: a test that
+    turns the regression it guards into a skip cannot fail."""
 
 def expect(cond, what):
     if not cond:
