@@ -266,18 +266,22 @@ def test_starttls_missing(t):
       "deferrals), exit 69; a rerun sends each remaining reader once")
 def test_server_dies_mid_run(t):
     readers = [f"r{i}@example.net" for i in range(1, 7)]
-    s = t.fault_server({"at": "greeting", "conn": 2, "do": "close"},
-                       {"at": "greeting", "conn": 3, "do": "close"},
-                       {"at": "greeting", "conn": 4, "do": "close"},
+    # The first two connections (herald's probe, then its sending
+    # connection) are greeted; r3's RCPT ends the second; every later one
+    # is closed before the greeting: the server is gone.
+    s = t.fault_server({"at": "greeting", "conn": 1, "reply": "220 faultsmtp ESMTP ready"},
+                       {"at": "greeting", "conn": 2, "reply": "220 faultsmtp ESMTP ready"},
+                       {"at": "greeting", "do": "close"},
                        {"at": "rcpt", "rcpt": "r3@example.net", "reply": "421 4.3.2 Bye"})
     cfg = world(t, s, {"smtp": {"connections": 1}}, readers=readers)
     r = t.send("--json")
     equal(r.code, EX_UNAVAILABLE, "exit code")
     j = json.loads(r.out)
     equal(j["deferred"], 0, "deferred")
-    equal(j["sent"] + j["not_attempted"], 6, "sent + not attempted")
+    equal((j["sent"], j["not_attempted"]), (2, 4), "sent, not attempted")
     expect(not re.search(r"deferred after", r.err), f"per-reader deferrals: {r.err!r}")
     equal(t.bounces(), [], "bounces.log")
+    one_line(r, "retrying in", "(attempt 2/3)")
     rerun_healthy(t, cfg, s, readers=readers)
 
 
@@ -286,7 +290,7 @@ def test_server_dies_mid_run(t):
 @test("smtp://127.mail.example.invalid with a username and starttls = try is a "
       "remote host: refused before connecting (exit 78), the password never sent")
 def test_loopback_by_address(t):
-    s = t.fault_server("--auth", f"{USER}:{PASSWORD}")
+    s = t.fault_server(args=["--auth", f"{USER}:{PASSWORD}"])
     world(t, s, {"smtp": {"username": USER, "password_env": "PW", "starttls": "try"}})
     cfg = open(t.path("herald.conf")).read().replace("127.0.0.1", "127.mail.example.invalid")
     t.write("herald.conf", cfg)
@@ -299,7 +303,7 @@ def test_loopback_by_address(t):
 @test("smtp://localhost with a username and starttls = try: localhost resolves "
       "to loopback, AUTH goes without TLS, all delivered")
 def test_localhost_is_loopback(t):
-    s = t.fault_server("--auth", f"{USER}:{PASSWORD}")
+    s = t.fault_server(args=["--auth", f"{USER}:{PASSWORD}"])
     world(t, s, {"smtp": {"username": USER, "password_env": "PW", "starttls": "try"}})
     cfg = open(t.path("herald.conf")).read().replace("127.0.0.1", "localhost")
     t.write("herald.conf", cfg)
@@ -367,7 +371,9 @@ def test_journal_enospc(t):
     one_line(r, "issue-1.journal", "No space left")
     first = s.received()
     journaled = journal_addrs(t)
-    equal(len(journaled), 2, "journal lines written before the disk filled")
+    # strace counts `when` per thread: each connection's thread writes two
+    # lines before its writes fail.
+    expect(1 <= len(journaled) <= 8, f"{len(journaled)} journal lines before the disk filled")
     unrecorded = set(first) - set(journaled)
     expect(len(unrecorded) <= 4,
            f"{len(unrecorded)} messages accepted but not recorded (bound: 4 connections): "
@@ -454,7 +460,7 @@ def test_second_signal(t):
 @test("the lock is taken before the password command runs: a second run while "
       "the first waits for its password exits 75 at once")
 def test_lock_before_password(t):
-    s = t.fault_server("--auth", f"{USER}:{PASSWORD}")
+    s = t.fault_server(args=["--auth", f"{USER}:{PASSWORD}"])
     world(t, s, {"smtp": {"username": USER, "password_env": None,
                           "password_command": f"sleep 3; echo {PASSWORD}"}})
     p = t.popen("send", t.path("issue-1.md"))
