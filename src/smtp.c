@@ -566,7 +566,7 @@ static enum side side_of(int code, const char *status, const char *text)
 	if ((subj == 1 && detail != 7 && detail != 8) || subj == 2)
 		return SIDE_READER;
 	if (code == 530)
-		return SIDE_AUTH;
+		return strcasestr(text, "starttls") || strcasestr(text, "tls") ? SIDE_TLS : SIDE_AUTH;
 	if (subj == 7) {
 		if (detail == 8 || detail == 9 || detail == 57)
 			return SIDE_AUTH;
