@@ -12,6 +12,11 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(filter-out -specs=%,$(shell pkg-config --libs $(PKGS) 2>/dev/null)) -lcsv -pthread
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-unused-parameter
+# Hardening, on by default: herald holds passwords and reads hostile input
+# (CSV, mail, DSNs). The sanitizer and fuzz builds leave FORTIFY out (ASan
+# checks the same calls, better).
+HARDEN    := -fstack-protector-strong -fPIE -D_FORTIFY_SOURCE=2
+HARDEN_LD := -pie -Wl,-z,relro,-z,now
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS)
 VERSION := 0.1.0
 
@@ -37,7 +42,7 @@ all: build/herald
 # ---- build -----------------------------------------------------------------
 build/%.o: src/%.c src/*.h | build
 	@echo "  CC      $@"
-	@$(CC) $(ALL_CFLAGS) -DHERALD_VERSION='"$(VERSION)"' -c $< -o $@
+	@$(CC) $(ALL_CFLAGS) $(HARDEN) -DHERALD_VERSION='"$(VERSION)"' -c $< -o $@
 build-san/%.o: src/%.c src/*.h | build-san
 	@echo "  CC      $@"
 	@$(CC) $(ALL_CFLAGS) $(SANFLAGS) -DHERALD_VERSION='"$(VERSION)"' -c $< -o $@
@@ -48,14 +53,14 @@ SANFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-saniti
 
 build/herald: $(SRCS:%.c=build/%.o) build/main.o
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS) $^ $(PKG_LIBS) -o $@
+	@$(CC) $(CFLAGS) $(HARDEN_LD) $^ $(PKG_LIBS) -o $@
 build-san/herald: $(SRCS:%.c=build-san/%.o) build-san/main.o
 	@echo "  LD      $@"
 	@$(CC) $(SANFLAGS) $^ $(PKG_LIBS) -o $@
 
 build/test_%: tests/unit/test_%.c $(SRCS:%.c=build/%.o)
 	@echo "  CCLD    $@"
-	@$(CC) $(ALL_CFLAGS) -Isrc $^ $(PKG_LIBS) -lcmocka -o $@
+	@$(CC) $(ALL_CFLAGS) $(HARDEN) $(HARDEN_LD) -Isrc $^ $(PKG_LIBS) -lcmocka -o $@
 build-san/test_%: tests/unit/test_%.c $(SRCS:%.c=build-san/%.o)
 	@echo "  CCLD    $@"
 	@$(CC) $(ALL_CFLAGS) $(SANFLAGS) -Isrc $^ $(PKG_LIBS) -lcmocka -o $@
@@ -78,65 +83,53 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(SRCS:%.c=build-fuzz/%.o)
 	@echo "  CLANGLD $@"
 	@clang $(FUZZ_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined $^ $(PKG_LIBS) -o $@
 
-# One TAP line per fuzzer: ok when it ran its time without a finding.
-check-fuzz: $(FUZZERS:%=build-fuzz/fuzz_%)
-	@mkdir -p build-fuzz/tap build-fuzz/findings
-	@: > build-fuzz/tap/fuzz.tap; n=0; \
-	for f in $(FUZZERS); do n=$$((n+1)); \
-	  mkdir -p build-fuzz/corpus/$$f; \
-	  if build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
-	       -artifact_prefix=build-fuzz/findings/$$f- build-fuzz/corpus/$$f tests/corpus/$$f \
-	       > build-fuzz/tap/fuzz-$$f.log 2>&1; \
-	  then echo "ok $$n - fuzz $$f for $(FUZZ_SECONDS) s: $$(grep -o 'stat::number_of_executed_units: [0-9]*' build-fuzz/tap/fuzz-$$f.log | tail -1 | grep -o '[0-9]*$$') runs" >> build-fuzz/tap/fuzz.tap; \
-	  else echo "not ok $$n - fuzz $$f: finding in build-fuzz/findings/ (log build-fuzz/tap/fuzz-$$f.log)" >> build-fuzz/tap/fuzz.tap; \
-	       tail -40 build-fuzz/tap/fuzz-$$f.log | sed 's/^/# /' >> build-fuzz/tap/fuzz.tap; fi; \
-	done; echo 0 > build-fuzz/tap/fuzz.rc; \
-	printf '%-28s %s\n' "fuzz" "$$(grep -c '^ok' build-fuzz/tap/fuzz.tap) ok, $$(grep -c '^not ok' build-fuzz/tap/fuzz.tap) not ok"
-
 fuzz: $(FUZZERS:%=build-fuzz/fuzz_%)
 	@$(MAKE) --no-print-directory check-fuzz FUZZ_SECONDS=$(FUZZ_LONG)
 
 # ---- tests -----------------------------------------------------------------
-# Every suite speaks TAP into build*/tap/*.tap; tests/summary prints the one
-# line over all of them and fails if anything failed.
+# One target per suite (tests/run-suite runs it into DIR/tap/NAME.tap), so
+# `make check` runs them JOBS at a time; tests/summary then prints the one
+# line over all of them and fails if anything failed. The slowest suites
+# come first so the last minutes are not spent on one long suite alone.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+SLOW := integration_delivery integration_failures integration_faults integration_bounces
+INTEG_ORDER := $(filter $(SLOW),$(SUITES)) $(filter-out $(SLOW),$(SUITES))
+TAPS_SAN   := $(INTEG_ORDER:%=build-san/tap/%.tap) $(UNITS:%=build-san/tap/unit-%.tap)
+TAPS_PLAIN := $(INTEG_ORDER:%=build/tap/%.tap) $(UNITS:%=build/tap/unit-%.tap)
+TAPS_VG    := build-vg/tap/integration.tap
+TAPS_FUZZ  := $(FUZZERS:%=build-fuzz/tap/fuzz-%.tap)
+TAP_DIRS   := build/tap build-san/tap build-vg/tap build-fuzz/tap
+
 check: deps-test
-	@$(MAKE) --no-print-directory check-unit check-integration B=build
-	@$(MAKE) --no-print-directory check-unit check-integration B=build-san
-	@$(MAKE) --no-print-directory check-valgrind
-	@$(if $(FUZZERS),$(MAKE) --no-print-directory check-fuzz,:)
-	@tests/summary build/tap build-san/tap build/tap-valgrind $(if $(FUZZERS),build-fuzz/tap)
+	@rm -rf $(TAP_DIRS)
+	@$(MAKE) --no-print-directory -j$(JOBS) check-taps
+	@tests/summary $(TAP_DIRS)
+check-taps: $(TAPS_VG) $(TAPS_SAN) $(TAPS_PLAIN) $(TAPS_FUZZ)
 
 B ?= build
-check-unit: $(UNITS:%=$(B)/test_%)
-	@mkdir -p $(B)/tap
-	@for u in $(UNITS); do \
-	  (cd tests/unit && CMOCKA_MESSAGE_OUTPUT=TAP ASAN_OPTIONS=detect_leaks=1 \
-	     ../../$(B)/test_$$u) > $(B)/tap/unit-$$u.tap 2>&1; \
-	  echo "$$?" > $(B)/tap/unit-$$u.rc; \
-	  printf '%-28s %s\n' "$(B) unit $$u" "$$(grep -c '^ok' $(B)/tap/unit-$$u.tap) ok, $$(grep -c '^not ok' $(B)/tap/unit-$$u.tap) not ok"; \
-	done
+check-unit: $(UNITS:%=$(B)/tap/unit-%.tap)
+check-integration: $(SUITES:%=$(B)/tap/%.tap)
+check-valgrind: $(TAPS_VG)
+check-fuzz: $(TAPS_FUZZ)
 
-check-integration: $(B)/herald
-	@mkdir -p $(B)/tap
-	@for s in $(SUITES); do \
-	  HERALD=$(CURDIR)/$(B)/herald /usr/bin/python3 tests/$$s.py > $(B)/tap/$$s.tap 2>$(B)/tap/$$s.log; \
-	  echo "$$?" > $(B)/tap/$$s.rc; \
-	  printf '%-28s %s\n' "$(B) $$s" "$$(grep -c '^ok' $(B)/tap/$$s.tap) ok, $$(grep -c '^not ok' $(B)/tap/$$s.tap) not ok"; \
-	done
-
+.PHONY: FORCE
+FORCE:
+build/tap/unit-%.tap: build/test_% FORCE
+	@tests/run-suite unit build $*
+build-san/tap/unit-%.tap: build-san/test_% FORCE
+	@tests/run-suite unit build-san $*
+build/tap/%.tap: tests/%.py build/herald FORCE
+	@tests/run-suite integration build $*
+build-san/tap/%.tap: tests/%.py build-san/herald FORCE
+	@tests/run-suite integration build-san $*
 # tests/integration.py once more with every herald run under valgrind's
 # memcheck (tests/valgrind-herald): a memory error or a definite leak makes
 # that run exit 1, so its test fails, and tests/valgrind-tap adds one TAP
-# line over all the reports in build/tap-valgrind/vg/.
-check-valgrind: build/herald
-	@rm -rf build/tap-valgrind && mkdir -p build/tap-valgrind/vg
-	@VALGRIND_HERALD=$(CURDIR)/build/herald VALGRIND_LOGS=$(CURDIR)/build/tap-valgrind/vg \
-	  HERALD=$(CURDIR)/tests/valgrind-herald /usr/bin/python3 tests/integration.py \
-	  > build/tap-valgrind/integration.tap 2> build/tap-valgrind/integration.log; \
-	echo "$$?" > build/tap-valgrind/integration.rc; \
-	tests/valgrind-tap build/tap-valgrind/vg > build/tap-valgrind/valgrind.tap; \
-	echo 0 > build/tap-valgrind/valgrind.rc; \
-	printf '%-28s %s\n' "valgrind integration" "$$(cat build/tap-valgrind/*.tap | grep -c '^ok') ok, $$(cat build/tap-valgrind/*.tap | grep -c '^not ok') not ok"
+# line over all the reports.
+build-vg/tap/integration.tap: build/herald FORCE
+	@tests/run-suite valgrind build-vg integration
+build-fuzz/tap/fuzz-%.tap: build-fuzz/fuzz_% FORCE
+	@tests/run-suite fuzz build-fuzz $*
 
 # ---- demo ------------------------------------------------------------------
 # Sub-makes: pkg-config flags are read after deps has installed packages.
@@ -178,4 +171,4 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/herald $(DESTDIR)$(PREFIX)/share/doc/herald
 
 clean:
-	rm -rf build build-san build-fuzz demo-out
+	rm -rf build build-san build-fuzz build-vg demo-out
