@@ -5,6 +5,7 @@
 #include "message.h"
 #include "ratelimit.h"
 #include "smtp.h"
+#include "transport.h"
 #include "subscribers.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -58,13 +59,12 @@ struct run {
 	struct journal journal;
 	struct bounces bounces;
 	int have_journal, have_bounces, lock;
-	struct smtp_pool *pool;
+	struct transport *tx;  /* SMTP, or the dry-run directory */
 	char *password;
 	struct job **queue;    /* deferred, retried when ready */
 	size_t nqueue, capqueue;
 	int eof;
 	long taken;            /* rows taken from the stream */
-	long seq;              /* dry-run file number */
 	int conn_failures;     /* consecutive, with nothing delivered between */
 	int uncertain_row;     /* consecutive unanswered final dots */
 	struct held held[SENDER_STREAK]; /* refusals before the first
@@ -133,8 +133,8 @@ static void fail(struct run *r, enum stop why, int rc)
 		r->rc = rc;
 	}
 	/* Messages already queued on a connection must not start either. */
-	if (r->pool)
-		smtp_pool_halt(r->pool);
+	if (r->tx)
+		transport_halt(r->tx);
 }
 
 static void job_free(struct job *j)
@@ -404,26 +404,6 @@ static int on_accept(void *arg, void *tag, const struct smtp_result *res)
 			     res->cls == SMTP_UNCERTAIN ? JOURNAL_UNCERTAIN : JOURNAL_SENT);
 }
 
-static int write_dry(struct run *r, struct job *j)
-{
-	char name[400];
-	char safe[330];
-	size_t k = 0;
-	for (const char *p = j->email; *p && k + 1 < sizeof safe; p++)
-		safe[k++] = (*p == '/' || (unsigned char)*p < 0x21 || *p == 0x7f) ? '_' : *p;
-	safe[k] = '\0';
-	snprintf(name, sizeof name, "%s/%06ld-%s.eml", r->o->dry_run_dir, ++r->seq, safe);
-	int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return set_err(r->err, r->errlen, EX_CANTCREAT, "%s: %s", name, strerror(errno));
-	ssize_t w = write(fd, j->wire.p, j->wire.len);
-	int saved = errno;
-	if (close(fd) < 0 || w != (ssize_t)j->wire.len)
-		return set_err(r->err, r->errlen, EX_CANTCREAT, "%s: %s", name,
-			       strerror(w < 0 ? saved : EIO));
-	return 0;
-}
-
 enum verdict { TAKE, INACTIVE, ALREADY, SUPPRESSED };
 
 /* Whether a subscribed row is to be mailed this run. No side effects, so
@@ -582,22 +562,10 @@ static double fill(struct run *r, int idle)
 			break;
 		rl_take(&r->rl, now_mono());
 		r->st->attempted++;
-		if (r->o->dry_run_dir) {
-			struct smtp_result res = {.cls = SMTP_OK, .code = 250};
-			int rc = write_dry(r, j);
-			if (rc) {
-				fail(r, STOP_STATE, rc);
-				job_free(j);
-				return 0;
-			}
-			snprintf(res.text, sizeof res.text, "dry run");
-			record(r, j, &res);
-			continue;
-		}
-		if (smtp_pool_start(r->pool, j->info.mail_from, j->email, j->wire.p,
-				    j->wire.len, j) < 0) {
-			set_err(r->err, r->errlen, EX_SOFTWARE, "libcurl refused a transfer");
-			fail(r, STOP_STATE, EX_SOFTWARE);
+		int rc = transport_submit(r->tx, j->info.mail_from, j->email, j->wire.p,
+					  j->wire.len, j, r->err, r->errlen);
+		if (rc) {
+			fail(r, STOP_STATE, rc);
 			job_free(j);
 			return 0;
 		}
@@ -605,7 +573,7 @@ static double fill(struct run *r, int idle)
 	}
 	/* While every connection is busy, build the next message, so the
 	 * first one to free up starts again at once. */
-	if (!idle && r->pool && r->stop == GO)
+	if (!idle && r->stop == GO)
 		r->built = take_built(r);
 	if (r->nqueue && r->stop == GO) {
 		double d = r->queue[soonest(r)]->ready - now_mono();
@@ -689,7 +657,7 @@ static int reconnect(struct run *r, struct smtp_result first, int tried)
 				return -1;
 			}
 		}
-		if (smtp_pool_probe(r->pool, &res) == 0) {
+		if (transport_probe(r->tx, &res) == 0) {
 			r->st->reconnecting = 0;
 			return 0;
 		}
@@ -718,7 +686,7 @@ static void loop(struct run *r)
 		interrupted(r);
 		/* Connections failed before MAIL: once none is busy, find out
 		 * whether the server is back before handing out more. */
-		if (r->trouble && r->stop == GO && (!r->pool || !smtp_pool_busy(r->pool))) {
+		if (r->trouble && r->stop == GO && !transport_busy(r->tx)) {
 			r->trouble = 0;
 			if (++r->reconnects > r->cfg->retry.attempts) {
 				set_err(r->err, r->errlen, EX_UNAVAILABLE,
@@ -728,9 +696,9 @@ static void loop(struct run *r)
 			} else
 				reconnect(r, r->trouble_res, 1);
 		}
-		int idle = r->pool ? smtp_pool_idle(r->pool) : 1;
+		int idle = transport_idle(r->tx);
 		double wait = r->trouble ? 0 : fill(r, idle);
-		int busy = r->pool ? smtp_pool_busy(r->pool) : 0;
+		int busy = transport_busy(r->tx);
 		if (!busy && !more_work(r) && !r->trouble)
 			break;
 		double t = now_mono();
@@ -739,7 +707,7 @@ static void loop(struct run *r)
 			last_progress = t;
 		}
 		if (busy) {
-			smtp_pool_run(r->pool, wait > 0 && wait < 0.5 ? wait : 0.5, on_done, r);
+			transport_collect(r->tx, wait > 0 && wait < 0.5 ? wait : 0.5, on_done, r);
 		} else if (wait > 0) {
 			double rest = wait > 0.5 ? 0.5 : wait;
 			progress(r);
@@ -908,6 +876,8 @@ static int setup(struct run *r)
 	if (o->dry_run_dir) {
 		if (journal_mkdir(o->dry_run_dir, r->err, r->errlen) < 0)
 			return EX_CANTCREAT;
+		if (transport_dir(&r->tx, o->dry_run_dir, r->err, r->errlen) < 0)
+			return EX_SOFTWARE;
 	} else {
 		if (config_password(cfg, &r->password, r->err, r->errlen) < 0)
 			return EX_CONFIG;
@@ -924,8 +894,8 @@ static int setup(struct run *r)
 		 * message waits for its own turn. */
 		const struct rate_conf *rc0 = &o->rate;
 		int limited = rc0->per_second > 0 || rc0->per_minute || rc0->per_hour || rc0->per_day;
-		int prc = smtp_pool_new(&r->pool, &so, cfg->smtp.connections, limited ? 1 : 2,
-					r->err, r->errlen);
+		int prc = transport_smtp(&r->tx, &so, cfg->smtp.connections, limited ? 1 : 2,
+					 r->err, r->errlen);
 		/* libcurl holds the password now; our copy goes at once. */
 		secret_free(&r->password);
 		if (prc < 0)
@@ -941,7 +911,7 @@ static int setup(struct run *r)
 static int first_contact(struct run *r)
 {
 	struct smtp_result res;
-	if (!r->pool || smtp_pool_probe(r->pool, &res) == 0)
+	if (transport_probe(r->tx, &res) == 0)
 		return 0;
 	if (res.cls == SMTP_FATAL)
 		sender_stop(r, &res, 0);
@@ -1013,7 +983,7 @@ int delivery_run(const struct config *cfg, const struct post *post,
 	for (size_t i = 0; i < r.nqueue; i++)
 		job_free(r.queue[i]);
 	free(r.queue);
-	smtp_pool_free(r.pool);
+	transport_close(r.tx);
 	secret_free(&r.password);
 	rl_free(&r.rl);
 	msg_free(&r.msg);
