@@ -778,10 +778,13 @@ static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 		snprintf(r->hint, sizeof r->hint, "check smtp.ca_file and the server's TLS set-up; for a test server on loopback, starttls = \"never\"");
 		return;
 	}
-	/* The whole message and its final dot went out, and the reply to the
-	 * dot never came: the server may have taken it. A send error means
-	 * the dot did not leave, so the server cannot have it. */
-	if (c->body_done && r->code == 354 && cc != CURLE_SEND_ERROR) {
+	/* The whole message and its final dot went out, the connection is
+	 * still there, and the reply to the dot never came: the server may
+	 * be about to take it (a slow content filter), so it may arrive; a
+	 * retry could make two (RFC 5321 4.1.1.4, RFC 1047). A connection
+	 * the server closed without a reply is different: it never took
+	 * responsibility for the message, so it is retried. */
+	if (c->body_done && r->code == 354 && cc == CURLE_OPERATION_TIMEDOUT) {
 		r->cls = SMTP_UNCERTAIN;
 		r->stage = SMTP_STAGE_BODY;
 		r->code = 0;

@@ -266,23 +266,14 @@ def test_retry_421_once(t):
     expect(env[0]["conn"] != dead, f"{FAULTY} delivered on the 421 connection")
 
 
-@test("connection dropped after the final dot, no reply: the server may have "
-      "it (RFC 5321 4.1.1.4), so it is 'uncertain', not retried; "
-      "--retry-uncertain sends it once")
+@test("connection dropped after DATA once: retried, delivered exactly once")
 def test_retry_drop_data_once(t):
     server, addrs = fault_world(t, "drop-datax1")
     r = t.send("--json")
-    equal(r.code, EX_OK, "exit code")
-    j = parse_json(r.out)
-    equal((j["uncertain"], j["retried"]), (1, 0), "uncertain, retried")
+    check_retried_once(t, server, addrs, r)
     dropped = [x for x in server.transactions() if x["end"] == "drop-data"]
     equal([x["rcpts"][0]["addr"] for x in dropped], [FAULTY],
           "transactions dropped after DATA")
-    others = sorted(a for a in addrs if a != FAULTY)
-    equal(sorted(server.received()), others, "delivered")
-    r = t.send("--retry-uncertain")
-    equal(r.code, EX_OK, "exit code of --retry-uncertain")
-    equal(sorted(server.received()), sorted(addrs), "each reader once after --retry-uncertain")
 
 
 @test("550: never retried (one RCPT), hard line in bounces.log, exit 0")
