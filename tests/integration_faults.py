@@ -410,6 +410,18 @@ def test_starttls_bad_handshake(t):
     expect(re.search(r"tls|ssl|handshake", r.err, re.I), f"not a TLS error: {r.err!r}")
 
 
+@test("a self-signed certificate and no smtp.ca_file: exit 69, the error says "
+      "to set smtp.ca_file, nothing sent in clear")
+def test_untrusted_cert_hint(t):
+    cert, key = make_cert(t, "self")
+    s = t.fault_server(args=["--tls-cert", cert, "--tls-key", key])
+    world(t, s, {"smtp": {"starttls": "required"}})
+    r = t.send()
+    equal(r.code, EX_UNAVAILABLE, "exit code")
+    one_line_error(r, s.url(), "smtp.ca_file")
+    equal(s.transactions(), [], "transactions")
+
+
 @test("starttls = try: a failed handshake is not a reason to go on in clear")
 def test_starttls_try_bad_handshake(t):
     cert, key = make_cert(t, "good")
