@@ -54,7 +54,7 @@ struct run {
 	const struct delivery_cb *cb;
 	struct delivery_stats *st;
 	struct subs_reader *sr;
-	struct msg_ctx msg;
+	struct msg_ctx *msg;
 	struct ratelimit rl;
 	struct journal journal;
 	struct bounces bounces;
@@ -493,7 +493,7 @@ static int build(struct run *r, struct job *j)
 {
 	char why[256];
 	buf_reset(&j->wire);
-	int rc = msg_build(&r->msg, (const char *const *)j->fields, j->email, j->name,
+	int rc = msg_build(r->msg, (const char *const *)j->fields, j->email, j->name,
 			   time(NULL), &j->wire, &j->info, why, sizeof why);
 	if (rc == MSG_BADROW) {
 		warn(r, "%s:%ld: %s; skipped", r->o->subscribers, j->line, why);
@@ -861,11 +861,10 @@ static int setup(struct run *r)
 	int k = subs_open(&r->sr, o->subscribers, r->err, r->errlen);
 	if (k)
 		return k == SUBS_NOFILE ? EX_NOINPUT : EX_DATAERR;
-	if (cfg->unsub.url && strstr(cfg->unsub.url, "token") &&
-	    config_secret(cfg, &secret, r->err, r->errlen) < 0)
+	if (msg_secret(cfg, &secret, r->err, r->errlen) < 0)
 		return EX_CONFIG;
-	k = msg_init(&r->msg, cfg, r->post, subs_colnames(r->sr), subs_ncols(r->sr), secret,
-		     o->n_test > 0, r->err, r->errlen);
+	k = msg_new(&r->msg, cfg, r->post, subs_colnames(r->sr), subs_ncols(r->sr), secret,
+		    o->n_test > 0 ? MSG_TEST : 0, r->err, r->errlen);
 	if (k < 0)
 		return k == MSG_NOFILE ? EX_NOINPUT : EX_DATAERR;
 	static const struct rate_conf none;
@@ -986,7 +985,7 @@ int delivery_run(const struct config *cfg, const struct post *post,
 	transport_close(r.tx);
 	secret_free(&r.password);
 	rl_free(&r.rl);
-	msg_free(&r.msg);
+	msg_free(r.msg);
 	if (r.have_journal)
 		journal_close(&r.journal);
 	if (r.have_bounces)

@@ -427,6 +427,15 @@ int lint_config(struct lint *l, const struct config *c)
 	    add(l, LINT_ERROR, LINT_CONFIG, c->path,
 		"unsubscribe.url is not https://: one-click unsubscribe (RFC 8058) needs https") < 0)
 		return -1;
+	const char *secret;
+	char ignored[300];
+	if (c->unsub.mailto && config_secret(c, &secret, ignored, sizeof ignored) < 0 &&
+	    add(l, LINT_WARNING, LINT_CONFIG, c->path,
+		"$%s is not set: the unsubscribe mailto names the reader's address without a token, so "
+		"a reader who writes from another address than the one subscribed cannot unsubscribe by "
+		"mail; export %s=$(openssl rand -hex 32) for send and subscribers unsubscribe alike",
+		c->unsub.secret_env, c->unsub.secret_env) < 0)
+		return -1;
 	if (!c->dkim.domain)
 		return add(l, LINT_WARNING, LINT_CONFIG, c->path,
 			   "no DKIM for %s: add dkim = { domain = \"%s\"; selector = \"...\"; key_file = \"...\"; } "

@@ -564,29 +564,31 @@ static int write_whole(const char *path, const char *data, size_t len, char *err
 }
 
 /* Finds the row for `as` (or the first subscribed row) and builds the
- * message for it; fills the ctx's rendered parts as a side effect, and
- * addr with the reader's address. */
+ * message for it; *mp keeps its rendered parts (msg_last_parts), addr
+ * the reader's address. */
 static int build_one(const struct config *cfg, const struct post *post, const char *as,
-		     struct msg_ctx *m, struct buf *eml, char *addr, size_t addrlen,
+		     struct msg_ctx **mp, struct buf *eml, char *addr, size_t addrlen,
 		     char *err, size_t errlen)
 {
 	struct subs_reader *sr = NULL;
+	struct msg_ctx *m = NULL;
 	int k = subs_open(&sr, cfg->subscribers, err, errlen);
 	if (k)
 		return k == SUBS_NOFILE ? EX_NOINPUT : EX_DATAERR;
 	const char *secret = NULL;
 	int rc = 0;
-	if (cfg->unsub.url && strstr(cfg->unsub.url, "token") &&
-	    config_secret(cfg, &secret, err, errlen) < 0) {
+	if (msg_secret(cfg, &secret, err, errlen) < 0) {
 		subs_close(sr);
 		return EX_CONFIG;
 	}
-	k = msg_init(m, cfg, post, subs_colnames(sr), subs_ncols(sr), secret, 0, err, errlen);
+	/* preview and check look at the parts themselves */
+	k = msg_new(&m, cfg, post, subs_colnames(sr), subs_ncols(sr), secret, MSG_KEEP_PARTS,
+		    err, errlen);
 	if (k < 0) {
 		subs_close(sr);
 		return k == MSG_NOFILE ? EX_NOINPUT : EX_DATAERR;
 	}
-	m->want_parts = 1; /* preview and check look at the parts themselves */
+	*mp = m;
 	struct subs_row row;
 	char why[512];
 	int found = 0;
@@ -669,7 +671,7 @@ static int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 		return usage_error("%s", "preview: expected one POST.md");
 	struct config cfg;
 	struct post post = {0};
-	struct msg_ctx m = {0};
+	struct msg_ctx *m = NULL;
 	struct buf eml = {0};
 	char err[1024] = "", addr[512] = "";
 	int rc = load_config(cfgpath, &cfg);
@@ -679,14 +681,19 @@ static int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 		rc = build_one(&cfg, &post, as, &m, &eml, addr, sizeof addr, err, sizeof err);
 	if (!rc && mkdir(dir, 0755) < 0 && errno != EEXIST)
 		rc = set_err(err, sizeof err, EX_CANTCREAT, "%s: %s", dir, strerror(errno));
+	struct msg_parts parts = {0};
+	if (!rc)
+		msg_last_parts(m, &parts);
 	/* What each file is, with the size it has on the wire. */
 	char what[3][700];
-	snprintf(what[0], sizeof what[0], "HTML part, %zu quoted-printable", m.qp_html.len);
-	snprintf(what[1], sizeof what[1], "text part, %zu quoted-printable", m.qp_text.len);
+	snprintf(what[0], sizeof what[0], "HTML part, %zu quoted-printable",
+		 parts.qp_html ? parts.qp_html->len : 0);
+	snprintf(what[1], sizeof what[1], "text part, %zu quoted-printable",
+		 parts.qp_text ? parts.qp_text->len : 0);
 	snprintf(what[2], sizeof what[2], "whole message to %s: %.0f%% of Gmail's 102 KB clip size",
 		 addr, clip_percent(eml.len));
-	const struct { const char *ext; struct buf *b; } outs[] = {
-		{"html", &m.tmp_html}, {"txt", &m.tmp_text}, {"eml", &eml}};
+	const struct { const char *ext; const struct buf *b; } outs[] = {
+		{"html", parts.html}, {"txt", parts.text}, {"eml", &eml}};
 	for (size_t i = 0; !rc && i < 3; i++) {
 		char path[4096];
 		snprintf(path, sizeof path, "%s/%s.%s", dir, post.slug, outs[i].ext);
@@ -702,7 +709,7 @@ static int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 	if (rc && *err)
 		say_err(err);
 	buf_free(&eml);
-	msg_free(&m);
+	msg_free(m);
 	post_free(&post);
 	config_free(&cfg);
 	return rc;
@@ -801,7 +808,7 @@ static int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv)
 		return usage_error("%s", "check: expected one POST.md");
 	struct config cfg;
 	struct post post = {0};
-	struct msg_ctx m = {0};
+	struct msg_ctx *m = NULL;
 	struct buf eml = {0};
 	struct lint l = {0};
 	char **names = NULL;
@@ -829,7 +836,10 @@ static int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv)
 			say_err(err);
 		char what[1024];
 		snprintf(what, sizeof what, "%s (message to %s)", post.path, addr);
-		if (!rc && lint_message(&l, what, eml.len, buf_cstr(&m.tmp_subj)) < 0)
+		struct msg_parts parts;
+		if (!rc)
+			msg_last_parts(m, &parts);
+		if (!rc && lint_message(&l, what, eml.len, parts.subject) < 0)
 			rc = EX_OSERR;
 	}
 	int config_errors = 0;
@@ -854,7 +864,7 @@ out:
 	free_names(names, nn);
 	lint_free(&l);
 	buf_free(&eml);
-	msg_free(&m);
+	msg_free(m);
 	post_free(&post);
 	config_free(&cfg);
 	return rc;

@@ -1,5 +1,7 @@
 #include "message.h"
+#include "dkim.h"
 #include "subscribers.h"
+#include "template.h"
 #include <ctype.h>
 #include <errno.h>
 #include <gnutls/crypto.h>
@@ -9,6 +11,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+struct qp_layout;
+
+struct msg_ctx {
+	const struct config *cfg;
+	const struct post *post;
+	struct tmpl *subject, *html, *text, *unsub, *return_path;
+	char **names;          /* field table: built-ins, then list columns */
+	size_t nnames, ncols;
+	const char *secret;    /* unsubscribe-token key (borrowed) */
+	char date_long[64];    /* "30 November 2026" */
+	char id_prefix[40];    /* per-run random part of Message-IDs */
+	unsigned long seq;
+	unsigned flags;        /* MSG_TEST, MSG_KEEP_PARTS */
+	const char **vals;     /* scratch, nnames entries */
+	struct buf tmp_url, tmp_mailto, tmp_subj, tmp_text, tmp_html, tmp_rp, qp_text, qp_html;
+	struct buf tmp_msg;    /* the unsigned message, when signing */
+	struct buf tmp_skel;   /* libetpan's output, bodies still markers */
+	char *reply_name, *reply_addr; /* reply_to, parsed once */
+	struct qp_layout *qp_text_l, *qp_html_l; /* layouts pre-encoded */
+	struct buf tmp_line, tmp_val;
+	struct mailimf_date_time *date_cache;
+	time_t date_at;
+	struct dkimsig *dkim;  /* NULL: no dkim group in the config */
+};
 
 const char *const msg_builtin_fields[MF_NBUILTIN] = {
 	"email", "name", "subject", "preheader", "date", "unsubscribe_url",
@@ -502,15 +529,14 @@ static int qp_render(const struct qp_layout *q, const char *const *vals,
 	return qp_flush(&st, 0);
 }
 
-int msg_init(struct msg_ctx *m, const struct config *cfg,
-	     const struct post *post, const char *const *cols, size_t ncols,
-	     const char *secret, int test_mode, char *err, size_t errlen)
+static int init(struct msg_ctx *m, const struct config *cfg,
+		const struct post *post, const char *const *cols, size_t ncols,
+		const char *secret, unsigned flags, char *err, size_t errlen)
 {
-	memset(m, 0, sizeof *m);
 	m->cfg = cfg;
 	m->post = post;
 	m->secret = secret;
-	m->test_mode = test_mode;
+	m->flags = flags;
 	m->ncols = ncols;
 	m->nnames = MF_NBUILTIN + ncols;
 	m->names = calloc(m->nnames, sizeof *m->names);
@@ -559,6 +585,39 @@ int msg_init(struct msg_ctx *m, const struct config *cfg,
 			return rc == DKIMSIG_NOFILE ? MSG_NOFILE : MSG_FAIL;
 	}
 	return MSG_OK;
+}
+
+int msg_new(struct msg_ctx **out, const struct config *cfg,
+	    const struct post *post, const char *const *cols, size_t ncols,
+	    const char *secret, unsigned flags, char *err, size_t errlen)
+{
+	struct msg_ctx *m = calloc(1, sizeof *m);
+	*out = NULL;
+	if (!m)
+		return set_err(err, errlen, MSG_FAIL, "out of memory");
+	int rc = init(m, cfg, post, cols, ncols, secret, flags, err, errlen);
+	if (rc != MSG_OK) {
+		msg_free(m);
+		return rc;
+	}
+	*out = m;
+	return MSG_OK;
+}
+
+int msg_secret(const struct config *cfg, const char **secret, char *err, size_t errlen)
+{
+	*secret = NULL;
+	if (cfg->unsub.url && strstr(cfg->unsub.url, "token"))
+		return config_secret(cfg, secret, err, errlen);
+	/* Without it the mailto subject names the address alone, which
+	 * still works for a reader who writes from that address; check
+	 * says what is lost. */
+	if (cfg->unsub.mailto && config_secret(cfg, secret, err, errlen) < 0) {
+		*secret = NULL;
+		if (errlen)
+			err[0] = '\0';
+	}
+	return 0;
 }
 
 static struct mailimf_mailbox_list *mailbox_list(const char *name, const char *addr)
@@ -775,34 +834,61 @@ static int splice_bodies(struct buf *out, const struct buf *skel,
 	return 0;
 }
 
-int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
-	      const char *name, time_t now, struct buf *out,
-	      struct msg_out *info, char *err, size_t errlen)
+/* One reader's build: what the stages hand each other. */
+struct build {
+	const char *email, *name, *subject;
+	char token[65], verp[300];
+	char local[80];         /* Message-ID left of the @ */
+	const char *domain;     /* and right of it: the From domain */
+};
+
+static int oom(char *err, size_t errlen)
+{
+	return set_err(err, errlen, MSG_FAIL, "out of memory building the message");
+}
+
+/* The mailto: in List-Unsubscribe, per reader: RFC 6068 with the subject
+ * percent-encoded ("+" too, which some clients read as a space). */
+static int mailto_url(struct msg_ctx *m, const struct build *b)
+{
+	struct buf *u = &m->tmp_mailto;
+	buf_reset(u);
+	if (buf_printf(u, "mailto:%s?subject=unsubscribe%%20", m->cfg->unsub.mailto) < 0 ||
+	    tmpl_escape(u, b->email, strlen(b->email), TMPL_URL) < 0)
+		return -1;
+	if (b->token[0] && buf_printf(u, "%%20%s", b->token) < 0)
+		return -1;
+	return 0;
+}
+
+/* Stage 1: the reader's values, the unsubscribe links and the subject. */
+static int merge(struct msg_ctx *m, const char *const *fields, struct build *b,
+		 char *err, size_t errlen)
 {
 	const struct config *c = m->cfg;
-	char token[65], verp[300];
-	int rc = set_values(m, fields, email, name, token, verp, sizeof verp, err, errlen);
+	int rc = set_values(m, fields, b->email, b->name, b->token, b->verp, sizeof b->verp,
+			    err, errlen);
 	if (rc)
 		return rc;
-	if (!msg_header_safe(email) || !msg_header_safe(name))
+	if (!msg_header_safe(b->email) || !msg_header_safe(b->name))
 		return set_err(err, errlen, MSG_BADROW, "line break in the %s",
-			       msg_header_safe(email) ? "name" : "address");
+			       msg_header_safe(b->email) ? "name" : "address");
 
-	/* Unsubscribe URL: per reader, percent-encoded values. */
 	buf_reset(&m->tmp_url);
+	buf_reset(&m->tmp_mailto);
+	if (c->unsub.mailto && mailto_url(m, b) < 0)
+		return oom(err, errlen);
 	if (m->unsub) {
 		if (tmpl_render(m->unsub, m->vals, TMPL_URL, &m->tmp_url) < 0)
-			goto oom;
-	} else if (c->unsub.mailto) {
-		if (buf_printf(&m->tmp_url, "mailto:%s?subject=unsubscribe", c->unsub.mailto) < 0)
-			goto oom;
-	}
+			return oom(err, errlen);
+	} else if (c->unsub.mailto && buf_add(&m->tmp_url, m->tmp_mailto.p, m->tmp_mailto.len) < 0)
+		return oom(err, errlen);
 	m->vals[MF_UNSUBSCRIBE_URL] = buf_cstr(&m->tmp_url);
 
 	buf_reset(&m->tmp_subj);
-	if ((m->test_mode && buf_adds(&m->tmp_subj, "[TEST] ") < 0) ||
+	if (((m->flags & MSG_TEST) && buf_adds(&m->tmp_subj, "[TEST] ") < 0) ||
 	    tmpl_render(m->subject, m->vals, TMPL_RAW, &m->tmp_subj) < 0)
-		goto oom;
+		return oom(err, errlen);
 	const char *subject = buf_cstr(&m->tmp_subj);
 	if (!msg_header_safe(subject)) {
 		for (size_t i = 0; i < m->nnames; i++)
@@ -813,59 +899,60 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 	}
 	if (strlen(subject) > 900)
 		return set_err(err, errlen, MSG_BADROW, "the merged subject is over 900 bytes");
-	m->vals[MF_SUBJECT] = subject;
+	m->vals[MF_SUBJECT] = b->subject = subject;
+	return MSG_OK;
+}
 
+/* Stage 2: the text and HTML parts, quoted-printable. */
+static int render_parts(struct msg_ctx *m, char *err, size_t errlen)
+{
 	buf_reset(&m->qp_text);
 	buf_reset(&m->qp_html);
-	if (m->want_parts) {
+	if (m->flags & MSG_KEEP_PARTS) {
 		/* preview: the parts as readers see them, then encoded */
 		buf_reset(&m->tmp_text);
 		buf_reset(&m->tmp_html);
 		if (tmpl_render(m->text, m->vals, TMPL_RAW, &m->tmp_text) < 0 ||
 		    tmpl_render(m->html, m->vals, TMPL_HTML, &m->tmp_html) < 0)
-			goto oom;
+			return oom(err, errlen);
 		normalize_eol(&m->tmp_text);
 		normalize_eol(&m->tmp_html);
 		if (msg_qp_encode(&m->qp_text, m->tmp_text.p ? m->tmp_text.p : "", m->tmp_text.len) < 0 ||
 		    msg_qp_encode(&m->qp_html, m->tmp_html.p ? m->tmp_html.p : "", m->tmp_html.len) < 0)
-			goto oom;
+			return oom(err, errlen);
 	} else if (qp_render(m->qp_text_l, m->vals, TMPL_RAW, &m->tmp_line, &m->tmp_val, &m->qp_text) < 0 ||
 		   qp_render(m->qp_html_l, m->vals, TMPL_HTML, &m->tmp_line, &m->tmp_val, &m->qp_html) < 0) {
-		goto oom;
+		return oom(err, errlen);
 	}
+	return MSG_OK;
+}
 
-	/* Envelope sender: VERP return path, else the From address. */
+/* Stage 3: the envelope sender (VERP return path, else From) and the
+ * Message-ID. */
+static int envelope(struct msg_ctx *m, struct build *b, struct msg_out *info,
+		    char *err, size_t errlen)
+{
 	buf_reset(&m->tmp_rp);
 	if (m->return_path) {
 		if (tmpl_render(m->return_path, m->vals, TMPL_RAW, &m->tmp_rp) < 0)
-			goto oom;
+			return oom(err, errlen);
 		if (subs_valid_address(buf_cstr(&m->tmp_rp), NULL, 0) < 0)
 			return set_err(err, errlen, MSG_BADROW, "bounce.return_path gives \"%s\", not an address",
 				       buf_cstr(&m->tmp_rp));
-	} else if (buf_adds(&m->tmp_rp, c->from_addr) < 0)
-		goto oom;
+	} else if (buf_adds(&m->tmp_rp, m->cfg->from_addr) < 0)
+		return oom(err, errlen);
 	snprintf(info->mail_from, sizeof info->mail_from, "%s", buf_cstr(&m->tmp_rp));
 
-	const char *dom = strrchr(c->from_addr, '@') + 1;
-	char local[80];
-	snprintf(local, sizeof local, "%s.%lu", m->id_prefix, ++m->seq);
-	snprintf(info->message_id, sizeof info->message_id, "<%s@%s>", local, dom);
+	b->domain = strrchr(m->cfg->from_addr, '@') + 1;
+	snprintf(b->local, sizeof b->local, "%s.%lu", m->id_prefix, ++m->seq);
+	snprintf(info->message_id, sizeof info->message_id, "<%s@%s>", b->local, b->domain);
+	return MSG_OK;
+}
 
-	struct mailimf_mailbox_list *from = mailbox_list(c->from_name, c->from_addr);
-	struct mailimf_address_list *to = address_list(name, email);
-	struct mailimf_address_list *reply = NULL;
-	if (m->reply_addr)
-		reply = address_list(m->reply_name, m->reply_addr);
-	struct buf enc = {0};
-	msg_encode_words(&enc, subject, 0);
-	char *subj = buf_detach(&enc);
-	char *mid = xstrndup(local, strlen(local));
-	char *midfull = NULL;
-	if (mid && asprintf(&midfull, "%s@%s", local, dom) < 0)
-		midfull = NULL;
-	free(mid);
-	/* libetpan's mailimf_get_date() converts the time zone on every
-	 * call; one conversion per second of sending is enough. */
+/* libetpan's mailimf_get_date() converts the time zone on every call;
+ * one conversion per second of sending is enough. */
+static struct mailimf_date_time *date_of(struct msg_ctx *m, time_t now)
+{
 	if (now != m->date_at || !m->date_cache) {
 		if (m->date_cache)
 			mailimf_date_time_free(m->date_cache);
@@ -873,68 +960,113 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 		m->date_at = now;
 	}
 	const struct mailimf_date_time *dc = m->date_cache;
-	struct mailimf_date_time *date = dc ? mailimf_date_time_new(dc->dt_day, dc->dt_month,
-		dc->dt_year, dc->dt_hour, dc->dt_min, dc->dt_sec, dc->dt_zone) : NULL;
+	return dc ? mailimf_date_time_new(dc->dt_day, dc->dt_month, dc->dt_year, dc->dt_hour,
+					  dc->dt_min, dc->dt_sec, dc->dt_zone) : NULL;
+}
+
+/* List-Id, List-Unsubscribe and, for an https link, RFC 8058's
+ * List-Unsubscribe-Post. */
+static int list_fields(struct msg_ctx *m, struct mailimf_fields *f)
+{
+	const struct config *c = m->cfg;
+	struct buf h = {0};
+	int rc = 0;
+	if (c->list_id) {
+		rc = strchr(c->list_id, '<') ? buf_adds(&h, c->list_id)
+					     : buf_printf(&h, "<%s>", c->list_id);
+		if (!rc)
+			rc = add_field(f, "List-Id", buf_cstr(&h));
+	}
+	buf_reset(&h);
+	if (!rc && m->unsub && m->tmp_url.len)
+		rc = buf_printf(&h, "<%s>", m->tmp_url.p);
+	if (!rc && m->tmp_mailto.len)
+		rc = buf_printf(&h, "%s<%s>", h.len ? ", " : "", m->tmp_mailto.p);
+	if (!rc && h.len)
+		rc = add_field(f, "List-Unsubscribe", buf_cstr(&h));
+	/* One-click only makes sense for an https endpoint. */
+	if (!rc && m->unsub && !strncmp(buf_cstr(&m->tmp_url), "https://", 8))
+		rc = add_field(f, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
+	buf_free(&h);
+	return rc < 0 ? -1 : 0;
+}
+
+/* Stage 4: the header fields. NULL when out of memory. */
+static struct mailimf_fields *headers(struct msg_ctx *m, const struct build *b, time_t now)
+{
+	const struct config *c = m->cfg;
+	struct mailimf_mailbox_list *from = mailbox_list(c->from_name, c->from_addr);
+	struct mailimf_address_list *to = address_list(b->name, b->email);
+	struct mailimf_address_list *reply = m->reply_addr ? address_list(m->reply_name, m->reply_addr) : NULL;
+	struct buf enc = {0};
+	char *subj = msg_encode_words(&enc, b->subject, 0) == 0 ? buf_detach(&enc) : NULL;
+	buf_free(&enc);
+	char *mid = NULL;
+	if (asprintf(&mid, "%s@%s", b->local, b->domain) < 0)
+		mid = NULL;
+	struct mailimf_date_time *date = date_of(m, now);
 	struct mailimf_fields *f = NULL;
-	if (from && to && subj && midfull && date)
+	if (from && to && subj && mid && date && (reply || !m->reply_addr))
 		f = mailimf_fields_new_with_data_all(date, from, NULL, reply, to, NULL,
-						     NULL, midfull, NULL, NULL, subj);
+						     NULL, mid, NULL, NULL, subj);
 	if (!f) {
 		if (from) mailimf_mailbox_list_free(from);
 		if (to) mailimf_address_list_free(to);
 		if (reply) mailimf_address_list_free(reply);
 		if (date) mailimf_date_time_free(date);
 		free(subj);
-		free(midfull);
-		goto oom;
+		free(mid);
+		return NULL;
 	}
-
-	struct buf h = {0};
-	int hok = 0;
-	if (c->list_id) {
-		const char *lt = strchr(c->list_id, '<');
-		if (lt) {
-			buf_adds(&h, c->list_id);
-		} else
-			buf_printf(&h, "<%s>", c->list_id);
-		hok |= add_field(f, "List-Id", buf_cstr(&h));
+	if (list_fields(m, f) < 0) {
+		mailimf_fields_free(f);
+		return NULL;
 	}
-	buf_reset(&h);
-	int https = c->unsub.url && !strncmp(m->tmp_url.p ? m->tmp_url.p : "", "https://", 8);
-	if (m->unsub && m->tmp_url.len)
-		buf_printf(&h, "<%s>", m->tmp_url.p);
-	if (c->unsub.mailto)
-		buf_printf(&h, "%s<mailto:%s?subject=unsubscribe>", h.len ? ", " : "", c->unsub.mailto);
-	if (h.len)
-		hok |= add_field(f, "List-Unsubscribe", buf_cstr(&h));
-	/* RFC 8058 one-click only makes sense for an https endpoint. */
-	if (https)
-		hok |= add_field(f, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
-	buf_free(&h);
+	return f;
+}
 
-	struct mailmime *msg = mailmime_new_message_data(NULL);
-	struct mailmime *alt = alternative(local);
+/* The body: multipart/alternative, text first. A multipart/related
+ * around the HTML part, or a /mixed around the whole, goes here. */
+static struct mailmime *body_tree(const struct build *b)
+{
+	struct mailmime *alt = alternative(b->local);
 	struct mailmime *tp = text_part("text/plain", text_marker);
 	struct mailmime *hp = text_part("text/html", html_marker);
-	if (hok || !msg || !alt || !tp || !hp) {
-		mailimf_fields_free(f);
-		if (msg) mailmime_free(msg);
+	if (!alt || !tp || !hp || mailmime_smart_add_part(alt, tp) != MAILIMF_NO_ERROR) {
 		if (alt) mailmime_free(alt);
 		if (tp) mailmime_free(tp);
 		if (hp) mailmime_free(hp);
-		goto oom;
+		return NULL;
+	}
+	if (mailmime_smart_add_part(alt, hp) != MAILIMF_NO_ERROR) {
+		mailmime_free(alt);
+		mailmime_free(hp);
+		return NULL;
+	}
+	return alt;
+}
+
+/* Stage 5: the MIME tree around f (taken over), written out with the
+ * encoded bodies spliced in where libetpan wrote their markers. */
+static int assemble(struct msg_ctx *m, const struct build *b, struct mailimf_fields *f,
+		    struct buf *dst)
+{
+	struct mailmime *msg = mailmime_new_message_data(NULL);
+	struct mailmime *body = msg ? body_tree(b) : NULL;
+	if (!body) {
+		mailimf_fields_free(f);
+		if (msg)
+			mailmime_free(msg);
+		return -1;
 	}
 	mailmime_set_imf_fields(msg, f);
-	mailmime_smart_add_part(alt, tp);
-	mailmime_smart_add_part(alt, hp);
-	mailmime_smart_add_part(msg, alt);
-
+	if (mailmime_smart_add_part(msg, body) != MAILIMF_NO_ERROR) {
+		mailmime_free(body);
+		mailmime_free(msg);
+		return -1;
+	}
 	MMAPString *s = mmap_string_new("");
 	int col = 0;
-	/* Signed: the message is assembled aside, as the signature header
-	 * must come first and covers the finished bytes. */
-	struct buf *dst = m->dkim ? &m->tmp_msg : out;
-	buf_reset(&m->tmp_msg);
 	int wr = s ? mailmime_write_mem(s, &col, msg) : -1;
 	buf_reset(&m->tmp_skel);
 	if (wr == MAILIMF_NO_ERROR)
@@ -944,21 +1076,48 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 	if (s)
 		mmap_string_free(s);
 	mailmime_free(msg);
-	if (wr != 0)
-		goto oom;
+	return wr == 0 ? 0 : -1;
+}
+
+int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
+	      const char *name, time_t now, struct buf *out,
+	      struct msg_out *info, char *err, size_t errlen)
+{
+	struct build b = {.email = email, .name = name};
+	int rc;
+	if ((rc = merge(m, fields, &b, err, errlen)) || (rc = render_parts(m, err, errlen)) ||
+	    (rc = envelope(m, &b, info, err, errlen)))
+		return rc;
+	struct mailimf_fields *f = headers(m, &b, now);
+	if (!f)
+		return oom(err, errlen);
+	/* Stage 6, signed: the message is assembled aside, as the signature
+	 * header comes first and covers the finished bytes. */
+	buf_reset(&m->tmp_msg);
+	if (assemble(m, &b, f, m->dkim ? &m->tmp_msg : out) < 0)
+		return oom(err, errlen);
 	if (m->dkim) {
 		if (dkimsig_sign(m->dkim, m->tmp_msg.p, m->tmp_msg.len, out, err, errlen) < 0)
 			return MSG_FAIL;
 		if (buf_add(out, m->tmp_msg.p, m->tmp_msg.len) < 0)
-			goto oom;
+			return oom(err, errlen);
 	}
 	return MSG_OK;
-oom:
-	return set_err(err, errlen, MSG_FAIL, "out of memory building the message");
+}
+
+void msg_last_parts(const struct msg_ctx *m, struct msg_parts *p)
+{
+	p->subject = m->tmp_subj.p ? m->tmp_subj.p : ""; /* merge() ended it with a NUL */
+	p->html = &m->tmp_html;
+	p->text = &m->tmp_text;
+	p->qp_html = &m->qp_html;
+	p->qp_text = &m->qp_text;
 }
 
 void msg_free(struct msg_ctx *m)
 {
+	if (!m)
+		return;
 	tmpl_free(m->subject);
 	tmpl_free(m->html);
 	tmpl_free(m->text);
@@ -966,23 +1125,17 @@ void msg_free(struct msg_ctx *m)
 	tmpl_free(m->return_path);
 	free(m->names);
 	free(m->vals);
-	buf_free(&m->tmp_url);
-	buf_free(&m->tmp_subj);
-	buf_free(&m->tmp_text);
-	buf_free(&m->tmp_html);
-	buf_free(&m->tmp_rp);
-	buf_free(&m->qp_text);
-	buf_free(&m->qp_html);
-	buf_free(&m->tmp_msg);
-	buf_free(&m->tmp_skel);
-	buf_free(&m->tmp_line);
-	buf_free(&m->tmp_val);
+	struct buf *bufs[] = {&m->tmp_url, &m->tmp_mailto, &m->tmp_subj, &m->tmp_text,
+			      &m->tmp_html, &m->tmp_rp, &m->qp_text, &m->qp_html, &m->tmp_msg,
+			      &m->tmp_skel, &m->tmp_line, &m->tmp_val};
+	for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+		buf_free(bufs[i]);
 	qp_layout_free(m->qp_text_l);
+	qp_layout_free(m->qp_html_l);
 	if (m->date_cache)
 		mailimf_date_time_free(m->date_cache);
-	qp_layout_free(m->qp_html_l);
 	free(m->reply_name);
 	free(m->reply_addr);
 	dkimsig_close(m->dkim);
-	memset(m, 0, sizeof *m);
+	free(m);
 }

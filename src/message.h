@@ -14,6 +14,17 @@
  * uses) that holds CR, LF or NUL, or is not UTF-8, makes msg_build refuse
  * that subscriber (MSG_BADROW) instead of emitting a header from it.
  *
+ * List-Unsubscribe carries the https URL (with List-Unsubscribe-Post for
+ * RFC 8058 one-click) and/or mailto:ADDR?subject=unsubscribe EMAIL TOKEN:
+ * the address and token let a request be matched to its reader whatever
+ * address it is sent from (a reader subscribed as jane+news@ who writes
+ * from jane@), which unsub_parse_request checks.
+ *
+ * msg_build runs in stages, each its own function: merge the reader's
+ * fields, render the parts, the envelope, the header fields, the MIME
+ * tree (body_tree(): the one place a multipart/related or /mixed wrapper
+ * goes), then DKIM.
+ *
  * Ownership: struct msg_ctx owns its templates and field table; msg_free.
  * It borrows cfg and post, which must outlive it. */
 #ifndef HERALD_MESSAGE_H
@@ -22,9 +33,7 @@
 #include <time.h>
 #include "buf.h"
 #include "config.h"
-#include "dkim.h"
 #include "post.h"
-#include "template.h"
 
 /* Built-in fields, in the order of the field table; list columns follow. */
 enum msg_field {
@@ -36,31 +45,22 @@ enum msg_field {
 /* Their names, as templates and posts write them. */
 extern const char *const msg_builtin_fields[MF_NBUILTIN];
 
-struct qp_layout;
-struct mailimf_date_time;
+/* Opaque: what callers may look at goes through msg_last_parts(). */
+struct msg_ctx;
 
-struct msg_ctx {
-	const struct config *cfg;
-	const struct post *post;
-	struct tmpl *subject, *html, *text, *unsub, *return_path;
-	char **names;          /* field table: built-ins, then list columns */
-	size_t nnames, ncols;
-	const char *secret;    /* unsubscribe-token key (borrowed) */
-	char date_long[64];    /* "30 November 2026" */
-	char id_prefix[40];    /* per-run random part of Message-IDs */
-	unsigned long seq;
-	int test_mode;         /* "[TEST] " subject prefix */
-	const char **vals;     /* scratch, nnames entries */
-	struct buf tmp_url, tmp_subj, tmp_text, tmp_html, tmp_rp, qp_text, qp_html;
-	struct buf tmp_msg;    /* the unsigned message, when signing */
-	struct buf tmp_skel;   /* libetpan's output, bodies still markers */
-	char *reply_name, *reply_addr; /* reply_to, parsed once */
-	struct qp_layout *qp_text_l, *qp_html_l; /* layouts pre-encoded */
-	struct buf tmp_line, tmp_val;
-	int want_parts;        /* also keep tmp_text/tmp_html (preview) */
-	struct mailimf_date_time *date_cache;
-	time_t date_at;
-	struct dkimsig *dkim;  /* NULL: no dkim group in the config */
+/* msg_new flags. */
+enum {
+	MSG_TEST = 1,       /* "[TEST] " subject prefix */
+	MSG_KEEP_PARTS = 2, /* keep each build's plain parts (preview, check) */
+};
+
+/* The parts of the last message msg_build made, valid until the next
+ * msg_build or msg_free. html and text are the parts as a reader sees
+ * them, before transfer encoding, and only kept with MSG_KEEP_PARTS. */
+struct msg_parts {
+	const char *subject;          /* merged, before RFC 2047 */
+	const struct buf *html, *text;
+	const struct buf *qp_html, *qp_text; /* as they go on the wire */
 };
 
 struct msg_out {
@@ -71,17 +71,25 @@ struct msg_out {
 enum { MSG_OK = 0, MSG_BADROW = -1, MSG_FAIL = -2, MSG_NOFILE = -3 };
 
 /* cols: the list's column names (lower-case), ncols of them. secret may be
- * NULL when no unsubscribe URL uses {{token}}. */
-int msg_init(struct msg_ctx *m, const struct config *cfg,
-	     const struct post *post, const char *const *cols, size_t ncols,
-	     const char *secret, int test_mode, char *err, size_t errlen);
+ * NULL when no unsubscribe URL uses {{token}} (then the mailto subject
+ * carries the address alone); msg_secret() fetches it as the config asks.
+ * On failure *out is NULL and nothing needs freeing. */
+int msg_new(struct msg_ctx **out, const struct config *cfg,
+	    const struct post *post, const char *const *cols, size_t ncols,
+	    const char *secret, unsigned flags, char *err, size_t errlen);
 /* fields: the subscriber's row, ncols values. Appends the message (CRLF,
  * ready for the wire) to out. On MSG_BADROW err says why, without file or
  * line (the caller knows them). */
 int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 	      const char *name, time_t now, struct buf *out,
 	      struct msg_out *info, char *err, size_t errlen);
-void msg_free(struct msg_ctx *m);
+void msg_last_parts(const struct msg_ctx *m, struct msg_parts *p);
+void msg_free(struct msg_ctx *m); /* NULL is fine */
+
+/* The unsubscribe-token secret, when the config's messages use one: an
+ * unsubscribe.url with {{token}} needs it (-1, err says how to set it);
+ * a mailto address uses it when it is there (*secret NULL otherwise). */
+int msg_secret(const struct config *cfg, const char **secret, char *err, size_t errlen);
 
 /* Helpers exposed for the unit tests. */
 /* RFC 2047 Q-encoding of UTF-8 text into encoded-words of <= 75 chars;

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 
 from harness import (EX_DATAERR, EX_OK, EX_UNAVAILABLE, FIXTURES, PYTHON, SECRET,
                      SLUG, Suite, csv, equal, expect, log)
@@ -433,6 +434,32 @@ def test_unsubscribe_imap(t):
     r = t.herald("subscribers", "unsubscribe", env={"HERALD_UNSUBSCRIBE_PASSWORD": PW})
     expect(r.out.startswith("0 messages"), r.out)
     equal(read(t.path("subs.csv")).decode(), want, "the list after a rescan")
+
+
+@SUITE.test("the List-Unsubscribe mailto names the reader: subscribed as jane+news@, she unsubscribes by writing from jane@")
+def test_unsubscribe_mailto_names_reader(t):
+    box = Box(t, users=("unsub",))
+    srv = t.server()
+    t.subscribers(csv("jane+news@example.com,Jane", "ann@example.net,Ann"))
+    t.post()
+    bounce_config(t, srv, {"unsubscribe": {"mailbox": {"url": box.url("imap", "unsub"),
+                                                        "starttls": "never"}}})
+    equal(t.send().code, EX_OK, "send")
+    got = srv.by_rcpt()["jane+news@example.com"].msg
+    links = [l.strip(" <>") for l in str(got["List-Unsubscribe"]).split(",")]
+    mailto = urllib.parse.urlsplit(next(l for l in links if l.startswith("mailto:")))
+    equal(mailto.path, "unsubscribe@example.org", "the mailto address")
+    subject = urllib.parse.parse_qs(mailto.query)["subject"][0]
+    equal(subject, f"unsubscribe jane+news@example.com {token('jane+news@example.com')}",
+          "the subject a mail client fills in")
+    # Her client sends it from the address she reads mail at.
+    box.d.deliver("unsub", request("Jane <jane@example.com>", subject, to=mailto.path))
+    r = t.herald("subscribers", "unsubscribe", env={"HERALD_UNSUBSCRIBE_PASSWORD": PW})
+    equal(r.code, EX_OK, "exit code")
+    expect(r.out.startswith("1 messages: 1 unsubscribed") or r.out.startswith("1 message: 1 unsubscribed"),
+           r.out)
+    equal(read(t.path("subs.csv")).decode(),
+          "email,name,status\njane+news@example.com,Jane,unsubscribed\nann@example.net,Ann,\n", "the list")
 
 
 @SUITE.test("subscribers unsubscribe --address: a list without status gets the column; unknown address exit 65")

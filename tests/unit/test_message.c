@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "config.h"
 #include "message.h"
+#include "unsubscribe.h"
 #include "post.h"
 
 #define SECRET "test-secret"
@@ -665,8 +666,7 @@ static const char *const cols[] = { "email", "name", "city" };
 struct fixture {
 	struct config cfg;
 	struct post post;
-	struct msg_ctx m;
-	int m_ready;
+	struct msg_ctx *m;
 	struct buf out;
 	struct msg_out info;
 	char err[512];
@@ -702,8 +702,7 @@ static int teardown(void **state)
 {
 	struct fixture *fx = *state;
 
-	if (fx->m_ready)
-		msg_free(&fx->m);
+	msg_free(fx->m);
 	post_free(&fx->post);
 	buf_free(&fx->out);
 	free(fx);
@@ -729,13 +728,10 @@ static void load_post(struct fixture *fx, const char *src)
 static int init(struct fixture *fx, const char *const *c, size_t nc,
 		const char *secret, int test_mode)
 {
-	if (fx->m_ready)
-		msg_free(&fx->m);
+	msg_free(fx->m);
 	fx->err[0] = '\0';
-	int rc = msg_init(&fx->m, &fx->cfg, &fx->post, c, nc, secret,
-			  test_mode, fx->err, sizeof fx->err);
-	fx->m_ready = 1; /* msg_free is safe after a failed msg_init too */
-	return rc;
+	return msg_new(&fx->m, &fx->cfg, &fx->post, c, nc, secret,
+		       test_mode ? MSG_TEST : 0, fx->err, sizeof fx->err);
 }
 
 static void init_ok(struct fixture *fx, const char *post_src, int test_mode)
@@ -751,7 +747,7 @@ static int build(struct fixture *fx, const char *email, const char *name,
 	const char *row[3] = { email, name, city };
 
 	fx->err[0] = '\0';
-	return msg_build(&fx->m, row, email, name, NOW, &fx->out, &fx->info,
+	return msg_build(fx->m, row, email, name, NOW, &fx->out, &fx->info,
 			 fx->err, sizeof fx->err);
 }
 
@@ -864,7 +860,8 @@ static void test_build_message(void **state)
 	check_header(h, "List-Id", "Garden News <news.example.org>");
 	check_header(h, "List-Unsubscribe",
 		     "<" UNSUB_URL ">, "
-		     "<mailto:unsub@example.org?subject=unsubscribe>");
+		     "<mailto:unsub@example.org?subject=unsubscribe%20"
+		     "ann%2Bx%40example.net%20" TOKEN_ANNX ">");
 	check_header(h, "List-Unsubscribe-Post",
 		     "List-Unsubscribe=One-Click");
 	assert_false(has_header(h, "Reply-To"));
@@ -1026,16 +1023,29 @@ static void test_build_unsub_variants(void **state)
 	assert_int_equal(build(fx, "a@example.net", "Ann", "Oslo"), MSG_OK);
 	char *h = headers_of(fx->out.p);
 
-	check_header(h, "List-Unsubscribe",
-		     "<mailto:unsub@example.org?subject=unsubscribe>");
+	char tok[65], mailto[300];
+	assert_int_equal(msg_token(SECRET, "a@example.net", tok), 0);
+	snprintf(mailto, sizeof mailto,
+		 "mailto:unsub@example.org?subject=unsubscribe%%20a%%40example.net%%20%s", tok);
+	char want[400];
+	snprintf(want, sizeof want, "<%s>", mailto);
+	check_header(h, "List-Unsubscribe", want);
 	assert_false(has_header(h, "List-Unsubscribe-Post"));
 	char *text = part_body(fx->out.p, "text/plain");
 
-	assert_string_equal(text,
-			    "Hi Ann, unsubscribe [1].\n\n"
-			    "[1] mailto:unsub@example.org?subject=unsubscribe"
-			    "\n\n-- \nmailto:unsub@example.org?subject="
-			    "unsubscribe\n");
+	char want_text[1000];
+	snprintf(want_text, sizeof want_text,
+		 "Hi Ann, unsubscribe [1].\n\n[1] %s\n\n-- \n%s\n", mailto, mailto);
+	assert_string_equal(text, want_text);
+
+	/* No secret: the address alone (a request from it still works). */
+	buf_reset(&fx->out);
+	load_post(fx, post_src);
+	assert_int_equal(init(fx, cols, 3, NULL, 0), MSG_OK);
+	assert_int_equal(build(fx, "a@example.net", "Ann", "Oslo"), MSG_OK);
+	h = headers_of(fx->out.p);
+	check_header(h, "List-Unsubscribe",
+		     "<mailto:unsub@example.org?subject=unsubscribe%20a%40example.net>");
 
 	/* http (not https): no one-click header either. */
 	fx->cfg.unsub.url = "http://example.org/u?e={{email}}";
@@ -1186,6 +1196,43 @@ static void test_line_break_in_body_field(void **state)
 }
 
 
+/* The mailto: a reader's client fills in names the reader by address
+ * and token, so the request is theirs whatever address it comes from. */
+static void test_mailto_request_round_trip(void **state)
+{
+	struct fixture *fx = *state;
+
+	init_ok(fx, post_src, 0);
+	assert_int_equal(build(fx, "jane+news@example.com", "Jane", "Oslo"), MSG_OK);
+	char *h = headers_of(fx->out.p);
+	char *lu = header(h, "List-Unsubscribe");
+	const char *q = strstr(lu, "<mailto:unsub@example.org?subject=");
+	assert_non_null(q);
+	q += strlen("<mailto:unsub@example.org?subject=");
+	char subject[400];
+	size_t n = 0;
+	for (; *q && *q != '>' && n + 1 < sizeof subject; q++) {
+		unsigned v;
+		if (*q == '%' && sscanf(q + 1, "%2x", &v) == 1) {
+			subject[n++] = (char)v;
+			q += 2;
+		} else
+			subject[n++] = *q;
+	}
+	subject[n] = '\0';
+	char req[600], addr[320], reason[300];
+	snprintf(req, sizeof req, "From: Jane <jane@example.com>\r\nSubject: %s\r\n\r\nplease\r\n",
+		 subject);
+	assert_int_equal(unsub_parse_request(req, strlen(req), SECRET, addr, sizeof addr, reason,
+					     sizeof reason), UNSUB_REQUEST);
+	assert_string_equal(addr, "jane+news@example.com");
+	/* Another reader's token does not pass for hers. */
+	char *t = strstr(req, "example.com ") + strlen("example.com ");
+	t[0] = t[0] == 'a' ? 'b' : 'a';
+	assert_int_not_equal(unsub_parse_request(req, strlen(req), SECRET, addr, sizeof addr, reason,
+						 sizeof reason), UNSUB_REQUEST);
+}
+
 /* The quoted-printable fast path (layouts encoded once, merged lines per
  * reader) must give exactly what encoding the rendered parts gives. */
 static void test_qp_fast_path_matches(void **state)
@@ -1199,38 +1246,49 @@ static void test_qp_fast_path_matches(void **state)
 	size_t nv = sizeof values / sizeof *values;
 	fx->cfg.template_name = "qp";
 	init_ok(fx, "---\nsubject: Hi {{name|there}}\n---\nHello **{{name|you}}**,\n\nFrom the garden: {{city}}.\n", 0);
+	/* The reference: a context that renders the parts, then encodes. */
+	struct msg_ctx *keep = NULL;
+	assert_int_equal(msg_new(&keep, &fx->cfg, &fx->post, cols, 3, SECRET, MSG_KEEP_PARTS,
+				 fx->err, sizeof fx->err), MSG_OK);
 	for (size_t i = 0; i < nv; i++) {
 		for (size_t k = 0; k < nv; k++) {
 			/* Names bound for headers must be one line; the
 			 * body-only city takes every value. */
 			const char *name = strpbrk(values[i], "\r\n") ? "Ann" : values[i];
 			struct buf fast_t = {0}, fast_h = {0};
-			fx->m.want_parts = 0;
+			struct msg_parts ref;
 			buf_reset(&fx->out);
 			assert_int_equal(build(fx, "ann@example.net", name, values[k]), MSG_OK);
-			buf_add(&fast_t, fx->m.qp_text.p, fx->m.qp_text.len);
-			buf_add(&fast_h, fx->m.qp_html.p, fx->m.qp_html.len);
-			fx->m.want_parts = 1;
-			buf_reset(&fx->out);
-			assert_int_equal(build(fx, "ann@example.net", name, values[k]), MSG_OK);
-			if (fast_t.len != fx->m.qp_text.len || memcmp(fast_t.p, fx->m.qp_text.p, fast_t.len) ||
-			    fast_h.len != fx->m.qp_html.len || memcmp(fast_h.p, fx->m.qp_html.p, fast_h.len))
+			msg_last_parts(fx->m, &ref);
+			buf_add(&fast_t, ref.qp_text->p, ref.qp_text->len);
+			buf_add(&fast_h, ref.qp_html->p, ref.qp_html->len);
+			const char *row[3] = {"ann@example.net", name, values[k]};
+			struct buf out = {0};
+			assert_int_equal(msg_build(keep, row, row[0], name, NOW, &out, &fx->info,
+						   fx->err, sizeof fx->err), MSG_OK);
+			buf_free(&out);
+			msg_last_parts(keep, &ref);
+			const struct buf *rt = ref.qp_text, *rh = ref.qp_html;
+			if (fast_t.len != rt->len || memcmp(fast_t.p, rt->p, fast_t.len) ||
+			    fast_h.len != rh->len || memcmp(fast_h.p, rh->p, fast_h.len))
 				print_message("values %zu/%zu:\n--- fast text\n%s\n--- reference text\n%s\n--- fast html\n%s\n--- reference html\n%s\n",
-					      i, k, buf_cstr(&fast_t), fx->m.qp_text.p, buf_cstr(&fast_h), fx->m.qp_html.p);
-			assert_int_equal(fast_t.len, fx->m.qp_text.len);
-			assert_memory_equal(fast_t.p, fx->m.qp_text.p, fast_t.len);
-			assert_int_equal(fast_h.len, fx->m.qp_html.len);
-			assert_memory_equal(fast_h.p, fx->m.qp_html.p, fast_h.len);
+					      i, k, buf_cstr(&fast_t), rt->p, buf_cstr(&fast_h), rh->p);
+			assert_int_equal(fast_t.len, rt->len);
+			assert_memory_equal(fast_t.p, rt->p, fast_t.len);
+			assert_int_equal(fast_h.len, rh->len);
+			assert_memory_equal(fast_h.p, rh->p, fast_h.len);
 			buf_free(&fast_t);
 			buf_free(&fast_h);
 		}
 	}
+	msg_free(keep);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_encode_ascii, gc),
+		cmocka_unit_test_setup_teardown(test_mailto_request_round_trip, setup, teardown),
 		cmocka_unit_test_teardown(test_encode_cafe, gc),
 		cmocka_unit_test_teardown(test_encode_phrase_whole, gc),
 		cmocka_unit_test_teardown(test_encode_subject_words, gc),
