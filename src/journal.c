@@ -114,6 +114,8 @@ static int load(struct journal *j, const struct statefile_warn *w, char *err, si
 	FILE *f = fdopen(dup(j->fd), "r");
 	if (!f)
 		return set_err(err, errlen, -1, "%s: %s", j->path, strerror(errno));
+	/* The dup shares the offset, which the repair may have moved. */
+	rewind(f);
 	char *line = NULL, *text;
 	size_t cap = 0;
 	ssize_t n;

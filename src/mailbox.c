@@ -84,6 +84,7 @@ static int seen_load(struct mailbox *mb, char *err, size_t errlen)
 	FILE *f = fdopen(dup(mb->seen_fd), "r");
 	if (!f)
 		return set_err(err, errlen, MAILBOX_FAIL, "%s: %s", path, strerror(errno));
+	rewind(f); /* the dup shares the offset, which the repair may have moved */
 	char *line = NULL, *text;
 	size_t cap = 0;
 	ssize_t n;
