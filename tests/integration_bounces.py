@@ -86,8 +86,7 @@ def summary(out):
     got = {"messages": int(line.split()[0])}
     for name in SUMMARY_BUCKETS + ("lines logged",):
         m = re.search(r"(\d+) " + name.replace("complaints", "complaints?").replace("lines", "lines?"), line)
-        expect(m, f"{name!r} in the summary {line!r}")
-        got[name] = int(m.group(1))
+        got[name] = int(m.group(1)) if m else 0   # a bucket it lacks holds nothing
     equal(sum(got[b] for b in SUMMARY_BUCKETS), got["messages"],
           f"buckets of {line!r} add up to the messages read")
     return got
