@@ -3,6 +3,7 @@
 #include "buf.h"
 #include "dsn.h"
 #include "journal.h"
+#include "statefile.h"
 #include "unsubscribe.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -21,19 +22,11 @@
  * big mailbox keeps what the earlier batches did. */
 #define BATCH 200
 
-static void note(const struct scan_cb *cb, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void note(const struct scan_cb *cb, const char *fmt, ...)
-{
-	if (!cb || !cb->note)
-		return;
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	cb->note(cb->arg, msg);
-}
+/* One line for the note callback: the same formatting as a state-file
+ * warning, so one function does it (a macro: varargs cannot be passed on). */
+#define note(cb, ...) \
+	statefile_warnf(&(struct statefile_warn){(cb) ? (cb)->note : NULL, (cb) ? (cb)->arg : NULL}, \
+			__VA_ARGS__)
 
 static int map_mailbox_rc(int rc)
 {

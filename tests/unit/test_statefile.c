@@ -74,90 +74,51 @@ static char *repair_and_append(struct world *w, enum statefile_torn torn, size_t
 	return data;
 }
 
-static void test_whole_file_untouched(void **state)
-{
-	struct world *w = *state;
-	put(w, "a\nb\n", 4);
-	size_t len;
-	char *d = repair_and_append(w, STATEFILE_CUT, &len);
-	assert_int_equal(len, 9);
-	assert_memory_equal(d, "a\nb\nnext\n", 9);
-	assert_int_equal(w->nwarn, 0);
-	free(d);
-}
+/* One damaged (or whole) file: what it holds, what the repair and one
+ * appended line leave, and what the warning says. */
+struct tail_case {
+	const char *name;
+	const char *head;     /* the text before the NULs */
+	size_t nuls;
+	enum statefile_torn torn;
+	const char *want;     /* the file after repair + "next\n" */
+	const char *warning;  /* in the warning, "" for none */
+};
 
-static void test_torn_cut(void **state)
-{
-	struct world *w = *state;
-	put(w, "a\nb\nhalf a li", 13);
-	size_t len;
-	char *d = repair_and_append(w, STATEFILE_CUT, &len);
-	assert_int_equal(len, 9);
-	assert_memory_equal(d, "a\nb\nnext\n", 9);
-	assert_int_equal(w->nwarn, 1);
-	char want[256];
-	snprintf(want, sizeof want, "%s:3: ", w->path);
-	assert_memory_equal(w->warning, want, strlen(want));
-	assert_non_null(strstr(w->warning, "removed it"));
-	free(d);
-}
+static const struct tail_case cases[] = {
+	{"whole", "a\nb\n", 0, STATEFILE_CUT, "a\nb\nnext\n", ""},
+	{"torn, cut", "a\nb\nhalf a li", 0, STATEFILE_CUT, "a\nb\nnext\n", ":3: "},
+	{"torn, kept", "a\nhalf", 0, STATEFILE_KEEP, "a\nhalf\nnext\n", ":2: "},
+	{"NULs after a whole line", "a\nb\n", 4096, STATEFILE_KEEP, "a\nb\nnext\n", "4096 NUL bytes"},
+	/* more NULs than one read chunk */
+	{"torn, then NULs", "a\nhal", 70000, STATEFILE_CUT, "a\nnext\n", ":2: "},
+	{"only NULs", "", 100, STATEFILE_KEEP, "next\n", "100 NUL bytes"},
+};
 
-static void test_torn_kept(void **state)
+static void test_tails(void **state)
 {
 	struct world *w = *state;
-	put(w, "a\nhalf", 6);
-	size_t len;
-	char *d = repair_and_append(w, STATEFILE_KEEP, &len);
-	assert_int_equal(len, 12);
-	assert_memory_equal(d, "a\nhalf\nnext\n", 12);
-	assert_non_null(strstr(w->warning, ":2: "));
-	free(d);
-}
-
-static void test_nuls_after_whole_line(void **state)
-{
-	struct world *w = *state;
-	char data[4 + 4096];
-	memcpy(data, "a\nb\n", 4);
-	memset(data + 4, 0, 4096);
-	put(w, data, sizeof data);
-	size_t len;
-	char *d = repair_and_append(w, STATEFILE_KEEP, &len);
-	assert_int_equal(len, 9);
-	assert_memory_equal(d, "a\nb\nnext\n", 9);
-	assert_int_equal(w->nwarn, 1);
-	assert_non_null(strstr(w->warning, "4096 NUL bytes"));
-	free(d);
-}
-
-static void test_torn_then_nuls(void **state)
-{
-	struct world *w = *state;
-	/* More NULs than one read chunk, before them a torn line. */
-	size_t n = 5 + 70000;
-	char *data = calloc(1, n);
-	assert_non_null(data);
-	memcpy(data, "a\nhal", 5);
-	put(w, data, n);
-	free(data);
-	size_t len;
-	char *d = repair_and_append(w, STATEFILE_CUT, &len);
-	assert_int_equal(len, 7);
-	assert_memory_equal(d, "a\nnext\n", 7);
-	assert_non_null(strstr(w->warning, ":2: "));
-	free(d);
-}
-
-static void test_only_nuls(void **state)
-{
-	struct world *w = *state;
-	char zeros[100] = {0};
-	put(w, zeros, sizeof zeros);
-	size_t len;
-	char *d = repair_and_append(w, STATEFILE_KEEP, &len);
-	assert_int_equal(len, 5);
-	assert_memory_equal(d, "next\n", 5);
-	free(d);
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		const struct tail_case *c = &cases[i];
+		size_t hl = strlen(c->head), len;
+		char *data = calloc(1, hl + c->nuls + 1);
+		assert_non_null(data);
+		memcpy(data, c->head, hl);
+		put(w, data, hl + c->nuls);
+		free(data);
+		w->nwarn = 0;
+		w->warning[0] = '\0';
+		char *d = repair_and_append(w, c->torn, &len);
+		print_message("%s\n", c->name);
+		assert_int_equal(len, strlen(c->want));
+		assert_memory_equal(d, c->want, len);
+		assert_int_equal(w->nwarn, c->warning[0] != '\0');
+		if (c->warning[0]) {
+			assert_non_null(strstr(w->warning, c->warning));
+			assert_memory_equal(w->warning, w->path, strlen(w->path));
+		}
+		free(d);
+	}
 }
 
 static void test_line(void **state)
@@ -175,12 +136,7 @@ static void test_line(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_whole_file_untouched, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_torn_cut, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_torn_kept, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_nuls_after_whole_line, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_torn_then_nuls, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_only_nuls, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tails, setup, teardown),
 		cmocka_unit_test(test_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
