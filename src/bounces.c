@@ -1,6 +1,7 @@
 #include "bounces.h"
 #include "buf.h"
 #include "journal.h"
+#include "statefile.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,14 +28,16 @@ struct bounce_addr {
 	int suppressed;
 };
 
+/* The fields of one line (its newline already gone): 8, or 9 with the
+ * report key; the text is whatever lies between the 7th tab and the 8th
+ * (older lines have no 8th, so a key never leaks into their text). */
 static int parse_line(char *line, struct bounce_entry *e)
 {
-	char *f[8];
+	char *f[9];
 	int n = 0;
-	line[strcspn(line, "\n")] = '\0';
-	for (char *p = line; n < 8; n++) {
+	for (char *p = line; n < 9; n++) {
 		f[n] = p;
-		char *t = (n < 7) ? strchr(p, '\t') : NULL;
+		char *t = (n < 8) ? strchr(p, '\t') : NULL;
 		if (!t) {
 			n++;
 			break;
@@ -53,14 +56,16 @@ static int parse_line(char *line, struct bounce_entry *e)
 	snprintf(e->source, sizeof e->source, "%s", f[5]);
 	snprintf(e->slug, sizeof e->slug, "%s", f[6]);
 	snprintf(e->text, sizeof e->text, "%s", n > 7 ? f[7] : "");
+	snprintf(e->report, sizeof e->report, "%s", n > 8 ? f[8] : "");
 	return 0;
 }
 
 static char *entry_line(const struct bounce_entry *e)
 {
 	char *line;
-	if (asprintf(&line, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e->when, e->addr, e->kind,
-		     e->status, e->code, e->source, e->slug, e->text) < 0)
+	if (asprintf(&line, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s%s%s\n", e->when, e->addr, e->kind,
+		     e->status, e->code, e->source, e->slug, e->text, e->report[0] ? "\t" : "",
+		     e->report) < 0)
 		return NULL;
 	return line;
 }
@@ -170,13 +175,19 @@ static int apply(struct bounces *b, const struct bounce_entry *e)
 	return 0;
 }
 
-/* The key bounces_add_once compares: everything but the text, which may
- * differ in nothing that matters (a truncated diagnostic). */
-static char *seen_key(const struct bounce_entry *e)
+/* The key bounces_add_once compares. A line with a report key: that
+ * key (what names the report: its Message-ID or a digest of its bytes),
+ * the address and the status, so a rescan matches it whatever time it
+ * gives the bounce (a report without a Date gets the scan's). An older
+ * line without one: everything but the text, as before. */
+static char *seen_key(const struct bounce_entry *e, int legacy)
 {
 	char *k;
-	if (asprintf(&k, "%s\t%s\t%s\t%s\t%d\t%s\t%s", e->when, e->addr, e->kind, e->status,
-		     e->code, e->source, e->slug) < 0)
+	int rc = legacy || !e->report[0]
+		? asprintf(&k, "t\t%s\t%s\t%s\t%s\t%d\t%s\t%s", e->when, e->addr, e->kind, e->status,
+			   e->code, e->source, e->slug)
+		: asprintf(&k, "r\t%s\t%s\t%s", e->report, e->addr, e->status);
+	if (rc < 0)
 		return NULL;
 	for (char *c = k; *c; c++)
 		if (*c >= 'A' && *c <= 'Z')
@@ -188,13 +199,30 @@ static int remember(struct bounces *b, const struct bounce_entry *e)
 {
 	if (strcmp(e->source, "dsn"))
 		return 0;
-	char *k = seen_key(e);
+	char *k = seen_key(e, 0);
 	if (!k)
 		return -1;
 	chashdatum key = {k, (unsigned int)strlen(k)}, val = {NULL, 0};
 	int rc = chash_set(b->seen, &key, &val, NULL);
 	free(k);
 	return rc < 0 ? -1 : 0;
+}
+
+/* 1 when the log holds e already (by its key or, for the lines of
+ * earlier versions, by the old one), 0 when not, -1 out of memory. */
+static int seen_before(const struct bounces *b, const struct bounce_entry *e)
+{
+	for (int legacy = 0; legacy < 1 + !!e->report[0]; legacy++) {
+		char *k = seen_key(e, legacy);
+		if (!k)
+			return -1;
+		chashdatum key = {k, (unsigned int)strlen(k)}, val;
+		int had = chash_get(b->seen, &key, &val) == 0;
+		free(k);
+		if (had)
+			return 1;
+	}
+	return 0;
 }
 
 static int note_delivery(void *arg, const char *slug, time_t when, const char *addr,
@@ -212,15 +240,23 @@ static int load(struct bounces *b, char *err, size_t errlen)
 	FILE *f = fopen(b->path, "r");
 	if (!f)
 		return errno == ENOENT ? 0 : set_err(err, errlen, -1, "%s: %s", b->path, strerror(errno));
-	char *line = NULL;
+	char *line = NULL, *text;
 	size_t cap = 0;
 	ssize_t n;
+	long no = 0;
 	int rc = 0;
 	struct bounce_entry e;
 	while ((n = getline(&line, &cap, f)) > 0) {
-		/* A torn last line (crash mid-write) is not an event. */
-		if (line[n - 1] != '\n' || parse_line(line, &e) < 0)
+		no++;
+		/* A last line without its newline is another writer's line
+		 * in progress, or torn: the next append repairs it. */
+		int k = statefile_line(line, n, &text);
+		if (k == 0)
+			break;
+		if (k < 0 || parse_line(text, &e) < 0) {
+			statefile_warnf(&b->warn, "%s:%ld: not a bounces.log line, ignored", b->path, no);
 			continue;
+		}
 		if (apply(b, &e) < 0 || remember(b, &e) < 0) {
 			rc = set_err(err, errlen, -1, "out of memory");
 			break;
@@ -244,19 +280,26 @@ static int load(struct bounces *b, char *err, size_t errlen)
 }
 
 int bounces_open(struct bounces *b, const char *state_dir, int soft_limit,
-		 char *err, size_t errlen)
+		 const struct statefile_warn *w, char *err, size_t errlen)
 {
 	memset(b, 0, sizeof *b);
+	if (w)
+		b->warn = *w;
 	b->soft_limit = soft_limit > 0 ? soft_limit : 1;
 	b->index = chash_new(CHASH_DEFAULTSIZE, CHASH_COPYKEY);
 	b->seen = chash_new(CHASH_DEFAULTSIZE, CHASH_COPYKEY);
 	b->state_dir = strdup(state_dir);
+	int rc = 0;
 	if (!b->index || !b->seen || !b->state_dir ||
 	    asprintf(&b->path, "%s/bounces.log", state_dir) < 0) {
 		b->path = NULL;
-		return set_err(err, errlen, -1, "out of memory");
+		rc = set_err(err, errlen, -1, "out of memory");
 	}
-	return load(b, err, errlen);
+	if (!rc)
+		rc = load(b, err, errlen);
+	if (rc)
+		bounces_close(b);
+	return rc;
 }
 
 int bounces_suppressed(const struct bounces *b, const char *addr)
@@ -273,15 +316,21 @@ static int append(struct bounces *b, const struct bounce_entry *e, char *err, si
 		return set_err(err, errlen, -1, "out of memory");
 	size_t len = strlen(line);
 	/* O_APPEND keeps concurrent writers (a scan and a send) from
-	 * overwriting each other's lines; the line is one write(). */
-	int fd = open(b->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	ssize_t w = fd >= 0 ? write(fd, line, len) : -1;
+	 * overwriting each other's lines; the line is one write(), made
+	 * under the file's lock after its tail is repaired, so it never
+	 * lands on a fragment a crash left (the fragment goes: its bounce
+	 * is logged again by whoever failed to). */
+	int fd = statefile_open(b->path, STATEFILE_CUT, 1, &b->warn, err, errlen);
+	if (fd < 0) {
+		free(line);
+		return -1;
+	}
+	ssize_t w = write(fd, line, len);
 	int saved = errno;
-	int sync = fd >= 0 && w == (ssize_t)len ? fdatasync(fd) : -1;
+	int sync = w == (ssize_t)len ? fdatasync(fd) : -1;
 	if (sync < 0 && w == (ssize_t)len)
 		saved = errno;
-	if (fd >= 0)
-		close(fd);
+	close(fd);
 	free(line);
 	if (w != (ssize_t)len || sync < 0)
 		return set_err(err, errlen, -1, "%s: cannot record a bounce: %s", b->path,
@@ -293,7 +342,7 @@ static int append(struct bounces *b, const struct bounce_entry *e, char *err, si
 
 static void fill(struct bounce_entry *e, time_t when, const char *addr, const char *kind,
 		 const char *status, int code, const char *source, const char *slug,
-		 const char *text)
+		 const char *text, const char *report)
 {
 	memset(e, 0, sizeof *e);
 	journal_time(when, e->when);
@@ -304,6 +353,7 @@ static void fill(struct bounce_entry *e, time_t when, const char *addr, const ch
 	snprintf(e->source, sizeof e->source, "%s", source);
 	journal_clean(e->slug, sizeof e->slug, slug && *slug ? slug : "-");
 	journal_clean(e->text, sizeof e->text, text ? text : "");
+	journal_clean(e->report, sizeof e->report, report ? report : "");
 }
 
 static const char *kind_name(enum bounce_kind k)
@@ -313,20 +363,15 @@ static const char *kind_name(enum bounce_kind k)
 
 static int add(struct bounces *b, int once, time_t when, const char *addr,
 	       enum bounce_kind kind, const char *status, int code, const char *source,
-	       const char *slug, const char *text, char *err, size_t errlen)
+	       const char *slug, const char *text, const char *report, char *err, size_t errlen)
 {
 	struct bounce_entry e;
-	fill(&e, when, addr, kind_name(kind), status, code, source, slug, text);
-	if (once) {
-		char *k = seen_key(&e);
-		if (!k)
-			return set_err(err, errlen, -1, "out of memory");
-		chashdatum key = {k, (unsigned int)strlen(k)}, val;
-		int had = chash_get(b->seen, &key, &val) == 0;
-		free(k);
-		if (had)
-			return 1;
-	}
+	fill(&e, when, addr, kind_name(kind), status, code, source, slug, text, report);
+	int had = once ? seen_before(b, &e) : 0;
+	if (had < 0)
+		return set_err(err, errlen, -1, "out of memory");
+	if (had)
+		return 1;
 	return append(b, &e, err, errlen);
 }
 
@@ -335,15 +380,15 @@ int bounces_add(struct bounces *b, time_t when, const char *addr,
 		const char *source, const char *slug, const char *text,
 		char *err, size_t errlen)
 {
-	return add(b, 0, when, addr, kind, status, code, source, slug, text, err, errlen);
+	return add(b, 0, when, addr, kind, status, code, source, slug, text, NULL, err, errlen);
 }
 
 int bounces_add_once(struct bounces *b, time_t when, const char *addr,
 		     enum bounce_kind kind, const char *status, int code,
 		     const char *source, const char *slug, const char *text,
-		     char *err, size_t errlen)
+		     const char *report, char *err, size_t errlen)
 {
-	return add(b, 1, when, addr, kind, status, code, source, slug, text, err, errlen);
+	return add(b, 1, when, addr, kind, status, code, source, slug, text, report, err, errlen);
 }
 
 int bounces_forget(struct bounces *b, const char *addr, int *was, char *err,
@@ -359,7 +404,7 @@ int bounces_forget(struct bounces *b, const char *addr, int *was, char *err,
 		now = a->hard + 1;
 	if (a && a->soft_last >= now)
 		now = a->soft_last + 1;
-	fill(&e, now, addr, "forget", "-", 0, "cli", "-", "lifted by herald bounces forget");
+	fill(&e, now, addr, "forget", "-", 0, "cli", "-", "lifted by herald bounces forget", NULL);
 	return append(b, &e, err, errlen);
 }
 
@@ -368,7 +413,7 @@ int bounces_each_suppressed(const char *state_dir, int soft_limit,
 			    void *arg, char *err, size_t errlen)
 {
 	struct bounces b;
-	int rc = bounces_open(&b, state_dir, soft_limit, err, errlen);
+	int rc = bounces_open(&b, state_dir, soft_limit, NULL, err, errlen);
 	for (size_t i = 0; !rc && i < b.naddrs; i++) {
 		struct bounce_addr *a = &b.addrs[i];
 		if (!a->suppressed)
@@ -380,6 +425,7 @@ int bounces_each_suppressed(const char *state_dir, int soft_limit,
 			rc = set_err(err, errlen, -1, "out of memory");
 			break;
 		}
+		line[strcspn(line, "\n")] = '\0';
 		if (parse_line(line, &e) == 0) {
 			e.count = hard ? 1 : soft_run(a);
 			fn(arg, &e);
@@ -397,14 +443,13 @@ static int each_in_journal(const char *path, const char *slug,
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return errno == ENOENT ? 0 : -1;
-	char *line = NULL;
+	char *line = NULL, *text;
 	size_t cap = 0;
 	ssize_t n;
 	while (!*stop && (n = getline(&line, &cap, f)) > 0) {
-		if (line[n - 1] != '\n')
-			break; /* torn write: that message was not recorded */
-		line[n - 1] = '\0';
-		char *addr = strchr(line, '\t');
+		if (statefile_line(line, n, &text) <= 0)
+			continue; /* damage, reported by journal_open */
+		char *addr = strchr(text, '\t');
 		if (!addr)
 			continue;
 		*addr++ = '\0';
@@ -413,7 +458,7 @@ static int each_in_journal(const char *path, const char *slug,
 			*msgid++ = '\0';
 			msgid[strcspn(msgid, "\t")] = '\0';
 		}
-		time_t t = journal_parse_time(line);
+		time_t t = journal_parse_time(text);
 		if (t >= 0 && *addr)
 			*stop = fn(arg, slug, t, addr, msgid ? msgid : "");
 	}

@@ -2,7 +2,8 @@
  *
  * One tab-separated line per event: time, address, hard|soft|complaint|
  * forget, enhanced status, SMTP code, source (smtp|dsn|cli), post slug,
- * text. The log is only ever appended to; `forget` lines (herald bounces
+ * text, and for dsn lines a 9th field naming the report ("<Message-ID>"
+ * or "sha256:HEX"; older lines have 8 fields and read as before). The log is only ever appended to; `forget` lines (herald bounces
  * forget) lift what came before them.
  *
  * An address is suppressed by a hard bounce or a complaint, or by
@@ -17,6 +18,7 @@
 #define HERALD_BOUNCES_H
 #include <stddef.h>
 #include <time.h>
+#include "statefile.h"
 
 enum bounce_kind { BOUNCE_HARD, BOUNCE_SOFT, BOUNCE_COMPLAINT };
 
@@ -30,6 +32,7 @@ struct bounce_entry {
 	char source[8];
 	char slug[128];
 	char text[512];
+	char report[200]; /* dsn lines: what names the report, or "" */
 };
 
 struct bounce_addr; /* per-address history, private to bounces.c */
@@ -42,24 +45,31 @@ struct bounces {
 	size_t naddrs, capaddrs;
 	struct chash *index;       /* lower-cased address -> addrs index */
 	struct chash *seen;        /* dsn line keys, for bounces_add_once */
+	struct statefile_warn warn;
 };
 
-/* Reads state_dir/bounces.log if it exists. */
+/* Reads state_dir/bounces.log if it exists. Lines that do not parse are
+ * reported to w (NULL: not reported) as FILE:LINE, and so is the repair
+ * of a torn tail before an append (statefile.h). On failure nothing is
+ * left to free. */
 int bounces_open(struct bounces *b, const char *state_dir, int soft_limit,
-		 char *err, size_t errlen);
+		 const struct statefile_warn *w, char *err, size_t errlen);
 int bounces_suppressed(const struct bounces *b, const char *addr);
 int bounces_add(struct bounces *b, time_t when, const char *addr,
 		enum bounce_kind kind, const char *status, int code,
 		const char *source, const char *slug, const char *text,
 		char *err, size_t errlen);
 /* Like bounces_add, but does nothing (returns 1) when the log already
- * holds the same time, address, kind, status, code, source and slug: a
- * rescan of a DSN whose mailbox mark was lost (crash between the log and
- * the mark) adds nothing. */
+ * holds this bounce: a rescan of a report whose mailbox mark was lost
+ * (crash between the log and the mark) adds nothing. report names the
+ * report (its Message-ID, else a digest of its bytes; written as a 9th
+ * field): the log holds the bounce when a line has the same report,
+ * address and status, or (lines of earlier versions, without the field)
+ * the same time, address, kind, status, code, source and slug. */
 int bounces_add_once(struct bounces *b, time_t when, const char *addr,
 		     enum bounce_kind kind, const char *status, int code,
 		     const char *source, const char *slug, const char *text,
-		     char *err, size_t errlen);
+		     const char *report, char *err, size_t errlen);
 /* Appends a forget line for addr. *was: 1 if it was suppressed. */
 int bounces_forget(struct bounces *b, const char *addr, int *was, char *err,
 		   size_t errlen);

@@ -36,6 +36,9 @@ int set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 /* Read a whole file; *out is NUL-terminated and owned by the caller. */
 int read_file(const char *path, char **out, size_t *len);
+/* SHA-256 of data as 64 lower-case hex digits (a content key for what has
+ * no stable name). Returns 0, or -1. */
+int buf_sha256_hex(const void *data, size_t len, char out[65]);
 /* ASCII lower-case copy (addresses compare case-insensitively). */
 char *str_lower(const char *s);
 #endif

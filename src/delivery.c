@@ -58,6 +58,7 @@ struct run {
 	struct ratelimit rl;
 	struct journal journal;
 	struct bounces bounces;
+	struct statefile_warn state_warn; /* damage in the state files */
 	int have_journal, have_bounces, lock;
 	struct transport *tx;  /* SMTP, or the dry-run directory */
 	char *password;
@@ -845,14 +846,15 @@ static int setup(struct run *r)
 		r->st->locked = r->lock == -1;
 		if (r->lock < 0)
 			return r->lock == -1 ? EX_TEMPFAIL : EX_CANTCREAT;
-		if (journal_open(&r->journal, cfg->state_dir, r->post->slug, r->err, r->errlen) < 0)
+		if (journal_open(&r->journal, cfg->state_dir, r->post->slug, &r->state_warn, r->err,
+				 r->errlen) < 0)
 			return EX_CANTCREAT;
 		r->have_journal = 1;
 	}
 	if (!o->n_test) {
 		/* A dry run reads the suppression list but writes nothing. */
-		if (bounces_open(&r->bounces, cfg->state_dir, cfg->bounce.soft_limit, r->err,
-				 r->errlen) < 0)
+		if (bounces_open(&r->bounces, cfg->state_dir, cfg->bounce.soft_limit, &r->state_warn,
+				 r->err, r->errlen) < 0)
 			return EX_CANTCREAT;
 		r->have_bounces = 1;
 	}
@@ -947,7 +949,8 @@ int delivery_run(const struct config *cfg, const struct post *post,
 		 struct delivery_stats *st, char *err, size_t errlen)
 {
 	struct run r = {.cfg = cfg, .post = post, .o = o, .cb = cb, .st = st,
-			.err = err, .errlen = errlen, .lock = -1};
+			.err = err, .errlen = errlen, .lock = -1,
+			.state_warn = {cb ? cb->warn : NULL, cb ? cb->arg : NULL}};
 	memset(st, 0, sizeof *st);
 	st->connections = 1;
 	r.start = now_mono();

@@ -583,11 +583,18 @@ static int flush_block(struct dsn_report *r, struct rblock *b)
 		return 0;
 	b->any = 0;
 	const char *addr = b->final[0] ? b->final : b->orig;
-	if (!addr[0])
-		return 0;
 	const char *act = b->action;
 	if (!strcmp(act, "delivered") || !strcmp(act, "relayed") || !strcmp(act, "expanded"))
 		return 0;
+	/* A recipient the report cannot name (an x400 or empty
+	 * Final-Recipient): the bounce came back to one reader's VERP
+	 * address, so that is who it is about. */
+	if (!addr[0])
+		addr = r->verp_addr;
+	if (!addr[0]) {
+		r->unnamed++;
+		return 0;
+	}
 	/* "smtp; 550 5.1.1 <joy@...>: Recipient address rejected" */
 	const char *diag = b->diag;
 	const char *semi = strchr(diag, ';');
@@ -1072,6 +1079,15 @@ int dsn_parse(const char *msg, size_t len, const char *return_path,
 
 	/* Top-level facts first: they matter whatever the body is. */
 	r->date = header_date(header(msg, hl, "Date", &tmp));
+	msgid_from(header(msg, hl, "Message-ID", &tmp), r->report_id, sizeof r->report_id);
+	if (!r->report_id[0]) {
+		char hex[65];
+		if (buf_sha256_hex(msg, len, hex) < 0) {
+			buf_free(&tmp);
+			return set_err(err, errlen, -1, "cannot hash a message");
+		}
+		snprintf(r->report_id, sizeof r->report_id, "sha256:%s", hex);
+	}
 	char subject[300], from[300];
 	header_line(msg, hl, "Subject", &tmp, subject, sizeof subject);
 	header_line(msg, hl, "From", &tmp, from, sizeof from);

@@ -11,7 +11,8 @@
  *  - failing that, the text bounces of Postfix, Exim, Sendmail, qmail,
  *    Exchange and Gmail (and X-Failed-Recipients), read heuristically;
  *  - in every case the reader encoded in a VERP return path (the bounce
- *    comes back to bounces+joy=example.net@example.org), and the
+ *    comes back to bounces+joy=example.net@example.org; it also stands in
+ *    for a Final-Recipient that names no address), and the
  *    Message-ID of the returned message, so the caller can tie the bounce
  *    to the reader and post even when the report itself is useless.
  * Kinds follow RFC 3463: status class 5 is hard, 4 soft; without a status
@@ -52,6 +53,11 @@ struct dsn_report {
 	char orig_msgid[160];/* Message-ID of the returned message, with <> */
 	char verp_addr[320]; /* the reader a VERP return path names, or "" */
 	time_t date;         /* the report's Date: (else Arrival-Date), or 0 */
+	char report_id[200]; /* what names this report: its own Message-ID
+				"<...>", else "sha256:" and the digest of its
+				bytes; a rescan gives the same */
+	size_t unnamed;      /* failed recipient blocks naming no address
+				(and no VERP address to stand in) */
 	struct dsn_rcpt *rcpt;
 	size_t nrcpt;
 };

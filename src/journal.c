@@ -1,5 +1,6 @@
 #include "journal.h"
 #include "buf.h"
+#include "statefile.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -84,55 +85,89 @@ static void *flusher(void *arg)
 	return NULL;
 }
 
+/* One line of a journal: adds its reader to the right set. Returns 0, 1
+ * when the line names nobody (damaged), -1 when out of memory. */
+static int load_line(struct journal *j, char *line)
+{
+	char *addr = strchr(line, '\t');
+	if (!addr)
+		return 1;
+	addr++;
+	char *f3 = strchr(addr, '\t');
+	/* Without the tab after it the address may be cut short. */
+	if (!f3)
+		return 1;
+	*f3++ = '\0';
+	/* A fifth field "uncertain": no reply came to the final dot. */
+	char *f5 = f3;
+	for (int k = 0; f5 && k < 2; k++)
+		if ((f5 = strchr(f5, '\t')))
+			f5++;
+	int unsure = f5 && !strncmp(f5, "uncertain", 9) && (f5[9] == '\0' || f5[9] == '\t');
+	if (!*addr)
+		return 1;
+	return addrset_add(unsure ? &j->uncertain : &j->sent, addr) < 0 ? -1 : 0;
+}
+
+static int load(struct journal *j, const struct statefile_warn *w, char *err, size_t errlen)
+{
+	FILE *f = fdopen(dup(j->fd), "r");
+	if (!f)
+		return set_err(err, errlen, -1, "%s: %s", j->path, strerror(errno));
+	/* The dup shares the offset, which the repair may have moved. */
+	rewind(f);
+	char *line = NULL, *text;
+	size_t cap = 0;
+	ssize_t n;
+	long no = 0;
+	int rc = 0;
+	while ((n = getline(&line, &cap, f)) > 0) {
+		no++;
+		int k = statefile_line(line, n, &text);
+		if (k == 0)
+			break;
+		k = k < 0 ? 1 : load_line(j, text);
+		if (k < 0) {
+			rc = set_err(err, errlen, -1, "out of memory");
+			break;
+		}
+		if (k == 1)
+			statefile_warnf(w, "%s:%ld: not a journal line, ignored (whoever it was may be "
+					"mailed again)", j->path, no);
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
 int journal_open(struct journal *j, const char *state_dir, const char *slug,
-		 char *err, size_t errlen)
+		 const struct statefile_warn *w, char *err, size_t errlen)
 {
 	memset(j, 0, sizeof *j);
 	j->fd = -1;
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
-	if (journal_mkdir(state_dir, err, errlen) < 0)
-		return -1;
-	if (asprintf(&j->path, "%s/%s.journal", state_dir, slug) < 0) {
+	int rc = journal_mkdir(state_dir, err, errlen);
+	if (!rc && asprintf(&j->path, "%s/%s.journal", state_dir, slug) < 0) {
 		j->path = NULL;
-		return set_err(err, errlen, -1, "out of memory");
+		rc = set_err(err, errlen, -1, "out of memory");
 	}
-	j->fd = open(j->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (j->fd < 0)
-		return set_err(err, errlen, -1, "%s: %s", j->path, strerror(errno));
-	FILE *f = fdopen(dup(j->fd), "r");
-	if (!f)
-		return set_err(err, errlen, -1, "%s: %s", j->path, strerror(errno));
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	int rc = 0;
-	while ((n = getline(&line, &cap, f)) > 0) {
-		if (line[n - 1] != '\n')
-			break; /* torn write: that message was not recorded */
-		char *addr = strchr(line, '\t');
-		if (!addr)
-			continue;
-		addr++;
-		/* A fifth field "uncertain": no reply came to the final dot. */
-		char *f5 = addr;
-		for (int k = 0; f5 && k < 3; k++)
-			if ((f5 = strchr(f5, '\t')))
-				f5++;
-		int unsure = f5 && !strncmp(f5, "uncertain", 9) && (f5[9] == '\n' || f5[9] == '\t');
-		addr[strcspn(addr, "\t\n")] = '\0';
-		if (*addr && addrset_add(unsure ? &j->uncertain : &j->sent, addr) < 0) {
-			rc = set_err(err, errlen, -1, "out of memory");
-			break;
-		}
+	/* Repaired before the first append: a line torn by a crash or a
+	 * full disk ends there, so the next delivery is a line of its own,
+	 * not glued to the fragment (and lost). The fragment is kept: the
+	 * relay took that message. */
+	if (!rc && (j->fd = statefile_open(j->path, STATEFILE_KEEP, 0, w, err, errlen)) < 0)
+		rc = -1;
+	if (!rc)
+		rc = load(j, w, err, errlen);
+	if (!rc) {
+		if (pthread_create(&j->flusher, NULL, flusher, j) == 0)
+			j->flushing = 1;
+		else
+			rc = set_err(err, errlen, -1, "cannot start the journal flusher");
 	}
-	free(line);
-	fclose(f);
-	if (rc == 0) {
-		if (pthread_create(&j->flusher, NULL, flusher, j) != 0)
-			return set_err(err, errlen, -1, "cannot start the journal flusher");
-		j->flushing = 1;
-	}
+	if (rc)
+		journal_close(j);
 	return rc;
 }
 
@@ -246,21 +281,27 @@ static int smtp_line(const char *line)
 	return p && !strncmp(p, "smtp\t", 5);
 }
 
-static int times_from(const char *path, time_t since, double **out, size_t *n,
+static int times_from(const char *path, time_t since, time_t now, double **out, size_t *n,
 		      size_t *cap, int bounce_log)
 {
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return errno == ENOENT ? 0 : -1;
-	char *line = NULL;
+	char *line = NULL, *text;
 	size_t lcap = 0;
+	ssize_t len;
 	int rc = 0;
-	while (getline(&line, &lcap, f) > 0) {
-		time_t tt = journal_parse_time(line);
-		double t = (double)tt;
-		if (tt < 0 || tt < since ||
-		    (bounce_log && !smtp_line(line)))
+	while ((len = getline(&line, &lcap, f)) > 0) {
+		if (statefile_line(line, len, &text) <= 0)
 			continue;
+		time_t tt = journal_parse_time(text);
+		if (tt < 0 || tt < since || (bounce_log && !smtp_line(text)))
+			continue;
+		/* A time ahead of the clock (written before the clock was
+		 * stepped back) would hold its place in every window for
+		 * that much longer: it counts as sent now. */
+		if (tt > now)
+			tt = now;
 		if (*n == *cap) {
 			size_t nc = *cap ? *cap * 2 : 1024;
 			double *no = realloc(*out, nc * sizeof *no);
@@ -271,7 +312,7 @@ static int times_from(const char *path, time_t since, double **out, size_t *n,
 			*out = no;
 			*cap = nc;
 		}
-		(*out)[(*n)++] = t;
+		(*out)[(*n)++] = (double)tt;
 	}
 	free(line);
 	fclose(f);
@@ -295,6 +336,7 @@ int journal_recent_times(const char *state_dir, time_t since, double **out,
 		return errno == ENOENT ? 0 : set_err(err, errlen, -1, "%s: %s", state_dir, strerror(errno));
 	struct dirent *e;
 	int rc = 0;
+	time_t now = time(NULL);
 	while ((e = readdir(d)) && !rc) {
 		size_t l = strlen(e->d_name);
 		int journal = l > 8 && !strcmp(e->d_name + l - 8, ".journal");
@@ -308,7 +350,7 @@ int journal_recent_times(const char *state_dir, time_t since, double **out,
 		struct stat st;
 		/* Files untouched since `since` hold nothing recent. */
 		if (stat(path, &st) == 0 && st.st_mtime >= since)
-			rc = times_from(path, since, out, n, &cap, !journal);
+			rc = times_from(path, since, now, out, n, &cap, !journal);
 		if (rc)
 			set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
 		free(path);

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <time.h>
 #include "addrset.h"
+#include "statefile.h"
 
 struct journal {
 	char *path;
@@ -32,10 +33,13 @@ struct journal {
 	int sync_errno, quit, hurry;
 };
 
-/* Creates state_dir if needed and loads what the journal holds. A torn
- * last line (crash mid-write) is ignored. */
+/* Creates state_dir if needed, repairs the journal's tail (statefile.h: a
+ * last line cut short by a crash or a full disk is ended there and still
+ * counts when it names the reader) and loads what the journal holds. A
+ * line that names nobody is reported to w as FILE:LINE. On failure
+ * nothing is left to free. */
 int journal_open(struct journal *j, const char *state_dir, const char *slug,
-		 char *err, size_t errlen);
+		 const struct statefile_warn *w, char *err, size_t errlen);
 /* Was addr delivered (or maybe delivered) by an earlier run, the journal
  * as opened? */
 int journal_has(const struct journal *j, const char *addr);
@@ -63,7 +67,8 @@ int journal_mark_done(const char *state_dir, const char *slug, char *err,
 int journal_is_done(const char *state_dir, const char *slug);
 /* Wall-clock times (seconds) of every message the server answered since
  * `since`, across all posts: the first field of each recent line of
- * state_dir/ *.journal and bounces.log. For quotas that span runs. */
+ * state_dir/ *.journal and bounces.log. For quotas that span runs. A time
+ * ahead of the clock counts as now. */
 int journal_recent_times(const char *state_dir, time_t since, double **out,
 			 size_t *n, char *err, size_t errlen);
 void journal_close(struct journal *j);

@@ -1,12 +1,13 @@
 #include "mailbox.h"
 #include "buf.h"
 #include "mailtls.h"
+#include "statefile.h"
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <gnutls/crypto.h>
 #include <libetpan/libetpan.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,18 +64,6 @@ static int add_item(struct mailbox *mb, const char *id, const char *key)
 	return 0;
 }
 
-/* A content key for messages with no stable id (mbox, POP3 without
- * UIDL): SHA-256 of the bytes. */
-static int digest_key(const char *data, size_t len, char out[65])
-{
-	unsigned char d[32];
-	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, data, len, d) < 0)
-		return -1;
-	for (int i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", d[i]);
-	return 0;
-}
-
 /* ---- the seen file ------------------------------------------------------ */
 
 static int seen_load(struct mailbox *mb, char *err, size_t errlen)
@@ -83,32 +72,45 @@ static int seen_load(struct mailbox *mb, char *err, size_t errlen)
 	mb->seen = chash_new(CHASH_DEFAULTSIZE, CHASH_COPYKEY);
 	if (!mb->seen)
 		return set_err(err, errlen, MAILBOX_FAIL, "out of memory");
-	if (!mb->o->seen_path)
+	const char *path = mb->o->seen_path;
+	if (!path)
 		return set_err(err, errlen, MAILBOX_USAGE, "no place to remember processed messages");
-	FILE *f = fopen(mb->o->seen_path, "r");
+	/* Repaired before the first mark is appended (statefile.h): a mark
+	 * torn by a crash is cut off, and its message read again (the
+	 * bounce log's keys keep that from adding anything). */
+	mb->seen_fd = statefile_open(path, STATEFILE_CUT, 0, mb->o->warn, err, errlen);
+	if (mb->seen_fd < 0)
+		return MAILBOX_FAIL;
+	FILE *f = fdopen(dup(mb->seen_fd), "r");
 	if (!f)
-		return errno == ENOENT ? 0
-			: set_err(err, errlen, MAILBOX_FAIL, "%s: %s", mb->o->seen_path, strerror(errno));
-	char *line = NULL;
+		return set_err(err, errlen, MAILBOX_FAIL, "%s: %s", path, strerror(errno));
+	rewind(f); /* the dup shares the offset, which the repair may have moved */
+	char *line = NULL, *text;
 	size_t cap = 0;
 	ssize_t n;
+	long no = 0;
 	size_t wl = strlen(mb->where);
+	int rc = 0;
 	while ((n = getline(&line, &cap, f)) > 0) {
-		if (line[n - 1] != '\n')
+		no++;
+		int k = statefile_line(line, n, &text);
+		if (k == 0)
 			break;
-		line[n - 1] = '\0';
-		if ((size_t)n <= wl + 1 || strncmp(line, mb->where, wl) || line[wl] != '\t')
+		if (k < 0 || !strchr(text, '\t')) {
+			statefile_warnf(mb->o->warn, "%s:%ld: not a mailbox.seen line, ignored", path, no);
 			continue;
-		chashdatum k = {line + wl + 1, (unsigned)strlen(line + wl + 1)}, v = {NULL, 0};
-		if (chash_set(mb->seen, &k, &v, NULL) < 0) {
-			free(line);
-			fclose(f);
-			return set_err(err, errlen, MAILBOX_FAIL, "out of memory");
+		}
+		if (strlen(text) <= wl + 1 || strncmp(text, mb->where, wl) || text[wl] != '\t')
+			continue;
+		chashdatum key = {text + wl + 1, (unsigned)strlen(text + wl + 1)}, v = {NULL, 0};
+		if (chash_set(mb->seen, &key, &v, NULL) < 0) {
+			rc = set_err(err, errlen, MAILBOX_FAIL, "out of memory");
+			break;
 		}
 	}
 	free(line);
 	fclose(f);
-	return 0;
+	return rc;
 }
 
 static int seen_has(const struct mailbox *mb, const char *key)
@@ -119,11 +121,6 @@ static int seen_has(const struct mailbox *mb, const char *key)
 
 static int seen_add(struct mailbox *mb, const char *key, char *err, size_t errlen)
 {
-	if (mb->seen_fd < 0) {
-		mb->seen_fd = open(mb->o->seen_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (mb->seen_fd < 0)
-			return set_err(err, errlen, MAILBOX_FAIL, "%s: %s", mb->o->seen_path, strerror(errno));
-	}
 	char *line;
 	int len = asprintf(&line, "%s\t%s\n", mb->where, key);
 	if (len < 0)
@@ -138,6 +135,59 @@ static int seen_add(struct mailbox *mb, const char *key, char *err, size_t errle
 
 /* ---- maildir ----------------------------------------------------------- */
 
+/* libetpan marks a message seen with link(new/X, cur/X:2,S) and then
+ * unlink(new/X): killed in between, the message is in both, and new/
+ * would show it unread to every scan. Such a pair is one message already
+ * marked (cur/ has its name and its inode): the mark is finished here. */
+static int finish_marks(const char *path, char *err, size_t errlen)
+{
+	char *newd = NULL, *curd = NULL;
+	if (asprintf(&newd, "%s/new", path) < 0 || asprintf(&curd, "%s/cur", path) < 0) {
+		free(newd);
+		return set_err(err, errlen, MAILBOX_FAIL, "out of memory");
+	}
+	int rc = 0;
+	chash *cur = chash_new(CHASH_DEFAULTSIZE, CHASH_COPYKEY);
+	DIR *d = cur ? opendir(curd) : NULL;
+	struct dirent *e;
+	/* cur/: base name (up to the ':') -> inode */
+	while (d && (e = readdir(d)) && !rc) {
+		if (e->d_name[0] == '.')
+			continue;
+		chashdatum k = {e->d_name, (unsigned)strcspn(e->d_name, ":")};
+		chashdatum v = {NULL, 0};
+		v.data = (void *)(uintptr_t)e->d_ino;
+		if (chash_set(cur, &k, &v, NULL) < 0)
+			rc = set_err(err, errlen, MAILBOX_FAIL, "out of memory");
+	}
+	if (d)
+		closedir(d);
+	d = cur && !rc ? opendir(newd) : NULL;
+	while (d && (e = readdir(d)) && !rc) {
+		chashdatum k = {e->d_name, (unsigned)strcspn(e->d_name, ":")}, v;
+		if (e->d_name[0] == '.' || chash_get(cur, &k, &v) != 0 ||
+		    (ino_t)(uintptr_t)v.data != e->d_ino)
+			continue;
+		char *p;
+		if (asprintf(&p, "%s/%s", newd, e->d_name) < 0) {
+			rc = set_err(err, errlen, MAILBOX_FAIL, "out of memory");
+			break;
+		}
+		if (unlink(p) < 0 && errno != ENOENT)
+			rc = set_err(err, errlen, MAILBOX_FAIL, "%s: %s", p, strerror(errno));
+		free(p);
+	}
+	if (d)
+		closedir(d);
+	if (!cur && !rc)
+		rc = set_err(err, errlen, MAILBOX_FAIL, "out of memory");
+	if (cur)
+		chash_free(cur);
+	free(newd);
+	free(curd);
+	return rc;
+}
+
 static int maildir_open(struct mailbox *mb, const char *path, char *err, size_t errlen)
 {
 	struct stat st;
@@ -148,6 +198,9 @@ static int maildir_open(struct mailbox *mb, const char *path, char *err, size_t 
 	free(sub);
 	if (missing)
 		return set_err(err, errlen, MAILBOX_NOFILE, "%s: not a maildir (no cur/)", path);
+	int rc = finish_marks(path, err, errlen);
+	if (rc)
+		return rc;
 	mb->md = maildir_new(path);
 	if (!mb->md || maildir_update(mb->md) != MAILDIR_NO_ERROR)
 		return set_err(err, errlen, MAILBOX_FAIL, "%s: cannot read the maildir", path);
@@ -259,7 +312,7 @@ static int mbox_open(struct mailbox *mb, const char *path, char *err, size_t err
 		size_t len;
 		if (mailmbox_fetch_msg(mb->mbox, m->msg_uid, &data, &len) != MAILMBOX_NO_ERROR)
 			return set_err(err, errlen, MAILBOX_FAIL, "%s: cannot read message %u", path, i + 1);
-		int d = digest_key(data, len, key);
+		int d = buf_sha256_hex(data, len, key);
 		mailmbox_fetch_result_free(data);
 		if (d < 0)
 			return set_err(err, errlen, MAILBOX_FAIL, "cannot hash a message");
@@ -679,7 +732,7 @@ static int pop3_open(struct mailbox *mb, const struct url *u, int tls, char *err
 			char dig[65];
 			if (mailpop3_retr(mb->pop3, m->msg_index, &d, &l) != MAILPOP3_NO_ERROR)
 				return set_err(err, errlen, MAILBOX_FAIL, "%s: RETR %u failed", mb->where, m->msg_index);
-			int dr = digest_key(d, l, dig);
+			int dr = buf_sha256_hex(d, l, dig);
 			mailpop3_retr_free(d);
 			if (dr < 0)
 				return set_err(err, errlen, MAILBOX_FAIL, "cannot hash a message");

@@ -30,6 +30,7 @@
 #define HERALD_MAILBOX_H
 #include <stddef.h>
 #include "config.h"
+#include "statefile.h"
 
 struct mailbox_opts {
 	const char *source;
@@ -41,6 +42,7 @@ struct mailbox_opts {
 	const char *move_to;       /* NULL, or a folder (imap, maildir) */
 	int delete;
 	const char *seen_path;     /* file remembering processed mbox/POP3 messages */
+	const struct statefile_warn *warn; /* damage found in the seen file */
 };
 
 struct mailbox;

@@ -955,18 +955,20 @@ static int bounces_scan(struct ui *u, const struct config *cfg, int argc, char *
 			      seen, sizeof seen);
 	if (rc)
 		return rc;
-	struct scan_cb cb = {on_note, u};
+	struct scan_cb cb = {on_note, on_warn, u};
 	struct scan_stats st;
 	rc = scan_exit(scan_bounces(cfg, &mo, &cb, &st, err, sizeof err));
 	secret_free(&password);
 	if (rc)
 		say_err(err);
 	if (!u->quiet && (st.messages || !rc))
-		printf("%ld message%s: %ld hard, %ld soft, %ld complaint%s logged; %ld delayed, "
-		       "%ld already logged, %ld not bounces, %ld unresolved%s%s\n",
+		printf("%ld message%s: %ld hard, %ld soft, %ld complaint%s (%ld line%s logged); "
+		       "%ld delayed, %ld already logged, %ld with nothing failed, %ld not bounces, "
+		       "%ld unresolved%s%s\n",
 		       st.messages, st.messages == 1 ? "" : "s", st.hard, st.soft, st.complaints,
-		       st.complaints == 1 ? "" : "s", st.delayed, st.duplicates, st.ignored,
-		       st.unresolved, st.messages ? "; processed: " : "", st.messages ? st.action : "");
+		       st.complaints == 1 ? "" : "s", st.lines, st.lines == 1 ? "" : "s", st.delayed,
+		       st.duplicates, st.no_failure, st.ignored, st.unresolved,
+		       st.messages ? "; processed: " : "", st.messages ? st.action : "");
 	return rc;
 }
 
@@ -977,7 +979,8 @@ static int bounces_forget_cmd(struct ui *u, const struct config *cfg, int argc, 
 	struct bounces b;
 	char err[512];
 	if (journal_mkdir(cfg->state_dir, err, sizeof err) < 0 ||
-	    bounces_open(&b, cfg->state_dir, cfg->bounce.soft_limit, err, sizeof err) < 0) {
+	    bounces_open(&b, cfg->state_dir, cfg->bounce.soft_limit,
+			 &(struct statefile_warn){on_warn, u}, err, sizeof err) < 0) {
 		say_err(err);
 		return EX_CANTCREAT;
 	}
@@ -1069,7 +1072,7 @@ static int subscribers_unsubscribe(struct ui *u, const struct config *cfg, int a
 			      &password, seen, sizeof seen);
 	if (rc)
 		return rc;
-	struct scan_cb cb = {on_note, u};
+	struct scan_cb cb = {on_note, on_warn, u};
 	struct scan_stats st;
 	rc = scan_exit(scan_unsubscribes(cfg, &mo, cfg->subscribers, &cb, &st, err, sizeof err));
 	secret_free(&password);

@@ -3,6 +3,7 @@
 #include "buf.h"
 #include "dsn.h"
 #include "journal.h"
+#include "statefile.h"
 #include "unsubscribe.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -21,19 +22,11 @@
  * big mailbox keeps what the earlier batches did. */
 #define BATCH 200
 
-static void note(const struct scan_cb *cb, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void note(const struct scan_cb *cb, const char *fmt, ...)
-{
-	if (!cb || !cb->note)
-		return;
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	cb->note(cb->arg, msg);
-}
+/* One line for the note callback: the same formatting as a state-file
+ * warning, so one function does it (a macro: varargs cannot be passed on). */
+#define note(cb, ...) \
+	statefile_warnf(&(struct statefile_warn){(cb) ? (cb)->note : NULL, (cb) ? (cb)->arg : NULL}, \
+			__VA_ARGS__)
 
 static int map_mailbox_rc(int rc)
 {
@@ -149,6 +142,26 @@ static enum bounce_kind bkind(enum dsn_kind k)
 	return k == DSN_HARD ? BOUNCE_HARD : k == DSN_SOFT ? BOUNCE_SOFT : BOUNCE_COMPLAINT;
 }
 
+/* Which bucket of the summary one message goes in (scan_stats). */
+static void count(struct scan_stats *st, const struct dsn_report *r, int added, int dups,
+		  int delays)
+{
+	if (added & (1 << DSN_COMPLAINT))
+		st->complaints++;
+	else if (added & (1 << DSN_HARD))
+		st->hard++;
+	else if (added & (1 << DSN_SOFT))
+		st->soft++;
+	else if (dups)
+		st->duplicates++;
+	else if (delays)
+		st->delayed++;
+	else if (r->format == DSN_TEXT || r->unnamed)
+		st->unresolved++;
+	else
+		st->no_failure++;
+}
+
 /* Logs what one message says. Returns 1 if it was acted on (so may be
  * deleted or moved), 0 if it is left for a human, -1 on a state error. */
 static int log_item(struct bounces *b, const struct resolve *rs, struct item *it,
@@ -167,12 +180,11 @@ static int log_item(struct bounces *b, const struct resolve *rs, struct item *it
 	time_t when = r->date > 0 && r->date <= now ? r->date : now;
 	if (it->addr[0] && when < it->delivered)
 		when = it->delivered;
-	int acted = 0, any = 0;
+	int added = 0, dups = 0, delays = 0, any = 0;
 	for (size_t i = 0; i < r->nrcpt; i++) {
 		struct dsn_rcpt *x = &r->rcpt[i];
 		if (x->kind == DSN_DELAYED) {
-			st->delayed++;
-			acted = 1;
+			delays++;
 			note(cb, "%s: delayed, not a bounce (%s)", x->addr, x->text);
 			continue;
 		}
@@ -187,6 +199,7 @@ static int log_item(struct bounces *b, const struct resolve *rs, struct item *it
 				break;
 			x = &r->rcpt[pick];
 		}
+		any = 1;
 		const char *who = tied ? tied : x->addr;
 		char text[800];
 		if (strcasecmp(who, x->addr))
@@ -195,32 +208,31 @@ static int log_item(struct bounces *b, const struct resolve *rs, struct item *it
 			snprintf(text, sizeof text, "%s", x->text);
 		const struct latest *l = it->addr[0] ? NULL : latest_of(rs, who);
 		const char *slug = it->addr[0] ? it->slug : l && l->when >= 0 ? l->slug : "-";
+		/* Keyed by the report, not by the time: a report without a
+		 * Date gets the scan's time, which a rescan after a crash
+		 * between the log and the mark would not repeat. */
 		int rc = bounces_add_once(b, when, who, bkind(x->kind), x->status, x->code, "dsn", slug,
-					  text, err, errlen);
+					  text, r->report_id, err, errlen);
 		if (rc < 0)
 			return -1;
-		any = acted = 1;
 		if (rc == 1) {
-			st->duplicates++;
+			dups++;
 			note(cb, "%s: %s %s already in the log", who, dsn_kind_name(x->kind), x->status);
 			continue;
 		}
-		if (x->kind == DSN_HARD)
-			st->hard++;
-		else if (x->kind == DSN_SOFT)
-			st->soft++;
-		else
-			st->complaints++;
+		added |= 1 << x->kind;
+		st->lines++;
 		note(cb, "%s: %s %s (%s, post %s): %s", who, dsn_kind_name(x->kind),
 		     x->status[0] ? x->status : "-", r->family, slug, text);
 	}
-	if (!acted && r->format == DSN_TEXT) {
-		st->unresolved++;
+	count(st, r, added, dups, delays);
+	if (!added && !dups && !delays && (r->format == DSN_TEXT || r->unnamed)) {
 		note(cb, "a %s bounce that names no reader we can use", r->family);
+		return 0;
 	}
 	/* A report with nothing failed (delivered, relayed; a not-spam
 	 * feedback report) is understood too: nothing to do. */
-	return acted || r->format != DSN_TEXT;
+	return 1;
 }
 
 static void items_free(struct item *items, size_t n)
@@ -320,7 +332,10 @@ static int run(struct run *r, const struct mailbox_opts *mo,
 	       char *err, size_t errlen)
 {
 	struct mailbox *mb = NULL;
-	int rc = mailbox_open(&mb, mo, err, errlen);
+	struct statefile_warn w = {r->cb ? r->cb->warn : NULL, r->cb ? r->cb->arg : NULL};
+	struct mailbox_opts o = *mo;
+	o.warn = &w;
+	int rc = mailbox_open(&mb, &o, err, errlen);
 	if (rc)
 		return map_mailbox_rc(rc);
 	snprintf(r->st->action, sizeof r->st->action, "%s", mailbox_action(mb));
@@ -343,11 +358,12 @@ int scan_bounces(const struct config *cfg, const struct mailbox_opts *mo,
 		return SCAN_STATE;
 	struct bounces b;
 	int rc = SCAN_STATE;
-	if (bounces_open(&b, cfg->state_dir, cfg->bounce.soft_limit, err, errlen) == 0) {
+	struct statefile_warn w = {cb ? cb->warn : NULL, cb ? cb->arg : NULL};
+	if (bounces_open(&b, cfg->state_dir, cfg->bounce.soft_limit, &w, err, errlen) == 0) {
 		struct run r = {cfg, &b, NULL, NULL, cb, st};
 		rc = run(&r, mo, bounce_run, err, errlen);
+		bounces_close(&b);
 	}
-	bounces_close(&b);
 	close(lock);
 	return rc;
 }

@@ -22,11 +22,17 @@
 #include "config.h"
 #include "mailbox.h"
 
+/* scan_bounces puts every message it reads in exactly one of the buckets
+ * hard, soft, complaints, duplicates, delayed, no_failure, ignored and
+ * unresolved: they add up to `messages`. */
 struct scan_stats {
 	long messages;     /* messages read */
-	long hard, soft, complaints; /* bounces.log lines added */
-	long duplicates;   /* bounces already in the log */
-	long delayed;      /* Action: delayed and warnings: not bounces */
+	long hard, soft, complaints; /* messages that added bounces.log lines:
+				       a complaint, else a hard bounce, else soft */
+	long lines;        /* bounces.log lines added (a report may name several) */
+	long duplicates;   /* reports whose bounces were all in the log already */
+	long delayed;      /* Action: delayed and warnings only: not bounces */
+	long no_failure;   /* reports that nothing failed (delivered, not-spam) */
 	long ignored;      /* not a bounce / not a request: left for a human */
 	long unresolved;   /* a bounce that names no reader we can use */
 	long unsubscribed, already, not_listed, refused; /* unsubscribe requests */
@@ -36,6 +42,8 @@ struct scan_stats {
 struct scan_cb {
 	/* One line about one message or reader, for -v and for failures. */
 	void (*note)(void *arg, const char *msg);
+	/* Damage found in a state file (FILE:LINE): always shown. */
+	void (*warn)(void *arg, const char *msg);
 	void *arg;
 };
 

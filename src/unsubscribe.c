@@ -4,6 +4,7 @@
 #include "message.h"
 #include "subscribers.h"
 #include <csv.h>
+#include <dirent.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -308,6 +309,38 @@ static int rewrite(struct rewrite *w, const char *path, char *err, size_t errlen
 	return rc;
 }
 
+/* Removes what an earlier rewrite killed before its rename left behind:
+ * .LIST.herald-XXXXXX beside the list. Called under the list's lock, so
+ * no live rewrite owns one. */
+static void remove_stale(const char *path)
+{
+	char *dup1 = strdup(path), *dup2 = strdup(path), *prefix = NULL;
+	if (!dup1 || !dup2 || asprintf(&prefix, ".%s.herald-", basename(dup2)) < 0) {
+		prefix = NULL;
+		goto out;
+	}
+	const char *dir = dirname(dup1);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	size_t pl = strlen(prefix);
+	while (d && (e = readdir(d))) {
+		/* mkstemp's six characters, nothing else */
+		if (strncmp(e->d_name, prefix, pl) || strlen(e->d_name + pl) != 6)
+			continue;
+		char *p;
+		if (asprintf(&p, "%s/%s", dir, e->d_name) >= 0) {
+			unlink(p);
+			free(p);
+		}
+	}
+	if (d)
+		closedir(d);
+out:
+	free(prefix);
+	free(dup1);
+	free(dup2);
+}
+
 /* Temporary file beside the list, fsync'd, then renamed over it. */
 static int replace_file(const char *path, const struct stat *st, const struct buf *b,
 			char *err, size_t errlen)
@@ -394,8 +427,10 @@ int unsub_apply(const char *path, const char *const *addrs, size_t n,
 			close(fd);
 			return set_err(err, errlen, UNSUB_ERR_LIST, "%s: %s", path, strerror(e));
 		}
-		if (stat(path, &now) == 0 && now.st_ino == st.st_ino && now.st_dev == st.st_dev)
+		if (stat(path, &now) == 0 && now.st_ino == st.st_ino && now.st_dev == st.st_dev) {
+			remove_stale(path);
 			break;
+		}
 		close(fd);
 		if (tries > 100)
 			return set_err(err, errlen, UNSUB_ERR_LIST, "%s: keeps being replaced", path);

@@ -17,7 +17,9 @@
  * every record); every other byte is kept. The new text goes to a
  * temporary file in the same directory, is fsync'd, gets the old file's
  * mode and owner, and is renamed over the list; the directory is fsync'd.
- * A crash at any point leaves the old list or the new one, whole.
+ * A crash at any point leaves the old list or the new one, whole; a
+ * temporary file a killed run left is removed, under the lock, by the
+ * next.
  *
  * Ownership: nothing is kept between calls. */
 #ifndef HERALD_UNSUBSCRIBE_H

@@ -399,8 +399,10 @@ class Case:
 
     def bounces(self):
         """state/bounces.log as rows of [time, address, kind, enhanced, code,
-        source, slug, text]."""
-        return read_tsv(self.path("state", "bounces.log"), 8)
+        source, slug, text] (a dsn line's 9th field, the report key, left
+        out)."""
+        rows = read_tsv(self.path("state", "bounces.log"), 8)
+        return [r[:7] + [r[7].split("\t")[0]] for r in rows]
 
     def report(self):
         """Diagnostics for a failure: the last herald run, server errors."""
