@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* What the log says about one address. Times order everything (see the
@@ -138,7 +139,7 @@ static int replace(char **dst, const struct bounce_entry *e)
 
 static int apply(struct bounces *b, const struct bounce_entry *e)
 {
-	time_t t = journal_parse_time(e->when);
+	time_t t = state_parse_time(e->when);
 	if (t < 0)
 		return 0; /* not ours to interpret */
 	int hard = !strcmp(e->kind, "hard") || !strcmp(e->kind, "complaint");
@@ -156,14 +157,8 @@ static int apply(struct bounces *b, const struct bounce_entry *e)
 			return -1;
 	}
 	if (soft) {
-		if (a->nsoft == a->capsoft) {
-			size_t nc = a->capsoft ? a->capsoft * 2 : 4;
-			time_t *ns = realloc(a->soft, nc * sizeof *ns);
-			if (!ns)
-				return -1;
-			a->soft = ns;
-			a->capsoft = nc;
-		}
+		if (array_grow(&a->soft, &a->capsoft, a->nsoft, sizeof *a->soft, 4) < 0)
+			return -1;
 		a->soft[a->nsoft++] = t;
 		if (t >= a->soft_last) {
 			a->soft_last = t;
@@ -225,13 +220,12 @@ static int seen_before(const struct bounces *b, const struct bounce_entry *e)
 	return 0;
 }
 
-static int note_delivery(void *arg, const char *slug, time_t when, const char *addr,
-			 const char *msgid)
+static int note_delivery(void *arg, const char *slug, const struct journal_line *l)
 {
 	struct bounces *b = arg;
-	struct bounce_addr *a = lookup(b, addr, 0);
-	if (a && when > a->delivered)
-		a->delivered = when;
+	struct bounce_addr *a = lookup(b, l->addr, 0);
+	if (a && l->when > a->delivered)
+		a->delivered = l->when;
 	return 0;
 }
 
@@ -272,7 +266,7 @@ static int load(struct bounces *b, char *err, size_t errlen)
 	for (size_t i = 0; i < b->naddrs; i++)
 		need |= b->addrs[i].hard <= b->addrs[i].forget && b->addrs[i].suppressed;
 	if (need) {
-		rc = bounces_each_delivery(b->state_dir, note_delivery, b, err, errlen);
+		rc = journal_each_delivery(b->state_dir, note_delivery, b, err, errlen);
 		for (size_t i = 0; i < b->naddrs; i++)
 			evaluate(b, &b->addrs[i]);
 	}
@@ -345,15 +339,15 @@ static void fill(struct bounce_entry *e, time_t when, const char *addr, const ch
 		 const char *text, const char *report)
 {
 	memset(e, 0, sizeof *e);
-	journal_time(when, e->when);
-	journal_clean(e->addr, sizeof e->addr, addr);
+	state_time(when, e->when);
+	state_clean(e->addr, sizeof e->addr, addr);
 	snprintf(e->kind, sizeof e->kind, "%s", kind);
-	journal_clean(e->status, sizeof e->status, status && *status ? status : "-");
+	state_clean(e->status, sizeof e->status, status && *status ? status : "-");
 	e->code = code;
 	snprintf(e->source, sizeof e->source, "%s", source);
-	journal_clean(e->slug, sizeof e->slug, slug && *slug ? slug : "-");
-	journal_clean(e->text, sizeof e->text, text ? text : "");
-	journal_clean(e->report, sizeof e->report, report ? report : "");
+	state_clean(e->slug, sizeof e->slug, slug && *slug ? slug : "-");
+	state_clean(e->text, sizeof e->text, text ? text : "");
+	state_clean(e->report, sizeof e->report, report ? report : "");
 }
 
 static const char *kind_name(enum bounce_kind k)
@@ -436,64 +430,33 @@ int bounces_each_suppressed(const char *state_dir, int soft_limit,
 	return rc;
 }
 
-static int each_in_journal(const char *path, const char *slug,
-			   int (*fn)(void *, const char *, time_t, const char *, const char *),
-			   void *arg, int *stop)
+int bounces_recent_times(const char *state_dir, struct state_times *st, char *err,
+			 size_t errlen)
 {
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return errno == ENOENT ? 0 : -1;
+	char *path;
+	if (asprintf(&path, "%s/bounces.log", state_dir) < 0)
+		return set_err(err, errlen, -1, "out of memory");
+	struct stat sb;
+	FILE *f = NULL;
+	int rc = 0;
+	/* Untouched since `since`: nothing recent in it. */
+	if (stat(path, &sb) == 0 && sb.st_mtime >= st->since && !(f = fopen(path, "r")))
+		rc = set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
 	char *line = NULL, *text;
 	size_t cap = 0;
 	ssize_t n;
-	while (!*stop && (n = getline(&line, &cap, f)) > 0) {
-		if (statefile_line(line, n, &text) <= 0)
-			continue; /* damage, reported by journal_open */
-		char *addr = strchr(text, '\t');
-		if (!addr)
-			continue;
-		*addr++ = '\0';
-		char *msgid = strchr(addr, '\t');
-		if (msgid) {
-			*msgid++ = '\0';
-			msgid[strcspn(msgid, "\t")] = '\0';
-		}
-		time_t t = journal_parse_time(text);
-		if (t >= 0 && *addr)
-			*stop = fn(arg, slug, t, addr, msgid ? msgid : "");
+	struct bounce_entry e;
+	while (f && !rc && (n = getline(&line, &cap, f)) > 0) {
+		/* Only refusals at send time were messages handed to the
+		 * relay; DSN and forget lines were not. */
+		if (statefile_line(line, n, &text) > 0 && parse_line(text, &e) == 0 &&
+		    !strcmp(e.source, "smtp") && state_times_add(st, state_parse_time(e.when)) < 0)
+			rc = set_err(err, errlen, -1, "out of memory");
 	}
 	free(line);
-	fclose(f);
-	return 0;
-}
-
-int bounces_each_delivery(const char *state_dir,
-			  int (*fn)(void *arg, const char *slug, time_t when,
-				    const char *addr, const char *msgid),
-			  void *arg, char *err, size_t errlen)
-{
-	DIR *d = opendir(state_dir);
-	if (!d)
-		return errno == ENOENT ? 0 : set_err(err, errlen, -1, "%s: %s", state_dir, strerror(errno));
-	struct dirent *de;
-	int stop = 0, rc = 0;
-	while (!stop && (de = readdir(d))) {
-		size_t nl = strlen(de->d_name);
-		if (nl <= 8 || strcmp(de->d_name + nl - 8, ".journal") || de->d_name[0] == '.')
-			continue;
-		char slug[256], *path;
-		snprintf(slug, sizeof slug, "%.*s", (int)(nl - 8), de->d_name);
-		if (asprintf(&path, "%s/%s", state_dir, de->d_name) < 0) {
-			rc = set_err(err, errlen, -1, "out of memory");
-			break;
-		}
-		if (each_in_journal(path, slug, fn, arg, &stop) < 0)
-			rc = set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
-		free(path);
-		if (rc)
-			break;
-	}
-	closedir(d);
+	if (f)
+		fclose(f);
+	free(path);
 	return rc;
 }
 

@@ -18,6 +18,7 @@
 #define HERALD_BOUNCES_H
 #include <stddef.h>
 #include <time.h>
+#include "state.h"
 #include "statefile.h"
 
 enum bounce_kind { BOUNCE_HARD, BOUNCE_SOFT, BOUNCE_COMPLAINT };
@@ -80,9 +81,10 @@ int bounces_each_suppressed(const char *state_dir, int soft_limit,
 			    void *arg, char *err, size_t errlen);
 /* Every delivery in state_dir/ *.journal: fn(arg, slug, time, address,
  * Message-ID). fn returns non-zero to stop. Torn lines are skipped. */
-int bounces_each_delivery(const char *state_dir,
-			  int (*fn)(void *arg, const char *slug, time_t when,
-				    const char *addr, const char *msgid),
-			  void *arg, char *err, size_t errlen);
+/* Adds to st the times of the refusals at send time (source smtp) since
+ * st->since: the relay answered those messages, so they count against
+ * the rate windows as journal lines do. */
+int bounces_recent_times(const char *state_dir, struct state_times *st, char *err,
+			 size_t errlen);
 void bounces_close(struct bounces *b);
 #endif

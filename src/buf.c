@@ -174,3 +174,17 @@ int buf_sha256_hex(const void *data, size_t len, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", d[i]);
 	return 0;
 }
+
+int array_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first)
+{
+	if (n < *cap)
+		return 0;
+	size_t nc = *cap ? *cap * 2 : first;
+	void **p = arr;
+	void *na = realloc(*p, nc * size);
+	if (!na)
+		return -1;
+	*p = na;
+	*cap = nc;
+	return 0;
+}

@@ -24,6 +24,10 @@ char *buf_detach(struct buf *b);
 void buf_reset(struct buf *b);
 void buf_free(struct buf *b);
 
+/* Makes room for one more element in the array *arr of *n, doubling
+ * *cap (from first): 0, or -1 when out of memory (*arr left as it was). */
+int array_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first);
+
 /* Small string helpers shared by several modules. */
 char *xstrdup(const char *s);           /* NULL-safe strdup */
 char *xstrndup(const char *s, size_t n);

@@ -818,17 +818,19 @@ static int seed_quota(struct run *r)
 	double horizon = rc->per_day ? 86400 : rc->per_hour ? 3600 : rc->per_minute ? 60 : 0;
 	if (!horizon)
 		return 0;
-	double *times;
-	size_t n;
 	time_t wall = time(NULL);
-	if (journal_recent_times(r->cfg->state_dir, wall - (time_t)horizon, &times, &n,
-				 r->err, r->errlen) < 0)
+	struct state_times st = {.since = wall - (time_t)horizon, .now = wall};
+	if (journal_recent_times(r->cfg->state_dir, &st, r->err, r->errlen) < 0 ||
+	    bounces_recent_times(r->cfg->state_dir, &st, r->err, r->errlen) < 0) {
+		state_times_free(&st);
 		return EX_IOERR;
+	}
+	state_times_sort(&st);
 	double mono = now_mono();
-	for (size_t i = 0; i < n; i++)
-		times[i] = mono - ((double)wall - times[i]);
-	rl_seed(&r->rl, times, n);
-	free(times);
+	for (size_t i = 0; i < st.n; i++)
+		st.v[i] = mono - ((double)wall - st.v[i]);
+	rl_seed(&r->rl, st.v, st.n);
+	state_times_free(&st);
 	return 0;
 }
 
@@ -842,7 +844,7 @@ static int setup(struct run *r)
 	 * server that does not answer) may run before it, or a hung run
 	 * would let the next cron run start beside it. */
 	if (!o->dry_run_dir && !o->n_test) {
-		r->lock = journal_lock(cfg->state_dir, r->err, r->errlen);
+		r->lock = state_lock(cfg->state_dir, STATE_LOCK_SEND, r->err, r->errlen);
 		r->st->locked = r->lock == -1;
 		if (r->lock < 0)
 			return r->lock == -1 ? EX_TEMPFAIL : EX_CANTCREAT;
@@ -875,7 +877,7 @@ static int setup(struct run *r)
 	if (!o->dry_run_dir && !o->n_test && (rc = seed_quota(r)))
 		return rc;
 	if (o->dry_run_dir) {
-		if (journal_mkdir(o->dry_run_dir, r->err, r->errlen) < 0)
+		if (state_mkdir(o->dry_run_dir, r->err, r->errlen) < 0)
 			return EX_CANTCREAT;
 		if (transport_dir(&r->tx, o->dry_run_dir, r->err, r->errlen) < 0)
 			return EX_SOFTWARE;
@@ -993,7 +995,7 @@ int delivery_run(const struct config *cfg, const struct post *post,
 		journal_close(&r.journal);
 	if (r.have_bounces)
 		bounces_close(&r.bounces);
-	journal_unlock(r.lock);
+	state_unlock(r.lock);
 	subs_close(r.sr);
 	return rc;
 }

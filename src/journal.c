@@ -1,5 +1,6 @@
 #include "journal.h"
 #include "buf.h"
+#include "state.h"
 #include "statefile.h"
 #include <dirent.h>
 #include <errno.h>
@@ -11,45 +12,6 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-void journal_time(time_t t, char out[32])
-{
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-void journal_clean(char *out, size_t outlen, const char *s)
-{
-	size_t i = 0;
-	for (; s && *s && i + 1 < outlen; s++)
-		out[i++] = ((unsigned char)*s < 0x20 || *s == 0x7f) ? ' ' : *s;
-	if (outlen)
-		out[i] = '\0';
-}
-
-int journal_mkdir(const char *dir, char *err, size_t errlen)
-{
-	char *p = strdup(dir);
-	if (!p)
-		return set_err(err, errlen, -1, "out of memory");
-	for (char *s = p + 1; ; s++) {
-		if (*s == '/' || *s == '\0') {
-			char c = *s;
-			*s = '\0';
-			if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-				set_err(err, errlen, -1, "%s: cannot create state directory: %s", p, strerror(errno));
-				free(p);
-				return -1;
-			}
-			*s = c;
-			if (!c)
-				break;
-		}
-	}
-	free(p);
-	return 0;
-}
 
 #define FLUSH_MS 10
 
@@ -85,28 +47,37 @@ static void *flusher(void *arg)
 	return NULL;
 }
 
+int journal_parse_line(char *text, struct journal_line *l)
+{
+	memset(l, 0, sizeof *l);
+	char *f[5] = {text};
+	int n = 1;
+	for (char *p = text; n < 5 && (p = strchr(p, '\t')); n++) {
+		*p++ = '\0';
+		f[n] = p;
+	}
+	/* Without the tab after it the address may be cut short. */
+	if (n < 3 || !*f[1])
+		return 1;
+	if (n == 5)
+		f[4][strcspn(f[4], "\t")] = '\0';
+	l->when = state_parse_time(f[0]);
+	l->addr = f[1];
+	l->msgid = f[2];
+	l->reply = n > 3 ? f[3] : "";
+	l->uncertain = n == 5 && !strcmp(f[4], "uncertain");
+	return 0;
+}
+
 /* One line of a journal: adds its reader to the right set. Returns 0, 1
- * when the line names nobody (damaged), -1 when out of memory. */
+ * when the line names nobody (damaged), -1 when out of memory. A line
+ * with a damaged time still counts: its reader was sent to. */
 static int load_line(struct journal *j, char *line)
 {
-	char *addr = strchr(line, '\t');
-	if (!addr)
+	struct journal_line l;
+	if (journal_parse_line(line, &l))
 		return 1;
-	addr++;
-	char *f3 = strchr(addr, '\t');
-	/* Without the tab after it the address may be cut short. */
-	if (!f3)
-		return 1;
-	*f3++ = '\0';
-	/* A fifth field "uncertain": no reply came to the final dot. */
-	char *f5 = f3;
-	for (int k = 0; f5 && k < 2; k++)
-		if ((f5 = strchr(f5, '\t')))
-			f5++;
-	int unsure = f5 && !strncmp(f5, "uncertain", 9) && (f5[9] == '\0' || f5[9] == '\t');
-	if (!*addr)
-		return 1;
-	return addrset_add(unsure ? &j->uncertain : &j->sent, addr) < 0 ? -1 : 0;
+	return addrset_add(l.uncertain ? &j->uncertain : &j->sent, l.addr) < 0 ? -1 : 0;
 }
 
 static int load(struct journal *j, const struct statefile_warn *w, char *err, size_t errlen)
@@ -147,7 +118,7 @@ int journal_open(struct journal *j, const char *state_dir, const char *slug,
 	j->fd = -1;
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
-	int rc = journal_mkdir(state_dir, err, errlen);
+	int rc = state_mkdir(state_dir, err, errlen);
 	if (!rc && asprintf(&j->path, "%s/%s.journal", state_dir, slug) < 0) {
 		j->path = NULL;
 		rc = set_err(err, errlen, -1, "out of memory");
@@ -185,8 +156,8 @@ int journal_write(struct journal *j, time_t when, const char *addr,
 		  const char *msgid, const char *reply, enum journal_mark mark)
 {
 	char ts[32], rep[512], line[1400];
-	journal_time(when, ts);
-	journal_clean(rep, sizeof rep, reply);
+	state_time(when, ts);
+	state_clean(rep, sizeof rep, reply);
 	const char *tail = mark == JOURNAL_UNCERTAIN ? "\tuncertain\n" : "\n";
 	int len = snprintf(line, sizeof line, "%s\t%s\t%s\t%s", ts, addr, msgid, rep);
 	if (len > (int)sizeof line - 16)
@@ -259,106 +230,76 @@ int journal_is_done(const char *state_dir, const char *slug)
 	return done;
 }
 
-time_t journal_parse_time(const char *s)
-{
-	struct tm tm;
-	memset(&tm, 0, sizeof tm);
-	const char *e = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	if (!e || (*e && *e != '\t' && *e != '\n'))
-		return -1;
-	return timegm(&tm);
-}
-
-/* 1 when the 6th tab-separated field of a bounces.log line is "smtp": only
- * rejections at send time were messages handed to the relay; DSN and
- * forget lines were not. */
-static int smtp_line(const char *line)
-{
-	const char *p = line;
-	for (int i = 0; i < 5 && p; i++)
-		if ((p = strchr(p, '\t')))
-			p++;
-	return p && !strncmp(p, "smtp\t", 5);
-}
-
-static int times_from(const char *path, time_t since, time_t now, double **out, size_t *n,
-		      size_t *cap, int bounce_log)
+/* Calls fn for each line of one journal that names a reader with a time,
+ * until fn returns non-zero. */
+static int each_line(const char *path, int (*fn)(void *arg, const struct journal_line *l),
+		     void *arg)
 {
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return errno == ENOENT ? 0 : -1;
 	char *line = NULL, *text;
-	size_t lcap = 0;
-	ssize_t len;
+	size_t cap = 0;
+	ssize_t n;
 	int rc = 0;
-	while ((len = getline(&line, &lcap, f)) > 0) {
-		if (statefile_line(line, len, &text) <= 0)
-			continue;
-		time_t tt = journal_parse_time(text);
-		if (tt < 0 || tt < since || (bounce_log && !smtp_line(text)))
-			continue;
-		/* A time ahead of the clock (written before the clock was
-		 * stepped back) would hold its place in every window for
-		 * that much longer: it counts as sent now. */
-		if (tt > now)
-			tt = now;
-		if (*n == *cap) {
-			size_t nc = *cap ? *cap * 2 : 1024;
-			double *no = realloc(*out, nc * sizeof *no);
-			if (!no) {
-				rc = -1;
-				break;
-			}
-			*out = no;
-			*cap = nc;
-		}
-		(*out)[(*n)++] = (double)tt;
+	while (!rc && (n = getline(&line, &cap, f)) > 0) {
+		struct journal_line l;
+		/* damage is reported by journal_open, once */
+		if (statefile_line(line, n, &text) > 0 && !journal_parse_line(text, &l) && l.when >= 0)
+			rc = fn(arg, &l);
 	}
 	free(line);
 	fclose(f);
 	return rc;
 }
 
-static int cmp_double(const void *a, const void *b)
+struct each {
+	int (*fn)(void *arg, const char *slug, const struct journal_line *l);
+	void *arg;
+	const char *slug;
+};
+
+static int each_fwd(void *arg, const struct journal_line *l)
 {
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
+	struct each *e = arg;
+	return e->fn(e->arg, e->slug, l);
 }
 
-int journal_recent_times(const char *state_dir, time_t since, double **out,
-			 size_t *n, char *err, size_t errlen)
+static int each_journal(void *arg, const char *path, const char *slug)
 {
-	*out = NULL;
-	*n = 0;
-	size_t cap = 0;
-	DIR *d = opendir(state_dir);
-	if (!d)
-		return errno == ENOENT ? 0 : set_err(err, errlen, -1, "%s: %s", state_dir, strerror(errno));
-	struct dirent *e;
-	int rc = 0;
-	time_t now = time(NULL);
-	while ((e = readdir(d)) && !rc) {
-		size_t l = strlen(e->d_name);
-		int journal = l > 8 && !strcmp(e->d_name + l - 8, ".journal");
-		if (!journal && strcmp(e->d_name, "bounces.log"))
-			continue;
-		char *path;
-		if (asprintf(&path, "%s/%s", state_dir, e->d_name) < 0) {
-			rc = -1;
-			break;
-		}
-		struct stat st;
-		/* Files untouched since `since` hold nothing recent. */
-		if (stat(path, &st) == 0 && st.st_mtime >= since)
-			rc = times_from(path, since, now, out, n, &cap, !journal);
-		if (rc)
-			set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
-		free(path);
-	}
-	closedir(d);
-	if (!rc && *n)
-		qsort(*out, *n, sizeof **out, cmp_double);
-	return rc;
+	struct each *e = arg;
+	e->slug = slug;
+	return each_line(path, each_fwd, e);
+}
+
+int journal_each_delivery(const char *state_dir,
+			  int (*fn)(void *arg, const char *slug, const struct journal_line *l),
+			  void *arg, char *err, size_t errlen)
+{
+	struct each e = {fn, arg, NULL};
+	int rc = state_each_file(state_dir, ".journal", each_journal, &e, err, errlen);
+	return rc < 0 ? -1 : 0;
+}
+
+static int add_time(void *arg, const struct journal_line *l)
+{
+	return state_times_add(arg, l->when) < 0 ? -1 : 0;
+}
+
+static int times_of(void *arg, const char *path, const char *slug)
+{
+	struct state_times *st = arg;
+	struct stat sb;
+	/* A journal untouched since `since` holds nothing recent. */
+	if (stat(path, &sb) == 0 && sb.st_mtime < st->since)
+		return 0;
+	return each_line(path, add_time, st);
+}
+
+int journal_recent_times(const char *state_dir, struct state_times *st, char *err,
+			 size_t errlen)
+{
+	return state_each_file(state_dir, ".journal", times_of, st, err, errlen) < 0 ? -1 : 0;
 }
 
 void journal_close(struct journal *j)
@@ -379,35 +320,4 @@ void journal_close(struct journal *j)
 	addrset_free(&j->uncertain);
 	memset(j, 0, sizeof *j);
 	j->fd = -1;
-}
-
-int journal_lock(const char *state_dir, char *err, size_t errlen)
-{
-	char *path;
-	if (journal_mkdir(state_dir, err, errlen) < 0)
-		return -2;
-	if (asprintf(&path, "%s/herald.lock", state_dir) < 0)
-		return set_err(err, errlen, -2, "out of memory");
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		set_err(err, errlen, -2, "%s: %s", path, strerror(errno));
-		free(path);
-		return -2;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		int busy = errno == EWOULDBLOCK;
-		set_err(err, errlen, busy ? -1 : -2, "%s: %s", path,
-			busy ? "another herald is sending from this state directory" : strerror(errno));
-		free(path);
-		close(fd);
-		return busy ? -1 : -2;
-	}
-	free(path);
-	return fd;
-}
-
-void journal_unlock(int fd)
-{
-	if (fd >= 0)
-		close(fd);
 }

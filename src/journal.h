@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <time.h>
 #include "addrset.h"
+#include "state.h"
 #include "statefile.h"
 
 struct journal {
@@ -65,25 +66,26 @@ int journal_sync(struct journal *j, char *err, size_t errlen);
 int journal_mark_done(const char *state_dir, const char *slug, char *err,
 		      size_t errlen);
 int journal_is_done(const char *state_dir, const char *slug);
-/* Wall-clock times (seconds) of every message the server answered since
- * `since`, across all posts: the first field of each recent line of
- * state_dir/ *.journal and bounces.log. For quotas that span runs. A time
- * ahead of the clock counts as now. */
-int journal_recent_times(const char *state_dir, time_t since, double **out,
-			 size_t *n, char *err, size_t errlen);
-void journal_close(struct journal *j);
+/* Adds to st the time of every journal line since st->since, across all
+ * posts (bounces_recent_times adds the refusals): for quotas that span
+ * runs. */
+int journal_recent_times(const char *state_dir, struct state_times *st, char *err,
+			 size_t errlen);
 
-/* Takes state_dir/herald.lock (flock, non-blocking). Returns the fd, -1
- * with err when another herald holds it, -2 on other errors. */
-int journal_lock(const char *state_dir, char *err, size_t errlen);
-void journal_unlock(int fd);
-/* mkdir -p for state_dir. */
-int journal_mkdir(const char *dir, char *err, size_t errlen);
-/* "2026-11-26T06:34:35Z", the first field of journal and bounces.log
- * lines; journal_parse_time reads it back (it may end the string or a
- * tab-separated field), or returns -1. */
-void journal_time(time_t t, char out[32]);
-time_t journal_parse_time(const char *s);
-/* Copies s into out, turning tabs and control characters into spaces. */
-void journal_clean(char *out, size_t outlen, const char *s);
+/* A journal line, split in place: TIME TAB ADDR TAB MSGID TAB REPLY
+ * [TAB "uncertain"]. when is -1 when the time is damaged. Returns 1 when
+ * the line names nobody (damaged), else 0. The one reader of the format;
+ * journal_write is its one writer. */
+struct journal_line {
+	time_t when;
+	const char *addr, *msgid, *reply;
+	int uncertain;
+};
+int journal_parse_line(char *text, struct journal_line *l);
+/* Calls fn for every line with a time in every state_dir/SLUG.journal
+ * until fn returns non-zero. -1 with err on a read error. */
+int journal_each_delivery(const char *state_dir,
+			  int (*fn)(void *arg, const char *slug, const struct journal_line *l),
+			  void *arg, char *err, size_t errlen);
+void journal_close(struct journal *j);
 #endif

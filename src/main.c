@@ -978,7 +978,7 @@ static int bounces_forget_cmd(struct ui *u, const struct config *cfg, int argc, 
 		return usage_error("%s", "bounces forget: expected ADDR...");
 	struct bounces b;
 	char err[512];
-	if (journal_mkdir(cfg->state_dir, err, sizeof err) < 0 ||
+	if (state_mkdir(cfg->state_dir, err, sizeof err) < 0 ||
 	    bounces_open(&b, cfg->state_dir, cfg->bounce.soft_limit,
 			 &(struct statefile_warn){on_warn, u}, err, sizeof err) < 0) {
 		say_err(err);

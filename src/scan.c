@@ -33,26 +33,6 @@ static int map_mailbox_rc(int rc)
 	return rc == MAILBOX_USAGE ? SCAN_USAGE : rc == MAILBOX_NOFILE ? SCAN_NOFILE : SCAN_MAILBOX;
 }
 
-/* One scan at a time per state directory: two would race on the marks. */
-static int scan_lock(const char *state_dir, char *err, size_t errlen)
-{
-	if (journal_mkdir(state_dir, err, errlen) < 0)
-		return -1;
-	char *path;
-	if (asprintf(&path, "%s/scan.lock", state_dir) < 0)
-		return set_err(err, errlen, -1, "out of memory");
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		set_err(err, errlen, -1, "%s: %s", path,
-			fd >= 0 && errno == EWOULDBLOCK ? "another scan is running" : strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-	}
-	free(path);
-	return fd;
-}
-
 /* ---- bounces ------------------------------------------------------------ */
 
 struct item {
@@ -119,19 +99,19 @@ static struct latest *latest_of(const struct resolve *rs, const char *addr)
 	return l;
 }
 
-static int on_delivery(void *arg, const char *slug, time_t when, const char *addr, const char *msgid)
+static int on_delivery(void *arg, const char *slug, const struct journal_line *jl)
 {
 	struct resolve *rs = arg;
-	chashdatum k = {(void *)msgid, (unsigned)strlen(msgid)}, v;
-	if (*msgid && chash_get(rs->msgids, &k, &v) == 0) {
+	chashdatum k = {(void *)jl->msgid, (unsigned)strlen(jl->msgid)}, v;
+	if (*jl->msgid && chash_get(rs->msgids, &k, &v) == 0) {
 		struct item *it = &rs->items[(uintptr_t)v.data - 1];
-		snprintf(it->addr, sizeof it->addr, "%s", addr);
+		snprintf(it->addr, sizeof it->addr, "%s", jl->addr);
 		snprintf(it->slug, sizeof it->slug, "%s", slug);
-		it->delivered = when;
+		it->delivered = jl->when;
 	}
-	struct latest *l = latest_of(rs, addr);
-	if (l && when > l->when) {
-		l->when = when;
+	struct latest *l = latest_of(rs, jl->addr);
+	if (l && jl->when > l->when) {
+		l->when = jl->when;
 		snprintf(l->slug, sizeof l->slug, "%s", slug);
 	}
 	return 0;
@@ -286,7 +266,7 @@ static int bounce_batch(const struct config *cfg, struct mailbox *mb, struct bou
 		rc = set_err(err, errlen, SCAN_STATE, "out of memory");
 		goto out;
 	}
-	if (bounces_each_delivery(cfg->state_dir, on_delivery, &rs, err, errlen) < 0) {
+	if (journal_each_delivery(cfg->state_dir, on_delivery, &rs, err, errlen) < 0) {
 		rc = SCAN_STATE;
 		goto out;
 	}
@@ -353,7 +333,7 @@ int scan_bounces(const struct config *cfg, const struct mailbox_opts *mo,
 		 size_t errlen)
 {
 	memset(st, 0, sizeof *st);
-	int lock = scan_lock(cfg->state_dir, err, errlen);
+	int lock = state_lock(cfg->state_dir, STATE_LOCK_SCAN, err, errlen);
 	if (lock < 0)
 		return SCAN_STATE;
 	struct bounces b;
@@ -364,7 +344,7 @@ int scan_bounces(const struct config *cfg, const struct mailbox_opts *mo,
 		rc = run(&r, mo, bounce_run, err, errlen);
 		bounces_close(&b);
 	}
-	close(lock);
+	state_unlock(lock);
 	return rc;
 }
 
@@ -468,11 +448,11 @@ int scan_unsubscribes(const struct config *cfg, const struct mailbox_opts *mo,
 	 * (they are refused); plain requests from the reader still work. */
 	if (config_secret(cfg, &secret, serr, sizeof serr) < 0)
 		secret = NULL;
-	int lock = scan_lock(cfg->state_dir, err, errlen);
+	int lock = state_lock(cfg->state_dir, STATE_LOCK_SCAN, err, errlen);
 	if (lock < 0)
 		return SCAN_STATE;
 	struct run r = {cfg, NULL, list, secret, cb, st};
 	int rc = run(&r, mo, unsub_run, err, errlen);
-	close(lock);
+	state_unlock(lock);
 	return rc;
 }
