@@ -1,4 +1,7 @@
-/* addr: facts about network addresses that more than one module needs.
+/* addr: e-mail and network addresses, the facts more than one module
+ * needs: which mail addresses herald accepts, parsing "Name <addr>", and
+ * whether a host is loopback. Addresses are compared lower-cased
+ * (str_lower, buf.h) and kept as written.
  *
  * "Loopback" is decided from addresses, never from how a host name is
  * spelt: `127.mail.example.com` is a remote host, and a password must not
@@ -20,4 +23,13 @@ int addr_ip_is_loopback(const char *ip);
  * lookup that could answer differently); "" for a numeric host. */
 int addr_host_is_loopback(const char *host, int port, char *pin, size_t pinlen,
 			  char *err, size_t errlen);
+/* Checks that addr is a bare RFC 5321 address we are willing to send to:
+ * dot-atom local part (or a quoted string without CR/LF/NUL), one '@', a
+ * domain of LDH labels with at least one dot, or an IP literal, and that
+ * libetpan's RFC 5322 parser agrees. Returns 0, or -1 with a short reason
+ * in why. */
+int addr_valid(const char *addr, char *why, size_t whylen);
+/* Splits "Name <addr>" or "addr" (libetpan's parser; the address must
+ * pass addr_valid); strings malloc'd. 0, or -1. */
+int addr_parse_mailbox(const char *s, char **name, char **addr);
 #endif

@@ -1,4 +1,5 @@
 #include "config.h"
+#include "addr.h"
 #include "buf.h"
 #include "subscribers.h"
 #include <errno.h>
@@ -154,38 +155,16 @@ static int check_keys(struct ctx *x, config_setting_t *grp, const char *prefix)
 	return 0;
 }
 
-int config_parse_mailbox(const char *s, char **name, char **addr)
-{
-	size_t idx = 0;
-	struct mailimf_mailbox *mb = NULL;
-	*name = *addr = NULL;
-	if (mailimf_mailbox_parse(s, strlen(s), &idx, &mb) != MAILIMF_NO_ERROR)
-		return -1;
-	int rc = -1;
-	if (idx == strlen(s) && subs_valid_address(mb->mb_addr_spec, NULL, 0) == 0) {
-		*name = strdup(mb->mb_display_name ? mb->mb_display_name : "");
-		*addr = strdup(mb->mb_addr_spec);
-		rc = (*name && *addr) ? 0 : -1;
-	}
-	mailimf_mailbox_free(mb);
-	if (rc < 0) {
-		free(*name);
-		free(*addr);
-		*name = *addr = NULL;
-	}
-	return rc;
-}
-
 static int from_addresses(struct ctx *x, struct config *c)
 {
 	config_setting_t *s = config_lookup(&x->cf, "from");
 	if (!c->from)
 		return bad(x, NULL, "from is required, e.g. from = \"Joy <joy@example.org>\";");
-	if (config_parse_mailbox(c->from, &c->from_name, &c->from_addr) < 0)
+	if (addr_parse_mailbox(c->from, &c->from_name, &c->from_addr) < 0)
 		return bad(x, s, "from: expected \"Name <address>\" with a valid address, found \"%s\"", c->from);
 	if (c->reply_to) {
 		char *n, *a;
-		if (config_parse_mailbox(c->reply_to, &n, &a) < 0)
+		if (addr_parse_mailbox(c->reply_to, &n, &a) < 0)
 			return bad(x, config_lookup(&x->cf, "reply_to"),
 				   "reply_to: expected an address, found \"%s\"", c->reply_to);
 		free(n);
@@ -321,7 +300,7 @@ static int test_addresses(struct ctx *x, struct config *c)
 		const char *v = single ? config_setting_get_string(s)
 				       : config_setting_get_string_elem(s, i);
 		char why[100];
-		if (!v || subs_valid_address(v, why, sizeof why) < 0)
+		if (!v || addr_valid(v, why, sizeof why) < 0)
 			return bad(x, s, "test.to: \"%s\" is not a valid address", v ? v : "(not a string)");
 		c->test_to[c->n_test_to++] = strdup(v);
 	}
@@ -415,7 +394,7 @@ static int load(struct ctx *x, struct config *c)
 		return rc;
 	if (c->unsub.mailto) {
 		char why[100];
-		if (subs_valid_address(c->unsub.mailto, why, sizeof why) < 0)
+		if (addr_valid(c->unsub.mailto, why, sizeof why) < 0)
 			return bad(x, config_lookup(&x->cf, "unsubscribe.mailto"),
 				   "unsubscribe.mailto: \"%s\" is not an address (%s)", c->unsub.mailto, why);
 	}

@@ -97,6 +97,4 @@ int config_mailbox_password(const struct mailbox_conf *m, const char *what,
 /* The unsubscribe-token secret from the environment variable secret_env. */
 int config_secret(const struct config *c, const char **out, char *err,
 		  size_t errlen);
-/* Splits "Name <addr>" or "addr" (libetpan's parser); strings malloc'd. */
-int config_parse_mailbox(const char *s, char **name, char **addr);
 #endif

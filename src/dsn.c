@@ -1,4 +1,5 @@
 #include "dsn.h"
+#include "addr.h"
 #include "buf.h"
 #include "subscribers.h"
 #include <ctype.h>
@@ -79,7 +80,7 @@ static const char *find_addr(const char *s, size_t len, size_t from, char *out,
 			continue;
 		memcpy(out, s + a, b - a);
 		out[b - a] = '\0';
-		if (subs_valid_address(out, NULL, 0) < 0)
+		if (addr_valid(out, NULL, 0) < 0)
 			continue;
 		if (end)
 			*end = b;
@@ -330,7 +331,7 @@ int dsn_verp_decode(const char *return_path, const char *addr, char *out,
 	if (!eq || eq == mid || ml >= outlen)
 		return -1;
 	snprintf(out, outlen, "%.*s@%.*s", (int)(eq - mid), mid, (int)(ml - (size_t)(eq - mid) - 1), eq + 1);
-	return subs_valid_address(out, NULL, 0) < 0 ? -1 : 0;
+	return addr_valid(out, NULL, 0) < 0 ? -1 : 0;
 }
 
 struct verp_ctx {

@@ -1,6 +1,7 @@
 /* herald: command line, printing and exit codes. The only file that
  * writes to the terminal or exits. */
 #include "bounces.h"
+#include "addr.h"
 #include "buf.h"
 #include "config.h"
 #include "delivery.h"
@@ -461,7 +462,7 @@ static int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 			a.test = 1;
 			if (optarg) {
 				char why[100];
-				if (subs_valid_address(optarg, why, sizeof why) < 0)
+				if (addr_valid(optarg, why, sizeof why) < 0)
 					rc = usage_error("--test: not a valid address: %s", optarg);
 				a.tests[a.o.n_test++] = optarg;
 			}
@@ -988,7 +989,7 @@ static int bounces_forget_cmd(struct ui *u, const struct config *cfg, int argc, 
 	for (int i = 2; i < argc && !rc; i++) {
 		char why[100];
 		int was = 0;
-		if (subs_valid_address(argv[i], why, sizeof why) < 0) {
+		if (addr_valid(argv[i], why, sizeof why) < 0) {
 			rc = usage_error("bounces forget: not an address: %s", argv[i]);
 		} else if (bounces_forget(&b, argv[i], &was, err, sizeof err) < 0) {
 			say_err(err);
@@ -1038,7 +1039,7 @@ static int unsubscribe_addresses(struct ui *u, const char *list, int argc, char 
 		char why[100];
 		if (!strcmp(argv[i], "--address"))
 			continue;
-		if (subs_valid_address(argv[i], why, sizeof why) < 0)
+		if (addr_valid(argv[i], why, sizeof why) < 0)
 			rc = usage_error("subscribers unsubscribe: not an address: %s (%s)", argv[i], why);
 		addrs[n++] = argv[i];
 	}

@@ -1,4 +1,5 @@
 #include "message.h"
+#include "addr.h"
 #include "dkim.h"
 #include "subscribers.h"
 #include "template.h"
@@ -548,7 +549,7 @@ static int init(struct msg_ctx *m, const struct config *cfg,
 	for (size_t i = 0; i < ncols; i++)
 		m->names[MF_NBUILTIN + i] = (char *)cols[i];
 	long_date(post, m->date_long, sizeof m->date_long);
-	if (cfg->reply_to && config_parse_mailbox(cfg->reply_to, &m->reply_name, &m->reply_addr) < 0)
+	if (cfg->reply_to && addr_parse_mailbox(cfg->reply_to, &m->reply_name, &m->reply_addr) < 0)
 		return set_err(err, errlen, MSG_FAIL, "reply_to: \"%s\" is not an address", cfg->reply_to);
 
 	unsigned char rnd[8];
@@ -936,7 +937,7 @@ static int envelope(struct msg_ctx *m, struct build *b, struct msg_out *info,
 	if (m->return_path) {
 		if (tmpl_render(m->return_path, m->vals, TMPL_RAW, &m->tmp_rp) < 0)
 			return oom(err, errlen);
-		if (subs_valid_address(buf_cstr(&m->tmp_rp), NULL, 0) < 0)
+		if (addr_valid(buf_cstr(&m->tmp_rp), NULL, 0) < 0)
 			return set_err(err, errlen, MSG_BADROW, "bounce.return_path gives \"%s\", not an address",
 				       buf_cstr(&m->tmp_rp));
 	} else if (buf_adds(&m->tmp_rp, m->cfg->from_addr) < 0)

@@ -43,9 +43,4 @@ int subs_next(struct subs_reader *r, struct subs_row *row, char *err,
 	      size_t errlen);
 void subs_close(struct subs_reader *r);
 
-/* Checks that addr is a bare RFC 5321 address we are willing to send to:
- * dot-atom local part (or a quoted string without CR/LF/NUL), one '@', a
- * domain of LDH labels with at least one dot, or an IP literal. Returns 0,
- * or -1 with a short reason in why. */
-int subs_valid_address(const char *addr, char *why, size_t whylen);
 #endif

@@ -1,4 +1,5 @@
 #include "unsubscribe.h"
+#include "addr.h"
 #include "buf.h"
 #include "dsn.h"
 #include "message.h"
@@ -132,7 +133,7 @@ int unsub_parse_request(const char *msg, size_t len, const char *secret,
 	}
 	const char *who = named[0] ? named : from_addr;
 	char reason[100];
-	if (subs_valid_address(who, reason, sizeof reason) < 0)
+	if (addr_valid(who, reason, sizeof reason) < 0)
 		return set_err(why, whylen, UNSUB_REFUSED, "\"%s\" is not an address (%s)", who, reason);
 	if (token[0]) {
 		char want[65];

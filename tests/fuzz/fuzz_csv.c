@@ -4,6 +4,7 @@
  * through subs_open/subs_next exactly as a list on disk would be. */
 #include "fuzz_file.h"
 #include "subscribers.h"
+#include "addr.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (row.nfields != ncols || strpbrk(row.email, "\r\n") ||
 			    strpbrk(row.name, "\r\n"))
 				abort();
-			if (k == SUBS_ROW && subs_valid_address(row.email, NULL, 0) < 0)
+			if (k == SUBS_ROW && addr_valid(row.email, NULL, 0) < 0)
 				abort();
 		}
 		/* Lines never go backwards. */

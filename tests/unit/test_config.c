@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "addr.h"
 
 struct fixture {
 	char dir[64];   /* a fresh mkdtemp directory */
@@ -628,22 +629,22 @@ static void test_parse_mailbox(void **state)
 	(void)state;
 	char *name = NULL, *addr = NULL;
 
-	assert_int_equal(config_parse_mailbox("Joy Ng <joy@example.org>", &name,
+	assert_int_equal(addr_parse_mailbox("Joy Ng <joy@example.org>", &name,
 					      &addr), 0);
 	assert_string_equal(name, "Joy Ng");
 	assert_string_equal(addr, "joy@example.org");
 	free(name);
 	free(addr);
-	assert_int_equal(config_parse_mailbox("joy@example.org", &name, &addr),
+	assert_int_equal(addr_parse_mailbox("joy@example.org", &name, &addr),
 			 0);
 	assert_string_equal(name, "");
 	assert_string_equal(addr, "joy@example.org");
 	free(name);
 	free(addr);
-	assert_int_equal(config_parse_mailbox("Joy <joy>", &name, &addr), -1);
+	assert_int_equal(addr_parse_mailbox("Joy <joy>", &name, &addr), -1);
 	assert_null(name);
 	assert_null(addr);
-	assert_int_equal(config_parse_mailbox("a@example.org, b@example.org",
+	assert_int_equal(addr_parse_mailbox("a@example.org, b@example.org",
 					      &name, &addr), -1);
 	assert_null(name);
 	assert_null(addr);

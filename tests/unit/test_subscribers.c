@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "addr.h"
 #include "subscribers.h"
 
 struct fixture {
@@ -236,7 +237,7 @@ static void test_valid_address(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(addresses) / sizeof(addresses[0]); i++) {
 		char why[128] = "";
-		int rc = subs_valid_address(addresses[i].addr, why, sizeof(why));
+		int rc = addr_valid(addresses[i].addr, why, sizeof(why));
 
 		if (rc != (addresses[i].why ? -1 : 0) ||
 		    (addresses[i].why && strcmp(why, addresses[i].why)))
@@ -263,21 +264,21 @@ static void test_lengths(void **state)
 	(void)state;
 	pad(addr, 'a', 64);
 	strcat(addr, "@example.net");
-	assert_int_equal(subs_valid_address(addr, why, sizeof(why)), 0);
+	assert_int_equal(addr_valid(addr, why, sizeof(why)), 0);
 	addr[0] = '\0';
 	pad(addr, 'a', 65);
 	strcat(addr, "@example.net");
-	assert_int_equal(subs_valid_address(addr, why, sizeof(why)), -1);
+	assert_int_equal(addr_valid(addr, why, sizeof(why)), -1);
 	assert_string_equal(why, "local part longer than 64 octets");
 
 	strcpy(addr, "joy@");
 	pad(addr, 'b', 63);
 	strcat(addr, ".net");
-	assert_int_equal(subs_valid_address(addr, why, sizeof(why)), 0);
+	assert_int_equal(addr_valid(addr, why, sizeof(why)), 0);
 	strcpy(addr, "joy@");
 	pad(addr, 'b', 64);
 	strcat(addr, ".net");
-	assert_int_equal(subs_valid_address(addr, why, sizeof(why)), -1);
+	assert_int_equal(addr_valid(addr, why, sizeof(why)), -1);
 	assert_string_equal(why, "domain label longer than 63 octets");
 
 	/* 60 + 1 + 4 * 51 + 3 = 268 octets, each part within its limit. */
@@ -289,7 +290,7 @@ static void test_lengths(void **state)
 		strcat(addr, ".");
 	}
 	strcat(addr, "net");
-	assert_int_equal(subs_valid_address(addr, why, sizeof(why)), -1);
+	assert_int_equal(addr_valid(addr, why, sizeof(why)), -1);
 	assert_string_equal(why, "address longer than 254 octets");
 
 	strcpy(addr, "joy@");
@@ -298,7 +299,7 @@ static void test_lengths(void **state)
 		strcat(addr, ".");
 	}
 	strcat(addr, "net");
-	assert_int_equal(subs_valid_address(addr, why, sizeof(why)), -1);
+	assert_int_equal(addr_valid(addr, why, sizeof(why)), -1);
 	assert_string_equal(why, "domain longer than 255 octets");
 }
 
