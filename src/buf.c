@@ -188,3 +188,33 @@ int array_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first)
 	*cap = nc;
 	return 0;
 }
+
+int utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s, *e = p + len;
+	while (p < e) {
+		unsigned c = *p++;
+		int n;
+		unsigned min;
+		if (c < 0x80)
+			continue;
+		if ((c & 0xE0) == 0xC0) { n = 1; min = 0x80; c &= 0x1F; }
+		else if ((c & 0xF0) == 0xE0) { n = 2; min = 0x800; c &= 0x0F; }
+		else if ((c & 0xF8) == 0xF0) { n = 3; min = 0x10000; c &= 0x07; }
+		else
+			return 0;
+		if (e - p < n)
+			return 0;
+		for (int i = 0; i < n; i++) {
+			if ((p[i] & 0xC0) != 0x80)
+				return 0;
+			c = (c << 6) | (p[i] & 0x3F);
+		}
+		/* Overlong forms, surrogates and values past U+10FFFF are
+		 * how filters get fooled: refuse them. */
+		if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+			return 0;
+		p += n;
+	}
+	return 1;
+}

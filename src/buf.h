@@ -28,6 +28,10 @@ void buf_free(struct buf *b);
  * *cap (from first): 0, or -1 when out of memory (*arr left as it was). */
 int array_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first);
 
+/* 1 if s[0..len) is valid UTF-8: no overlong forms, surrogates or values
+ * past U+10FFFF (how filters get fooled). */
+int utf8_valid(const char *s, size_t len);
+
 /* Small string helpers shared by several modules. */
 char *xstrdup(const char *s);           /* NULL-safe strdup */
 char *xstrndup(const char *s, size_t n);

@@ -1,4 +1,5 @@
 #include "config.h"
+#include "passcmd.h"
 #include "addr.h"
 #include "buf.h"
 #include "subscribers.h"
@@ -7,6 +8,7 @@
 #include <libconfig.h>
 #include <libetpan/libetpan.h>
 #include <stdio.h>
+#include <sysexits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -31,8 +33,10 @@ static int bad(struct ctx *x, const config_setting_t *s, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	int line = s ? config_setting_source_line(s) : 0;
+	/* A setting from an @include'd file is named by that file. */
+	const char *file = s && config_setting_source_file(s) ? config_setting_source_file(s) : x->file;
 	if (line)
-		set_err(x->err, x->errlen, CONFIG_BAD, "%s:%d: %s", x->file, line, msg);
+		set_err(x->err, x->errlen, CONFIG_BAD, "%s:%d: %s", file, line, msg);
 	else
 		set_err(x->err, x->errlen, CONFIG_BAD, "%s: %s", x->file, msg);
 	return CONFIG_BAD;
@@ -218,14 +222,16 @@ static int starttls_setting(struct ctx *x, const char *key, enum starttls_mode *
 	return rc;
 }
 
-/* A password sitting in the file must not be readable by others. */
+/* A password sitting in a file must not be readable by others: the file
+ * that supplied it, which is not the main one when it was @include'd. */
 static int private_password(struct ctx *x, const char *key, const char *password)
 {
 	struct stat st;
-	if (password && stat(x->file, &st) == 0 && (st.st_mode & 077))
-		return bad(x, config_lookup(&x->cf, key),
-			   "%s is set but %s is readable by others; run: chmod 600 %s",
-			   key, x->file, x->file);
+	config_setting_t *s = config_lookup(&x->cf, key);
+	const char *file = s && config_setting_source_file(s) ? config_setting_source_file(s) : x->file;
+	if (password && stat(file, &st) == 0 && (st.st_mode & 077))
+		return bad(x, s, "%s is set but %s is readable by others; run: chmod 600 %s",
+			   key, file, file);
 	return 0;
 }
 
@@ -476,18 +482,23 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	char iobuf[BUFSIZ];
 	setvbuf(f, iobuf, _IOFBF, sizeof iobuf);
 	config_init(&x.cf);
+	/* @include "secrets.conf" is found beside the config, as every
+	 * other path in it is, not in whatever directory cron started in. */
+	const char *slash = strrchr(path, '/');
+	x.dir = slash ? xstrndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
+	config_set_include_dir(&x.cf, x.dir);
 	int ok = config_read(&x.cf, f);
 	fclose(f);
 	explicit_bzero(iobuf, sizeof iobuf);
 	if (!ok) {
-		set_err(err, errlen, CONFIG_BAD, "%s:%d: %s", path,
+		set_err(err, errlen, CONFIG_BAD, "%s:%d: %s",
+			config_error_file(&x.cf) ? config_error_file(&x.cf) : path,
 			config_error_line(&x.cf), config_error_text(&x.cf));
 		wipe_secrets(&x);
 		config_destroy(&x.cf);
+		free(x.dir);
 		return CONFIG_BAD;
 	}
-	const char *slash = strrchr(path, '/');
-	x.dir = slash ? xstrndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
 	int rc = x.dir ? check_keys(&x, config_root_setting(&x.cf), "") : CONFIG_BAD;
 	if (rc == 0)
 		rc = load(&x, c);
@@ -499,7 +510,8 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 
 /* what: "smtp" or "bounce.mailbox", for the messages. */
 static int password_from(const char *what, const char *env_name, const char *command,
-			 const char *literal, char **out, char *err, size_t errlen)
+			 const char *literal, const char *const *strip, size_t nstrip,
+			 long timeout, char **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	/* From here on the process holds a secret: a crash must not write it
@@ -507,43 +519,10 @@ static int password_from(const char *what, const char *env_name, const char *com
 	struct rlimit none = {0, 0};
 	setrlimit(RLIMIT_CORE, &none);
 	if (command) {
-		/* Run through the shell like msmtp's passwordeval: users write
-		 * "pass show smtp" and expect it to work. */
-		FILE *p = popen(command, "r");
-		if (!p)
-			return set_err(err, errlen, CONFIG_BAD, "%s.password_command: %s", what,
-				       strerror(errno));
-		/* One fixed buffer, wiped after use: a growing one would
-		 * leave copies of the password in freed memory. What does
-		 * not fit is read (the command must not block) and dropped. */
-		char pw[1024];
-		size_t n = 0, k, over = 0;
-		while ((k = fread(pw + n, 1, sizeof pw - 1 - n, p)) > 0) {
-			n += k;
-			if (n == sizeof pw - 1) {
-				char scratch[256];
-				while ((k = fread(scratch, 1, sizeof scratch, p)) > 0)
-					over += k;
-				explicit_bzero(scratch, sizeof scratch);
-				break;
-			}
-		}
-		pw[n] = '\0';
-		int st = pclose(p);
-		size_t len = strcspn(pw, "\r\n");
-		int rc = 0;
-		if (st != 0 || !len)
-			rc = set_err(err, errlen, CONFIG_BAD,
-				     "%s.password_command failed (exit status %d) or printed nothing",
-				     what, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-		else if (over || (len == n && n == sizeof pw - 1))
-			rc = set_err(err, errlen, CONFIG_BAD,
-				     "%s.password_command printed a first line longer than %zu bytes",
-				     what, sizeof pw - 2);
-		else if (!(*out = strndup(pw, len)))
-			rc = set_err(err, errlen, CONFIG_BAD, "out of memory");
-		explicit_bzero(pw, sizeof pw);
-		return rc;
+		char key[64];
+		snprintf(key, sizeof key, "%s.password_command", what);
+		int k = passcmd_run(command, key, strip, nstrip, (int)timeout, out, err, errlen);
+		return k == PASSCMD_OK ? 0 : k == PASSCMD_TIMEDOUT ? CONFIG_TEMP : CONFIG_BAD;
 	}
 	if (literal) {
 		*out = strdup(literal);
@@ -559,20 +538,34 @@ static int password_from(const char *what, const char *env_name, const char *com
 	return *out ? 0 : set_err(err, errlen, CONFIG_BAD, "out of memory");
 }
 
+/* What a password command must not see: every variable that holds one
+ * of herald's secrets (HERALD* ones passcmd strips anyway). */
+#define SECRET_VARS(c) {(c)->unsub.secret_env, (c)->smtp.password_env, \
+			(c)->bounce.mailbox.password_env, (c)->unsub.mailbox.password_env}
+
 int config_password(const struct config *c, char **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	if (!c->smtp.username)
 		return 0;
+	const char *strip[] = SECRET_VARS(c);
 	return password_from("smtp", c->smtp.password_env, c->smtp.password_command,
-			     c->smtp.password, out, err, errlen);
+			     c->smtp.password, strip, sizeof strip / sizeof *strip, c->smtp.timeout,
+			     out, err, errlen);
 }
 
-int config_mailbox_password(const struct mailbox_conf *m, const char *what,
-			    char **out, char *err, size_t errlen)
+int config_mailbox_password(const struct config *c, const struct mailbox_conf *m,
+			    const char *what, char **out, char *err, size_t errlen)
 {
-	return password_from(what, m->password_env, m->password_command, m->password,
-			     out, err, errlen);
+	const char *strip[] = SECRET_VARS(c);
+	return password_from(what, m->password_env, m->password_command, m->password, strip,
+			     sizeof strip / sizeof *strip, m->timeout, out, err, errlen);
+}
+
+int config_exitcode(int rc)
+{
+	return rc == CONFIG_OK ? EX_OK : rc == CONFIG_NOFILE ? EX_NOINPUT
+	     : rc == CONFIG_TEMP ? EX_TEMPFAIL : EX_CONFIG;
 }
 
 int config_secret(const struct config *c, const char **out, char *err, size_t errlen)

@@ -81,7 +81,10 @@ struct config {
 	int unsafe_html;       /* keep raw HTML of posts (tagfilter still on) */
 };
 
-enum { CONFIG_OK = 0, CONFIG_BAD = -1, CONFIG_NOFILE = -2 };
+/* CONFIG_TEMP: a password_command timed out (the next run may do better). */
+enum { CONFIG_OK = 0, CONFIG_BAD = -1, CONFIG_NOFILE = -2, CONFIG_TEMP = -3 };
+/* The sysexits.h code for a CONFIG_* result: 0, 66, 75 or 78. */
+int config_exitcode(int rc);
 
 /* path NULL: $HERALD_CONFIG, else ./herald.conf. */
 int config_load(struct config *c, const char *path, char *err, size_t errlen);
@@ -92,7 +95,7 @@ int config_password(const struct config *c, char **out, char *err,
 		    size_t errlen);
 /* The password of a mailbox (what: "bounce.mailbox"), from password_env,
  * password_command or password. Caller wipes and frees. */
-int config_mailbox_password(const struct mailbox_conf *m, const char *what,
+int config_mailbox_password(const struct config *c, const struct mailbox_conf *m, const char *what,
 			    char **out, char *err, size_t errlen);
 /* The unsubscribe-token secret from the environment variable secret_env. */
 int config_secret(const struct config *c, const char **out, char *err,

@@ -882,8 +882,8 @@ static int setup(struct run *r)
 		if (transport_dir(&r->tx, o->dry_run_dir, r->err, r->errlen) < 0)
 			return EX_SOFTWARE;
 	} else {
-		if (config_password(cfg, &r->password, r->err, r->errlen) < 0)
-			return EX_CONFIG;
+		if ((k = config_password(cfg, &r->password, r->err, r->errlen)) < 0)
+			return config_exitcode(k);
 		struct smtp_opts so = {
 			.url = cfg->smtp.url, .starttls = cfg->smtp.starttls,
 			.username = cfg->smtp.username, .password = r->password,

@@ -311,6 +311,67 @@ static int list_posts(const char *dir, char ***out, size_t *n)
 	return 0;
 }
 
+/* The slug of the post at path, or NULL when it does not parse (its
+ * own run reports that). */
+static char *slug_of(const char *path)
+{
+	struct post p = {0};
+	char err[512];
+	char *slug = NULL;
+	if (post_load_opts(&p, path, TEXT_WIDTH, POST_NO_RENDER, err, sizeof err) == POST_OK)
+		slug = p.slug ? strdup(p.slug) : NULL;
+	post_free(&p);
+	return slug;
+}
+
+/* Two posts with one slug share a journal: the second would find every
+ * reader "already sent" and send nothing, without a word. Among n posts
+ * (slugs[i] NULL when unknown), the first other than self with the same
+ * slug, or -1. */
+static long slug_twin(char **slugs, size_t n, size_t self)
+{
+	for (size_t i = 0; i < n; i++)
+		if (i != self && slugs[i] && slugs[self] && !strcmp(slugs[i], slugs[self]))
+			return (long)i;
+	return -1;
+}
+
+static int say_slug_twin(const char *a, const char *b, const char *slug)
+{
+	fprintf(stderr, "herald: %s and %s have the same slug \"%s\": they would share one journal, "
+		"and the second would be sent to nobody; give one of them its own `slug:` in "
+		"the front matter, or rename it\n", a, b, slug);
+	return EX_DATAERR;
+}
+
+/* For one post: its twins in its own directory. */
+static int check_slug(const char *path, const char *slug)
+{
+	const char *sl = strrchr(path, '/');
+	char *dir = sl ? strndup(path, (size_t)(sl - path) + (sl == path)) : strdup(".");
+	char **files = NULL;
+	size_t n = 0;
+	int rc = 0;
+	if (dir && list_posts(dir, &files, &n) == 0) {
+		struct stat me, it;
+		int have_me = stat(path, &me) == 0;
+		for (size_t i = 0; i < n && !rc; i++) {
+			if (have_me && stat(files[i], &it) == 0 && it.st_ino == me.st_ino &&
+			    it.st_dev == me.st_dev)
+				continue;
+			char *other = slug_of(files[i]);
+			if (other && !strcmp(other, slug))
+				rc = say_slug_twin(path, files[i], slug);
+			free(other);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(files[i]);
+	free(files);
+	free(dir);
+	return rc;
+}
+
 /* Worse outcomes win: a failure beats "run again", which beats success. */
 static int worse(int a, int b)
 {
@@ -322,6 +383,7 @@ static int worse(int a, int b)
 struct send_args {
 	struct delivery_opts o;
 	int due, json, test, locked;
+	int in_dir;            /* --due DIR: slugs checked over the directory */
 	const char *rate;
 	const char **tests;
 };
@@ -339,6 +401,10 @@ static int send_one(struct ui *u, struct config *cfg, const char *path,
 	if (a->due && (post.when > time(NULL) || journal_is_done(cfg->state_dir, post.slug))) {
 		post_free(&post);
 		return 0;
+	}
+	if (!a->in_dir && (rc = check_slug(path, post.slug))) {
+		post_free(&post);
+		return rc;
 	}
 	char err[1024] = "";
 	struct delivery_cb cb = {on_warn, on_progress, u};
@@ -531,12 +597,31 @@ static int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 			say_err(strerror(errno));
 			rc = EX_NOINPUT;
 		}
+		char **slugs = n ? calloc(n, sizeof *slugs) : NULL;
+		if (n && !slugs) {
+			say_err("out of memory");
+			rc = EX_OSERR;
+			n = 0;
+		}
+		for (size_t i = 0; i < n; i++)
+			slugs[i] = slug_of(files[i]);
+		a.in_dir = 1;
+		/* A collision refuses both posts; the others still go. */
+		int collided = 0;
 		for (size_t i = 0; i < n; i++) {
-			int go = (rc == EX_TEMPFAIL || !rc) && !a.locked && !u->stopping;
+			long twin = slug_twin(slugs, n, i);
+			if (twin >= 0 && (size_t)twin > i)
+				collided = say_slug_twin(files[i], files[twin], slugs[i]);
+			int go = (rc == EX_TEMPFAIL || !rc) && !a.locked && !u->stopping && twin < 0;
 			int r1 = go ? send_one(u, &cfg, files[i], &a, posts) : 0;
 			rc = worse(rc, r1);
-			free(files[i]);
 		}
+		rc = worse(rc, collided);
+		for (size_t i = 0; i < n; i++) {
+			free(files[i]);
+			free(slugs[i]);
+		}
+		free(slugs);
 		free(files);
 	} else if (!rc) {
 		rc = send_one(u, &cfg, target, &a, posts);
@@ -820,6 +905,8 @@ static int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv)
 	if (!rc)
 		rc = load_post(&cfg, argv[1], &post);
 	if (!rc)
+		rc = check_slug(argv[1], post.slug);
+	if (!rc)
 		rc = check_list(u, cfg.subscribers, &good);
 	if (rc)
 		goto out;
@@ -939,9 +1026,10 @@ static int mailbox_args(const struct config *cfg, const struct mailbox_conf *mc,
 		char err[512];
 		char group[40];
 		snprintf(group, sizeof group, "%s.mailbox", strcmp(what, "bounces scan") ? "unsubscribe" : "bounce");
-		if (config_mailbox_password(mc, group, password, err, sizeof err) < 0) {
+		int k = config_mailbox_password(cfg, mc, group, password, err, sizeof err);
+		if (k < 0) {
 			say_err(err);
-			return EX_CONFIG;
+			return config_exitcode(k);
 		}
 		mo->password = *password;
 	}

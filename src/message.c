@@ -43,39 +43,9 @@ const char *const msg_builtin_fields[MF_NBUILTIN] = {
 	"token", "list_name", "from_name", "from_email", "verp",
 };
 
-int msg_utf8_valid(const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s, *e = p + len;
-	while (p < e) {
-		unsigned c = *p++;
-		int n;
-		unsigned min;
-		if (c < 0x80)
-			continue;
-		if ((c & 0xE0) == 0xC0) { n = 1; min = 0x80; c &= 0x1F; }
-		else if ((c & 0xF0) == 0xE0) { n = 2; min = 0x800; c &= 0x0F; }
-		else if ((c & 0xF8) == 0xF0) { n = 3; min = 0x10000; c &= 0x07; }
-		else
-			return 0;
-		if (e - p < n)
-			return 0;
-		for (int i = 0; i < n; i++) {
-			if ((p[i] & 0xC0) != 0x80)
-				return 0;
-			c = (c << 6) | (p[i] & 0x3F);
-		}
-		/* Overlong forms, surrogates and values past U+10FFFF are
-		 * how filters get fooled: refuse them. */
-		if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-			return 0;
-		p += n;
-	}
-	return 1;
-}
-
 int msg_header_safe(const char *s)
 {
-	return !strpbrk(s, "\r\n") && msg_utf8_valid(s, strlen(s));
+	return !strpbrk(s, "\r\n") && utf8_valid(s, strlen(s));
 }
 
 static int is_ascii_printable(const char *s)
@@ -786,7 +756,7 @@ static int set_values(struct msg_ctx *m, const char *const *fields,
 	/* Every value must be UTF-8; a NUL can only come from a list that
 	 * the reader already refused. */
 	for (size_t i = 0; i < m->nnames; i++)
-		if (v[i] && !msg_utf8_valid(v[i], strlen(v[i])))
+		if (v[i] && !utf8_valid(v[i], strlen(v[i])))
 			return set_err(err, errlen, MSG_BADROW, "field \"%s\" is not valid UTF-8", m->names[i]);
 	return MSG_OK;
 }

@@ -104,5 +104,4 @@ int msg_qp_encode(struct buf *out, const char *s, size_t len);
 int msg_token(const char *secret, const char *email, char out[65]);
 /* 1 if s is valid UTF-8 without CR, LF or NUL. */
 int msg_header_safe(const char *s);
-int msg_utf8_valid(const char *s, size_t len);
 #endif

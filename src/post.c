@@ -440,7 +440,7 @@ static int parse(struct post *p, const char *name, const char *src, size_t len,
 			       name, p->slug);
 	if (!(p->markdown = xstrndup(src + body, len - body)))
 		return set_err(err, errlen, POST_BAD, "out of memory");
-	return render(p, name, width, flags, err, errlen);
+	return (flags & POST_NO_RENDER) ? POST_OK : render(p, name, width, flags, err, errlen);
 }
 
 /* A post that failed is left empty, so a caller that returns at once on

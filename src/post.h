@@ -32,6 +32,9 @@ enum {
 	 * unsafe_html = true); GFM's tagfilter still disarms <script>,
 	 * <iframe>, <style> and the like. Without it raw HTML is dropped. */
 	POST_UNSAFE_HTML = 1,
+	/* Front matter only (slug, subject, date): html and text stay
+	 * NULL. For looking over a directory of posts cheaply. */
+	POST_NO_RENDER = 2,
 };
 
 /* text_width: wrap column of the plain-text part (72). */

@@ -459,6 +459,18 @@ static int check_record(struct subs_reader *r, struct subs_row *row,
 			return set_err(err, errlen, SUBS_BAD,
 				       "%s:%ld: NUL byte in the %s field",
 				       r->path, row->line, r->cols[i]);
+		/* Messages are UTF-8 throughout: a Latin-1 list would put
+		 * mojibake in front of readers (save the file as UTF-8). */
+		if (!utf8_valid(rec_field(r, i), r->rec.len[i]))
+			return set_err(err, errlen, SUBS_BAD,
+				       "%s:%ld: the %s field is not UTF-8 (save the list as UTF-8, e.g. "
+				       "iconv -f latin1 -t utf-8)", r->path, row->line, r->cols[i]);
+		size_t cap = i == (size_t)r->name_col ? SUBS_NAME_MAX : SUBS_FIELD_MAX;
+		if (r->rec.len[i] > cap)
+			return set_err(err, errlen, SUBS_BAD,
+				       "%s:%ld: the %s field is %zu bytes; at most %zu%s",
+				       r->path, row->line, r->cols[i], r->rec.len[i], cap,
+				       cap == SUBS_NAME_MAX ? " (it goes into the To header)" : "");
 		r->fieldv[i] = trim(r->rec.data.p + r->rec.off[i]);
 	}
 	row->fields = r->fieldv;

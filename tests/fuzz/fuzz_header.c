@@ -95,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct buf b = {0};
 	int safe = msg_header_safe(s);
 	if (safe != (!memchr(s, '\r', strlen(s)) && !memchr(s, '\n', strlen(s)) &&
-		     msg_utf8_valid(s, strlen(s))))
+		     utf8_valid(s, strlen(s))))
 		abort();
 	if (safe) {
 		/* What msg_build lets through to a header. Text that already

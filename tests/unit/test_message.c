@@ -634,14 +634,14 @@ static void test_utf8_valid(void **state)
 	};
 
 	for (size_t i = 0; i < sizeof good / sizeof *good; i++)
-		if (!msg_utf8_valid(good[i], strlen(good[i])))
+		if (!utf8_valid(good[i], strlen(good[i])))
 			fail_msg("refused good[%zu]", i);
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-		if (msg_utf8_valid(bad[i], strlen(bad[i])))
+		if (utf8_valid(bad[i], strlen(bad[i])))
 			fail_msg("accepted bad[%zu]", i);
 	/* len is honoured both ways. */
-	assert_false(msg_utf8_valid("Caf\xC3\xA9", 4));
-	assert_true(msg_utf8_valid("abc\xFF", 3));
+	assert_false(utf8_valid("Caf\xC3\xA9", 4));
+	assert_true(utf8_valid("abc\xFF", 3));
 }
 
 static void test_header_safe(void **state)

@@ -330,8 +330,8 @@ static void test_address_shown_safely(void **state)
 	assert_non_null(data);
 	strcpy(data, "email\n\x1b[2Jjoy@example.net\n");
 	size_t o = strlen(data);
-	memset(data + o, 'x', 100000);
-	strcpy(data + o + 100000, "@example.net\n");
+	memset(data + o, 'x', 4000);
+	strcpy(data + o + 4000, "@example.net\n");
 	open_ok(fx, data);
 	expect_status(fx, SUBS_BAD, "2: invalid address \"\\x1b[2Jjoy@example.net\": "
 				    "control character 0x1b in local part");
@@ -341,6 +341,37 @@ static void test_address_shown_safely(void **state)
 	assert_non_null(strstr(fx->err, ":3: invalid address \"xxxxxxxx"));
 	assert_non_null(strstr(fx->err, "...\": local part longer than 64 octets"));
 	assert_true(strlen(fx->err) < 200);
+	expect_end(fx);
+	free(data);
+}
+
+/* Fields have a size cap (the name a smaller one: it is a header), and
+ * text that is not UTF-8 is refused by the reader, so check and send
+ * give one verdict. */
+static void test_field_caps_and_utf8(void **state)
+{
+	struct fixture *fx = *state;
+	size_t big = 100000;
+	char *data = malloc(big + 1000);
+
+	assert_non_null(data);
+	strcpy(data, "email,name,city\nann@example.net,");
+	size_t o = strlen(data);
+	memset(data + o, 'n', 300);
+	o += 300;
+	strcpy(data + o, ",Oslo\nbob@example.net,Bob,");
+	o += strlen(data + o);
+	memset(data + o, 'c', big);
+	o += big;
+	strcpy(data + o, "\ncat@example.net,Fran\xe7oise,Paris\ndan@example.net,Dan,Lima\n");
+	open_ok(fx, data);
+	expect_status(fx, SUBS_BAD, "2: the name field is 300 bytes; at most 256 (it goes into the To header)");
+	expect_status(fx, SUBS_BAD, "3: the city field is 100000 bytes; at most 4096");
+	expect_status(fx, SUBS_BAD, "4: the name field is not UTF-8 (save the list as UTF-8, "
+				    "e.g. iconv -f latin1 -t utf-8)");
+	struct subs_row row;
+	assert_int_equal(subs_next(fx->r, &row, fx->err, sizeof(fx->err)), SUBS_ROW);
+	assert_string_equal(row.email, "dan@example.net");
 	expect_end(fx);
 	free(data);
 }
@@ -558,6 +589,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 		T(test_address_shown_safely),
+		T(test_field_caps_and_utf8),
 		T(test_control_in_column_name),
 		T(test_bom_crlf),
 		T(test_quoted_fields),
