@@ -465,8 +465,10 @@ static int check_record(struct subs_reader *r, struct subs_row *row,
 			return set_err(err, errlen, SUBS_BAD,
 				       "%s:%ld: the %s field is not UTF-8 (save the list as UTF-8, e.g. "
 				       "iconv -f latin1 -t utf-8)", r->path, row->line, r->cols[i]);
+		/* The address has its own limits (addr_valid), with a
+		 * clearer message. */
 		size_t cap = i == (size_t)r->name_col ? SUBS_NAME_MAX : SUBS_FIELD_MAX;
-		if (r->rec.len[i] > cap)
+		if (i != (size_t)r->email_col && r->rec.len[i] > cap)
 			return set_err(err, errlen, SUBS_BAD,
 				       "%s:%ld: the %s field is %zu bytes; at most %zu%s",
 				       r->path, row->line, r->cols[i], r->rec.len[i], cap,

@@ -43,11 +43,12 @@ int subs_next(struct subs_reader *r, struct subs_row *row, char *err,
 	      size_t errlen);
 void subs_close(struct subs_reader *r);
 
-/* Size caps, checked by subs_next for check and send alike: a name goes
- * into the To header (RFC 5322 lines stop at 998 octets, and RFC 2047
- * encoding can triple it), any other field may be merged into the
- * subject or a header too. The merged subject has its own cap
- * (message.c). A 100 MB field would otherwise build a 300 MB message. */
+/* Size caps, checked by subs_next for check and send alike. A name goes
+ * into the To header: RFC 5322 lines stop at 998 octets and RFC 2047
+ * encoding can triple a name, so a 100 MB name would otherwise build a
+ * 300 MB message. Other fields may be merged into the body at any size
+ * up to SUBS_FIELD_MAX; one merged into the subject meets the subject's
+ * own cap (message.c). */
 #define SUBS_NAME_MAX 256
-#define SUBS_FIELD_MAX 4096
+#define SUBS_FIELD_MAX (1024 * 1024)
 #endif

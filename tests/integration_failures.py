@@ -464,7 +464,8 @@ def test_second_signal(t):
       "the first waits for its password exits 75 at once")
 def test_lock_before_password(t):
     s = t.fault_server(args=["--auth", f"{USER}:{PASSWORD}"])
-    world(t, s, {"smtp": {"username": USER, "password_env": None,
+    # A slow command, but within its timeout (smtp.timeout).
+    world(t, s, {"smtp": {"username": USER, "password_env": None, "timeout": 10,
                           "password_command": f"sleep 3; echo {PASSWORD}"}})
     p = t.popen("send", t.path("issue-1.md"))
     time.sleep(0.7)

@@ -109,8 +109,8 @@ def test_crlf_nul_fields(t):
         expect(b"victim@example.com" not in m.raw, "injected address in a message")
 
 
-@test("1 MB fields: a 1 MB address is refused in one line, a 1 MB name "
-      "and a 1 MB body field are sent correctly (headers folded)")
+@test("1 MB fields: a 1 MB address and a 1 MB name (bound for To:) are refused "
+      "in one line each, a 1 MB body field is sent correctly")
 def test_megabyte_fields(t):
     big = "x" * (1 << 20)
     s = world(t, [f"{big}@example.net,Ann,", f"big1@example.net,{big},",
@@ -122,13 +122,11 @@ def test_megabyte_fields(t):
     clean_stderr(r)
     expect(re.search(r"subs\.csv:2: invalid address .*(longer|local part)", r.err),
            f"no clear error for the 1 MB address: {r.err[:300]!r}")
+    expect(re.search(r"subs\.csv:3: the name field is 1048576 bytes; at most 256 \(it goes into "
+                     r"the To header\)", r.err), f"no clear error for the 1 MB name: {r.err[:300]!r}")
     got = {m.rcpt_tos[0]: m for m in s.messages()}
-    equal(sorted(got), ["big1@example.net", "big2@example.net"], "sent")
+    equal(sorted(got), ["big2@example.net"], "sent")
     no_injection(got.values())
-    to = headers_of(got["big1@example.net"].raw)["To"]
-    name = str(email.header.make_header(email.header.decode_header(to)))
-    expect(big in name.replace("\r\n ", "").replace(" ", ""),
-           "the 1 MB name did not survive the To: header")
     msg = email.message_from_bytes(got["big2@example.net"].raw,
                                    policy=email.policy.default)
     text = msg.get_body(("plain",)).get_content()
