@@ -1,6 +1,7 @@
 #include "dsn.h"
 #include "addr.h"
 #include "buf.h"
+#include "mailparse.h"
 #include "subscribers.h"
 #include <ctype.h>
 #include <libetpan/libetpan.h>
@@ -9,48 +10,10 @@
 #include <string.h>
 #include <strings.h>
 
-/* Bounds for hostile input. A report that needs more than this to say
- * who bounced is not one we can act on anyway. */
-#define PARSE_MAX    (4u << 20)  /* bytes of the message handed to libetpan */
-#define PART_MAX     (256u << 10)/* bytes kept of any one decoded part */
-#define VALUE_MAX    4096        /* bytes kept of one header field */
-#define DEPTH_MAX    8
-#define PARTS_MAX    200
+/* A report naming more recipients than this is not one we can act on. */
 #define RCPT_MAX     100
 
 /* ---- small text helpers ------------------------------------------------ */
-
-static const char *memcasemem(const char *h, size_t hl, const char *n)
-{
-	size_t nl = strlen(n);
-	if (!nl || nl > hl)
-		return NULL;
-	for (size_t i = 0; i + nl <= hl; i++)
-		if (!strncasecmp(h + i, n, nl))
-			return h + i;
-	return NULL;
-}
-
-/* Copies s into out as one line: control characters and runs of blanks
- * become one space, leading and trailing blanks go. */
-static void one_line(char *out, size_t outlen, const char *s, size_t len)
-{
-	size_t k = 0;
-	int space = 0;
-	for (size_t i = 0; i < len && k + 1 < outlen; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c == 0x7f || c == ' ') {
-			space = k > 0;
-			continue;
-		}
-		if (space && k + 2 < outlen)
-			out[k++] = ' ';
-		space = 0;
-		out[k++] = (char)c;
-	}
-	if (outlen)
-		out[k] = '\0';
-}
 
 static int addr_char(unsigned char c)
 {
@@ -171,118 +134,6 @@ static int find_code(const char *s, size_t len)
 	return 0;
 }
 
-/* ---- header blocks ----------------------------------------------------- */
-
-/* One field of an RFC 5322-style block (headers, DSN and ARF fields).
- * Returns 1 with name and value (unfolded, capped), 0 at the blank line
- * or the end. *p advances past the field. Lines that are not fields are
- * skipped, as real MTAs write them. */
-static int next_field(const char **p, const char *end, char *name, size_t nlen,
-		      struct buf *val, int *blank)
-{
-	const char *s = *p;
-	*blank = 0;
-	for (;;) {
-		if (s >= end)
-			return 0;
-		const char *eol = memchr(s, '\n', (size_t)(end - s));
-		const char *le = eol ? eol : end;
-		size_t ll = (size_t)(le - s);
-		if (ll && s[ll - 1] == '\r')
-			ll--;
-		const char *next = eol ? eol + 1 : end;
-		int empty = 1;
-		for (size_t i = 0; i < ll; i++)
-			empty &= s[i] == ' ' || s[i] == '\t';
-		if (empty) {
-			*p = next;
-			*blank = 1;
-			return 0;
-		}
-		const char *colon = memchr(s, ':', ll);
-		size_t k = colon ? (size_t)(colon - s) : 0;
-		int ok = colon && k > 0 && k < nlen && s[0] != ' ' && s[0] != '\t';
-		for (size_t i = 0; ok && i < k; i++)
-			ok = s[i] > 0x20 && s[i] < 0x7f;
-		if (!ok) {
-			s = next; /* continuation of a field we skipped, or junk */
-			continue;
-		}
-		memcpy(name, s, k);
-		name[k] = '\0';
-		buf_reset(val);
-		const char *v = colon + 1;
-		size_t vl = ll - k - 1;
-		buf_add(val, v, vl < VALUE_MAX ? vl : VALUE_MAX);
-		s = next;
-		while (s < end && (*s == ' ' || *s == '\t')) {
-			eol = memchr(s, '\n', (size_t)(end - s));
-			le = eol ? eol : end;
-			ll = (size_t)(le - s);
-			if (ll && s[ll - 1] == '\r')
-				ll--;
-			if (val->len < VALUE_MAX) {
-				buf_addc(val, ' ');
-				buf_add(val, s, ll < VALUE_MAX - val->len ? ll : VALUE_MAX - val->len);
-			}
-			s = eol ? eol + 1 : end;
-		}
-		*p = s;
-		return 1;
-	}
-}
-
-/* Every value of field `name` in the header block, trimmed, via fn. */
-static void each_header(const char *blk, size_t len, const char *name,
-			void (*fn)(void *arg, const char *v), void *arg)
-{
-	const char *p = blk, *end = blk + len;
-	char fname[80];
-	struct buf v = {0};
-	int blank;
-	while (next_field(&p, end, fname, sizeof fname, &v, &blank))
-		if (!strcasecmp(fname, name)) {
-			char tmp[VALUE_MAX + 1];
-			one_line(tmp, sizeof tmp, v.p ? v.p : "", v.len);
-			fn(arg, tmp);
-		}
-	buf_free(&v);
-}
-
-static void first_value(void *arg, const char *v)
-{
-	struct buf *b = arg;
-	if (!b->len)
-		buf_adds(b, *v ? v : " ");
-}
-
-/* The first value of a header field, or "" (out is cleared first). */
-static const char *header(const char *blk, size_t len, const char *name, struct buf *out)
-{
-	buf_reset(out);
-	each_header(blk, len, name, first_value, out);
-	return out->len ? buf_cstr(out) : "";
-}
-
-/* The first value of a header field as one line in out (""). */
-static void header_line(const char *blk, size_t len, const char *name, struct buf *tmp,
-			char *out, size_t outlen)
-{
-	const char *v = header(blk, len, name, tmp);
-	one_line(out, outlen, v, strlen(v));
-}
-
-/* Length of the header block at the start of s: up to the first empty
- * line (or everything). */
-static size_t header_len(const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (s[i] == '\n' && (i + 1 == len || s[i + 1] == '\n' ||
-				     (s[i + 1] == '\r' && i + 2 < len && s[i + 2] == '\n')))
-			return i + 1;
-	return len;
-}
-
 /* ---- VERP -------------------------------------------------------------- */
 
 /* Splits the return path template around {{verp}} (spaces allowed inside
@@ -354,127 +205,6 @@ static void verp_try(void *arg, const char *v)
 	}
 }
 
-/* ---- the MIME walk ----------------------------------------------------- */
-
-struct parts {
-	struct buf status;     /* message/delivery-status, decoded */
-	struct buf feedback;   /* message/feedback-report */
-	struct buf returned;   /* header block of the returned message */
-	struct buf text;       /* first text/plain outside returned messages */
-	char report_type[40];
-	int nparts;
-};
-
-static void ctype_of(const struct mailmime *m, char *out, size_t outlen)
-{
-	const struct mailmime_content *ct = m->mm_content_type;
-	const char *t = "text", *sub = ct && ct->ct_subtype ? ct->ct_subtype : "plain";
-	if (ct && ct->ct_type) {
-		const struct mailmime_type *ty = ct->ct_type;
-		if (ty->tp_type == MAILMIME_TYPE_DISCRETE_TYPE && ty->tp_data.tp_discrete_type) {
-			static const char *const d[] = {"error", "text", "image", "audio", "video", "application"};
-			int k = ty->tp_data.tp_discrete_type->dt_type;
-			t = k == MAILMIME_DISCRETE_TYPE_EXTENSION ? ty->tp_data.tp_discrete_type->dt_extension
-				: (k >= 0 && k <= MAILMIME_DISCRETE_TYPE_APPLICATION) ? d[k] : "error";
-		} else if (ty->tp_type == MAILMIME_TYPE_COMPOSITE_TYPE && ty->tp_data.tp_composite_type) {
-			int k = ty->tp_data.tp_composite_type->ct_type;
-			t = k == MAILMIME_COMPOSITE_TYPE_MESSAGE ? "message"
-				: k == MAILMIME_COMPOSITE_TYPE_MULTIPART ? "multipart"
-				: ty->tp_data.tp_composite_type->ct_token;
-		}
-	}
-	snprintf(out, outlen, "%s/%s", t ? t : "x", sub);
-	for (char *c = out; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
-}
-
-static const char *param(const struct mailmime *m, const char *name)
-{
-	if (!m->mm_content_type || !m->mm_content_type->ct_parameters)
-		return NULL;
-	for (clistiter *it = clist_begin(m->mm_content_type->ct_parameters); it; it = clist_next(it)) {
-		const struct mailmime_parameter *p = clist_content(it);
-		if (p && p->pa_name && !strcasecmp(p->pa_name, name))
-			return p->pa_value;
-	}
-	return NULL;
-}
-
-/* The decoded body of a leaf (or of a message/rfc822 part: the whole
- * embedded message), at most PART_MAX bytes, appended to out. */
-static int body_of(const struct mailmime *m, struct buf *out)
-{
-	const struct mailmime_data *d = m->mm_body ? m->mm_body :
-		m->mm_type == MAILMIME_SINGLE ? m->mm_data.mm_single : NULL;
-	if (!d || d->dt_type != MAILMIME_DATA_TEXT || !d->dt_data.dt_text.dt_data)
-		return 0;
-	const char *s = d->dt_data.dt_text.dt_data;
-	size_t len = d->dt_data.dt_text.dt_length;
-	int enc = d->dt_encoding;
-	if (d->dt_encoded && (enc == MAILMIME_MECHANISM_BASE64 || enc == MAILMIME_MECHANISM_QUOTED_PRINTABLE)) {
-		size_t idx = 0, rl = 0;
-		char *res = NULL;
-		if (mailmime_part_parse(s, len, &idx, enc, &res, &rl) == MAILIMF_NO_ERROR && res) {
-			int rc = buf_add(out, res, rl < PART_MAX ? rl : PART_MAX);
-			mmap_string_unref(res);
-			return rc;
-		}
-	}
-	return buf_add(out, s, len < PART_MAX ? len : PART_MAX);
-}
-
-static int walk(const struct mailmime *m, int depth, int inside_returned, struct parts *x)
-{
-	if (!m || depth > DEPTH_MAX || ++x->nparts > PARTS_MAX)
-		return 0;
-	char ct[128];
-	ctype_of(m, ct, sizeof ct);
-	if (m->mm_type == MAILMIME_MULTIPLE) {
-		if (!strcmp(ct, "multipart/report") && !x->report_type[0]) {
-			const char *rt = param(m, "report-type");
-			snprintf(x->report_type, sizeof x->report_type, "%s", rt ? rt : "");
-			for (char *c = x->report_type; *c; c++)
-				*c = (char)tolower((unsigned char)*c);
-		}
-		if (!m->mm_data.mm_multipart.mm_mp_list)
-			return 0;
-		for (clistiter *it = clist_begin(m->mm_data.mm_multipart.mm_mp_list); it; it = clist_next(it))
-			if (walk(clist_content(it), depth + 1, inside_returned, x) < 0)
-				return -1;
-		return 0;
-	}
-	if (inside_returned)
-		return 0;
-	/* The message itself (depth 0) is not a returned message. */
-	if (depth == 0 && m->mm_type == MAILMIME_MESSAGE)
-		return walk(m->mm_data.mm_message.mm_msg_mime, depth + 1, 0, x);
-	int rc = 0;
-	if (!strcmp(ct, "message/delivery-status") || !strcmp(ct, "message/global-delivery-status")) {
-		if (!x->status.len)
-			rc = body_of(m, &x->status);
-	} else if (!strcmp(ct, "message/feedback-report")) {
-		if (!x->feedback.len)
-			rc = body_of(m, &x->feedback);
-	} else if (!strcmp(ct, "text/rfc822-headers") || !strcmp(ct, "message/rfc822") ||
-		   !strcmp(ct, "message/global") || !strcmp(ct, "message/global-headers")) {
-		if (!x->returned.len) {
-			struct buf b = {0};
-			rc = body_of(m, &b);
-			if (!rc && b.len)
-				rc = buf_add(&x->returned, b.p, header_len(b.p, b.len));
-			buf_free(&b);
-		}
-		/* A returned message's own parts are the newsletter, not the
-		 * report: do not look for explanations in there. */
-		return rc;
-	} else if (!strcmp(ct, "text/plain") && !x->text.len) {
-		rc = body_of(m, &x->text);
-	}
-	if (!rc && m->mm_type == MAILMIME_MESSAGE)
-		rc = walk(m->mm_data.mm_message.mm_msg_mime, depth + 1, inside_returned, x);
-	return rc;
-}
-
 /* ---- results ----------------------------------------------------------- */
 
 static struct dsn_rcpt *add_rcpt(struct dsn_report *r)
@@ -523,45 +253,32 @@ static void dsn_address(const char *v, char *out, size_t outlen)
 		snprintf(out, outlen, "%s", tmp);
 }
 
-/* ---- dates ------------------------------------------------------------- */
+/* ---- one message being read -------------------------------------------- */
 
-static time_t date_time(const struct mailimf_date_time *dt)
-{
-	if (dt->dt_year < 1970 || dt->dt_year > 9999 || dt->dt_month < 1 || dt->dt_month > 12 ||
-	    dt->dt_day < 1 || dt->dt_day > 31 || dt->dt_hour < 0 || dt->dt_hour > 23 ||
-	    dt->dt_min < 0 || dt->dt_min > 59 || dt->dt_sec < 0 || dt->dt_sec > 60)
-		return 0;
-	struct tm tm = {0};
-	tm.tm_year = dt->dt_year - 1900;
-	tm.tm_mon = dt->dt_month - 1;
-	tm.tm_mday = dt->dt_day;
-	tm.tm_hour = dt->dt_hour;
-	tm.tm_min = dt->dt_min;
-	tm.tm_sec = dt->dt_sec;
-	time_t t = timegm(&tm);
-	int z = dt->dt_zone, az = z < 0 ? -z : z;
-	if (az > 2400)
-		return 0;
-	long off = (long)(az / 100) * 3600 + (long)(az % 100) * 60;
-	return z < 0 ? t + off : t - off;
-}
+/* What every strategy may look at, read once: the message, what the MIME
+ * walk kept of it, and its top-level headers. */
+struct ctx {
+	const char *msg;
+	size_t len, hl;          /* capped at MAILPARSE_MAX; the header block */
+	const char *return_path;
+	struct dsn_report *r;
+	struct mailparse_parts x;
+	struct buf tmp;          /* scratch for header values */
+	char subject[300], from[300];
+	const char *why;         /* the error, when a step fails */
+};
 
-static time_t header_date(const char *v)
-{
-	size_t idx = 0;
-	struct mailimf_date_time *dt = NULL;
-	if (!*v || mailimf_date_time_parse(v, strlen(v), &idx, &dt) != MAILIMF_NO_ERROR)
-		return 0;
-	time_t t = date_time(dt);
-	mailimf_date_time_free(dt);
-	return t;
-}
+/* One way a report can be written, tried in order by dsn_parse. Returns
+ * 1 when the message is of this kind (r is final, even if it names
+ * nobody), 0 when it is not (r untouched but for r->unnamed), -1 when
+ * memory ran out. */
+typedef int strategy(struct ctx *c);
 
 /* ---- RFC 3464 ---------------------------------------------------------- */
 
 struct rblock {
 	char final[320], orig[320], action[24], status[16];
-	char diag[VALUE_MAX + 1];
+	char diag[MAILPARSE_VALUE_MAX + 1];
 	int any;
 };
 
@@ -627,7 +344,7 @@ static int flush_block(struct dsn_report *r, struct rblock *b)
 	snprintf(x->status, sizeof x->status, "%s", st);
 	x->code = code;
 	if (*diag)
-		one_line(x->text, sizeof x->text, diag, strlen(diag));
+		mailparse_one_line(x->text, sizeof x->text, diag, strlen(diag));
 	else
 		snprintf(x->text, sizeof x->text, "Action: %s; Status: %s", act[0] ? act : "-", st[0] ? st : "-");
 	return 0;
@@ -645,7 +362,7 @@ static int parse_status(struct dsn_report *r, const char *s, size_t len, time_t 
 	memset(&b, 0, sizeof b);
 	int rc = 0, blank;
 	for (;;) {
-		int got = next_field(&p, end, name, sizeof name, &v, &blank);
+		int got = mailparse_next_field(&p, end, name, sizeof name, &v, &blank);
 		if (!got) {
 			if (flush_block(r, &b) < 0)
 				rc = -1;
@@ -654,8 +371,8 @@ static int parse_status(struct dsn_report *r, const char *s, size_t len, time_t 
 				break;
 			continue;
 		}
-		char val[VALUE_MAX + 1];
-		one_line(val, sizeof val, v.p ? v.p : "", v.len);
+		char val[MAILPARSE_VALUE_MAX + 1];
+		mailparse_one_line(val, sizeof val, v.p ? v.p : "", v.len);
 		if (!strcasecmp(name, "Final-Recipient") || !strcasecmp(name, "Original-Recipient")) {
 			int fin = !strcasecmp(name, "Final-Recipient");
 			if ((fin && b.final[0]) || (!fin && b.orig[0])) {
@@ -680,16 +397,57 @@ static int parse_status(struct dsn_report *r, const char *s, size_t len, time_t 
 			snprintf(b.diag, sizeof b.diag, "%s", val);
 			b.any = 1;
 		} else if (!strcasecmp(name, "Arrival-Date") && arrival && !*arrival) {
-			size_t idx = 0;
-			struct mailimf_date_time *dt = NULL;
-			if (mailimf_date_time_parse(val, strlen(val), &idx, &dt) == MAILIMF_NO_ERROR) {
-				*arrival = date_time(dt);
-				mailimf_date_time_free(dt);
-			}
+			*arrival = mailparse_date(val);
 		}
 	}
 	buf_free(&v);
 	return rc;
+}
+
+/* Labelled or not, the fields are the same report: one result. */
+static int as_rfc3464(struct dsn_report *r, time_t arrival)
+{
+	r->format = DSN_RFC3464;
+	snprintf(r->family, sizeof r->family, "rfc3464");
+	if (!r->date)
+		r->date = arrival;
+	return 1;
+}
+
+static int try_rfc3464(struct ctx *c)
+{
+	time_t arrival = 0;
+	if (!c->x.status.len)
+		return 0;
+	if (parse_status(c->r, c->x.status.p, c->x.status.len, &arrival) < 0)
+		return -1;
+	return as_rfc3464(c->r, arrival);
+}
+
+/* A delivery-status body that lost its MIME labels (broken boundaries,
+ * text/plain): the fields are still there. Only a block that names a
+ * recipient makes it one; otherwise the text strategies get their turn. */
+static int try_unlabelled(struct ctx *c)
+{
+	const struct mailparse_parts *x = &c->x;
+	const char *body = c->msg + c->hl;
+	size_t bodylen = c->len - c->hl;
+	const char *fr = x->text.len ? mailparse_memcasemem(x->text.p, x->text.len, "\nFinal-Recipient:") : NULL;
+	if (!fr)
+		fr = mailparse_memcasemem(body, bodylen, "\nFinal-Recipient:");
+	if (!fr)
+		return 0;
+	const char *base = x->text.len && fr >= x->text.p && fr < x->text.p + x->text.len ? x->text.p : body;
+	size_t blen = base == x->text.p ? x->text.len : bodylen;
+	const char *st = fr + 1;
+	/* back to the start of the paragraph (Reporting-MTA etc.) */
+	const char *para = mailparse_memcasemem(base, (size_t)(st - base), "Reporting-MTA:");
+	if (para)
+		st = para;
+	time_t arrival = 0;
+	if (parse_status(c->r, st, blen - (size_t)(st - base), &arrival) < 0)
+		return -1;
+	return c->r->nrcpt ? as_rfc3464(c->r, arrival) : 0;
 }
 
 /* ---- ARF --------------------------------------------------------------- */
@@ -717,26 +475,33 @@ static void arf_rcpt(void *arg, const char *v)
 	snprintf(x->text, sizeof x->text, "%s", a->text);
 }
 
-static int parse_arf(struct dsn_report *r, const struct parts *x, struct buf *tmp)
+/* A complaint about each reader the report names; not-spam and
+ * auth-failure reports are ARF too, but accuse no one. */
+static int try_arf(struct ctx *c)
 {
-	const char *fb = x->feedback.p ? x->feedback.p : "";
+	const struct mailparse_parts *x = &c->x;
+	struct dsn_report *r = c->r;
+	struct buf *tmp = &c->tmp;
+	if (strcmp(x->report_type, "feedback-report") || !x->feedback.len)
+		return 0;
+	const char *fb = x->feedback.p;
 	char type[64], ua[128], text[400];
-	header_line(fb, x->feedback.len, "Feedback-Type", tmp, type, sizeof type);
-	for (char *c = type; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
-	header_line(fb, x->feedback.len, "User-Agent", tmp, ua, sizeof ua);
+	mailparse_field_line(fb, x->feedback.len, "Feedback-Type", tmp, type, sizeof type);
+	for (char *p = type; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	mailparse_field_line(fb, x->feedback.len, "User-Agent", tmp, ua, sizeof ua);
 	r->format = DSN_ARF;
 	snprintf(r->family, sizeof r->family, "arf");
 	if (!strcmp(type, "not-spam") || !strcmp(type, "auth-failure"))
-		return 0;
+		return 1;
 	snprintf(text, sizeof text, "feedback-type %s%s%s", type[0] ? type : "unknown",
 		 ua[0] ? " from " : "", ua);
 	struct arf a = {r, text, 0};
-	each_header(fb, x->feedback.len, "Original-Rcpt-To", arf_rcpt, &a);
+	mailparse_each_field(fb, x->feedback.len, "Original-Rcpt-To", arf_rcpt, &a);
 	if (!a.rc && !r->nrcpt && x->returned.len) {
 		/* Only when the returned message names one reader: a To
 		 * with several addresses would blame them all. */
-		const char *to = header(x->returned.p, x->returned.len, "To", tmp);
+		const char *to = mailparse_field(x->returned.p, x->returned.len, "To", tmp);
 		char one[320], two[320];
 		size_t end;
 		if (find_addr(to, strlen(to), 0, one, sizeof one, &end) &&
@@ -747,7 +512,7 @@ static int parse_arf(struct dsn_report *r, const struct parts *x, struct buf *tm
 	 * do): the VERP address still says who complained. */
 	if (!a.rc && !r->nrcpt && r->verp_addr[0])
 		arf_rcpt(&a, r->verp_addr);
-	return a.rc;
+	return a.rc < 0 ? -1 : 1;
 }
 
 /* ---- text bounces ------------------------------------------------------ */
@@ -806,7 +571,7 @@ static const char *const returned_marks[] = {
 static int any_mark(const char *s, size_t len, const char *const *marks, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (memcasemem(s, len, marks[i]))
+		if (mailparse_memcasemem(s, len, marks[i]))
 			return 1;
 	return 0;
 }
@@ -887,7 +652,7 @@ static int text_rcpt(struct text_ctx *t, const char *addr, const char *blk, size
 			cut = blk;
 		}
 	}
-	one_line(x->text, sizeof x->text, cut, bl);
+	mailparse_one_line(x->text, sizeof x->text, cut, bl);
 	if (!x->text[0])
 		snprintf(x->text, sizeof x->text, "%s", t->subject);
 	if (classify(x, "", x->status, x->code) < 0) {
@@ -909,7 +674,7 @@ static int text_bounce(struct text_ctx *t, int delayed_only)
 	size_t len = t->len;
 	/* Stop at the returned copy. */
 	for (size_t i = 0; i < sizeof returned_marks / sizeof *returned_marks; i++) {
-		const char *m = memcasemem(s, len, returned_marks[i]);
+		const char *m = mailparse_memcasemem(s, len, returned_marks[i]);
 		if (m)
 			len = (size_t)(m - s);
 	}
@@ -967,7 +732,7 @@ static int text_bounce(struct text_ctx *t, int delayed_only)
 				if (x) {
 					snprintf(x->addr, sizeof x->addr, "%s", a);
 					x->kind = DSN_DELAYED;
-					one_line(x->text, sizeof x->text, s + bs, be - bs);
+					mailparse_one_line(x->text, sizeof x->text, s + bs, be - bs);
 				}
 			} else if (text_rcpt(t, a, s + bs, be - bs) < 0)
 				return -1;
@@ -975,9 +740,9 @@ static int text_bounce(struct text_ctx *t, int delayed_only)
 			continue;
 		}
 		/* Gmail: "Your message wasn't delivered to joy@... because". */
-		const char *g = memcasemem(s + pos, le - pos, "delivered to ");
+		const char *g = mailparse_memcasemem(s + pos, le - pos, "delivered to ");
 		if (g && hit && !delayed_only && !skip_addr(t, a) &&
-		    hit == g + strlen("delivered to ") && memcasemem(s + pos, le - pos, "because")) {
+		    hit == g + strlen("delivered to ") && mailparse_memcasemem(s + pos, le - pos, "because")) {
 			if (text_rcpt(t, a, s + end, le - end) < 0)
 				return -1;
 		}
@@ -999,7 +764,7 @@ static void failed_rcpt(void *arg, const char *v)
 	while (!f->rc && find_addr(v, strlen(v), pos, a, sizeof a, &end)) {
 		pos = end;
 		/* X-Failed-Recipients: the text says why, find the line. */
-		const char *at = memcasemem(f->t->text, f->t->len, a);
+		const char *at = mailparse_memcasemem(f->t->text, f->t->len, a);
 		size_t bl = 0;
 		if (at) {
 			const char *e = at;
@@ -1030,14 +795,6 @@ static void failed_rcpt(void *arg, const char *v)
 
 /* ---- the whole message -------------------------------------------------- */
 
-static void msgid_from(const char *v, char *out, size_t outlen)
-{
-	const char *lt = strchr(v, '<');
-	const char *gt = lt ? strchr(lt, '>') : NULL;
-	if (lt && gt && gt - lt > 2 && (size_t)(gt - lt) + 2 < outlen && !memchr(lt, ' ', (size_t)(gt - lt)))
-		snprintf(out, outlen, "%.*s", (int)(gt - lt + 1), lt);
-}
-
 /* A Message-ID line inside a text bounce's copy of the headers. */
 static void msgid_in_text(const char *s, size_t len, char *out, size_t outlen)
 {
@@ -1046,8 +803,8 @@ static void msgid_in_text(const char *s, size_t len, char *out, size_t outlen)
 			char v[200];
 			const char *e = memchr(s + i, '\n', len - i);
 			size_t vl = e ? (size_t)(e - s - i - 11) : len - i - 11;
-			one_line(v, sizeof v, s + i + 11, vl);
-			msgid_from(v, out, outlen);
+			mailparse_one_line(v, sizeof v, s + i + 11, vl);
+			mailparse_msgid(v, out, outlen);
 			if (*out)
 				return;
 		}
@@ -1061,250 +818,203 @@ static int looks_like_bounce(const char *subject, const char *from)
 		"non-delivery", "not delivered", "delivery has failed", "rejected",
 		"could not be delivered", "mail system error"};
 	for (size_t i = 0; i < sizeof subj / sizeof *subj; i++)
-		if (memcasemem(subject, strlen(subject), subj[i]))
+		if (mailparse_memcasemem(subject, strlen(subject), subj[i]))
 			return 1;
-	return memcasemem(from, strlen(from), "mailer-daemon") || memcasemem(from, strlen(from), "postmaster");
+	return mailparse_memcasemem(from, strlen(from), "mailer-daemon") || mailparse_memcasemem(from, strlen(from), "postmaster");
+}
+
+/* Which MTA wrote a text bounce, by its wording; "" if none we know. */
+static const char *text_family(const char *s, size_t len, const char *xfailed)
+{
+	for (size_t i = 0; i < sizeof family_marks / sizeof *family_marks; i++)
+		if (mailparse_memcasemem(s, len, family_marks[i][0]))
+			return family_marks[i][1];
+	return xfailed[0] ? "exim" : "";
+}
+
+/* A warning that delivery is still being tried: DSN_DELAYED for each
+ * address line, else for the VERP reader. */
+static int text_delayed(struct text_ctx *t, const char *fam)
+{
+	struct dsn_report *r = t->r;
+	if (text_bounce(t, 1) < 0)
+		return -1;
+	if (!r->nrcpt && r->verp_addr[0]) {
+		struct dsn_rcpt *x = add_rcpt(r);
+		if (!x)
+			return -1;
+		snprintf(x->addr, sizeof x->addr, "%s", r->verp_addr);
+		x->kind = DSN_DELAYED;
+		snprintf(x->text, sizeof x->text, "%s", t->subject);
+	}
+	r->format = r->nrcpt ? DSN_TEXT : DSN_NOT_BOUNCE;
+	snprintf(r->family, sizeof r->family, "%s", *fam ? fam : "verp");
+	return 1;
+}
+
+/* A failure: X-Failed-Recipients first (it names them for sure), then
+ * the address lines of the text, then the VERP reader. */
+static int text_failed(struct text_ctx *t, const char *fam, const char *xfailed)
+{
+	struct dsn_report *r = t->r;
+	if (xfailed[0]) {
+		struct failed_ctx f = {t, 0};
+		failed_rcpt(&f, xfailed);
+		if (f.rc < 0)
+			return -1;
+	}
+	if (!r->nrcpt && text_bounce(t, 0) < 0)
+		return -1;
+	if (!r->nrcpt && r->verp_addr[0]) {
+		/* Nothing names the reader, but the bounce came back to
+		 * their VERP address: that is who bounced. */
+		t->skip[0] = t->skip[1] = NULL;
+		char blk[1] = "";
+		if (text_rcpt(t, r->verp_addr, blk, 0) < 0)
+			return -1;
+		if (!*fam)
+			fam = "verp";
+	}
+	if (r->nrcpt) {
+		r->format = DSN_TEXT;
+		snprintf(r->family, sizeof r->family, "%s", *fam ? fam : "text");
+	}
+	return 1;
+}
+
+/* The prose of an MTA (Postfix, Exim, Sendmail, qmail, Exchange, Gmail)
+ * or anything that calls itself a bounce. Last: it reads the most into
+ * the least. */
+static int try_text(struct ctx *c)
+{
+	const char *s = c->x.text.p ? c->x.text.p : "";
+	size_t len = c->x.text.len;
+	char xfailed[MAILPARSE_VALUE_MAX + 1];
+	mailparse_field_line(c->msg, c->hl, "X-Failed-Recipients", &c->tmp, xfailed, sizeof xfailed);
+	const char *fam = text_family(s, len, xfailed);
+	/* Vacation notices and other replies come to the return path too;
+	 * they are no MTA's wording and do not call themselves bounces. */
+	if (!*fam && !looks_like_bounce(c->subject, c->from))
+		return 1;
+	char from_addr[320] = "", to_addr[320] = "";
+	find_addr(c->from, strlen(c->from), 0, from_addr, sizeof from_addr, NULL);
+	const char *to = mailparse_field(c->msg, c->hl, "To", &c->tmp);
+	find_addr(to, strlen(to), 0, to_addr, sizeof to_addr, NULL);
+	struct text_ctx t = {c->r, s, len, {from_addr, to_addr, NULL}, c->return_path, c->subject};
+	int delayed = any_mark(s, len, delay_marks, sizeof delay_marks / sizeof *delay_marks) ||
+		      any_mark(c->subject, strlen(c->subject), delay_marks,
+			       sizeof delay_marks / sizeof *delay_marks);
+	int failed = any_mark(s, len, fail_marks, sizeof fail_marks / sizeof *fail_marks);
+	return delayed && !failed ? text_delayed(&t, fam) : text_failed(&t, fam, xfailed);
+}
+
+/* ---- dsn_parse ---------------------------------------------------------- */
+
+/* Most specific first: a labelled report is believed over the prose
+ * around it. */
+static strategy *const strategies[] = {try_arf, try_rfc3464, try_unlabelled, try_text};
+
+/* What matters whatever the body is: the date, the name of the report,
+ * the headers the text strategies judge by. */
+static int read_headers(struct ctx *c)
+{
+	struct dsn_report *r = c->r;
+	r->date = mailparse_date(mailparse_field(c->msg, c->hl, "Date", &c->tmp));
+	mailparse_msgid(mailparse_field(c->msg, c->hl, "Message-ID", &c->tmp), r->report_id,
+			sizeof r->report_id);
+	if (!r->report_id[0]) {
+		char hex[65];
+		if (buf_sha256_hex(c->msg, c->len, hex) < 0) {
+			c->why = "cannot hash a message";
+			return -1;
+		}
+		snprintf(r->report_id, sizeof r->report_id, "sha256:%s", hex);
+	}
+	mailparse_field_line(c->msg, c->hl, "Subject", &c->tmp, c->subject, sizeof c->subject);
+	mailparse_field_line(c->msg, c->hl, "From", &c->tmp, c->from, sizeof c->from);
+	return 0;
+}
+
+/* The parts, and the Message-ID of the returned message in them. */
+static int read_parts(struct ctx *c)
+{
+	struct mailparse_parts *x = &c->x;
+	struct dsn_report *r = c->r;
+	if (mailparse_parts(c->msg, c->len, x) < 0)
+		return -1;
+	/* Not MIME, or MIME we cannot use: the body is the text. */
+	if (!x->text.len && !x->status.len && !x->feedback.len &&
+	    mailparse_body(c->msg, c->len, &x->text) < 0)
+		return -1;
+	if (x->returned.len)
+		mailparse_msgid(mailparse_field(x->returned.p, x->returned.len, "Message-ID", &c->tmp),
+				r->orig_msgid, sizeof r->orig_msgid);
+	if (!r->orig_msgid[0] && x->text.len)
+		msgid_in_text(x->text.p, x->text.len, r->orig_msgid, sizeof r->orig_msgid);
+	return 0;
+}
+
+/* A text bounce that quotes the headers inline: the VERP address is
+ * somewhere after the return path's fixed prefix. */
+static void verp_in_text(struct ctx *c, struct verp_ctx *v)
+{
+	const char *pre, *suf;
+	size_t prelen;
+	verp_split(c->return_path, &pre, &prelen, &suf);
+	char prefix[128], line[MAILPARSE_VALUE_MAX + 1];
+	snprintf(prefix, sizeof prefix, "%.*s", (int)(prelen < 127 ? prelen : 127), pre);
+	const char *h = prelen ? mailparse_memcasemem(c->x.text.p, c->x.text.len, prefix) : NULL;
+	if (h) {
+		size_t start = (size_t)(h - c->x.text.p);
+		size_t n = c->x.text.len - start < 400 ? c->x.text.len - start : 400;
+		mailparse_one_line(line, sizeof line, h, n);
+		verp_try(v, line);
+	}
+}
+
+/* VERP: the envelope recipient of the bounce, as the delivering MTA
+ * recorded it, then what the report and the returned copy say. */
+static void read_verp(struct ctx *c)
+{
+	static const char *const outer[] = {"Delivered-To", "X-Original-To", "Envelope-To",
+		"X-Envelope-To", "To", "Return-Path", "Original-Recipient"};
+	const struct mailparse_parts *x = &c->x;
+	char *out = c->r->verp_addr;
+	struct verp_ctx v = {c->return_path, out};
+	if (verp_split(c->return_path, &(const char *){0}, &(size_t){0}, &(const char *){0}) < 0)
+		return;
+	for (size_t i = 0; i < sizeof outer / sizeof *outer && !out[0]; i++)
+		mailparse_each_field(c->msg, c->hl, outer[i], verp_try, &v);
+	if (!out[0] && x->feedback.len)
+		mailparse_each_field(x->feedback.p, x->feedback.len, "Original-Mail-From", verp_try, &v);
+	if (!out[0] && x->returned.len)
+		mailparse_each_field(x->returned.p, x->returned.len, "Return-Path", verp_try, &v);
+	if (!out[0] && x->text.len)
+		verp_in_text(c, &v);
 }
 
 int dsn_parse(const char *msg, size_t len, const char *return_path,
 	      struct dsn_report *r, char *err, size_t errlen)
 {
 	memset(r, 0, sizeof *r);
-	if (len > PARSE_MAX)
-		len = PARSE_MAX;
-	struct parts x;
-	memset(&x, 0, sizeof x);
-	struct buf tmp = {0};
-	int rc = 0;
-	size_t hl = header_len(msg, len);
-
-	/* Top-level facts first: they matter whatever the body is. */
-	r->date = header_date(header(msg, hl, "Date", &tmp));
-	msgid_from(header(msg, hl, "Message-ID", &tmp), r->report_id, sizeof r->report_id);
-	if (!r->report_id[0]) {
-		char hex[65];
-		if (buf_sha256_hex(msg, len, hex) < 0) {
-			buf_free(&tmp);
-			return set_err(err, errlen, -1, "cannot hash a message");
-		}
-		snprintf(r->report_id, sizeof r->report_id, "sha256:%s", hex);
+	if (len > MAILPARSE_MAX)
+		len = MAILPARSE_MAX;
+	struct ctx c = {.msg = msg, .len = len, .hl = mailparse_header_len(msg, len),
+			.return_path = return_path, .r = r, .why = "out of memory"};
+	int rc = read_headers(&c);
+	if (!rc)
+		rc = read_parts(&c);
+	if (!rc)
+		read_verp(&c);
+	for (size_t i = 0; !rc && i < sizeof strategies / sizeof *strategies; i++)
+		rc = strategies[i](&c);
+	buf_free(&c.tmp);
+	mailparse_parts_free(&c.x);
+	if (rc < 0) {
+		dsn_free(r);
+		return set_err(err, errlen, -1, "%s", c.why);
 	}
-	char subject[300], from[300];
-	header_line(msg, hl, "Subject", &tmp, subject, sizeof subject);
-	header_line(msg, hl, "From", &tmp, from, sizeof from);
-	char auto_sub[64];
-	header_line(msg, hl, "Auto-Submitted", &tmp, auto_sub, sizeof auto_sub);
-
-	size_t idx = 0;
-	struct mailmime *mime = NULL;
-	if (mailmime_parse(msg, len, &idx, &mime) == MAILIMF_NO_ERROR && mime) {
-		rc = walk(mime, 0, 0, &x);
-		mailmime_free(mime);
-	}
-	if (rc)
-		goto oom;
-	if (!x.text.len && !x.status.len && !x.feedback.len && hl < len)
-		rc = buf_add(&x.text, msg + hl, len - hl < PART_MAX ? len - hl : PART_MAX);
-	if (rc)
-		goto oom;
-
-	if (x.returned.len)
-		msgid_from(header(x.returned.p, x.returned.len, "Message-ID", &tmp), r->orig_msgid,
-			   sizeof r->orig_msgid);
-	if (!r->orig_msgid[0] && x.text.len)
-		msgid_in_text(x.text.p, x.text.len, r->orig_msgid, sizeof r->orig_msgid);
-
-	/* VERP: the envelope recipient of the bounce, as the delivering MTA
-	 * recorded it, then what the report and the returned copy say. */
-	if (verp_split(return_path, &(const char *){0}, &(size_t){0}, &(const char *){0}) == 0) {
-		struct verp_ctx v = {return_path, r->verp_addr};
-		static const char *const outer[] = {"Delivered-To", "X-Original-To", "Envelope-To",
-			"X-Envelope-To", "To", "Return-Path", "Original-Recipient"};
-		for (size_t i = 0; i < sizeof outer / sizeof *outer && !r->verp_addr[0]; i++)
-			each_header(msg, hl, outer[i], verp_try, &v);
-		if (!r->verp_addr[0] && x.feedback.len)
-			each_header(x.feedback.p, x.feedback.len, "Original-Mail-From", verp_try, &v);
-		if (!r->verp_addr[0] && x.returned.len)
-			each_header(x.returned.p, x.returned.len, "Return-Path", verp_try, &v);
-		if (!r->verp_addr[0] && x.text.len) {
-			/* A text bounce that quotes the headers inline. */
-			char line[VALUE_MAX + 1];
-			const char *pre;
-			size_t prelen;
-			const char *suf;
-			verp_split(return_path, &pre, &prelen, &suf);
-			char prefix[128];
-			snprintf(prefix, sizeof prefix, "%.*s", (int)(prelen < 127 ? prelen : 127), pre);
-			const char *h = prelen ? memcasemem(x.text.p, x.text.len, prefix) : NULL;
-			if (h) {
-				size_t start = (size_t)(h - x.text.p);
-				size_t n = x.text.len - start < 400 ? x.text.len - start : 400;
-				one_line(line, sizeof line, h, n);
-				verp_try(&v, line);
-			}
-		}
-	}
-
-	if (x.report_type[0] && !strcmp(x.report_type, "feedback-report") && x.feedback.len) {
-		rc = parse_arf(r, &x, &tmp);
-		if (rc)
-			goto oom;
-		goto done;
-	}
-	time_t arrival = 0;
-	if (x.status.len) {
-		r->format = DSN_RFC3464;
-		snprintf(r->family, sizeof r->family, "rfc3464");
-		if (parse_status(r, x.status.p, x.status.len, &arrival) < 0)
-			goto oom;
-		if (!r->date)
-			r->date = arrival;
-		goto done;
-	}
-	/* A delivery-status body that lost its MIME labels (broken
-	 * boundaries, text/plain): the fields are still there. */
-	const char *fr = x.text.len ? memcasemem(x.text.p, x.text.len, "\nFinal-Recipient:") : NULL;
-	if (!fr)
-		fr = memcasemem(msg + hl, len - hl, "\nFinal-Recipient:");
-	if (fr) {
-		const char *base = x.text.len && fr >= x.text.p && fr < x.text.p + x.text.len ? x.text.p : msg + hl;
-		size_t blen = base == x.text.p ? x.text.len : len - hl;
-		const char *st = fr + 1;
-		/* back to the start of the paragraph (Reporting-MTA etc.) */
-		const char *para = memcasemem(base, (size_t)(st - base), "Reporting-MTA:");
-		if (para)
-			st = para;
-		if (parse_status(r, st, blen - (size_t)(st - base), &arrival) < 0)
-			goto oom;
-		if (r->nrcpt) {
-			r->format = DSN_RFC3464;
-			snprintf(r->family, sizeof r->family, "rfc3464");
-			if (!r->date)
-				r->date = arrival;
-			goto done;
-		}
-	}
-
-	/* Text bounces. */
-	{
-		const char *fam = "";
-		const char *s = x.text.p ? x.text.p : "";
-		for (size_t i = 0; i < sizeof family_marks / sizeof *family_marks; i++)
-			if (memcasemem(s, x.text.len, family_marks[i][0])) {
-				fam = family_marks[i][1];
-				break;
-			}
-		char xfailed[VALUE_MAX + 1];
-		header_line(msg, hl, "X-Failed-Recipients", &tmp, xfailed, sizeof xfailed);
-		if (!*fam && xfailed[0])
-			fam = "exim";
-		int auto_reply = auto_sub[0] && strncasecmp(auto_sub, "no", 2) &&
-				 !looks_like_bounce(subject, from) && !*fam;
-		if (auto_reply)
-			goto done; /* vacation notices come to the return path too */
-		int delayed = any_mark(s, x.text.len, delay_marks, sizeof delay_marks / sizeof *delay_marks) ||
-			      any_mark(subject, strlen(subject), delay_marks, sizeof delay_marks / sizeof *delay_marks);
-		int failed = any_mark(s, x.text.len, fail_marks, sizeof fail_marks / sizeof *fail_marks);
-		if (!*fam && !looks_like_bounce(subject, from))
-			goto done;
-		char from_addr[320] = "", to_addr[320] = "";
-		find_addr(from, strlen(from), 0, from_addr, sizeof from_addr, NULL);
-		const char *to = header(msg, hl, "To", &tmp);
-		find_addr(to, strlen(to), 0, to_addr, sizeof to_addr, NULL);
-		struct text_ctx t = {r, s, x.text.len, {from_addr, to_addr, NULL}, return_path, subject};
-		if (delayed && !failed) {
-			if (text_bounce(&t, 1) < 0)
-				goto oom;
-			if (!r->nrcpt && r->verp_addr[0]) {
-				struct dsn_rcpt *c = add_rcpt(r);
-				if (!c)
-					goto oom;
-				snprintf(c->addr, sizeof c->addr, "%s", r->verp_addr);
-				c->kind = DSN_DELAYED;
-				snprintf(c->text, sizeof c->text, "%s", subject);
-			}
-			r->format = r->nrcpt ? DSN_TEXT : DSN_NOT_BOUNCE;
-			snprintf(r->family, sizeof r->family, "%s", *fam ? fam : "verp");
-			goto done;
-		}
-		if (xfailed[0]) {
-			struct failed_ctx f = {&t, 0};
-			failed_rcpt(&f, xfailed);
-			if (f.rc < 0)
-				goto oom;
-		}
-		if (!r->nrcpt && text_bounce(&t, 0) < 0)
-			goto oom;
-		if (!r->nrcpt && r->verp_addr[0]) {
-			/* Nothing names the reader, but the bounce came back to
-			 * their VERP address: that is who bounced. */
-			t.skip[0] = t.skip[1] = NULL;
-			char blk[1] = "";
-			if (text_rcpt(&t, r->verp_addr, blk, 0) < 0)
-				goto oom;
-			if (!*fam)
-				fam = "verp";
-		}
-		if (r->nrcpt) {
-			r->format = DSN_TEXT;
-			snprintf(r->family, sizeof r->family, "%s", *fam ? fam : "text");
-		}
-	}
-done:
-	buf_free(&tmp);
-	buf_free(&x.status);
-	buf_free(&x.feedback);
-	buf_free(&x.returned);
-	buf_free(&x.text);
 	return 0;
-oom:
-	buf_free(&tmp);
-	buf_free(&x.status);
-	buf_free(&x.feedback);
-	buf_free(&x.returned);
-	buf_free(&x.text);
-	dsn_free(r);
-	return set_err(err, errlen, -1, "out of memory");
-}
-
-void dsn_header(const char *msg, size_t len, const char *name, char *out, size_t outlen)
-{
-	struct buf v = {0};
-	size_t hl = header_len(msg, len);
-	const char *raw = header(msg, hl, name, &v);
-	char *dec = NULL;
-	size_t idx = 0;
-	if (*raw && mailmime_encoded_phrase_parse("utf-8", raw, strlen(raw), &idx, "utf-8", &dec) ==
-		    MAILIMF_NO_ERROR && dec)
-		raw = dec;
-	one_line(out, outlen, raw, strlen(raw));
-	free(dec);
-	buf_free(&v);
-}
-
-int dsn_text(const char *msg, size_t len, struct buf *out)
-{
-	if (len > PARSE_MAX)
-		len = PARSE_MAX;
-	struct parts x;
-	memset(&x, 0, sizeof x);
-	size_t idx = 0;
-	struct mailmime *mime = NULL;
-	int rc = 0;
-	if (mailmime_parse(msg, len, &idx, &mime) == MAILIMF_NO_ERROR && mime) {
-		rc = walk(mime, 0, 0, &x);
-		mailmime_free(mime);
-	}
-	size_t hl = header_len(msg, len);
-	if (!rc && x.text.len)
-		rc = buf_add(out, x.text.p, x.text.len);
-	else if (!rc && hl < len)
-		rc = buf_add(out, msg + hl, len - hl < PART_MAX ? len - hl : PART_MAX);
-	buf_free(&x.status);
-	buf_free(&x.feedback);
-	buf_free(&x.returned);
-	buf_free(&x.text);
-	return rc;
 }
 
 void dsn_free(struct dsn_report *r)

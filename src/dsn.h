@@ -20,7 +20,7 @@
  *
  * Nothing here touches files or the network: the scanner resolves the
  * Message-ID against the journals. Hostile input is expected: every copy
- * is bounded, and the MIME walk is limited in depth and parts.
+ * is bounded (mailparse.h), and so is the MIME walk.
  *
  * Ownership: struct dsn_report owns its recipient array; dsn_free. */
 #ifndef HERALD_DSN_H
@@ -80,14 +80,4 @@ int dsn_verp_decode(const char *return_path, const char *addr, char *out,
  * subject and detail of 1 to 3 digits); the status is copied to out. */
 int dsn_status_parse(const char *s, char out[16]);
 const char *dsn_kind_name(enum dsn_kind k);
-
-/* Helpers for other readers of mailboxes (unsubscribe requests). */
-struct buf;
-/* The first value of header `name` in msg's header block, unfolded, on
- * one line, RFC 2047 words decoded to UTF-8; "" when absent. */
-void dsn_header(const char *msg, size_t len, const char *name, char *out,
-		size_t outlen);
-/* Appends msg's first text/plain part (outside attached messages),
- * decoded, or the body of a message that is not MIME. -1: no memory. */
-int dsn_text(const char *msg, size_t len, struct buf *out);
 #endif

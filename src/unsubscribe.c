@@ -1,7 +1,7 @@
 #include "unsubscribe.h"
 #include "addr.h"
 #include "buf.h"
-#include "dsn.h"
+#include "mailparse.h"
 #include "message.h"
 #include "subscribers.h"
 #include <csv.h>
@@ -66,9 +66,9 @@ int unsub_parse_request(const char *msg, size_t len, const char *secret,
 {
 	char from[400], subject[400], autosub[64], from_addr[400] = "";
 	addr[0] = '\0';
-	dsn_header(msg, len, "From", from, sizeof from);
-	dsn_header(msg, len, "Subject", subject, sizeof subject);
-	dsn_header(msg, len, "Auto-Submitted", autosub, sizeof autosub);
+	mailparse_header(msg, len, "From", from, sizeof from);
+	mailparse_header(msg, len, "Subject", subject, sizeof subject);
+	mailparse_header(msg, len, "Auto-Submitted", autosub, sizeof autosub);
 	/* The From address: the last <...>, else the whole value. */
 	const char *lt = strrchr(from, '<');
 	if (lt) {
@@ -89,7 +89,7 @@ int unsub_parse_request(const char *msg, size_t len, const char *secret,
 	struct buf body = {0};
 	char line[400];
 	if (!args) {
-		if (dsn_text(msg, len, &body) < 0) {
+		if (mailparse_text(msg, len, &body) < 0) {
 			buf_free(&body);
 			return set_err(why, whylen, UNSUB_FAIL, "out of memory");
 		}

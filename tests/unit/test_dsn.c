@@ -240,21 +240,6 @@ static void test_status(void **state)
 	assert_int_equal(dsn_status_parse("5..1", s), 0);
 }
 
-static void test_header_helpers(void **state)
-{
-	(void)state;
-	const char *m = "Subject: =?UTF-8?Q?unsubscribe_caf=C3=A9?=\n  please\nFrom: a@b.example\n\nbody line\n";
-	char out[100];
-	dsn_header(m, strlen(m), "subject", out, sizeof out);
-	assert_string_equal(out, "unsubscribe caf\xc3\xa9 please");
-	dsn_header(m, strlen(m), "To", out, sizeof out);
-	assert_string_equal(out, "");
-	struct buf b = {0};
-	assert_int_equal(dsn_text(m, strlen(m), &b), 0);
-	assert_string_equal(buf_cstr(&b), "body line\n");
-	buf_free(&b);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -263,7 +248,6 @@ int main(void)
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_verp),
 		cmocka_unit_test(test_status),
-		cmocka_unit_test(test_header_helpers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
