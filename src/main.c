@@ -325,14 +325,38 @@ static char *slug_of(const char *path)
 	return slug;
 }
 
-/* Two posts with one slug share a journal: the second would find every
- * reader "already sent" and send nothing, without a word. Among n posts
- * (slugs[i] NULL when unknown), the first other than self with the same
- * slug, or -1. */
-static long slug_twin(char **slugs, size_t n, size_t self)
+/* The .md files of dir, by name, and their slugs (NULL where a post does
+ * not parse: its own run reports that). */
+static int dir_slugs(const char *dir, char ***files, char ***slugs, size_t *n)
 {
-	for (size_t i = 0; i < n; i++)
-		if (i != self && slugs[i] && slugs[self] && !strcmp(slugs[i], slugs[self]))
+	*slugs = NULL;
+	if (list_posts(dir, files, n) < 0)
+		return -1;
+	if (*n && !(*slugs = calloc(*n, sizeof **slugs)))
+		return -1;
+	for (size_t i = 0; i < *n; i++)
+		(*slugs)[i] = slug_of((*files)[i]);
+	return 0;
+}
+
+static void free_dir_slugs(char **files, char **slugs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(files[i]);
+		if (slugs)
+			free(slugs[i]);
+	}
+	free(files);
+	free(slugs);
+}
+
+/* Two posts with one slug share a journal: the second would find every
+ * reader "already sent" and send nothing, without a word. The first of
+ * the n posts other than skip (-1: none) whose slug is slug, or -1. */
+static long slug_twin(const char *slug, char **slugs, size_t n, long skip)
+{
+	for (size_t i = 0; slug && i < n; i++)
+		if ((long)i != skip && slugs[i] && !strcmp(slugs[i], slug))
 			return (long)i;
 	return -1;
 }
@@ -345,30 +369,27 @@ static int say_slug_twin(const char *a, const char *b, const char *slug)
 	return EX_DATAERR;
 }
 
-/* For one post: its twins in its own directory. */
+/* For one post: a twin in its own directory. */
 static int check_slug(const char *path, const char *slug)
 {
 	const char *sl = strrchr(path, '/');
 	char *dir = sl ? strndup(path, (size_t)(sl - path) + (sl == path)) : strdup(".");
-	char **files = NULL;
+	char **files = NULL, **slugs = NULL;
 	size_t n = 0;
 	int rc = 0;
-	if (dir && list_posts(dir, &files, &n) == 0) {
+	if (dir && dir_slugs(dir, &files, &slugs, &n) == 0) {
+		/* The post itself is in the list, under whatever name. */
 		struct stat me, it;
-		int have_me = stat(path, &me) == 0;
-		for (size_t i = 0; i < n && !rc; i++) {
-			if (have_me && stat(files[i], &it) == 0 && it.st_ino == me.st_ino &&
-			    it.st_dev == me.st_dev)
-				continue;
-			char *other = slug_of(files[i]);
-			if (other && !strcmp(other, slug))
-				rc = say_slug_twin(path, files[i], slug);
-			free(other);
-		}
+		long self = -1;
+		int known = stat(path, &me) == 0;
+		for (size_t i = 0; known && self < 0 && i < n; i++)
+			if (stat(files[i], &it) == 0 && it.st_ino == me.st_ino && it.st_dev == me.st_dev)
+				self = (long)i;
+		long twin = slug_twin(slug, slugs, n, self);
+		if (twin >= 0)
+			rc = say_slug_twin(path, files[twin], slug);
 	}
-	for (size_t i = 0; i < n; i++)
-		free(files[i]);
-	free(files);
+	free_dir_slugs(files, slugs, n);
 	free(dir);
 	return rc;
 }
@@ -592,38 +613,25 @@ static int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 		a.o.subscribers = cfg.subscribers;
 	json_t *posts = a.json ? json_array() : NULL;
 	if (!rc && isdir) {
-		char **files = NULL;
+		char **files = NULL, **slugs = NULL;
 		size_t n = 0;
-		if (list_posts(target, &files, &n) < 0) {
+		if (dir_slugs(target, &files, &slugs, &n) < 0) {
 			say_err(strerror(errno));
 			rc = EX_NOINPUT;
 		}
-		char **slugs = n ? calloc(n, sizeof *slugs) : NULL;
-		if (n && !slugs) {
-			say_err("out of memory");
-			rc = EX_OSERR;
-			n = 0;
-		}
-		for (size_t i = 0; i < n; i++)
-			slugs[i] = slug_of(files[i]);
 		a.in_dir = 1;
 		/* A collision refuses both posts; the others still go. */
 		int collided = 0;
-		for (size_t i = 0; i < n; i++) {
-			long twin = slug_twin(slugs, n, i);
-			if (twin >= 0 && (size_t)twin > i)
+		for (size_t i = 0; slugs && i < n; i++) {
+			long twin = slug_twin(slugs[i], slugs, n, (long)i);
+			if (twin > (long)i)
 				collided = say_slug_twin(files[i], files[twin], slugs[i]);
 			int go = (rc == EX_TEMPFAIL || !rc) && !a.locked && !u->stopping && twin < 0;
 			int r1 = go ? send_one(u, &cfg, files[i], &a, posts) : 0;
 			rc = worse(rc, r1);
 		}
 		rc = worse(rc, collided);
-		for (size_t i = 0; i < n; i++) {
-			free(files[i]);
-			free(slugs[i]);
-		}
-		free(slugs);
-		free(files);
+		free_dir_slugs(files, slugs, n);
 	} else if (!rc) {
 		rc = send_one(u, &cfg, target, &a, posts);
 	}
