@@ -24,6 +24,21 @@ struct ctx {
 	size_t errlen;
 };
 
+/* The file a setting came from: the config, or the @include'd file, whose
+ * name libconfig keeps as written (relative to the include directory,
+ * which is the config's). */
+static const char *source_of(const struct ctx *x, const config_setting_t *s, char *buf,
+			     size_t len)
+{
+	const char *file = s ? config_setting_source_file(s) : NULL;
+	if (!file)
+		return x->file;
+	if (file[0] == '/' || !x->dir)
+		return file;
+	snprintf(buf, len, "%s/%s", x->dir, file);
+	return buf;
+}
+
 __attribute__((format(printf, 3, 4)))
 static int bad(struct ctx *x, const config_setting_t *s, const char *fmt, ...)
 {
@@ -33,14 +48,8 @@ static int bad(struct ctx *x, const config_setting_t *s, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	int line = s ? config_setting_source_line(s) : 0;
-	/* A setting from an @include'd file is named by that file (its
-	 * name as written, relative to the config's directory). */
-	const char *file = s && config_setting_source_file(s) ? config_setting_source_file(s) : x->file;
 	char full[4096];
-	if (file != x->file && file[0] != '/' && x->dir) {
-		snprintf(full, sizeof full, "%s/%s", x->dir, file);
-		file = full;
-	}
+	const char *file = source_of(x, s, full, sizeof full);
 	if (line)
 		set_err(x->err, x->errlen, CONFIG_BAD, "%s:%d: %s", file, line, msg);
 	else
@@ -234,19 +243,12 @@ static int private_password(struct ctx *x, const char *key, const char *password
 {
 	struct stat st;
 	config_setting_t *s = config_lookup(&x->cf, key);
-	const char *file = s && config_setting_source_file(s) ? config_setting_source_file(s) : x->file;
-	char *full = NULL;
-	/* libconfig keeps an include's name as written: relative to the
-	 * include directory, which is the config's. */
-	if (file != x->file && file[0] != '/' && asprintf(&full, "%s/%s", x->dir, file) < 0)
-		full = NULL;
-	const char *path = full ? full : file;
-	int rc = 0;
+	char full[4096];
+	const char *path = source_of(x, s, full, sizeof full);
 	if (password && stat(path, &st) == 0 && (st.st_mode & 077))
-		rc = bad(x, s, "%s is set but %s is readable by others; run: chmod 600 %s",
-			 key, path, path);
-	free(full);
-	return rc;
+		return bad(x, s, "%s is set but %s is readable by others; run: chmod 600 %s",
+			   key, path, path);
+	return 0;
 }
 
 /* group "bounce.mailbox" or "unsubscribe.mailbox". */
