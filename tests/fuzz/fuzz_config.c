@@ -4,7 +4,7 @@
  * groups, path resolution. The input is written to a memfd and loaded by
  * its /proc path. Nothing is run: config_password (password_command) is
  * deliberately not called. */
-#include "config.h"
+#include "input/config.h"
 #include "fuzz_file.h"
 #include <stdint.h>
 #include <stdlib.h>

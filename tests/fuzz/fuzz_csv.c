@@ -3,8 +3,8 @@
  * validation). The input is the whole file; it is streamed from a memfd
  * through subs_open/subs_next exactly as a list on disk would be. */
 #include "fuzz_file.h"
-#include "subscribers.h"
-#include "addr.h"
+#include "input/subscribers.h"
+#include "util/addr.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

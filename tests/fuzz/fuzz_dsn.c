@@ -1,7 +1,7 @@
 /* libFuzzer target: the bounce parser (RFC 3464, ARF, text bounces, VERP)
  * and the unsubscribe-request reader, on arbitrary messages. */
-#include "dsn.h"
-#include "unsubscribe.h"
+#include "mailbox/dsn.h"
+#include "mailbox/unsubscribe.h"
 #include <stdint.h>
 #include <stdlib.h>
 

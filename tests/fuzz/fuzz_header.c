@@ -4,8 +4,8 @@
  *  - msg_qp_encode: CRLF lines of at most 76 characters, nothing but
  *    printable ASCII, space and tab, and it decodes back to the input;
  *  - msg_header_safe / msg_utf8_valid agree with each other. */
-#include "buf.h"
-#include "message.h"
+#include "util/buf.h"
+#include "compose/message.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

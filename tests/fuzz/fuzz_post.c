@@ -1,7 +1,7 @@
 /* libFuzzer target: a whole post file: front matter (fences, keys, quotes,
  * dates, slugs), the merge-field protection around cmark-gfm, the HTML
  * fragment with figures, and the plain-text renderer. */
-#include "post.h"
+#include "compose/post.h"
 #include <stdint.h>
 #include <stdlib.h>
 

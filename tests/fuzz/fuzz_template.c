@@ -1,7 +1,7 @@
 /* libFuzzer target: the {{field}} template compiler and renderer, in all
  * three escaping modes. */
-#include "buf.h"
-#include "template.h"
+#include "util/buf.h"
+#include "compose/template.h"
 #include <stdint.h>
 #include <stdlib.h>
 

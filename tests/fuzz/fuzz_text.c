@@ -2,7 +2,7 @@
  * (wrapping, lists, quotes, tables, link references), at the width the
  * first byte picks. Checks: every line fits the width unless a single
  * word is wider, and the output ends in exactly one LF. */
-#include "text.h"
+#include "compose/text.h"
 #include <cmark-gfm.h>
 #include <cmark-gfm-core-extensions.h>
 #include <stdint.h>

@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "addr.h"
+#include "input/config.h"
+#include "util/addr.h"
 
 struct fixture {
 	char dir[64];   /* a fresh mkdtemp directory */

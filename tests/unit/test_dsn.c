@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "dsn.h"
+#include "util/buf.h"
+#include "mailbox/dsn.h"
 
 #define RP "bounces+{{verp}}@example.org"
 #define FIX "../fixtures/bounces/"

@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lint.h"
-#include "message.h"
+#include "cli/lint.h"
+#include "compose/message.h"
 
 struct fixture {
 	struct post p;

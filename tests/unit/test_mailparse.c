@@ -8,8 +8,8 @@
 
 #include <string.h>
 
-#include "buf.h"
-#include "mailparse.h"
+#include "util/buf.h"
+#include "mailbox/mailparse.h"
 
 static void test_header_text(void **state)
 {

@@ -16,11 +16,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "buf.h"
-#include "config.h"
-#include "message.h"
-#include "unsubscribe.h"
-#include "post.h"
+#include "util/buf.h"
+#include "input/config.h"
+#include "compose/message.h"
+#include "util/token.h"
+#include "mailbox/unsubscribe.h"
+#include "compose/post.h"
 
 #define SECRET "test-secret"
 /* HMAC-SHA256("test-secret", address), computed with Python's hmac. */
@@ -575,7 +576,7 @@ static void test_qp_random_roundtrip(void **state)
 	}
 }
 
-/* ---- msg_token ----------------------------------------------------------- */
+/* ---- token_make ---------------------------------------------------------- */
 
 static void test_token(void **state)
 {
@@ -583,7 +584,7 @@ static void test_token(void **state)
 	char tok[65], tok2[65], want[65];
 	unsigned char mac[32];
 
-	assert_int_equal(msg_token(SECRET, "Ann@Example.net", tok), 0);
+	assert_int_equal(token_make(SECRET, "Ann@Example.net", tok), 0);
 	assert_string_equal(tok, TOKEN_ANN);
 	/* Same value computed here with gnutls, on the lower-cased address. */
 	assert_int_equal(gnutls_hmac_fast(GNUTLS_MAC_SHA256, SECRET,
@@ -595,13 +596,13 @@ static void test_token(void **state)
 	assert_int_equal(strlen(tok), 64);
 	assert_int_equal(strspn(tok, "0123456789abcdef"), 64);
 
-	assert_int_equal(msg_token(SECRET, "ann@example.net", tok2), 0);
+	assert_int_equal(token_make(SECRET, "ann@example.net", tok2), 0);
 	assert_string_equal(tok2, tok);
-	assert_int_equal(msg_token(SECRET, "bob@example.net", tok2), 0);
+	assert_int_equal(token_make(SECRET, "bob@example.net", tok2), 0);
 	assert_string_equal(tok2, TOKEN_BOB);
 	assert_string_not_equal(tok2, tok);
 	/* A different secret gives a different token. */
-	assert_int_equal(msg_token("other-secret", "ann@example.net", tok2), 0);
+	assert_int_equal(token_make("other-secret", "ann@example.net", tok2), 0);
 	assert_string_not_equal(tok2, tok);
 }
 
@@ -1024,7 +1025,7 @@ static void test_build_unsub_variants(void **state)
 	char *h = headers_of(fx->out.p);
 
 	char tok[65], mailto[300];
-	assert_int_equal(msg_token(SECRET, "a@example.net", tok), 0);
+	assert_int_equal(token_make(SECRET, "a@example.net", tok), 0);
 	snprintf(mailto, sizeof mailto,
 		 "mailto:unsub@example.org?subject=unsubscribe%%20a%%40example.net%%20%s", tok);
 	char want[400];

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "post.h"
+#include "compose/post.h"
 
 struct fixture {
 	struct post p;

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "ratelimit.h"
+#include "input/config.h"
+#include "deliver/ratelimit.h"
 
 /* Every test gets a zeroed limiter, freed even when an assertion fails. */
 static int setup(void **state)

@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "addr.h"
-#include "smtp.h"
+#include "util/addr.h"
+#include "deliver/smtp.h"
 
 struct reply {
 	int code;

@@ -16,12 +16,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "addrset.h"
-#include "bounces.h"
-#include "buf.h"
-#include "journal.h"
-#include "state.h"
-#include "unsubscribe.h"
+#include "util/addrset.h"
+#include "state/bounces.h"
+#include "util/buf.h"
+#include "state/journal.h"
+#include "state/state.h"
+#include "mailbox/unsubscribe.h"
 
 #define T0 1796025600 /* 2026-11-30T08:00:00Z */
 

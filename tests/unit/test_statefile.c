@@ -13,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "statefile.h"
+#include "util/buf.h"
+#include "state/statefile.h"
 
 struct world {
 	char dir[64];

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "addr.h"
-#include "subscribers.h"
+#include "util/buf.h"
+#include "util/addr.h"
+#include "input/subscribers.h"
 
 struct fixture {
 	char path[64];

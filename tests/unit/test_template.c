@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "template.h"
+#include "util/buf.h"
+#include "compose/template.h"
 
 /* The field table every test compiles against. */
 enum { F_EMAIL, F_NAME, F_CITY, F_UNSUB, NF };

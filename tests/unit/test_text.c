@@ -10,7 +10,7 @@
 #include <cmark-gfm.h>
 #include <cmark-gfm-core-extensions.h>
 
-#include "text.h"
+#include "compose/text.h"
 
 static cmark_node *parse(const char *md)
 {

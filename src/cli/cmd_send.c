@@ -1,0 +1,410 @@
+/* herald send: options, the --due walk over a directory, progress,
+ * the summary (line, table or JSON), the stop signals. */
+#include "cli/cli.h"
+#include "compose/post.h"
+#include "deliver/delivery.h"
+#include "deliver/ratelimit.h"
+#include "input/config.h"
+#include "state/journal.h"
+#include "util/addr.h"
+#include "util/buf.h"
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <time.h>
+
+enum { OPT_DRY = 256, OPT_TEST, OPT_SUBS, OPT_RATE, OPT_LIMIT, OPT_DUE, OPT_FORCE,
+       OPT_QUOTA, OPT_JSON, OPT_RETRY_UNCERTAIN };
+
+static double mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void fmt_dur(double s, char *out, size_t len)
+{
+	long t = (long)(s + 0.5);
+	if (t >= 3600)
+		snprintf(out, len, "%ldh%02ldm", t / 3600, t / 60 % 60);
+	else
+		snprintf(out, len, "%ld:%02ld", t / 60, t % 60);
+}
+
+static void on_progress(void *arg, const struct delivery_stats *st)
+{
+	struct ui *u = arg;
+	if (!u->tty || u->quiet)
+		return;
+	double t = mono();
+	if (t - u->last_progress < 0.1 && !st->done)
+		return;
+	u->last_progress = t;
+	long answered = st->sent + st->bounced + st->uncertain;
+	/* No rate or ETA until something was answered: a server that is
+	 * down would show 0.0 msg/s and an ETA of never. */
+	double rate = st->elapsed > 0 && answered ? st->attempted / st->elapsed : 0;
+	long done = st->sent + st->bounced + st->deferred + st->already + st->suppressed +
+		    st->uncertain;
+	long total = st->total > done ? st->total : done;
+	int width = 24, fill = total ? (int)(width * done / total) : width;
+	char bar[32], eta[32] = "";
+	for (int i = 0; i < width; i++)
+		bar[i] = i < fill ? '=' : ' ';
+	bar[width] = '\0';
+	if (rate > 0 && st->pending && !st->done) {
+		char d[24];
+		fmt_dur(st->pending / rate, d, sizeof d);
+		snprintf(eta, sizeof eta, "  ETA %s", d);
+	}
+	char speed[32] = "", server[64] = "";
+	if (rate > 0)
+		snprintf(speed, sizeof speed, "  %.1f msg/s", rate);
+	if (st->reconnecting)
+		snprintf(server, sizeof server, "  waiting for the server (attempt %d/%d)", st->attempt,
+			 st->attempts);
+	fprintf(stderr, "\r\033[K[%s] %ld/%ld%s%s%s%s%s%s", bar, done, total, speed, eta,
+		st->limit_window ? "  waiting for rate." : "",
+		st->limit_window ? st->limit_window : "", server,
+		st->bounced || st->deferred ? "  (some refused)" : "");
+	u->progress_shown = 1;
+}
+
+/* One line for logs and cron mail; a table on a terminal. */
+static void summary(const struct ui *u, const char *slug, const struct delivery_stats *st,
+		    const char *what, const char *state_dir, FILE *f)
+{
+	double rate = st->elapsed > 0 ? st->attempted / st->elapsed : 0;
+	if (!u->tty) {
+		fprintf(f, "%s: %s %ld, bounced %ld, deferred %ld, skipped %ld bad row%s",
+			slug, what, st->sent, st->bounced, st->deferred, st->skipped,
+			st->skipped == 1 ? "" : "s");
+		if (st->uncertain)
+			fprintf(f, ", %ld uncertain", st->uncertain);
+		if (st->not_attempted)
+			fprintf(f, ", %ld not attempted", st->not_attempted);
+		if (st->inactive)
+			fprintf(f, ", %ld not subscribed", st->inactive);
+		if (st->already)
+			fprintf(f, ", %ld already sent", st->already);
+		if (st->suppressed)
+			fprintf(f, ", %ld suppressed", st->suppressed);
+		if (st->sent + st->bounced)
+			fprintf(f, "; %.1f s, %.1f msg/s\n", st->elapsed, rate);
+		else
+			fprintf(f, "; %.1f s\n", st->elapsed);
+		return;
+	}
+	fprintf(f, "%s\n", slug);
+	fprintf(f, "  %-15s %8ld\n", what, st->sent);
+	fprintf(f, "  %-15s %8ld%s%s%s\n", "bounced", st->bounced, st->bounced ? "  see " : "",
+		st->bounced ? state_dir : "", st->bounced ? "/bounces.log" : "");
+	fprintf(f, "  %-15s %8ld%s\n", "deferred", st->deferred, st->deferred ? "  run again to retry" : "");
+	fprintf(f, "  %-15s %8ld%s\n", "skipped", st->skipped, st->skipped ? "  bad rows, see above" : "");
+	if (st->uncertain)
+		fprintf(f, "  %-15s %8ld  no reply to the final dot: maybe delivered, not sent again\n",
+			"uncertain", st->uncertain);
+	if (st->not_attempted)
+		fprintf(f, "  %-15s %8ld  run again to send them\n", "not attempted", st->not_attempted);
+	if (st->inactive)
+		fprintf(f, "  %-15s %8ld\n", "not subscribed", st->inactive);
+	if (st->already)
+		fprintf(f, "  %-15s %8ld  in the journal from earlier runs\n", "already sent", st->already);
+	if (st->suppressed)
+		fprintf(f, "  %-15s %8ld  bounced or complained before\n", "suppressed", st->suppressed);
+	if (st->retried)
+		fprintf(f, "  %-15s %8ld\n", "retries", st->retried);
+	if (st->sent + st->bounced)
+		fprintf(f, "  %-15s %8.1f s  %.1f msg/s over %d connection%s", "time", st->elapsed, rate,
+			st->connections, st->connections == 1 ? "" : "s");
+	else
+		fprintf(f, "  %-15s %8.1f s", "time", st->elapsed);
+	if (st->waiting > 0.05)
+		fprintf(f, ", %.1f s waiting for the rate limit", st->waiting);
+	fputc('\n', f);
+}
+
+static json_t *stats_json(const char *slug, const struct delivery_stats *st, int rc)
+{
+	return json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b, s:b}",
+			 "post", slug, "exit", rc, "sent", (json_int_t)st->sent,
+			 "uncertain", (json_int_t)st->uncertain,
+			 "not_attempted", (json_int_t)st->not_attempted,
+			 "bounced", (json_int_t)st->bounced, "deferred", (json_int_t)st->deferred,
+			 "skipped", (json_int_t)st->skipped, "inactive", (json_int_t)st->inactive,
+			 "already_sent", (json_int_t)st->already,
+			 "suppressed", (json_int_t)st->suppressed,
+			 "attempted", (json_int_t)st->attempted, "retried", (json_int_t)st->retried,
+			 "seconds", st->elapsed,
+			 "rate", st->elapsed > 0 ? st->attempted / st->elapsed : 0.0,
+			 "quota_reached", st->quota_stop, "interrupted", st->interrupted);
+}
+
+/* Worse outcomes win: a failure beats "run again", which beats success. */
+static int worse(int a, int b)
+{
+	if (!a || b == EX_TEMPFAIL)
+		return a ? a : b;
+	return a == EX_TEMPFAIL && b ? b : a;
+}
+
+struct send_args {
+	struct delivery_opts o;
+	int due, json, test, locked;
+	int in_dir;            /* --due DIR: slugs checked over the directory */
+	const char *rate;
+	const char **tests;
+};
+
+static int send_one(struct ui *u, struct config *cfg, const char *path,
+		    struct send_args *a, json_t *posts)
+{
+	struct post post = {0};
+	int rc = cli_load_post(cfg, path, &post);
+	if (rc) {
+		post_free(&post);
+		return rc;
+	}
+	/* Cron: nothing to do is not news. Not yet due, or fully sent. */
+	if (a->due && (post.when > time(NULL) || journal_is_done(cfg->state_dir, post.slug))) {
+		post_free(&post);
+		return 0;
+	}
+	if (!a->in_dir && (rc = cli_check_slug(path, post.slug))) {
+		post_free(&post);
+		return rc;
+	}
+	char err[1024] = "";
+	struct delivery_cb cb = {cli_on_warn, on_progress, u};
+	struct delivery_stats st;
+	rc = delivery_run(cfg, &post, &a->o, &cb, &st, err, sizeof err);
+	cli_clear_progress(u);
+	if (rc && *err)
+		cli_err(err);
+	/* Locked out: the one line above says all; later posts wait too. */
+	a->locked = st.locked;
+	int show = !u->quiet && !a->json && st.started && (u->tty || u->verbose || rc);
+	if (show)
+		summary(u, post.slug, &st, a->o.dry_run_dir ? "written" : "sent", cfg->state_dir,
+			u->tty ? stdout : stderr);
+	if (a->o.dry_run_dir && show && !rc)
+		fprintf(u->tty ? stdout : stderr, "messages are in %s/\n", a->o.dry_run_dir);
+	if (posts)
+		json_array_append_new(posts, stats_json(post.slug, &st, rc));
+	post_free(&post);
+	return rc;
+}
+
+/* SIGTERM (systemd stop, timeout) or SIGINT (Ctrl-C) while sending: the
+ * run takes no new reader, finishes what is on the wire and records it.
+ * The one piece of global mutable state in herald, because a signal
+ * handler can reach nothing else: written once by the handler (any
+ * thread), read by the send loop through stop_requested(). SA_RESETHAND
+ * gives the signal its default action back, so a second one ends herald
+ * at once, wherever it is waiting. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void catch_stop_signals(void)
+{
+	for (int k = 0; k < 2; k++) {
+		int which = k ? SIGTERM : SIGINT;
+		struct sigaction old, sa = {0};
+		/* One that was ignored (nohup, a background job) stays so. */
+		if (sigaction(which, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+			continue;
+		sa.sa_handler = on_stop_signal;
+		sa.sa_flags = SA_RESETHAND | SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		sigaction(which, &sa, NULL);
+	}
+}
+
+static int stop_requested(void *arg)
+{
+	struct ui *u = arg;
+	if (u->stopping || !stop_signal)
+		return u->stopping != 0;
+	u->stopping = stop_signal;
+	cli_clear_progress(u);
+	fprintf(stderr, "herald: %s: finishing the messages in flight (a second signal stops at once)\n",
+		u->stopping == SIGINT ? "interrupted" : "terminated");
+	return 1;
+}
+
+/* -v: the SMTP transcript on stderr, from the connections' threads (one
+ * fprintf a line, so lines never mix). */
+static void on_trace(void *arg, const char *line)
+{
+	(void)arg;
+	fprintf(stderr, "smtp %s\n", line);
+}
+
+static int print_json(json_t *posts, int rc)
+{
+	static const char *const keys[] = {"sent", "bounced", "deferred", "skipped",
+		"inactive", "already_sent", "suppressed", "attempted", "retried", "uncertain",
+		"not_attempted"};
+	json_t *o = json_object();
+	json_object_set_new(o, "exit", json_integer(rc));
+	for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+		json_int_t sum = 0;
+		size_t i;
+		json_t *p;
+		json_array_foreach(posts, i, p)
+			sum += json_integer_value(json_object_get(p, keys[k]));
+		json_object_set_new(o, keys[k], json_integer(sum));
+	}
+	json_object_set(o, "posts", posts);
+	char *text = json_dumps(o, JSON_COMPACT);
+	if (text)
+		puts(text);
+	free(text);
+	json_decref(o);
+	return rc;
+}
+
+/* The options into *a; 0 or the usage error's exit code. */
+static int send_options(struct send_args *a, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"dry-run", required_argument, 0, OPT_DRY},
+		{"test", optional_argument, 0, OPT_TEST},
+		{"subscribers", required_argument, 0, OPT_SUBS},
+		{"rate", required_argument, 0, OPT_RATE},
+		{"limit", required_argument, 0, OPT_LIMIT},
+		{"due", no_argument, 0, OPT_DUE},
+		{"force", no_argument, 0, OPT_FORCE},
+		{"until-quota", no_argument, 0, OPT_QUOTA},
+		{"json", no_argument, 0, OPT_JSON},
+		{"retry-uncertain", no_argument, 0, OPT_RETRY_UNCERTAIN},
+		{0, 0, 0, 0}};
+	int c, rc = 0;
+	optind = 0; /* 0: glibc re-reads the optstring, so options may follow operands */
+	while (!rc && (c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case OPT_DRY: a->o.dry_run_dir = optarg; break;
+		case OPT_TEST:
+			a->test = 1;
+			if (optarg) {
+				char why[100];
+				if (addr_valid(optarg, why, sizeof why) < 0)
+					rc = cli_usage("--test: not a valid address: %s", optarg);
+				a->tests[a->o.n_test++] = optarg;
+			}
+			break;
+		case OPT_SUBS: a->o.subscribers = optarg; break;
+		case OPT_RATE: a->rate = optarg; break;
+		case OPT_LIMIT: {
+			char *end;
+			a->o.limit = strtol(optarg, &end, 10);
+			if (*end || a->o.limit < 1)
+				rc = cli_usage("--limit: expected a positive number, found \"%s\"", optarg);
+			break;
+		}
+		case OPT_DUE: a->due = 1; break;
+		case OPT_FORCE: a->o.force = 1; break;
+		case OPT_QUOTA: a->o.until_quota = 1; break;
+		case OPT_JSON: a->json = 1; break;
+		case OPT_RETRY_UNCERTAIN: a->o.retry_uncertain = 1; break;
+		default: rc = cli_usage("%s", "send: unknown option");
+		}
+	}
+	if (!rc && optind != argc - 1)
+		rc = cli_usage("%s", "send: expected one POST.md (or, with --due, a directory of posts)");
+	if (!rc && a->o.dry_run_dir && a->test)
+		rc = cli_usage("%s", "send: --dry-run and --test do not go together");
+	return rc;
+}
+
+/* send --due DIR: each post in name order. A collision refuses both
+ * posts; the others still go. */
+static int send_dir(struct ui *u, struct config *cfg, const char *dir, struct send_args *a,
+		    json_t *posts)
+{
+	char **files = NULL, **slugs = NULL;
+	size_t n = 0;
+	int rc = 0;
+	if (cli_dir_slugs(dir, &files, &slugs, &n) < 0) {
+		cli_err(strerror(errno));
+		rc = EX_NOINPUT;
+	}
+	a->in_dir = 1;
+	int collided = 0;
+	for (size_t i = 0; slugs && i < n; i++) {
+		long twin = cli_slug_twin(slugs[i], slugs, n, (long)i);
+		if (twin > (long)i)
+			collided = cli_say_slug_twin(files[i], files[twin], slugs[i]);
+		int go = (rc == EX_TEMPFAIL || !rc) && !a->locked && !u->stopping && twin < 0;
+		int r1 = go ? send_one(u, cfg, files[i], a, posts) : 0;
+		rc = worse(rc, r1);
+	}
+	rc = worse(rc, collided);
+	cli_free_dir_slugs(files, slugs, n);
+	return rc;
+}
+
+int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
+{
+	struct send_args a = {0};
+	a.tests = calloc((size_t)argc + 1, sizeof *a.tests);
+	if (!a.tests)
+		return EX_OSERR;
+	int rc = send_options(&a, argc, argv);
+	if (rc) {
+		free(a.tests);
+		return rc;
+	}
+	const char *target = argv[optind];
+	struct stat sb;
+	int isdir = stat(target, &sb) == 0 && S_ISDIR(sb.st_mode);
+	if (isdir && !a.due) {
+		free(a.tests);
+		return cli_usage("send: %s is a directory: name one post, or add --due", target);
+	}
+	struct config cfg;
+	if ((rc = cli_load_config(cfgpath, &cfg))) {
+		free(a.tests);
+		config_free(&cfg);
+		return rc;
+	}
+	char err[1024] = "";
+	a.o.rate = cfg.rate;
+	if (a.rate && rl_parse(a.rate, &a.o.rate, err, sizeof err) < 0)
+		rc = cli_usage("%s", err);
+	if (!rc && a.test && !a.o.n_test) {
+		for (size_t i = 0; i < cfg.n_test_to; i++)
+			a.tests[a.o.n_test++] = cfg.test_to[i];
+		if (!a.o.n_test)
+			rc = cli_usage("%s", "--test without an address needs test.to in the config");
+	}
+	a.o.test_to = a.tests;
+	if (u->verbose)
+		a.o.trace = on_trace;
+	catch_stop_signals();
+	a.o.interrupted = stop_requested;
+	a.o.interrupt_arg = u;
+	if (!a.o.subscribers)
+		a.o.subscribers = cfg.subscribers;
+	json_t *posts = a.json ? json_array() : NULL;
+	if (!rc)
+		rc = isdir ? send_dir(u, &cfg, target, &a, posts) : send_one(u, &cfg, target, &a, posts);
+	if (posts) {
+		print_json(posts, rc);
+		json_decref(posts);
+	}
+	free(a.tests);
+	config_free(&cfg);
+	return rc;
+}

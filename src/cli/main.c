@@ -1,0 +1,110 @@
+/* herald: global options and the command table. The commands are in
+ * cmd_*.c; only the cli layer prints or exits. */
+#include "cli/cli.h"
+#include <curl/curl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#ifndef HERALD_VERSION
+#define HERALD_VERSION "dev"
+#endif
+
+static const char usage[] =
+	"usage: herald [-c FILE] [-q|-v] COMMAND ...\n"
+	"\n"
+	"  send POST.md [--dry-run DIR] [--test[=ADDR]]... [--subscribers FILE]\n"
+	"               [--rate SPEC] [--limit N] [--until-quota] [--force] [--json]\n"
+	"               [--retry-uncertain]\n"
+	"  send --due POST.md|DIR\n"
+	"      Send the post to every subscriber not yet in its journal.\n"
+	"      --dry-run DIR   write each message to DIR/NNNNNN-<address>.eml; no network\n"
+	"      --test[=ADDR]   send only to ADDR (repeatable; default: config test.to),\n"
+	"                      subject prefixed [TEST], nothing recorded\n"
+	"      --subscribers F use list F instead of the config's\n"
+	"      --rate SPEC     e.g. 10/s, 300/min, 2000/h, 10000/day, burst=5 (comma-separated)\n"
+	"      --limit N       send at most N messages this run (exit 75 if more remain)\n"
+	"      --due           for cron: send the post(s) whose date has come and that are\n"
+	"                      not fully sent; otherwise exit 0 silently\n"
+	"      --until-quota   stop (exit 75) when a rate window is used up, instead of waiting\n"
+	"      --json          print the summary as one JSON object on stdout\n"
+	"      --force         send again to readers already in the journal\n"
+	"      --retry-uncertain  send again to readers whose message got no reply to its\n"
+	"                      final dot (journal \"uncertain\": they may have it already)\n"
+	"  preview POST.md [-o DIR] [--as EMAIL] [--no-screenshots]\n"
+	"      Write DIR/<slug>.html, .txt and .eml as EMAIL (default: first reader) gets them,\n"
+	"      and <slug>-desktop.png, <slug>-mobile.png when Chromium is installed.\n"
+	"  check POST.md\n"
+	"      Lint config, post, templates and list together (size, links, alt text,\n"
+	"      merge fields, unsubscribe, DKIM); exit 65 or 78 on errors; send nothing.\n"
+	"  subscribers check [FILE]\n"
+	"      Report bad rows of the list (FILE:LINE: reason).\n"
+	"  subscribers unsubscribe [SOURCE] [--delete] | --address ADDR...\n"
+	"      Apply the unsubscribe requests in SOURCE (default unsubscribe.mailbox.url),\n"
+	"      or unsubscribe ADDR: status \"unsubscribed\" in the list, rewritten atomically.\n"
+	"  bounces scan [SOURCE] [--delete]\n"
+	"      Read the DSNs and complaints in SOURCE (default bounce.mailbox.url) into\n"
+	"      bounces.log; mark them read (or --delete them). SOURCE: maildir:PATH,\n"
+	"      mbox:PATH, imap[s]://[USER@]HOST[:PORT][/FOLDER], pop3[s]://[USER@]HOST[:PORT]\n"
+	"  bounces list\n"
+	"      Show suppressed addresses with reason and date.\n"
+	"  bounces forget ADDR...\n"
+	"      Lift the suppression of ADDR (a line in bounces.log; nothing is erased).\n"
+	"\n"
+	"  -c FILE     config file (default: $HERALD_CONFIG, else ./herald.conf)\n"
+	"  -q          print only failures\n"
+	"  -v          print the summary even without a terminal, and the SMTP\n"
+	"              transcript on stderr (AUTH credentials redacted)\n"
+	"  -h, --help  this text                --version\n"
+	"\n"
+	"Exit codes: 0 done; 64 usage; 65 unusable post or list; 66 file missing;\n"
+	"69 server unavailable; 73 cannot write state; 75 deferred, run again; 78 bad config;\n"
+	"70 internal error, 71 out of memory or system error, 74 read error (report a bug).\n"
+	"See herald(1) and config.example.\n";
+
+int main(int argc, char **argv)
+{
+	struct ui u = {0};
+	const char *cfgpath = NULL;
+	static const struct option lo[] = {
+		{"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'},
+		{"config", required_argument, 0, 'c'}, {"quiet", no_argument, 0, 'q'},
+		{"verbose", no_argument, 0, 'v'}, {0, 0, 0, 0}};
+	int c;
+	/* "+": stop at the command; its own options are parsed after. */
+	while ((c = getopt_long(argc, argv, "+c:qvh", lo, NULL)) != -1) {
+		switch (c) {
+		case 'c': cfgpath = optarg; break;
+		case 'q': u.quiet = 1; break;
+		case 'v': u.verbose = 1; break;
+		case 'h': fputs(usage, stdout); return 0;
+		case 'V': printf("herald %s\n", HERALD_VERSION); return 0;
+		default: fputs("Try 'herald --help'.\n", stderr); return EX_USAGE;
+		}
+	}
+	if (optind >= argc)
+		return cli_usage("%s", "no command given");
+	u.tty = isatty(STDERR_FILENO) && !u.quiet;
+	char **av = argv + optind;
+	int ac = argc - optind;
+	const char *cmd = av[0];
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		cli_err("cannot initialise libcurl");
+		return EX_SOFTWARE;
+	}
+	static const struct { const char *name; int (*run)(struct ui *, const char *, int, char **); } cmds[] = {
+		{"send", cmd_send}, {"preview", cmd_preview}, {"check", cmd_check},
+		{"bounces", cmd_bounces}, {"subscribers", cmd_subscribers}};
+	int rc = -1;
+	for (size_t i = 0; rc < 0 && i < sizeof cmds / sizeof *cmds; i++)
+		if (!strcmp(cmd, cmds[i].name))
+			rc = cmds[i].run(&u, cfgpath, ac, av);
+	if (rc < 0 && !strcmp(cmd, "help"))
+		rc = (fputs(usage, stdout), 0);
+	else if (rc < 0)
+		rc = cli_usage("unknown command \"%s\"", cmd);
+	curl_global_cleanup();
+	return rc;
+}

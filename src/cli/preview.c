@@ -1,0 +1,172 @@
+#include "cli/preview.h"
+#include "util/buf.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BROWSER_SECONDS 60
+
+int preview_find_browser(char *out, size_t len)
+{
+	const char *env = getenv("HERALD_CHROMIUM");
+	if (env) {
+		if (!*env || access(env, X_OK) < 0)
+			return 0;
+		snprintf(out, len, "%s", env);
+		return 1;
+	}
+	static const char *const names[] = {"chromium", "chromium-browser", "google-chrome"};
+	const char *path = getenv("PATH");
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+		for (const char *p = path; *p;) {
+			size_t dl = strcspn(p, ":");
+			if (dl && (size_t)snprintf(out, len, "%.*s/%s", (int)dl, p, names[i]) < len &&
+			    access(out, X_OK) == 0)
+				return 1;
+			p += dl;
+			if (*p == ':')
+				p++;
+		}
+	}
+	return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* file:// URL of an absolute path, with bytes outside the unreserved set
+ * and '/' percent-encoded (a space in a directory name must not end it). */
+static int file_url(const char *abs, struct buf *out)
+{
+	if (buf_adds(out, "file://") < 0)
+		return -1;
+	for (const unsigned char *p = (const unsigned char *)abs; *p; p++) {
+		int keep = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			   (*p >= '0' && *p <= '9') || strchr("/-._~", *p);
+		if ((keep ? buf_addc(out, (char)*p) : buf_printf(out, "%%%02X", *p)) < 0)
+			return -1;
+	}
+	buf_cstr(out);
+	return 0;
+}
+
+/* Waits for pid; past the deadline kills its whole process group (the
+ * browser's renderer and GPU helpers with it). */
+static int wait_or_kill(pid_t pid, int *status)
+{
+	struct timespec tick = {0, 50 * 1000 * 1000};
+	for (int i = 0; i < BROWSER_SECONDS * 20; i++) {
+		pid_t r = waitpid(pid, status, WNOHANG);
+		if (r == pid)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		nanosleep(&tick, NULL);
+	}
+	kill(-pid, SIGKILL);
+	waitpid(pid, status, 0);
+	return -1;
+}
+
+int preview_screenshot(const char *browser, const char *html_path, const char *png_path,
+		       int width, int height, char *err, size_t errlen)
+{
+	char abs[PATH_MAX];
+	if (!realpath(html_path, abs))
+		return set_err(err, errlen, PREVIEW_FAIL, "%s: %s", html_path, strerror(errno));
+	const char *tmp = getenv("TMPDIR");
+	char profile[PATH_MAX];
+	snprintf(profile, sizeof profile, "%s/herald-chromium-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(profile))
+		return set_err(err, errlen, PREVIEW_FAIL, "%s: %s", profile, strerror(errno));
+	struct buf url = {0}, a_shot = {0}, a_size = {0}, a_prof = {0};
+	int rc = PREVIEW_OK;
+	if (file_url(abs, &url) < 0 || buf_printf(&a_shot, "--screenshot=%s", png_path) < 0 ||
+	    buf_printf(&a_size, "--window-size=%d,%d", width, height) < 0 ||
+	    buf_printf(&a_prof, "--user-data-dir=%s", profile) < 0) {
+		rc = set_err(err, errlen, PREVIEW_FAIL, "out of memory");
+		goto out;
+	}
+	/* --no-sandbox: the sandbox cannot start as root or in most
+	 * containers; the page is the author's own message, with the network
+	 * off. (Scripts stay on: with blink's scriptEnabled=false, headless
+	 * Chromium 156 writes no screenshot; a post cannot carry scripts, raw
+	 * HTML being dropped.) */
+	const char *argv[] = {
+		browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--no-default-browser-check", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--disable-extensions",
+		"--disable-dev-shm-usage", "--mute-audio", "--hide-scrollbars",
+		"--force-device-scale-factor=1",
+		"--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9",
+		a_prof.p, a_size.p, a_shot.p, url.p, NULL};
+	unlink(png_path);
+	pid_t pid = fork();
+	if (pid < 0) {
+		rc = set_err(err, errlen, PREVIEW_FAIL, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		setpgid(0, 0);
+		int null = open("/dev/null", O_RDWR);
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+			dup2(null, 2);
+		}
+		execv(browser, (char *const *)(uintptr_t)argv);
+		_exit(127);
+	}
+	int st = 0;
+	struct stat sb;
+	if (wait_or_kill(pid, &st) < 0)
+		rc = set_err(err, errlen, PREVIEW_FAIL, "%s took over %d s; killed", browser, BROWSER_SECONDS);
+	else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		rc = set_err(err, errlen, PREVIEW_FAIL, "%s failed (%s %d)", browser,
+			     WIFEXITED(st) ? "exit status" : "signal",
+			     WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+	else if (stat(png_path, &sb) < 0 || sb.st_size == 0)
+		rc = set_err(err, errlen, PREVIEW_FAIL, "%s wrote no %s", browser, png_path);
+	/* Helpers that outlived the browser (same process group) go too. */
+	kill(-pid, SIGKILL);
+out:
+	nftw(profile, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	buf_free(&url);
+	buf_free(&a_shot);
+	buf_free(&a_size);
+	buf_free(&a_prof);
+	return rc;
+}
+
+int preview_png_size(const char *path, int *width, int *height)
+{
+	unsigned char h[24];
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -1;
+	size_t n = fread(h, 1, sizeof h, f);
+	fclose(f);
+	if (n != sizeof h || memcmp(h, "\x89PNG\r\n\x1a\n", 8) || memcmp(h + 12, "IHDR", 4))
+		return -1;
+	*width = (int)((unsigned)h[16] << 24 | (unsigned)h[17] << 16 | (unsigned)h[18] << 8 | h[19]);
+	*height = (int)((unsigned)h[20] << 24 | (unsigned)h[21] << 16 | (unsigned)h[22] << 8 | h[23]);
+	return 0;
+}

@@ -1,0 +1,62 @@
+/* What every command shares: printing errors and warnings, usage
+ * errors, loading the config and the post. */
+#include "cli/cli.h"
+#include "compose/post.h"
+#include "input/config.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <sysexits.h>
+
+void cli_err(const char *msg)
+{
+	fprintf(stderr, "herald: %s\n", msg);
+}
+
+int cli_usage(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "herald: ");
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'herald --help'.\n");
+	return EX_USAGE;
+}
+
+void cli_clear_progress(struct ui *u)
+{
+	if (u->progress_shown) {
+		fputs("\r\033[K", stderr);
+		u->progress_shown = 0;
+	}
+}
+
+void cli_on_warn(void *arg, const char *msg)
+{
+	struct ui *u = arg;
+	cli_clear_progress(u);
+	cli_err(msg);
+}
+
+int cli_load_config(const char *path, struct config *cfg)
+{
+	char err[512];
+	int rc = config_load(cfg, path, err, sizeof err);
+	if (rc) {
+		cli_err(err);
+		return EX_CONFIG;
+	}
+	return 0;
+}
+
+int cli_load_post(const struct config *cfg, const char *path, struct post *p)
+{
+	char err[512];
+	int rc = post_load_opts(p, path, TEXT_WIDTH, cfg->unsafe_html ? POST_UNSAFE_HTML : 0,
+				err, sizeof err);
+	if (rc) {
+		cli_err(err);
+		return post_exitcode(rc);
+	}
+	return 0;
+}

@@ -1,0 +1,114 @@
+/* smtp: the libcurl transport. A pool of N connections, each an easy
+ * handle on its own thread that keeps its connection open from one message
+ * to the next; one recipient per transaction, so every reader gets their
+ * own reply code and text. All calls below are made from one thread.
+ *
+ * Loopback (where AUTH may go without TLS) is decided from the addresses
+ * the host resolves to, and the connections are pinned to exactly those
+ * addresses (addr.h).
+ *
+ * Ownership: smtp_pool_new copies what it needs from opts (the password is
+ * copied and wiped on smtp_pool_free). Message data passed to
+ * smtp_pool_start is borrowed until its completion is reported. */
+#ifndef HERALD_SMTP_H
+#define HERALD_SMTP_H
+#include <stddef.h>
+#include "input/config.h"
+
+struct smtp_result;
+
+struct smtp_opts {
+	const char *url;
+	enum starttls_mode starttls;
+	const char *username, *password;
+	const char *ca_file;
+	const char *helo;        /* EHLO name; the From domain by default */
+	long timeout;            /* seconds, per connect and per reply */
+	/* -v: called with each SMTP line (credentials redacted), from the
+	 * connections' threads; NULL for none. */
+	void (*trace)(void *arg, const char *line);
+	void *trace_arg;
+	/* Runs on the connection's thread for each 2xx to the final dot,
+	 * before that connection starts another transaction: the place to
+	 * make the acceptance durable. Thread-safe; tag is smtp_pool_start's.
+	 * A non-zero return halts the pool (smtp_pool_halt): the journal
+	 * could not be written, so no connection may carry another message.
+	 * Passed at creation, so no thread can run before it is set. */
+	int (*accept)(void *arg, void *tag, const struct smtp_result *r);
+	void *accept_arg;
+};
+
+enum smtp_class {
+	SMTP_OK,    /* 2xx after DATA: the server took responsibility */
+	SMTP_TEMP,  /* 4xx: try again later */
+	SMTP_PERM,  /* 5xx for this recipient: bounce, never retry */
+	SMTP_CONN,  /* connection lost, timeout, 421: retry on a new one */
+	SMTP_FATAL, /* cannot work for any message: TLS, auth, a refusal that
+		       is about the sender (see smtp_sender_side) */
+	SMTP_UNCERTAIN, /* the final dot went out and no reply came: the
+			   server may have the message (RFC 5321 4.1.1.4,
+			   RFC 1047), so it is never sent again on its own */
+	SMTP_NOT_TRIED, /* handed over, never started: the pool was halted */
+};
+
+/* Where in the session a transaction ended. */
+enum smtp_stage {
+	SMTP_STAGE_CONNECT, /* connect, greeting, EHLO, STARTTLS, AUTH */
+	SMTP_STAGE_MAIL,
+	SMTP_STAGE_RCPT,
+	SMTP_STAGE_DATA,    /* the DATA command */
+	SMTP_STAGE_BODY,    /* after 354: the message and its final dot */
+};
+
+struct smtp_result {
+	enum smtp_class cls;
+	enum smtp_stage stage;
+	int code;              /* SMTP reply code, 0 if none */
+	char status[16];       /* enhanced status code, "" if none */
+	char text[512];        /* the server's reply, or what went wrong */
+	char hint[256];        /* for SMTP_FATAL and connection failures: the
+				  likely fix, naming the config key; or "" */
+	int sender_side;       /* a 4xx/5xx about the sending side, not the
+				  reader: never a bounce of the reader */
+};
+
+struct smtp_pool;
+
+/* depth: transactions a connection may hold (1, or 2 to start the next the
+ * moment the last is answered; at most 64 connections). */
+int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
+		  int connections, int depth, char *err, size_t errlen);
+/* One connection set up the way the pool's are (connect, greeting, EHLO,
+ * STARTTLS, AUTH) and closed again, before any message is handed over,
+ * so a server that is down, a certificate that fails or a login the
+ * server cannot take is found once instead of once per reader. Also
+ * refuses a server that offers no AUTH when smtp.username is set (libcurl
+ * would silently send unauthenticated). 0 when it went through; else -1
+ * with r filled (cls SMTP_CONN: worth retrying later; SMTP_FATAL: not). */
+int smtp_pool_probe(struct smtp_pool *p, struct smtp_result *r);
+/* Stops the pool taking work: transactions not yet started come back as
+ * SMTP_NOT_TRIED; those on the wire finish (bounded by the timeout).
+ * Safe from any thread. */
+void smtp_pool_halt(struct smtp_pool *p);
+/* Room for new transactions. */
+int smtp_pool_idle(const struct smtp_pool *p);
+/* Transactions under way. */
+int smtp_pool_busy(const struct smtp_pool *p);
+/* Starts one transaction on a free slot; tag comes back with the result.
+ * Returns 0, or -1 when no slot is free or libcurl refuses. */
+int smtp_pool_start(struct smtp_pool *p, const char *mail_from,
+		    const char *rcpt, const char *data, size_t len, void *tag);
+/* Waits at most `timeout` seconds for transactions to finish and reports
+ * each finished one through done(). Returns how many finished. */
+typedef void (*smtp_done_fn)(void *arg, void *tag, const struct smtp_result *r);
+int smtp_pool_run(struct smtp_pool *p, double timeout, smtp_done_fn done,
+		  void *arg);
+void smtp_pool_free(struct smtp_pool *p);
+/* Is a refusal about the sending side (relay access, login, client
+ * host, sender address, authentication of the domain, message size)
+ * rather than about this reader? Fills hint with the likely fix. The
+ * rule, from RFC 3463/5248 and how Postfix, Exim, Gmail and Microsoft
+ * word these replies, is in the comment above its definition. */
+int smtp_sender_side(int code, const char *status, const char *text, char *hint,
+		     size_t hintlen);
+#endif

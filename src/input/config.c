@@ -1,0 +1,622 @@
+#include "input/config.h"
+#include "util/passcmd.h"
+#include "util/addr.h"
+#include "util/buf.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <libconfig.h>
+#include <libetpan/libetpan.h>
+#include <stdio.h>
+#include <sysexits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+struct ctx {
+	config_t cf;
+	const char *file;
+	char *dir;
+	char *err;
+	size_t errlen;
+};
+
+/* The file a setting came from: the config, or the @include'd file, whose
+ * name libconfig keeps as written (relative to the include directory,
+ * which is the config's). */
+static const char *source_of(const struct ctx *x, const config_setting_t *s, char *buf,
+			     size_t len)
+{
+	const char *file = s ? config_setting_source_file(s) : NULL;
+	if (!file)
+		return x->file;
+	if (file[0] == '/' || !x->dir)
+		return file;
+	snprintf(buf, len, "%s/%s", x->dir, file);
+	return buf;
+}
+
+__attribute__((format(printf, 3, 4)))
+static int bad(struct ctx *x, const config_setting_t *s, const char *fmt, ...)
+{
+	char msg[300];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	int line = s ? config_setting_source_line(s) : 0;
+	char full[4096];
+	const char *file = source_of(x, s, full, sizeof full);
+	if (line)
+		set_err(x->err, x->errlen, CONFIG_BAD, "%s:%d: %s", file, line, msg);
+	else
+		set_err(x->err, x->errlen, CONFIG_BAD, "%s: %s", x->file, msg);
+	return CONFIG_BAD;
+}
+
+/* Reads a string setting; *out keeps its default when absent. */
+static int get_str(struct ctx *x, const char *key, char **out)
+{
+	config_setting_t *s = config_lookup(&x->cf, key);
+	if (!s)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return bad(x, s, "%s: expected a string in double quotes", key);
+	const char *v = config_setting_get_string(s);
+	if (strpbrk(v, "\r\n"))
+		return bad(x, s, "%s: line breaks are not allowed", key);
+	free(*out);
+	*out = strdup(v);
+	return *out ? 0 : bad(x, s, "%s: out of memory", key);
+}
+
+static int get_num(struct ctx *x, const char *key, double *out, double min,
+		   double max)
+{
+	config_setting_t *s = config_lookup(&x->cf, key);
+	if (!s)
+		return 0;
+	int t = config_setting_type(s);
+	double v;
+	if (t == CONFIG_TYPE_INT)
+		v = config_setting_get_int(s);
+	else if (t == CONFIG_TYPE_INT64)
+		v = (double)config_setting_get_int64(s);
+	else if (t == CONFIG_TYPE_FLOAT)
+		v = config_setting_get_float(s);
+	else
+		return bad(x, s, "%s: expected a number", key);
+	if (v < min || v > max) {
+		char range[64];
+		snprintf(range, sizeof range, " (from %g to %g)", min, max);
+		return bad(x, s, "%s: out of range%s", key, range);
+	}
+	*out = v;
+	return 0;
+}
+
+static int get_long(struct ctx *x, const char *key, long *out, long min,
+		    long max)
+{
+	double d = (double)*out;
+	int rc = get_num(x, key, &d, (double)min, (double)max);
+	if (rc == 0) {
+		config_setting_t *s = config_lookup(&x->cf, key);
+		if (s && config_setting_type(s) == CONFIG_TYPE_FLOAT &&
+		    d != (double)(long)d)
+			return bad(x, s, "%s: expected a whole number", key);
+		*out = (long)d;
+	}
+	return rc;
+}
+
+static int get_int(struct ctx *x, const char *key, int *out, int min, int max)
+{
+	long l = *out;
+	int rc = get_long(x, key, &l, min, max);
+	*out = (int)l;
+	return rc;
+}
+
+static int resolve(struct ctx *x, char **path)
+{
+	if (!*path || !**path || **path == '/')
+		return 0;
+	char *p;
+	if (asprintf(&p, "%s/%s", x->dir, *path) < 0)
+		return set_err(x->err, x->errlen, CONFIG_BAD, "out of memory");
+	free(*path);
+	*path = p;
+	return 0;
+}
+
+/* Keys the file may hold: a typo like `subcribers` is an error, not a
+ * silent default. */
+static const char *const known[] = {
+	"from", "reply_to", "list_id", "subscribers", "templates", "template",
+	"state_dir", "unsubscribe", "unsubscribe.url", "unsubscribe.mailto",
+	"unsubscribe.secret_env", "smtp", "smtp.url", "smtp.starttls",
+	"smtp.username", "smtp.password_env", "smtp.password_command",
+	"smtp.password", "smtp.ca_file", "smtp.timeout", "smtp.connections",
+	"smtp.helo", "rate", "rate.per_second", "rate.per_minute",
+	"rate.per_hour", "rate.per_day", "rate.burst", "retry",
+	"retry.attempts", "retry.initial_delay", "retry.max_delay", "bounce",
+	"bounce.soft_limit", "bounce.return_path", "test", "test.to", "dkim",
+	"dkim.domain", "dkim.selector", "dkim.key_file", "unsafe_html",
+#define MAILBOX_KEYS(g) g ".mailbox", g ".mailbox.url", g ".mailbox.username", \
+	g ".mailbox.password_env", g ".mailbox.password_command", g ".mailbox.password", \
+	g ".mailbox.ca_file", g ".mailbox.move_to", g ".mailbox.starttls", g ".mailbox.timeout"
+	MAILBOX_KEYS("bounce"), MAILBOX_KEYS("unsubscribe"), NULL};
+#undef MAILBOX_KEYS
+
+static int check_keys(struct ctx *x, config_setting_t *grp, const char *prefix)
+{
+	int n = config_setting_length(grp);
+	for (int i = 0; i < n; i++) {
+		config_setting_t *s = config_setting_get_elem(grp, (unsigned)i);
+		const char *name = config_setting_name(s);
+		if (!name)
+			continue;
+		char full[128];
+		snprintf(full, sizeof full, "%s%s%s", prefix, *prefix ? "." : "", name);
+		int ok = 0;
+		for (const char *const *k = known; *k; k++)
+			ok |= !strcmp(*k, full);
+		if (!ok)
+			return bad(x, s, "unknown setting \"%s\" (see config.example)", full);
+		if (config_setting_type(s) == CONFIG_TYPE_GROUP &&
+		    check_keys(x, s, full) < 0)
+			return CONFIG_BAD;
+	}
+	return 0;
+}
+
+static int from_addresses(struct ctx *x, struct config *c)
+{
+	config_setting_t *s = config_lookup(&x->cf, "from");
+	if (!c->from)
+		return bad(x, NULL, "from is required, e.g. from = \"Joy <joy@example.org>\";");
+	if (addr_parse_mailbox(c->from, &c->from_name, &c->from_addr) < 0)
+		return bad(x, s, "from: expected \"Name <address>\" with a valid address, found \"%s\"", c->from);
+	if (c->reply_to) {
+		char *n, *a;
+		if (addr_parse_mailbox(c->reply_to, &n, &a) < 0)
+			return bad(x, config_lookup(&x->cf, "reply_to"),
+				   "reply_to: expected an address, found \"%s\"", c->reply_to);
+		free(n);
+		free(a);
+	}
+	if (c->list_id) {
+		/* "Name <id>" or a bare "<id>" / "id": RFC 2919 wants a
+		 * dot-atom id; the display name becomes {{list_name}}. */
+		const char *lt = strchr(c->list_id, '<');
+		const char *id = lt ? lt + 1 : c->list_id;
+		size_t idl = lt ? strcspn(id, ">") : strlen(id);
+		if (lt && id[idl] != '>')
+			return bad(x, config_lookup(&x->cf, "list_id"), "list_id: missing \">\" in \"%s\"", c->list_id);
+		for (size_t i = 0; i < idl; i++)
+			if (!(id[i] == '.' || id[i] == '-' || id[i] == '_' ||
+			      (id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
+			      (id[i] >= '0' && id[i] <= '9')) || !memchr(id, '.', idl))
+				return bad(x, config_lookup(&x->cf, "list_id"),
+					   "list_id: the id in \"%s\" must look like name.example.org", c->list_id);
+		size_t nl = lt ? (size_t)(lt - c->list_id) : 0;
+		while (nl && c->list_id[nl - 1] == ' ')
+			nl--;
+		const char *nm = c->list_id;
+		if (nl >= 2 && nm[0] == '"' && nm[nl - 1] == '"') {
+			nm++;
+			nl -= 2;
+		}
+		c->list_name = nl ? xstrndup(nm, nl) : xstrdup(c->from_name);
+	} else {
+		c->list_name = xstrdup(*c->from_name ? c->from_name : c->from_addr);
+	}
+	return c->list_name ? 0 : bad(x, NULL, "out of memory");
+}
+
+static int starttls_setting(struct ctx *x, const char *key, enum starttls_mode *out)
+{
+	char *tls = NULL;
+	int rc = get_str(x, key, &tls);
+	if (rc || !tls)
+		return rc;
+	if (!strcmp(tls, "required"))
+		*out = STARTTLS_REQUIRED;
+	else if (!strcmp(tls, "try"))
+		*out = STARTTLS_TRY;
+	else if (!strcmp(tls, "never"))
+		*out = STARTTLS_NEVER;
+	else
+		rc = bad(x, config_lookup(&x->cf, key),
+			 "%s: expected \"required\", \"try\" or \"never\", found \"%s\"", key, tls);
+	free(tls);
+	return rc;
+}
+
+/* A password sitting in a file must not be readable by others: the file
+ * that supplied it, which is not the main one when it was @include'd. */
+static int private_password(struct ctx *x, const char *key, const char *password)
+{
+	struct stat st;
+	config_setting_t *s = config_lookup(&x->cf, key);
+	char full[4096];
+	const char *path = source_of(x, s, full, sizeof full);
+	if (password && stat(path, &st) == 0 && (st.st_mode & 077))
+		return bad(x, s, "%s is set but %s is readable by others; run: chmod 600 %s",
+			   key, path, path);
+	return 0;
+}
+
+/* group "bounce.mailbox" or "unsubscribe.mailbox". */
+static int mailbox_settings(struct ctx *x, const char *group, struct mailbox_conf *m)
+{
+	static const char *const names[] = {"url", "username", "password_env",
+		"password_command", "password", "ca_file", "move_to"};
+	char **fields[] = {&m->url, &m->username, &m->password_env, &m->password_command,
+			   &m->password, &m->ca_file, &m->move_to};
+	char key[64];
+	int rc = 0;
+	for (size_t i = 0; !rc && i < sizeof names / sizeof *names; i++) {
+		snprintf(key, sizeof key, "%s.%s", group, names[i]);
+		rc = get_str(x, key, fields[i]);
+	}
+	snprintf(key, sizeof key, "%s.starttls", group);
+	if (!rc)
+		rc = starttls_setting(x, key, &m->starttls);
+	snprintf(key, sizeof key, "%s.timeout", group);
+	if (!rc)
+		rc = get_long(x, key, &m->timeout, 1, 3600);
+	snprintf(key, sizeof key, "%s.password", group);
+	if (!rc)
+		rc = private_password(x, key, m->password);
+	if (!rc)
+		rc = resolve(x, &m->ca_file);
+	/* maildir:PATH and mbox:PATH are relative to the config too. */
+	static const char *const local[] = {"maildir:", "mbox:"};
+	for (int i = 0; !rc && m->url && i < 2; i++) {
+		size_t pl = strlen(local[i]);
+		if (strncmp(m->url, local[i], pl))
+			continue;
+		char *p = strdup(m->url + pl), *url = NULL;
+		rc = p ? resolve(x, &p) : bad(x, NULL, "out of memory");
+		if (!rc && asprintf(&url, "%s%s", local[i], p) < 0)
+			rc = bad(x, NULL, "out of memory");
+		if (!rc) {
+			free(m->url);
+			m->url = url;
+		}
+		free(p);
+	}
+	return rc;
+}
+
+static int smtp_settings(struct ctx *x, struct config *c)
+{
+	int rc = starttls_setting(x, "smtp.starttls", &c->smtp.starttls);
+	if (rc)
+		return rc;
+	const char *u = c->smtp.url;
+	if (strncmp(u, "smtp://", 7) && strncmp(u, "smtps://", 8))
+		return bad(x, config_lookup(&x->cf, "smtp.url"),
+			   "smtp.url: expected smtp://host[:port] or smtps://host[:port], found \"%s\"", u);
+	return private_password(x, "smtp.password", c->smtp.password);
+}
+
+static int test_addresses(struct ctx *x, struct config *c)
+{
+	config_setting_t *s = config_lookup(&x->cf, "test.to");
+	if (!s)
+		return 0;
+	int single = config_setting_type(s) == CONFIG_TYPE_STRING;
+	if (!single && !config_setting_is_aggregate(s))
+		return bad(x, s, "test.to: expected a list of addresses");
+	int n = single ? 1 : config_setting_length(s);
+	c->test_to = calloc((size_t)n + 1, sizeof *c->test_to);
+	if (!c->test_to)
+		return bad(x, s, "out of memory");
+	for (int i = 0; i < n; i++) {
+		const char *v = single ? config_setting_get_string(s)
+				       : config_setting_get_string_elem(s, i);
+		char why[100];
+		if (!v || addr_valid(v, why, sizeof why) < 0)
+			return bad(x, s, "test.to: \"%s\" is not a valid address", v ? v : "(not a string)");
+		c->test_to[c->n_test_to++] = strdup(v);
+	}
+	return 0;
+}
+
+/* A signature needs all three keys; half a dkim group is a mistake that
+ * would otherwise send unsigned mail without a word. The domain and
+ * selector become DNS labels (<selector>._domainkey.<domain>). */
+static int dkim_settings(struct ctx *x, struct config *c)
+{
+	const char *keys[] = {"domain", "selector", "key_file"};
+	char *vals[] = {c->dkim.domain, c->dkim.selector, c->dkim.key_file};
+	int set = 0;
+	for (int i = 0; i < 3; i++)
+		set += vals[i] && *vals[i];
+	if (!set)
+		return 0;
+	config_setting_t *g = config_lookup(&x->cf, "dkim");
+	for (int i = 0; i < 3; i++)
+		if (!vals[i] || !*vals[i])
+			return bad(x, g, "dkim.%s is missing: dkim needs domain, selector and key_file", keys[i]);
+	for (int i = 0; i < 2; i++) {
+		const char *v = vals[i];
+		for (const char *p = v; *p; p++)
+			if (!(*p == '.' || *p == '-' || *p == '_' || (*p >= 'a' && *p <= 'z') ||
+			      (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+				return bad(x, config_lookup(&x->cf, i ? "dkim.selector" : "dkim.domain"),
+					   "dkim.%s: \"%s\" is not a DNS name", keys[i], v);
+		if (*v == '.' || v[strlen(v) - 1] == '.' || strstr(v, ".."))
+			return bad(x, config_lookup(&x->cf, i ? "dkim.selector" : "dkim.domain"),
+				   "dkim.%s: \"%s\" is not a DNS name", keys[i], v);
+	}
+	return 0;
+}
+
+static int get_bool(struct ctx *x, const char *key, int *out)
+{
+	config_setting_t *s = config_lookup(&x->cf, key);
+	if (!s)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return bad(x, s, "%s: expected true or false", key);
+	*out = config_setting_get_bool(s);
+	return 0;
+}
+
+static int load(struct ctx *x, struct config *c)
+{
+	int rc = 0;
+#define STR(k, f) if ((rc = get_str(x, k, &c->f))) return rc
+	STR("from", from);
+	STR("reply_to", reply_to);
+	STR("list_id", list_id);
+	STR("subscribers", subscribers);
+	STR("templates", templates);
+	STR("template", template_name);
+	STR("state_dir", state_dir);
+	STR("unsubscribe.url", unsub.url);
+	STR("unsubscribe.mailto", unsub.mailto);
+	STR("unsubscribe.secret_env", unsub.secret_env);
+	STR("smtp.url", smtp.url);
+	STR("smtp.username", smtp.username);
+	STR("smtp.password_env", smtp.password_env);
+	STR("smtp.password_command", smtp.password_command);
+	STR("smtp.password", smtp.password);
+	STR("smtp.ca_file", smtp.ca_file);
+	STR("smtp.helo", smtp.helo);
+	STR("bounce.return_path", bounce.return_path);
+	STR("dkim.domain", dkim.domain);
+	STR("dkim.selector", dkim.selector);
+	STR("dkim.key_file", dkim.key_file);
+#undef STR
+	if ((rc = get_long(x, "smtp.timeout", &c->smtp.timeout, 1, 3600)) ||
+	    (rc = get_int(x, "smtp.connections", &c->smtp.connections, 1, 64)) ||
+	    (rc = get_num(x, "rate.per_second", &c->rate.per_second, 0, 1e6)) ||
+	    (rc = get_long(x, "rate.per_minute", &c->rate.per_minute, 0, 100000000)) ||
+	    (rc = get_long(x, "rate.per_hour", &c->rate.per_hour, 0, 100000000)) ||
+	    (rc = get_long(x, "rate.per_day", &c->rate.per_day, 0, 100000000)) ||
+	    (rc = get_int(x, "rate.burst", &c->rate.burst, 1, 100000)) ||
+	    (rc = get_int(x, "retry.attempts", &c->retry.attempts, 1, 100)) ||
+	    (rc = get_num(x, "retry.initial_delay", &c->retry.initial_delay, 0, 86400)) ||
+	    (rc = get_num(x, "retry.max_delay", &c->retry.max_delay, 0, 86400)) ||
+	    (rc = get_int(x, "bounce.soft_limit", &c->bounce.soft_limit, 1, 1000)) ||
+	    (rc = get_bool(x, "unsafe_html", &c->unsafe_html)))
+		return rc;
+	if ((rc = from_addresses(x, c)) || (rc = smtp_settings(x, c)) ||
+	    (rc = test_addresses(x, c)) || (rc = dkim_settings(x, c)) ||
+	    (rc = mailbox_settings(x, "bounce.mailbox", &c->bounce.mailbox)) ||
+	    (rc = mailbox_settings(x, "unsubscribe.mailbox", &c->unsub.mailbox)))
+		return rc;
+	if (c->unsub.mailto) {
+		char why[100];
+		if (addr_valid(c->unsub.mailto, why, sizeof why) < 0)
+			return bad(x, config_lookup(&x->cf, "unsubscribe.mailto"),
+				   "unsubscribe.mailto: \"%s\" is not an address (%s)", c->unsub.mailto, why);
+	}
+	if (c->unsub.url && strncmp(c->unsub.url, "https://", 8) &&
+	    strncmp(c->unsub.url, "http://", 7))
+		return bad(x, config_lookup(&x->cf, "unsubscribe.url"),
+			   "unsubscribe.url: expected an https:// URL, found \"%s\"", c->unsub.url);
+	if ((rc = resolve(x, &c->subscribers)) || (rc = resolve(x, &c->templates)) ||
+	    (rc = resolve(x, &c->state_dir)) || (rc = resolve(x, &c->smtp.ca_file)) ||
+	    (rc = resolve(x, &c->dkim.key_file)))
+		return rc;
+	return 0;
+}
+
+static int defaults(struct config *c)
+{
+	c->subscribers = strdup("subscribers.csv");
+	c->templates = strdup("templates");
+	c->template_name = strdup("default");
+	c->state_dir = strdup("state");
+	c->unsub.secret_env = strdup("HERALD_SECRET");
+	c->smtp.url = strdup("smtp://127.0.0.1:25");
+	c->smtp.password_env = strdup("HERALD_SMTP_PASSWORD");
+	c->smtp.starttls = STARTTLS_REQUIRED;
+	c->smtp.timeout = 30;
+	c->smtp.connections = 1;
+	c->rate.burst = 1;
+	c->retry.attempts = 4;
+	c->retry.initial_delay = 30;
+	c->retry.max_delay = 900;
+	c->bounce.soft_limit = 3;
+	struct mailbox_conf *mbs[] = {&c->bounce.mailbox, &c->unsub.mailbox};
+	for (int i = 0; i < 2; i++) {
+		mbs[i]->starttls = STARTTLS_REQUIRED;
+		mbs[i]->timeout = 60;
+		mbs[i]->password_env = strdup(i ? "HERALD_UNSUBSCRIBE_PASSWORD" : "HERALD_BOUNCE_PASSWORD");
+		if (!mbs[i]->password_env)
+			return -1;
+	}
+	return c->subscribers && c->templates && c->template_name &&
+		       c->state_dir && c->unsub.secret_env && c->smtp.url &&
+		       c->smtp.password_env ? 0 : -1;
+}
+
+/* libconfig keeps its own copy of every string until config_destroy:
+ * the passwords among them are wiped first. */
+static void wipe_secrets(struct ctx *x)
+{
+	static const char *const keys[] = {"smtp.password", "bounce.mailbox.password",
+					   "unsubscribe.mailbox.password"};
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+		config_setting_t *s = config_lookup(&x->cf, keys[i]);
+		if (s && config_setting_type(s) == CONFIG_TYPE_STRING) {
+			char *v = (char *)config_setting_get_string(s);
+			if (v)
+				explicit_bzero(v, strlen(v));
+		}
+	}
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	memset(c, 0, sizeof *c);
+	if (!path)
+		path = getenv("HERALD_CONFIG");
+	if (!path || !*path)
+		path = "herald.conf";
+	struct ctx x = {.file = path, .err = err, .errlen = errlen};
+	c->path = strdup(path);
+	if (!c->path || defaults(c) < 0)
+		return set_err(err, errlen, CONFIG_BAD, "out of memory");
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return set_err(err, errlen, errno == ENOENT ? CONFIG_NOFILE : CONFIG_BAD,
+			       "%s: %s%s", path, strerror(errno),
+			       errno == ENOENT ? " (use -c FILE, or copy config.example to herald.conf)" : "");
+	/* The file may hold a password: read it through a buffer of ours,
+	 * wiped once the file is closed. */
+	char iobuf[BUFSIZ];
+	setvbuf(f, iobuf, _IOFBF, sizeof iobuf);
+	config_init(&x.cf);
+	/* @include "secrets.conf" is found beside the config, as every
+	 * other path in it is, not in whatever directory cron started in. */
+	const char *slash = strrchr(path, '/');
+	x.dir = slash ? xstrndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
+	config_set_include_dir(&x.cf, x.dir);
+	int ok = config_read(&x.cf, f);
+	fclose(f);
+	explicit_bzero(iobuf, sizeof iobuf);
+	if (!ok) {
+		set_err(err, errlen, CONFIG_BAD, "%s:%d: %s",
+			config_error_file(&x.cf) ? config_error_file(&x.cf) : path,
+			config_error_line(&x.cf), config_error_text(&x.cf));
+		wipe_secrets(&x);
+		config_destroy(&x.cf);
+		free(x.dir);
+		return CONFIG_BAD;
+	}
+	int rc = x.dir ? check_keys(&x, config_root_setting(&x.cf), "") : CONFIG_BAD;
+	if (rc == 0)
+		rc = load(&x, c);
+	free(x.dir);
+	wipe_secrets(&x);
+	config_destroy(&x.cf);
+	return rc;
+}
+
+/* what: "smtp" or "bounce.mailbox", for the messages. */
+static int password_from(const char *what, const char *env_name, const char *command,
+			 const char *literal, const char *const *strip, size_t nstrip,
+			 long timeout, char **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	/* From here on the process holds a secret: a crash must not write it
+	 * to a core file. */
+	struct rlimit none = {0, 0};
+	setrlimit(RLIMIT_CORE, &none);
+	if (command) {
+		char key[64];
+		snprintf(key, sizeof key, "%s.password_command", what);
+		int k = passcmd_run(command, key, strip, nstrip, (int)timeout, out, err, errlen);
+		return k == PASSCMD_OK ? 0 : k == PASSCMD_TIMEDOUT ? CONFIG_TEMP : CONFIG_BAD;
+	}
+	if (literal) {
+		*out = strdup(literal);
+		return *out ? 0 : set_err(err, errlen, CONFIG_BAD, "out of memory");
+	}
+	const char *env = env_name ? getenv(env_name) : NULL;
+	if (!env || !*env)
+		return set_err(err, errlen, CONFIG_BAD,
+			       "%s: set $%s, or %s.password_command",
+			       strcmp(what, "smtp") ? what : "smtp.username is set but no password",
+			       env_name ? env_name : "(none)", what);
+	*out = strdup(env);
+	return *out ? 0 : set_err(err, errlen, CONFIG_BAD, "out of memory");
+}
+
+/* What a password command must not see: every variable that holds one
+ * of herald's secrets (HERALD* ones passcmd strips anyway). */
+#define SECRET_VARS(c) {(c)->unsub.secret_env, (c)->smtp.password_env, \
+			(c)->bounce.mailbox.password_env, (c)->unsub.mailbox.password_env}
+
+int config_password(const struct config *c, char **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!c->smtp.username)
+		return 0;
+	const char *strip[] = SECRET_VARS(c);
+	return password_from("smtp", c->smtp.password_env, c->smtp.password_command,
+			     c->smtp.password, strip, sizeof strip / sizeof *strip, c->smtp.timeout,
+			     out, err, errlen);
+}
+
+int config_mailbox_password(const struct config *c, const struct mailbox_conf *m,
+			    const char *what, char **out, char *err, size_t errlen)
+{
+	const char *strip[] = SECRET_VARS(c);
+	return password_from(what, m->password_env, m->password_command, m->password, strip,
+			     sizeof strip / sizeof *strip, m->timeout, out, err, errlen);
+}
+
+int config_exitcode(int rc)
+{
+	return rc == CONFIG_OK ? EX_OK : rc == CONFIG_NOFILE ? EX_NOINPUT
+	     : rc == CONFIG_TEMP ? EX_TEMPFAIL : EX_CONFIG;
+}
+
+int config_secret(const struct config *c, const char **out, char *err, size_t errlen)
+{
+	const char *v = c->unsub.secret_env ? getenv(c->unsub.secret_env) : NULL;
+	if (!v || strlen(v) < 8)
+		return set_err(err, errlen, CONFIG_BAD,
+			       "$%s must hold the unsubscribe-token secret (8 characters or more), e.g. export %s=$(openssl rand -hex 32)",
+			       c->unsub.secret_env, c->unsub.secret_env);
+	*out = v;
+	return 0;
+}
+
+void config_free(struct config *c)
+{
+	char **strs[] = {&c->path, &c->from, &c->from_name, &c->from_addr,
+			 &c->reply_to, &c->list_id, &c->list_name, &c->subscribers,
+			 &c->templates, &c->template_name, &c->state_dir,
+			 &c->unsub.url, &c->unsub.mailto, &c->unsub.secret_env,
+			 &c->smtp.url, &c->smtp.username, &c->smtp.password_env,
+			 &c->smtp.password_command, &c->smtp.ca_file, &c->smtp.helo,
+			 &c->bounce.return_path, &c->dkim.domain, &c->dkim.selector,
+			 &c->dkim.key_file};
+	for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+		free(*strs[i]);
+	secret_free(&c->smtp.password);
+	struct mailbox_conf *mbs[] = {&c->bounce.mailbox, &c->unsub.mailbox};
+	for (int i = 0; i < 2; i++) {
+		char *ms[] = {mbs[i]->url, mbs[i]->username, mbs[i]->password_env,
+			      mbs[i]->password_command, mbs[i]->ca_file, mbs[i]->move_to};
+		for (size_t k = 0; k < sizeof ms / sizeof *ms; k++)
+			free(ms[k]);
+		secret_free(&mbs[i]->password);
+	}
+	for (size_t i = 0; i < c->n_test_to; i++)
+		free(c->test_to[i]);
+	free(c->test_to);
+	memset(c, 0, sizeof *c);
+}

@@ -1,0 +1,474 @@
+#include "mailbox/unsubscribe.h"
+#include "util/addr.h"
+#include "util/buf.h"
+#include "util/token.h"
+#include "mailbox/mailparse.h"
+#include "input/subscribers.h"
+#include <csv.h>
+#include <dirent.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libetpan/libetpan.h>
+#include <libgen.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sysexits.h>
+
+/* ---- requests ---------------------------------------------------------- */
+
+/* "Re: Fwd: unsubscribe ..." -> "unsubscribe ...", or NULL. */
+static const char *command(const char *s)
+{
+	for (;;) {
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (!strncasecmp(s, "re:", 3))
+			s += 3;
+		else if (!strncasecmp(s, "fwd:", 4))
+			s += 4;
+		else if (!strncasecmp(s, "fw:", 3))
+			s += 3;
+		else
+			break;
+	}
+	if (strncasecmp(s, "unsubscribe", 11) || (s[11] && !isspace((unsigned char)s[11])))
+		return NULL;
+	return s + 11;
+}
+
+static int is_token(const char *w, size_t n)
+{
+	if (n != TOKEN_LEN)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isxdigit((unsigned char)w[i]))
+			return 0;
+	return 1;
+}
+
+/* Compares in time that does not depend on where they differ. */
+int unsub_parse_request(const char *msg, size_t len, const char *secret,
+			char *addr, size_t addrlen, char *why, size_t whylen)
+{
+	char from[400], subject[400], autosub[64], from_addr[400] = "";
+	addr[0] = '\0';
+	mailparse_header(msg, len, "From", from, sizeof from);
+	mailparse_header(msg, len, "Subject", subject, sizeof subject);
+	mailparse_header(msg, len, "Auto-Submitted", autosub, sizeof autosub);
+	/* The From address: the last <...>, else the whole value. */
+	const char *lt = strrchr(from, '<');
+	if (lt) {
+		snprintf(from_addr, sizeof from_addr, "%.300s", lt + 1);
+		from_addr[strcspn(from_addr, ">")] = '\0';
+	} else
+		snprintf(from_addr, sizeof from_addr, "%.300s", from);
+	char *t = from_addr;
+	while (*t == ' ')
+		t++;
+	memmove(from_addr, t, strlen(t) + 1);
+	from_addr[strcspn(from_addr, " \t")] = '\0';
+	if ((autosub[0] && strncasecmp(autosub, "no", 2)) || !strncasecmp(from_addr, "mailer-daemon@", 14) ||
+	    !strncasecmp(from_addr, "postmaster@", 11))
+		return set_err(why, whylen, UNSUB_NONE, "an automatic message, not a request");
+
+	const char *args = command(subject);
+	struct buf body = {0};
+	char line[400];
+	if (!args) {
+		if (mailparse_text(msg, len, &body) < 0) {
+			buf_free(&body);
+			return set_err(why, whylen, UNSUB_FAIL, "out of memory");
+		}
+		/* The first non-empty line of the body. */
+		const char *p = body.p ? body.p : "", *end = p + body.len;
+		while (p < end) {
+			const char *e = memchr(p, '\n', (size_t)(end - p));
+			size_t l = e ? (size_t)(e - p) : (size_t)(end - p);
+			size_t k = 0;
+			while (k < l && isspace((unsigned char)p[k]))
+				k++;
+			if (k < l) {
+				snprintf(line, sizeof line, "%.*s", (int)(l - k < sizeof line - 1 ? l - k : sizeof line - 1), p + k);
+				line[strcspn(line, "\r")] = '\0';
+				args = command(line);
+				break;
+			}
+			p = e ? e + 1 : end;
+		}
+	}
+	buf_free(&body);
+	if (!args)
+		return set_err(why, whylen, UNSUB_NONE, "no \"unsubscribe\" in the subject or first line");
+
+	/* Words after the command: an address and/or a token. */
+	char named[320] = "", token[TOKEN_LEN + 1] = "";
+	const char *w = args;
+	while (*w) {
+		while (*w && (isspace((unsigned char)*w) || *w == '<' || *w == '>' || *w == ','))
+			w++;
+		size_t n = 0;
+		while (w[n] && !isspace((unsigned char)w[n]) && w[n] != '<' && w[n] != '>' && w[n] != ',')
+			n++;
+		if (!n)
+			break;
+		if (memchr(w, '@', n) && n < sizeof named && !named[0])
+			snprintf(named, sizeof named, "%.*s", (int)n, w);
+		else if (is_token(w, n) && !token[0])
+			snprintf(token, sizeof token, "%.*s", (int)n, w);
+		w += n;
+	}
+	const char *who = named[0] ? named : from_addr;
+	char reason[100];
+	if (addr_valid(who, reason, sizeof reason) < 0)
+		return set_err(why, whylen, UNSUB_REFUSED, "\"%s\" is not an address (%s)", who, reason);
+	if (token[0]) {
+		if (!secret)
+			return set_err(why, whylen, UNSUB_REFUSED,
+				       "request for %s carries a token but no secret is set to check it", who);
+		int same = token_check(secret, who, token);
+		if (same < 0)
+			return set_err(why, whylen, UNSUB_FAIL, "HMAC failed");
+		if (!same)
+			return set_err(why, whylen, UNSUB_REFUSED, "request for %s: the token is not %s's",
+				       who, who);
+	} else if (named[0] && strcasecmp(named, from_addr)) {
+		return set_err(why, whylen, UNSUB_REFUSED,
+			       "%s asks to unsubscribe %s without that reader's token", from_addr, named);
+	}
+	snprintf(addr, addrlen, "%s", who);
+	return UNSUB_REQUEST;
+}
+
+/* ---- the list ---------------------------------------------------------- */
+
+struct rewrite {
+	const char *in;
+	size_t len, pos;       /* pos: the byte being fed to libcsv */
+	struct buf out;
+	size_t copied;         /* input bytes already in out */
+	size_t rec_start, field_start;
+	size_t nfield;
+	long row;              /* 0: the header */
+	int email_col, status_col, ncols;
+	size_t status_start, status_end; /* raw span of the status field */
+	struct buf email, status;
+	int at_eof;
+	chash *want;           /* lower-cased address -> index + 1 */
+	enum unsub_result *result;
+	int changed, oom;
+};
+
+static void trim_copy(struct buf *b, const char *s, size_t n)
+{
+	while (n && (*s == ' ' || *s == '\t'))
+		s++, n--;
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	buf_reset(b);
+	if (buf_add(b, s, n) < 0)
+		buf_reset(b);
+}
+
+static void on_field(void *s, size_t n, void *arg)
+{
+	struct rewrite *w = arg;
+	size_t end = w->at_eof ? w->len : w->pos;
+	const char *v = s ? s : "";
+	if (w->row == 0) {
+		char name[64];
+		size_t k = 0;
+		if (w->nfield == 0 && n >= 3 && !memcmp(v, "\xEF\xBB\xBF", 3)) {
+			v += 3;
+			n -= 3;
+		}
+		while (n && (*v == ' ' || *v == '\t'))
+			v++, n--;
+		for (; k < n && k < sizeof name - 1; k++)
+			name[k] = (char)tolower((unsigned char)v[k]);
+		while (k && (name[k - 1] == ' ' || name[k - 1] == '\t'))
+			k--;
+		name[k] = '\0';
+		if (!strcmp(name, "email") && w->email_col < 0)
+			w->email_col = (int)w->nfield;
+		if (!strcmp(name, "status") && w->status_col < 0)
+			w->status_col = (int)w->nfield;
+	} else if ((int)w->nfield == w->email_col) {
+		trim_copy(&w->email, v, n);
+	} else if ((int)w->nfield == w->status_col) {
+		trim_copy(&w->status, v, n);
+		w->status_start = w->field_start;
+		w->status_end = end;
+	}
+	w->nfield++;
+	w->field_start = end + 1;
+}
+
+static void emit(struct rewrite *w, size_t upto, const char *add)
+{
+	if (buf_add(&w->out, w->in + w->copied, upto - w->copied) < 0 || buf_adds(&w->out, add) < 0)
+		w->oom = 1;
+	w->copied = upto;
+}
+
+static void on_row(int c, void *arg)
+{
+	struct rewrite *w = arg;
+	size_t end = w->at_eof ? w->len : w->pos;
+	if (w->row == 0) {
+		w->ncols = (int)w->nfield;
+		if (w->email_col >= 0 && w->status_col < 0)
+			emit(w, end, ",status");
+	} else if (w->email_col >= 0) {
+		int idx = -1;
+		char *lower = (int)w->nfield > w->email_col ? str_lower(w->email.p ? w->email.p : "") : NULL;
+		chashdatum k, v;
+		if (lower) {
+			k.data = lower;
+			k.len = (unsigned)strlen(lower);
+			if (chash_get(w->want, &k, &v) == 0)
+				idx = (int)(uintptr_t)v.data - 1;
+		}
+		free(lower);
+		if (w->status_col < 0) {
+			emit(w, end, idx >= 0 ? ",unsubscribed" : ",");
+			if (idx >= 0) {
+				w->result[idx] = UNSUB_CHANGED;
+				w->changed = 1;
+			}
+		} else if (idx >= 0 && (int)w->nfield > w->status_col) {
+			if (w->status.p && !strcasecmp(w->status.p, "unsubscribed")) {
+				if (w->result[idx] != UNSUB_CHANGED)
+					w->result[idx] = UNSUB_ALREADY;
+			} else {
+				emit(w, w->status_start, "unsubscribed");
+				w->copied = w->status_end;
+				w->result[idx] = UNSUB_CHANGED;
+				w->changed = 1;
+			}
+		}
+	}
+	(void)c;
+	w->row++;
+	w->nfield = 0;
+	buf_reset(&w->email);
+	buf_reset(&w->status);
+	/* The next record starts after this one's line break(s). */
+	size_t s = end;
+	while (s < w->len && (w->in[s] == '\r' || w->in[s] == '\n'))
+		s++;
+	w->rec_start = w->field_start = s;
+}
+
+/* Parses the list and builds the new text in w->out. */
+static int rewrite(struct rewrite *w, const char *path, char *err, size_t errlen)
+{
+	struct csv_parser p;
+	if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0)
+		return set_err(err, errlen, UNSUB_ERR_LIST, "out of memory");
+	w->email_col = w->status_col = -1;
+	int rc = 0;
+	/* Byte by byte, so each callback knows the offset where its field
+	 * or record ends: the rewrite copies everything else verbatim. */
+	for (w->pos = 0; w->pos < w->len && !w->oom; w->pos++) {
+		if (csv_parse(&p, w->in + w->pos, 1, on_field, on_row, w) != 1) {
+			rc = set_err(err, errlen, UNSUB_ERR_LIST, "%s: CSV error near byte %zu: %s", path,
+				     w->pos, csv_strerror(csv_error(&p)));
+			break;
+		}
+		if (w->row == 1 && w->email_col < 0) {
+			rc = set_err(err, errlen, UNSUB_ERR_LIST, "%s: no \"email\" column in the header row", path);
+			break;
+		}
+	}
+	if (!rc && !w->oom) {
+		w->at_eof = 1;
+		if (csv_fini(&p, on_field, on_row, w) != 0)
+			rc = set_err(err, errlen, UNSUB_ERR_LIST, "%s: CSV error at the end: %s", path,
+				     csv_strerror(csv_error(&p)));
+		else if (w->email_col < 0)
+			rc = set_err(err, errlen, UNSUB_ERR_LIST, "%s: no \"email\" column in the header row", path);
+	}
+	csv_free(&p);
+	if (!rc && !w->oom)
+		emit(w, w->len, "");
+	if (!rc && w->oom)
+		rc = set_err(err, errlen, UNSUB_ERR_LIST, "out of memory");
+	return rc;
+}
+
+/* Removes what an earlier rewrite killed before its rename left behind:
+ * .LIST.herald-XXXXXX beside the list. Called under the list's lock, so
+ * no live rewrite owns one. */
+static void remove_stale(const char *path)
+{
+	char *dup1 = strdup(path), *dup2 = strdup(path), *prefix = NULL;
+	if (!dup1 || !dup2 || asprintf(&prefix, ".%s.herald-", basename(dup2)) < 0) {
+		prefix = NULL;
+		goto out;
+	}
+	const char *dir = dirname(dup1);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	size_t pl = strlen(prefix);
+	while (d && (e = readdir(d))) {
+		/* mkstemp's six characters, nothing else */
+		if (strncmp(e->d_name, prefix, pl) || strlen(e->d_name + pl) != 6)
+			continue;
+		char *p;
+		if (asprintf(&p, "%s/%s", dir, e->d_name) >= 0) {
+			unlink(p);
+			free(p);
+		}
+	}
+	if (d)
+		closedir(d);
+out:
+	free(prefix);
+	free(dup1);
+	free(dup2);
+}
+
+/* Temporary file beside the list, fsync'd, then renamed over it. */
+static int replace_file(const char *path, const struct stat *st, const struct buf *b,
+			char *err, size_t errlen)
+{
+	char *dup1 = strdup(path), *dup2 = strdup(path), *tmp = NULL;
+	int rc = 0, fd = -1;
+	if (!dup1 || !dup2 || asprintf(&tmp, "%s/.%s.herald-XXXXXX", dirname(dup1), basename(dup2)) < 0) {
+		tmp = NULL;
+		rc = set_err(err, errlen, UNSUB_ERR_WRITE, "out of memory");
+		goto out;
+	}
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	size_t off = 0;
+	while (off < b->len) {
+		ssize_t n = write(fd, b->p + off, b->len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", tmp, strerror(n < 0 ? errno : EIO));
+			goto out;
+		}
+		off += (size_t)n;
+	}
+	/* The list keeps its owner and mode (mkstemp made it 0600, ours). */
+	if (fchmod(fd, st->st_mode & 07777) < 0 ||
+	    (fchown(fd, st->st_uid, st->st_gid) < 0 && errno != EPERM) || fsync(fd) < 0) {
+		rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) < 0) {
+		rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	free(tmp);
+	tmp = NULL;
+	/* The rename itself is durable once the directory is. */
+	free(dup1);
+	dup1 = strdup(path);
+	int dfd = dup1 ? open(dirname(dup1), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp) {
+		unlink(tmp);
+		free(tmp);
+	}
+	free(dup1);
+	free(dup2);
+	return rc;
+}
+
+int unsub_apply(const char *path, const char *const *addrs, size_t n,
+		enum unsub_result *result, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < n; i++)
+		result[i] = UNSUB_NOT_LISTED;
+	int fd = -1;
+	struct stat st;
+	/* Lock the list, then make sure the file locked is still the one at
+	 * path: another herald may have renamed a new list over it while we
+	 * waited. */
+	for (int tries = 0;; tries++) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return set_err(err, errlen, errno == ENOENT ? UNSUB_ERR_NOFILE : UNSUB_ERR_LIST,
+				       "%s: %s", path, strerror(errno));
+		struct stat now;
+		if (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0) {
+			int e = errno;
+			close(fd);
+			return set_err(err, errlen, UNSUB_ERR_LIST, "%s: %s", path, strerror(e));
+		}
+		if (stat(path, &now) == 0 && now.st_ino == st.st_ino && now.st_dev == st.st_dev) {
+			remove_stale(path);
+			break;
+		}
+		close(fd);
+		if (tries > 100)
+			return set_err(err, errlen, UNSUB_ERR_LIST, "%s: keeps being replaced", path);
+	}
+	struct rewrite w;
+	memset(&w, 0, sizeof w);
+	w.result = result;
+	int rc = 0;
+	char *data = NULL;
+	size_t len = 0;
+	w.want = chash_new(CHASH_DEFAULTSIZE, CHASH_COPYKEY);
+	if (!w.want)
+		rc = set_err(err, errlen, UNSUB_ERR_LIST, "out of memory");
+	for (size_t i = 0; !rc && i < n; i++) {
+		char *lower = str_lower(addrs[i]);
+		chashdatum k = {lower, lower ? (unsigned)strlen(lower) : 0}, v = {(void *)(uintptr_t)(i + 1), 0};
+		if (!lower || chash_set(w.want, &k, &v, NULL) < 0)
+			rc = set_err(err, errlen, UNSUB_ERR_LIST, "out of memory");
+		free(lower);
+	}
+	if (!rc && read_file(path, &data, &len) < 0)
+		rc = set_err(err, errlen, UNSUB_ERR_LIST, "%s: %s", path, strerror(errno));
+	if (!rc) {
+		w.in = data;
+		w.len = len;
+		rc = rewrite(&w, path, err, errlen);
+	}
+	if (!rc && w.changed)
+		rc = replace_file(path, &st, &w.out, err, errlen);
+	if (rc)
+		for (size_t i = 0; i < n; i++)
+			result[i] = UNSUB_NOT_LISTED;
+	free(data);
+	buf_free(&w.out);
+	buf_free(&w.email);
+	buf_free(&w.status);
+	if (w.want)
+		chash_free(w.want);
+	close(fd); /* and so the lock */
+	return rc;
+}
+
+int unsub_exitcode(int rc)
+{
+	return rc == UNSUB_OK ? EX_OK : rc == UNSUB_ERR_NOFILE ? EX_NOINPUT
+	     : rc == UNSUB_ERR_LIST ? EX_DATAERR : EX_CANTCREAT;
+}

@@ -1,0 +1,155 @@
+#include "state/state.h"
+#include "util/buf.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int state_mkdir(const char *dir, char *err, size_t errlen)
+{
+	char *p = strdup(dir);
+	if (!p)
+		return set_err(err, errlen, -1, "out of memory");
+	for (char *s = p + 1; ; s++) {
+		if (*s == '/' || *s == '\0') {
+			char c = *s;
+			*s = '\0';
+			if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+				set_err(err, errlen, -1, "%s: cannot create state directory: %s", p, strerror(errno));
+				free(p);
+				return -1;
+			}
+			*s = c;
+			if (!c)
+				break;
+		}
+	}
+	free(p);
+	return 0;
+}
+
+int state_lock(const char *state_dir, enum state_lock which, char *err, size_t errlen)
+{
+	static const struct { const char *name, *busy; } locks[] = {
+		[STATE_LOCK_SEND] = {"herald.lock", "another herald is sending from this state directory"},
+		[STATE_LOCK_SCAN] = {"scan.lock", "another scan is running"},
+	};
+	if (state_mkdir(state_dir, err, errlen) < 0)
+		return -2;
+	char *path;
+	if (asprintf(&path, "%s/%s", state_dir, locks[which].name) < 0)
+		return set_err(err, errlen, -2, "out of memory");
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		set_err(err, errlen, -2, "%s: %s", path, strerror(errno));
+		free(path);
+		return -2;
+	}
+	/* flock, not fcntl: it belongs to the open file, so a connection
+	 * thread's close of another descriptor cannot drop it. */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int busy = errno == EWOULDBLOCK;
+		set_err(err, errlen, busy ? -1 : -2, "%s: %s", path,
+			busy ? locks[which].busy : strerror(errno));
+		free(path);
+		close(fd);
+		return busy ? -1 : -2;
+	}
+	free(path);
+	return fd;
+}
+
+void state_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+void state_time(time_t t, char out[32])
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+time_t state_parse_time(const char *s)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof tm);
+	const char *e = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (!e || (*e && *e != '\t' && *e != '\n'))
+		return -1;
+	return timegm(&tm);
+}
+
+void state_clean(char *out, size_t outlen, const char *s)
+{
+	size_t i = 0;
+	for (; s && *s && i + 1 < outlen; s++)
+		out[i++] = ((unsigned char)*s < 0x20 || *s == 0x7f) ? ' ' : *s;
+	if (outlen)
+		out[i] = '\0';
+}
+
+int state_each_file(const char *state_dir, const char *suffix,
+		    int (*fn)(void *arg, const char *path, const char *stem),
+		    void *arg, char *err, size_t errlen)
+{
+	DIR *d = opendir(state_dir);
+	if (!d)
+		return errno == ENOENT ? 0 : set_err(err, errlen, -1, "%s: %s", state_dir, strerror(errno));
+	size_t sl = strlen(suffix);
+	struct dirent *de;
+	int rc = 0;
+	while (!rc && (de = readdir(d))) {
+		size_t nl = strlen(de->d_name);
+		if (nl <= sl || strcmp(de->d_name + nl - sl, suffix) || de->d_name[0] == '.')
+			continue;
+		char stem[256], *path;
+		snprintf(stem, sizeof stem, "%.*s", (int)(nl - sl), de->d_name);
+		if (asprintf(&path, "%s/%s", state_dir, de->d_name) < 0)
+			return closedir(d), set_err(err, errlen, -1, "out of memory");
+		rc = fn(arg, path, stem);
+		if (rc < 0)
+			set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
+		free(path);
+	}
+	closedir(d);
+	return rc;
+}
+
+int state_times_add(struct state_times *st, time_t t)
+{
+	if (t < 0 || t < st->since)
+		return 0;
+	if (t > st->now)
+		t = st->now;
+	if (array_grow(&st->v, &st->cap, st->n, sizeof *st->v, 1024) < 0)
+		return -1;
+	st->v[st->n++] = (double)t;
+	return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+void state_times_sort(struct state_times *st)
+{
+	if (st->n)
+		qsort(st->v, st->n, sizeof *st->v, cmp_double);
+}
+
+void state_times_free(struct state_times *st)
+{
+	free(st->v);
+	st->v = NULL;
+	st->n = st->cap = 0;
+}

@@ -1,0 +1,82 @@
+/* statefile: what every append-only line file in state_dir shares (the
+ * journals, bounces.log, mailbox.seen).
+ *
+ * Each of them is appended to one write(2) per line on O_APPEND. A crash,
+ * a full disk or a power cut can leave the last line without its newline,
+ * or a block of NUL bytes at the end (the file grew on disk, its data
+ * never landed). Appending after that glues the next line onto the
+ * fragment, and that line is never read back: a delivery or a bounce
+ * silently lost. statefile_open repairs the tail before anything is
+ * appended: the NUL bytes at the end are cut off, and a fragment is cut
+ * off or ended with a newline (see enum statefile_torn), so the next line
+ * starts a line of its own. The repair is reported once, as FILE:LINE:
+ * after it the file is whole.
+ *
+ * Readers take each line through statefile_line, which drops the NUL
+ * bytes a power cut left at its start and says when what remains is not
+ * text; a line that does not parse is the reader's to report as
+ * FILE:LINE, through a statefile_warn.
+ *
+ * Ownership: nothing is kept; the fd is the caller's. */
+#ifndef HERALD_STATEFILE_H
+#define HERALD_STATEFILE_H
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+/* Where a module sends a warning (never printed by the module itself). */
+struct statefile_warn {
+	void (*fn)(void *arg, const char *msg);
+	void *arg;
+};
+void statefile_warnf(const struct statefile_warn *w, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* What statefile_repair found. */
+struct statefile_tail {
+	long line;       /* 1-based number of the line that had no newline, or 0 */
+	size_t nuls;     /* NUL bytes cut off the end */
+};
+
+/* What to do with a last line that has no newline. */
+enum statefile_torn {
+	/* Cut it off: its writer saw the write fail and will do it again
+	 * (a bounce not logged is rescanned; a mark not remembered is
+	 * made again). */
+	STATEFILE_CUT,
+	/* End it with a newline and keep it: its writer's work is done
+	 * and cannot be redone (a journal line: the relay took the
+	 * message), so its reader takes what the fragment still says. */
+	STATEFILE_KEEP,
+};
+
+/* Repairs the tail of the file open on fd (read and write; O_APPEND is
+ * fine): NUL bytes at the end are cut off, then a fragment is cut or
+ * ended as `torn` says. The caller holds whatever lock keeps other
+ * writers out. The common case, a file that ends with a newline, costs
+ * one pread. Returns 0, or -1 with err. */
+int statefile_repair(int fd, const char *path, enum statefile_torn torn,
+		     struct statefile_tail *t, char *err, size_t errlen);
+/* open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600), flock
+ * LOCK_EX, statefile_repair, and one warning to w naming FILE:LINE when
+ * something was repaired. With keep_lock the fd is returned still locked
+ * (a writer that shares the file with another process appends under the
+ * lock: bounces.log has two, a send and a scan), else unlocked. Returns
+ * the fd, or -1 with err. */
+int statefile_open(const char *path, enum statefile_torn torn, int keep_lock,
+		   const struct statefile_warn *w, char *err, size_t errlen);
+
+/* One line as getline(3) returned it (n bytes): strips the newline and the
+ * NUL bytes before the text, and points *text at what is left. Returns 1;
+ * 0 when the line has no newline (the end of a file another process is
+ * writing: not a line yet); -1 when it still holds a NUL byte (damage,
+ * not text: the caller reports it). */
+int statefile_line(char *line, ssize_t n, char **text);
+
+/* Reads f to its end through statefile_line: fn(arg, text, no) for each
+ * whole line (no counts from 1; text NULL when the line is damage, for
+ * the reader to report), until fn returns non-zero, which is returned.
+ * A last line without its newline ends the reading: it is another
+ * writer's line in progress, or torn, and the next append repairs it. */
+int statefile_each_line(FILE *f, int (*fn)(void *arg, char *text, long no), void *arg);
+#endif

@@ -1,0 +1,220 @@
+#include "util/buf.h"
+#include <errno.h>
+#include <gnutls/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int buf_reserve(struct buf *b, size_t extra)
+{
+	if (b->len + extra + 1 <= b->cap)
+		return 0;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap < b->len + extra + 1) {
+		if (cap > ((size_t)-1) / 2)
+			return -1;
+		cap *= 2;
+	}
+	char *p = realloc(b->p, cap);
+	if (!p)
+		return -1;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+int buf_add(struct buf *b, const void *data, size_t len)
+{
+	if (buf_reserve(b, len) < 0)
+		return -1;
+	if (len)
+		memcpy(b->p + b->len, data, len);
+	b->len += len;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+int buf_adds(struct buf *b, const char *s)
+{
+	return buf_add(b, s, strlen(s));
+}
+
+int buf_addc(struct buf *b, char c)
+{
+	return buf_add(b, &c, 1);
+}
+
+int buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || buf_reserve(b, (size_t)n) < 0)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+	return 0;
+}
+
+const char *buf_cstr(struct buf *b)
+{
+	if (!b->p && buf_reserve(b, 0) < 0)
+		return "";
+	b->p[b->len] = '\0';
+	return b->p;
+}
+
+char *buf_detach(struct buf *b)
+{
+	buf_cstr(b);
+	char *p = b->p;
+	b->p = NULL;
+	b->len = b->cap = 0;
+	return p;
+}
+
+void buf_reset(struct buf *b)
+{
+	b->len = 0;
+	if (b->p)
+		b->p[0] = '\0';
+}
+
+void buf_free(struct buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+char *xstrdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+void secret_free(char **s)
+{
+	if (!*s)
+		return;
+	explicit_bzero(*s, strlen(*s));
+	free(*s);
+	*s = NULL;
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+	if (!p)
+		return NULL;
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+int set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+int read_file(const char *path, char **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -1;
+	struct buf b = {0};
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+		if (buf_add(&b, chunk, n) < 0) {
+			fclose(f);
+			buf_free(&b);
+			errno = ENOMEM;
+			return -1;
+		}
+	}
+	int bad = ferror(f);
+	fclose(f);
+	if (bad) {
+		buf_free(&b);
+		errno = EIO;
+		return -1;
+	}
+	if (len)
+		*len = b.len;
+	*out = buf_detach(&b);
+	return *out ? 0 : -1;
+}
+
+char *str_lower(const char *s)
+{
+	char *p = strdup(s);
+	if (!p)
+		return NULL;
+	for (char *q = p; *q; q++)
+		if (*q >= 'A' && *q <= 'Z')
+			*q = (char)(*q - 'A' + 'a');
+	return p;
+}
+
+int buf_sha256_hex(const void *data, size_t len, char out[65])
+{
+	unsigned char d[32];
+	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, data, len, d) < 0)
+		return -1;
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+	return 0;
+}
+
+int array_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first)
+{
+	if (n < *cap)
+		return 0;
+	size_t nc = *cap ? *cap * 2 : first;
+	void **p = arr;
+	void *na = realloc(*p, nc * size);
+	if (!na)
+		return -1;
+	*p = na;
+	*cap = nc;
+	return 0;
+}
+
+int utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s, *e = p + len;
+	while (p < e) {
+		unsigned c = *p++;
+		int n;
+		unsigned min;
+		if (c < 0x80)
+			continue;
+		if ((c & 0xE0) == 0xC0) { n = 1; min = 0x80; c &= 0x1F; }
+		else if ((c & 0xF0) == 0xE0) { n = 2; min = 0x800; c &= 0x0F; }
+		else if ((c & 0xF8) == 0xF0) { n = 3; min = 0x10000; c &= 0x07; }
+		else
+			return 0;
+		if (e - p < n)
+			return 0;
+		for (int i = 0; i < n; i++) {
+			if ((p[i] & 0xC0) != 0x80)
+				return 0;
+			c = (c << 6) | (p[i] & 0x3F);
+		}
+		/* Overlong forms, surrogates and values past U+10FFFF are
+		 * how filters get fooled: refuse them. */
+		if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+			return 0;
+		p += n;
+	}
+	return 1;
+}
