@@ -14,7 +14,8 @@ printed next to a reference measured in the same run:
   4. rate-limiter accuracy: rate 50/s for 20 s against tests/smtpd.py,
      measured rate and the largest burst the server saw.
 
-Usage: bench/run.py [--quick]   (--quick: 2,000 messages, 5 s rate test)
+Usage: bench/run.py [--quick] [--rate-only]   (--quick: 2,000 messages, 5 s rate
+test; --rate-only: just part 4)
 """
 import os
 import resource
@@ -134,7 +135,42 @@ def herald_send(conf):
     return el, rss
 
 
+def rate_accuracy(d, env):
+    """Rate accuracy against a server that timestamps what it receives."""
+    md = os.path.join(d, "maildir")
+    portfile = os.path.join(d, "smtpd.port")
+    srv = subprocess.Popen(["/usr/bin/python3", os.path.join(ROOT, "tests", "smtpd.py"),
+                            "--maildir", md, "--port-file", portfile,
+                            "--max-seconds", str(RATE_SECONDS * 3 + 60)],
+                           stderr=subprocess.DEVNULL)
+    try:
+        while not os.path.exists(portfile):
+            time.sleep(0.05)
+        port = int(open(portfile).read())
+        n = 50 * RATE_SECONDS
+        path = os.path.join(d, "subs-rate.csv")
+        write_list(path, n)
+        conf = write_config(d, port, path, 1, "rate = { per_second = 50.0; burst = 1; };")
+        timed([HERALD, "-q", "-c", conf, "send", POST], env)
+        times = sorted(os.stat(os.path.join(md, "new", f)).st_mtime_ns / 1e9
+                       for f in os.listdir(os.path.join(md, "new")))
+        span = times[-1] - times[0]
+        measured = (len(times) - 1) / span
+        burst = max(sum(1 for t in times if s <= t < s + 0.1) for s in times)
+        print(f"\nrate limit 50/s for {RATE_SECONDS} s: {len(times)} messages, measured "
+              f"{measured:.2f}/s ({(measured / 50 - 1) * 100:+.2f} %), largest burst "
+              f"{burst} messages in 100 ms (5 expected)")
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        srv.wait(10)
+
+
 def main():
+    if "--rate-only" in sys.argv:
+        d = tempfile.mkdtemp(prefix="herald-bench-", dir="/tmp")
+        rate_accuracy(d, dict(os.environ, HERALD_SECRET="bench-secret-123"))
+        shutil.rmtree(d, ignore_errors=True)
+        return
     for tool in (HERALD, "/usr/sbin/smtp-sink", "/usr/sbin/smtp-source", CEILING):
         if not os.access(tool, os.X_OK):
             sys.exit(f"bench: {tool} missing (make bench builds and installs what it needs)")
@@ -196,33 +232,7 @@ def main():
     finally:
         sink.stop()
 
-    # Rate accuracy against a server that timestamps what it receives.
-    md = os.path.join(d, "maildir")
-    portfile = os.path.join(d, "smtpd.port")
-    srv = subprocess.Popen(["/usr/bin/python3", os.path.join(ROOT, "tests", "smtpd.py"),
-                            "--maildir", md, "--port-file", portfile,
-                            "--max-seconds", str(RATE_SECONDS * 3 + 60)],
-                           stderr=subprocess.DEVNULL)
-    try:
-        while not os.path.exists(portfile):
-            time.sleep(0.05)
-        port = int(open(portfile).read())
-        n = 50 * RATE_SECONDS
-        path = os.path.join(d, "subs-rate.csv")
-        write_list(path, n)
-        conf = write_config(d, port, path, 1, "rate = { per_second = 50.0; burst = 1; };")
-        timed([HERALD, "-q", "-c", conf, "send", POST], env)
-        times = sorted(os.stat(os.path.join(md, "new", f)).st_mtime_ns / 1e9
-                       for f in os.listdir(os.path.join(md, "new")))
-        span = times[-1] - times[0]
-        measured = (len(times) - 1) / span
-        burst = max(sum(1 for t in times if s <= t < s + 0.1) for s in times)
-        print(f"\nrate limit 50/s for {RATE_SECONDS} s: {len(times)} messages, measured "
-              f"{measured:.2f}/s ({(measured / 50 - 1) * 100:+.2f} %), largest burst "
-              f"{burst} messages in 100 ms (5 expected)")
-    finally:
-        srv.send_signal(signal.SIGTERM)
-        srv.wait(10)
+    rate_accuracy(d, env)
     shutil.rmtree(d, ignore_errors=True)
     shutil.rmtree(shm, ignore_errors=True)
 

@@ -142,10 +142,19 @@ static void ring_push(struct rl_window *w, double t)
 void rl_take(struct ratelimit *rl, double now)
 {
 	if (rl->rate > 0) {
-		rl->tokens += (now - rl->last) * rl->rate;
-		if (rl->tokens > rl->capacity)
-			rl->tokens = rl->capacity;
-		rl->tokens -= 1;
+		double t = rl->tokens + (now - rl->last) * rl->rate;
+		/* Filling past the capacity means this message went late:
+		 * the loop woke, or built the message, after it was due. Up
+		 * to one interval of that is kept as credit, so late
+		 * wake-ups do not lower the long-run rate (plain clipping
+		 * gave 48.9/s for 50/s); more than an interval was idle
+		 * time, which only the burst may spend. The bucket never
+		 * holds more than its capacity, so no more than `burst`
+		 * messages ever go at once. */
+		double over = t - rl->capacity;
+		if (over > 0)
+			t = rl->capacity + (over < 1 ? over : 0);
+		rl->tokens = t - 1;
 		rl->last = now;
 	}
 	for (int i = 0; i < rl->nwin; i++)

@@ -1,7 +1,9 @@
 /* ratelimit: how long to wait before the next message may go out.
  *
  * per_second is a token bucket (rate r, capacity `burst`), so a steady
- * stream is paced evenly. per_minute, per_hour and per_day are exact
+ * stream is paced evenly; a message that goes out late (by less than one
+ * interval) lets the next go that much sooner, so the long-run rate is
+ * the configured one, and no more than `burst` ever go at once. per_minute, per_hour and per_day are exact
  * sliding windows: at most N messages in any window of that length, which
  * is what a relay's quota means. A message goes out only when every
  * configured limit allows it.
