@@ -368,8 +368,11 @@ def test_dkim(t):
         for h in ("from", "to", "subject", "date", "message-id", "reply-to", "mime-version",
                   "content-type", "list-id", "list-unsubscribe", "list-unsubscribe-post"):
             expect(h in signed, f"message {i}: {h} not signed (h={tags['h']})")
-        for h in ("from", "subject", "list-unsubscribe", "list-unsubscribe-post"):
+        for h in ("from", "subject", "list-unsubscribe", "list-unsubscribe-post", "list-id",
+                  "content-type", "mime-version"):
             equal(signed.count(h), 2, f"message {i}: {h} over-signed")
+        for h in ("cc", "sender"):
+            equal(signed.count(h), 1, f"message {i}: {h} signed as absent")
     # The verifier is not a rubber stamp.
     raw = raws[0]
     body = raw.index(b"\r\n\r\n") + 4
@@ -379,6 +382,15 @@ def test_dkim(t):
            "a changed subject still verifies")
     expect(not verify(b"From: Mallory <m@example.org>\r\n" + raw, txt),
            "an added From still verifies")
+    # A copy with a header prepended (a list exploder, a forger) fails,
+    # whichever header it is; one that herald does not sign does not.
+    for added in (b"List-Id: Other <other.example.net>", b"Content-Type: text/plain",
+                  b"MIME-Version: 1.0", b"Cc: everyone@example.net",
+                  b"Sender: Mallory <m@example.net>"):
+        expect(not verify(added + b"\r\n" + raw, txt),
+               f"a copy with {added.split(b':')[0].decode()} prepended still verifies")
+    expect(verify(b"X-Forwarded-For: 192.0.2.1\r\n" + raw, txt),
+           "a prepended header herald does not sign broke the signature")
 
 
 @SUITE.test("DKIM config: half a group exits 78, a missing key 66, a key that is no key 65")

@@ -19,17 +19,22 @@ struct dkimsig {
 
 /* What the signature covers: every header herald writes that a reader or
  * a filter acts on. MIME-Version and Content-Type keep the body's meaning
- * from being changed under a valid body hash. */
+ * from being changed under a valid body hash. Cc and Sender are never
+ * written: signed as absent (below), so one added later breaks the
+ * signature instead of showing the reader another sender or recipient. */
 static const char *const sign_hdrs[] = {
-	"from", "reply-to", "to", "subject", "date", "message-id",
+	"from", "reply-to", "to", "cc", "sender", "subject", "date", "message-id",
 	"mime-version", "content-type", "list-id", "list-unsubscribe",
 	"list-unsubscribe-post", NULL};
-/* Over-signed: one more instance than present is signed, so an added
- * second header of these names breaks the signature instead of being
- * shown to the reader or trusted by the unsubscribe button. */
+/* Over-signed: one more instance than present is signed (for an absent
+ * header, its absence), so a header of these names added in transit, on
+ * top or below, breaks the signature instead of being shown to the
+ * reader, sorted on by a filter (List-Id) or trusted by the unsubscribe
+ * button. That is every header herald signs. */
 static const char *const oversign_hdrs[] = {
-	"from", "reply-to", "to", "subject", "date", "message-id",
-	"list-unsubscribe", "list-unsubscribe-post", NULL};
+	"from", "reply-to", "to", "cc", "sender", "subject", "date", "message-id",
+	"mime-version", "content-type", "list-id", "list-unsubscribe",
+	"list-unsubscribe-post", NULL};
 
 static int fail(struct dkimsig *s, DKIM *d, DKIM_STAT st, const char *what,
 		char *err, size_t errlen)
