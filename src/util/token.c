@@ -3,7 +3,6 @@
 #include "util/buf.h"
 #include <ctype.h>
 #include <gnutls/crypto.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,8 +17,14 @@ int token_make(const char *secret, const char *email, char out[TOKEN_LEN + 1])
 	free(lower);
 	if (rc < 0)
 		return -1;
-	for (int i = 0; i < TOKEN_LEN / 2; i++)
-		snprintf(out + 2 * i, 3, "%02x", mac[i]);
+	/* Per reader, every run: 32 snprintf calls were a third of this
+	 * function's cost (callgrind), a table lookup is a few instructions. */
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 0; i < TOKEN_LEN / 2; i++) {
+		out[2 * i] = hex[mac[i] >> 4];
+		out[2 * i + 1] = hex[mac[i] & 15];
+	}
+	out[TOKEN_LEN] = '\0';
 	return 0;
 }
 
