@@ -59,49 +59,114 @@ static int is_ascii_printable(const char *s)
 
 static const char hex[] = "0123456789ABCDEF";
 
-/* Q-encodes [p, end) as encoded-words of at most 75 characters. */
-static int encode_run(struct buf *out, const unsigned char *p,
-		      const unsigned char *end)
+/* An encoded-word is at most 75 characters (RFC 2047 section 2):
+ * "=?UTF-8?Q?" and "?=" leave 63 for the text. One that opens a value
+ * shares its line with the header name: libetpan folds before a word
+ * that would pass column 71, and a fold right after the colon is one
+ * some readers keep as a leading blank. The longest name an encoded
+ * value follows is "Reply-To: ", so an opening word gets 71 - 10 - 12. */
+#define EW_TEXT 63
+#define EW_FIRST_TEXT 49
+
+static int q_literal(unsigned char c)
 {
-	const char *open = "=?UTF-8?Q?";
-	const size_t maxw = 75 - 2; /* room left for the closing "?=" */
-	size_t wlen = 0;
-	while (p < end) {
-		/* One code point at a time, so a word never splits one. */
-		size_t n = 1;
-		if (*p >= 0xC0)
-			while (n < 4 && (p[n] & 0xC0) == 0x80)
-				n++;
-		char enc[16];
-		size_t el = 0;
-		for (size_t i = 0; i < n; i++) {
-			unsigned char c = p[i];
-			if (c == ' ')
-				enc[el++] = '_';
-			else if (isalnum(c) || strchr("!*+-/", c))
-				enc[el++] = (char)c;
-			else {
-				enc[el++] = '=';
-				enc[el++] = hex[c >> 4];
-				enc[el++] = hex[c & 15];
-			}
-		}
-		if (wlen && wlen + el > maxw) {
-			if (buf_adds(out, "?= ") < 0)
-				return -1;
-			wlen = 0;
-		}
-		if (!wlen) {
-			if (buf_adds(out, open) < 0)
-				return -1;
-			wlen = strlen(open);
-		}
-		if (buf_add(out, enc, el) < 0)
+	return isalnum(c) || strchr("!*+-/", c);
+}
+
+/* Characters [p, e) take Q-encoded. */
+static size_t q_len(const unsigned char *p, const unsigned char *e)
+{
+	size_t n = 0;
+	for (; p < e; p++)
+		n += *p == ' ' || q_literal(*p) ? 1 : 3;
+	return n;
+}
+
+static size_t b_len(size_t bytes)
+{
+	return (bytes + 2) / 3 * 4;
+}
+
+/* One encoded-word for [p, e): Q, which a person can still read in the
+ * raw header, when it fits; else Base64, a third denser for Cyrillic,
+ * Greek or CJK text, so a name needs fewer words. */
+static int encode_word(struct buf *out, const unsigned char *p, const unsigned char *e,
+		       size_t room)
+{
+	if (q_len(p, e) <= room) {
+		if (buf_adds(out, "=?UTF-8?Q?") < 0)
 			return -1;
-		wlen += el;
-		p += n;
+		for (; p < e; p++) {
+			char enc[3] = {(char)*p, 0, 0};
+			size_t el = 1;
+			if (*p == ' ')
+				enc[0] = '_';
+			else if (!q_literal(*p)) {
+				enc[0] = '=';
+				enc[1] = hex[*p >> 4];
+				enc[2] = hex[*p & 15];
+				el = 3;
+			}
+			if (buf_add(out, enc, el) < 0)
+				return -1;
+		}
+		return buf_adds(out, "?=");
 	}
-	return wlen ? buf_adds(out, "?=") : 0;
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	if (buf_adds(out, "=?UTF-8?B?") < 0)
+		return -1;
+	for (; p < e; p += 3) {
+		size_t n = (size_t)(e - p) < 3 ? (size_t)(e - p) : 3;
+		unsigned v = (unsigned)p[0] << 16 | (n > 1 ? (unsigned)p[1] << 8 : 0) | (n > 2 ? p[2] : 0);
+		char q[4] = {b64[v >> 18 & 63], b64[v >> 12 & 63], n > 1 ? b64[v >> 6 & 63] : '=',
+			     n > 2 ? b64[v & 63] : '='};
+		if (buf_add(out, q, 4) < 0)
+			return -1;
+	}
+	return buf_adds(out, "?=");
+}
+
+/* Encodes [p, end) as encoded-words separated by a space, which readers
+ * drop (RFC 2047 section 6.2). A word boundary keeps its space at the end
+ * of the word before it ("Ivan_"), so the text comes back whole. Words
+ * split only where one fits: after the last space that fits, else after
+ * the last hyphen, else (one word longer than an encoded-word) between two
+ * characters. Splitting inside a word is what made Python's parser and
+ * Thunderbird show "Петров ич": they keep the blank between two
+ * encoded-words, against section 6.2. */
+static int encode_run(struct buf *out, const unsigned char *p, const unsigned char *end,
+		      int opens)
+{
+	while (p < end) {
+		const unsigned char *q = p, *space = NULL, *hyphen = NULL, *any = NULL;
+		size_t ql = 0, room = opens ? EW_FIRST_TEXT : EW_TEXT;
+		opens = 0;
+		while (q < end) {
+			/* One code point at a time, so no word splits one. */
+			size_t n = 1;
+			if (*q >= 0xC0)
+				while (n < 4 && q + n < end && (q[n] & 0xC0) == 0x80)
+					n++;
+			ql += q_len(q, q + n);
+			if (ql > room && b_len((size_t)(q + n - p)) > room)
+				break;
+			q += n;
+			any = q;
+			if (q[-1] == ' ')
+				space = q;
+			else if (q[-1] == '-')
+				hyphen = q;
+		}
+		const unsigned char *cut = q == end ? end : space ? space : hyphen ? hyphen : any;
+		if (!cut) /* no character fits: cannot happen with 4-byte code points */
+			cut = q + 1;
+		if (encode_word(out, p, cut, room) < 0)
+			return -1;
+		if (cut < end && buf_addc(out, ' ') < 0)
+			return -1;
+		p = cut;
+	}
+	return 0;
 }
 
 /* 1 if [p, e) can go into a subject as it is. */
@@ -129,7 +194,7 @@ int msg_encode_words(struct buf *out, const char *s, int phrase)
 	/* A display name is encoded whole: a plain part could need quotes,
 	 * and quoted text is never decoded (RFC 2047 section 5). */
 	if (phrase)
-		return encode_run(out, p, end);
+		return encode_run(out, p, end, 1);
 	/* In a subject only the words that need it are encoded; a run of
 	 * such words becomes one run, so the spaces between them survive
 	 * (white space between encoded-words is dropped by readers). */
@@ -153,7 +218,7 @@ int msg_encode_words(struct buf *out, const char *s, int phrase)
 					break;
 				r = ne;
 			}
-			if (encode_run(out, p, r) < 0)
+			if (encode_run(out, p, r, p == (const unsigned char *)s) < 0)
 				return -1;
 			w = r;
 		}
@@ -748,14 +813,16 @@ static int set_values(struct msg_ctx *m, const char *const *fields,
 
 /* libetpan folds a long header right after its colon ("Name: CRLF SP
  * value"); legal, but some parsers then keep a leading blank in the value
- * (a URL in List-Unsubscribe no longer parses). Join those lines: every
- * token is far below the 998-octet limit. */
+ * (a URL in List-Unsubscribe no longer parses; Python's policy.default
+ * starts a subject with a blank). Join those lines: what is folded there
+ * is one long token, far below the 998-octet limit (an encoded-word that
+ * opens a value is made short enough to stay on the first line). */
 static int add_unfolded_after_colon(struct buf *out, const char *s, size_t len)
 {
 	const char *end = memmem(s, len, "\r\n\r\n", 4);
 	size_t hlen = end ? (size_t)(end - s) : len;
 	size_t i = 0, run = 0;
-	while (i + 4 <= hlen) {
+	while (i + 5 <= hlen) {
 		if (!memcmp(s + i, ": \r\n ", 5)) {
 			if (buf_add(out, s + run, i + 2 - run) < 0)
 				return -1;

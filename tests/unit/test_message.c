@@ -98,20 +98,57 @@ static int utf8_complete(const unsigned char *p, size_t len)
 	return 1;
 }
 
-/* Decodes one Q encoded-word "=?UTF-8?Q?...?=" (whole token), appending
- * to out. -1 (reason in why) on anything malformed, a word over 75
- * characters, or one that does not hold complete UTF-8 sequences. */
+/* Decodes the text of a B encoded-word, strictly (padding included). */
+static int decode_b(const char *t, size_t n, struct buf *one)
+{
+	static const char b64[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+	if (n % 4)
+		return -1;
+	for (size_t i = 0; i < n; i += 4) {
+		unsigned v = 0;
+		int pad = 0;
+
+		for (int k = 0; k < 4; k++) {
+			const char *c = t[i + k] == '=' ? NULL : strchr(b64, t[i + k]);
+
+			if (t[i + k] == '=' && i + 4 == n && k >= 2)
+				pad++;
+			else if (!c || !t[i + k] || pad)
+				return -1;
+			v = v << 6 | (c ? (unsigned)(c - b64) : 0);
+		}
+		buf_addc(one, (char)(v >> 16));
+		if (pad < 2)
+			buf_addc(one, (char)(v >> 8 & 255));
+		if (pad < 1)
+			buf_addc(one, (char)(v & 255));
+	}
+	return 0;
+}
+
+/* Decodes one Q or B encoded-word "=?UTF-8?Q?...?=" (whole token),
+ * appending to out. -1 (reason in why) on anything malformed, a word over
+ * 75 characters, or one that does not hold complete UTF-8 sequences. */
 static int decode_word(const char *w, size_t len, struct buf *out)
 {
 	const char *pre = "=?UTF-8?Q?";
 	size_t pl = strlen(pre);
 	struct buf one = { 0 };
 
-	if (len > 75 || len < pl + 2 || memcmp(w, pre, pl) ||
+	if (len > 75 || len < pl + 2 || (memcmp(w, pre, pl) && memcmp(w, "=?UTF-8?B?", pl)) ||
 	    memcmp(w + len - 2, "?=", 2)) {
 		snprintf(why, sizeof why, "bad encoded-word (%zu chars): %.*s",
 			 len, (int)len, w);
 		return -1;
+	}
+	if (w[8] == 'B') {
+		if (decode_b(w + pl, len - pl - 2, &one) < 0) {
+			snprintf(why, sizeof why, "bad Base64 in %.*s", (int)len, w);
+			goto fail;
+		}
+		goto whole;
 	}
 	for (size_t i = pl; i < len - 2; i++) {
 		char c = w[i];
@@ -139,6 +176,7 @@ static int decode_word(const char *w, size_t len, struct buf *out)
 			goto fail;
 		}
 	}
+whole:
 	if (!utf8_complete((const unsigned char *)one.p, one.len)) {
 		snprintf(why, sizeof why, "word splits a UTF-8 sequence: %.*s",
 			 (int)len, w);
@@ -413,6 +451,66 @@ static void check_long(const char *s)
 
 		assert_string_equal(back, s);
 	}
+}
+
+/* Words split only after a space where one fits (the space stays at the
+ * end of the word before, so RFC 2047 readers get it back), else after a
+ * hyphen, never inside a word that fits an encoded-word: lenient readers
+ * (Python's policy.default, Thunderbird) show a split word as two. */
+static void test_encode_word_boundaries(void **state)
+{
+	(void)state;
+	/* "Константин Константинович Петрович-Водкин" */
+	const char *name = "\xD0\x9A\xD0\xBE\xD0\xBD\xD1\x81\xD1\x82\xD0\xB0\xD0\xBD\xD1\x82\xD0\xB8\xD0\xBD "
+		"\xD0\x9A\xD0\xBE\xD0\xBD\xD1\x81\xD1\x82\xD0\xB0\xD0\xBD\xD1\x82\xD0\xB8\xD0\xBD\xD0\xBE\xD0\xB2\xD0\xB8\xD1\x87 "
+		"\xD0\x9F\xD0\xB5\xD1\x82\xD1\x80\xD0\xBE\xD0\xB2\xD0\xB8\xD1\x87-\xD0\x92\xD0\xBE\xD0\xB4\xD0\xBA\xD0\xB8\xD0\xBD";
+
+	for (int phrase = 0; phrase < 2; phrase++) {
+		char *got = encode(name, phrase);
+		struct buf one = { 0 };
+		size_t words = 0;
+
+		/* Each word decodes to whole words of the name: a prefix
+		 * ending in a space, or the end. */
+		for (const char *p = got, *at = name; *p; words++) {
+			size_t tl = strcspn(p, " ");
+
+			buf_reset(&one);
+			assert_int_equal(decode_word(p, tl, &one), 0);
+			assert_memory_equal(one.p, at, one.len);
+			at += one.len;
+			if (*at)
+				assert_int_equal(at[-1], ' ');
+			p += tl;
+			p += strspn(p, " ");
+		}
+		buf_free(&one);
+		assert_int_equal(words, 3);
+		assert_string_equal(decoded(got), name);
+	}
+	/* Without spaces, a hyphen is the boundary. */
+	char hy[512] = "";
+
+	for (int i = 0; i < 3; i++)
+		strcat(hy, i ? "-\xD0\x92\xD0\xBE\xD0\xB4\xD0\xBA\xD0\xB8\xD0\xBD\xD0\xBE\xD0\xB2\xD0\xB8\xD1\x87"
+			  : "\xD0\x92\xD0\xBE\xD0\xB4\xD0\xBA\xD0\xB8\xD0\xBD\xD0\xBE\xD0\xB2\xD0\xB8\xD1\x87");
+	char *got = encode(hy, 1);
+
+	assert_non_null(strstr(got, "?= =?"));
+	for (const char *p = got; (p = strstr(p, "?= =?")); p++) {
+		struct buf one = { 0 };
+		const char *w = p;
+
+		while (w > got && w[-1] != ' ')
+			w--;
+		assert_int_equal(decode_word(w, (size_t)(p + 2 - w), &one), 0);
+		assert_int_equal(one.p[one.len - 1], '-');
+		buf_free(&one);
+	}
+	assert_string_equal(decoded(got), hy);
+	/* A name that fits one Base64 word is not split at all. */
+	check_encode("\xD0\x9F\xD0\xB5\xD1\x82\xD1\x80\xD0\xBE\xD0\xB2\xD0\xB8\xD1\x87-\xD0\x92\xD0\xBE\xD0\xB4\xD0\xBA\xD0\xB8\xD0\xBD", 1,
+		     "=?UTF-8?B?0J/QtdGC0YDQvtCy0LjRhy3QktC+0LTQutC40L0=?=");
 }
 
 static void test_encode_long(void **state)
@@ -1293,6 +1391,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_encode_cafe, gc),
 		cmocka_unit_test_teardown(test_encode_phrase_whole, gc),
 		cmocka_unit_test_teardown(test_encode_subject_words, gc),
+		cmocka_unit_test_teardown(test_encode_word_boundaries, gc),
 		cmocka_unit_test_teardown(test_encode_long, gc),
 		cmocka_unit_test_teardown(test_qp_basics, gc),
 		cmocka_unit_test_teardown(test_qp_from, gc),
