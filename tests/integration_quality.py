@@ -410,6 +410,31 @@ def test_rfc2047_headers(t):
               f"message {i}: mblaze's mhdr -d")
 
 
+@SUITE.test("dots: a post whose lines begin with dots reaches the server whole, and no line "
+            "of the message begins with a dot (nothing for SMTP's dot-stuffing to do)")
+def test_leading_dots(t):
+    server = t.server()
+    body = ("Hi {{name}}.\n\n.\n\n..\n\n. a lone dot line would end DATA\n\n"
+            "```\n.\n..\n.hidden\n...\n```\n\n" + "x" * 75 + ".after_a_soft_break\n")
+    t.write("dots.md", "---\nsubject: .dots\ndate: 2026-11-30 08:00\n---\n" + body)
+    world(t, None, server)
+    r = t.send(post=t.path("dots.md"))
+    equal(r.code, EX_OK, "send")
+    got = server.messages()
+    equal(len(got), len(READERS.splitlines()) - 1, "messages")
+    for m in got:
+        starts = [line for line in m.raw.split(b"\r\n") if line.startswith(b".")]
+        equal(starts, [], f"lines opening with a dot in the message to {m.rcpt_tos[0]}")
+        msg = email.message_from_bytes(m.raw, policy=email.policy.default)
+        text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        for want in ("\n.\n", "\n..\n", "    .hidden\n    ...\n", ". a lone dot line",
+                     "x" * 75 + ".after_a_soft_break"):
+            expect(want in text, f"{want!r} missing from the text part:\n{text}")
+        html_part = msg.get_body(("html",)).get_content()
+        expect(".hidden" in html_part, "the code block is missing from the HTML part")
+        equal(str(msg["Subject"]), ".dots", "Subject")
+
+
 # ---- DKIM ---------------------------------------------------------------
 
 @SUITE.test("DKIM: --dry-run, --test over SMTP and preview are all signed; python3-dkim "

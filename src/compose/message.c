@@ -254,10 +254,13 @@ int msg_qp_encode(struct buf *out, const char *s, size_t len)
 		int at_eol = p + 1 == e || p[1] == '\n';
 		/* Literal: printable ASCII but '=', and blanks not ending a
 		 * line (trailing white space may be stripped in transit).
-		 * "From " opening a line is encoded for mbox readers. */
+		 * "From " opening a line is encoded for mbox readers, and so
+		 * is a "." (=2E): no line of a message herald writes starts
+		 * with a dot, so SMTP's dot-stuffing (RFC 5321 4.5.2) never
+		 * has anything to do and the transport need not scan for it. */
 		int lit = ((c >= 33 && c <= 126 && c != '=') ||
 			   ((c == ' ' || c == '\t') && !at_eol));
-		int from = c == 'F' && e - p >= 5 && !memcmp(p, "From ", 5);
+		int from = (c == 'F' && e - p >= 5 && !memcmp(p, "From ", 5)) || c == '.';
 		if (col == 0 && from)
 			lit = 0;
 		size_t need = lit ? 1 : 3;
@@ -269,7 +272,7 @@ int msg_qp_encode(struct buf *out, const char *s, size_t len)
 			*o++ = '\r';
 			*o++ = '\n';
 			col = 0;
-			/* The break may have put "From " at a line start. */
+			/* The break may have put "From " or "." at a line start. */
 			if (from && lit) {
 				lit = 0;
 				need = 3;

@@ -605,6 +605,26 @@ static void test_qp_from_after_soft_break(void **state)
 			fail_msg("an output line opens with \"From \": %s", got);
 }
 
+/* No output line opens with ".": SMTP would have to double it (RFC 5321
+ * 4.5.2), and a lone "." line would end the message. Lines that start
+ * after a soft break included. */
+static void test_qp_no_leading_dot(void **state)
+{
+	(void)state;
+	check_qp(".\n", "=2E\r\n");
+	check_qp("..hidden\n.\nx.y\n", "=2E.hidden\r\n=2E\r\nx.y\r\n");
+	char in[128];
+
+	memset(in, 'a', 75);
+	strcpy(in + 75, ".end\n");
+	char *got = qp(in, strlen(in));
+
+	assert_string_equal(qp_decode(got, strlen(got)), in);
+	for (const char *l = got; l; l = strstr(l, "\r\n"), l = l ? l + 2 : l)
+		if (*l == '.')
+			fail_msg("an output line opens with \".\": %s", got);
+}
+
 static void test_qp_line_length(void **state)
 {
 	(void)state;
@@ -1395,6 +1415,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_encode_long, gc),
 		cmocka_unit_test_teardown(test_qp_basics, gc),
 		cmocka_unit_test_teardown(test_qp_from, gc),
+		cmocka_unit_test_teardown(test_qp_no_leading_dot, gc),
 		cmocka_unit_test_teardown(test_qp_line_length, gc),
 		cmocka_unit_test_teardown(test_qp_random_roundtrip, gc),
 		cmocka_unit_test_teardown(test_token, gc),
