@@ -435,6 +435,46 @@ def test_leading_dots(t):
         equal(str(msg["Subject"]), ".dots", "Subject")
 
 
+@SUITE.test("headers: the config's extra lines are merged per reader, RFC 2047 where needed, "
+            "DKIM-signed and over-signed (python3-dkim verifies; a prepended copy fails); a "
+            "bad name is 78 at FILE:LINE; a merged line break skips that reader only")
+def test_extra_headers(t):
+    server = t.server()
+    key, txt = dkim_key(t)
+    hdrs = {"headers": ["Feedback-ID: {{slug}}:weekly:herald", "X-Campaign: {{slug}} für {{city}}"]}
+    world(t, {**dkim_changes(key), **hdrs}, server,
+          subs=csv("joy@example.org,Joy,Leeds", 'bad@example.org,Bad,"Oslo\nBcc: x@example.net"',
+                   "zoe@example.net,Zoë,Uppsala", header="email,name,city"))
+    r = t.send(post=EXAMPLE)
+    equal(r.code, EX_OK, "send")
+    expect("bad@example.org" not in [m.rcpt_tos[0] for m in server.messages()],
+           "the reader whose field holds a line break was sent to")
+    expect("X-Campaign header" in r.err and "line break" in r.err, f"no warning: {r.err}")
+    got = server.by_rcpt()
+    equal(sorted(got), ["joy@example.org", "zoe@example.net"], "recipients")
+    for rcpt, city in (("joy@example.org", "Leeds"), ("zoe@example.net", "Uppsala")):
+        raw = got[rcpt].raw
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        equal(str(msg["Feedback-ID"]), f"{EXAMPLE_SLUG}:weekly:herald", f"{rcpt}: Feedback-ID")
+        equal(str(msg["X-Campaign"]), f"{EXAMPLE_SLUG} für {city}", f"{rcpt}: X-Campaign")
+        expect(verify(raw, txt), f"{rcpt}: does not verify")
+        signed = [h.lower() for h in signature_tags(raw)["h"].split(":")]
+        for h in ("feedback-id", "x-campaign"):
+            equal(signed.count(h), 2, f"{rcpt}: {h} signed and over-signed")
+        expect(not verify(b"Feedback-ID: other:spam:x\r\n" + raw, txt),
+               f"{rcpt}: a prepended Feedback-ID still verifies")
+    for line, want in (('"Subject: x"', "herald writes Subject itself"),
+                       ('"Bad Name: x"', '"Bad Name" is not a header name'),
+                       ('"X-Empty:"', "X-Empty has no value"),
+                       ('"X-A: {{nope}}"', 'unknown merge field "nope"')):
+        conf = t.config(server, {**hdrs, "headers": ["X-Fine: 1", line[1:-1]]})
+        r = t.herald("check", EXAMPLE, conf=conf)
+        expect(r.code in (EX_CONFIG, EX_DATAERR), f"{line}: exit {r.code}")
+        expect(want in r.err, f"{line}: message: {r.err}")
+        n = [i for i, l in enumerate(open(conf).read().split("\n"), 1) if line in l]
+        expect(n and f"herald.conf:{n[0]}:" in r.err, f"{line}: no FILE:LINE in {r.err}")
+
+
 # ---- DKIM ---------------------------------------------------------------
 
 @SUITE.test("DKIM: --dry-run, --test over SMTP and preview are all signed; python3-dkim "

@@ -15,6 +15,11 @@ struct dkimsig {
 	size_t keylen;
 	char *domain, *selector;
 	unsigned long seq;
+	/* sign_hdrs (and oversign_hdrs) with the config's header names
+	 * after them, NULL-terminated; libopendkim keeps the pointers. */
+	const char **sign, **oversign;
+	char **names;
+	size_t nnames;
 };
 
 /* What the signature covers: every header herald writes that a reader or
@@ -112,8 +117,35 @@ static int check_key(const struct dkimsig *s, const char *key_file, char *err, s
 	return rc < 0 ? DKIMSIG_FAIL : 0;
 }
 
+/* The static lists followed by the config's header names (lower-cased
+ * copies), so a custom line is signed, and one added in transit breaks the
+ * signature. */
+static int header_lists(struct dkimsig *s, const char *const *extra, size_t nextra)
+{
+	size_t ns = 0, no = 0;
+	while (sign_hdrs[ns])
+		ns++;
+	while (oversign_hdrs[no])
+		no++;
+	s->names = calloc(nextra + 1, sizeof *s->names);
+	s->sign = calloc(ns + nextra + 1, sizeof *s->sign);
+	s->oversign = calloc(no + nextra + 1, sizeof *s->oversign);
+	if (!s->names || !s->sign || !s->oversign)
+		return -1;
+	memcpy(s->sign, sign_hdrs, ns * sizeof *s->sign);
+	memcpy(s->oversign, oversign_hdrs, no * sizeof *s->oversign);
+	for (size_t i = 0; i < nextra; i++) {
+		if (!(s->names[i] = str_lower(extra[i])))
+			return -1;
+		s->nnames++;
+		s->sign[ns + i] = s->oversign[no + i] = s->names[i];
+	}
+	return 0;
+}
+
 int dkimsig_open(struct dkimsig **out, const char *domain, const char *selector,
-		 const char *key_file, char *err, size_t errlen)
+		 const char *key_file, const char *const *extra, size_t nextra,
+		 char *err, size_t errlen)
 {
 	*out = NULL;
 	struct dkimsig *s = calloc(1, sizeof *s);
@@ -147,11 +179,15 @@ int dkimsig_open(struct dkimsig **out, const char *domain, const char *selector,
 		dkimsig_close(s);
 		return set_err(err, errlen, DKIMSIG_FAIL, "libopendkim did not initialise");
 	}
-	/* The options take the address of the list, whose length is that of
-	 * a pointer; the lists are static, as the library keeps them. */
-	if (dkim_options(s->lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, (void *)(uintptr_t)sign_hdrs,
+	if (header_lists(s, extra, nextra) < 0) {
+		dkimsig_close(s);
+		return set_err(err, errlen, DKIMSIG_FAIL, "out of memory");
+	}
+	/* The options take the list itself with the length of a pointer;
+	 * the lists live as long as the signer, as the library keeps them. */
+	if (dkim_options(s->lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, (void *)s->sign,
 			 sizeof(char **)) != DKIM_STAT_OK ||
-	    dkim_options(s->lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, (void *)(uintptr_t)oversign_hdrs,
+	    dkim_options(s->lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, (void *)s->oversign,
 			 sizeof(char **)) != DKIM_STAT_OK) {
 		dkimsig_close(s);
 		return set_err(err, errlen, DKIMSIG_FAIL, "libopendkim refused the header lists");
@@ -184,5 +220,10 @@ void dkimsig_close(struct dkimsig *s)
 	}
 	free(s->domain);
 	free(s->selector);
+	for (size_t i = 0; i < s->nnames; i++)
+		free(s->names[i]);
+	free(s->names);
+	free(s->sign);
+	free(s->oversign);
 	free(s);
 }

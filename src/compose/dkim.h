@@ -21,8 +21,11 @@ enum { DKIMSIG_OK = 0, DKIMSIG_FAIL = -1, DKIMSIG_NOFILE = -2 };
 
 /* Reads the key and signs a small test message with it, so a key that
  * libopendkim cannot use fails here, before anything is sent. */
+/* extra: the names of the config's own header lines (headers = [...]),
+ * signed and over-signed like herald's (copied). */
 int dkimsig_open(struct dkimsig **out, const char *domain, const char *selector,
-		 const char *key_file, char *err, size_t errlen);
+		 const char *key_file, const char *const *extra, size_t nextra,
+		 char *err, size_t errlen);
 /* msg: a whole message, CRLF line ends. Appends one folded header line,
  * "DKIM-Signature: ...\r\n", to out; put it before the message's first
  * header. */

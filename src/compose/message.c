@@ -37,11 +37,13 @@ struct msg_ctx {
 	struct mailimf_date_time *date_cache;
 	time_t date_at;
 	struct dkimsig *dkim;  /* NULL: no dkim group in the config */
+	struct tmpl **hdr;     /* the config's headers, cfg->n_headers of them */
+	struct buf *tmp_hdr;   /* ... merged for this reader, encoded */
 };
 
 const char *const msg_builtin_fields[MF_NBUILTIN] = {
 	"email", "name", "subject", "preheader", "date", "unsubscribe_url",
-	"token", "list_name", "from_name", "from_email", "verp",
+	"token", "list_name", "from_name", "from_email", "verp", "slug", "postal_address",
 };
 
 int msg_header_safe(const char *s)
@@ -597,14 +599,29 @@ static int init(struct msg_ctx *m, const struct config *cfg,
 	if (cfg->bounce.return_path &&
 	    compile_str(m, cfg->bounce.return_path, "bounce.return_path", &m->return_path, err, errlen))
 		return MSG_FAIL;
+	if (cfg->n_headers && (!(m->hdr = calloc(cfg->n_headers, sizeof *m->hdr)) ||
+			       !(m->tmp_hdr = calloc(cfg->n_headers, sizeof *m->tmp_hdr))))
+		return set_err(err, errlen, MSG_FAIL, "out of memory");
+	for (size_t i = 0; i < cfg->n_headers; i++) {
+		char hwhat[4200];
+		snprintf(hwhat, sizeof hwhat, "%s: headers: %s", cfg->headers[i].where, cfg->headers[i].name);
+		if (compile_str(m, cfg->headers[i].value, hwhat, &m->hdr[i], err, errlen))
+			return MSG_FAIL;
+	}
 	if (m->unsub && tmpl_uses(m->unsub, MF_TOKEN) && !secret)
 		return set_err(err, errlen, MSG_FAIL, "unsubscribe.url uses {{token}} but no secret is set");
 	/* {{subject}} inside the subject itself would have no value yet. */
 	if (tmpl_uses(m->subject, MF_SUBJECT))
 		return set_err(err, errlen, MSG_FAIL, "%s: the subject cannot contain {{subject}}", post->path);
 	if (cfg->dkim.domain) {
+		const char **extra = calloc(cfg->n_headers + 1, sizeof *extra);
+		if (!extra)
+			return set_err(err, errlen, MSG_FAIL, "out of memory");
+		for (size_t i = 0; i < cfg->n_headers; i++)
+			extra[i] = cfg->headers[i].name;
 		rc = dkimsig_open(&m->dkim, cfg->dkim.domain, cfg->dkim.selector,
-				  cfg->dkim.key_file, err, errlen);
+				  cfg->dkim.key_file, extra, cfg->n_headers, err, errlen);
+		free(extra);
 		if (rc < 0)
 			return rc == DKIMSIG_NOFILE ? MSG_NOFILE : MSG_FAIL;
 	}
@@ -795,6 +812,8 @@ static int set_values(struct msg_ctx *m, const char *const *fields,
 	v[MF_LIST_NAME] = c->list_name;
 	v[MF_FROM_NAME] = c->from_name;
 	v[MF_FROM_EMAIL] = c->from_addr;
+	v[MF_SLUG] = m->post->slug;
+	v[MF_POSTAL_ADDRESS] = c->postal_address;
 	for (size_t i = 0; i < m->ncols; i++)
 		v[MF_NBUILTIN + i] = fields ? fields[i] : NULL;
 	snprintf(verp, verplen, "%s", email);
@@ -888,6 +907,35 @@ static int mailto_url(struct msg_ctx *m, const struct build *b)
 }
 
 /* Stage 1: the reader's values, the unsubscribe links and the subject. */
+/* The config's extra header lines for this reader: merged, then refused
+ * (the reader skipped) if a value would put a line break or a control
+ * character into the header, RFC 2047 encoded where it is not ASCII. */
+static int extra_headers(struct msg_ctx *m, char *err, size_t errlen)
+{
+	const struct config *c = m->cfg;
+	for (size_t i = 0; i < c->n_headers; i++) {
+		buf_reset(&m->tmp_val);
+		buf_reset(&m->tmp_hdr[i]);
+		if (tmpl_render(m->hdr[i], m->vals, TMPL_RAW, &m->tmp_val) < 0)
+			return oom(err, errlen);
+		const char *v = buf_cstr(&m->tmp_val);
+		for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+			if (*p < 0x20 || *p == 0x7F)
+				return set_err(err, errlen, MSG_BADROW, "the %s header (%s) would hold a "
+					       "line break or control character from a merged field",
+					       c->headers[i].name, c->headers[i].where);
+		if (!*v)
+			return set_err(err, errlen, MSG_BADROW, "the %s header (%s) would be empty",
+				       c->headers[i].name, c->headers[i].where);
+		if (strlen(v) > 900)
+			return set_err(err, errlen, MSG_BADROW, "the merged %s header is over 900 bytes",
+				       c->headers[i].name);
+		if (msg_encode_words(&m->tmp_hdr[i], v, 0) < 0)
+			return oom(err, errlen);
+	}
+	return MSG_OK;
+}
+
 static int merge(struct msg_ctx *m, const char *const *fields, struct build *b,
 		 char *err, size_t errlen)
 {
@@ -926,7 +974,7 @@ static int merge(struct msg_ctx *m, const char *const *fields, struct build *b,
 	if (strlen(subject) > 900)
 		return set_err(err, errlen, MSG_BADROW, "the merged subject is over 900 bytes");
 	m->vals[MF_SUBJECT] = b->subject = subject;
-	return MSG_OK;
+	return extra_headers(m, err, errlen);
 }
 
 /* Stage 2: the text and HTML parts, quoted-printable. */
@@ -1013,6 +1061,8 @@ static int list_fields(struct msg_ctx *m, struct mailimf_fields *f)
 	/* One-click only makes sense for an https endpoint. */
 	if (!rc && m->unsub && !strncmp(buf_cstr(&m->tmp_url), "https://", 8))
 		rc = add_field(f, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
+	for (size_t i = 0; !rc && i < c->n_headers; i++)
+		rc = add_field(f, c->headers[i].name, buf_cstr(&m->tmp_hdr[i]));
 	buf_free(&h);
 	return rc < 0 ? -1 : 0;
 }
@@ -1149,6 +1199,12 @@ void msg_free(struct msg_ctx *m)
 	tmpl_free(m->text);
 	tmpl_free(m->unsub);
 	tmpl_free(m->return_path);
+	for (size_t i = 0; m->hdr && i < m->cfg->n_headers; i++)
+		tmpl_free(m->hdr[i]);
+	for (size_t i = 0; m->tmp_hdr && i < m->cfg->n_headers; i++)
+		buf_free(&m->tmp_hdr[i]);
+	free(m->hdr);
+	free(m->tmp_hdr);
 	free(m->names);
 	free(m->vals);
 	struct buf *bufs[] = {&m->tmp_url, &m->tmp_mailto, &m->tmp_subj, &m->tmp_text,

@@ -145,6 +145,7 @@ static const char *const known[] = {
 	"retry.attempts", "retry.initial_delay", "retry.max_delay", "bounce",
 	"bounce.soft_limit", "bounce.return_path", "test", "test.to", "dkim",
 	"dkim.domain", "dkim.selector", "dkim.key_file", "unsafe_html",
+	"headers", "postal_address",
 #define MAILBOX_KEYS(g) g ".mailbox", g ".mailbox.url", g ".mailbox.username", \
 	g ".mailbox.password_env", g ".mailbox.password_command", g ".mailbox.password", \
 	g ".mailbox.ca_file", g ".mailbox.move_to", g ".mailbox.starttls", g ".mailbox.timeout"
@@ -305,25 +306,118 @@ static int smtp_settings(struct ctx *x, struct config *c)
 	return private_password(x, "smtp.password", c->smtp.password);
 }
 
-static int test_addresses(struct ctx *x, struct config *c)
+/* A setting that may be one string or a list of them: *n of them (0 when
+ * it is absent), or CONFIG_BAD saying what was expected. */
+static int string_list(struct ctx *x, const char *key, const char *expected,
+		       config_setting_t **out, int *n)
 {
-	config_setting_t *s = config_lookup(&x->cf, "test.to");
+	config_setting_t *s = *out = config_lookup(&x->cf, key);
+	*n = 0;
 	if (!s)
 		return 0;
 	int single = config_setting_type(s) == CONFIG_TYPE_STRING;
 	if (!single && !config_setting_is_aggregate(s))
-		return bad(x, s, "test.to: expected a list of addresses");
-	int n = single ? 1 : config_setting_length(s);
+		return bad(x, s, "%s: expected %s", key, expected);
+	*n = single ? 1 : config_setting_length(s);
+	return 0;
+}
+
+/* Element i of a string_list (NULL when it is not a string); *e: the
+ * element's setting, for its line. */
+static const char *string_elem(config_setting_t *s, int i, config_setting_t **e)
+{
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		*e = s;
+		return config_setting_get_string(s);
+	}
+	*e = config_setting_get_elem(s, (unsigned)i);
+	if (!*e)
+		*e = s;
+	return config_setting_get_string_elem(s, i);
+}
+
+static int test_addresses(struct ctx *x, struct config *c)
+{
+	config_setting_t *s, *e;
+	int n, rc = string_list(x, "test.to", "a list of addresses", &s, &n);
+	if (rc || !n)
+		return rc;
 	c->test_to = calloc((size_t)n + 1, sizeof *c->test_to);
 	if (!c->test_to)
 		return bad(x, s, "out of memory");
 	for (int i = 0; i < n; i++) {
-		const char *v = single ? config_setting_get_string(s)
-				       : config_setting_get_string_elem(s, i);
+		const char *v = string_elem(s, i, &e);
 		char why[100];
 		if (!v || addr_valid(v, why, sizeof why) < 0)
 			return bad(x, s, "test.to: \"%s\" is not a valid address", v ? v : "(not a string)");
 		c->test_to[c->n_test_to++] = strdup(v);
+	}
+	return 0;
+}
+
+/* Headers herald writes itself, or that would change who a message is
+ * from or to, or how it is read: an extra line may not add a second one. */
+static const char *const own_headers[] = {
+	"from", "to", "cc", "bcc", "sender", "reply-to", "subject", "date", "message-id",
+	"mime-version", "content-type", "content-transfer-encoding", "content-disposition",
+	"list-id", "list-unsubscribe", "list-unsubscribe-post", "dkim-signature",
+	"return-path", "received", "resent-from", "resent-to", "resent-sender", NULL};
+
+/* One "Name: value" of headers: the name in RFC 5322 field-name syntax
+ * (printable ASCII but ':'), not one of own_headers, and a value. */
+static int header_line(struct ctx *x, const config_setting_t *s, const char *v,
+		       struct config_header *h)
+{
+	const char *colon = v ? strchr(v, ':') : NULL;
+	if (!colon || colon == v)
+		return bad(x, s, "headers: expected \"Name: value\", found \"%s\"", v ? v : "(not a string)");
+	size_t nl = (size_t)(colon - v);
+	for (size_t i = 0; i < nl; i++)
+		if (v[i] < 33 || v[i] > 126)
+			return bad(x, s, "headers: \"%.*s\" is not a header name (letters, digits and "
+				   "hyphens, no blanks, before the colon)", (int)nl, v);
+	if (nl > 76)
+		return bad(x, s, "headers: the name \"%.*s...\" is over 76 characters", 20, v);
+	for (size_t k = 0; own_headers[k]; k++)
+		if (strlen(own_headers[k]) == nl && !strncasecmp(v, own_headers[k], nl))
+			return bad(x, s, "headers: herald writes %.*s itself (or it would change who the "
+				   "message is from or to); use another header name", (int)nl, v);
+	const char *val = colon + 1;
+	while (*val == ' ' || *val == '\t')
+		val++;
+	if (!*val)
+		return bad(x, s, "headers: %.*s has no value", (int)nl, v);
+	if (strpbrk(val, "\r\n"))
+		return bad(x, s, "headers: line breaks are not allowed in %.*s", (int)nl, v);
+	char where[4096 + 16], full[4096];
+	snprintf(where, sizeof where, "%s:%d", source_of(x, s, full, sizeof full),
+		 config_setting_source_line(s));
+	h->name = strndup(v, nl);
+	h->value = strdup(val);
+	h->where = strdup(where);
+	if (!h->name || !h->value || !h->where)
+		return bad(x, s, "out of memory");
+	return 0;
+}
+
+static int extra_headers(struct ctx *x, struct config *c)
+{
+	config_setting_t *s, *e;
+	int n, rc = string_list(x, "headers", "a list of \"Name: value\" strings", &s, &n);
+	if (rc || !n)
+		return rc;
+	c->headers = calloc((size_t)n + 1, sizeof *c->headers);
+	if (!c->headers)
+		return bad(x, s, "out of memory");
+	for (int i = 0; i < n; i++) {
+		const char *v = string_elem(s, i, &e);
+		rc = header_line(x, e, v, &c->headers[c->n_headers]);
+		c->n_headers++; /* freed whole or half by config_free */
+		if (rc)
+			return rc;
+		for (size_t k = 0; k + 1 < c->n_headers; k++)
+			if (!strcasecmp(c->headers[k].name, c->headers[i].name))
+				return bad(x, e, "headers: %s is given twice", c->headers[i].name);
 	}
 	return 0;
 }
@@ -394,6 +488,7 @@ static int load(struct ctx *x, struct config *c)
 	STR("dkim.domain", dkim.domain);
 	STR("dkim.selector", dkim.selector);
 	STR("dkim.key_file", dkim.key_file);
+	STR("postal_address", postal_address);
 #undef STR
 	if ((rc = get_long(x, "smtp.timeout", &c->smtp.timeout, 1, 3600)) ||
 	    (rc = get_int(x, "smtp.connections", &c->smtp.connections, 1, 64)) ||
@@ -410,6 +505,7 @@ static int load(struct ctx *x, struct config *c)
 		return rc;
 	if ((rc = from_addresses(x, c)) || (rc = smtp_settings(x, c)) ||
 	    (rc = test_addresses(x, c)) || (rc = dkim_settings(x, c)) ||
+	    (rc = extra_headers(x, c)) ||
 	    (rc = mailbox_settings(x, "bounce.mailbox", &c->bounce.mailbox)) ||
 	    (rc = mailbox_settings(x, "unsubscribe.mailbox", &c->unsub.mailbox)))
 		return rc;
@@ -603,9 +699,15 @@ void config_free(struct config *c)
 			 &c->smtp.url, &c->smtp.username, &c->smtp.password_env,
 			 &c->smtp.password_command, &c->smtp.ca_file, &c->smtp.helo,
 			 &c->bounce.return_path, &c->dkim.domain, &c->dkim.selector,
-			 &c->dkim.key_file};
+			 &c->dkim.key_file, &c->postal_address};
 	for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
 		free(*strs[i]);
+	for (size_t i = 0; i < c->n_headers; i++) {
+		free(c->headers[i].name);
+		free(c->headers[i].value);
+		free(c->headers[i].where);
+	}
+	free(c->headers);
 	secret_free(&c->smtp.password);
 	struct mailbox_conf *mbs[] = {&c->bounce.mailbox, &c->unsub.mailbox};
 	for (int i = 0; i < 2; i++) {

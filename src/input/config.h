@@ -79,6 +79,12 @@ struct config {
 	char **test_to;
 	size_t n_test_to;
 	int unsafe_html;       /* keep raw HTML of posts (tagfilter still on) */
+	/* headers = [ "Name: value", ... ]: extra header lines. The name is
+	 * checked here; the value is a template whose fields message.c
+	 * checks once it knows the list's columns; where is "FILE:LINE". */
+	struct config_header { char *name, *value, *where; } *headers;
+	size_t n_headers;
+	char *postal_address;  /* for the template footers (CAN-SPAM) */
 };
 
 /* CONFIG_TEMP: a password_command timed out (the next run may do better). */
