@@ -4,6 +4,7 @@
 #include "compose/post.h"
 #include "deliver/delivery.h"
 #include "deliver/ratelimit.h"
+#include "input/segment.h"
 #include "input/config.h"
 #include "state/journal.h"
 #include "util/addr.h"
@@ -20,7 +21,7 @@
 #include <time.h>
 
 enum { OPT_DRY = 256, OPT_TEST, OPT_SUBS, OPT_RATE, OPT_LIMIT, OPT_DUE, OPT_FORCE,
-       OPT_QUOTA, OPT_JSON, OPT_RETRY_UNCERTAIN };
+       OPT_QUOTA, OPT_JSON, OPT_RETRY_UNCERTAIN, OPT_WHERE };
 
 static double mono(void)
 {
@@ -96,6 +97,8 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 			fprintf(f, ", %ld already sent", st->already);
 		if (st->suppressed)
 			fprintf(f, ", %ld suppressed", st->suppressed);
+		if (st->excluded)
+			fprintf(f, ", %ld not in the segment", st->excluded);
 		if (st->sent + st->bounced)
 			fprintf(f, "; %.1f s, %.1f msg/s\n", st->elapsed, rate);
 		else
@@ -119,6 +122,9 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 		fprintf(f, "  %-15s %8ld  in the journal from earlier runs\n", "already sent", st->already);
 	if (st->suppressed)
 		fprintf(f, "  %-15s %8ld  bounced or complained before\n", "suppressed", st->suppressed);
+	if (st->excluded)
+		fprintf(f, "  %-15s %8ld  subscribed, outside --where / audience\n", "not in segment",
+			st->excluded);
 	if (st->retried)
 		fprintf(f, "  %-15s %8ld\n", "retries", st->retried);
 	if (st->sent + st->bounced)
@@ -133,7 +139,7 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 
 static json_t *stats_json(const char *slug, const struct delivery_stats *st, int rc)
 {
-	return json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b, s:b}",
+	return json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b, s:b}",
 			 "post", slug, "exit", rc, "sent", (json_int_t)st->sent,
 			 "uncertain", (json_int_t)st->uncertain,
 			 "not_attempted", (json_int_t)st->not_attempted,
@@ -141,6 +147,7 @@ static json_t *stats_json(const char *slug, const struct delivery_stats *st, int
 			 "skipped", (json_int_t)st->skipped, "inactive", (json_int_t)st->inactive,
 			 "already_sent", (json_int_t)st->already,
 			 "suppressed", (json_int_t)st->suppressed,
+			 "excluded", (json_int_t)st->excluded,
 			 "attempted", (json_int_t)st->attempted, "retried", (json_int_t)st->retried,
 			 "seconds", st->elapsed,
 			 "rate", st->elapsed > 0 ? st->attempted / st->elapsed : 0.0,
@@ -161,6 +168,7 @@ struct send_args {
 	int in_dir;            /* --due DIR: slugs checked over the directory */
 	const char *rate;
 	const char **tests;
+	const char **wheres;   /* in the same allocation as tests */
 };
 
 static int send_one(struct ui *u, struct config *cfg, const char *path,
@@ -254,7 +262,7 @@ static void on_trace(void *arg, const char *line)
 static int print_json(json_t *posts, int rc)
 {
 	static const char *const keys[] = {"sent", "bounced", "deferred", "skipped",
-		"inactive", "already_sent", "suppressed", "attempted", "retried", "uncertain",
+		"inactive", "already_sent", "suppressed", "excluded", "attempted", "retried", "uncertain",
 		"not_attempted"};
 	json_t *o = json_object();
 	json_object_set_new(o, "exit", json_integer(rc));
@@ -289,6 +297,7 @@ static int send_options(struct send_args *a, int argc, char **argv)
 		{"until-quota", no_argument, 0, OPT_QUOTA},
 		{"json", no_argument, 0, OPT_JSON},
 		{"retry-uncertain", no_argument, 0, OPT_RETRY_UNCERTAIN},
+		{"where", required_argument, 0, OPT_WHERE},
 		{0, 0, 0, 0}};
 	int c, rc = 0;
 	optind = 0; /* 0: glibc re-reads the optstring, so options may follow operands */
@@ -318,6 +327,15 @@ static int send_options(struct send_args *a, int argc, char **argv)
 		case OPT_QUOTA: a->o.until_quota = 1; break;
 		case OPT_JSON: a->json = 1; break;
 		case OPT_RETRY_UNCERTAIN: a->o.retry_uncertain = 1; break;
+		case OPT_WHERE: {
+			struct segment sg = {0};
+			char why[512];
+			if (segment_add(&sg, optarg, "--where", why, sizeof why) < 0)
+				rc = cli_usage("%s", why);
+			segment_free(&sg);
+			a->wheres[a->o.n_where++] = optarg;
+			break;
+		}
 		default: rc = cli_usage("%s", "send: unknown option");
 		}
 	}
@@ -358,9 +376,11 @@ static int send_dir(struct ui *u, struct config *cfg, const char *dir, struct se
 int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 {
 	struct send_args a = {0};
-	a.tests = calloc((size_t)argc + 1, sizeof *a.tests);
+	/* --test and --where values: at most argc of each. */
+	a.tests = calloc(2 * ((size_t)argc + 1), sizeof *a.tests);
 	if (!a.tests)
 		return EX_OSERR;
+	a.wheres = a.tests + argc + 1;
 	int rc = send_options(&a, argc, argv);
 	if (rc) {
 		free(a.tests);
@@ -390,6 +410,7 @@ int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 			rc = cli_usage("%s", "--test without an address needs test.to in the config");
 	}
 	a.o.test_to = a.tests;
+	a.o.where = a.wheres;
 	if (u->verbose)
 		a.o.trace = on_trace;
 	catch_stop_signals();

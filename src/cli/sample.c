@@ -4,6 +4,7 @@
 #include "cli/lint.h"
 #include "input/config.h"
 #include "input/subscribers.h"
+#include "input/segment.h"
 #include "util/buf.h"
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +38,18 @@ int cli_build_one(const struct config *cfg, const struct post *post, const char 
 		return msg_exitcode(k);
 	}
 	*mp = m;
+	/* The post's audience holds here as in send: the reader shown is
+	 * one who would get this post. */
+	struct segment sg = {0};
+	char what[4200];
+	snprintf(what, sizeof what, "%s:%d: audience", post->path, post->audience_line);
+	if (post->audience && (segment_add(&sg, post->audience, what, err, errlen) < 0 ||
+			       segment_bind(&sg, subs_colnames(sr), subs_ncols(sr), cfg->subscribers,
+					    err, errlen) < 0)) {
+		segment_free(&sg);
+		subs_close(sr);
+		return EX_DATAERR;
+	}
 	struct subs_row row;
 	char why[512];
 	int found = 0;
@@ -48,7 +61,14 @@ int cli_build_one(const struct config *cfg, const struct post *post, const char 
 		}
 		if (k == SUBS_BAD)
 			continue;
-		if ((as && !strcasecmp(row.email, as)) || (!as && k == SUBS_ROW)) {
+		int in = segment_match(&sg, (const char *const *)row.fields);
+		if (as && !strcasecmp(row.email, as) && !in) {
+			segment_describe(&sg, what, sizeof what);
+			rc = set_err(err, errlen, EX_DATAERR, "%s:%ld: %s is not in the post's audience (%s)",
+				     cfg->subscribers, row.line, row.email, what);
+			break;
+		}
+		if ((as && !strcasecmp(row.email, as)) || (!as && k == SUBS_ROW && in)) {
 			found = 1;
 			snprintf(addr, addrlen, "%s", row.email);
 			struct msg_out info;
@@ -61,7 +81,9 @@ int cli_build_one(const struct config *cfg, const struct post *post, const char 
 	}
 	if (!rc && !found)
 		rc = set_err(err, errlen, EX_DATAERR, "%s: %s", cfg->subscribers,
-			     as ? "no row with that address (--as)" : "no subscribed reader");
+			     as ? "no row with that address (--as)"
+				: sg.n ? "no subscribed reader in the post's audience" : "no subscribed reader");
+	segment_free(&sg);
 	subs_close(sr);
 	return rc;
 }

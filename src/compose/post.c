@@ -1,6 +1,7 @@
 #include "compose/post.h"
 #include "util/buf.h"
 #include "compose/text.h"
+#include "input/segment.h"
 #include <cmark-gfm.h>
 #include <cmark-gfm-core-extensions.h>
 #include <ctype.h>
@@ -175,11 +176,26 @@ static int set_key(struct post *p, const char *key, size_t klen, char *val)
 		slot = &p->preheader;
 	else if (klen == 4 && !strncmp(key, "slug", 4))
 		slot = &p->slug;
+	else if (klen == 8 && !strncmp(key, "audience", 8))
+		slot = &p->audience;
 	if (!slot)
 		return -1;
 	free(*slot);
 	*slot = val;
 	return 0;
+}
+
+/* `audience:` is a segment (segment.h); its syntax is checked here, where
+ * its line is known, and its columns when the list is read. */
+static int audience_ok(struct post *p, const char *name, int line, char *err, size_t errlen)
+{
+	struct segment sg = {0};
+	char what[4200];
+	snprintf(what, sizeof what, "%s:%d: audience", name, line);
+	p->audience_line = line;
+	int rc = segment_add(&sg, p->audience, what, err, errlen);
+	segment_free(&sg);
+	return rc;
 }
 
 /* Front matter: "---" on the first line, `key: value` lines, "---". */
@@ -248,10 +264,14 @@ static int front_matter(struct post *p, const char *name, const char *src,
 			*q = (char)tolower((unsigned char)*q);
 		if (set_key(p, key, strlen(key), val) < 0) {
 			set_err(err, errlen, POST_BAD,
-				"%s:%d: unknown front matter key \"%s\" (expected subject, date, preheader, slug)",
-				name, line, key);
+				"%s:%d: unknown front matter key \"%s\" (expected subject, date, preheader, "
+				"slug, audience)", name, line, key);
 			free(key);
 			free(val);
+			return POST_BAD;
+		}
+		if (!strcmp(key, "audience") && audience_ok(p, name, line, err, errlen) < 0) {
+			free(key);
 			return POST_BAD;
 		}
 		free(key);
@@ -488,6 +508,7 @@ void post_free(struct post *p)
 	free(p->subject);
 	free(p->date);
 	free(p->preheader);
+	free(p->audience);
 	free(p->markdown);
 	free(p->html);
 	free(p->text);

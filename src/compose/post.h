@@ -18,6 +18,8 @@ struct post {
 	char *date;      /* as written, "" if none */
 	time_t when;     /* parsed date (local time), 0 if none */
 	char *preheader; /* "" if none */
+	char *audience;  /* front matter `audience` (segment.h rules), or NULL */
+	int audience_line;
 	char *markdown;  /* body source after the front matter */
 	int body_line;   /* line of the file the body starts on */
 	char *html;      /* rendered HTML fragment, merge fields intact */

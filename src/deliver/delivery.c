@@ -7,6 +7,7 @@
 #include "deliver/smtp.h"
 #include "deliver/transport.h"
 #include "input/subscribers.h"
+#include "input/segment.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/crypto.h>
@@ -55,6 +56,7 @@ struct run {
 	struct delivery_stats *st;
 	struct subs_reader *sr;
 	struct msg_ctx *msg;
+	struct segment seg;    /* --where and the post's audience */
 	struct ratelimit rl;
 	struct journal journal;
 	struct bounces bounces;
@@ -405,7 +407,7 @@ static int on_accept(void *arg, void *tag, const struct smtp_result *res)
 			     res->cls == SMTP_UNCERTAIN ? JOURNAL_UNCERTAIN : JOURNAL_SENT);
 }
 
-enum verdict { TAKE, INACTIVE, ALREADY, SUPPRESSED };
+enum verdict { TAKE, INACTIVE, OUTSIDE, ALREADY, SUPPRESSED };
 
 /* Whether a subscribed row is to be mailed this run. No side effects, so
  * both the loop and the end-of-run look-ahead can ask. */
@@ -413,6 +415,8 @@ static enum verdict verdict(const struct run *r, int kind, const struct subs_row
 {
 	if (kind == SUBS_INACTIVE)
 		return INACTIVE;
+	if (!segment_match(&r->seg, (const char *const *)s->fields))
+		return OUTSIDE;
 	if (r->have_journal && !r->o->force && journal_has(&r->journal, s->email) &&
 	    !(r->o->retry_uncertain && journal_is_uncertain(&r->journal, s->email)))
 		return ALREADY;
@@ -458,6 +462,7 @@ static struct job *next_job(struct run *r)
 		}
 		switch (verdict(r, k, &s)) {
 		case INACTIVE: r->st->inactive++; continue;
+		case OUTSIDE: r->st->excluded++; continue;
 		case ALREADY: r->st->already++; continue;
 		case SUPPRESSED: r->st->suppressed++; continue;
 		case TAKE: break;
@@ -797,13 +802,18 @@ static int count_readers(struct run *r)
 	int k = subs_open(&sr, r->o->subscribers, r->err, r->errlen);
 	if (k)
 		return subs_exitcode(k);
+	if (segment_bind(&r->seg, subs_colnames(sr), subs_ncols(sr), r->o->subscribers, r->err,
+			 r->errlen) < 0) {
+		subs_close(sr);
+		return EX_DATAERR;
+	}
 	while ((k = subs_next(sr, &s, why, sizeof why)) != SUBS_END) {
 		if (k == SUBS_FATAL || k == SUBS_NOFILE) {
 			set_err(r->err, r->errlen, EX_DATAERR, "%s", why);
 			subs_close(sr);
 			return EX_DATAERR;
 		}
-		if (k == SUBS_ROW)
+		if (k == SUBS_ROW && segment_match(&r->seg, (const char *const *)s.fields))
 			r->st->total++;
 	}
 	subs_close(sr);
@@ -834,6 +844,21 @@ static int seed_quota(struct run *r)
 	return 0;
 }
 
+/* The rules of --where and of the post's audience, all of which must
+ * hold; their columns are found when the list is first read. */
+static int segment_setup(struct run *r)
+{
+	for (size_t i = 0; i < r->o->n_where; i++)
+		if (segment_add(&r->seg, r->o->where[i], "--where", r->err, r->errlen) < 0)
+			return EX_USAGE;
+	char what[4200];
+	snprintf(what, sizeof what, "%s:%d: audience", r->post->path, r->post->audience_line);
+	if (r->post->audience &&
+	    segment_add(&r->seg, r->post->audience, what, r->err, r->errlen) < 0)
+		return EX_DATAERR;
+	return 0;
+}
+
 static int setup(struct run *r)
 {
 	const struct config *cfg = r->cfg;
@@ -860,7 +885,7 @@ static int setup(struct run *r)
 			return EX_CANTCREAT;
 		r->have_bounces = 1;
 	}
-	if (!o->n_test && (rc = count_readers(r)))
+	if (!o->n_test && ((rc = segment_setup(r)) || (rc = count_readers(r))))
 		return rc;
 	int k = subs_open(&r->sr, o->subscribers, r->err, r->errlen);
 	if (k)
@@ -972,7 +997,7 @@ int delivery_run(const struct config *cfg, const struct post *post,
 		else
 			flush_held(&r);
 		rc = outcome(&r);
-		if (rc == 0 && r.have_journal)
+		if (rc == 0 && r.have_journal && !o->n_where)
 			if (journal_mark_done(cfg->state_dir, post->slug, err, errlen) < 0)
 				rc = EX_CANTCREAT;
 	}
@@ -990,6 +1015,7 @@ int delivery_run(const struct config *cfg, const struct post *post,
 	transport_close(r.tx);
 	secret_free(&r.password);
 	rl_free(&r.rl);
+	segment_free(&r.seg);
 	msg_free(r.msg);
 	if (r.have_journal)
 		journal_close(&r.journal);

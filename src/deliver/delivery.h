@@ -23,6 +23,11 @@ struct delivery_opts {
 	int until_quota;           /* stop (75) instead of waiting for a quota */
 	int retry_uncertain;       /* send again to readers whose message
 				      may have arrived (journal "uncertain") */
+	/* --where COL=VALUE...: only the rows every rule holds for (with
+	 * the post's audience:, segment.h). A run with --where never marks
+	 * the post fully sent: the rest of the list has not had it. */
+	const char *const *where;
+	size_t n_where;
 	/* -v: the SMTP transcript, credentials redacted (see smtp.h) */
 	void (*trace)(void *arg, const char *line);
 	void *trace_arg;
@@ -41,6 +46,7 @@ struct delivery_stats {
 	long inactive;     /* status not subscribed */
 	long already;      /* in the journal from an earlier run */
 	long suppressed;   /* bounced or complained before */
+	long excluded;     /* subscribed, but not in the segment */
 	long attempted;    /* messages handed to the transport */
 	long retried;      /* of which retries */
 	long total;        /* subscribed readers in the list */
