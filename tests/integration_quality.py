@@ -475,6 +475,70 @@ def test_extra_headers(t):
         expect(n and f"herald.conf:{n[0]}:" in r.err, f"{line}: no FILE:LINE in {r.err}")
 
 
+# ---- attachments ---------------------------------------------------------
+
+@SUITE.test("attachments: multipart/mixed around the alternative, MIME types from libmagic, "
+            "bytes equal to the files, RFC 2231 names (Python strict, mblaze mshow -t), signed; "
+            "check: a missing file is 66 at post.md:LINE, over 1 MB a warning, not a clip error")
+def test_attachments(t):
+    server = t.server()
+    key, txt = dkim_key(t)
+    world(t, dkim_changes(key), server)
+    pdf = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+    files = {"report.pdf": pdf, "données été.csv": "a,b\nÅ,2\n".encode(),
+             "blob.bin": bytes(range(256)) * 9}
+    os.makedirs(t.path("posts", "files"))
+    for name, data in files.items():
+        with open(t.path("posts", "files", name), "wb") as f:
+            f.write(data)
+    t.write("posts/att.md", "---\nsubject: Files\ndate: 2026-11-30 08:00\n"
+            "attachments: files/report.pdf, files/données été.csv ,files/blob.bin\n---\n"
+            "Hi {{name}}, three files.\n")
+    post = t.path("posts", "att.md")
+    r = t.send(post=post)
+    equal(r.code, EX_OK, "send")
+    got = server.messages()
+    equal(len(got), 3, "messages")
+    for m in got:
+        msg = email.message_from_bytes(m.raw, policy=email.policy.strict)
+        equal(msg.get_content_type(), "multipart/mixed", "top")
+        parts = [p.get_content_type() for p in msg.iter_parts()]
+        # The types file(1), libmagic's own command, gives.
+        want = [subprocess.run(["file", "-b", "--mime-type", t.path("posts", "files", n)],
+                               capture_output=True, text=True, check=True).stdout.strip()
+                for n in files]
+        equal(want[:2], ["application/pdf", "text/plain"], "file(1)'s types")
+        equal(parts, ["multipart/alternative"] + want, "parts")
+        seen = {p.get_filename(): p.get_payload(decode=True) for p in msg.iter_attachments()}
+        equal(sorted(seen), sorted(files), "file names")
+        for name, data in files.items():
+            equal(seen[name], data, f"bytes of {name}")
+        expect(b"filename*=UTF-8''donn%C3%A9es%20%C3%A9t%C3%A9.csv" in m.raw,
+               "the RFC 2231 name is missing or quoted")
+        expect(verify(m.raw, txt), "does not verify")
+        with open(t.path("m.eml"), "wb") as f:
+            f.write(m.raw)
+        tree = subprocess.run(["mshow", "-t", t.path("m.eml")], capture_output=True, text=True,
+                              check=True).stdout
+        for want in ("multipart/mixed", "multipart/alternative", "text/plain", "text/html",
+                     'application/pdf size=45 name="report.pdf"', 'name="données été.csv"'):
+            expect(want in tree, f"mshow -t lacks {want!r}:\n{tree}")
+    # check: a missing file, a big one
+    t.write("posts/missing.md", "---\nsubject: Files\ndate: 2026-11-30 08:00\n"
+            "attachments: files/nope.pdf\n---\nHi.\n")
+    r = t.herald("check", t.path("posts", "missing.md"))
+    equal(r.code, EX_NOINPUT, "check, missing attachment")
+    expect("missing.md:4: attachment " in r.err and "nope.pdf: No such file" in r.err, r.err)
+    with open(t.path("posts", "files", "big.bin"), "wb") as f:
+        f.write(os.urandom(3 * 1024 * 1024))
+    t.write("posts/big.md", "---\nsubject: Files\ndate: 2026-11-30 08:00\n"
+            "attachments: files/big.bin\n---\nHi.\n")
+    r = t.herald("check", t.path("posts", "big.md"))
+    equal(r.code, EX_OK, f"check, big attachment: {r.err}")
+    expect("1 attachment of 3.0 MB in all go to every reader (4.0 MB on the wire" in r.err, r.err)
+    expect("Gmail clips" not in r.err, f"an attachment counted as clipped text: {r.err}")
+
+
 # ---- DKIM ---------------------------------------------------------------
 
 @SUITE.test("DKIM: --dry-run, --test over SMTP and preview are all signed; python3-dkim "

@@ -112,6 +112,7 @@ int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv)
 	size_t nn = 0;
 	char err[1024] = "", addr[512] = "";
 	long good = 0;
+	size_t clip_exempt = 0; /* attachments: Gmail clips the text only */
 	int rc = cli_load_config(cfgpath, &cfg);
 	if (!rc)
 		rc = cli_load_post(&cfg, argv[1], &post);
@@ -138,7 +139,10 @@ int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv)
 		struct msg_parts parts;
 		if (!rc)
 			msg_last_parts(m, &parts);
-		if (!rc && lint_message(&l, what, eml.len, parts.subject) < 0)
+		/* Gmail clips the message text; attachments do not count. */
+		clip_exempt = rc ? 0 : parts.attach_wire;
+		if (!rc && (lint_message(&l, what, eml.len - clip_exempt, parts.subject) < 0 ||
+			    lint_attachments(&l, what, parts.nattach, parts.attach_bytes) < 0))
 			rc = EX_OSERR;
 	}
 	int config_errors = 0;
@@ -156,7 +160,7 @@ int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv)
 		       l.warnings, l.warnings == 1 ? "" : "s");
 		if (eml.len)
 			printf("; %zu bytes for %s (%.0f%% of Gmail's 102 KB clip size)", eml.len, addr,
-			       cli_clip_percent(eml.len));
+			       cli_clip_percent(eml.len - clip_exempt));
 		printf("\n");
 	}
 out:

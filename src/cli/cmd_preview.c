@@ -97,8 +97,10 @@ int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 		 parts.qp_html ? parts.qp_html->len : 0);
 	snprintf(what[1], sizeof what[1], "text part, %zu quoted-printable",
 		 parts.qp_text ? parts.qp_text->len : 0);
-	snprintf(what[2], sizeof what[2], "whole message to %s: %.0f%% of Gmail's 102 KB clip size",
-		 addr, cli_clip_percent(eml.len));
+	/* Gmail clips the message text; attachments do not count. */
+	size_t clipped = eml.len - parts.attach_wire;
+	snprintf(what[2], sizeof what[2], "whole message to %s: %.0f%% of Gmail's 102 KB clip size%s",
+		 addr, cli_clip_percent(clipped), parts.nattach ? " (attachments aside)" : "");
 	const struct { const char *ext; const struct buf *b; } outs[] = {
 		{"html", parts.html}, {"txt", parts.text}, {"eml", &eml}};
 	for (size_t i = 0; !rc && i < 3; i++) {
@@ -109,7 +111,7 @@ int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 		else if (!u->quiet)
 			printf("%-44s %8zu bytes  %s\n", path, outs[i].b->len, what[i]);
 	}
-	if (!rc && eml.len > LINT_CLIP_BYTES)
+	if (!rc && clipped > LINT_CLIP_BYTES)
 		fprintf(stderr, "herald: warning: the message is over 102 KB: Gmail will clip it (see herald check)\n");
 	if (!rc && shots)
 		rc = screenshots(u, dir, post.slug, err, sizeof err);

@@ -2,6 +2,7 @@
 #include "util/token.h"
 #include "util/addr.h"
 #include "compose/dkim.h"
+#include "compose/media.h"
 #include "compose/template.h"
 #include <ctype.h>
 #include <errno.h>
@@ -37,9 +38,25 @@ struct msg_ctx {
 	struct mailimf_date_time *date_cache;
 	time_t date_at;
 	struct dkimsig *dkim;  /* NULL: no dkim group in the config */
+	struct media *media;   /* attachments, read and encoded once */
+	char (*marker)[32];    /* media[k]'s place in the skeleton: libetpan
+				  keeps the pointer, so it lives here */
+	size_t nmedia;
 	struct tmpl **hdr;     /* the config's headers, cfg->n_headers of them */
 	struct buf *tmp_hdr;   /* ... merged for this reader, encoded */
 };
+
+/* The parts' bodies are not handed to libetpan: it writes body bytes one
+ * at a time, which cost more than the rest of the message. It gets a
+ * marker instead, and msg_build splices the encoded body in its place. */
+static const char text_marker[] = "\x01herald:text/plain\x01";
+static const char html_marker[] = "\x01herald:text/html\x01";
+
+/* "\x01herald:media:K\x01": where media K's encoded body goes. */
+static void media_marker(size_t k, char *out, size_t len)
+{
+	snprintf(out, len, "\x01herald:media:%zu\x01", k);
+}
 
 const char *const msg_builtin_fields[MF_NBUILTIN] = {
 	"email", "name", "subject", "preheader", "date", "unsubscribe_url",
@@ -114,17 +131,8 @@ static int encode_word(struct buf *out, const unsigned char *p, const unsigned c
 		}
 		return buf_adds(out, "?=");
 	}
-	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	if (buf_adds(out, "=?UTF-8?B?") < 0)
+	if (buf_adds(out, "=?UTF-8?B?") < 0 || buf_add_base64(out, p, (size_t)(e - p), 0) < 0)
 		return -1;
-	for (; p < e; p += 3) {
-		size_t n = (size_t)(e - p) < 3 ? (size_t)(e - p) : 3;
-		unsigned v = (unsigned)p[0] << 16 | (n > 1 ? (unsigned)p[1] << 8 : 0) | (n > 2 ? p[2] : 0);
-		char q[4] = {b64[v >> 18 & 63], b64[v >> 12 & 63], n > 1 ? b64[v >> 6 & 63] : '=',
-			     n > 2 ? b64[v & 63] : '='};
-		if (buf_add(out, q, 4) < 0)
-			return -1;
-	}
 	return buf_adds(out, "?=");
 }
 
@@ -555,6 +563,50 @@ static int qp_render(const struct qp_layout *q, const char *const *vals,
 	return qp_flush(&st, 0);
 }
 
+/* The post's attachments: comma-separated paths, relative to the post's
+ * directory; each read, typed and encoded here, once per run. */
+static int load_attachments(struct msg_ctx *m, char *err, size_t errlen)
+{
+	const struct post *p = m->post;
+	const char *slash = strrchr(p->path, '/');
+	int dirlen = slash ? (int)(slash - p->path) + 1 : 0;
+	char what[4200];
+	snprintf(what, sizeof what, "%s:%d: attachment", p->path, p->attachments_line);
+	for (const char *s = p->attachments;; s++) {
+		size_t n = strcspn(s, ",");
+		const char *b = s, *e = s + n;
+		while (b < e && (*b == ' ' || *b == '\t'))
+			b++;
+		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (e > b) {
+			char *path;
+			if ((*b == '/' ? asprintf(&path, "%.*s", (int)(e - b), b)
+				       : asprintf(&path, "%.*s%.*s", dirlen, p->path, (int)(e - b), b)) < 0)
+				return set_err(err, errlen, MSG_FAIL, "out of memory");
+			struct media *nm = realloc(m->media, (m->nmedia + 1) * sizeof *nm);
+			if (nm)
+				m->media = nm;
+			char (*mk)[32] = nm ? realloc(m->marker, (m->nmedia + 1) * sizeof *mk) : NULL;
+			if (mk)
+				m->marker = mk;
+			int rc = mk ? media_load(&nm[m->nmedia], MEDIA_ATTACHMENT, path, what, err, errlen)
+				    : set_err(err, errlen, MEDIA_BAD, "out of memory");
+			free(path);
+			if (mk) {
+				media_marker(m->nmedia, mk[m->nmedia], sizeof *mk);
+				m->nmedia++; /* freed whole or half by msg_free */
+			}
+			if (rc)
+				return rc == MEDIA_NOFILE ? MSG_NOFILE : MSG_FAIL;
+		}
+		s += n;
+		if (!*s)
+			break;
+	}
+	return MSG_OK;
+}
+
 static int init(struct msg_ctx *m, const struct config *cfg,
 		const struct post *post, const char *const *cols, size_t ncols,
 		const char *secret, unsigned flags, char *err, size_t errlen)
@@ -608,6 +660,8 @@ static int init(struct msg_ctx *m, const struct config *cfg,
 		if (compile_str(m, cfg->headers[i].value, hwhat, &m->hdr[i], err, errlen))
 			return MSG_FAIL;
 	}
+	if (post->attachments && (rc = load_attachments(m, err, errlen)))
+		return rc;
 	if (m->unsub && tmpl_uses(m->unsub, MF_TOKEN) && !secret)
 		return set_err(err, errlen, MSG_FAIL, "unsubscribe.url uses {{token}} but no secret is set");
 	/* {{subject}} inside the subject itself would have no value yet. */
@@ -724,11 +778,6 @@ static int add_field(struct mailimf_fields *f, const char *name, const char *val
 	return 0;
 }
 
-/* The parts' bodies are not handed to libetpan: it writes body bytes one
- * at a time, which cost more than the rest of the message. It gets a
- * marker instead, and msg_build splices the encoded body in its place. */
-static const char text_marker[] = "\x01herald:text/plain\x01";
-static const char html_marker[] = "\x01herald:text/html\x01";
 
 /* marker must outlive the part. */
 static struct mailmime *text_part(const char *type, const char *marker)
@@ -766,12 +815,13 @@ static struct mailmime *text_part(const char *type, const char *marker)
 	return part;
 }
 
-/* The boundary holds "=_", which quoted-printable output can never
- * contain, so it cannot collide with the body; it is derived from the
- * Message-ID so a dry run and a real send differ only where they must. */
-static struct mailmime *alternative(const char *msgid_local)
+/* The boundary holds "=_", which neither quoted-printable nor Base64
+ * output can contain, so it cannot collide with a body; it is derived from
+ * the Message-ID (a letter per level in front) so a dry run and a real
+ * send differ only where they must. */
+static struct mailmime *multipart(const char *type, const char *level, const char *msgid_local)
 {
-	struct mailmime_content *ct = mailmime_content_new_with_str("multipart/alternative");
+	struct mailmime_content *ct = mailmime_content_new_with_str(type);
 	struct mailmime_fields *mf = mailmime_fields_new_empty();
 	struct mailmime *mm = (ct && mf) ? mailmime_new_empty(ct, mf) : NULL;
 	if (!mm) {
@@ -787,7 +837,7 @@ static struct mailmime *alternative(const char *msgid_local)
 		if (strcasecmp(prm->pa_name, "boundary"))
 			continue;
 		char *bv;
-		if (asprintf(&bv, "=_%s", msgid_local) < 0) {
+		if (asprintf(&bv, "=_%s%s", level, msgid_local) < 0) {
 			mailmime_free(mm);
 			return NULL;
 		}
@@ -857,26 +907,53 @@ static int add_unfolded_after_colon(struct buf *out, const char *s, size_t len)
 	return buf_add(out, s + run, len - run);
 }
 
-/* Copies the skeleton into out with the encoded bodies where the markers
- * stand (text/plain's comes first: the parts are in that order). */
-static int splice_bodies(struct buf *out, const struct buf *skel,
-			 const struct buf *text, const struct buf *html)
+/* libetpan quotes every parameter value, but an RFC 2231 extended value
+ * (filename*=UTF-8''...) is not a quoted-string and some readers keep the
+ * quotes as part of the name. Ours hold only attribute characters and
+ * %XX, so the quotes just go. */
+static struct buf *unquote_ext_values(struct buf *b)
 {
-	const char *t = memmem(skel->p, skel->len, text_marker, sizeof text_marker - 1);
-	const char *h = t ? memmem(t, skel->len - (size_t)(t - skel->p), html_marker,
-				   sizeof html_marker - 1) : NULL;
-	if (!t || !h)
+	char *p = b->p, *end = b->p + b->len;
+	while (p && (p = memmem(p, (size_t)(end - p), "*=\"", 3))) {
+		char *close = memchr(p + 3, '"', (size_t)(end - p - 3));
+		if (!close)
+			break;
+		memmove(p + 2, p + 3, (size_t)(close - p - 3));
+		memmove(close - 1, close + 1, (size_t)(end - close - 1));
+		end -= 2;
+		b->len -= 2;
+		p = close - 1;
+	}
+	if (b->p)
+		b->p[b->len] = '\0';
+	return b;
+}
+
+/* Copies the skeleton into out with the encoded bodies where the markers
+ * stand: text/plain's, text/html's, then each medium's, in the order the
+ * parts are written. */
+static int splice_bodies(struct buf *out, const struct buf *skel, const struct msg_ctx *m)
+{
+	size_t total = skel->len + m->qp_text.len + m->qp_html.len;
+	for (size_t k = 0; k < m->nmedia; k++)
+		total += m->media[k].body.len;
+	if (buf_reserve(out, total) < 0)
 		return -1;
-	const char *end = skel->p + skel->len;
-	const char *after_t = t + sizeof text_marker - 1, *after_h = h + sizeof html_marker - 1;
-	if (buf_reserve(out, skel->len + text->len + html->len) < 0 ||
-	    buf_add(out, skel->p, (size_t)(t - skel->p)) < 0 ||
-	    buf_add(out, text->p ? text->p : "", text->len) < 0 ||
-	    buf_add(out, after_t, (size_t)(h - after_t)) < 0 ||
-	    buf_add(out, html->p ? html->p : "", html->len) < 0 ||
-	    buf_add(out, after_h, (size_t)(end - after_h)) < 0)
-		return -1;
-	return 0;
+	const char *at = skel->p, *end = skel->p + skel->len;
+	for (size_t k = 0; k < 2 + m->nmedia; k++) {
+		char mk[64];
+		const struct buf *body = k == 0 ? &m->qp_text : k == 1 ? &m->qp_html
+			: &m->media[k - 2].body;
+		snprintf(mk, sizeof mk, "%s", k == 0 ? text_marker : k == 1 ? html_marker
+			 : m->marker[k - 2]);
+		size_t ml = strlen(mk);
+		const char *hit = memmem(at, (size_t)(end - at), mk, ml);
+		if (!hit || buf_add(out, at, (size_t)(hit - at)) < 0 ||
+		    buf_add(out, body->p ? body->p : "", body->len) < 0)
+			return -1;
+		at = hit + ml;
+	}
+	return buf_add(out, at, (size_t)(end - at));
 }
 
 /* One reader's build: what the stages hand each other. */
@@ -1103,9 +1180,145 @@ static struct mailimf_fields *headers(struct msg_ctx *m, const struct build *b, 
 
 /* The body: multipart/alternative, text first. A multipart/related
  * around the HTML part, or a /mixed around the whole, goes here. */
-static struct mailmime *body_tree(const struct build *b)
+static struct mailmime *alternative_tree(const struct build *b);
+
+/* A file name for Content-Disposition: as it is when it is plain ASCII
+ * without quotes or backslashes, else in RFC 2231 form (filename*=UTF-8''
+ * with percent-encoding), which every current client reads. */
+static struct mailmime_disposition *disposition(int type, const char *name)
 {
-	struct mailmime *alt = alternative(b->local);
+	struct mailmime_disposition_type *dt = mailmime_disposition_type_new(type, NULL);
+	clist *parms = clist_new();
+	struct mailmime_disposition *d = dt && parms ? mailmime_disposition_new(dt, parms) : NULL;
+	if (!d) {
+		if (dt)
+			mailmime_disposition_type_free(dt);
+		if (parms)
+			clist_free(parms);
+		return NULL;
+	}
+	int plain = is_ascii_printable(name) && !strpbrk(name, "\"\\");
+	struct buf v = {0};
+	if (!plain) {
+		for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+			if ((isalnum(*p) || strchr("!#$&+-.^_`|~", *p)) ? buf_addc(&v, (char)*p) < 0
+				: buf_printf(&v, "%%%02X", *p) < 0)
+				break;
+	}
+	char *pn = strdup(plain ? "filename" : "filename*");
+	char *pv = plain ? strdup(name) : NULL;
+	if (!plain && v.len && asprintf(&pv, "UTF-8''%s", v.p) < 0)
+		pv = NULL;
+	buf_free(&v);
+	struct mailmime_parameter *prm = pn && pv ? mailmime_parameter_new(pn, pv) : NULL;
+	struct mailmime_disposition_parm *dp = prm ? mailmime_disposition_parm_new(
+		MAILMIME_DISPOSITION_PARM_PARAMETER, NULL, NULL, NULL, NULL, 0, prm) : NULL;
+	if (!dp || clist_append(parms, dp) < 0) {
+		if (dp)
+			mailmime_disposition_parm_free(dp);
+		else if (prm)
+			mailmime_parameter_free(prm);
+		else {
+			free(pn);
+			free(pv);
+		}
+		mailmime_disposition_free(d);
+		return NULL;
+	}
+	return d;
+}
+
+/* Content-Type's name= too: older clients (and Outlook) show that one.
+ * Not ASCII, it is an encoded-word in quotes, as those clients write it. */
+static int content_name(struct mailmime_content *ct, const char *name)
+{
+	struct buf v = {0};
+	if (!is_ascii_printable(name) || strpbrk(name, "\"\\"))
+		encode_run(&v, (const unsigned char *)name,
+			   (const unsigned char *)name + strlen(name), 0);
+	char *pn = strdup("name"), *pv = v.len ? buf_detach(&v) : strdup(name);
+	buf_free(&v);
+	struct mailmime_parameter *prm = pn && pv ? mailmime_parameter_new(pn, pv) : NULL;
+	if (!prm || clist_append(ct->ct_parameters, prm) < 0) {
+		if (prm)
+			mailmime_parameter_free(prm);
+		else {
+			free(pn);
+			free(pv);
+		}
+		return -1;
+	}
+	return 0;
+}
+
+/* One file's part: its type, Base64, its disposition; the body is a
+ * marker that splice_bodies replaces with the encoding made once. */
+static struct mailmime *media_part(const struct media *md, const char *marker)
+{
+	struct mailmime_mechanism *enc = mailmime_mechanism_new(MAILMIME_MECHANISM_BASE64, NULL);
+	struct mailmime_disposition *dsp = disposition(
+		md->kind == MEDIA_IMAGE ? MAILMIME_DISPOSITION_TYPE_INLINE
+					: MAILMIME_DISPOSITION_TYPE_ATTACHMENT, md->name);
+	struct mailmime_fields *mf = enc && dsp ? mailmime_fields_new_with_data(enc, NULL, NULL, dsp,
+										 NULL) : NULL;
+	struct mailmime_content *ct = mf ? mailmime_content_new_with_str(md->type) : NULL;
+	if (ct && content_name(ct, md->name) < 0) {
+		mailmime_content_free(ct);
+		ct = NULL;
+	}
+	struct mailmime *part = ct ? mailmime_new_empty(ct, mf) : NULL;
+	if (!part) {
+		if (ct)
+			mailmime_content_free(ct);
+		if (mf)
+			mailmime_fields_free(mf);
+		else {
+			if (enc)
+				mailmime_mechanism_free(enc);
+			if (dsp)
+				mailmime_disposition_free(dsp);
+		}
+		return NULL;
+	}
+	struct mailmime_data *d = mailmime_data_new(MAILMIME_DATA_TEXT, MAILMIME_MECHANISM_BASE64,
+						    1, marker, strlen(marker), NULL);
+	if (!d) {
+		mailmime_free(part);
+		return NULL;
+	}
+	part->mm_data.mm_single = d;
+	return part;
+}
+
+/* multipart/alternative (text, HTML), inside multipart/mixed with the
+ * attachments when there are some. */
+static struct mailmime *body_tree(const struct msg_ctx *m, const struct build *b)
+{
+	struct mailmime *alt = alternative_tree(b);
+	if (!alt || !m->nmedia)
+		return alt;
+	struct mailmime *mixed = multipart("multipart/mixed", "M", b->local);
+	if (!mixed || mailmime_smart_add_part(mixed, alt) != MAILIMF_NO_ERROR) {
+		mailmime_free(alt);
+		if (mixed)
+			mailmime_free(mixed);
+		return NULL;
+	}
+	for (size_t k = 0; k < m->nmedia; k++) {
+		struct mailmime *part = media_part(&m->media[k], m->marker[k]);
+		if (!part || mailmime_smart_add_part(mixed, part) != MAILIMF_NO_ERROR) {
+			if (part)
+				mailmime_free(part);
+			mailmime_free(mixed);
+			return NULL;
+		}
+	}
+	return mixed;
+}
+
+static struct mailmime *alternative_tree(const struct build *b)
+{
+	struct mailmime *alt = multipart("multipart/alternative", "", b->local);
 	struct mailmime *tp = text_part("text/plain", text_marker);
 	struct mailmime *hp = text_part("text/html", html_marker);
 	if (!alt || !tp || !hp || mailmime_smart_add_part(alt, tp) != MAILIMF_NO_ERROR) {
@@ -1128,7 +1341,7 @@ static int assemble(struct msg_ctx *m, const struct build *b, struct mailimf_fie
 		    struct buf *dst)
 {
 	struct mailmime *msg = mailmime_new_message_data(NULL);
-	struct mailmime *body = msg ? body_tree(b) : NULL;
+	struct mailmime *body = msg ? body_tree(m, b) : NULL;
 	if (!body) {
 		mailimf_fields_free(f);
 		if (msg)
@@ -1148,7 +1361,7 @@ static int assemble(struct msg_ctx *m, const struct build *b, struct mailimf_fie
 	if (wr == MAILIMF_NO_ERROR)
 		wr = add_unfolded_after_colon(&m->tmp_skel, s->str, s->len);
 	if (wr == 0)
-		wr = splice_bodies(dst, &m->tmp_skel, &m->qp_text, &m->qp_html);
+		wr = splice_bodies(dst, unquote_ext_values(&m->tmp_skel), m);
 	if (s)
 		mmap_string_free(s);
 	mailmime_free(msg);
@@ -1188,6 +1401,13 @@ void msg_last_parts(const struct msg_ctx *m, struct msg_parts *p)
 	p->text = &m->tmp_text;
 	p->qp_html = &m->qp_html;
 	p->qp_text = &m->qp_text;
+	p->nattach = p->attach_bytes = p->attach_wire = 0;
+	for (size_t k = 0; k < m->nmedia; k++)
+		if (m->media[k].kind == MEDIA_ATTACHMENT) {
+			p->nattach++;
+			p->attach_bytes += m->media[k].size;
+			p->attach_wire += m->media[k].body.len;
+		}
 }
 
 void msg_free(struct msg_ctx *m)
@@ -1205,6 +1425,10 @@ void msg_free(struct msg_ctx *m)
 		buf_free(&m->tmp_hdr[i]);
 	free(m->hdr);
 	free(m->tmp_hdr);
+	for (size_t i = 0; i < m->nmedia; i++)
+		media_free(&m->media[i]);
+	free(m->media);
+	free(m->marker);
 	free(m->names);
 	free(m->vals);
 	struct buf *bufs[] = {&m->tmp_url, &m->tmp_mailto, &m->tmp_subj, &m->tmp_text,

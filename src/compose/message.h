@@ -61,6 +61,9 @@ struct msg_parts {
 	const char *subject;          /* merged, before RFC 2047 */
 	const struct buf *html, *text;
 	const struct buf *qp_html, *qp_text; /* as they go on the wire */
+	/* Attachments: how many, their size, and their encoded bytes in
+	 * the message (Gmail's clip counts the message without them). */
+	size_t nattach, attach_bytes, attach_wire;
 };
 
 struct msg_out {

@@ -178,6 +178,8 @@ static int set_key(struct post *p, const char *key, size_t klen, char *val)
 		slot = &p->slug;
 	else if (klen == 8 && !strncmp(key, "audience", 8))
 		slot = &p->audience;
+	else if (klen == 11 && !strncmp(key, "attachments", 11))
+		slot = &p->attachments;
 	if (!slot)
 		return -1;
 	free(*slot);
@@ -265,11 +267,13 @@ static int front_matter(struct post *p, const char *name, const char *src,
 		if (set_key(p, key, strlen(key), val) < 0) {
 			set_err(err, errlen, POST_BAD,
 				"%s:%d: unknown front matter key \"%s\" (expected subject, date, preheader, "
-				"slug, audience)", name, line, key);
+				"slug, audience, attachments)", name, line, key);
 			free(key);
 			free(val);
 			return POST_BAD;
 		}
+		if (!strcmp(key, "attachments"))
+			p->attachments_line = line;
 		if (!strcmp(key, "audience") && audience_ok(p, name, line, err, errlen) < 0) {
 			free(key);
 			return POST_BAD;
@@ -509,6 +513,7 @@ void post_free(struct post *p)
 	free(p->date);
 	free(p->preheader);
 	free(p->audience);
+	free(p->attachments);
 	free(p->markdown);
 	free(p->html);
 	free(p->text);

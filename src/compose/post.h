@@ -20,6 +20,9 @@ struct post {
 	char *preheader; /* "" if none */
 	char *audience;  /* front matter `audience` (segment.h rules), or NULL */
 	int audience_line;
+	char *attachments; /* front matter `attachments`: comma-separated
+			      paths relative to the post, or NULL */
+	int attachments_line;
 	char *markdown;  /* body source after the front matter */
 	int body_line;   /* line of the file the body starts on */
 	char *html;      /* rendered HTML fragment, merge fields intact */

@@ -218,3 +218,28 @@ int utf8_valid(const char *s, size_t len)
 	}
 	return 1;
 }
+
+int buf_add_base64(struct buf *b, const void *data, size_t len, size_t line)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *p = data, *e = p + len;
+	size_t out = (len + 2) / 3 * 4;
+	if (buf_reserve(b, out + (line ? (out / line + 1) * 2 : 0)) < 0)
+		return -1;
+	size_t col = 0;
+	for (; p < e; p += 3) {
+		size_t n = (size_t)(e - p) < 3 ? (size_t)(e - p) : 3;
+		unsigned v = (unsigned)p[0] << 16 | (n > 1 ? (unsigned)p[1] << 8 : 0) | (n > 2 ? p[2] : 0);
+		char q[4] = {b64[v >> 18 & 63], b64[v >> 12 & 63], n > 1 ? b64[v >> 6 & 63] : '=',
+			     n > 2 ? b64[v & 63] : '='};
+		if (buf_add(b, q, 4) < 0)
+			return -1;
+		col += 4;
+		if (line && (col >= line || p + 3 >= e)) {
+			if (buf_add(b, "\r\n", 2) < 0)
+				return -1;
+			col = 0;
+		}
+	}
+	return 0;
+}

@@ -46,6 +46,10 @@ int set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
 int read_file(const char *path, char **out, size_t *len);
 /* SHA-256 of data as 64 lower-case hex digits (a content key for what has
  * no stable name). Returns 0, or -1. */
+/* Appends data in Base64 (RFC 4648); line > 0 breaks it into lines of at
+ * most `line` characters (a multiple of 4), each ended by CRLF, as MIME
+ * bodies want; 0 writes one run. */
+int buf_add_base64(struct buf *b, const void *data, size_t len, size_t line);
 int buf_sha256_hex(const void *data, size_t len, char out[65]);
 /* ASCII lower-case copy (addresses compare case-insensitively). */
 char *str_lower(const char *s);
