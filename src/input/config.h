@@ -79,6 +79,7 @@ struct config {
 	char **test_to;
 	size_t n_test_to;
 	int unsafe_html;       /* keep raw HTML of posts (tagfilter still on) */
+	int merge_code;        /* merge {{fields}} in code spans and blocks too */
 };
 
 /* CONFIG_TEMP: a password_command timed out (the next run may do better). */
