@@ -176,7 +176,7 @@ static void fmt_until(time_t secs, char *out, size_t len)
 	else if (m < 90)
 		snprintf(out, len, "%ld minute%s", m, m == 1 ? "" : "s");
 	else if (h < 48)
-		snprintf(out, len, "%ld hours", h);
+		snprintf(out, len, "%ld hour%s", h, h == 1 ? "" : "s");
 	else
 		snprintf(out, len, "%ld days", d);
 }
