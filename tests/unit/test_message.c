@@ -1094,6 +1094,21 @@ static void test_init_unknown_template_field(void **state)
 			    "built-in field has that name (did you mean \"name\"?)");
 }
 
+/* {{date}} is the day as written: with an offset the machine's zone may
+ * already (or still) be on another day. */
+static void test_date_field_as_written(void **state)
+{
+	struct fixture *fx = *state;
+
+	setenv("TZ", "America/New_York", 1);
+	tzset();
+	init_ok(fx, "---\nsubject: Issue of {{date}}\ndate: 2026-11-30 00:30 +01:00\n---\nHi\n", 0);
+	assert_int_equal(build(fx, "a@example.net", "Ann", "Oslo"), MSG_OK);
+	assert_string_equal(header(headers_of(fx->out.p), "Subject"), "Issue of 30 November 2026");
+	setenv("TZ", "UTC", 1);
+	tzset();
+}
+
 static void test_init_errors(void **state)
 {
 	struct fixture *fx = *state;
@@ -1317,6 +1332,7 @@ int main(void)
 		T(test_build_long_subject),
 		T(test_build_unsub_variants),
 		T(test_init_errors),
+		T(test_date_field_as_written),
 		T(test_injection_name),
 		T(test_injection_subject_field),
 		T(test_invalid_utf8_field),
