@@ -66,6 +66,11 @@ int tmpl_scan_next(struct tmpl_scan *s, struct tmpl_field *f)
 		int esc = src[i] == '\\' && i + 2 < s->len && src[i + 1] == '{' && src[i + 2] == '{';
 		if (!esc && !(src[i] == '{' && i + 1 < s->len && src[i + 1] == '{'))
 			continue;
+		/* In a run of braces the last two open the field, so "{" that
+		 * rendering puts before one ("{*{{name}}*" in the text part)
+		 * stays text. */
+		if (!esc && i + 2 < s->len && src[i + 2] == '{')
+			continue;
 		memset(f, 0, sizeof *f);
 		f->off = i;
 		f->line = s->line;

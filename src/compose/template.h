@@ -8,6 +8,8 @@
  * when the value is empty or missing (NULL); it is literal text. A field
  * opens and closes on one line. `\{{` is a literal "{{" (the one escape:
  * nothing else is special, so `\\{{` is a backslash and a literal "{{").
+ * In a run of braces the last two open: `{{{name}}}` is "{", the field,
+ * "}".
  *
  * Ownership: tmpl_compile allocates *out; tmpl_free releases it. The
  * template keeps no pointer into src or names. */

@@ -538,6 +538,10 @@ static void test_code_is_not_merged(void **state)
 	assert_int_equal(fx->p.fields[0].line, 4);
 	assert_string_equal(fx->p.fields[1].text, "{{email}}");
 	assert_int_equal(fx->p.fields[1].line, 11);
+	/* A brace that rendering puts right before a field stays text. */
+	parse_ok(fx, "x.md", "---\nsubject: Hi\n---\n{*{{name}}*\n");
+	assert_string_equal(fx->p.text, "{{{name}}\n");
+	assert_int_equal(fx->p.nfields, 1);
 	/* A "{{" that only rendering makes is text too. */
 	parse_ok(fx, "x.md", "---\nsubject: Hi\n---\n\\{\\{name}} &#123;&#123;x}}\n");
 	assert_string_equal(fx->p.html, "<p>\\{{name}} \\{{x}}</p>\n");

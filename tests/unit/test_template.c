@@ -252,6 +252,8 @@ static void test_escape(void **state)
 	check("C:\\\\{{x}} \\{{ \\{", v, TMPL_RAW, "C:\\{{x}} {{ \\{");
 	/* An escaped "{{" needs no "}}", and "}}" alone is text. */
 	check("\\{{ open }} and {{city}}", v, TMPL_RAW, "{{ open }} and Oslo");
+	/* In a run of braces the last two open the field. */
+	check("{{{name}}} {{{{city}}", v, TMPL_RAW, "{Ann} {{Oslo");
 }
 
 struct seen {
