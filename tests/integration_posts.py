@@ -46,6 +46,15 @@ def parts(mail):
     return got["text/html"].replace("\r\n", "\n"), got["text/plain"].replace("\r\n", "\n")
 
 
+def sent(t, body, rcpt="joy@example.org", changes=None):
+    """Sends a post of body to READERS: (post path, html, text) of what
+    rcpt received."""
+    srv = t.server()
+    post = world(t, body, changes=changes, server=srv)
+    equal(t.send(post=post).code, EX_OK, "send exit code")
+    return (post, *parts(srv.by_rcpt()[rcpt]))
+
+
 class Cells(html.parser.HTMLParser):
     """The text of each <td class=...> and <code>, and every <img>."""
 
@@ -97,11 +106,7 @@ CAPTIONED = ("Hi {{name}},\n\n"
 @SUITE.test("caption right below an image (no blank line): a caption cell in the HTML part, "
             "its own line under [image: ...] in the text part")
 def test_caption_below(t):
-    srv = t.server()
-    post = world(t, CAPTIONED, server=srv)
-    r = t.send(post=post)
-    equal(r.code, EX_OK, "exit code")
-    h, text = parts(srv.by_rcpt()["joy@example.org"])
+    _, h, text = sent(t, CAPTIONED)
     c = cells(h)
     expect(("caption", "Saturday\u2019s crew. Photo: Priya Raman.") in c.cells,
            f"no caption cell in: {c.cells}")
@@ -115,10 +120,7 @@ def test_caption_below(t):
 
 @SUITE.test("caption after a blank line: the same caption cell as right below")
 def test_caption_next_paragraph(t):
-    srv = t.server()
-    post = world(t, CAPTIONED.replace("jpg)\n*", "jpg)\n\n*"), server=srv)
-    equal(t.send(post=post).code, EX_OK, "exit code")
-    h, text = parts(srv.by_rcpt()["joy@example.org"])
+    _, h, text = sent(t, CAPTIONED.replace("jpg)\n*", "jpg)\n\n*"))
     expect(("caption", "Saturday\u2019s crew. Photo: Priya Raman.") in cells(h).cells,
            "caption cell")
     expect("[image: Volunteers spreading leaves]\n\nSaturday\u2019s crew. Photo: Priya Raman.\n"
@@ -154,11 +156,7 @@ TEMPLATING = ("Hi {{name}},\n\n"
 @SUITE.test("{{name}} in a code span and a code block reaches the reader as written; "
             "prose \\{{name}} shows {{name}}; prose fields still merge")
 def test_code_not_merged(t):
-    srv = t.server()
-    post = world(t, TEMPLATING, server=srv)
-    r = t.send(post=post)
-    equal(r.code, EX_OK, "exit code")
-    h, text = parts(srv.by_rcpt()["zoe@example.net"])
+    post, h, text = sent(t, TEMPLATING, rcpt="zoe@example.net")
     equal(cells(h).codes, [("code", "{{name}}"),
                            ("code", "Dear {{ name | reader }},\n{{ never closed")],
           "code elements")
@@ -175,11 +173,8 @@ def test_code_not_merged(t):
 
 @SUITE.test("merge_code = true: fields in code merge like prose")
 def test_merge_code(t):
-    srv = t.server()
-    post = world(t, "Hi `{{name}}`.\n\nUnsubscribe: {{unsubscribe_url}}\n",
-                 changes={"merge_code": True}, server=srv)
-    equal(t.send(post=post).code, EX_OK, "exit code")
-    h, text = parts(srv.by_rcpt()["joy@example.org"])
+    _, h, text = sent(t, "Hi `{{name}}`.\n\nUnsubscribe: {{unsubscribe_url}}\n",
+                      changes={"merge_code": True})
     equal(cells(h).codes, [("code", "Joy")], "code elements")
     expect("Hi Joy." in text, f"text part: {text}")
 
