@@ -169,7 +169,75 @@ struct send_args {
 	const char *rate;
 	const char **tests;
 	const char **wheres;   /* in the same allocation as tests */
+	/* --due: what it found, for the "nothing due" line */
+	int attempted, not_yet, done;
+	time_t next_when;
+	char next[512];
 };
+
+/* "44 days", "5 hours", "20 minutes": how far off a post's date is. */
+static void fmt_until(time_t secs, char *out, size_t len)
+{
+	long m = (long)(secs + 30) / 60, h = (long)(secs + 1800) / 3600, d = (long)(secs + 43200) / 86400;
+	if (secs < 60)
+		snprintf(out, len, "less than a minute");
+	else if (m < 90)
+		snprintf(out, len, "%ld minute%s", m, m == 1 ? "" : "s");
+	else if (h < 48)
+		snprintf(out, len, "%ld hour%s", h, h == 1 ? "" : "s");
+	else
+		snprintf(out, len, "%ld days", d);
+}
+
+/* --due: 1 when post is not due or fully sent (with -v, says which). */
+static int due_skip(struct ui *u, struct config *cfg, const char *path, const struct post *post,
+		    struct send_args *a)
+{
+	time_t now = time(NULL);
+	char in[32];
+	FILE *f = u->tty ? stdout : stderr;
+	int show = u->verbose && !u->quiet && !a->json;
+	if (post->when > now) {
+		fmt_until(post->when - now, in, sizeof in);
+		if (show)
+			fprintf(f, "%s: due in %s (date: %s), skipped\n", path, in, post->date);
+		if (!a->not_yet++ || post->when < a->next_when) {
+			a->next_when = post->when;
+			snprintf(a->next, sizeof a->next, "%s", path);
+		}
+		return 1;
+	}
+	if (journal_is_done(cfg->state_dir, post->slug)) {
+		if (show)
+			fprintf(f, "%s: sent to the whole list already, skipped\n", path);
+		a->done++;
+		return 1;
+	}
+	a->attempted++;
+	return 0;
+}
+
+/* --due with nothing to send: one line on a terminal or with -v (cron,
+ * without -v, hears nothing). */
+static void say_nothing_due(struct ui *u, const char *target, const struct send_args *a)
+{
+	if (!a->due || a->attempted || u->quiet || a->json || !(u->tty || u->verbose))
+		return;
+	FILE *f = u->tty ? stdout : stderr;
+	char in[32] = "";
+	if (a->not_yet)
+		fmt_until(a->next_when - time(NULL), in, sizeof in);
+	if (!a->in_dir && a->not_yet)
+		fprintf(f, "nothing due: %s is due in %s\n", target, in);
+	else if (!a->in_dir)
+		fprintf(f, "nothing due: %s was sent to the whole list already\n", target);
+	else if (a->not_yet)
+		fprintf(f, "nothing due in %s: %d post%s not due yet (next: %s, in %s), %d already sent\n",
+			target, a->not_yet, a->not_yet == 1 ? "" : "s", a->next, in, a->done);
+	else
+		fprintf(f, "nothing due in %s: %d post%s, all sent already\n", target, a->done,
+			a->done == 1 ? "" : "s");
+}
 
 static int send_one(struct ui *u, struct config *cfg, const char *path,
 		    struct send_args *a, json_t *posts)
@@ -181,7 +249,7 @@ static int send_one(struct ui *u, struct config *cfg, const char *path,
 		return rc;
 	}
 	/* Cron: nothing to do is not news. Not yet due, or fully sent. */
-	if (a->due && (post.when > time(NULL) || journal_is_done(cfg->state_dir, post.slug))) {
+	if (a->due && due_skip(u, cfg, path, &post, a)) {
 		post_free(&post);
 		return 0;
 	}
@@ -421,6 +489,8 @@ int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 	json_t *posts = a.json ? json_array() : NULL;
 	if (!rc)
 		rc = isdir ? send_dir(u, &cfg, target, &a, posts) : send_one(u, &cfg, target, &a, posts);
+	if (!rc)
+		say_nothing_due(u, target, &a);
 	if (posts) {
 		print_json(posts, rc);
 		json_decref(posts);

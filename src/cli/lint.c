@@ -1,5 +1,7 @@
 #include "cli/lint.h"
 #include "util/buf.h"
+#include "compose/template.h"
+#include "compose/figure.h"
 #include <cmark-gfm.h>
 #include <cmark-gfm-core-extensions.h>
 #include <ctype.h>
@@ -52,108 +54,46 @@ static void at_line(char *out, size_t len, const char *file, int line)
 
 /* ---- merge fields -------------------------------------------------------- */
 
-static int known(const char *name, size_t n, const char *const *fields,
-		 size_t nfields, int allow_body)
-{
-	if (allow_body && n == 4 && !strncasecmp(name, "body", 4))
-		return 1;
-	for (size_t i = 0; i < nfields; i++)
-		if (strlen(fields[i]) == n && !strncasecmp(fields[i], name, n))
-			return 1;
-	return 0;
-}
+struct field_visit {
+	struct lint *l;
+	enum lint_area area;
+	const char *file;
+	int *uses_unsub;
+};
 
-/* Edit distance of two short names (case-insensitive), capped at 9. */
-static int distance(const char *a, size_t al, const char *b)
+static int visit_field(void *arg, const struct tmpl_field *f, const char *problem)
 {
-	size_t bl = strlen(b);
-	int row[34];
-	if (al > 32 || bl > 32)
-		return 9;
-	for (size_t j = 0; j <= bl; j++)
-		row[j] = (int)j;
-	for (size_t i = 1; i <= al; i++) {
-		int diag = row[0];
-		row[0] = (int)i;
-		for (size_t j = 1; j <= bl; j++) {
-			int up = row[j];
-			int sub = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
-			int best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
-			row[j] = sub < best ? sub : best;
-			diag = up;
-		}
+	struct field_visit *v = arg;
+	if (!problem) {
+		if (v->uses_unsub && f->kind == TMPL_FIELD && f->nlen == 15 &&
+		    !strncasecmp(f->name, "unsubscribe_url", 15))
+			*v->uses_unsub = 1;
+		return 0;
 	}
-	return row[bl] > 9 ? 9 : row[bl];
+	char where[600];
+	at_line(where, sizeof where, v->file, f->line);
+	v->l->field_errors++;
+	return add(v->l, LINT_ERROR, v->area, where, "%s", problem);
 }
 
-/* The known name closest to a misspelt one, if any is close. */
-static const char *closest(const char *name, size_t n, const char *const *fields, size_t nfields)
-{
-	const char *best = NULL;
-	int bd = 3;
-	for (size_t i = 0; i < nfields; i++) {
-		int d = distance(name, n, fields[i]);
-		if (d < bd) {
-			bd = d;
-			best = fields[i];
-		}
-	}
-	return best;
-}
-
-/* Every {{name}} / {{name|fallback}} in src, line by line from line0;
- * *uses_unsub set when {{unsubscribe_url}} is among them. */
+/* Every merge field in src, lines counted from line0 (0: no line), read
+ * by template.c's scanner and judged in its words, so check says what
+ * send and preview say; *uses_unsub set when {{unsubscribe_url}} is
+ * among them. allow_body: {{body}} is known (a layout template). */
 static int scan_fields(struct lint *l, enum lint_area area, const char *file,
 		       int line0, const char *src, const char *const *fields,
 		       size_t nfields, int allow_body, int *uses_unsub)
 {
-	int line = line0;
-	for (const char *p = src; *p; p++) {
-		if (*p == '\n') {
-			line++;
-			continue;
-		}
-		if (p[0] != '{' || p[1] != '{')
-			continue;
-		const char *close = strstr(p + 2, "}}");
-		const char *nl = strchr(p + 2, '\n');
-		char where[600];
-		at_line(where, sizeof where, file, line);
-		if (!close || (nl && nl < close)) {
-			if (add(l, LINT_ERROR, area, where, "\"{{\" without \"}}\" on the same line") < 0)
-				return -1;
-			l->field_errors++;
-			continue;
-		}
-		const char *s = p + 2, *e = close;
-		const char *bar = memchr(s, '|', (size_t)(e - s));
-		if (bar)
-			e = bar;
-		while (s < e && isspace((unsigned char)*s))
-			s++;
-		while (e > s && isspace((unsigned char)e[-1]))
-			e--;
-		/* As template.c: any name but an empty one or one with "{"
-		 * (a column may be called "first name"). */
-		int ok = e > s && !memchr(s, '{', (size_t)(e - s));
-		int r = 0;
-		if (!ok) {
-			r = add(l, LINT_ERROR, area, where, "malformed merge field \"%.*s\"",
-				(int)(close + 2 - p), p);
-			l->field_errors++;
-		} else if (!known(s, (size_t)(e - s), fields, nfields, allow_body)) {
-			const char *near = closest(s, (size_t)(e - s), fields, nfields);
-			r = add(l, LINT_ERROR, area, where,
-				"unknown merge field \"%.*s\": no list column nor built-in field has that name%s%s%s",
-				(int)(e - s), s, near ? " (did you mean \"" : "", near ? near : "", near ? "\"?)" : "");
-			l->field_errors++;
-		} else if (uses_unsub && (size_t)(e - s) == 15 && !strncasecmp(s, "unsubscribe_url", 15))
-			*uses_unsub = 1;
-		if (r < 0)
-			return -1;
-		p = close + 1;
-	}
-	return 0;
+	const char **names = malloc((nfields + 1) * sizeof *names);
+	if (!names)
+		return -1;
+	memcpy(names, fields, nfields * sizeof *names);
+	names[nfields] = "body";
+	struct tmpl_names tn = {names, nfields + (allow_body ? 1 : 0)};
+	struct field_visit v = {l, area, file, uses_unsub};
+	int rc = tmpl_check(src, strlen(src), line0, &tn, visit_field, &v);
+	free(names);
+	return rc < 0 ? -1 : 0;
 }
 
 /* ---- links and images ---------------------------------------------------- */
@@ -280,6 +220,23 @@ static int check_node(struct lint *l, const struct post *p, cmark_node *n)
 	return rc;
 }
 
+/* The line under an image that figure.c cannot take for a caption nor
+ * for text apart from it: the reader would see it joined to the image. */
+static int check_caption(struct lint *l, const struct post *p, cmark_node *para)
+{
+	cmark_node *cap;
+	if (figure_of(para, &cap) != FIGURE_UNCLEAR)
+		return 0;
+	cmark_node *img = cmark_node_first_child(para);
+	const char *url = cmark_node_get_url(img);
+	char where[600];
+	at_line(where, sizeof where, p->path, p->body_line + node_line(para) - 1);
+	return add(l, LINT_WARNING, LINT_POST, where,
+		   "cannot tell whether this line is the caption of the image above it (%s): "
+		   "write a caption as one emphasised line, *Photo: ...*, or leave a blank line "
+		   "between the image and the text", url ? url : "");
+}
+
 static int lint_links(struct lint *l, const struct post *p)
 {
 	cmark_gfm_core_extensions_ensure_registered();
@@ -307,6 +264,8 @@ static int lint_links(struct lint *l, const struct post *p)
 		cmark_node_type t = cmark_node_get_type(n);
 		if (ev == CMARK_EVENT_ENTER && (t == CMARK_NODE_LINK || t == CMARK_NODE_IMAGE))
 			rc = check_node(l, p, n);
+		else if (ev == CMARK_EVENT_ENTER && t == CMARK_NODE_PARAGRAPH)
+			rc = check_caption(l, p, n);
 	}
 	if (it)
 		cmark_iter_free(it);
@@ -330,9 +289,14 @@ int lint_post(struct lint *l, const struct post *p, const char *const *fields,
 	if (scan_fields(l, LINT_POST, where, 0, p->subject, fields, nfields, 0, NULL) < 0)
 		return -1;
 	snprintf(where, sizeof where, "%s: preheader", p->path);
-	if (scan_fields(l, LINT_POST, where, 0, p->preheader, fields, nfields, 0, NULL) < 0 ||
-	    scan_fields(l, LINT_POST, p->path, p->body_line, p->markdown, fields, nfields, 0, NULL) < 0)
+	if (scan_fields(l, LINT_POST, where, 0, p->preheader, fields, nfields, 0, NULL) < 0)
 		return -1;
+	/* The fields the post's renderer kept (not those in code), at their
+	 * lines: what send and preview check too. */
+	for (size_t i = 0; i < p->nfields; i++)
+		if (scan_fields(l, LINT_POST, p->path, p->fields[i].line, p->fields[i].text, fields,
+				nfields, 0, NULL) < 0)
+			return -1;
 	if (!*p->preheader &&
 	    add(l, LINT_WARNING, LINT_POST, p->path,
 		"no preheader: inboxes will show the post's first words next to the subject "

@@ -52,8 +52,8 @@ int cli_load_config(const char *path, struct config *cfg)
 int cli_load_post(const struct config *cfg, const char *path, struct post *p)
 {
 	char err[512];
-	int rc = post_load_opts(p, path, TEXT_WIDTH, cfg->unsafe_html ? POST_UNSAFE_HTML : 0,
-				err, sizeof err);
+	int flags = (cfg->unsafe_html ? POST_UNSAFE_HTML : 0) | (cfg->merge_code ? POST_MERGE_CODE : 0);
+	int rc = post_load_opts(p, path, TEXT_WIDTH, flags, err, sizeof err);
 	if (rc) {
 		cli_err(err);
 		return post_exitcode(rc);

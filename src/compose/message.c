@@ -360,20 +360,54 @@ static int layout(struct msg_ctx *m, const char *ext, const char *body,
 	return rc;
 }
 
+/* The post's merge fields, judged by template.c in the words check uses,
+ * at their lines of the post: the body is compiled inside the layout,
+ * where its lines are not the post's. */
+struct body_check {
+	char first[600];
+	int problems;
+};
+
+static int first_problem(void *arg, const struct tmpl_field *f, const char *problem)
+{
+	struct body_check *bc = arg;
+	if (problem && !bc->problems++)
+		snprintf(bc->first, sizeof bc->first, "%d: %s", f->line, problem);
+	return 0;
+}
+
+static int check_body_fields(struct msg_ctx *m, char *err, size_t errlen)
+{
+	const struct post *p = m->post;
+	struct tmpl_names tn = {(const char *const *)m->names, m->nnames};
+	struct body_check bc = {"", 0};
+	for (size_t i = 0; i < p->nfields; i++)
+		tmpl_check(p->fields[i].text, strlen(p->fields[i].text), p->fields[i].line, &tn,
+			   first_problem, &bc);
+	if (bc.problems == 1)
+		return set_err(err, errlen, MSG_FAIL, "%s:%s", p->path, bc.first);
+	if (bc.problems)
+		return set_err(err, errlen, MSG_FAIL, "%s:%s; and %d more (herald check lists each)",
+			       p->path, bc.first, bc.problems - 1);
+	return MSG_OK;
+}
+
 static int compile_str(struct msg_ctx *m, const char *s, const char *what,
 		       struct tmpl **out, char *err, size_t errlen)
 {
 	struct tmpl_names tn = {(const char *const *)m->names, m->nnames};
-	return tmpl_compile(out, s, strlen(s), &tn, what, 1, err, errlen) < 0 ? MSG_FAIL : MSG_OK;
+	return tmpl_compile(out, s, strlen(s), &tn, what, 0, err, errlen) < 0 ? MSG_FAIL : MSG_OK;
 }
 
 static void long_date(const struct post *p, char *out, size_t len)
 {
 	static const char *const mon[] = {"January", "February", "March", "April",
 		"May", "June", "July", "August", "September", "October", "November", "December"};
-	struct tm tm;
-	if (p->when && localtime_r(&p->when, &tm))
-		snprintf(out, len, "%d %s %d", tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900);
+	int y, mo, d;
+	/* The day as written: with an offset the machine's own zone may be
+	 * on another day. */
+	if (p->when && sscanf(p->date, "%4d-%2d-%2d", &y, &mo, &d) == 3 && mo >= 1 && mo <= 12)
+		snprintf(out, len, "%d %s %d", d, mon[mo - 1], y);
 	else
 		snprintf(out, len, "%s", p->date);
 }
@@ -640,6 +674,7 @@ static int init(struct msg_ctx *m, const struct config *cfg,
 	snprintf(what, sizeof what, "%s: subject", post->path);
 	int rc;
 	if ((rc = compile_str(m, post->subject, what, &m->subject, err, errlen)) ||
+	    (rc = check_body_fields(m, err, errlen)) ||
 	    (rc = layout(m, "html", post->html, &m->html, err, errlen)) ||
 	    (rc = layout(m, "txt", post->text, &m->text, err, errlen)))
 		return rc;

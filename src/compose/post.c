@@ -2,6 +2,8 @@
 #include "util/buf.h"
 #include "compose/text.h"
 #include "input/segment.h"
+#include "compose/template.h"
+#include "compose/figure.h"
 #include <cmark-gfm.h>
 #include <cmark-gfm-core-extensions.h>
 #include <ctype.h>
@@ -13,76 +15,133 @@
 
 /* Merge fields must reach the template module exactly as written, but
  * cmark would percent-encode "{{" in a link target and split "|" in a
- * table cell. So each field is swapped for an alphanumeric token that every
- * renderer passes through untouched, and swapped back after rendering. */
+ * table cell. So each "{{" the template scanner finds (a field, an escape,
+ * a broken one) is swapped for an alphanumeric token that every renderer
+ * passes through untouched, and swapped back after rendering: as written
+ * where it is to merge, escaped where it is text (in code, or broken). */
 #define TOKEN_PREFIX "HrLdMf"
 
+struct field {
+	char *expr;         /* "{{...}}", "\{{" or "{{", as written */
+	int line;
+	enum tmpl_kind kind;
+	int in_code;        /* inside a code span or block */
+};
+
 struct fields {
-	char **expr; /* "{{...}}" as written */
+	struct field *f;
 	size_t n, cap;
 };
 
 static void fields_free(struct fields *f)
 {
 	for (size_t i = 0; i < f->n; i++)
-		free(f->expr[i]);
-	free(f->expr);
+		free(f->f[i].expr);
+	free(f->f);
 }
 
-static int protect_fields(const char *md, struct fields *f, struct buf *out)
+static int protect_fields(const char *md, int line0, struct fields *f, struct buf *out)
 {
-	const char *p = md;
-	for (;;) {
-		const char *o = strstr(p, "{{");
-		const char *c = o ? strstr(o + 2, "}}") : NULL;
-		const char *nl = o ? memchr(o, '\n', c ? (size_t)(c - o) : 0) : NULL;
-		if (!o || !c || nl) {
-			/* An unclosed or multi-line "{{" is left as text; the
-			 * template compiler reports it with its line. */
-			if (!o)
-				return buf_adds(out, p);
-			if (buf_add(out, p, (size_t)(o - p) + 2) < 0)
-				return -1;
-			p = o + 2;
-			continue;
-		}
-		if (f->n == f->cap) {
-			size_t nc = f->cap ? f->cap * 2 : 16;
-			char **ne = realloc(f->expr, nc * sizeof *ne);
-			if (!ne)
-				return -1;
-			f->expr = ne;
-			f->cap = nc;
-		}
-		f->expr[f->n] = xstrndup(o, (size_t)(c + 2 - o));
-		if (!f->expr[f->n])
+	struct tmpl_scan s;
+	struct tmpl_field tf;
+	size_t last = 0, len = strlen(md);
+	tmpl_scan_init(&s, md, len, line0);
+	while (tmpl_scan_next(&s, &tf)) {
+		if (array_grow(&f->f, &f->cap, f->n, sizeof *f->f, 16) < 0)
 			return -1;
-		if (buf_add(out, p, (size_t)(o - p)) < 0 ||
-		    buf_printf(out, TOKEN_PREFIX "%zuX", f->n) < 0)
+		struct field *x = &f->f[f->n];
+		*x = (struct field){xstrndup(md + tf.off, tf.len), tf.line, tf.kind, 0};
+		if (!x->expr || buf_add(out, md + last, tf.off - last) < 0 ||
+		    buf_printf(out, TOKEN_PREFIX "%zuX", f->n) < 0) {
+			free(x->expr);
 			return -1;
+		}
 		f->n++;
-		p = c + 2;
+		last = tf.off + tf.len;
 	}
+	return buf_add(out, md + last, len - last);
 }
 
-static char *restore_fields(const char *s, const struct fields *f)
+/* The token at t, or -1. */
+static long token_at(const char *t, const struct fields *f, const char **end)
+{
+	if (strncmp(t, TOKEN_PREFIX, strlen(TOKEN_PREFIX)))
+		return -1;
+	char *e;
+	unsigned long i = strtoul(t + strlen(TOKEN_PREFIX), &e, 10);
+	if (e == t + strlen(TOKEN_PREFIX) || *e != 'X' || i >= f->n)
+		return -1;
+	*end = e + 1;
+	return (long)i;
+}
+
+/* Code shows "{{" as it is (unless merge_code): its tokens are marked. */
+static void mark_code(cmark_node *doc, struct fields *f)
+{
+	cmark_iter *it = cmark_iter_new(doc);
+	cmark_event_type ev;
+	while (it && (ev = cmark_iter_next(it)) != CMARK_EVENT_DONE) {
+		cmark_node *n = cmark_iter_get_node(it);
+		cmark_node_type t = cmark_node_get_type(n);
+		const char *lit = cmark_node_get_literal(n), *end;
+		if (ev != CMARK_EVENT_ENTER || !lit || (t != CMARK_NODE_CODE && t != CMARK_NODE_CODE_BLOCK))
+			continue;
+		for (const char *p = strstr(lit, TOKEN_PREFIX); p; p = strstr(p + 1, TOKEN_PREFIX)) {
+			long i = token_at(p, f, &end);
+			if (i >= 0)
+				f->f[i].in_code = 1;
+		}
+	}
+	if (it)
+		cmark_iter_free(it);
+}
+
+/* Where a field merges: outside code, or anywhere with merge_code. */
+static int merges(const struct field *x, int flags)
+{
+	return !x->in_code || (flags & POST_MERGE_CODE);
+}
+
+/* s with every "{{" as the template's escape, "\{{". */
+static int add_escaped(struct buf *b, const char *s, size_t n)
+{
+	size_t run = 0;
+	for (size_t i = 0; i + 1 < n; i++)
+		if (s[i] == '{' && s[i + 1] == '{') {
+			if (buf_add(b, s + run, i - run) < 0 || buf_adds(b, "\\{{") < 0)
+				return -1;
+			i++;
+			run = i + 1;
+		}
+	return buf_add(b, s + run, n - run);
+}
+
+/* The rendering with its tokens swapped back. A "{{" that is no token came
+ * from rendering (`\{\{`, "&#123;"): text, so escaped too. */
+static char *restore_fields(const char *s, const struct fields *f, int flags)
 {
 	struct buf b = {0};
-	const char *p = s;
-	const char *t;
-	while ((t = strstr(p, TOKEN_PREFIX))) {
-		char *end;
-		unsigned long i = strtoul(t + strlen(TOKEN_PREFIX), &end, 10);
-		if (end == t + strlen(TOKEN_PREFIX) || *end != 'X' || i >= f->n) {
-			if (buf_add(&b, p, (size_t)(t - p) + 1) < 0)
+	const char *p = s, *end;
+	for (const char *t = s; *t; t++) {
+		long i = *t == *TOKEN_PREFIX ? token_at(t, f, &end) : -1;
+		int raw = t[0] == '{' && t[1] == '{';
+		if (i < 0 && !raw)
+			continue;
+		if (buf_add(&b, p, (size_t)(t - p)) < 0)
+			goto oom;
+		if (raw) {
+			if (buf_adds(&b, "\\{{") < 0)
 				goto oom;
-			p = t + 1;
+			p = t + 2;
+			t++;
 			continue;
 		}
-		if (buf_add(&b, p, (size_t)(t - p)) < 0 ||
-		    buf_adds(&b, f->expr[i]) < 0)
+		const struct field *x = &f->f[i];
+		int as_written = merges(x, flags) && (x->kind == TMPL_FIELD || x->kind == TMPL_ESCAPE);
+		if ((as_written ? buf_adds(&b, x->expr) : add_escaped(&b, x->expr, strlen(x->expr))) < 0)
 			goto oom;
-		p = end + 1;
+		p = end;
+		t = end - 1;
 	}
 	if (buf_adds(&b, p) < 0)
 		goto oom;
@@ -92,10 +151,52 @@ oom:
 	return NULL;
 }
 
+/* What the template will read as a field (or fail on): kept with its line
+ * so send, preview and check name the line of the post. */
+static int keep_fields(struct post *p, const struct fields *f, int flags)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const struct field *x = &f->f[i];
+		if (!merges(x, flags) || x->kind == TMPL_ESCAPE)
+			continue;
+		if (array_grow(&p->fields, &p->fields_cap, p->nfields, sizeof *p->fields, 8) < 0 ||
+		    !(p->fields[p->nfields].text = xstrdup(x->expr)))
+			return -1;
+		p->fields[p->nfields++].line = x->line;
+	}
+	return 0;
+}
+
+static int two_digits(const char *s, int *v)
+{
+	if (!isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]))
+		return -1;
+	*v = (s[0] - '0') * 10 + (s[1] - '0');
+	return 0;
+}
+
+/* "Z", "+HH:MM", "-HH:MM" or "+HHMM" after the time: *secs east of UTC. */
+static int utc_offset(const char *r, long *secs)
+{
+	size_t n = strlen(r);
+	int oh, om;
+	if (n == 1 && (*r == 'Z' || *r == 'z')) {
+		*secs = 0;
+		return 0;
+	}
+	const char *mm = n == 6 && r[3] == ':' ? r + 4 : n == 5 ? r + 3 : NULL;
+	if ((*r != '+' && *r != '-') || !mm || two_digits(r + 1, &oh) < 0 ||
+	    two_digits(mm, &om) < 0 || oh > 23 || om > 59)
+		return -1;
+	*secs = (*r == '-' ? -1L : 1L) * (oh * 3600L + om * 60L);
+	return 0;
+}
+
 int post_parse_date(const char *s, time_t *out)
 {
 	struct tm tm = {0};
-	int n = 0, y, mo, d, h = 0, mi = 0, sec = 0;
+	int n = 0, y, mo, d, h = 0, mi = 0, sec = 0, zoned = 0;
+	long off = 0;
 	char sep;
 	if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3)
 		return -1;
@@ -111,8 +212,11 @@ int post_parse_date(const char *s, time_t *out)
 				return -1;
 			r += m;
 		}
-		if (*r)
+		if (*r == ' ')
+			r++;
+		if (*r && utc_offset(r, &off) < 0)
 			return -1;
+		zoned = *r != '\0';
 	}
 	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
 	    sec > 60 || h < 0 || mi < 0 || sec < 0)
@@ -124,10 +228,12 @@ int post_parse_date(const char *s, time_t *out)
 	tm.tm_min = mi;
 	tm.tm_sec = sec;
 	tm.tm_isdst = -1;
-	time_t t = mktime(&tm);
+	/* Without an offset the date is the machine's local time (TZ), as
+	 * cron reads its own times. */
+	time_t t = zoned ? timegm(&tm) : mktime(&tm);
 	if (t == (time_t)-1 || tm.tm_mday != d)
 		return -1;
-	*out = t;
+	*out = t - off;
 	return 0;
 }
 
@@ -278,6 +384,8 @@ static int front_matter(struct post *p, const char *name, const char *src,
 			free(key);
 			return POST_BAD;
 		}
+		if (!strcmp(key, "date"))
+			p->date_line = line;
 		free(key);
 		i = next;
 	}
@@ -304,11 +412,12 @@ static cmark_parser *new_parser(void)
 
 /* A paragraph that is a single image becomes a figure: a one-column
  * table (the layout every mail client keeps) with the image centred and,
- * under it, its caption: the paragraph that follows when it is all
- * emphasis (the usual "*Photo: ...*" line), else the image's title. The
- * cells carry class="figure" / class="caption" for the template to style.
- * Custom blocks print their markup even with raw HTML off; the caption's
- * text stays a child node, so it is escaped as usual. */
+ * under it, its caption (figure.c says which text that is: the
+ * emphasised line right below the image, blank line between or not),
+ * else the image's title. The cells carry class="figure" /
+ * class="caption" for the template to style. Custom blocks print their
+ * markup even with raw HTML off; the caption's text stays a child node,
+ * so it is escaped as usual. */
 static const char fig_open[] =
 	"<table role=\"presentation\" class=\"figure\" width=\"100%\" cellpadding=\"0\" "
 	"cellspacing=\"0\" border=\"0\" style=\"width:100%; margin:0 0 20px;\">\n"
@@ -317,32 +426,21 @@ static const char cap_open[] =
 	"<tr><td class=\"caption\" align=\"center\" style=\"padding:8px 8px 0; "
 	"text-align:center;\">";
 
-static int only_child_is(cmark_node *n, cmark_node_type t)
-{
-	cmark_node *c = cmark_node_first_child(n);
-	return c && !cmark_node_next(c) && cmark_node_get_type(c) == t;
-}
-
-/* Turns para (a lone image) into a figure; *last: the last block it put
- * in the document, to go on from. */
-static int figure(cmark_node *para, cmark_node **last)
+/* Turns para (kind: FIGURE_ALONE, _NEXT or _BELOW) into a figure; *last:
+ * the last block it put in the document, to go on from. */
+static int figure(cmark_node *para, enum figure_kind kind, cmark_node *cap,
+		  cmark_node **last)
 {
 	cmark_node *img = cmark_node_first_child(para);
-	cmark_node *next = cmark_node_next(para);
-	cmark_node *cap = NULL;
+	cmark_node *next = kind == FIGURE_NEXT ? cmark_node_next(para) : NULL;
 	const char *title = cmark_node_get_title(img);
-	if (next && cmark_node_get_type(next) == CMARK_NODE_PARAGRAPH &&
-	    only_child_is(next, CMARK_NODE_EMPH)) {
-		cap = cmark_node_first_child(next);
-	} else {
-		next = NULL;
-		if (title && *title &&
-		    (!(cap = cmark_node_new(CMARK_NODE_TEXT)) || !cmark_node_set_literal(cap, title))) {
-			if (cap)
-				cmark_node_free(cap);
-			return -1;
-		}
+	if (!cap && title && *title &&
+	    (!(cap = cmark_node_new(CMARK_NODE_TEXT)) || !cmark_node_set_literal(cap, title))) {
+		if (cap)
+			cmark_node_free(cap);
+		return -1;
 	}
+	int own_cap = cap && kind == FIGURE_ALONE; /* a title node of our own */
 	cmark_node *fig = cmark_node_new(CMARK_NODE_CUSTOM_BLOCK);
 	cmark_node *cb = cap ? cmark_node_new(CMARK_NODE_CUSTOM_BLOCK) : NULL;
 	if (!fig || (cap && !cb) || !cmark_node_set_on_enter(fig, fig_open) ||
@@ -353,8 +451,8 @@ static int figure(cmark_node *para, cmark_node **last)
 			cmark_node_free(fig);
 		if (cb)
 			cmark_node_free(cb);
-		if (cap && !next)
-			cmark_node_free(cap); /* a title node of our own */
+		if (own_cap)
+			cmark_node_free(cap);
 		return -1;
 	}
 	cmark_node_insert_before(para, fig);
@@ -365,19 +463,21 @@ static int figure(cmark_node *para, cmark_node **last)
 		cmark_node_append_child(cb, cap);
 		*last = cb;
 	}
-	cmark_node_free(para);
+	cmark_node_free(para); /* with the line break of FIGURE_BELOW */
 	if (next)
 		cmark_node_free(next);
 	return 0;
 }
 
-/* Top-level lone images only: inside a list or a quote a table would
- * break the flow. */
+/* Top-level images only: inside a list or a quote a table would break
+ * the flow. */
 static int figures(cmark_node *doc)
 {
 	for (cmark_node *n = cmark_node_first_child(doc); n; n = cmark_node_next(n)) {
-		if (cmark_node_get_type(n) == CMARK_NODE_PARAGRAPH &&
-		    only_child_is(n, CMARK_NODE_IMAGE) && figure(n, &n) < 0)
+		cmark_node *cap;
+		enum figure_kind k = figure_of(n, &cap);
+		if ((k == FIGURE_ALONE || k == FIGURE_NEXT || k == FIGURE_BELOW) &&
+		    figure(n, k, cap, &n) < 0)
 			return -1;
 	}
 	return 0;
@@ -393,13 +493,14 @@ static int render(struct post *p, const char *name, int width, int flags,
 	cmark_node *doc = NULL;
 	char *html = NULL, *text = NULL;
 
-	if (protect_fields(p->markdown, &f, &md) < 0)
+	if (protect_fields(p->markdown, p->body_line, &f, &md) < 0)
 		goto oom;
 	if (!(ps = new_parser()))
 		goto oom;
 	cmark_parser_feed(ps, buf_cstr(&md), md.len);
 	if (!(doc = cmark_parser_finish(ps)))
 		goto oom;
+	mark_code(doc, &f);
 	/* Text first: figures() reshapes the tree for the HTML only. */
 	if (text_render(doc, width, &text, err, errlen) < 0)
 		goto out;
@@ -412,8 +513,8 @@ static int render(struct post *p, const char *name, int width, int flags,
 				 cmark_parser_get_syntax_extensions(ps));
 	if (!html)
 		goto oom;
-	if (!(p->html = restore_fields(html, &f)) ||
-	    !(p->text = restore_fields(text, &f)))
+	if (!(p->html = restore_fields(html, &f, flags)) ||
+	    !(p->text = restore_fields(text, &f, flags)) || keep_fields(p, &f, flags) < 0)
 		goto oom;
 	rc = POST_OK;
 	goto out;
@@ -453,8 +554,9 @@ static int parse(struct post *p, const char *name, const char *src, size_t len,
 		p->date = xstrdup("");
 	if (*p->date && post_parse_date(p->date, &p->when) < 0)
 		return set_err(err, errlen, POST_BAD,
-			       "%s: date \"%s\" is not YYYY-MM-DD HH:MM", name,
-			       p->date);
+			       "%s:%d: date \"%s\" is not YYYY-MM-DD HH:MM (local time) nor "
+			       "YYYY-MM-DD HH:MM +01:00 (that offset from UTC; Z for UTC)",
+			       name, p->date_line, p->date);
 	if (!p->slug)
 		p->slug = slug_from_path(name);
 	if (!p->slug || !p->preheader || !p->date)
@@ -517,6 +619,9 @@ void post_free(struct post *p)
 	free(p->markdown);
 	free(p->html);
 	free(p->text);
+	for (size_t i = 0; i < p->nfields; i++)
+		free(p->fields[i].text);
+	free(p->fields);
 	memset(p, 0, sizeof *p);
 }
 

@@ -2,7 +2,10 @@
  * fences, parsed once per run with cmark-gfm (tables, strikethrough,
  * autolinks, tagfilter) and rendered once to an HTML fragment and a plain
  * text body. Merge fields ({{...}}) survive both renderings unchanged, so
- * the template module can compile them afterwards.
+ * the template module can compile them afterwards; every other "{{" (in
+ * code, `\{{` as written in code, one that rendering made) comes out as
+ * the template's escape `\{{`, so it reaches the reader as it is. Code
+ * spans and blocks are not merged unless POST_MERGE_CODE.
  *
  * Ownership: every string in struct post is owned by it; post_free. A
  * post_parse or post_load that fails leaves it empty. */
@@ -11,12 +14,21 @@
 #include <stddef.h>
 #include <time.h>
 
+/* A merge field of the body (or a broken "{{") as the template will read
+ * it, with the line of the post it is on. */
+struct post_field {
+	char *text;
+	int line;
+};
+
 struct post {
 	char *path;      /* as given */
 	char *slug;      /* front matter `slug`, else the file name sans .md */
 	char *subject;
 	char *date;      /* as written, "" if none */
-	time_t when;     /* parsed date (local time), 0 if none */
+	int date_line;   /* its line in the file */
+	time_t when;     /* parsed date, 0 if none: local time (TZ) unless it
+			  * ends in an offset, "+01:00", "-05:00" or "Z" */
 	char *preheader; /* "" if none */
 	char *audience;  /* front matter `audience` (segment.h rules), or NULL */
 	int audience_line;
@@ -27,6 +39,8 @@ struct post {
 	int body_line;   /* line of the file the body starts on */
 	char *html;      /* rendered HTML fragment, merge fields intact */
 	char *text;      /* rendered plain text (LF), merge fields intact */
+	struct post_field *fields; /* those html and text hold, in order */
+	size_t nfields, fields_cap;
 };
 
 enum { POST_OK = 0, POST_NOFILE = -1, POST_BAD = -2 };
@@ -42,6 +56,9 @@ enum {
 	/* Front matter only (slug, subject, date): html and text stay
 	 * NULL. For looking over a directory of posts cheaply. */
 	POST_NO_RENDER = 2,
+	/* Merge fields in code spans and blocks too (config merge_code =
+	 * true); without it code shows "{{name}}" as written. */
+	POST_MERGE_CODE = 4,
 };
 
 /* text_width: wrap column of the plain-text part (72). */
@@ -55,6 +72,8 @@ int post_parse_opts(struct post *p, const char *name, const char *src,
 		    size_t len, int text_width, int flags, char *err,
 		    size_t errlen);
 void post_free(struct post *p);
-/* Parses "YYYY-MM-DD[ HH:MM[:SS]]" (or with a T) as local time. */
+/* Parses "YYYY-MM-DD[ HH:MM[:SS]]" (or with a T) as local time, or
+ * with " +HH:MM", "-HH:MM", "+HHMM" or "Z" after it (a space before the
+ * offset optional) as that offset from UTC. */
 int post_parse_date(const char *s, time_t *out);
 #endif

@@ -1,5 +1,6 @@
 #include "compose/template.h"
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -35,15 +36,6 @@ static int add_piece(struct tmpl *t, size_t *cap, struct piece p)
 	return 0;
 }
 
-static int line_of(const char *src, size_t off, int first_line)
-{
-	int line = first_line;
-	for (size_t i = 0; i < off; i++)
-		if (src[i] == '\n')
-			line++;
-	return line;
-}
-
 static void trim(const char **s, size_t *len)
 {
 	while (*len && isspace((unsigned char)**s)) {
@@ -54,6 +46,71 @@ static void trim(const char **s, size_t *len)
 		(*len)--;
 }
 
+void tmpl_scan_init(struct tmpl_scan *s, const char *src, size_t len, int first_line)
+{
+	*s = (struct tmpl_scan){src, len, 0, first_line};
+}
+
+/* The one reader of "{{": the compiler, check's lint and the post's
+ * renderer all go through here, so they agree on what is a field, on its
+ * line and on what is wrong with it. A field closes on its own line. */
+int tmpl_scan_next(struct tmpl_scan *s, struct tmpl_field *f)
+{
+	const char *src = s->src;
+	for (; s->pos < s->len; s->pos++) {
+		size_t i = s->pos;
+		if (src[i] == '\n') {
+			s->line++;
+			continue;
+		}
+		int esc = src[i] == '\\' && i + 2 < s->len && src[i + 1] == '{' && src[i + 2] == '{';
+		if (!esc && !(src[i] == '{' && i + 1 < s->len && src[i + 1] == '{'))
+			continue;
+		/* In a run of braces the last two open the field, so "{" that
+		 * rendering puts before one ("{*{{name}}*" in the text part)
+		 * stays text. */
+		if (!esc && i + 2 < s->len && src[i + 2] == '{')
+			continue;
+		memset(f, 0, sizeof *f);
+		f->off = i;
+		f->line = s->line;
+		if (esc) {
+			f->kind = TMPL_ESCAPE;
+			f->len = 3;
+			s->pos = i + 3;
+			return 1;
+		}
+		const char *eol = memchr(src + i, '\n', s->len - i);
+		size_t lim = eol ? (size_t)(eol - src) : s->len;
+		const char *close = memmem(src + i + 2, lim - i - 2, "}}", 2);
+		if (!close) {
+			f->kind = TMPL_UNCLOSED;
+			f->len = 2;
+			s->pos = i + 2;
+			return 1;
+		}
+		const char *expr = src + i + 2;
+		size_t elen = (size_t)(close - expr);
+		const char *bar = memchr(expr, '|', elen);
+		f->name = expr;
+		f->nlen = bar ? (size_t)(bar - expr) : elen;
+		trim(&f->name, &f->nlen);
+		if (bar) {
+			f->fallback = bar + 1;
+			f->fblen = (size_t)(expr + elen - f->fallback);
+			trim(&f->fallback, &f->fblen);
+			f->has_fallback = 1;
+		}
+		/* Any name but an empty one or one with "{" (a column may be
+		 * called "first name"). */
+		f->kind = f->nlen && !memchr(f->name, '{', f->nlen) ? TMPL_FIELD : TMPL_MALFORMED;
+		f->len = (size_t)(close + 2 - (src + i));
+		s->pos = i + f->len;
+		return 1;
+	}
+	return 0;
+}
+
 static long find_field(const struct tmpl_names *names, const char *s,
 		       size_t len)
 {
@@ -62,6 +119,89 @@ static long find_field(const struct tmpl_names *names, const char *s,
 		    strncasecmp(names->names[i], s, len) == 0)
 			return (long)i;
 	return -1;
+}
+
+/* Edit distance of two short names (case-insensitive), capped at 9. */
+static int distance(const char *a, size_t al, const char *b)
+{
+	size_t bl = strlen(b);
+	int row[34];
+	if (al > 32 || bl > 32)
+		return 9;
+	for (size_t j = 0; j <= bl; j++)
+		row[j] = (int)j;
+	for (size_t i = 1; i <= al; i++) {
+		int diag = row[0];
+		row[0] = (int)i;
+		for (size_t j = 1; j <= bl; j++) {
+			int up = row[j];
+			int sub = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+			int best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
+			row[j] = sub < best ? sub : best;
+			diag = up;
+		}
+	}
+	return row[bl] > 9 ? 9 : row[bl];
+}
+
+/* The known name closest to a misspelt one, if any is close. */
+static const char *closest(const struct tmpl_names *names, const char *name, size_t n)
+{
+	const char *best = NULL;
+	int bd = 3;
+	for (size_t i = 0; i < names->n; i++) {
+		int d = distance(name, n, names->names[i]);
+		if (d < bd) {
+			bd = d;
+			best = names->names[i];
+		}
+	}
+	return best;
+}
+
+int tmpl_field_problem(const struct tmpl_field *f, const char *src,
+		       const struct tmpl_names *names, long *index,
+		       char *msg, size_t len)
+{
+	*index = -1;
+	if (f->kind == TMPL_ESCAPE)
+		return 0;
+	if (f->kind == TMPL_UNCLOSED) {
+		snprintf(msg, len, "\"{{\" without \"}}\" on the same line "
+			 "(for a literal \"{{\", write \\{{)");
+		return 1;
+	}
+	if (f->kind == TMPL_MALFORMED) {
+		snprintf(msg, len, "malformed merge field \"%.*s\": expected {{name}} or "
+			 "{{name|fallback}} (for a literal \"{{\", write \\{{)",
+			 (int)(f->len > 64 ? 64 : f->len), src + f->off);
+		return 1;
+	}
+	if ((*index = find_field(names, f->name, f->nlen)) >= 0)
+		return 0;
+	const char *near = closest(names, f->name, f->nlen);
+	snprintf(msg, len, "unknown merge field \"%.*s\": no list column nor built-in field "
+		 "has that name%s%s%s", (int)(f->nlen > 60 ? 60 : f->nlen), f->name,
+		 near ? " (did you mean \"" : "", near ? near : "", near ? "\"?)" : "");
+	return 1;
+}
+
+int tmpl_check(const char *src, size_t len, int first_line,
+	       const struct tmpl_names *names, tmpl_visit_fn visit, void *arg)
+{
+	struct tmpl_scan s;
+	struct tmpl_field f;
+	char msg[400];
+	int problems = 0;
+	tmpl_scan_init(&s, src, len, first_line);
+	while (tmpl_scan_next(&s, &f)) {
+		long idx;
+		int bad = tmpl_field_problem(&f, src, names, &idx, msg, sizeof msg);
+		problems += bad;
+		if (visit && visit(arg, &f, bad ? msg : NULL) < 0)
+			return -1;
+	}
+	return problems;
 }
 
 int tmpl_compile(struct tmpl **out, const char *src, size_t len,
@@ -78,56 +218,35 @@ int tmpl_compile(struct tmpl **out, const char *src, size_t len,
 	if (!t->src || !t->used)
 		goto oom;
 
-	size_t i = 0, lit = 0;
-	while (i < len) {
-		const char *open = memmem(src + i, len - i, "{{", 2);
-		if (!open)
-			break;
-		size_t o = (size_t)(open - src);
-		const char *close = memmem(src + o + 2, len - o - 2, "}}", 2);
-		if (!close) {
-			set_err(err, errlen, -1,
-				"%s:%d: unclosed merge field (\"{{\" without \"}}\")",
-				srcname, line_of(src, o, first_line));
+	struct tmpl_scan s;
+	struct tmpl_field f;
+	size_t lit = 0;
+	tmpl_scan_init(&s, src, len, first_line);
+	while (tmpl_scan_next(&s, &f)) {
+		long idx;
+		char msg[400];
+		if (tmpl_field_problem(&f, src, names, &idx, msg, sizeof msg)) {
+			if (first_line > 0)
+				set_err(err, errlen, -1, "%s:%d: %s", srcname, f.line, msg);
+			else /* a one-line setting: its name says where */
+				set_err(err, errlen, -1, "%s: %s", srcname, msg);
 			goto fail;
 		}
-		size_t c = (size_t)(close - src);
-		const char *expr = src + o + 2;
-		size_t elen = c - o - 2;
-		const char *bar = memchr(expr, '|', elen);
-		const char *name = expr;
-		size_t nlen = bar ? (size_t)(bar - expr) : elen;
-		trim(&name, &nlen);
-		if (nlen == 0 || memchr(name, '\n', nlen) || memchr(name, '{', nlen)) {
-			set_err(err, errlen, -1, "%s:%d: empty or malformed merge field \"{{%.*s}}\"",
-				srcname, line_of(src, o, first_line),
-				(int)(elen > 60 ? 60 : elen), expr);
-			goto fail;
-		}
-		long f = find_field(names, name, nlen);
-		if (f < 0) {
-			set_err(err, errlen, -1,
-				"%s:%d: unknown merge field \"%.*s\" (not a list column nor a built-in field)",
-				srcname, line_of(src, o, first_line),
-				(int)(nlen > 60 ? 60 : nlen), name);
-			goto fail;
-		}
-		if (o > lit &&
-		    add_piece(t, &cap, (struct piece){lit, o - lit, -1, 0}) < 0)
+		if (f.off > lit &&
+		    add_piece(t, &cap, (struct piece){lit, f.off - lit, -1, 0}) < 0)
 			goto oom;
-		struct piece p = {0, 0, f, 0};
-		if (bar) {
-			const char *fb = bar + 1;
-			size_t fblen = (size_t)(expr + elen - fb);
-			trim(&fb, &fblen);
-			p.off = (size_t)(fb - src);
-			p.len = fblen;
-			p.has_fallback = 1;
+		struct piece p = {f.off + 1, 2, -1, 0}; /* an escape: its "{{" as text */
+		if (f.kind == TMPL_FIELD) {
+			p = (struct piece){0, 0, idx, f.has_fallback};
+			if (f.has_fallback) {
+				p.off = (size_t)(f.fallback - src);
+				p.len = f.fblen;
+			}
+			t->used[idx] = 1;
 		}
 		if (add_piece(t, &cap, p) < 0)
 			goto oom;
-		t->used[f] = 1;
-		i = lit = c + 2;
+		lit = f.off + f.len;
 	}
 	if (lit < len &&
 	    add_piece(t, &cap, (struct piece){lit, len - lit, -1, 0}) < 0)

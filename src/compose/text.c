@@ -32,6 +32,7 @@
  *
  * A width <= 0 means "do not wrap". */
 #include "compose/text.h"
+#include "compose/figure.h"
 #include "util/buf.h"
 #include <cmark-gfm-core-extensions.h>
 #include <limits.h>
@@ -621,8 +622,17 @@ static void render_paragraph(struct ctx *c, cmark_node *n, int width,
 			     struct buf *out)
 {
 	struct buf t = { 0 };
+	cmark_node *cap;
 
-	flatten_children(c, n, width, FL_REFS | FL_BREAKS, &t);
+	if (figure_of(n, &cap) == FIGURE_BELOW) {
+		/* The caption on a line of its own under the image, as the
+		 * HTML part sets it (not run into the alt text). */
+		flatten(c, cmark_node_first_child(n), width, FL_REFS | FL_BREAKS, &t);
+		put_ch(c, &t, '\n');
+		flatten(c, cap, width, FL_REFS | FL_BREAKS, &t);
+	} else {
+		flatten_children(c, n, width, FL_REFS | FL_BREAKS, &t);
+	}
 	wrap(c, t.p, t.len, width, out);
 	buf_free(&t);
 }

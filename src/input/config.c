@@ -146,6 +146,7 @@ static const char *const known[] = {
 	"bounce.soft_limit", "bounce.return_path", "test", "test.to", "dkim",
 	"dkim.domain", "dkim.selector", "dkim.key_file", "unsafe_html",
 	"headers", "postal_address",
+	"merge_code",
 #define MAILBOX_KEYS(g) g ".mailbox", g ".mailbox.url", g ".mailbox.username", \
 	g ".mailbox.password_env", g ".mailbox.password_command", g ".mailbox.password", \
 	g ".mailbox.ca_file", g ".mailbox.move_to", g ".mailbox.starttls", g ".mailbox.timeout"
@@ -501,7 +502,8 @@ static int load(struct ctx *x, struct config *c)
 	    (rc = get_num(x, "retry.initial_delay", &c->retry.initial_delay, 0, 86400)) ||
 	    (rc = get_num(x, "retry.max_delay", &c->retry.max_delay, 0, 86400)) ||
 	    (rc = get_int(x, "bounce.soft_limit", &c->bounce.soft_limit, 1, 1000)) ||
-	    (rc = get_bool(x, "unsafe_html", &c->unsafe_html)))
+	    (rc = get_bool(x, "unsafe_html", &c->unsafe_html)) ||
+	    (rc = get_bool(x, "merge_code", &c->merge_code)))
 		return rc;
 	if ((rc = from_addresses(x, c)) || (rc = smtp_settings(x, c)) ||
 	    (rc = test_addresses(x, c)) || (rc = dkim_settings(x, c)) ||

@@ -85,6 +85,7 @@ struct config {
 	struct config_header { char *name, *value, *where; } *headers;
 	size_t n_headers;
 	char *postal_address;  /* for the template footers (CAN-SPAM) */
+	int merge_code;        /* merge {{fields}} in code spans and blocks too */
 };
 
 /* CONFIG_TEMP: a password_command timed out (the next run may do better). */

@@ -1,5 +1,5 @@
 /* libFuzzer target: the {{field}} template compiler and renderer, in all
- * three escaping modes. */
+ * three escaping modes, and the field scanner check and send share. */
 #include "util/buf.h"
 #include "compose/template.h"
 #include <stdint.h>
@@ -12,6 +12,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct tmpl_names tn = {names, 4};
 	struct tmpl *t = NULL;
 	char err[256];
+	int problems = tmpl_check((const char *)data, size, 1, &tn, NULL, NULL);
+	int compiled = tmpl_compile(&t, (const char *)data, size, &tn, "fuzz", 1, err, sizeof err) == 0;
+	/* One scanner: the compiler fails exactly where check finds a problem. */
+	if ((problems == 0) != compiled)
+		abort();
+	if (t) {
+		tmpl_free(t);
+		t = NULL;
+	}
 	if (tmpl_compile(&t, (const char *)data, size, &tn, "fuzz", 1, err, sizeof err) == 0) {
 		struct buf b = {0};
 		for (int e = TMPL_RAW; e <= TMPL_URL; e++) {

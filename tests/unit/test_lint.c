@@ -172,6 +172,38 @@ static void test_fields(void **state)
 	assert_int_equal(fx->l.field_errors, 1);
 }
 
+/* A line under an image that is neither all emphasis (its caption) nor
+ * set apart by a blank line: a warning, at the image's line. */
+static void test_unclear_caption(void **state)
+{
+	struct fixture *fx = *state;
+
+	lint_body(fx, "Intro.\n\n![Crew](https://example.org/a.jpg)\nPhoto: Priya.\n");
+	assert_int_equal(fx->l.errors, 0);
+	assert_int_equal(fx->l.warnings, 1);
+	assert_string_equal(fx->l.items[0].where, "p.md:8");
+	assert_string_equal(fx->l.items[0].msg,
+			    "cannot tell whether this line is the caption of the image above it "
+			    "(https://example.org/a.jpg): write a caption as one emphasised line, "
+			    "*Photo: ...*, or leave a blank line between the image and the text");
+	lint_body(fx, "![Crew](https://example.org/a.jpg)\n*Photo:* Priya.\n");
+	assert_int_equal(fx->l.warnings, 1);
+	/* A caption right below, one after a blank line, none at all: clear. */
+	lint_body(fx, "![Crew](https://example.org/a.jpg)\n*Photo: Priya.*\n\n"
+		  "![Crew](https://example.org/b.jpg)\n\n*Photo: Priya.*\n\n"
+		  "![Crew](https://example.org/c.jpg)\n\nText.\n");
+	assert_int_equal(fx->l.n, 0);
+}
+
+/* Fields in code are shown, not merged: nothing to check there. */
+static void test_fields_in_code(void **state)
+{
+	struct fixture *fx = *state;
+
+	lint_body(fx, "Write `{{nmae}}` or \\{{x}}:\n\n```\n{{ {{{ }} {{oops\n```\n");
+	assert_int_equal(fx->l.n, 0);
+}
+
 static void test_subject_fields(void **state)
 {
 	struct fixture *fx = *state;
@@ -286,6 +318,8 @@ int main(void)
 		T(test_url_problem),
 		T(test_fields),
 		T(test_subject_fields),
+		T(test_unclear_caption),
+		T(test_fields_in_code),
 		T(test_template),
 		T(test_config),
 		T(test_message),

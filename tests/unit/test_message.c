@@ -1178,16 +1178,24 @@ static void test_build_unsub_variants(void **state)
 	assert_false(has_header(h, "List-Unsubscribe-Post"));
 }
 
-/* An unknown field in the post body is blamed on the post, not on the
- * layout template's own {{body}}. */
+/* An unknown field in the post body is blamed on the post, at its line
+ * there, in check's words (not on the layout template's own {{body}}). */
 static void test_init_unknown_body_field(void **state)
 {
 	struct fixture *fx = *state;
 
 	load_post(fx, "---\nsubject: Hi\n---\nHi {{nmae}}\n");
 	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_FAIL);
-	assert_string_equal(fx->err, "x.md: a merge field in the post body "
-			    "is unknown or malformed");
+	assert_string_equal(fx->err, "x.md:4: unknown merge field \"nmae\": no list "
+			    "column nor built-in field has that name (did you mean \"name\"?)");
+	load_post(fx, "---\nsubject: Hi\n---\nHi\n\nBye {{ {{{ }} {{nmae}}\n");
+	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_FAIL);
+	assert_string_equal(fx->err, "x.md:6: malformed merge field \"{{ {{{ }}\": expected "
+			    "{{name}} or {{name|fallback}} (for a literal \"{{\", write \\{{); "
+			    "and 1 more (herald check lists each)");
+	/* In code a field is text, so nothing is wrong with it. */
+	load_post(fx, "---\nsubject: Hi\n---\n`{{nmae}}` and\n\n    {{ {{{\n");
+	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_OK);
 }
 
 /* An unknown field in the layout template is reported with its own line
@@ -1200,8 +1208,23 @@ static void test_init_unknown_template_field(void **state)
 	load_post(fx, "---\nsubject: Hi\n---\nOne\n\nTwo\n");
 	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_FAIL);
 	assert_string_equal(fx->err, "fixtures/templates/badfield.html:2: "
-			    "unknown merge field \"nope\" (not a list column "
-			    "nor a built-in field)");
+			    "unknown merge field \"nope\": no list column nor "
+			    "built-in field has that name (did you mean \"name\"?)");
+}
+
+/* {{date}} is the day as written: with an offset the machine's zone may
+ * already (or still) be on another day. */
+static void test_date_field_as_written(void **state)
+{
+	struct fixture *fx = *state;
+
+	setenv("TZ", "America/New_York", 1);
+	tzset();
+	init_ok(fx, "---\nsubject: Issue of {{date}}\ndate: 2026-11-30 00:30 +01:00\n---\nHi\n", 0);
+	assert_int_equal(build(fx, "a@example.net", "Ann", "Oslo"), MSG_OK);
+	assert_string_equal(header(headers_of(fx->out.p), "Subject"), "Issue of 30 November 2026");
+	setenv("TZ", "UTC", 1);
+	tzset();
 }
 
 static void test_init_errors(void **state)
@@ -1210,9 +1233,9 @@ static void test_init_errors(void **state)
 
 	load_post(fx, "---\nsubject: Hi {{town}}\n---\nHi\n");
 	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_FAIL);
-	assert_string_equal(fx->err, "x.md: subject:1: unknown merge field "
-			    "\"town\" (not a list column nor a built-in "
-			    "field)");
+	assert_string_equal(fx->err, "x.md: subject: unknown merge field "
+			    "\"town\": no list column nor built-in field has "
+			    "that name (did you mean \"token\"?)");
 
 	load_post(fx, "---\nsubject: Re: {{subject}}\n---\nHi\n");
 	assert_int_equal(init(fx, cols, 3, SECRET, 0), MSG_FAIL);
@@ -1429,6 +1452,7 @@ int main(void)
 		T(test_build_long_subject),
 		T(test_build_unsub_variants),
 		T(test_init_errors),
+		T(test_date_field_as_written),
 		T(test_injection_name),
 		T(test_injection_subject_field),
 		T(test_invalid_utf8_field),

@@ -280,7 +280,28 @@ static void test_parse_date(void **state)
 	assert_int_equal(post_parse_date("2028-02-29", &t), 0);
 	assert_int_equal(t, 1835395200);
 
+	/* An offset from UTC, whatever TZ says. */
+	assert_int_equal(post_parse_date("2026-11-30 08:00 +01:00", &t), 0);
+	assert_int_equal(t, 1796025600 - 3600);
+	assert_int_equal(post_parse_date("2026-11-30T08:00-05:00", &t), 0);
+	assert_int_equal(t, 1796025600 + 5 * 3600);
+	assert_int_equal(post_parse_date("2026-11-30 08:00:05Z", &t), 0);
+	assert_int_equal(t, 1796025605);
+	assert_int_equal(post_parse_date("2026-11-30 08:00 +0530", &t), 0);
+	assert_int_equal(t, 1796025600 - 5 * 3600 - 30 * 60);
+	setenv("TZ", "America/New_York", 1);
+	tzset();
+	assert_int_equal(post_parse_date("2026-11-30 08:00", &t), 0);
+	assert_int_equal(t, 1796025600 + 5 * 3600); /* EST: local time */
+	assert_int_equal(post_parse_date("2026-11-30 08:00 +01:00", &t), 0);
+	assert_int_equal(t, 1796025600 - 3600);
+	setenv("TZ", "UTC", 1);
+	tzset();
+
 	static const char *const bad[] = {
+		"2026-11-30 08:00 +1:00", "2026-11-30 08:00 +01:0", "2026-11-30 08:00 +24:00",
+		"2026-11-30 08:00 +01:60", "2026-11-30 +01:00", "2026-11-30 08:00 UTC",
+		"2026-11-30 08:00  +01:00", "2026-11-30 08:00 +01:00x", "2026-11-30 08:00 Zulu",
 		"2026-13-01", "2026-02-30", "30/11/2026", "2026-11-30 8",
 		"2026-00-10", "2026-11-00", "2026-11-31", "2026-02-29",
 		"2026-11-30 24:00", "2026-11-30 08:60", "2026-11-30 08:00:",
@@ -301,7 +322,8 @@ static void test_bad_date_in_front_matter(void **state)
 	struct fixture *fx = *state;
 
 	parse_bad(fx, "x.md", "---\nsubject: Hi\ndate: 2026-02-30\n---\n",
-		  "x.md: date \"2026-02-30\" is not YYYY-MM-DD HH:MM");
+		  "x.md:3: date \"2026-02-30\" is not YYYY-MM-DD HH:MM (local time) "
+		  "nor YYYY-MM-DD HH:MM +01:00 (that offset from UTC; Z for UTC)");
 }
 
 static void test_merge_field_in_link(void **state)
@@ -357,9 +379,13 @@ static void test_merge_fields_survive(void **state)
 			    "Hi {{ name | \"dear\" reader }}, {{city}} "
 			    "\xE2\x80\x93 https://example.org/?e={{email}}&t="
 			    "{{token}}\n");
-	/* An unclosed "{{" is left as text for the template compiler. */
+	/* An unclosed "{{" goes out as text (the escape) and is kept, with
+	 * its line, for the message build to refuse. */
 	parse_ok(fx, "x.md", "---\nsubject: Hi\n---\nA {{name\n");
-	assert_string_equal(fx->p.html, "<p>A {{name</p>\n");
+	assert_string_equal(fx->p.html, "<p>A \\{{name</p>\n");
+	assert_int_equal(fx->p.nfields, 1);
+	assert_string_equal(fx->p.fields[0].text, "{{");
+	assert_int_equal(fx->p.fields[0].line, 4);
 }
 
 static void test_raw_html_dropped(void **state)
@@ -454,6 +480,88 @@ static void test_load(void **state)
 			    "no/such/post.md: No such file or directory");
 }
 
+/* The caption is the emphasised line right after the image, blank line
+ * between or not: both make the same figure, and in the text part the
+ * caption has a line of its own (not run into the alt text). */
+static const char figure_html[] =
+	"<table role=\"presentation\" class=\"figure\" width=\"100%\" cellpadding=\"0\" "
+	"cellspacing=\"0\" border=\"0\" style=\"width:100%; margin:0 0 20px;\">\n"
+	"<tr><td class=\"figure-image\" align=\"center\">\n"
+	"<img src=\"https://e.org/x.jpg\" alt=\"Crew\" />\n"
+	"</td></tr>\n"
+	"<tr><td class=\"caption\" align=\"center\" style=\"padding:8px 8px 0; "
+	"text-align:center;\">\n"
+	"<em>Photo: Priya.</em>\n"
+	"</td></tr>\n"
+	"</table>\n";
+
+static void test_caption_below_image(void **state)
+{
+	struct fixture *fx = *state;
+
+	parse_ok(fx, "x.md", "---\nsubject: Hi\n---\n"
+		 "![Crew](https://e.org/x.jpg)\n*Photo: Priya.*\n");
+	assert_string_equal(fx->p.html, figure_html);
+	assert_string_equal(fx->p.text, "[image: Crew]\nPhoto: Priya.\n");
+	parse_ok(fx, "x.md", "---\nsubject: Hi\n---\n"
+		 "![Crew](https://e.org/x.jpg)\n\n*Photo: Priya.*\n");
+	assert_string_equal(fx->p.html, figure_html);
+	assert_string_equal(fx->p.text, "[image: Crew]\n\nPhoto: Priya.\n");
+	/* Not a caption: plain text under the image stays a paragraph
+	 * (check warns about it), so does text on the image's line. */
+	parse_ok(fx, "x.md", "---\nsubject: Hi\n---\n"
+		 "![Crew](https://e.org/x.jpg)\nPhoto: Priya.\n");
+	assert_string_equal(fx->p.html, "<p><img src=\"https://e.org/x.jpg\" alt=\"Crew\" />\n"
+			    "Photo: Priya.</p>\n");
+}
+
+/* Code shows "{{" as written: its fields go out as the template's
+ * escape and are not kept for merging; prose "\{{" is kept as the
+ * escape; the fields that merge are kept with their lines. */
+static void test_code_is_not_merged(void **state)
+{
+	struct fixture *fx = *state;
+
+	parse_ok(fx, "x.md", "---\nsubject: Hi\n---\n"
+		 "Hi {{name}}, write `{{name}}` or \\{{name}}; `\\{{x}}`.\n\n"
+		 "```\nDear {{ name }},\n{{ open\n```\n\nBye {{email}}\n");
+	assert_string_equal(fx->p.html,
+			    "<p>Hi {{name}}, write <code>\\{{name}}</code> or \\{{name}}; "
+			    "<code>\\\\{{x}}</code>.</p>\n"
+			    "<pre><code>Dear \\{{ name }},\n\\{{ open\n</code></pre>\n"
+			    "<p>Bye {{email}}</p>\n");
+	assert_string_equal(fx->p.text,
+			    "Hi {{name}}, write \\{{name}} or \\{{name}}; \\\\{{x}}.\n\n"
+			    "    Dear \\{{ name }},\n    \\{{ open\n\nBye {{email}}\n");
+	assert_int_equal(fx->p.nfields, 2);
+	assert_string_equal(fx->p.fields[0].text, "{{name}}");
+	assert_int_equal(fx->p.fields[0].line, 4);
+	assert_string_equal(fx->p.fields[1].text, "{{email}}");
+	assert_int_equal(fx->p.fields[1].line, 11);
+	/* A brace that rendering puts right before a field stays text. */
+	parse_ok(fx, "x.md", "---\nsubject: Hi\n---\n{*{{name}}*\n");
+	assert_string_equal(fx->p.text, "{{{name}}\n");
+	assert_int_equal(fx->p.nfields, 1);
+	/* A "{{" that only rendering makes is text too. */
+	parse_ok(fx, "x.md", "---\nsubject: Hi\n---\n\\{\\{name}} &#123;&#123;x}}\n");
+	assert_string_equal(fx->p.html, "<p>\\{{name}} \\{{x}}</p>\n");
+	assert_int_equal(fx->p.nfields, 0);
+}
+
+/* merge_code = true: code merges like prose. */
+static void test_merge_code(void **state)
+{
+	struct fixture *fx = *state;
+	const char src[] = "---\nsubject: Hi\n---\nHi `{{name}}` \\{{x\n";
+
+	post_free(&fx->p);
+	assert_int_equal(post_parse_opts(&fx->p, "x.md", src, strlen(src), 72, POST_MERGE_CODE,
+					 fx->err, sizeof fx->err), POST_OK);
+	assert_string_equal(fx->p.html, "<p>Hi <code>{{name}}</code> \\{{x</p>\n");
+	assert_int_equal(fx->p.nfields, 1);
+	assert_string_equal(fx->p.fields[0].text, "{{name}}");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -475,6 +583,9 @@ int main(void)
 		T(test_unsafe_html_keeps_html),
 		T(test_merge_fields_survive),
 		T(test_raw_html_dropped),
+		T(test_caption_below_image),
+		T(test_code_is_not_merged),
+		T(test_merge_code),
 		T(test_text_has_no_tags),
 		T(test_load),
 		/* Last: under ASan a failure here aborts the run. */

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,40 +196,103 @@ static void test_unknown_field_line(void **state)
 {
 	(void)state;
 	check_error("{{nope}}", "t.html", 1,
-		    "t.html:1: unknown merge field \"nope\" (not a list "
-		    "column nor a built-in field)");
+		    "t.html:1: unknown merge field \"nope\": no list column "
+		    "nor built-in field has that name (did you mean \"name\"?)");
 	/* Third line of a source that starts on line 10 of its file. */
 	check_error("Hello {{name}},\n\nwelcome to {{ cty }}.\n", "post.md",
 		    10,
-		    "post.md:12: unknown merge field \"cty\" (not a list "
-		    "column nor a built-in field)");
+		    "post.md:12: unknown merge field \"cty\": no list column "
+		    "nor built-in field has that name (did you mean \"city\"?)");
 	/* A field is a whole name, not a prefix. */
 	check_error("{{nam}}", "s", 1,
-		    "s:1: unknown merge field \"nam\" (not a list column nor "
-		    "a built-in field)");
+		    "s:1: unknown merge field \"nam\": no list column nor "
+		    "built-in field has that name (did you mean \"name\"?)");
 	check_error("{{names}}", "s", 1,
-		    "s:1: unknown merge field \"names\" (not a list column "
-		    "nor a built-in field)");
+		    "s:1: unknown merge field \"names\": no list column nor "
+		    "built-in field has that name (did you mean \"name\"?)");
 }
 
 static void test_unclosed(void **state)
 {
 	(void)state;
 	check_error("a\nb {{name}}\nc {{name\nd\n", "t.txt", 1,
-		    "t.txt:3: unclosed merge field (\"{{\" without \"}}\")");
+		    "t.txt:3: "
+		    "\"{{\" without \"}}\" on the same line (for a literal \"{{\", "
+		    "write \\{{)");
 	check_error("x\n{{", "t.txt", 5,
-		    "t.txt:6: unclosed merge field (\"{{\" without \"}}\")");
+		    "t.txt:6: "
+		    "\"{{\" without \"}}\" on the same line (for a literal \"{{\", "
+		    "write \\{{)");
 	check_error("{{name}", "t.txt", 1,
-		    "t.txt:1: unclosed merge field (\"{{\" without \"}}\")");
+		    "t.txt:1: "
+		    "\"{{\" without \"}}\" on the same line (for a literal \"{{\", "
+		    "write \\{{)");
 }
 
 static void test_malformed(void **state)
 {
 	(void)state;
 	check_error("a {{}} b", "t", 1,
-		    "t:1: empty or malformed merge field \"{{}}\"");
+		    "t:1: malformed merge field \"{{}}\": expected {{name}} or "
+		    "{{name|fallback}} (for a literal \"{{\", write \\{{)");
 	check_error("\n{{ | x }}", "t", 1,
-		    "t:2: empty or malformed merge field \"{{ | x }}\"");
+		    "t:2: malformed merge field \"{{ | x }}\": expected {{name}} "
+		    "or {{name|fallback}} (for a literal \"{{\", write \\{{)");
+}
+
+/* "\{{" is a literal "{{", the one escape: nothing else is special. */
+static void test_escape(void **state)
+{
+	(void)state;
+	const char *v[NF] = { "a@example.net", "Ann", "Oslo", "u" };
+
+	check("Write \\{{name}} to greet {{name}}.", v, TMPL_HTML,
+	      "Write {{name}} to greet Ann.");
+	/* A backslash before the escape is text: "\\{{" shows "\{{". */
+	check("C:\\\\{{x}} \\{{ \\{", v, TMPL_RAW, "C:\\{{x}} {{ \\{");
+	/* An escaped "{{" needs no "}}", and "}}" alone is text. */
+	check("\\{{ open }} and {{city}}", v, TMPL_RAW, "{{ open }} and Oslo");
+	/* In a run of braces the last two open the field. */
+	check("{{{name}}} {{{{city}}", v, TMPL_RAW, "{Ann} {{Oslo");
+}
+
+struct seen {
+	char log[512];
+};
+
+static int note(void *arg, const struct tmpl_field *f, const char *problem)
+{
+	struct seen *s = arg;
+	size_t n = strlen(s->log);
+	snprintf(s->log + n, sizeof s->log - n, "%d:%d:%s;", f->line, (int)f->kind,
+		 problem ? problem : "ok");
+	return 0;
+}
+
+/* tmpl_check visits each "{{" with its line and the words the compiler
+ * would fail with (check's lint and send read fields through it). */
+static void test_check_visits(void **state)
+{
+	(void)state;
+	struct seen s = { "" };
+	const char *src = "{{name}} \\{{x}}\n{{nmae}}\n\n{{ {{{ }} {{city\n";
+
+	assert_int_equal(tmpl_check(src, strlen(src), 5, &table, note, &s), 3);
+	assert_string_equal(s.log,
+		"5:0:ok;5:1:ok;"
+		"6:0:unknown merge field \"nmae\": no list column nor built-in field has that "
+		"name (did you mean \"name\"?);"
+		"8:3:malformed merge field \"{{ {{{ }}\": expected {{name}} or {{name|fallback}} "
+		"(for a literal \"{{\", write \\{{);"
+		"8:2:\"{{\" without \"}}\" on the same line (for a literal \"{{\", write \\{{);");
+	/* A field spread over two lines is not one. */
+	check_error("{{name|a\nb}}", "t", 1,
+		    "t:1: \"{{\" without \"}}\" on the same line (for a literal \"{{\", "
+		    "write \\{{)");
+	/* A one-line setting (first_line 0) is named without a line. */
+	check_error("{{nope}}", "unsubscribe.url", 0,
+		    "unsubscribe.url: unknown merge field \"nope\": no list column nor "
+		    "built-in field has that name (did you mean \"name\"?)");
 }
 
 static void test_uses(void **state)
@@ -296,6 +360,8 @@ int main(void)
 		cmocka_unit_test(test_tmpl_escape),
 		cmocka_unit_test(test_unknown_field_line),
 		cmocka_unit_test(test_unclosed),
+		cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_check_visits),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_uses),
 		cmocka_unit_test(test_copy_and_len),

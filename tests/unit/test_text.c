@@ -294,6 +294,22 @@ static void test_image_alt(void **state)
 	      "[image]\n");
 }
 
+/* The emphasised line right under an image is its caption: a line of
+ * its own, as in the HTML part; in a list item too, wrapped there. Any
+ * other line under an image is text, joined as a paragraph joins. */
+static void test_caption_own_line(void **state)
+{
+	(void)state;
+	check("![A red kite](https://e.org/k.jpg)\n*Photo: Priya Raman.*\n",
+	      "[image: A red kite]\nPhoto: Priya Raman.\n");
+	check("- ![Kite](https://e.org/k.jpg)\n  *The kite over the allotments "
+	      "on Saturday morning, seen from the shed roof.*\n",
+	      "  * [image: Kite]\n    The kite over the allotments on Saturday morning, seen "
+	      "from the shed\n    roof.\n");
+	check("![Kite](https://e.org/k.jpg)\nPhoto: Priya.\n",
+	      "[image: Kite] Photo: Priya.\n");
+}
+
 static void test_code_block_verbatim(void **state)
 {
 	(void)state;
@@ -485,6 +501,7 @@ int main(void)
 		cmocka_unit_test(test_autolinks_bare),
 		cmocka_unit_test(test_link_text_is_url),
 		cmocka_unit_test(test_image_alt),
+		cmocka_unit_test(test_caption_own_line),
 		cmocka_unit_test(test_code_block_verbatim),
 		cmocka_unit_test(test_inline_markup_plain),
 		cmocka_unit_test(test_hard_break),
