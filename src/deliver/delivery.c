@@ -794,7 +794,7 @@ static int count_readers(struct run *r)
 	struct subs_reader *sr;
 	struct subs_row s;
 	char why[512];
-	int k = subs_open(&sr, r->o->subscribers, r->err, r->errlen);
+	int k = subs_open(&sr, r->o->subscribers, r->cfg->subs_delim, r->err, r->errlen);
 	if (k)
 		return subs_exitcode(k);
 	while ((k = subs_next(sr, &s, why, sizeof why)) != SUBS_END) {
@@ -862,7 +862,7 @@ static int setup(struct run *r)
 	}
 	if (!o->n_test && (rc = count_readers(r)))
 		return rc;
-	int k = subs_open(&r->sr, o->subscribers, r->err, r->errlen);
+	int k = subs_open(&r->sr, o->subscribers, cfg->subs_delim, r->err, r->errlen);
 	if (k)
 		return subs_exitcode(k);
 	if (msg_secret(cfg, &secret, r->err, r->errlen) < 0)

@@ -120,12 +120,16 @@ static int get_int(struct ctx *x, const char *key, int *out, int min, int max)
 	return rc;
 }
 
+/* Against the config's directory; no "dir//file" in what is printed,
+ * whether the config sits in / or a setting ends in a slash. */
 static int resolve(struct ctx *x, char **path)
 {
+	path_trim_slashes(*path);
 	if (!*path || !**path || **path == '/')
 		return 0;
 	char *p;
-	if (asprintf(&p, "%s/%s", x->dir, *path) < 0)
+	size_t dl = strlen(x->dir);
+	if (asprintf(&p, "%s%s%s", x->dir, dl && x->dir[dl - 1] == '/' ? "" : "/", *path) < 0)
 		return set_err(x->err, x->errlen, CONFIG_BAD, "out of memory");
 	free(*path);
 	*path = p;
@@ -145,6 +149,7 @@ static const char *const known[] = {
 	"retry.attempts", "retry.initial_delay", "retry.max_delay", "bounce",
 	"bounce.soft_limit", "bounce.return_path", "test", "test.to", "dkim",
 	"dkim.domain", "dkim.selector", "dkim.key_file", "unsafe_html",
+	"subscribers_delimiter", "language",
 #define MAILBOX_KEYS(g) g ".mailbox", g ".mailbox.url", g ".mailbox.username", \
 	g ".mailbox.password_env", g ".mailbox.password_command", g ".mailbox.password", \
 	g ".mailbox.ca_file", g ".mailbox.move_to", g ".mailbox.starttls", g ".mailbox.timeout"
@@ -369,6 +374,34 @@ static int get_bool(struct ctx *x, const char *key, int *out)
 	return 0;
 }
 
+/* subscribers_delimiter and language: what a spreadsheet export and
+ * the templates' lang attribute need. */
+static int list_settings(struct ctx *x, struct config *c)
+{
+	char *d = NULL;
+	int rc = get_str(x, "subscribers_delimiter", &d);
+	if (!rc && d) {
+		config_setting_t *s = config_lookup(&x->cf, "subscribers_delimiter");
+		if (strlen(d) != 1 || !strchr(",;\t|", d[0]))
+			rc = bad(x, s, "subscribers_delimiter: expected \",\", \";\", \"\\t\" (tab) or \"|\", "
+				 "found \"%s\"", d);
+		else
+			c->subs_delim = d[0];
+	}
+	free(d);
+	if (rc || (rc = get_str(x, "language", &c->language)))
+		return rc;
+	/* It goes into an HTML attribute: letters, digits, hyphens only. */
+	const char *l = c->language;
+	size_t n = strspn(l, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+	if (n < 2 || n > 8 || (l[n] && (l[n] != '-' || strspn(l + n, "-abcdefghijklmnopqrstuvwxyz"
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != strlen(l + n) || strstr(l, "--") ||
+		l[strlen(l) - 1] == '-')))
+		return bad(x, config_lookup(&x->cf, "language"),
+			   "language: expected a language tag such as \"fr\" or \"pt-BR\", found \"%s\"", l);
+	return 0;
+}
+
 static int load(struct ctx *x, struct config *c)
 {
 	int rc = 0;
@@ -408,7 +441,7 @@ static int load(struct ctx *x, struct config *c)
 	    (rc = get_int(x, "bounce.soft_limit", &c->bounce.soft_limit, 1, 1000)) ||
 	    (rc = get_bool(x, "unsafe_html", &c->unsafe_html)))
 		return rc;
-	if ((rc = from_addresses(x, c)) || (rc = smtp_settings(x, c)) ||
+	if ((rc = list_settings(x, c)) || (rc = from_addresses(x, c)) || (rc = smtp_settings(x, c)) ||
 	    (rc = test_addresses(x, c)) || (rc = dkim_settings(x, c)) ||
 	    (rc = mailbox_settings(x, "bounce.mailbox", &c->bounce.mailbox)) ||
 	    (rc = mailbox_settings(x, "unsubscribe.mailbox", &c->unsub.mailbox)))
@@ -436,6 +469,8 @@ static int defaults(struct config *c)
 	c->templates = strdup("templates");
 	c->template_name = strdup("default");
 	c->state_dir = strdup("state");
+	c->subs_delim = ',';
+	c->language = strdup("en");
 	c->unsub.secret_env = strdup("HERALD_SECRET");
 	c->smtp.url = strdup("smtp://127.0.0.1:25");
 	c->smtp.password_env = strdup("HERALD_SMTP_PASSWORD");
@@ -456,7 +491,7 @@ static int defaults(struct config *c)
 			return -1;
 	}
 	return c->subscribers && c->templates && c->template_name &&
-		       c->state_dir && c->unsub.secret_env && c->smtp.url &&
+		       c->state_dir && c->language && c->unsub.secret_env && c->smtp.url &&
 		       c->smtp.password_env ? 0 : -1;
 }
 
@@ -603,7 +638,7 @@ void config_free(struct config *c)
 			 &c->smtp.url, &c->smtp.username, &c->smtp.password_env,
 			 &c->smtp.password_command, &c->smtp.ca_file, &c->smtp.helo,
 			 &c->bounce.return_path, &c->dkim.domain, &c->dkim.selector,
-			 &c->dkim.key_file};
+			 &c->dkim.key_file, &c->language};
 	for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
 		free(*strs[i]);
 	secret_free(&c->smtp.password);

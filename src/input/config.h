@@ -79,6 +79,11 @@ struct config {
 	char **test_to;
 	size_t n_test_to;
 	int unsafe_html;       /* keep raw HTML of posts (tagfilter still on) */
+	/* Lists as spreadsheets export them: subscribers_delimiter is one of
+	 * , ; TAB | (default ','); language is the BCP 47 tag templates get
+	 * as {{language}} (default "en"). */
+	char subs_delim;
+	char *language;
 };
 
 /* CONFIG_TEMP: a password_command timed out (the next run may do better). */
