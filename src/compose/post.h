@@ -22,6 +22,7 @@ struct post {
 	int body_line;   /* line of the file the body starts on */
 	char *html;      /* rendered HTML fragment, merge fields intact */
 	char *text;      /* rendered plain text (LF), merge fields intact */
+	int text_width;  /* the column text is wrapped at (the footer's too) */
 };
 
 enum { POST_OK = 0, POST_NOFILE = -1, POST_BAD = -2 };

@@ -877,7 +877,7 @@ static int setup(struct run *r)
 	if (!o->dry_run_dir && !o->n_test && (rc = seed_quota(r)))
 		return rc;
 	if (o->dry_run_dir) {
-		if (state_mkdir(o->dry_run_dir, r->err, r->errlen) < 0)
+		if (state_mkdir_as(o->dry_run_dir, "dry-run directory", r->err, r->errlen) < 0)
 			return EX_CANTCREAT;
 		if (transport_dir(&r->tx, o->dry_run_dir, r->err, r->errlen) < 0)
 			return EX_SOFTWARE;
