@@ -299,28 +299,52 @@ static int sniff_utf16(struct subs_reader *r, const unsigned char *p, size_t n, 
 		     " (its fields are separated by tabs: also set subscribers_delimiter = \"\\t\")" : "");
 }
 
+/* Whether the bytes at p are shaped like a UTF-8 sequence (a lead byte
+ * and its continuation bytes) that is still invalid: overlong, a
+ * surrogate, past U+10FFFF. Damaged UTF-8 does that; a code page's
+ * accented letter is followed by ASCII. */
+static int utf8_shaped(const unsigned char *p, size_t n)
+{
+	size_t want = p[0] >= 0xf0 && p[0] <= 0xf7 ? 3 : p[0] >= 0xe0 ? 2 : p[0] >= 0xc0 ? 1 : 0;
+	if (!want || n <= want || p[0] > 0xf7)
+		return 0;
+	for (size_t i = 1; i <= want; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return 1;
+}
+
 /* A file saved in a one-byte code page (Excel's "CSV (Comma delimited)",
  * LibreOffice's default on Windows) has bytes past 0x7f but no UTF-8
  * sequence at all. Read row by row, it would mail only the readers whose
  * fields happen to be ASCII, so it is refused whole, once. A UTF-8 list
- * with one bad row (a pasted name) keeps the per-row check instead. Only
- * the first chunk is looked at: the verdict must come before any row. */
+ * with bad rows (a pasted name, damaged sequences) keeps the per-row
+ * check instead. Only the first chunk is looked at: the verdict must
+ * come before any row. */
 static int sniff_codepage(struct subs_reader *r, const unsigned char *p, size_t n, int whole,
 			  char *err, size_t errlen)
 {
-	int multibyte;
-	size_t ok = utf8_valid_prefix((const char *)p, n, &multibyte);
-	/* A chunk may end inside a sequence; the next one completes it. */
-	if (ok == n || multibyte || (!whole && n - ok < 4))
+	int multibyte, any = 0;
+	size_t first = n;
+	for (size_t at = 0; at < n; at++) {
+		at += utf8_valid_prefix((const char *)p + at, n - at, &multibyte);
+		/* A chunk may end inside a sequence; the next one completes it. */
+		if (multibyte || (at < n && (utf8_shaped(p + at, n - at) || (!whole && n - at < 4))))
+			return 0;
+		if (at < n && first == n)
+			first = at;
+		any |= at < n;
+	}
+	if (!any)
 		return 0;
 	long line = 1;
-	for (size_t i = 0; i < ok; i++)
+	for (size_t i = 0; i < first; i++)
 		line += p[i] == '\n';
 	return fatal(r, err, errlen,
 		     "%s:%ld: the list is not UTF-8 (byte 0x%02X); it looks like Windows-1252 or "
 		     "Latin-1: export it as \"CSV UTF-8\" (LibreOffice: character set \"Unicode "
 		     "(UTF-8)\"), or convert it: iconv -f WINDOWS-1252 -t UTF-8 %s > utf8.csv",
-		     r->path, line, p[ok], r->path);
+		     r->path, line, p[first], r->path);
 }
 
 /* Reads the first chunk and decides, once, whether it is a list herald

@@ -659,6 +659,38 @@ static void test_codepage_refused(void **state)
 	expect_open_fails_n(fx, "email,pr\xe9nom\njoy@example.net,Joy\n", 33, 0, SUBS_FATAL, want);
 }
 
+/* Past the first 64 KiB chunk, which is what is looked at. */
+static void test_codepage_refused_large(void **state)
+{
+	struct fixture *fx = *state;
+	size_t size = 200 * 1024, o;
+	char *data = malloc(size + 100), want[600];
+
+	assert_non_null(data);
+	strcpy(data, "email,name\njoy@example.net,Ren\xe9\n");
+	for (o = strlen(data); o < size; o += 21)
+		memcpy(data + o, "\"x@example.net\",Xavi\n", 21);
+	data[o] = '\0';
+	snprintf(want, sizeof want, "%%1$s:2: " CP_FIX, "E9");
+	expect_open_fails_n(fx, data, o, 0, SUBS_FATAL, want);
+	free(data);
+}
+
+/* Damaged UTF-8 (overlong forms, surrogates: lead and continuation
+ * bytes) is not a code page: those rows are refused, the rest read. */
+static void test_damaged_utf8_rows(void **state)
+{
+	struct fixture *fx = *state;
+
+	open_ok(fx, "email,name\nann@example.net,Ann\nbad@example.net,Bob\xe0\x80\xaf\n"
+		    "cyd@example.net,Cyd\n");
+	expect_row(fx, "ann@example.net", "Ann", 2);
+	expect_status(fx, SUBS_BAD, "3: the name field is not UTF-8 (save the list as UTF-8, "
+				    "e.g. iconv -f WINDOWS-1252 -t UTF-8)");
+	expect_row(fx, "cyd@example.net", "Cyd", 4);
+	expect_end(fx);
+}
+
 /* A UTF-8 list with one pasted Latin-1 name is a UTF-8 list: that row is
  * skipped, the rest is read. */
 static void test_utf8_list_with_one_codepage_row(void **state)
@@ -780,6 +812,8 @@ int main(void)
 		T(test_utf16_refused),
 		T(test_utf16_without_bom),
 		T(test_codepage_refused),
+		T(test_codepage_refused_large),
+		T(test_damaged_utf8_rows),
 		T(test_utf8_list_with_one_codepage_row),
 		T(test_sequence_across_chunks),
 		T(test_delimiter_hint),
