@@ -135,6 +135,12 @@ def test_footer_wrapped(t):
         expect(len(line) <= 72, f"footer line of {len(line)} columns: {line!r}")
     expect(re.search("^" + re.escape(url) + "[0-9a-f]{64}$", footer, re.M),
            f"the unsubscribe URL whole on a line: {footer!r}")
+    # preview (which renders the part whole) and send (which wraps the
+    # encoded footer only) give the reader the same text.
+    equal(t.herald("preview", t.path("issue-1.md"), "-o", t.path("pv"), "--no-screenshots").code,
+          EX_OK, "preview")
+    with open(t.path("pv", "issue-1.txt"), encoding="utf-8") as f:
+        equal(f.read(), text, "preview's .txt and the sent text part")
     words = " ".join(footer.split())
     expect(f"You are receiving this because {addr} subscribed to The Garden Lane Allotment "
            "Society Weekly Letter." in words, f"the footer's words: {words!r}")
