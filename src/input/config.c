@@ -2,6 +2,7 @@
 #include "util/passcmd.h"
 #include "util/addr.h"
 #include "util/buf.h"
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <libconfig.h>
@@ -391,14 +392,25 @@ static int list_settings(struct ctx *x, struct config *c)
 	free(d);
 	if (rc || (rc = get_str(x, "language", &c->language)))
 		return rc;
-	/* It goes into an HTML attribute: letters, digits, hyphens only. */
-	const char *l = c->language;
-	size_t n = strspn(l, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
-	if (n < 2 || n > 8 || (l[n] && (l[n] != '-' || strspn(l + n, "-abcdefghijklmnopqrstuvwxyz"
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != strlen(l + n) || strstr(l, "--") ||
-		l[strlen(l) - 1] == '-')))
+	/* It goes into an HTML attribute: BCP 47's shape, subtags of 1 to 8
+	 * letters or digits after a first one of 2 to 8 letters. */
+	int ok = 1;
+	size_t len = 0, nsub = 0;
+	for (const char *p = c->language;; p++) {
+		if (*p == '-' || !*p) {
+			ok &= len >= (nsub ? 1u : 2u) && len <= 8;
+			nsub++, len = 0;
+			if (!*p)
+				break;
+			continue;
+		}
+		ok &= isalpha((unsigned char)*p) || (nsub && isdigit((unsigned char)*p));
+		len++;
+	}
+	if (!ok)
 		return bad(x, config_lookup(&x->cf, "language"),
-			   "language: expected a language tag such as \"fr\" or \"pt-BR\", found \"%s\"", l);
+			   "language: expected a language tag such as \"fr\" or \"pt-BR\", found \"%s\"",
+			   c->language);
 	return 0;
 }
 
