@@ -50,7 +50,7 @@ int cli_build_one(const struct config *cfg, const struct post *post, const char 
 double cli_clip_percent(size_t bytes);               /* of Gmail's clip size */
 
 /* cmd_check.c: reports the list's bad rows; *good: the subscribed rows */
-int cli_check_list(struct ui *u, const char *path, long *good);
+int cli_check_list(struct ui *u, const char *path, char sep, long *good);
 
 /* cmd_bounces.c: [SOURCE] [--delete] for the two mailbox scans; *password
  * is the caller's to wipe and free (secret_free). */

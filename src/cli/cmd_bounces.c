@@ -15,7 +15,7 @@
 
 static void print_bounce(void *arg, const struct bounce_entry *e)
 {
-	(void)arg;
+	(*(long *)arg)++;
 	char why[64];
 	if (e->count > 1)
 		snprintf(why, sizeof why, "%d soft bounces, last", e->count);
@@ -120,7 +120,7 @@ static int bounces_forget_cmd(struct ui *u, const struct config *cfg, int argc, 
 		char why[100];
 		int was = 0;
 		if (addr_valid(argv[i], why, sizeof why) < 0) {
-			rc = cli_usage("bounces forget: not an address: %s", argv[i]);
+			rc = cli_usage("bounces forget: not an address: %s (%s)", argv[i], why);
 		} else if (bounces_forget(&b, argv[i], &was, err, sizeof err) < 0) {
 			cli_err(err);
 			rc = EX_CANTCREAT;
@@ -130,6 +130,24 @@ static int bounces_forget_cmd(struct ui *u, const struct config *cfg, int argc, 
 	}
 	bounces_close(&b);
 	return rc;
+}
+
+/* The list is TSV on stdout for scripts; that it is empty is said on
+ * stderr, so a pipe reads nothing rather than a sentence. */
+static int bounces_list(struct ui *u, const struct config *cfg)
+{
+	char err[512];
+	long n = 0;
+	if (bounces_each_suppressed(cfg->state_dir, cfg->bounce.soft_limit, print_bounce, &n,
+				    err, sizeof err) < 0) {
+		cli_err(err);
+		return EX_IOERR;
+	}
+	if (!n && !u->quiet)
+		fprintf(stderr, "nobody is suppressed: no hard bounce, complaint or %d soft bounce%s in "
+			"a row in %s/bounces.log\n", cfg->bounce.soft_limit,
+			cfg->bounce.soft_limit == 1 ? "" : "s", cfg->state_dir);
+	return 0;
 }
 
 int cmd_bounces(struct ui *u, const char *cfgpath, int argc, char **argv)
@@ -143,16 +161,12 @@ int cmd_bounces(struct ui *u, const char *cfgpath, int argc, char **argv)
 		config_free(&cfg); /* a config that failed half-way holds strings */
 		return rc;
 	}
-	char err[512];
 	if (!strcmp(sub, "scan"))
 		rc = bounces_scan(u, &cfg, argc - 1, argv + 1);
 	else if (!strcmp(sub, "forget"))
 		rc = bounces_forget_cmd(u, &cfg, argc, argv);
-	else if (bounces_each_suppressed(cfg.state_dir, cfg.bounce.soft_limit, print_bounce, NULL,
-					 err, sizeof err) < 0) {
-		cli_err(err);
-		rc = EX_IOERR;
-	}
+	else
+		rc = bounces_list(u, &cfg);
 	config_free(&cfg);
 	return rc;
 }

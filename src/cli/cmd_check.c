@@ -12,11 +12,11 @@
 #include <string.h>
 #include <sysexits.h>
 
-int cli_check_list(struct ui *u, const char *path, long *good)
+int cli_check_list(struct ui *u, const char *path, char sep, long *good)
 {
 	struct subs_reader *sr;
 	char err[1024];
-	int k = subs_open(&sr, path, err, sizeof err);
+	int k = subs_open(&sr, path, sep, err, sizeof err);
 	if (k) {
 		cli_err(err);
 		return subs_exitcode(k);
@@ -49,13 +49,13 @@ int cli_check_list(struct ui *u, const char *path, long *good)
 
 /* Built-in field names, then the list's columns (copied: the reader
  * that owns them is closed here). */
-static int field_names(const char *list, char ***out, size_t *n)
+static int field_names(const char *list, char sep, char ***out, size_t *n)
 {
 	struct subs_reader *sr;
 	char err[512];
 	*out = NULL;
 	*n = 0;
-	if (subs_open(&sr, list, err, sizeof err))
+	if (subs_open(&sr, list, sep, err, sizeof err))
 		return -1;
 	size_t nc = subs_ncols(sr);
 	char **v = calloc(MF_NBUILTIN + nc, sizeof *v);
@@ -119,10 +119,10 @@ int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv)
 	if (!rc)
 		rc = cli_check_slug(argv[1], post.slug);
 	if (!rc)
-		rc = cli_check_list(u, cfg.subscribers, &good);
+		rc = cli_check_list(u, cfg.subscribers, cfg.subs_delim, &good);
 	if (rc)
 		goto out;
-	if (field_names(cfg.subscribers, &names, &nn) < 0 || lint_config(&l, &cfg) < 0 ||
+	if (field_names(cfg.subscribers, cfg.subs_delim, &names, &nn) < 0 || lint_config(&l, &cfg) < 0 ||
 	    lint_post(&l, &post, (const char *const *)names, nn) < 0 ||
 	    lint_templates(&l, &cfg, names, nn) < 0) {
 		cli_err("out of memory");

@@ -40,19 +40,19 @@ static int screenshots(struct ui *u, const char *dir, const char *slug, char *er
 			printf("screenshots skipped: no chromium found (apt-get install chromium, or set $HERALD_CHROMIUM)\n");
 		return 0;
 	}
-	static const struct { const char *name; int w, h; } shots[] = {
-		{"desktop", 1200, 2000}, {"mobile", 390, 2000}};
+	static const struct { const char *name; int w; } shots[] = {{"desktop", 1200}, {"mobile", 390}};
 	char html[4096];
 	snprintf(html, sizeof html, "%s/%s.html", dir, slug);
 	for (size_t i = 0; i < sizeof shots / sizeof *shots; i++) {
 		char png[4096];
-		int w, h;
+		int w, h, page;
 		snprintf(png, sizeof png, "%s/%s-%s.png", dir, slug, shots[i].name);
-		if (preview_screenshot(browser, html, png, shots[i].w, shots[i].h, err, errlen) < 0)
+		if (preview_screenshot(browser, html, png, shots[i].w, &page, err, errlen) < 0)
 			return EX_UNAVAILABLE;
 		if (!u->quiet && preview_png_size(png, &w, &h) == 0)
-			printf("%-44s %5d x %d px, %s, images not loaded (network off)\n", png, w, h,
-			       shots[i].name);
+			printf("%-44s %5d x %d px, %s, %s, images not loaded (network off)\n", png, w, h,
+			       shots[i].name, page < PREVIEW_MAX_HEIGHT ? "the whole message" :
+			       "its first 16384 px");
 	}
 	return 0;
 }
@@ -65,8 +65,10 @@ int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 	int c, shots = 1;
 	optind = 0; /* 0: glibc re-reads the optstring, so options may follow operands */
 	while ((c = getopt_long(argc, argv, "o:", lo, NULL)) != -1) {
-		if (c == 'o')
+		if (c == 'o') {
+			path_trim_slashes(optarg);
 			dir = optarg;
+		}
 		else if (c == OPT_AS)
 			as = optarg;
 		else if (c == OPT_NOSHOTS)

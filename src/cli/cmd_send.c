@@ -39,6 +39,14 @@ static void fmt_dur(double s, char *out, size_t len)
 		snprintf(out, len, "%ld:%02ld", t / 60, t % 60);
 }
 
+/* Messages a second, or 0 (then no rate and no ETA is shown) while
+ * nothing was sent: a server that is down, or refuses every reader,
+ * would show a rate of failures and an ETA of never. */
+static double send_rate(const struct delivery_stats *st)
+{
+	return st->elapsed > 0 && st->sent ? st->attempted / st->elapsed : 0;
+}
+
 static void on_progress(void *arg, const struct delivery_stats *st)
 {
 	struct ui *u = arg;
@@ -48,10 +56,7 @@ static void on_progress(void *arg, const struct delivery_stats *st)
 	if (t - u->last_progress < 0.1 && !st->done)
 		return;
 	u->last_progress = t;
-	long answered = st->sent + st->bounced + st->uncertain;
-	/* No rate or ETA until something was answered: a server that is
-	 * down would show 0.0 msg/s and an ETA of never. */
-	double rate = st->elapsed > 0 && answered ? st->attempted / st->elapsed : 0;
+	double rate = send_rate(st);
 	long done = st->sent + st->bounced + st->deferred + st->already + st->suppressed +
 		    st->uncertain;
 	long total = st->total > done ? st->total : done;
@@ -82,7 +87,7 @@ static void on_progress(void *arg, const struct delivery_stats *st)
 static void summary(const struct ui *u, const char *slug, const struct delivery_stats *st,
 		    const char *what, const char *state_dir, FILE *f)
 {
-	double rate = st->elapsed > 0 ? st->attempted / st->elapsed : 0;
+	double rate = send_rate(st);
 	if (!u->tty) {
 		fprintf(f, "%s: %s %ld, bounced %ld, deferred %ld, skipped %ld bad row%s",
 			slug, what, st->sent, st->bounced, st->deferred, st->skipped,
@@ -99,7 +104,7 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 			fprintf(f, ", %ld suppressed", st->suppressed);
 		if (st->excluded)
 			fprintf(f, ", %ld not in the segment", st->excluded);
-		if (st->sent + st->bounced)
+		if (rate > 0)
 			fprintf(f, "; %.1f s, %.1f msg/s\n", st->elapsed, rate);
 		else
 			fprintf(f, "; %.1f s\n", st->elapsed);
@@ -127,7 +132,7 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 			st->excluded);
 	if (st->retried)
 		fprintf(f, "  %-15s %8ld\n", "retries", st->retried);
-	if (st->sent + st->bounced)
+	if (rate > 0)
 		fprintf(f, "  %-15s %8.1f s  %.1f msg/s over %d connection%s", "time", st->elapsed, rate,
 			st->connections, st->connections == 1 ? "" : "s");
 	else
@@ -150,7 +155,7 @@ static json_t *stats_json(const char *slug, const struct delivery_stats *st, int
 			 "excluded", (json_int_t)st->excluded,
 			 "attempted", (json_int_t)st->attempted, "retried", (json_int_t)st->retried,
 			 "seconds", st->elapsed,
-			 "rate", st->elapsed > 0 ? st->attempted / st->elapsed : 0.0,
+			 "rate", send_rate(st),
 			 "quota_reached", st->quota_stop, "interrupted", st->interrupted);
 }
 
@@ -369,15 +374,18 @@ static int send_options(struct send_args *a, int argc, char **argv)
 		{0, 0, 0, 0}};
 	int c, rc = 0;
 	optind = 0; /* 0: glibc re-reads the optstring, so options may follow operands */
-	while (!rc && (c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+	while (!rc && (c = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
 		switch (c) {
-		case OPT_DRY: a->o.dry_run_dir = optarg; break;
+		case OPT_DRY:
+			path_trim_slashes(optarg);
+			a->o.dry_run_dir = optarg;
+			break;
 		case OPT_TEST:
 			a->test = 1;
 			if (optarg) {
 				char why[100];
 				if (addr_valid(optarg, why, sizeof why) < 0)
-					rc = cli_usage("--test: not a valid address: %s", optarg);
+					rc = cli_usage("--test: not a valid address: %s (%s)", optarg, why);
 				a->tests[a->o.n_test++] = optarg;
 			}
 			break;
@@ -404,7 +412,12 @@ static int send_options(struct send_args *a, int argc, char **argv)
 			a->wheres[a->o.n_where++] = optarg;
 			break;
 		}
-		default: rc = cli_usage("%s", "send: unknown option");
+		/* getopt is silent (":" below): one message, ours. */
+		case ':':
+			rc = cli_usage("send: %s needs a value%s", argv[optind - 1],
+				       optopt == OPT_DRY ? ": the directory the .eml files go to" : "");
+			break;
+		default: rc = cli_usage("send: unknown option %s", argv[optind - 1]);
 		}
 	}
 	if (!rc && optind != argc - 1)
@@ -454,6 +467,7 @@ int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 		free(a.tests);
 		return rc;
 	}
+	path_trim_slashes(argv[optind]); /* "posts/" would print "posts//x.md" */
 	const char *target = argv[optind];
 	struct stat sb;
 	int isdir = stat(target, &sb) == 0 && S_ISDIR(sb.st_mode);

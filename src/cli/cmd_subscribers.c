@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sysexits.h>
 
-static int unsubscribe_addresses(struct ui *u, const char *list, int argc, char **argv)
+static int unsubscribe_addresses(struct ui *u, const char *list, char sep, int argc, char **argv)
 {
 	const char **addrs = calloc((size_t)argc, sizeof *addrs);
 	enum unsub_result *res = calloc((size_t)argc, sizeof *res);
@@ -28,7 +28,7 @@ static int unsubscribe_addresses(struct ui *u, const char *list, int argc, char 
 		addrs[n++] = argv[i];
 	}
 	char err[1024];
-	int k = rc ? 0 : unsub_apply(list, addrs, n, res, err, sizeof err);
+	int k = rc ? 0 : unsub_apply(list, sep, addrs, n, res, err, sizeof err);
 	if (k) {
 		cli_err(err);
 		rc = unsub_exitcode(k);
@@ -49,7 +49,7 @@ static int subscribers_unsubscribe(struct ui *u, const struct config *cfg, int a
 {
 	for (int i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "--address"))
-			return i + 1 < argc ? unsubscribe_addresses(u, cfg->subscribers, argc - 1, argv + 1)
+			return i + 1 < argc ? unsubscribe_addresses(u, cfg->subscribers, cfg->subs_delim, argc - 1, argv + 1)
 				: cli_usage("%s", "subscribers unsubscribe: --address needs ADDR");
 	struct mailbox_opts mo;
 	char *password = NULL, seen[4096], err[1024] = "";
@@ -83,12 +83,18 @@ int cmd_subscribers(struct ui *u, const char *cfgpath, int argc, char **argv)
 	}
 	if (argc < 2 || strcmp(argv[1], "check") || argc > 3)
 		return cli_usage("%s", "subscribers: expected \"check [FILE]\" or \"unsubscribe\"");
-	if (argc == 3)
-		return cli_check_list(u, argv[2], NULL);
+	/* With FILE the config is optional, but when there is one its
+	 * subscribers_delimiter holds: check and send must agree on rows. */
 	struct config cfg;
-	int rc = cli_load_config(cfgpath, &cfg);
-	if (!rc)
-		rc = cli_check_list(u, cfg.subscribers, NULL);
+	char err[1024];
+	int k = config_load(&cfg, cfgpath, err, sizeof err);
+	int rc = 0;
+	if (k && !(argc == 3 && k == CONFIG_NOFILE && !cfgpath)) {
+		cli_err(err);
+		rc = EX_CONFIG; /* as cli_load_config says it */
+	} else
+		rc = cli_check_list(u, argc == 3 ? argv[2] : cfg.subscribers,
+				    k ? ',' : cfg.subs_delim, NULL);
 	config_free(&cfg);
 	return rc;
 }

@@ -86,8 +86,119 @@ static int wait_or_kill(pid_t pid, int *status)
 	return -1;
 }
 
+/* Runs the browser with the network off and a throw-away profile, plus
+ * extra (NULL-terminated, at most 6); its stdout goes to out_path when
+ * given. */
+static int run_browser(const char *browser, const char *profile, const char *const *extra,
+		       const char *out_path, char *err, size_t errlen)
+{
+	struct buf a_prof = {0};
+	if (buf_printf(&a_prof, "--user-data-dir=%s", profile) < 0)
+		return set_err(err, errlen, PREVIEW_FAIL, "out of memory");
+	/* --no-sandbox: the sandbox cannot start as root or in most
+	 * containers; the page is the author's own message, with the network
+	 * off. (Scripts stay on: with blink's scriptEnabled=false, headless
+	 * Chromium 156 writes no screenshot; a post cannot carry scripts, raw
+	 * HTML being dropped.) */
+	const char *argv[32] = {
+		browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--no-default-browser-check", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--disable-extensions",
+		"--disable-dev-shm-usage", "--mute-audio", "--hide-scrollbars",
+		"--force-device-scale-factor=1",
+		"--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9",
+		a_prof.p};
+	size_t n = 18;
+	for (size_t i = 0; extra[i] && n < 31; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	int rc = PREVIEW_OK;
+	pid_t pid = fork();
+	if (pid < 0) {
+		rc = set_err(err, errlen, PREVIEW_FAIL, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		setpgid(0, 0);
+		int null = open("/dev/null", O_RDWR);
+		int out = out_path ? open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600) : null;
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(out >= 0 ? out : null, 1);
+			dup2(null, 2);
+		}
+		execv(browser, (char *const *)(uintptr_t)argv);
+		_exit(127);
+	}
+	int st = 0;
+	if (wait_or_kill(pid, &st) < 0)
+		rc = set_err(err, errlen, PREVIEW_FAIL, "%s took over %d s; killed", browser, BROWSER_SECONDS);
+	else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		rc = set_err(err, errlen, PREVIEW_FAIL, "%s failed (%s %d)", browser,
+			     WIFEXITED(st) ? "exit status" : "signal",
+			     WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+	/* Helpers that outlived the browser (same process group) go too. */
+	kill(-pid, SIGKILL);
+out:
+	buf_free(&a_prof);
+	return rc;
+}
+
+/* Headless Chromium's --screenshot is the window, never the whole page,
+ * and it has no switch to measure one. So a first run lays the page out
+ * in a window of the same width and lets a script write the height into
+ * the DOM, which --dump-dom prints; the screenshot's window is then that
+ * tall. The script goes into a copy beside the HTML (relative references
+ * resolve the same), never into the preview file; onload, so what loads
+ * late (fonts, failed images) is laid out. Images are not fetched in
+ * either run, so both lay out alike. */
+static const char MEASURE_JS[] =
+	"<script>onload=function(){var d=document.documentElement,b=document.body;"
+	"d.setAttribute('data-herald-height',Math.ceil(Math.max(d.scrollHeight,"
+	"b?b.scrollHeight:0,d.getBoundingClientRect().height)))}</script>\n";
+
+static int measure(const char *browser, const char *profile, const char *abs, int width,
+		   int *height, char *err, size_t errlen)
+{
+	char *html = NULL, *dom = NULL, copy[PATH_MAX], dump[PATH_MAX];
+	size_t len = 0, dlen = 0;
+	struct buf url = {0}, a_size = {0};
+	int rc = PREVIEW_OK, fd = -1;
+	snprintf(copy, sizeof copy, "%.*s.herald-measure-XXXXXX.html", PATH_MAX - 40, abs);
+	snprintf(dump, sizeof dump, "%.*s/dom.html", PATH_MAX - 16, profile);
+	if (read_file(abs, &html, &len) < 0 || (fd = mkstemps(copy, 5)) < 0 ||
+	    write(fd, html, len) != (ssize_t)len ||
+	    write(fd, MEASURE_JS, sizeof MEASURE_JS - 1) != (ssize_t)(sizeof MEASURE_JS - 1)) {
+		rc = set_err(err, errlen, PREVIEW_FAIL, "%s: %s", fd < 0 && html ? copy : abs,
+			     strerror(errno));
+		goto out;
+	}
+	if (file_url(copy, &url) < 0 || buf_printf(&a_size, "--window-size=%d,100", width) < 0) {
+		rc = set_err(err, errlen, PREVIEW_FAIL, "out of memory");
+		goto out;
+	}
+	const char *extra[] = {a_size.p, "--dump-dom", url.p, NULL};
+	if ((rc = run_browser(browser, profile, extra, dump, err, errlen)) < 0)
+		goto out;
+	const char *at = read_file(dump, &dom, &dlen) == 0 ? strstr(dom, "data-herald-height=\"") : NULL;
+	long h = at ? strtol(at + 20, NULL, 10) : 0;
+	if (h <= 0)
+		rc = set_err(err, errlen, PREVIEW_FAIL, "%s could not measure %s", browser, abs);
+	*height = h > PREVIEW_MAX_HEIGHT ? PREVIEW_MAX_HEIGHT : (int)h;
+out:
+	if (fd >= 0) {
+		close(fd);
+		unlink(copy);
+	}
+	free(html);
+	free(dom);
+	buf_free(&url);
+	buf_free(&a_size);
+	return rc;
+}
+
 int preview_screenshot(const char *browser, const char *html_path, const char *png_path,
-		       int width, int height, char *err, size_t errlen)
+		       int width, int *height, char *err, size_t errlen)
 {
 	char abs[PATH_MAX];
 	if (!realpath(html_path, abs))
@@ -97,62 +208,26 @@ int preview_screenshot(const char *browser, const char *html_path, const char *p
 	snprintf(profile, sizeof profile, "%s/herald-chromium-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(profile))
 		return set_err(err, errlen, PREVIEW_FAIL, "%s: %s", profile, strerror(errno));
-	struct buf url = {0}, a_shot = {0}, a_size = {0}, a_prof = {0};
-	int rc = PREVIEW_OK;
+	struct buf url = {0}, a_shot = {0}, a_size = {0};
+	int rc = measure(browser, profile, abs, width, height, err, errlen);
+	if (rc < 0)
+		goto out;
 	if (file_url(abs, &url) < 0 || buf_printf(&a_shot, "--screenshot=%s", png_path) < 0 ||
-	    buf_printf(&a_size, "--window-size=%d,%d", width, height) < 0 ||
-	    buf_printf(&a_prof, "--user-data-dir=%s", profile) < 0) {
+	    buf_printf(&a_size, "--window-size=%d,%d", width, *height) < 0) {
 		rc = set_err(err, errlen, PREVIEW_FAIL, "out of memory");
 		goto out;
 	}
-	/* --no-sandbox: the sandbox cannot start as root or in most
-	 * containers; the page is the author's own message, with the network
-	 * off. (Scripts stay on: with blink's scriptEnabled=false, headless
-	 * Chromium 156 writes no screenshot; a post cannot carry scripts, raw
-	 * HTML being dropped.) */
-	const char *argv[] = {
-		browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-		"--no-first-run", "--no-default-browser-check", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--disable-extensions",
-		"--disable-dev-shm-usage", "--mute-audio", "--hide-scrollbars",
-		"--force-device-scale-factor=1",
-		"--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9",
-		a_prof.p, a_size.p, a_shot.p, url.p, NULL};
 	unlink(png_path);
-	pid_t pid = fork();
-	if (pid < 0) {
-		rc = set_err(err, errlen, PREVIEW_FAIL, "fork: %s", strerror(errno));
-		goto out;
-	}
-	if (pid == 0) {
-		setpgid(0, 0);
-		int null = open("/dev/null", O_RDWR);
-		if (null >= 0) {
-			dup2(null, 0);
-			dup2(null, 1);
-			dup2(null, 2);
-		}
-		execv(browser, (char *const *)(uintptr_t)argv);
-		_exit(127);
-	}
-	int st = 0;
+	const char *extra[] = {a_size.p, a_shot.p, url.p, NULL};
 	struct stat sb;
-	if (wait_or_kill(pid, &st) < 0)
-		rc = set_err(err, errlen, PREVIEW_FAIL, "%s took over %d s; killed", browser, BROWSER_SECONDS);
-	else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		rc = set_err(err, errlen, PREVIEW_FAIL, "%s failed (%s %d)", browser,
-			     WIFEXITED(st) ? "exit status" : "signal",
-			     WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-	else if (stat(png_path, &sb) < 0 || sb.st_size == 0)
+	rc = run_browser(browser, profile, extra, NULL, err, errlen);
+	if (rc == 0 && (stat(png_path, &sb) < 0 || sb.st_size == 0))
 		rc = set_err(err, errlen, PREVIEW_FAIL, "%s wrote no %s", browser, png_path);
-	/* Helpers that outlived the browser (same process group) go too. */
-	kill(-pid, SIGKILL);
 out:
 	nftw(profile, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	buf_free(&url);
 	buf_free(&a_shot);
 	buf_free(&a_size);
-	buf_free(&a_prof);
 	return rc;
 }
 

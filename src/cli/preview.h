@@ -18,9 +18,12 @@ enum { PREVIEW_OK = 0, PREVIEW_FAIL = -1 };
  * first of chromium, chromium-browser, google-chrome on $PATH. 1 and
  * out filled when found, else 0. */
 int preview_find_browser(char *out, size_t len);
-/* Renders html_path in a width x height window into png_path. */
+/* Renders the whole of html_path, laid out width wide, into png_path;
+ * *height: the page's height (at most PREVIEW_MAX_HEIGHT, past which
+ * the picture stops). Two browser runs: one measures, one shoots. */
+#define PREVIEW_MAX_HEIGHT 16384
 int preview_screenshot(const char *browser, const char *html_path, const char *png_path,
-		       int width, int height, char *err, size_t errlen);
+		       int width, int *height, char *err, size_t errlen);
 /* Width and height from a PNG's header; -1 if the file is no PNG. */
 int preview_png_size(const char *path, int *width, int *height);
 #endif

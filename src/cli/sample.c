@@ -21,7 +21,7 @@ int cli_build_one(const struct config *cfg, const struct post *post, const char 
 {
 	struct subs_reader *sr = NULL;
 	struct msg_ctx *m = NULL;
-	int k = subs_open(&sr, cfg->subscribers, err, errlen);
+	int k = subs_open(&sr, cfg->subscribers, cfg->subs_delim, err, errlen);
 	if (k)
 		return subs_exitcode(k);
 	const char *secret = NULL;

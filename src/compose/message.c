@@ -4,6 +4,7 @@
 #include "compose/dkim.h"
 #include "compose/media.h"
 #include "compose/template.h"
+#include "compose/text.h"
 #include <ctype.h>
 #include <errno.h>
 #include <gnutls/crypto.h>
@@ -28,6 +29,9 @@ struct msg_ctx {
 	char id_prefix[40];    /* per-run random part of Message-IDs */
 	unsigned long seq;
 	unsigned flags;        /* MSG_TEST, MSG_KEEP_PARTS */
+	int wrap_footer;       /* the text footer merges values: wrap_qp_footer() */
+	size_t footer_piece;   /* the text template's piece with its last "-- " line, */
+	size_t footer_off;     /* and where in it the line starts */
 	const char **vals;     /* scratch, nnames entries */
 	struct buf tmp_url, tmp_mailto, tmp_subj, tmp_text, tmp_html, tmp_rp, qp_text, qp_html;
 	struct buf tmp_msg;    /* the unsigned message, when signing */
@@ -61,6 +65,7 @@ static void media_marker(size_t k, char *out, size_t len)
 const char *const msg_builtin_fields[MF_NBUILTIN] = {
 	"email", "name", "subject", "preheader", "date", "unsubscribe_url",
 	"token", "list_name", "from_name", "from_email", "verp", "slug", "postal_address",
+	"language",
 };
 
 int msg_header_safe(const char *s)
@@ -300,6 +305,30 @@ int msg_qp_encode(struct buf *out, const char *s, size_t len)
 	}
 	out->len = (size_t)(o - out->p);
 	out->p[out->len] = '\0';
+	return 0;
+}
+
+/* Whether the text template's footer (after its last "-- " line) merges
+ * a value: only then can a line of it outgrow the width per reader.
+ * *piece, *off: the piece that holds that line and where it starts. */
+static int footer_merges(const struct tmpl *t, size_t *piece, size_t *off)
+{
+	size_t n = tmpl_npieces(t), sig = n;
+	struct tmpl_piece pc;
+	for (size_t i = 0; i < n; i++) {
+		tmpl_get_piece(t, i, &pc);
+		for (size_t k = 0; pc.field < 0 && k + 4 <= pc.len; k++)
+			if (!memcmp(pc.text + k, "-- \n", 4) && (!k || pc.text[k - 1] == '\n')) {
+				sig = i;
+				*off = k;
+			}
+	}
+	*piece = sig;
+	for (size_t i = sig + 1; i < n; i++) {
+		tmpl_get_piece(t, i, &pc);
+		if (pc.field >= 0)
+			return 1;
+	}
 	return 0;
 }
 
@@ -680,6 +709,7 @@ static int init(struct msg_ctx *m, const struct config *cfg,
 		return rc;
 	if (!(m->qp_text_l = qp_layout_new(m->text)) || !(m->qp_html_l = qp_layout_new(m->html)))
 		return set_err(err, errlen, MSG_FAIL, "out of memory");
+	m->wrap_footer = footer_merges(m->text, &m->footer_piece, &m->footer_off);
 	if (cfg->unsub.url &&
 	    compile_str(m, cfg->unsub.url, "unsubscribe.url", &m->unsub, err, errlen))
 		return MSG_FAIL;
@@ -899,6 +929,7 @@ static int set_values(struct msg_ctx *m, const char *const *fields,
 	v[MF_FROM_EMAIL] = c->from_addr;
 	v[MF_SLUG] = m->post->slug;
 	v[MF_POSTAL_ADDRESS] = c->postal_address;
+	v[MF_LANGUAGE] = c->language; /* the templates' lang attribute */
 	for (size_t i = 0; i < m->ncols; i++)
 		v[MF_NBUILTIN + i] = fields ? fields[i] : NULL;
 	snprintf(verp, verplen, "%s", email);
@@ -1089,6 +1120,48 @@ static int merge(struct msg_ctx *m, const char *const *fields, struct build *b,
 	return extra_headers(m, err, errlen);
 }
 
+/* The text part through a buffer, its footer wrapped at the body's
+ * width for this reader (preview and check keep the plain part). */
+static int render_text(struct msg_ctx *m)
+{
+	buf_reset(&m->tmp_text);
+	if (tmpl_render(m->text, m->vals, TMPL_RAW, &m->tmp_text) < 0)
+		return -1;
+	normalize_eol(&m->tmp_text);
+	if (text_wrap_footer(&m->tmp_text, m->post->text_width) < 0)
+		return -1;
+	return msg_qp_encode(&m->qp_text, m->tmp_text.p ? m->tmp_text.p : "", m->tmp_text.len);
+}
+
+/* The fast path's footer: rendered again from the template's last "-- "
+ * line (m->footer_piece, m->footer_off), it is what the encoded part
+ * ends with; that tail is replaced by the footer wrapped
+ * (text_wrap_footer: the values merged into it are only known now) and
+ * encoded. A few hundred bytes, where rendering the whole part through a
+ * buffer would cost every message its precomputed layout. The tail is
+ * compared, not assumed: if it is not there (a value holding a line
+ * break the encoder treats otherwise), the part is rendered whole. */
+static int wrap_qp_footer(struct msg_ctx *m)
+{
+	struct buf *q = &m->qp_text, *enc = &m->tmp_val;
+	buf_reset(&m->tmp_text);
+	buf_reset(enc);
+	if (tmpl_render_from(m->text, m->footer_piece, m->footer_off, m->vals, TMPL_RAW,
+			     &m->tmp_text) < 0)
+		return -1;
+	normalize_eol(&m->tmp_text);
+	if (msg_qp_encode(enc, m->tmp_text.p ? m->tmp_text.p : "", m->tmp_text.len) < 0)
+		return -1;
+	if (enc->len > q->len || memcmp(q->p + q->len - enc->len, enc->p, enc->len)) {
+		buf_reset(q);
+		return render_text(m);
+	}
+	q->len -= enc->len;
+	if (text_wrap_footer(&m->tmp_text, m->post->text_width) < 0)
+		return -1;
+	return msg_qp_encode(q, m->tmp_text.p ? m->tmp_text.p : "", m->tmp_text.len);
+}
+
 /* Stage 2: the text and HTML parts, quoted-printable. */
 static int render_parts(struct msg_ctx *m, char *err, size_t errlen)
 {
@@ -1096,18 +1169,15 @@ static int render_parts(struct msg_ctx *m, char *err, size_t errlen)
 	buf_reset(&m->qp_html);
 	if (m->flags & MSG_KEEP_PARTS) {
 		/* preview: the parts as readers see them, then encoded */
-		buf_reset(&m->tmp_text);
 		buf_reset(&m->tmp_html);
-		if (tmpl_render(m->text, m->vals, TMPL_RAW, &m->tmp_text) < 0 ||
-		    tmpl_render(m->html, m->vals, TMPL_HTML, &m->tmp_html) < 0)
+		if (render_text(m) < 0 || tmpl_render(m->html, m->vals, TMPL_HTML, &m->tmp_html) < 0)
 			return oom(err, errlen);
-		normalize_eol(&m->tmp_text);
 		normalize_eol(&m->tmp_html);
-		if (msg_qp_encode(&m->qp_text, m->tmp_text.p ? m->tmp_text.p : "", m->tmp_text.len) < 0 ||
-		    msg_qp_encode(&m->qp_html, m->tmp_html.p ? m->tmp_html.p : "", m->tmp_html.len) < 0)
+		if (msg_qp_encode(&m->qp_html, m->tmp_html.p ? m->tmp_html.p : "", m->tmp_html.len) < 0)
 			return oom(err, errlen);
 	} else if (qp_render(m->qp_text_l, m->vals, TMPL_RAW, &m->tmp_line, &m->tmp_val, &m->qp_text) < 0 ||
-		   qp_render(m->qp_html_l, m->vals, TMPL_HTML, &m->tmp_line, &m->tmp_val, &m->qp_html) < 0) {
+		   qp_render(m->qp_html_l, m->vals, TMPL_HTML, &m->tmp_line, &m->tmp_val, &m->qp_html) < 0 ||
+		   (m->wrap_footer && wrap_qp_footer(m) < 0)) {
 		return oom(err, errlen);
 	}
 	return MSG_OK;

@@ -504,6 +504,7 @@ static int render(struct post *p, const char *name, int width, int flags,
 	/* Text first: figures() reshapes the tree for the HTML only. */
 	if (text_render(doc, width, &text, err, errlen) < 0)
 		goto out;
+	p->text_width = width;
 	if (figures(doc) < 0)
 		goto oom;
 	/* With unsafe_html the raw HTML is kept, but the tagfilter extension

@@ -41,6 +41,7 @@ struct post {
 	char *text;      /* rendered plain text (LF), merge fields intact */
 	struct post_field *fields; /* those html and text hold, in order */
 	size_t nfields, fields_cap;
+	int text_width;  /* the column text is wrapped at (the footer's too) */
 };
 
 enum { POST_OK = 0, POST_NOFILE = -1, POST_BAD = -2 };

@@ -301,10 +301,17 @@ int tmpl_escape(struct buf *out, const char *s, size_t len, enum tmpl_esc esc)
 int tmpl_render(const struct tmpl *t, const char *const *values,
 		enum tmpl_esc esc, struct buf *out)
 {
-	for (size_t i = 0; i < t->n; i++) {
+	return tmpl_render_from(t, 0, 0, values, esc, out);
+}
+
+int tmpl_render_from(const struct tmpl *t, size_t first, size_t skip,
+		     const char *const *values, enum tmpl_esc esc, struct buf *out)
+{
+	for (size_t i = first; i < t->n; i++) {
 		const struct piece *p = &t->pieces[i];
 		if (p->field < 0) {
-			if (buf_add(out, t->src + p->off, p->len) < 0)
+			size_t k = i == first && skip < p->len ? skip : 0;
+			if (buf_add(out, t->src + p->off + k, p->len - k) < 0)
 				return -1;
 			continue;
 		}

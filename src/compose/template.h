@@ -87,6 +87,10 @@ struct tmpl_piece {
 	long field;         /* -1 for literal text */
 	int has_fallback;
 };
+/* The same from byte `skip` of literal piece `first` on (message.c
+ * renders a footer again). */
+int tmpl_render_from(const struct tmpl *t, size_t first, size_t skip,
+		     const char *const *values, enum tmpl_esc esc, struct buf *out);
 size_t tmpl_npieces(const struct tmpl *t);
 void tmpl_get_piece(const struct tmpl *t, size_t i, struct tmpl_piece *out);
 

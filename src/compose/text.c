@@ -520,6 +520,41 @@ static size_t wrap(struct ctx *c, const char *s, size_t n, int width,
 	return maxw;
 }
 
+int text_wrap_footer(struct buf *b, int width)
+{
+	const char *p = b->p ? b->p : "", *sig = NULL;
+	if (width <= 0)
+		return 0;
+	for (const char *q = p; (q = strstr(q, "-- \n")); q++)
+		if (q == p || q[-1] == '\n')
+			sig = q;
+	if (!sig)
+		return 0;
+	struct ctx c = {0};
+	struct buf out = {0};
+	size_t maxw = 0, start = (size_t)(sig - p) + 4;
+	put(&c, &out, p, start);
+	for (size_t i = start; i < b->len;) {
+		const char *nl = memchr(p + i, '\n', b->len - i);
+		size_t len = nl ? (size_t)(nl - (p + i)) : b->len - i;
+		if (span_width(p + i, len) > (size_t)width)
+			wrap_segment(&c, p + i, len, width, &out, &maxw);
+		else {
+			put(&c, &out, p + i, len);
+			if (nl)
+				put_ch(&c, &out, '\n');
+		}
+		i += len + (nl ? 1 : 0);
+	}
+	if (c.failed) {
+		buf_free(&out);
+		return -1;
+	}
+	buf_free(b);
+	*b = out;
+	return 0;
+}
+
 /* ---- blocks ------------------------------------------------------------- */
 
 static void render_block(struct ctx *c, cmark_node *n, int width,

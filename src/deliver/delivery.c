@@ -799,7 +799,7 @@ static int count_readers(struct run *r)
 	struct subs_reader *sr;
 	struct subs_row s;
 	char why[512];
-	int k = subs_open(&sr, r->o->subscribers, r->err, r->errlen);
+	int k = subs_open(&sr, r->o->subscribers, r->cfg->subs_delim, r->err, r->errlen);
 	if (k)
 		return subs_exitcode(k);
 	if (segment_bind(&r->seg, subs_colnames(sr), subs_ncols(sr), r->o->subscribers, r->err,
@@ -887,7 +887,7 @@ static int setup(struct run *r)
 	}
 	if (!o->n_test && ((rc = segment_setup(r)) || (rc = count_readers(r))))
 		return rc;
-	int k = subs_open(&r->sr, o->subscribers, r->err, r->errlen);
+	int k = subs_open(&r->sr, o->subscribers, cfg->subs_delim, r->err, r->errlen);
 	if (k)
 		return subs_exitcode(k);
 	if (msg_secret(cfg, &secret, r->err, r->errlen) < 0)
@@ -902,7 +902,7 @@ static int setup(struct run *r)
 	if (!o->dry_run_dir && !o->n_test && (rc = seed_quota(r)))
 		return rc;
 	if (o->dry_run_dir) {
-		if (state_mkdir(o->dry_run_dir, r->err, r->errlen) < 0)
+		if (state_mkdir_as(o->dry_run_dir, "dry-run directory", r->err, r->errlen) < 0)
 			return EX_CANTCREAT;
 		if (transport_dir(&r->tx, o->dry_run_dir, r->err, r->errlen) < 0)
 			return EX_SOFTWARE;

@@ -2,6 +2,7 @@
 #include "util/passcmd.h"
 #include "util/addr.h"
 #include "util/buf.h"
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <libconfig.h>
@@ -120,12 +121,16 @@ static int get_int(struct ctx *x, const char *key, int *out, int min, int max)
 	return rc;
 }
 
+/* Against the config's directory; no "dir//file" in what is printed,
+ * whether the config sits in / or a setting ends in a slash. */
 static int resolve(struct ctx *x, char **path)
 {
+	path_trim_slashes(*path);
 	if (!*path || !**path || **path == '/')
 		return 0;
 	char *p;
-	if (asprintf(&p, "%s/%s", x->dir, *path) < 0)
+	size_t dl = strlen(x->dir);
+	if (asprintf(&p, "%s%s%s", x->dir, dl && x->dir[dl - 1] == '/' ? "" : "/", *path) < 0)
 		return set_err(x->err, x->errlen, CONFIG_BAD, "out of memory");
 	free(*path);
 	*path = p;
@@ -147,6 +152,7 @@ static const char *const known[] = {
 	"dkim.domain", "dkim.selector", "dkim.key_file", "unsafe_html",
 	"headers", "postal_address",
 	"merge_code",
+	"subscribers_delimiter", "language",
 #define MAILBOX_KEYS(g) g ".mailbox", g ".mailbox.url", g ".mailbox.username", \
 	g ".mailbox.password_env", g ".mailbox.password_command", g ".mailbox.password", \
 	g ".mailbox.ca_file", g ".mailbox.move_to", g ".mailbox.starttls", g ".mailbox.timeout"
@@ -464,6 +470,45 @@ static int get_bool(struct ctx *x, const char *key, int *out)
 	return 0;
 }
 
+/* subscribers_delimiter and language: what a spreadsheet export and
+ * the templates' lang attribute need. */
+static int list_settings(struct ctx *x, struct config *c)
+{
+	char *d = NULL;
+	int rc = get_str(x, "subscribers_delimiter", &d);
+	if (!rc && d) {
+		config_setting_t *s = config_lookup(&x->cf, "subscribers_delimiter");
+		if (strlen(d) != 1 || !strchr(",;\t|", d[0]))
+			rc = bad(x, s, "subscribers_delimiter: expected \",\", \";\", \"\\t\" (tab) or \"|\", "
+				 "found \"%s\"", d);
+		else
+			c->subs_delim = d[0];
+	}
+	free(d);
+	if (rc || (rc = get_str(x, "language", &c->language)))
+		return rc;
+	/* It goes into an HTML attribute: BCP 47's shape, subtags of 1 to 8
+	 * letters or digits after a first one of 2 to 8 letters. */
+	int ok = 1;
+	size_t len = 0, nsub = 0;
+	for (const char *p = c->language;; p++) {
+		if (*p == '-' || !*p) {
+			ok &= len >= (nsub ? 1u : 2u) && len <= 8;
+			nsub++, len = 0;
+			if (!*p)
+				break;
+			continue;
+		}
+		ok &= isalpha((unsigned char)*p) || (nsub && isdigit((unsigned char)*p));
+		len++;
+	}
+	if (!ok)
+		return bad(x, config_lookup(&x->cf, "language"),
+			   "language: expected a language tag such as \"fr\" or \"pt-BR\", found \"%s\"",
+			   c->language);
+	return 0;
+}
+
 static int load(struct ctx *x, struct config *c)
 {
 	int rc = 0;
@@ -505,7 +550,7 @@ static int load(struct ctx *x, struct config *c)
 	    (rc = get_bool(x, "unsafe_html", &c->unsafe_html)) ||
 	    (rc = get_bool(x, "merge_code", &c->merge_code)))
 		return rc;
-	if ((rc = from_addresses(x, c)) || (rc = smtp_settings(x, c)) ||
+	if ((rc = list_settings(x, c)) || (rc = from_addresses(x, c)) || (rc = smtp_settings(x, c)) ||
 	    (rc = test_addresses(x, c)) || (rc = dkim_settings(x, c)) ||
 	    (rc = extra_headers(x, c)) ||
 	    (rc = mailbox_settings(x, "bounce.mailbox", &c->bounce.mailbox)) ||
@@ -534,6 +579,8 @@ static int defaults(struct config *c)
 	c->templates = strdup("templates");
 	c->template_name = strdup("default");
 	c->state_dir = strdup("state");
+	c->subs_delim = ',';
+	c->language = strdup("en");
 	c->unsub.secret_env = strdup("HERALD_SECRET");
 	c->smtp.url = strdup("smtp://127.0.0.1:25");
 	c->smtp.password_env = strdup("HERALD_SMTP_PASSWORD");
@@ -554,7 +601,7 @@ static int defaults(struct config *c)
 			return -1;
 	}
 	return c->subscribers && c->templates && c->template_name &&
-		       c->state_dir && c->unsub.secret_env && c->smtp.url &&
+		       c->state_dir && c->language && c->unsub.secret_env && c->smtp.url &&
 		       c->smtp.password_env ? 0 : -1;
 }
 
@@ -701,7 +748,7 @@ void config_free(struct config *c)
 			 &c->smtp.url, &c->smtp.username, &c->smtp.password_env,
 			 &c->smtp.password_command, &c->smtp.ca_file, &c->smtp.helo,
 			 &c->bounce.return_path, &c->dkim.domain, &c->dkim.selector,
-			 &c->dkim.key_file, &c->postal_address};
+			 &c->dkim.key_file, &c->postal_address, &c->language};
 	for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
 		free(*strs[i]);
 	for (size_t i = 0; i < c->n_headers; i++) {

@@ -86,6 +86,11 @@ struct config {
 	size_t n_headers;
 	char *postal_address;  /* for the template footers (CAN-SPAM) */
 	int merge_code;        /* merge {{fields}} in code spans and blocks too */
+	/* Lists as spreadsheets export them: subscribers_delimiter is one of
+	 * , ; TAB | (default ','); language is the BCP 47 tag templates get
+	 * as {{language}} (default "en"). */
+	char subs_delim;
+	char *language;
 };
 
 /* CONFIG_TEMP: a password_command timed out (the next run may do better). */

@@ -40,7 +40,7 @@
 #include <sysexits.h>
 
 #define CHUNK_SIZE (64 * 1024)
-#define MSG_SIZE 512
+#define MSG_SIZE 1024
 
 /* The record being assembled: field bytes, each NUL-terminated. Offsets,
  * not pointers, because data.p moves as it grows. */
@@ -55,6 +55,7 @@ struct record {
 struct subs_reader {
 	char *path;
 	FILE *f;
+	char sep;	/* the field delimiter (subscribers_delimiter) */
 	struct csv_parser csv;
 	unsigned char *chunk;
 	size_t clen, cpos;
@@ -261,10 +262,139 @@ static char *trim(char *s)
 	return s;
 }
 
+/* ---- what the file is --------------------------------------------------- */
+
+/* A delimiter as the config spells it. */
+static const char *sep_shown(char c)
+{
+	return c == '\t' ? "\"\\t\"" : c == ';' ? "\";\"" : c == '|' ? "\"|\"" : "\",\"";
+}
+
+/* Excel's "Unicode Text" export: UTF-16 with a BOM and tabs. Without the
+ * BOM, a NUL beside an ASCII byte at the very start gives it away (a
+ * header row never starts with a NUL). */
+static int sniff_utf16(struct subs_reader *r, const unsigned char *p, size_t n, char *err,
+		       size_t errlen)
+{
+	int bom = n >= 2 && ((p[0] == 0xff && p[1] == 0xfe) || (p[0] == 0xfe && p[1] == 0xff));
+	int le = n >= 2 && ((bom && p[0] == 0xff) || (p[0] && !p[1]));
+	int be = n >= 2 && ((bom && p[0] == 0xfe) || (!p[0] && p[1]));
+	if (!le && !be)
+		return 0;
+	/* The first line's ASCII characters, for the delimiter hint. */
+	int tab = 0, comma = 0;
+	for (size_t i = 0; i + 1 < n; i += 2) {
+		unsigned c = le ? p[i] | (unsigned)p[i + 1] << 8 : (unsigned)p[i] << 8 | p[i + 1];
+		if (c == '\n')
+			break;
+		tab |= c == '\t';
+		comma |= c == (unsigned char)r->sep;
+	}
+	/* iconv's "UTF-16" reads the BOM; without one it would assume BE. */
+	const char *code = bom ? "UTF-16" : le ? "UTF-16LE" : "UTF-16BE";
+	return fatal(r, err, errlen,
+		     "%s:1: the list is UTF-16 (Excel's \"Unicode Text\"), herald reads UTF-8: export "
+		     "it as \"CSV UTF-8\", or convert it: iconv -f %s -t UTF-8 %s > utf8.csv%s",
+		     r->path, code, r->path, tab && !comma ?
+		     " (its fields are separated by tabs: also set subscribers_delimiter = \"\\t\")" : "");
+}
+
+/* Whether the bytes at p are shaped like a UTF-8 sequence (a lead byte
+ * and its continuation bytes) that is still invalid: overlong, a
+ * surrogate, past U+10FFFF. Damaged UTF-8 does that; a code page's
+ * accented letter is followed by ASCII. */
+static int utf8_shaped(const unsigned char *p, size_t n)
+{
+	size_t want = p[0] >= 0xf0 && p[0] <= 0xf7 ? 3 : p[0] >= 0xe0 ? 2 : p[0] >= 0xc0 ? 1 : 0;
+	if (!want || n <= want || p[0] > 0xf7)
+		return 0;
+	for (size_t i = 1; i <= want; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return 1;
+}
+
+/* A file saved in a one-byte code page (Excel's "CSV (Comma delimited)",
+ * LibreOffice's default on Windows) has bytes past 0x7f but no UTF-8
+ * sequence at all. Read row by row, it would mail only the readers whose
+ * fields happen to be ASCII, so it is refused whole, once. A UTF-8 list
+ * with bad rows (a pasted name, damaged sequences) keeps the per-row
+ * check instead. Only the first chunk is looked at: the verdict must
+ * come before any row. */
+static int sniff_codepage(struct subs_reader *r, const unsigned char *p, size_t n, int whole,
+			  char *err, size_t errlen)
+{
+	int multibyte, any = 0;
+	size_t first = n;
+	for (size_t at = 0; at < n; at++) {
+		at += utf8_valid_prefix((const char *)p + at, n - at, &multibyte);
+		/* A chunk may end inside a sequence; the next one completes it. */
+		if (multibyte || (at < n && (utf8_shaped(p + at, n - at) || (!whole && n - at < 4))))
+			return 0;
+		if (at < n && first == n)
+			first = at;
+		any |= at < n;
+	}
+	if (!any)
+		return 0;
+	long line = 1;
+	for (size_t i = 0; i < first; i++)
+		line += p[i] == '\n';
+	return fatal(r, err, errlen,
+		     "%s:%ld: the list is not UTF-8 (byte 0x%02X); it looks like Windows-1252 or "
+		     "Latin-1: export it as \"CSV UTF-8\" (LibreOffice: character set \"Unicode "
+		     "(UTF-8)\"), or convert it: iconv -f WINDOWS-1252 -t UTF-8 %s > utf8.csv",
+		     r->path, line, p[first], r->path);
+}
+
+/* Reads the first chunk and decides, once, whether it is a list herald
+ * can read at all. A UTF-8 BOM was skipped by refill(). */
+static int sniff(struct subs_reader *r, char *err, size_t errlen)
+{
+	if (refill(r, err, errlen) < 0)
+		return SUBS_FATAL;
+	const unsigned char *p = r->chunk + r->cpos;
+	size_t n = r->clen - r->cpos;
+	if (sniff_utf16(r, p, n, err, errlen) < 0 ||
+	    sniff_codepage(r, p, n, r->clen < CHUNK_SIZE, err, errlen) < 0)
+		return SUBS_FATAL;
+	return 0;
+}
+
 /* ---- header -------------------------------------------------------------- */
+
+/* A header that is one column holding "email" and another delimiter:
+ * the list is fine, the delimiter is not what the config says. */
+static char other_sep(const struct subs_reader *r)
+{
+	for (const char *c = ",;\t|"; *c; c++)
+		for (size_t i = 0; *c != r->sep && i < r->ncols; i++) {
+			const char *p = r->cols[i];
+			if (!p || !strchr(p, *c))
+				continue;
+			for (const char *e; p; p = e ? e + 1 : NULL) {
+				e = strchr(p, *c);
+				size_t n = e ? (size_t)(e - p) : strlen(p);
+				while (n && (*p == ' ' || *p == '\t'))
+					p++, n--;
+				while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+					n--;
+				if (n == 5 && !memcmp(p, "email", 5))
+					return *c;
+			}
+		}
+	return 0;
+}
 
 static int no_email(struct subs_reader *r, char *err, size_t errlen)
 {
+	char sep = other_sep(r);
+	if (sep)
+		return fatal(r, err, errlen,
+			     "%s:%ld: no \"email\" column, but the header looks separated by %s, not "
+			     "%s: set subscribers_delimiter = %s in the config (or export the list with "
+			     "%s)", r->path, r->rec.line, sep_shown(sep), sep_shown(r->sep),
+			     sep_shown(sep), r->sep == ',' ? "commas" : sep_shown(r->sep));
 	struct buf b = {0};
 
 	for (size_t i = 0; i < r->ncols; i++)
@@ -302,7 +432,9 @@ static int read_header(struct subs_reader *r, char *err, size_t errlen)
 		/* Column names become merge-field names and appear in
 		 * messages: no line breaks or terminal escapes in them. */
 		for (const char *p = r->cols[i]; *p; p++)
-			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			if (*p == '\t' && other_sep(r) == '\t')
+				return no_email(r, err, errlen);
+			else if ((unsigned char)*p < 0x20 || *p == 0x7f)
 				return fatal(r, err, errlen,
 					     "%s:%ld: control character 0x%02x in the name of column %zu",
 					     r->path, r->rec.line,
@@ -324,7 +456,7 @@ static int read_header(struct subs_reader *r, char *err, size_t errlen)
 
 /* ---- public -------------------------------------------------------------- */
 
-int subs_open(struct subs_reader **out, const char *path, char *err,
+int subs_open(struct subs_reader **out, const char *path, char sep, char *err,
 	      size_t errlen)
 {
 	*out = NULL;
@@ -345,6 +477,8 @@ int subs_open(struct subs_reader **out, const char *path, char *err,
 	r->line = 1;
 	r->idle = 1;
 	csv_init(&r->csv, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL);
+	r->sep = sep ? sep : ',';
+	csv_set_delim(&r->csv, (unsigned char)r->sep);
 	r->path = xstrdup(path);
 	r->chunk = malloc(CHUNK_SIZE);
 	if (!r->path || !r->chunk) {
@@ -352,8 +486,10 @@ int subs_open(struct subs_reader **out, const char *path, char *err,
 		return set_err(err, errlen, SUBS_FATAL, "%s: out of memory",
 			       path);
 	}
-	int rc = read_header(r, err, errlen);
+	int rc = sniff(r, err, errlen);
 
+	if (rc == 0)
+		rc = read_header(r, err, errlen);
 	if (rc < 0) {
 		subs_close(r);
 		return rc;
@@ -465,7 +601,7 @@ static int check_record(struct subs_reader *r, struct subs_row *row,
 		if (!utf8_valid(rec_field(r, i), r->rec.len[i]))
 			return set_err(err, errlen, SUBS_BAD,
 				       "%s:%ld: the %s field is not UTF-8 (save the list as UTF-8, e.g. "
-				       "iconv -f latin1 -t utf-8)", r->path, row->line, r->cols[i]);
+				       "iconv -f WINDOWS-1252 -t UTF-8)", r->path, row->line, r->cols[i]);
 		/* The address has its own limits (addr_valid), with a
 		 * clearer message. */
 		size_t cap = i == (size_t)r->name_col ? SUBS_NAME_MAX : SUBS_FIELD_MAX;

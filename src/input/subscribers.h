@@ -35,8 +35,11 @@ enum subs_status {
  * SUBS_FATAL from subs_next): 66 missing, 65 otherwise; 0 for the rest. */
 int subs_exitcode(int rc);
 
-/* Opens the file and reads the header row. */
-int subs_open(struct subs_reader **out, const char *path, char *err,
+/* Opens the file, decides once whether it is a list herald can read
+ * (UTF-16 and one-byte code pages are refused whole, with the fix; a
+ * UTF-8 BOM is skipped) and reads the header row. sep: the field
+ * delimiter (config subscribers_delimiter; 0 means ','). */
+int subs_open(struct subs_reader **out, const char *path, char sep, char *err,
 	      size_t errlen);
 size_t subs_ncols(const struct subs_reader *r);
 /* Lower-cased, trimmed column names, subs_ncols() of them. */

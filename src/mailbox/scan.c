@@ -401,7 +401,7 @@ static int unsub_batch(const struct config *cfg, struct mailbox *mb, const char 
 		}
 	}
 	if (na) {
-		int k = unsub_apply(list, (const char *const *)addrs, na, res, err, errlen);
+		int k = unsub_apply(list, cfg->subs_delim, (const char *const *)addrs, na, res, err, errlen);
 		if (k) {
 			rc = k == UNSUB_ERR_NOFILE ? SCAN_NOFILE : k == UNSUB_ERR_LIST ? SCAN_LIST : SCAN_STATE;
 			goto out;

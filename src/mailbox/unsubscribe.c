@@ -161,6 +161,7 @@ struct rewrite {
 	struct buf email, status;
 	int at_eof;
 	chash *want;           /* lower-cased address -> index + 1 */
+	char sep;              /* the list's delimiter: a new status column uses it */
 	enum unsub_result *result;
 	int changed, oom;
 };
@@ -223,8 +224,9 @@ static void on_row(int c, void *arg)
 	size_t end = w->at_eof ? w->len : w->pos;
 	if (w->row == 0) {
 		w->ncols = (int)w->nfield;
+		char add[] = {w->sep, 's', 't', 'a', 't', 'u', 's', '\0'};
 		if (w->email_col >= 0 && w->status_col < 0)
-			emit(w, end, ",status");
+			emit(w, end, add);
 	} else if (w->email_col >= 0) {
 		int idx = -1;
 		char *lower = (int)w->nfield > w->email_col ? str_lower(w->email.p ? w->email.p : "") : NULL;
@@ -237,7 +239,9 @@ static void on_row(int c, void *arg)
 		}
 		free(lower);
 		if (w->status_col < 0) {
-			emit(w, end, idx >= 0 ? ",unsubscribed" : ",");
+			char add[16];
+			snprintf(add, sizeof add, "%c%s", w->sep, idx >= 0 ? "unsubscribed" : "");
+			emit(w, end, add);
 			if (idx >= 0) {
 				w->result[idx] = UNSUB_CHANGED;
 				w->changed = 1;
@@ -272,6 +276,7 @@ static int rewrite(struct rewrite *w, const char *path, char *err, size_t errlen
 	struct csv_parser p;
 	if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0)
 		return set_err(err, errlen, UNSUB_ERR_LIST, "out of memory");
+	csv_set_delim(&p, (unsigned char)w->sep);
 	w->email_col = w->status_col = -1;
 	int rc = 0;
 	/* Byte by byte, so each callback knows the offset where its field
@@ -400,7 +405,7 @@ out:
 	return rc;
 }
 
-int unsub_apply(const char *path, const char *const *addrs, size_t n,
+int unsub_apply(const char *path, char sep, const char *const *addrs, size_t n,
 		enum unsub_result *result, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < n; i++)
@@ -432,6 +437,7 @@ int unsub_apply(const char *path, const char *const *addrs, size_t n,
 	struct rewrite w;
 	memset(&w, 0, sizeof w);
 	w.result = result;
+	w.sep = sep ? sep : ',';
 	int rc = 0;
 	char *data = NULL;
 	size_t len = 0;

@@ -47,9 +47,9 @@ enum { UNSUB_OK = 0, UNSUB_ERR_LIST = -1, UNSUB_ERR_WRITE = -2, UNSUB_ERR_NOFILE
 int unsub_exitcode(int rc);
 
 /* Marks the rows of addrs (case-insensitive) unsubscribed in the list at
- * path. result[i] says what happened to addrs[i]. UNSUB_ERR_LIST: the
+ * path, whose fields are separated by sep (0: ','; subscribers_delimiter). result[i] says what happened to addrs[i]. UNSUB_ERR_LIST: the
  * list cannot be parsed (no email column, CSV syntax); UNSUB_ERR_WRITE:
  * the new file could not be written (the old one is untouched). */
-int unsub_apply(const char *path, const char *const *addrs, size_t n,
+int unsub_apply(const char *path, char sep, const char *const *addrs, size_t n,
 		enum unsub_result *result, char *err, size_t errlen);
 #endif

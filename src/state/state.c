@@ -10,17 +10,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int state_mkdir(const char *dir, char *err, size_t errlen)
+int state_mkdir_as(const char *dir, const char *what, char *err, size_t errlen)
 {
 	char *p = strdup(dir);
 	if (!p)
 		return set_err(err, errlen, -1, "out of memory");
+	path_trim_slashes(p);
 	for (char *s = p + 1; ; s++) {
 		if (*s == '/' || *s == '\0') {
 			char c = *s;
 			*s = '\0';
 			if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-				set_err(err, errlen, -1, "%s: cannot create state directory: %s", p, strerror(errno));
+				set_err(err, errlen, -1, "%s: cannot create %s: %s", p, what, strerror(errno));
 				free(p);
 				return -1;
 			}
@@ -29,8 +30,20 @@ int state_mkdir(const char *dir, char *err, size_t errlen)
 				break;
 		}
 	}
+	/* EEXIST above may be a file: say so here, not at the first write. */
+	struct stat st;
+	int rc = 0;
+	int e = stat(p, &st) < 0 ? errno : 0;
+	if (e || !S_ISDIR(st.st_mode))
+		rc = set_err(err, errlen, -1, "%s: cannot create %s: %s", p, what,
+			     e ? strerror(e) : "a file of that name is in the way");
 	free(p);
-	return 0;
+	return rc;
+}
+
+int state_mkdir(const char *dir, char *err, size_t errlen)
+{
+	return state_mkdir_as(dir, "state directory", err, errlen);
 }
 
 int state_lock(const char *state_dir, enum state_lock which, char *err, size_t errlen)

@@ -14,6 +14,9 @@
 
 /* mkdir -p with mode 0700: state files name readers. */
 int state_mkdir(const char *dir, char *err, size_t errlen);
+/* The same for another directory herald writes (what: "dry-run
+ * directory"), named so in the error. */
+int state_mkdir_as(const char *dir, const char *what, char *err, size_t errlen);
 
 /* One sender per state directory (herald.lock), one scan (scan.lock):
  * a scan and a send may run beside each other, two of a kind may not. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int addr_sockaddr_is_loopback(const struct sockaddr *sa)
 {
@@ -210,8 +211,18 @@ static int check_domain(const char *d, char *why, size_t whylen)
 		tld = start;
 		start = i + 1;
 	}
+	/* RFC 5321 allows a bare host name, but a newsletter reader's mail
+	 * never lives on one: "localhost" is whichever machine sends, and a
+	 * single label only resolves inside one network (a test list, or a
+	 * typo for name@example.com). Address literals stay accepted: they
+	 * name one host on purpose. */
+	if (!strcasecmp(d + tld, "localhost"))
+		return set_err(why, whylen, -1,
+			       "localhost is the machine herald runs on, not a reader's mail domain");
 	if (!tld)
-		return set_err(why, whylen, -1, "domain has no dot");
+		return set_err(why, whylen, -1,
+			       "domain has no dot: a bare host name only reaches a machine on the "
+			       "local network");
 	if (strspn(d + tld, "0123456789") == n - tld)
 		return set_err(why, whylen, -1, "numeric top-level domain");
 	return 0;

@@ -189,34 +189,50 @@ int array_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first)
 	return 0;
 }
 
-int utf8_valid(const char *s, size_t len)
+size_t utf8_valid_prefix(const char *s, size_t len, int *multibyte)
 {
-	const unsigned char *p = (const unsigned char *)s, *e = p + len;
+	const unsigned char *b = (const unsigned char *)s, *p = b, *e = p + len;
+	if (multibyte)
+		*multibyte = 0;
 	while (p < e) {
-		unsigned c = *p++;
+		unsigned c = *p;
 		int n;
 		unsigned min;
-		if (c < 0x80)
+		if (c < 0x80) {
+			p++;
 			continue;
+		}
 		if ((c & 0xE0) == 0xC0) { n = 1; min = 0x80; c &= 0x1F; }
 		else if ((c & 0xF0) == 0xE0) { n = 2; min = 0x800; c &= 0x0F; }
 		else if ((c & 0xF8) == 0xF0) { n = 3; min = 0x10000; c &= 0x07; }
 		else
-			return 0;
-		if (e - p < n)
-			return 0;
-		for (int i = 0; i < n; i++) {
-			if ((p[i] & 0xC0) != 0x80)
-				return 0;
+			break;
+		if (e - p - 1 < n)
+			break;
+		int i;
+		for (i = 1; i <= n && (p[i] & 0xC0) == 0x80; i++)
 			c = (c << 6) | (p[i] & 0x3F);
-		}
 		/* Overlong forms, surrogates and values past U+10FFFF are
 		 * how filters get fooled: refuse them. */
-		if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-			return 0;
-		p += n;
+		if (i <= n || c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+			break;
+		if (multibyte)
+			*multibyte = 1;
+		p += n + 1;
 	}
-	return 1;
+	return (size_t)(p - b);
+}
+
+int utf8_valid(const char *s, size_t len)
+{
+	return utf8_valid_prefix(s, len, NULL) == len;
+}
+
+void path_trim_slashes(char *path)
+{
+	size_t n = path ? strlen(path) : 0;
+	while (n > 1 && path[n - 1] == '/')
+		path[--n] = '\0';
 }
 
 int buf_add_base64(struct buf *b, const void *data, size_t len, size_t line)

@@ -31,6 +31,11 @@ int array_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first);
 /* 1 if s[0..len) is valid UTF-8: no overlong forms, surrogates or values
  * past U+10FFFF (how filters get fooled). */
 int utf8_valid(const char *s, size_t len);
+/* How many leading bytes of s are valid UTF-8; *multibyte (may be NULL)
+ * says whether they hold a sequence past ASCII. */
+size_t utf8_valid_prefix(const char *s, size_t len, int *multibyte);
+/* "out/" -> "out", so joined paths never print "out//x"; "/" stays. */
+void path_trim_slashes(char *path);
 
 /* Small string helpers shared by several modules. */
 char *xstrdup(const char *s);           /* NULL-safe strdup */

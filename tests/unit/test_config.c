@@ -415,6 +415,35 @@ static void test_bad_values(void **state)
 		 ":2: test.to: \"nope\" is not a valid address");
 }
 
+/* subscribers_delimiter and language: defaults, values, FILE:LINE. */
+static void test_list_settings(void **state)
+{
+	struct fixture *fx = *state;
+
+	load_ok(fx, FROM);
+	assert_int_equal(fx->c.subs_delim, ',');
+	assert_string_equal(fx->c.language, "en");
+	load_ok(fx, FROM "subscribers_delimiter = \";\";\nlanguage = \"fr\";\n");
+	assert_int_equal(fx->c.subs_delim, ';');
+	assert_string_equal(fx->c.language, "fr");
+	load_ok(fx, FROM "subscribers_delimiter = \"\\t\";\nlanguage = \"pt-BR\";\n");
+	assert_int_equal(fx->c.subs_delim, '\t');
+	assert_string_equal(fx->c.language, "pt-BR");
+	load_bad(fx, FROM "subscribers_delimiter = \";;\";\n",
+		 ":2: subscribers_delimiter: expected \",\", \";\", \"\\t\" (tab) or \"|\", found \";;\"");
+	load_bad(fx, FROM "subscribers_delimiter = \"\\\"\";\n",
+		 ":2: subscribers_delimiter: expected \",\", \";\", \"\\t\" (tab) or \"|\", found \"\"\"");
+	static const char *const bad_tags[] = {"f", "fr-", "fr--ca", "\\\" onload=\\\"x", "toolongtag", "fr_CA"};
+	for (size_t i = 0; i < sizeof bad_tags / sizeof *bad_tags; i++) {
+		char text[200];
+		snprintf(text, sizeof text, FROM "\nlanguage = \"%s\";\n", bad_tags[i]);
+		write_conf(fx, text);
+		assert_int_equal(load(fx, fx->path), CONFIG_BAD);
+		assert_non_null(strstr(fx->err, ":3: language: expected a language tag such as \"fr\" or "
+					"\"pt-BR\", found \""));
+	}
+}
+
 static void test_list_id_forms(void **state)
 {
 	struct fixture *fx = *state;
@@ -665,6 +694,7 @@ int main(void)
 		T(test_unknown_key),
 		T(test_syntax_error),
 		T(test_bad_values),
+		T(test_list_settings),
 		T(test_list_id_forms),
 		T(test_password_mode),
 		T(test_password_sources),

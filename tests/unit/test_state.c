@@ -294,7 +294,7 @@ static void test_unsub_apply(void **state)
 	const char *addrs[] = {"Ann@Example.net", "bob@example.net", "zed@example.net",
 			       "cat@example.net"};
 	enum unsub_result res[4];
-	assert_int_equal(unsub_apply(path, addrs, 4, res, w->err, sizeof w->err), UNSUB_OK);
+	assert_int_equal(unsub_apply(path, 0, addrs, 4, res, w->err, sizeof w->err), UNSUB_OK);
 	assert_int_equal(res[0], UNSUB_CHANGED);
 	assert_int_equal(res[1], UNSUB_ALREADY);
 	assert_int_equal(res[2], UNSUB_NOT_LISTED);
@@ -305,9 +305,28 @@ static void test_unsub_apply(void **state)
 			    "BOB@example.net,Bob,unsubscribed\r\ncat@example.net,Cat,unsubscribed");
 	put(w, "n.csv", "name\nAnn\n");
 	snprintf(path, sizeof path, "%s/n.csv", w->dir);
-	assert_int_equal(unsub_apply(path, addrs, 1, res, w->err, sizeof w->err), UNSUB_ERR_LIST);
+	assert_int_equal(unsub_apply(path, 0, addrs, 1, res, w->err, sizeof w->err), UNSUB_ERR_LIST);
 	snprintf(path, sizeof path, "%s/missing.csv", w->dir);
-	assert_int_equal(unsub_apply(path, addrs, 1, res, w->err, sizeof w->err), UNSUB_ERR_NOFILE);
+	assert_int_equal(unsub_apply(path, 0, addrs, 1, res, w->err, sizeof w->err), UNSUB_ERR_NOFILE);
+}
+
+/* A ';' list (subscribers_delimiter) keeps its delimiter: the status
+ * column added and the values in it are separated by ';', and a ','
+ * inside a field is not a separator. */
+static void test_unsub_apply_semicolon(void **state)
+{
+	struct world *w = *state;
+	put(w, "s.csv", "email;name\r\nann@example.net;Ann, A\r\nbob@example.net;\"Bob; B\"\r\n");
+	char path[256];
+	snprintf(path, sizeof path, "%s/s.csv", w->dir);
+	const char *addrs[] = {"bob@example.net"};
+	enum unsub_result res[1];
+	assert_int_equal(unsub_apply(path, ';', addrs, 1, res, w->err, sizeof w->err), UNSUB_OK);
+	assert_int_equal(res[0], UNSUB_CHANGED);
+	assert_string_equal(get(w, "s.csv"), "email;name;status\r\nann@example.net;Ann, A;\r\n"
+			    "bob@example.net;\"Bob; B\";unsubscribed\r\n");
+	/* The same list read as ',': no email column, nothing changed. */
+	assert_int_equal(unsub_apply(path, ',', addrs, 1, res, w->err, sizeof w->err), UNSUB_ERR_LIST);
 }
 
 int main(void)
@@ -322,6 +341,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_suppression_order, setup, teardown),
 		cmocka_unit_test(test_addrset),
 		cmocka_unit_test_setup_teardown(test_unsub_apply, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unsub_apply_semicolon, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,8 +19,8 @@
 struct fixture {
 	char path[64];
 	struct subs_reader *r;
-	char err[256];
-	char want[512];
+	char err[1024];
+	char want[1200];
 };
 
 static int setup(void **state)
@@ -63,7 +63,7 @@ static void write_fixture(struct fixture *fx, const char *data)
 static void open_ok(struct fixture *fx, const char *data)
 {
 	write_fixture(fx, data);
-	assert_int_equal(subs_open(&fx->r, fx->path, fx->err, sizeof(fx->err)),
+	assert_int_equal(subs_open(&fx->r, fx->path, 0, fx->err, sizeof(fx->err)),
 			 0);
 }
 
@@ -102,11 +102,31 @@ static void expect_end(struct fixture *fx)
 			 SUBS_END);
 }
 
+static void expect_open_fails_n(struct fixture *fx, const char *data, size_t len,
+				char sep, int status, const char *want)
+{
+	write_fixture_n(fx, data, len);
+	assert_int_equal(subs_open(&fx->r, fx->path, sep, fx->err, sizeof(fx->err)),
+			 status);
+	assert_null(fx->r);
+	/* want: the message with %1$s for the path (it may name it twice) */
+	size_t o = 0;
+	for (const char *p = want; *p && o + 1 < sizeof(fx->want);) {
+		if (!strncmp(p, "%1$s", 4)) {
+			o += (size_t)snprintf(fx->want + o, sizeof(fx->want) - o, "%s", fx->path);
+			p += 4;
+		} else
+			fx->want[o++] = *p++;
+	}
+	fx->want[o] = '\0';
+	assert_string_equal(fx->err, fx->want);
+}
+
 static void expect_open_fails(struct fixture *fx, const char *data,
 			      int status, const char *want)
 {
 	write_fixture(fx, data);
-	assert_int_equal(subs_open(&fx->r, fx->path, fx->err, sizeof(fx->err)),
+	assert_int_equal(subs_open(&fx->r, fx->path, 0, fx->err, sizeof(fx->err)),
 			 status);
 	assert_null(fx->r);
 	snprintf(fx->want, sizeof(fx->want), "%s:%s", fx->path, want);
@@ -210,8 +230,10 @@ static const struct {
 	{ "jo..y@example.net", "consecutive dots in local part" },
 	{ "jo(y)@example.net", "invalid character '(' in local part" },
 	{ "Joy <joy@example.net>", "space in local part" },
-	{ "joy@example", "domain has no dot" },
-	{ "joy@localhost", "domain has no dot" },
+	{ "joy@example", "domain has no dot: a bare host name only reaches a machine on the local network" },
+	{ "joy@localhost", "localhost is the machine herald runs on, not a reader's mail domain" },
+	{ "joy@LocalHost", "localhost is the machine herald runs on, not a reader's mail domain" },
+	{ "joy@app.localhost", "localhost is the machine herald runs on, not a reader's mail domain" },
 	{ "joy@example..net", "empty label in domain" },
 	{ "joy@example.net.", "empty label in domain" },
 	{ "joy@-example.net", "domain label starts or ends with a hyphen" },
@@ -368,7 +390,7 @@ static void test_field_caps_and_utf8(void **state)
 	expect_status(fx, SUBS_BAD, "2: the name field is 300 bytes; at most 256 (it goes into the To header)");
 	expect_status(fx, SUBS_BAD, "3: the city field is 1048577 bytes; at most 1048576");
 	expect_status(fx, SUBS_BAD, "4: the name field is not UTF-8 (save the list as UTF-8, "
-				    "e.g. iconv -f latin1 -t utf-8)");
+				    "e.g. iconv -f WINDOWS-1252 -t UTF-8)");
 	struct subs_row row;
 	assert_int_equal(subs_next(fx->r, &row, fx->err, sizeof(fx->err)), SUBS_ROW);
 	assert_string_equal(row.email, "dan@example.net");
@@ -465,7 +487,7 @@ static void test_duplicate_column(void **state)
 static void test_missing_file(void **state)
 {
 	struct fixture *fx = *state;
-	assert_int_equal(subs_open(&fx->r, "/nonexistent/herald/subs.csv",
+	assert_int_equal(subs_open(&fx->r, "/nonexistent/herald/subs.csv", 0,
 				   fx->err, sizeof(fx->err)),
 			 SUBS_NOFILE);
 	assert_null(fx->r);
@@ -485,7 +507,7 @@ static void test_line_breaks_and_nul(void **state)
 		"di@example.org,Di,\"multi\nline notes are fine\"\n";
 
 	write_fixture_n(fx, csv, sizeof(csv) - 1);
-	assert_int_equal(subs_open(&fx->r, fx->path, fx->err, sizeof(fx->err)),
+	assert_int_equal(subs_open(&fx->r, fx->path, 0, fx->err, sizeof(fx->err)),
 			 0);
 	expect_status(fx, SUBS_BAD, "2: line break in the name field");
 	expect_status(fx, SUBS_BAD, "4: line break in the name field");
@@ -562,7 +584,7 @@ static void test_large_file(void **state)
 	write_fixture_n(fx, b.p, b.len);
 	assert_true(b.len > 4 * 64 * 1024);
 	buf_free(&b);
-	assert_int_equal(subs_open(&fx->r, fx->path, fx->err, sizeof(fx->err)),
+	assert_int_equal(subs_open(&fx->r, fx->path, 0, fx->err, sizeof(fx->err)),
 			 0);
 	for (int i = 0; i < N; i++) {
 		char email[64], name[64];
@@ -581,6 +603,182 @@ static void test_large_file(void **state)
 		if (i % 1000 == 999)
 			line++;
 	}
+	expect_end(fx);
+}
+
+/* ---- lists as spreadsheets export them ---------------------------------- */
+
+#define UTF16_FIX "the list is UTF-16 (Excel's \"Unicode Text\"), herald reads UTF-8: " \
+	"export it as \"CSV UTF-8\", or convert it: iconv -f %s -t UTF-8 %%1$s > utf8.csv"
+
+static void test_utf16_refused(void **state)
+{
+	struct fixture *fx = *state;
+	/* Excel's "Unicode Text": UTF-16LE, BOM, tabs, CRLF */
+	static const char le_bom[] = "\xff\xfe" "e\0m\0a\0i\0l\0\t\0n\0a\0m\0e\0\r\0\n\0"
+				     "j\0o\0y\0@\0x\0.\0n\0e\0t\0\t\0J\0o\0y\0\r\0\n\0";
+	char want[600];
+
+	snprintf(want, sizeof want, "%%1$s:1: " UTF16_FIX " (its fields are separated by tabs: "
+		 "also set subscribers_delimiter = \"\\t\")", "UTF-16");
+	expect_open_fails_n(fx, le_bom, sizeof le_bom - 1, 0, SUBS_FATAL, want);
+}
+
+static void test_utf16_without_bom(void **state)
+{
+	struct fixture *fx = *state;
+	static const char le[] = "e\0m\0a\0i\0l\0,\0n\0a\0m\0e\0\n\0";
+	static const char be[] = "\0e\0m\0a\0i\0l\0\t\0n\0a\0m\0e\0\n";
+	char want[600];
+
+	/* With the tab delimiter set already, no hint to set it. */
+	snprintf(want, sizeof want, "%%1$s:1: " UTF16_FIX, "UTF-16BE");
+	expect_open_fails_n(fx, be, sizeof be - 1, '\t', SUBS_FATAL, want);
+	unlink(fx->path);
+	snprintf(want, sizeof want, "%%1$s:1: " UTF16_FIX, "UTF-16LE");
+	expect_open_fails_n(fx, le, sizeof le - 1, 0, SUBS_FATAL, want);
+}
+
+#define CP_FIX "the list is not UTF-8 (byte 0x%s); it looks like Windows-1252 or Latin-1: " \
+	"export it as \"CSV UTF-8\" (LibreOffice: character set \"Unicode (UTF-8)\"), or " \
+	"convert it: iconv -f WINDOWS-1252 -t UTF-8 %%1$s > utf8.csv"
+
+static void test_codepage_refused(void **state)
+{
+	struct fixture *fx = *state;
+	/* Excel's "CSV (Comma delimited)" on Windows: cp1252, CRLF; 0x80 is the euro sign */
+	static const char cp[] = "email,name,note\r\njoy@example.net,Joy,ok\r\n"
+				 "fran@example.net,Fran\xe7oise,\x80 5\r\n";
+	char want[600];
+
+	snprintf(want, sizeof want, "%%1$s:3: " CP_FIX, "E7");
+	expect_open_fails_n(fx, cp, sizeof cp - 1, 0, SUBS_FATAL, want);
+	unlink(fx->path);
+	/* In the header row too. */
+	snprintf(want, sizeof want, "%%1$s:1: " CP_FIX, "E9");
+	expect_open_fails_n(fx, "email,pr\xe9nom\njoy@example.net,Joy\n", 33, 0, SUBS_FATAL, want);
+}
+
+/* Past the first 64 KiB chunk, which is what is looked at. */
+static void test_codepage_refused_large(void **state)
+{
+	struct fixture *fx = *state;
+	size_t size = 200 * 1024, o;
+	char *data = malloc(size + 100), want[600];
+
+	assert_non_null(data);
+	strcpy(data, "email,name\njoy@example.net,Ren\xe9\n");
+	for (o = strlen(data); o < size; o += 21)
+		memcpy(data + o, "\"x@example.net\",Xavi\n", 21);
+	data[o] = '\0';
+	snprintf(want, sizeof want, "%%1$s:2: " CP_FIX, "E9");
+	expect_open_fails_n(fx, data, o, 0, SUBS_FATAL, want);
+	free(data);
+}
+
+/* A UTF-8 list with bad rows is read row by row: one with a valid
+ * sequence elsewhere and a pasted Latin-1 name, and one with damaged
+ * UTF-8 only (an overlong form: lead and continuation bytes), which is
+ * not what a code page looks like. */
+static void test_utf8_list_with_bad_rows(void **state)
+{
+	struct fixture *fx = *state;
+	static const char *const lists[] = {
+		"email,name\nzoe@example.net,Zo\xc3\xab\nfran@example.net,Fran\xe7oise\n"
+		"dan@example.net,Dan\n",
+		"email,name\nzoe@example.net,Zoe\nbad@example.net,Bob\xe0\x80\xaf\n"
+		"dan@example.net,Dan\n"};
+	static const char *const zoe[] = {"Zo\xc3\xab", "Zoe"};
+
+	for (size_t i = 0; i < 2; i++) {
+		subs_close(fx->r);
+		unlink(fx->path);
+		open_ok(fx, lists[i]);
+		expect_row(fx, "zoe@example.net", zoe[i], 2);
+		expect_status(fx, SUBS_BAD, "3: the name field is not UTF-8 (save the list as UTF-8, "
+					    "e.g. iconv -f WINDOWS-1252 -t UTF-8)");
+		expect_row(fx, "dan@example.net", "Dan", 4);
+		expect_end(fx);
+	}
+	subs_close(fx->r);
+	fx->r = NULL;
+}
+
+/* The first chunk may end inside a UTF-8 sequence: not a code page. */
+static void test_sequence_across_chunks(void **state)
+{
+	struct fixture *fx = *state;
+	size_t chunk = 64 * 1024;
+	char *data = malloc(chunk + 100);
+
+	assert_non_null(data);
+	strcpy(data, "email,note\njoy@example.net,");
+	size_t o = strlen(data);
+	memset(data + o, 'x', chunk - 1 - o);
+	o = chunk - 1;
+	strcpy(data + o, "\xc3\xa9\ndan@example.net,Dan\n");
+	write_fixture(fx, data);
+	assert_int_equal(subs_open(&fx->r, fx->path, 0, fx->err, sizeof(fx->err)), 0);
+	expect_row(fx, "joy@example.net", "", 2);
+	expect_row(fx, "dan@example.net", "", 3);
+	expect_end(fx);
+	free(data);
+}
+
+#define SEP_FIX "%%1$s:1: no \"email\" column, but the header looks separated by %s, not %s: " \
+	"set subscribers_delimiter = %s in the config (or export the list with %s)"
+
+static void test_delimiter_hint(void **state)
+{
+	struct fixture *fx = *state;
+	char want[600];
+
+	/* LibreOffice and Excel in a locale with a decimal comma */
+	snprintf(want, sizeof want, SEP_FIX, "\";\"", "\",\"", "\";\"", "commas");
+	expect_open_fails_n(fx, "\xef\xbb\xbf" "Email;Name\r\njoy@example.net;Joy\r\n", 36, 0, SUBS_FATAL,
+			    want);
+	unlink(fx->path);
+	snprintf(want, sizeof want, SEP_FIX, "\"\\t\"", "\",\"", "\"\\t\"", "commas");
+	expect_open_fails_n(fx, "name\temail\nJoy\tjoy@example.net\n", 31, 0, SUBS_FATAL, want);
+	unlink(fx->path);
+	/* The other way round: ";" configured, the file has commas. */
+	snprintf(want, sizeof want, SEP_FIX, "\",\"", "\";\"", "\",\"", "\";\"");
+	expect_open_fails_n(fx, "email,name\n", 11, ';', SUBS_FATAL, want);
+}
+
+static void open_sep(struct fixture *fx, const char *data, char sep)
+{
+	write_fixture(fx, data);
+	assert_int_equal(subs_open(&fx->r, fx->path, sep, fx->err, sizeof(fx->err)), 0);
+}
+
+static void test_semicolon_list(void **state)
+{
+	struct fixture *fx = *state;
+
+	open_sep(fx, "\xef\xbb\xbf" "email;name;city\r\n"
+		     "joy@example.net;\"Joy; the first\";Oslo\r\n"
+		     "ann@example.org;Ann, Lee;Rome\r\n"
+		     "JOY@example.net;Joy again;Oslo\r\n"
+		     "bad;x\r\n", ';');
+	assert_int_equal(subs_ncols(fx->r), 3);
+	expect_row(fx, "joy@example.net", "Joy; the first", 2);
+	expect_row(fx, "ann@example.org", "Ann, Lee", 3);
+	expect_status(fx, SUBS_BAD, "4: duplicate address JOY@example.net (first on line 2)");
+	expect_status(fx, SUBS_BAD, "5: expected 3 fields, found 2");
+	expect_end(fx);
+}
+
+static void test_tab_list(void **state)
+{
+	struct fixture *fx = *state;
+
+	/* Excel's "Unicode Text" after iconv: tabs, and empty fields */
+	open_sep(fx, "email\tname\tcity\njoy@example.net\t\tOslo\n\tNo One\t\n"
+		     "ann@example.org\tAnn\t\n", '\t');
+	expect_row(fx, "joy@example.net", "", 2);
+	expect_status(fx, SUBS_BAD, "3: invalid address \"\": empty address");
+	expect_row(fx, "ann@example.org", "Ann", 4);
 	expect_end(fx);
 }
 
@@ -609,6 +807,15 @@ int main(void)
 		T(test_syntax_error_in_multiline_record),
 		T(test_unclosed_quote_at_eof),
 		T(test_large_file),
+		T(test_utf16_refused),
+		T(test_utf16_without_bom),
+		T(test_codepage_refused),
+		T(test_codepage_refused_large),
+		T(test_utf8_list_with_bad_rows),
+		T(test_sequence_across_chunks),
+		T(test_delimiter_hint),
+		T(test_semicolon_list),
+		T(test_tab_list),
 #undef T
 	};
 

@@ -11,6 +11,7 @@
 #include <cmark-gfm-core-extensions.h>
 
 #include "compose/text.h"
+#include "util/buf.h"
 
 static cmark_node *parse(const char *md)
 {
@@ -481,9 +482,42 @@ static void test_deep_inline_nesting(void **state)
 	free(md);
 }
 
+/* The template's footer, merged per reader: lines after the last "-- "
+ * that outgrow 72 columns are re-filled; the body above, a line that
+ * fits and a word wider than the width (a URL) are kept as they are. */
+static void test_wrap_footer(void **state)
+{
+	(void)state;
+	struct buf b = {0};
+	const char *body = "A body line that is long enough to exceed seventy-two columns when merged -- \n"
+			   "-- \nnot the signature yet\n\n";
+	buf_adds(&b, body);
+	buf_adds(&b, "-- \nThe Garden Lane Allotment Society Weekly Letter, from Joy <joy@example.org>\n"
+		     "Unsubscribe: https://example.org/u?e=ann%40example.net&t=0123456789abcdef0123456789abcdef0123\n"
+		     "Short line.\n"
+		     "You are receiving this because ann.l\xc3\xa9vy@example.net subscribed to The Garden Lane "
+		     "Allotment Society Weekly Letter.\n");
+	assert_int_equal(text_wrap_footer(&b, 72), 0);
+	assert_string_equal(buf_cstr(&b), "A body line that is long enough to exceed seventy-two columns when merged -- \n"
+			    "-- \nnot the signature yet\n\n"
+			    "-- \nThe Garden Lane Allotment Society Weekly Letter, from Joy\n<joy@example.org>\n"
+			    "Unsubscribe:\nhttps://example.org/u?e=ann%40example.net&t=0123456789abcdef0123456789abcdef0123\n"
+			    "Short line.\n"
+			    "You are receiving this because ann.l\xc3\xa9vy@example.net subscribed to The\n"
+			    "Garden Lane Allotment Society Weekly Letter.\n");
+	/* No signature line: nothing changes. */
+	static const char flat[] = "x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x\n";
+	buf_reset(&b);
+	buf_adds(&b, flat);
+	assert_int_equal(text_wrap_footer(&b, 72), 0);
+	assert_string_equal(buf_cstr(&b), flat);
+	buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_wrap_footer),
 		cmocka_unit_test(test_wrap_72),
 		cmocka_unit_test(test_wrap_exact_fit_and_softbreak),
 		cmocka_unit_test(test_long_word_unbroken),
