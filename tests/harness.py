@@ -243,6 +243,7 @@ def base_config(smtp_url):
         "from": "Joy <joy@example.org>",
         "reply_to": "letters@example.org",
         "list_id": "Weekly <weekly.example.org>",
+        "postal_address": "1 Garden Lane, Springfield",
         "subscribers": "subs.csv",
         "templates": TEMPLATES,
         "template": "default",

@@ -541,6 +541,30 @@ def test_attachments(t):
     expect("Gmail clips" not in r.err, f"an attachment counted as clipped text: {r.err}")
 
 
+@SUITE.test("postal_address: in the footer of both default templates' HTML and text parts; "
+            "check warns when it is unset")
+def test_postal_address(t):
+    server = t.server()
+    for template in ("default", "plain"):
+        world(t, {"template": template}, server)
+        r = t.send("--test", post=EXAMPLE)
+        equal(r.code, EX_OK, f"{template}: send")
+        m = server.messages()[-1]
+        msg = email.message_from_bytes(m.raw, policy=email.policy.default)
+        text = msg.get_body(("plain",)).get_content()
+        html_part = msg.get_body(("html",)).get_content()
+        footer = text[text.rindex("\n-- "):]
+        expect("1 Garden Lane, Springfield" in footer, f"{template}: text footer:\n{footer}")
+        expect(">1 Garden Lane, Springfield</p>" in html_part, f"{template}: not in the HTML")
+    conf = t.config(server, {"postal_address": None})
+    r = t.herald("check", EXAMPLE, conf=conf)
+    equal(r.code, EX_OK, "check without postal_address")
+    expect("warning: no postal_address: commercial mail must show a physical address" in r.err,
+           r.err)
+    r = t.herald("check", EXAMPLE, conf=t.config(server))
+    expect("no postal_address" not in r.err, f"warned with it set: {r.err}")
+
+
 # ---- DKIM ---------------------------------------------------------------
 
 @SUITE.test("DKIM: --dry-run, --test over SMTP and preview are all signed; python3-dkim "

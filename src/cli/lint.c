@@ -400,6 +400,12 @@ int lint_config(struct lint *l, const struct config *c)
 		"mail; export %s=$(openssl rand -hex 32) for send and subscribers unsubscribe alike",
 		c->unsub.secret_env, c->unsub.secret_env) < 0)
 		return -1;
+	if (!c->postal_address &&
+	    add(l, LINT_WARNING, LINT_CONFIG, c->path,
+		"no postal_address: commercial mail must show a physical address (CAN-SPAM; many "
+		"other laws and providers expect one); set postal_address = \"...\" and the default "
+		"templates put it in the footer") < 0)
+		return -1;
 	if (!c->dkim.domain)
 		return add(l, LINT_WARNING, LINT_CONFIG, c->path,
 			   "no DKIM for %s: add dkim = { domain = \"%s\"; selector = \"...\"; key_file = \"...\"; } "
