@@ -479,6 +479,14 @@ def test_extra_headers(t):
 
 # ---- attachments ---------------------------------------------------------
 
+def mshow_tree(t, raw):
+    """mblaze's view of a message's MIME structure (mshow -t)."""
+    with open(t.path("m.eml"), "wb") as f:
+        f.write(raw)
+    return subprocess.run(["mshow", "-t", t.path("m.eml")], capture_output=True, text=True,
+                          check=True).stdout
+
+
 @SUITE.test("attachments: multipart/mixed around the alternative, MIME types from libmagic, "
             "bytes equal to the files, RFC 2231 names (Python strict, mblaze mshow -t), signed; "
             "check: a missing file is 66 at post.md:LINE, over 1 MB a warning, not a clip error")
@@ -518,10 +526,7 @@ def test_attachments(t):
         expect(b"filename*=UTF-8''donn%C3%A9es%20%C3%A9t%C3%A9.csv" in m.raw,
                "the RFC 2231 name is missing or quoted")
         expect(verify(m.raw, txt), "does not verify")
-        with open(t.path("m.eml"), "wb") as f:
-            f.write(m.raw)
-        tree = subprocess.run(["mshow", "-t", t.path("m.eml")], capture_output=True, text=True,
-                              check=True).stdout
+        tree = mshow_tree(t, m.raw)
         for want in ("multipart/mixed", "multipart/alternative", "text/plain", "text/html",
                      'application/pdf size=45 name="report.pdf"', 'name="données été.csv"'):
             expect(want in tree, f"mshow -t lacks {want!r}:\n{tree}")
@@ -563,6 +568,99 @@ def test_postal_address(t):
            r.err)
     r = t.herald("check", EXAMPLE, conf=t.config(server))
     expect("no postal_address" not in r.err, f"warned with it set: {r.err}")
+
+
+# ---- embedded images -----------------------------------------------------
+
+def png_bytes(w, h):
+    raw = b"".join(b"\x00" + b"\x2a\x6f\x97" * w for _ in range(h))
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+IMG_WIDTH_JS = """window.onload = function () {
+  var d = document.getElementById('f').contentDocument, most = 0;
+  d.querySelectorAll('img').forEach(function (i) {
+    most = Math.max(most, Math.ceil(i.getBoundingClientRect().right)); });
+  var o = document.createElement('pre'); o.id = 'result';
+  o.textContent = most + ' ' + d.documentElement.scrollWidth;
+  document.body.appendChild(o); };"""
+
+
+@SUITE.test("embedded images: a local image is a cid: part in multipart/related around the HTML "
+            "(one part however often shown), sized for the layout; remote ones stay links; the "
+            "text says [image: alt]; at 390 px without <style> the 1600 px image fits (Chromium)")
+def test_embedded_images(t):
+    server = t.server()
+    key, txt = dkim_key(t)
+    world(t, dkim_changes(key), server)
+    os.makedirs(t.path("posts", "images"))
+    big = png_bytes(1600, 900)
+    with open(t.path("posts", "images", "bridge.png"), "wb") as f:
+        f.write(big)
+    t.write("posts/img.md", "---\nsubject: Bridge\ndate: 2026-11-30 08:00\n---\n"
+            "Hi {{name}}.\n\n![Map of the Tumen bridge](images/bridge.png)\n*The bridge, 1938.*\n\n"
+            "Again, small: ![the bridge again](images/bridge.png), and a remote one: "
+            "![a remote map](https://example.org/map.png).\n")
+    post = t.path("posts", "img.md")
+    equal(t.send(post=post).code, EX_OK, "send")
+    for m in server.messages():
+        msg = email.message_from_bytes(m.raw, policy=email.policy.strict)
+        alt = msg.get_body(("related", "html", "plain"))
+        equal(msg.get_content_type(), "multipart/alternative", "top")
+        kinds = [p.get_content_type() for p in msg.iter_parts()]
+        equal(kinds, ["text/plain", "multipart/related"], "alternative's parts")
+        rel = list(msg.iter_parts())[1]
+        inner = list(rel.iter_parts())
+        equal([p.get_content_type() for p in inner], ["text/html", "image/png"], "related's parts")
+        img = inner[1]
+        cid = img["Content-ID"].strip("<>")
+        equal(img.get_payload(decode=True), big, "image bytes")
+        html_part = inner[0].get_content()
+        tags = re.findall(r"<img [^>]*>", html_part)
+        equal(len(tags), 3, f"img tags: {tags}")
+        for tag in tags[:2]:
+            expect(f'src="cid:{cid}"' in tag, f"not the image part: {tag}")
+            expect('width="520" height="292"' in tag and "max-width:100%" in tag, f"size: {tag}")
+        expect('src="https://example.org/map.png"' in tags[2], f"remote: {tags[2]}")
+        text = " ".join(msg.get_body(("plain",)).get_content().split())
+        expect("[image: Map of the Tumen bridge]" in text and "[image: a remote map]" in text, text)
+        expect(verify(m.raw, txt), "does not verify")
+        tree = mshow_tree(t, m.raw)
+        expect("multipart/related" in tree and 'image/png' in tree, tree)
+    # A phone without the template's <style>: the image keeps inside 390 px.
+    expect(CHROMIUM, "chromium is not installed (deps/test-quality.txt)")
+    equal(t.herald("preview", post, "-o", t.path("pv"), "--no-screenshots").code, EX_OK, "preview")
+    with open(t.path("pv", "img.html"), encoding="utf-8") as f:
+        page = re.sub(r"(?s)<style.*?</style>", "", f.read())
+    expect("file://" in page, "preview does not show the image from its file")
+    probe_page = t.write("probe.html", '<!DOCTYPE html><html><body style="margin:0">'
+                         '<iframe id="f" style="border:0;width:390px;height:3000px" '
+                         f'srcdoc="{html.escape(page, quote=True)}"></iframe>'
+                         f"<script>{IMG_WIDTH_JS}</script></body></html>")
+    out = subprocess.run(chromium_args(t, "--window-size=400,3000", "--allow-file-access-from-files",
+                                       "--dump-dom", "file://" + probe_page),
+                         capture_output=True, timeout=120).stdout.decode()
+    got = re.search(r'<pre id="result">(\d+) (\d+)', out)
+    expect(got, f"the probe said nothing: {out[-300:]}")
+    right, scroll = int(got.group(1)), int(got.group(2))
+    expect(0 < right <= 390, f"the image ends at {right} px, past 390")
+    expect(scroll <= 390, f"the page is {scroll} px wide at 390")
+    # check: a missing image is 66 at its line
+    t.write("posts/gone.md", "---\nsubject: Gone\ndate: 2026-11-30 08:00\n---\nHi.\n\n"
+            "![gone](images/nope.png)\n")
+    r = t.herald("check", t.path("posts", "gone.md"))
+    equal(r.code, EX_NOINPUT, "check, missing image")
+    expect("gone.md:7: image " in r.err and "nope.png: No such file" in r.err, r.err)
+    t.write("posts/notimg.md", "---\nsubject: Gone\ndate: 2026-11-30 08:00\n---\nHi.\n\n"
+            "![not one](notimg.md)\n")
+    r = t.herald("check", t.path("posts", "notimg.md"))
+    equal(r.code, EX_DATAERR, "check, not an image")
+    expect("notimg.md:7: image " in r.err and "not a PNG, JPEG or GIF image" in r.err, r.err)
 
 
 # ---- DKIM ---------------------------------------------------------------

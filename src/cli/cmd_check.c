@@ -140,9 +140,10 @@ int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv)
 		if (!rc)
 			msg_last_parts(m, &parts);
 		/* Gmail clips the message text; attachments do not count. */
-		clip_exempt = rc ? 0 : parts.attach_wire;
+		clip_exempt = rc ? 0 : parts.media_wire;
 		if (!rc && (lint_message(&l, what, eml.len - clip_exempt, parts.subject) < 0 ||
-			    lint_attachments(&l, what, parts.nattach, parts.attach_bytes) < 0))
+			    lint_media(&l, what, "attachment", parts.nattach, parts.attach_bytes) < 0 ||
+			    lint_media(&l, what, "embedded image", parts.nimages, parts.image_bytes) < 0))
 			rc = EX_OSERR;
 	}
 	int config_errors = 0;

@@ -3,11 +3,14 @@
 #include "cli/cli.h"
 #include "cli/lint.h"
 #include "cli/preview.h"
+#include "compose/media.h"
 #include "compose/message.h"
 #include "compose/post.h"
 #include "input/config.h"
 #include "util/buf.h"
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +18,39 @@
 #include <sysexits.h>
 
 enum { OPT_AS = 256, OPT_NOSHOTS };
+
+/* The HTML file shows embedded images from their files: a browser has
+ * no message for cid: to point into. out stays empty without images. */
+static int local_images(struct buf *out, const struct buf *html, const struct post *p,
+			const struct msg_parts *parts)
+{
+	if (!p->nimages)
+		return 0;
+	const char *at = html->p ? html->p : "";
+	for (;;) {
+		const char *hit = strstr(at, "cid:");
+		size_t k = p->nimages;
+		for (size_t i = 0; hit && i < p->nimages; i++)
+			if (!strncmp(hit + 4, p->images[i].cid, strlen(p->images[i].cid)))
+				k = i;
+		if (!hit)
+			return buf_adds(out, at);
+		if (buf_add(out, at, (size_t)(hit - at)) < 0)
+			return -1;
+		if (k == p->nimages) {
+			if (buf_add(out, hit, 4) < 0)
+				return -1;
+			at = hit + 4;
+			continue;
+		}
+		char *abs = realpath(parts->media[k].path, NULL);
+		int rc = buf_printf(out, "file://%s", abs ? abs : parts->media[k].path);
+		free(abs);
+		if (rc < 0)
+			return -1;
+		at = hit + 4 + strlen(p->images[k].cid);
+	}
+}
 
 static int write_whole(const char *path, const char *data, size_t len, char *err, size_t errlen)
 {
@@ -100,11 +136,15 @@ int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 	snprintf(what[1], sizeof what[1], "text part, %zu quoted-printable",
 		 parts.qp_text ? parts.qp_text->len : 0);
 	/* Gmail clips the message text; attachments do not count. */
-	size_t clipped = eml.len - parts.attach_wire;
+	size_t clipped = eml.len - parts.media_wire;
 	snprintf(what[2], sizeof what[2], "whole message to %s: %.0f%% of Gmail's 102 KB clip size%s",
-		 addr, cli_clip_percent(clipped), parts.nattach ? " (attachments aside)" : "");
+		 addr, cli_clip_percent(clipped),
+		 parts.nattach || parts.nimages ? " (attached and embedded files aside)" : "");
+	struct buf html = {0};
+	if (!rc && local_images(&html, parts.html, &post, &parts) < 0)
+		rc = set_err(err, sizeof err, EX_OSERR, "out of memory");
 	const struct { const char *ext; const struct buf *b; } outs[] = {
-		{"html", parts.html}, {"txt", parts.text}, {"eml", &eml}};
+		{"html", html.p ? &html : parts.html}, {"txt", parts.text}, {"eml", &eml}};
 	for (size_t i = 0; !rc && i < 3; i++) {
 		char path[4096];
 		snprintf(path, sizeof path, "%s/%s.%s", dir, post.slug, outs[i].ext);
@@ -120,6 +160,7 @@ int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 	if (rc && *err)
 		cli_err(err);
 	buf_free(&eml);
+	buf_free(&html);
 	msg_free(m);
 	post_free(&post);
 	config_free(&cfg);

@@ -452,12 +452,15 @@ void lint_free(struct lint *l)
 	memset(l, 0, sizeof *l);
 }
 
-int lint_attachments(struct lint *l, const char *what, size_t n, size_t bytes)
+int lint_media(struct lint *l, const char *where, const char *what, size_t n, size_t bytes)
 {
-	if (bytes <= LINT_ATTACH_BYTES)
+	if (bytes <= LINT_MEDIA_BYTES)
 		return 0;
-	return add(l, LINT_WARNING, LINT_MESSAGE, what,
-		   "%zu attachment%s of %.1f MB in all go to every reader (%.1f MB on the wire in "
-		   "Base64); consider linking to the file%s instead", n, n == 1 ? "" : "s",
-		   bytes / 1048576.0, bytes * 4.0 / 3 / 1048576.0, n == 1 ? "" : "s");
+	return add(l, LINT_WARNING, LINT_MESSAGE, where,
+		   "%zu %s%s of %.1f MB in all go to every reader (%.1f MB on the wire in "
+		   "Base64); consider %s", n, what, n == 1 ? "" : "s", bytes / 1048576.0,
+		   bytes * 4.0 / 3 / 1048576.0,
+		   strcmp(what, "attachment") ? "smaller images, or linking to them"
+					      : n == 1 ? "linking to the file instead"
+						       : "linking to the files instead");
 }

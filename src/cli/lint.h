@@ -55,10 +55,11 @@ int lint_template(struct lint *l, const char *path, const char *src, int html,
 /* The built message: bytes against Gmail's clipping size, the merged
  * subject's length. what names it ("POST.md, message to ADDR"). */
 int lint_message(struct lint *l, const char *what, size_t bytes, const char *subject);
-/* Attachments over LINT_ATTACH_BYTES in all: a warning with the figure
- * (every reader downloads them; many relays cap a message at 10-25 MB). */
-#define LINT_ATTACH_BYTES (1024 * 1024)
-int lint_attachments(struct lint *l, const char *what, size_t n, size_t bytes);
+/* Attachments or embedded images (what: "attachment", "embedded image")
+ * over LINT_MEDIA_BYTES in all: a warning with the figure (every reader
+ * downloads them; many relays cap a message at 10-25 MB). */
+#define LINT_MEDIA_BYTES (1024 * 1024)
+int lint_media(struct lint *l, const char *where, const char *what, size_t n, size_t bytes);
 void lint_free(struct lint *l);
 
 /* Helpers exposed for the unit tests. */

@@ -62,6 +62,11 @@ static void media_marker(size_t k, char *out, size_t len)
 	snprintf(out, len, "\x01herald:media:%zu\x01", k);
 }
 
+static int oom(char *err, size_t errlen)
+{
+	return set_err(err, errlen, MSG_FAIL, "out of memory building the message");
+}
+
 const char *const msg_builtin_fields[MF_NBUILTIN] = {
 	"email", "name", "subject", "preheader", "date", "unsubscribe_url",
 	"token", "list_name", "from_name", "from_email", "verp", "slug", "postal_address",
@@ -626,13 +631,97 @@ static int qp_render(const struct qp_layout *q, const char *const *vals,
 	return qp_flush(&st, 0);
 }
 
+/* A path from the post, relative to the post's directory. */
+static char *beside_post(const struct post *p, const char *s, size_t n)
+{
+	const char *slash = strrchr(p->path, '/');
+	int dirlen = slash ? (int)(slash - p->path) + 1 : 0;
+	char *path;
+	if ((*s == '/' ? asprintf(&path, "%.*s", (int)n, s)
+		       : asprintf(&path, "%.*s%.*s", dirlen, p->path, (int)n, s)) < 0)
+		return NULL;
+	return path;
+}
+
+/* One more medium: media[nmedia], with its marker. */
+static int add_media(struct msg_ctx *m, enum media_kind kind, const char *path, const char *what,
+		     char *err, size_t errlen)
+{
+	struct media *nm = realloc(m->media, (m->nmedia + 1) * sizeof *nm);
+	if (nm)
+		m->media = nm;
+	char (*mk)[32] = nm ? realloc(m->marker, (m->nmedia + 1) * sizeof *mk) : NULL;
+	if (mk)
+		m->marker = mk;
+	int rc = mk ? media_load(&nm[m->nmedia], kind, path, what, err, errlen)
+		    : set_err(err, errlen, MEDIA_BAD, "out of memory");
+	if (mk) {
+		media_marker(m->nmedia, mk[m->nmedia], sizeof *mk);
+		m->nmedia++; /* freed whole or half by msg_free */
+	}
+	return rc ? (rc == MEDIA_NOFILE ? MSG_NOFILE : MSG_FAIL) : MSG_OK;
+}
+
+/* The post's local images, embedded: read and encoded once here, and
+ * every <img> of one given its size in the HTML (*html, a copy of the
+ * post's, NULL when it has none): width and height attributes scaled to
+ * the content width, and max-width:100%, because clients that drop
+ * <style> (and Outlook) otherwise show a photo at its full 1600 px. */
+static int load_images(struct msg_ctx *m, char **html, char *err, size_t errlen)
+{
+	const struct post *p = m->post;
+	*html = NULL;
+	if (!p->nimages)
+		return MSG_OK;
+	struct buf out = {0};
+	const char *src = p->html;
+	for (size_t k = 0; k < p->nimages; k++) {
+		char what[4200];
+		snprintf(what, sizeof what, "%s:%d: image", p->path, p->images[k].line);
+		char *path = beside_post(p, p->images[k].src, strlen(p->images[k].src));
+		int rc = path ? add_media(m, MEDIA_IMAGE, path, what, err, errlen)
+			      : set_err(err, errlen, MSG_FAIL, "out of memory");
+		free(path);
+		if (rc)
+			return rc;
+	}
+	for (const char *at = src;;) {
+		const char *hit = strstr(at, "src=\"cid:");
+		if (!hit) {
+			if (buf_adds(&out, at) < 0) {
+				buf_free(&out);
+				return oom(err, errlen);
+			}
+			*html = buf_detach(&out);
+			return MSG_OK;
+		}
+		const char *q = hit + strlen("src=\"cid:"), *qe = strchr(q, '"');
+		if (!qe)
+			qe = q + strlen(q);
+		const struct media *md = NULL;
+		for (size_t k = 0; !md && k < p->nimages; k++)
+			if (strlen(p->images[k].cid) == (size_t)(qe - q) && !memcmp(q, p->images[k].cid, qe - q))
+				md = &m->media[k];
+		int w = md ? md->width : 0, h = md ? md->height : 0;
+		if (w > MSG_CONTENT_WIDTH) {
+			h = (int)((long)h * MSG_CONTENT_WIDTH / w);
+			w = MSG_CONTENT_WIDTH;
+		}
+		if (buf_add(&out, at, (size_t)(qe + (*qe == '"') - at)) < 0 ||
+		    (md && buf_printf(&out, " width=\"%d\" height=\"%d\" style=\"max-width:100%%; "
+				      "height:auto;\"", w, h > 0 ? h : 1) < 0)) {
+			buf_free(&out);
+			return oom(err, errlen);
+		}
+		at = qe + (*qe == '"');
+	}
+}
+
 /* The post's attachments: comma-separated paths, relative to the post's
  * directory; each read, typed and encoded here, once per run. */
 static int load_attachments(struct msg_ctx *m, char *err, size_t errlen)
 {
 	const struct post *p = m->post;
-	const char *slash = strrchr(p->path, '/');
-	int dirlen = slash ? (int)(slash - p->path) + 1 : 0;
 	char what[4200];
 	snprintf(what, sizeof what, "%s:%d: attachment", p->path, p->attachments_line);
 	for (const char *s = p->attachments;; s++) {
@@ -643,25 +732,12 @@ static int load_attachments(struct msg_ctx *m, char *err, size_t errlen)
 		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
 			e--;
 		if (e > b) {
-			char *path;
-			if ((*b == '/' ? asprintf(&path, "%.*s", (int)(e - b), b)
-				       : asprintf(&path, "%.*s%.*s", dirlen, p->path, (int)(e - b), b)) < 0)
-				return set_err(err, errlen, MSG_FAIL, "out of memory");
-			struct media *nm = realloc(m->media, (m->nmedia + 1) * sizeof *nm);
-			if (nm)
-				m->media = nm;
-			char (*mk)[32] = nm ? realloc(m->marker, (m->nmedia + 1) * sizeof *mk) : NULL;
-			if (mk)
-				m->marker = mk;
-			int rc = mk ? media_load(&nm[m->nmedia], MEDIA_ATTACHMENT, path, what, err, errlen)
-				    : set_err(err, errlen, MEDIA_BAD, "out of memory");
+			char *path = beside_post(p, b, (size_t)(e - b));
+			int rc = path ? add_media(m, MEDIA_ATTACHMENT, path, what, err, errlen)
+				      : set_err(err, errlen, MSG_FAIL, "out of memory");
 			free(path);
-			if (mk) {
-				media_marker(m->nmedia, mk[m->nmedia], sizeof *mk);
-				m->nmedia++; /* freed whole or half by msg_free */
-			}
 			if (rc)
-				return rc == MEDIA_NOFILE ? MSG_NOFILE : MSG_FAIL;
+				return rc;
 		}
 		s += n;
 		if (!*s)
@@ -702,11 +778,16 @@ static int init(struct msg_ctx *m, const struct config *cfg,
 	char what[512];
 	snprintf(what, sizeof what, "%s: subject", post->path);
 	int rc;
+	char *html = NULL;
 	if ((rc = compile_str(m, post->subject, what, &m->subject, err, errlen)) ||
 	    (rc = check_body_fields(m, err, errlen)) ||
-	    (rc = layout(m, "html", post->html, &m->html, err, errlen)) ||
-	    (rc = layout(m, "txt", post->text, &m->text, err, errlen)))
+	    (rc = load_images(m, &html, err, errlen)) ||
+	    (rc = layout(m, "html", html ? html : post->html, &m->html, err, errlen)) ||
+	    (rc = layout(m, "txt", post->text, &m->text, err, errlen))) {
+		free(html);
 		return rc;
+	}
+	free(html);
 	if (!(m->qp_text_l = qp_layout_new(m->text)) || !(m->qp_html_l = qp_layout_new(m->html)))
 		return set_err(err, errlen, MSG_FAIL, "out of memory");
 	m->wrap_footer = footer_merges(m->text, &m->footer_piece, &m->footer_off);
@@ -1030,11 +1111,6 @@ struct build {
 	const char *domain;     /* and right of it: the From domain */
 };
 
-static int oom(char *err, size_t errlen)
-{
-	return set_err(err, errlen, MSG_FAIL, "out of memory building the message");
-}
-
 /* The mailto: in List-Unsubscribe, per reader: RFC 6068 with the subject
  * percent-encoded ("+" too, which some clients read as a space). */
 static int mailto_url(struct msg_ctx *m, const struct build *b)
@@ -1285,7 +1361,7 @@ static struct mailimf_fields *headers(struct msg_ctx *m, const struct build *b, 
 
 /* The body: multipart/alternative, text first. A multipart/related
  * around the HTML part, or a /mixed around the whole, goes here. */
-static struct mailmime *alternative_tree(const struct build *b);
+static struct mailmime *alternative_tree(const struct msg_ctx *m, const struct build *b);
 
 /* A file name for Content-Disposition: as it is when it is plain ASCII
  * without quotes or backslashes, else in RFC 2231 form (filename*=UTF-8''
@@ -1356,16 +1432,20 @@ static int content_name(struct mailmime_content *ct, const char *name)
 	return 0;
 }
 
-/* One file's part: its type, Base64, its disposition; the body is a
- * marker that splice_bodies replaces with the encoding made once. */
-static struct mailmime *media_part(const struct media *md, const char *marker)
+/* One file's part: its type, Base64, its disposition, an image's
+ * Content-ID; the body is a marker that splice_bodies replaces with the
+ * encoding made once. */
+static struct mailmime *media_part(const struct media *md, const char *marker, const char *cid)
 {
 	struct mailmime_mechanism *enc = mailmime_mechanism_new(MAILMIME_MECHANISM_BASE64, NULL);
 	struct mailmime_disposition *dsp = disposition(
 		md->kind == MEDIA_IMAGE ? MAILMIME_DISPOSITION_TYPE_INLINE
 					: MAILMIME_DISPOSITION_TYPE_ATTACHMENT, md->name);
-	struct mailmime_fields *mf = enc && dsp ? mailmime_fields_new_with_data(enc, NULL, NULL, dsp,
-										 NULL) : NULL;
+	char *id = cid ? strdup(cid) : NULL;
+	struct mailmime_fields *mf = enc && dsp && (id || !cid)
+		? mailmime_fields_new_with_data(enc, id, NULL, dsp, NULL) : NULL;
+	if (!mf)
+		free(id);
 	struct mailmime_content *ct = mf ? mailmime_content_new_with_str(md->type) : NULL;
 	if (ct && content_name(ct, md->name) < 0) {
 		mailmime_content_free(ct);
@@ -1399,8 +1479,8 @@ static struct mailmime *media_part(const struct media *md, const char *marker)
  * attachments when there are some. */
 static struct mailmime *body_tree(const struct msg_ctx *m, const struct build *b)
 {
-	struct mailmime *alt = alternative_tree(b);
-	if (!alt || !m->nmedia)
+	struct mailmime *alt = alternative_tree(m, b);
+	if (!alt || m->nmedia == m->post->nimages)
 		return alt;
 	struct mailmime *mixed = multipart("multipart/mixed", "M", b->local);
 	if (!mixed || mailmime_smart_add_part(mixed, alt) != MAILIMF_NO_ERROR) {
@@ -1409,8 +1489,8 @@ static struct mailmime *body_tree(const struct msg_ctx *m, const struct build *b
 			mailmime_free(mixed);
 		return NULL;
 	}
-	for (size_t k = 0; k < m->nmedia; k++) {
-		struct mailmime *part = media_part(&m->media[k], m->marker[k]);
+	for (size_t k = m->post->nimages; k < m->nmedia; k++) {
+		struct mailmime *part = media_part(&m->media[k], m->marker[k], NULL);
 		if (!part || mailmime_smart_add_part(mixed, part) != MAILIMF_NO_ERROR) {
 			if (part)
 				mailmime_free(part);
@@ -1421,11 +1501,37 @@ static struct mailmime *body_tree(const struct msg_ctx *m, const struct build *b
 	return mixed;
 }
 
-static struct mailmime *alternative_tree(const struct build *b)
+/* The HTML part, inside multipart/related with the images it shows
+ * (the first post->nimages media) when there are some. */
+static struct mailmime *html_tree(const struct msg_ctx *m, const struct build *b)
+{
+	struct mailmime *hp = text_part("text/html", html_marker);
+	if (!hp || !m->post->nimages)
+		return hp;
+	struct mailmime *rel = multipart("multipart/related", "R", b->local);
+	if (!rel || mailmime_smart_add_part(rel, hp) != MAILIMF_NO_ERROR) {
+		mailmime_free(hp);
+		if (rel)
+			mailmime_free(rel);
+		return NULL;
+	}
+	for (size_t k = 0; k < m->post->nimages; k++) {
+		struct mailmime *part = media_part(&m->media[k], m->marker[k], m->post->images[k].cid);
+		if (!part || mailmime_smart_add_part(rel, part) != MAILIMF_NO_ERROR) {
+			if (part)
+				mailmime_free(part);
+			mailmime_free(rel);
+			return NULL;
+		}
+	}
+	return rel;
+}
+
+static struct mailmime *alternative_tree(const struct msg_ctx *m, const struct build *b)
 {
 	struct mailmime *alt = multipart("multipart/alternative", "", b->local);
 	struct mailmime *tp = text_part("text/plain", text_marker);
-	struct mailmime *hp = text_part("text/html", html_marker);
+	struct mailmime *hp = html_tree(m, b);
 	if (!alt || !tp || !hp || mailmime_smart_add_part(alt, tp) != MAILIMF_NO_ERROR) {
 		if (alt) mailmime_free(alt);
 		if (tp) mailmime_free(tp);
@@ -1506,13 +1612,14 @@ void msg_last_parts(const struct msg_ctx *m, struct msg_parts *p)
 	p->text = &m->tmp_text;
 	p->qp_html = &m->qp_html;
 	p->qp_text = &m->qp_text;
-	p->nattach = p->attach_bytes = p->attach_wire = 0;
-	for (size_t k = 0; k < m->nmedia; k++)
-		if (m->media[k].kind == MEDIA_ATTACHMENT) {
-			p->nattach++;
-			p->attach_bytes += m->media[k].size;
-			p->attach_wire += m->media[k].body.len;
-		}
+	p->nattach = p->attach_bytes = p->nimages = p->image_bytes = p->media_wire = 0;
+	p->media = m->media;
+	for (size_t k = 0; k < m->nmedia; k++) {
+		int img = m->media[k].kind == MEDIA_IMAGE;
+		*(img ? &p->nimages : &p->nattach) += 1;
+		*(img ? &p->image_bytes : &p->attach_bytes) += m->media[k].size;
+		p->media_wire += m->media[k].body.len;
+	}
 }
 
 void msg_free(struct msg_ctx *m)

@@ -47,6 +47,7 @@ extern const char *const msg_builtin_fields[MF_NBUILTIN];
 
 /* Opaque: what callers may look at goes through msg_last_parts(). */
 struct msg_ctx;
+struct media;
 
 /* msg_new flags. */
 enum {
@@ -61,9 +62,11 @@ struct msg_parts {
 	const char *subject;          /* merged, before RFC 2047 */
 	const struct buf *html, *text;
 	const struct buf *qp_html, *qp_text; /* as they go on the wire */
-	/* Attachments: how many, their size, and their encoded bytes in
-	 * the message (Gmail's clip counts the message without them). */
-	size_t nattach, attach_bytes, attach_wire;
+	/* Attachments and embedded images: how many and their size; and
+	 * the encoded bytes of both in the message (Gmail's clip counts the
+	 * message without them). media: all of them, images first. */
+	size_t nattach, attach_bytes, nimages, image_bytes, media_wire;
+	const struct media *media;
 };
 
 struct msg_out {
@@ -72,6 +75,9 @@ struct msg_out {
 };
 
 enum { MSG_OK = 0, MSG_BADROW = -1, MSG_FAIL = -2, MSG_NOFILE = -3 };
+/* The narrowest content column of the default templates (600 px less
+ * their padding): embedded images wider than this are given this width. */
+#define MSG_CONTENT_WIDTH 520
 /* The sysexits code for a msg_new result: 66 a template is missing, 65
  * otherwise. */
 int msg_exitcode(int rc);

@@ -483,6 +483,59 @@ static int figures(cmark_node *doc)
 	return 0;
 }
 
+/* A link the reader's mail client can follow on its own (https:, mailto:,
+ * a merge field that makes one per reader...) is left alone; anything else
+ * is a path to a file beside the post, to embed. */
+static int is_local(const char *url)
+{
+	return url && *url && !strstr(url, "://") && strncmp(url, "//", 2) &&
+	       strncasecmp(url, "data:", 5) && strncasecmp(url, "cid:", 4) &&
+	       strncasecmp(url, "mailto:", 7) && !strstr(url, TOKEN_PREFIX);
+}
+
+/* Points each local image at the Content-ID of its embedded part; one
+ * part per file however often the post shows it. */
+static int local_images(struct post *p, cmark_node *doc)
+{
+	cmark_iter *it = cmark_iter_new(doc);
+	if (!it)
+		return -1;
+	int rc = 0;
+	for (cmark_event_type ev; !rc && (ev = cmark_iter_next(it)) != CMARK_EVENT_DONE;) {
+		cmark_node *n = cmark_iter_get_node(it);
+		const char *url = cmark_node_get_url(n);
+		if (ev != CMARK_EVENT_ENTER || cmark_node_get_type(n) != CMARK_NODE_IMAGE ||
+		    !is_local(url))
+			continue;
+		size_t k = 0;
+		while (k < p->nimages && strcmp(p->images[k].src, url))
+			k++;
+		if (k == p->nimages) {
+			struct post_image *ni = realloc(p->images, (k + 1) * sizeof *ni);
+			if (!ni) {
+				rc = -1;
+				break;
+			}
+			p->images = ni;
+			ni[k].src = strdup(url);
+			ni[k].line = p->body_line + cmark_node_get_start_line(n) - 1;
+			if (asprintf(&ni[k].cid, "img%zu.%s@herald", k + 1, p->slug) < 0)
+				ni[k].cid = NULL;
+			p->nimages++;
+			if (!ni[k].src || !ni[k].cid) {
+				rc = -1;
+				break;
+			}
+		}
+		char cid[600];
+		snprintf(cid, sizeof cid, "cid:%s", p->images[k].cid);
+		if (!cmark_node_set_url(n, cid))
+			rc = -1;
+	}
+	cmark_iter_free(it);
+	return rc;
+}
+
 static int render(struct post *p, const char *name, int width, int flags,
 		  char *err, size_t errlen)
 {
@@ -505,7 +558,7 @@ static int render(struct post *p, const char *name, int width, int flags,
 	if (text_render(doc, width, &text, err, errlen) < 0)
 		goto out;
 	p->text_width = width;
-	if (figures(doc) < 0)
+	if (figures(doc) < 0 || local_images(p, doc) < 0)
 		goto oom;
 	/* With unsafe_html the raw HTML is kept, but the tagfilter extension
 	 * attached above still escapes <script>, <iframe>, <style>, ... */
@@ -623,6 +676,11 @@ void post_free(struct post *p)
 	for (size_t i = 0; i < p->nfields; i++)
 		free(p->fields[i].text);
 	free(p->fields);
+	for (size_t i = 0; i < p->nimages; i++) {
+		free(p->images[i].src);
+		free(p->images[i].cid);
+	}
+	free(p->images);
 	memset(p, 0, sizeof *p);
 }
 

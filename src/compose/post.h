@@ -42,6 +42,10 @@ struct post {
 	struct post_field *fields; /* those html and text hold, in order */
 	size_t nfields, fields_cap;
 	int text_width;  /* the column text is wrapped at (the footer's too) */
+	/* Images written with a local path: the HTML refers to each as
+	 * cid:<cid>, message.c embeds the file (multipart/related). */
+	struct post_image { char *src, *cid; int line; } *images;
+	size_t nimages;
 };
 
 enum { POST_OK = 0, POST_NOFILE = -1, POST_BAD = -2 };
