@@ -88,6 +88,8 @@ int cmd_subscribers(struct ui *u, const char *cfgpath, int argc, char **argv)
 	struct config cfg;
 	int rc = cli_load_config(cfgpath, &cfg);
 	if (!rc)
+		rc = cli_need_list(&cfg, cfg.subscribers);
+	if (!rc)
 		rc = cli_check_list(u, cfg.subscribers, NULL);
 	config_free(&cfg);
 	return rc;
