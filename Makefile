@@ -201,7 +201,7 @@ install: $(INSTALL_FROM)/herald
 	install -m 755 $(INSTALL_BUILD)/herald $(DESTDIR)$(PREFIX)/bin/herald
 	install -m 644 man/herald.1 $(DESTDIR)$(PREFIX)/share/man/man1/herald.1
 	install -m 644 templates/* $(DESTDIR)$(PREFIX)/share/herald/templates/
-	install -m 644 config.example README.md $(DESTDIR)$(PREFIX)/share/doc/herald/
+	install -m 644 config.example README.md docs/ARCHITECTURE.md $(DESTDIR)$(PREFIX)/share/doc/herald/
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/herald $(DESTDIR)$(PREFIX)/share/man/man1/herald.1
 	rm -rf $(DESTDIR)$(PREFIX)/share/herald $(DESTDIR)$(PREFIX)/share/doc/herald

@@ -63,8 +63,8 @@ static void next_steps(const char *dir, const char *post)
 	sh_word(qdir, sizeof qdir, dir);
 	sh_word(qpost, sizeof qpost, post);
 	int here = !strcmp(dir, ".");
-	printf("herald: wrote %s%sherald.conf, %s, subscribers.csv and state/\n",
-	       here ? "" : dir, here ? "" : "/", post);
+	printf("herald: started a newsletter in %s/: herald.conf, %s, subscribers.csv, state/\n",
+	       dir, post);
 	printf("Next:\n"
 	       "  1. edit %s%sherald.conf where it says TO EDIT (from, list_id, unsubscribe, smtp.url,\n"
 	       "     test.to), and put your readers in subscribers.csv\n"
