@@ -217,6 +217,25 @@ def test_init_refuses(t):
                             "--help'.\n"), "init a b")
 
 
+@test("herald init failing half-way (posts/ is a directory nothing can be created in) exits 73 "
+      "naming the file, and removes what it had written; posts/ as a symlink to a directory is fine")
+def test_init_half_way(t):
+    env = clean_env()
+    d = t.path("cwd", "l")
+    os.makedirs(d)
+    os.symlink("/proc/self", os.path.join(d, "posts"))   # even root cannot create files there
+    r = run(t, [HERALD, "init", "l"], t.cwd, env)
+    equal((r.code, r.err), (EX_CANTCREAT, f"herald: l/{first_post()}: cannot create: No such file "
+                            "or directory (init left nothing behind)\n"), "exit code and stderr")
+    equal(os.listdir(d), ["posts"], "herald.conf, written before, is gone again")
+    os.unlink(os.path.join(d, "posts"))
+    os.makedirs(t.path("elsewhere"))
+    os.symlink(t.path("elsewhere"), os.path.join(d, "posts"))
+    r = run(t, [HERALD, "init", "l"], t.cwd, env)
+    equal(r.code, EX_OK, "init with posts/ a symlink to a directory")
+    expect(os.path.isfile(t.path("elsewhere", os.path.basename(first_post()))), "the post is there")
+
+
 @test("herald init in the current directory, from a binary not on PATH: the printed commands "
       "name it by its absolute path and have no cd; the example post passes check with 0 errors")
 def test_init_here(t):

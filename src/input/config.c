@@ -380,7 +380,7 @@ const char *config_datadir(void)
 }
 
 /* The keys of config->origin, in order. */
-static const char *const tracked[] = {"subscribers", "templates", "template", "state_dir"};
+static const char *const tracked[] = {"subscribers", "templates", "template"};
 _Static_assert(sizeof tracked / sizeof *tracked == sizeof ((struct config *)0)->origin / sizeof(char *),
 	       "one origin per tracked key");
 
@@ -427,7 +427,7 @@ static int origins(struct ctx *x, struct config *c, const char *templates_what)
 			else
 				snprintf(dflt, sizeof dflt, ": the default is %s",
 					 i == 0 ? "subscribers.csv beside it" : i == 1 ? templates_what
-					 : i == 2 ? "\"default\"" : "state/ beside it");
+					 : "\"default\"");
 			n = asprintf(&c->origin[i], "%s is not set in %s%s", tracked[i], x->file, dflt);
 		}
 		if (n < 0) {

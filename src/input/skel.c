@@ -74,14 +74,14 @@ static int make(struct item *it, char *err, size_t errlen)
 		if (mkdir(it->path, it->mode) == 0)
 			it->made = 1;
 		else if (!(it->may_exist && errno == EEXIST))
-			return set_err(err, errlen, SKEL_CANTCREAT, "%s: cannot create the directory: %s",
-				       it->path, strerror(errno));
+			return set_err(err, errlen, SKEL_CANTCREAT, "%s: cannot create the directory: %s "
+				       "(init left nothing behind)", it->path, strerror(errno));
 		return SKEL_OK;
 	}
 	int fd = open(it->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, it->mode);
 	if (fd < 0)
-		return set_err(err, errlen, SKEL_CANTCREAT, "%s: cannot create: %s", it->path,
-			       strerror(errno));
+		return set_err(err, errlen, SKEL_CANTCREAT, "%s: cannot create: %s (init left nothing "
+			       "behind)", it->path, strerror(errno));
 	it->made = 1;
 	int bad = write_all(fd, it->text, strlen(it->text)) < 0;
 	int saved = errno;
@@ -89,8 +89,8 @@ static int make(struct item *it, char *err, size_t errlen)
 		bad = 1;
 		saved = errno;
 	}
-	return bad ? set_err(err, errlen, SKEL_CANTCREAT, "%s: cannot write: %s", it->path,
-			     strerror(saved))
+	return bad ? set_err(err, errlen, SKEL_CANTCREAT, "%s: cannot write: %s (init left nothing "
+			     "behind)", it->path, strerror(saved))
 		   : SKEL_OK;
 }
 
@@ -101,8 +101,10 @@ static int in_the_way(struct item *items, size_t n, char *err, size_t errlen)
 	size_t found = 0;
 	struct stat st;
 	for (size_t i = 0; i < n; i++) {
-		if (lstat(items[i].path, &st) < 0 ||
-		    (items[i].may_exist && S_ISDIR(st.st_mode)))
+		if (lstat(items[i].path, &st) < 0)
+			continue;    /* nothing there */
+		/* A directory init may find there may be a symlink to one. */
+		if (items[i].may_exist && stat(items[i].path, &st) == 0 && S_ISDIR(st.st_mode))
 			continue;
 		if (buf_printf(&names, "%s%s", found ? ", " : "", items[i].path) < 0) {
 			buf_free(&names);
