@@ -323,6 +323,26 @@ def test_missing_list(t):
           "the default, unset")
 
 
+@test("a state_dir that cannot be created: send and bounces scan say which setting names it "
+      "(exit 73)")
+def test_state_dir_named(t):
+    s = t.server()
+    t.subscribers("email,name\nann@example.net,Ann\n")
+    t.post()
+    conf = t.config(s, {"state_dir": "/proc/nope/state"})
+    line = conf_line(conf, r'state_dir = "/proc/nope/state";')
+    want = ("herald: /proc/nope: cannot create state directory: No such file or directory "
+            f"(state_dir = \"/proc/nope/state\" in {conf}:{line})\n")
+    r = t.send()
+    equal((r.code, r.err), (EX_CANTCREAT, want), "send")
+    os.makedirs(t.path("mail", "new"))
+    os.makedirs(t.path("mail", "cur"))
+    os.makedirs(t.path("mail", "tmp"))
+    r = t.herald("bounces", "scan", "maildir:" + t.path("mail"))
+    equal((r.code, r.err), (EX_CANTCREAT, want), "bounces scan")
+    equal(s.received(), [], "nothing sent")
+
+
 @test("no herald.conf where herald runs: the message says -c FILE or herald init")
 def test_no_config(t):
     r = run(t, [HERALD, "check", "post.md"], t.cwd, clean_env({"HERALD_SECRET": SECRET}))

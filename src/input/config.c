@@ -380,7 +380,7 @@ const char *config_datadir(void)
 }
 
 /* The keys of config->origin, in order. */
-static const char *const tracked[] = {"subscribers", "templates", "template"};
+static const char *const tracked[] = {"subscribers", "templates", "template", "state_dir"};
 _Static_assert(sizeof tracked / sizeof *tracked == sizeof ((struct config *)0)->origin / sizeof(char *),
 	       "one origin per tracked key");
 
@@ -427,7 +427,7 @@ static int origins(struct ctx *x, struct config *c, const char *templates_what)
 			else
 				snprintf(dflt, sizeof dflt, ": the default is %s",
 					 i == 0 ? "subscribers.csv beside it" : i == 1 ? templates_what
-					 : "\"default\"");
+					 : i == 2 ? "\"default\"" : "state/ beside it");
 			n = asprintf(&c->origin[i], "%s is not set in %s%s", tracked[i], x->file, dflt);
 		}
 		if (n < 0) {
@@ -436,6 +436,14 @@ static int origins(struct ctx *x, struct config *c, const char *templates_what)
 		}
 	}
 	return 0;
+}
+
+void config_name_setting(const struct config *c, const char *key, char *err, size_t errlen)
+{
+	const char *origin = config_origin(c, key);
+	size_t len = strlen(err);
+	if (origin && len < errlen)
+		snprintf(err + len, errlen - len, " (%s)", origin);
 }
 
 int config_readable(const struct config *c, const char *key, char *err, size_t errlen)

@@ -365,6 +365,14 @@ static void test_templates_origin(void **state)
 	snprintf(want, sizeof want, "subscribers is not set in %s: the default is subscribers.csv "
 		 "beside it", fx->path);
 	assert_string_equal(config_origin(&fx->c, "subscribers"), want);
+	snprintf(want, sizeof want, "state_dir is not set in %s: the default is state/ beside it",
+		 fx->path);
+	assert_string_equal(config_origin(&fx->c, "state_dir"), want);
+	strcpy(fx->err, "x: cannot create");
+	config_name_setting(&fx->c, "state_dir", fx->err, sizeof fx->err);
+	snprintf(want, sizeof want, "x: cannot create (state_dir is not set in %s: the default is "
+		 "state/ beside it)", fx->path);
+	assert_string_equal(fx->err, want);
 	assert_null(config_origin(&fx->c, "smtp.url"));
 	/* config_readable names the key and says how to fix it. */
 	assert_int_equal(config_readable(&fx->c, "subscribers", fx->err, sizeof fx->err), CONFIG_NOFILE);
