@@ -64,7 +64,8 @@ static const char usage[] =
 	"  -h, --help  this text                --version\n"
 	"\n"
 	"Exit codes: 0 done; 64 usage; 65 unusable post or list; 66 file missing;\n"
-	"69 server unavailable; 73 cannot write state; 75 deferred, run again; 78 bad config;\n"
+	"69 server unavailable; 73 cannot write state, or init found a file in the way;\n"
+	"75 deferred, run again; 78 bad config;\n"
 	"70 internal error, 71 out of memory or system error, 74 read error (report a bug).\n"
 	"See herald(1) and config.example.\n";
 
