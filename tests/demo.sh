@@ -1,13 +1,17 @@
 #!/bin/sh
 # make demo: send the example issue to the example list through a local
 # capturing SMTP server (tests/smtpd.py), then show where everything went.
-# Everything lands in ./demo-out (removed first); nothing leaves this host.
+# Everything lands in ./demo-out (removed first; DEMO_OUT overrides, for
+# the tests); nothing leaves this host.
 set -eu
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
-out=$root/demo-out
+out=${DEMO_OUT:-$root/demo-out}
 herald=${HERALD:-$root/build/herald}   # HERALD overrides, e.g. build-san/herald
+# How the paths are shown: relative to the tree when they are in it, so
+# the printed commands work when pasted where `make demo` ran.
+show() { case $1 in "$root"/*) printf '%s' "${1#"$root"/}" ;; *) printf '%s' "$1" ;; esac; }
 post=examples/2026-11-30-weekly.md
 python=/usr/bin/python3
 
@@ -69,21 +73,35 @@ EOF
 HERALD_SECRET=demo-secret
 export HERALD_SECRET
 
-echo "demo: build/herald -c demo-out/herald.conf send $post"
+o=$(show "$out") h=$(show "$herald")
+echo "demo: $h -c $o/herald.conf send $post   (SMTP transcript: $o/send.log)"
 status=0
-"$herald" -v -c "$out/herald.conf" send "$post" || status=$?
+"$herald" -v -c "$out/herald.conf" send "$post" >"$out/send.log" 2>&1 || status=$?
 stop_smtpd
+# The summary and any warning, without the transcript (-v: "smtp N > ...").
+grep -v '^smtp [0-9]* [<>] ' "$out/send.log" || :
 
+# A mail reader that can open the maildir, or how to get one.
+reader=
+for r in neomutt mutt; do
+	if command -v "$r" >/dev/null 2>&1; then reader=$r; break; fi
+done
 n=$(find "$out/maildir/new" -name '*.eml' 2>/dev/null | wc -l | tr -d ' ')
 echo
 echo "demo: herald exited $status; the test server received $n message(s)."
-echo "  messages:  demo-out/maildir/new/1.eml ... (one per subscriber, as received)"
-echo "             less demo-out/maildir/new/1.eml    or    mutt -f demo-out/maildir"
-echo "  envelopes: demo-out/maildir/envelope/*.json, transactions in demo-out/maildir/log.jsonl"
-echo "  state:     demo-out/state/ (journal per post: *.journal; rejections: bounces.log)"
+echo "  messages:  $o/maildir/new/1.eml ... (one per subscriber, as received)"
+if [ -n "$reader" ]; then
+	echo "             read them:  $reader -f $o/maildir"
+else
+	echo "             read them:  apt-get install mutt, then: mutt -f $o/maildir"
+	echo "             (or open a .eml file in any mail client; less shows the raw message)"
+fi
+echo "  envelopes: $o/maildir/envelope/*.json, transactions in $o/maildir/log.jsonl"
+echo "  state:     $o/state/ (journal per post: *.journal; rejections: bounces.log)"
 for j in "$out"/state/*.journal; do
-	if [ -f "$j" ]; then echo "  journal:   demo-out/state/$(basename "$j") ($(wc -l <"$j" | tr -d ' ') line(s))"; fi
+	if [ -f "$j" ]; then echo "  journal:   $o/state/$(basename "$j") ($(wc -l <"$j" | tr -d ' ') line(s))"; fi
 done
-echo "  config:    demo-out/herald.conf, server log: demo-out/smtpd.log"
-echo "  again without sending:  build/herald -c demo-out/herald.conf send $post --dry-run demo-out/dry"
+echo "  config:    $o/herald.conf; SMTP transcript: $o/send.log; server log: $o/smtpd.log"
+echo "  again without sending (the secret is the demo's, given on the line):"
+echo "    HERALD_SECRET=demo-secret $h -c $o/herald.conf send $post --dry-run $o/dry"
 exit "$status"

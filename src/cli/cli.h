@@ -34,6 +34,9 @@ void cli_clear_progress(struct ui *u);
 void cli_on_warn(void *arg, const char *msg);         /* arg: struct ui * */
 int cli_load_config(const char *path, struct config *cfg);
 int cli_load_post(const struct config *cfg, const char *path, struct post *p);
+/* The list the config names (path == cfg->subscribers) can be read; else
+ * says which setting names it and returns 66 (or 78). Another path: 0. */
+int cli_need_list(const struct config *cfg, const char *path);
 
 /* slugs.c: posts by slug (two posts with one slug would share a journal) */
 int cli_dir_slugs(const char *dir, char ***files, char ***slugs, size_t *n);
@@ -65,5 +68,6 @@ int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv);
 int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv);
 int cmd_bounces(struct ui *u, const char *cfgpath, int argc, char **argv);
 int cmd_subscribers(struct ui *u, const char *cfgpath, int argc, char **argv);
+int cmd_init(struct ui *u, const char *cfgpath, int argc, char **argv);
 
 #endif

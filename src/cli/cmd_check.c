@@ -119,6 +119,8 @@ int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv)
 	if (!rc)
 		rc = cli_check_slug(argv[1], post.slug);
 	if (!rc)
+		rc = cli_need_list(&cfg, cfg.subscribers);
+	if (!rc)
 		rc = cli_check_list(u, cfg.subscribers, cfg.subs_delim, &good);
 	if (rc)
 		goto out;

@@ -123,6 +123,8 @@ int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 	if (!rc)
 		rc = cli_load_post(&cfg, argv[optind], &post);
 	if (!rc)
+		rc = cli_need_list(&cfg, cfg.subscribers);
+	if (!rc)
 		rc = cli_build_one(&cfg, &post, as, &m, &eml, addr, sizeof addr, err, sizeof err);
 	if (!rc && mkdir(dir, 0755) < 0 && errno != EEXIST)
 		rc = set_err(err, sizeof err, EX_CANTCREAT, "%s: %s", dir, strerror(errno));

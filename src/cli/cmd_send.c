@@ -500,6 +500,8 @@ int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 	a.o.interrupt_arg = u;
 	if (!a.o.subscribers)
 		a.o.subscribers = cfg.subscribers;
+	if (!rc)
+		rc = cli_need_list(&cfg, a.o.subscribers);
 	json_t *posts = a.json ? json_array() : NULL;
 	if (!rc)
 		rc = isdir ? send_dir(u, &cfg, target, &a, posts) : send_one(u, &cfg, target, &a, posts);

@@ -92,6 +92,8 @@ int cmd_subscribers(struct ui *u, const char *cfgpath, int argc, char **argv)
 	if (k && !(argc == 3 && k == CONFIG_NOFILE && !cfgpath)) {
 		cli_err(err);
 		rc = EX_CONFIG; /* as cli_load_config says it */
+	} else if (argc != 3 && (rc = cli_need_list(&cfg, cfg.subscribers))) {
+		; /* said: the list the config names is not there */
 	} else
 		rc = cli_check_list(u, argc == 3 ? argv[2] : cfg.subscribers,
 				    k ? ',' : cfg.subs_delim, NULL);

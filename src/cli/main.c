@@ -15,6 +15,10 @@
 static const char usage[] =
 	"usage: herald [-c FILE] [-q|-v] COMMAND ...\n"
 	"\n"
+	"  init [DIR]\n"
+	"      Start a newsletter in DIR (default: here): herald.conf (every key explained,\n"
+	"      the ones to change marked TO EDIT), posts/<today>-first-issue.md,\n"
+	"      subscribers.csv, state/. Writes over nothing (exit 73 if one is there).\n"
 	"  send POST.md [--dry-run DIR] [--test[=ADDR]]... [--subscribers FILE]\n"
 	"               [--rate SPEC] [--limit N] [--until-quota] [--force] [--json]\n"
 	"               [--retry-uncertain] [--where COL=VALUE]...\n"
@@ -63,7 +67,8 @@ static const char usage[] =
 	"  -h, --help  this text                --version\n"
 	"\n"
 	"Exit codes: 0 done; 64 usage; 65 unusable post or list; 66 file missing;\n"
-	"69 server unavailable; 73 cannot write state; 75 deferred, run again; 78 bad config;\n"
+	"69 server unavailable; 73 cannot write state, or init found a file in the way;\n"
+	"75 deferred, run again; 78 bad config;\n"
 	"70 internal error, 71 out of memory or system error, 74 read error (report a bug).\n"
 	"See herald(1) and config.example.\n";
 
@@ -99,7 +104,8 @@ int main(int argc, char **argv)
 	}
 	static const struct { const char *name; int (*run)(struct ui *, const char *, int, char **); } cmds[] = {
 		{"send", cmd_send}, {"preview", cmd_preview}, {"check", cmd_check},
-		{"bounces", cmd_bounces}, {"subscribers", cmd_subscribers}};
+		{"bounces", cmd_bounces}, {"subscribers", cmd_subscribers},
+		{"init", cmd_init}};
 	int rc = -1;
 	for (size_t i = 0; rc < 0 && i < sizeof cmds / sizeof *cmds; i++)
 		if (!strcmp(cmd, cmds[i].name))

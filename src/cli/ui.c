@@ -60,3 +60,12 @@ int cli_load_post(const struct config *cfg, const char *path, struct post *p)
 	}
 	return 0;
 }
+
+int cli_need_list(const struct config *cfg, const char *path)
+{
+	char err[8192];
+	int rc = path == cfg->subscribers ? config_readable(cfg, "subscribers", err, sizeof err) : 0;
+	if (rc)
+		cli_err(err);
+	return config_exitcode(rc);
+}

@@ -348,8 +348,17 @@ static int layout(struct msg_ctx *m, const char *ext, const char *body,
 	if (asprintf(&path, "%s/%s.%s", c->templates, c->template_name, ext) < 0)
 		return set_err(err, errlen, MSG_FAIL, "out of memory");
 	if (read_file(path, &src, &len) < 0) {
-		set_err(err, errlen, MSG_NOFILE, "%s: %s (template = \"%s\" in %s)",
-			path, strerror(errno), c->template_name, c->path);
+		/* Which setting picked the file and which the directory, so a
+		 * person sees where herald looked and what to change. */
+		int e = errno;
+		const char *name = config_origin(c, "template"), *dir = config_origin(c, "templates");
+		if (name && dir)
+			set_err(err, errlen, MSG_NOFILE, "%s: %s (%s; %s; set templates to the "
+				"directory that holds %s.html and %s.txt)", path, strerror(e),
+				name, dir, c->template_name, c->template_name);
+		else
+			set_err(err, errlen, MSG_NOFILE, "%s: %s (template = \"%s\" in %s)",
+				path, strerror(e), c->template_name, c->path);
 		free(path);
 		return MSG_NOFILE;
 	}

@@ -871,6 +871,8 @@ static int setup(struct run *r)
 	if (!o->dry_run_dir && !o->n_test) {
 		r->lock = state_lock(cfg->state_dir, STATE_LOCK_SEND, r->err, r->errlen);
 		r->st->locked = r->lock == -1;
+		if (r->lock == -2)
+			config_name_setting(cfg, "state_dir", r->err, r->errlen);
 		if (r->lock < 0)
 			return r->lock == -1 ? EX_TEMPFAIL : EX_CANTCREAT;
 		if (journal_open(&r->journal, cfg->state_dir, r->post->slug, &r->state_warn, r->err,

@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 struct ctx {
 	config_t cf;
@@ -509,6 +510,96 @@ static int list_settings(struct ctx *x, struct config *c)
 	return 0;
 }
 
+#ifndef HERALD_DATADIR
+#define HERALD_DATADIR "/usr/local/share/herald"
+#endif
+
+const char *config_datadir(void)
+{
+	return HERALD_DATADIR;
+}
+
+/* The keys of config->origin, in order. */
+static const char *const tracked[] = {"subscribers", "templates", "template", "state_dir"};
+_Static_assert(sizeof tracked / sizeof *tracked == sizeof ((struct config *)0)->origin / sizeof(char *),
+	       "one origin per tracked key");
+
+const char *config_origin(const struct config *c, const char *key)
+{
+	for (size_t i = 0; i < sizeof tracked / sizeof *tracked; i++)
+		if (!strcmp(key, tracked[i]))
+			return c->origin[i];
+	return NULL;
+}
+
+/* templates unset: the templates/ beside the config, if there is one,
+ * so a layout of one's own wins; else the installed ones. */
+static int templates_default(struct ctx *x, struct config *c, const char **what)
+{
+	struct stat st;
+	*what = "the templates/ directory beside it";
+	if (config_lookup(&x->cf, "templates") || (stat(c->templates, &st) == 0 && S_ISDIR(st.st_mode)))
+		return 0;
+	*what = NULL;
+	free(c->templates);
+	if (asprintf(&c->templates, "%s/templates", config_datadir()) < 0) {
+		c->templates = NULL;
+		return bad(x, NULL, "out of memory");
+	}
+	return 0;
+}
+
+static int origins(struct ctx *x, struct config *c, const char *templates_what)
+{
+	char dflt[4200];
+	for (size_t i = 0; i < sizeof tracked / sizeof *tracked; i++) {
+		config_setting_t *s = config_lookup(&x->cf, tracked[i]);
+		char full[4096];
+		int n;
+		if (s) {
+			n = asprintf(&c->origin[i], "%s = \"%s\" in %s:%d", tracked[i],
+				     config_setting_get_string(s), source_of(x, s, full, sizeof full),
+				     config_setting_source_line(s));
+		} else {
+			if (i == 1 && !templates_what)
+				snprintf(dflt, sizeof dflt, " and no templates/ directory is beside it: the "
+					 "default is herald's own, in %s", c->templates);
+			else
+				snprintf(dflt, sizeof dflt, ": the default is %s",
+					 i == 0 ? "subscribers.csv beside it" : i == 1 ? templates_what
+					 : i == 2 ? "\"default\"" : "state/ beside it");
+			n = asprintf(&c->origin[i], "%s is not set in %s%s", tracked[i], x->file, dflt);
+		}
+		if (n < 0) {
+			c->origin[i] = NULL;
+			return bad(x, NULL, "out of memory");
+		}
+	}
+	return 0;
+}
+
+void config_name_setting(const struct config *c, const char *key, char *err, size_t errlen)
+{
+	const char *origin = config_origin(c, key);
+	size_t len = strlen(err);
+	if (origin && len < errlen)
+		snprintf(err + len, errlen - len, " (%s)", origin);
+}
+
+int config_readable(const struct config *c, const char *key, char *err, size_t errlen)
+{
+	const char *path = !strcmp(key, "subscribers") ? c->subscribers : NULL;
+	const char *origin = config_origin(c, key);
+	if (!path || access(path, R_OK) == 0)
+		return 0;
+	int e = errno;
+	return set_err(err, errlen, e == ENOENT ? CONFIG_NOFILE : CONFIG_BAD,
+		       "%s: %s (%s; %s)", path, strerror(e), origin ? origin : key,
+		       e == ENOENT ? "create the list, a CSV file with a header row such as "
+				     "\"email,name\", or set subscribers to the one you have"
+				   : "make it readable, or set subscribers to another list");
+}
+
 static int load(struct ctx *x, struct config *c)
 {
 	int rc = 0;
@@ -569,6 +660,9 @@ static int load(struct ctx *x, struct config *c)
 	if ((rc = resolve(x, &c->subscribers)) || (rc = resolve(x, &c->templates)) ||
 	    (rc = resolve(x, &c->state_dir)) || (rc = resolve(x, &c->smtp.ca_file)) ||
 	    (rc = resolve(x, &c->dkim.key_file)))
+		return rc;
+	const char *templates_what;
+	if ((rc = templates_default(x, c, &templates_what)) || (rc = origins(x, c, templates_what)))
 		return rc;
 	return 0;
 }
@@ -636,7 +730,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	if (!f)
 		return set_err(err, errlen, errno == ENOENT ? CONFIG_NOFILE : CONFIG_BAD,
 			       "%s: %s%s", path, strerror(errno),
-			       errno == ENOENT ? " (use -c FILE, or copy config.example to herald.conf)" : "");
+			       errno == ENOENT ? " (use -c FILE, or start a newsletter here with: herald init)" : "");
 	/* The file may hold a password: read it through a buffer of ours,
 	 * wiped once the file is closed. */
 	char iobuf[BUFSIZ];
@@ -766,6 +860,8 @@ void config_free(struct config *c)
 			free(ms[k]);
 		secret_free(&mbs[i]->password);
 	}
+	for (size_t i = 0; i < sizeof c->origin / sizeof *c->origin; i++)
+		free(c->origin[i]);
 	for (size_t i = 0; i < c->n_test_to; i++)
 		free(c->test_to[i]);
 	free(c->test_to);

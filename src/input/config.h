@@ -91,6 +91,9 @@ struct config {
 	 * as {{language}} (default "en"). */
 	char subs_delim;
 	char *language;
+	/* How subscribers, templates, template and state_dir got their
+	 * values, for the message a missing file gets: config_origin(). */
+	char *origin[4];
 };
 
 /* CONFIG_TEMP: a password_command timed out (the next run may do better). */
@@ -109,6 +112,23 @@ int config_password(const struct config *c, char **out, char *err,
  * password_command or password. Caller wipes and frees. */
 int config_mailbox_password(const struct config *c, const struct mailbox_conf *m, const char *what,
 			    char **out, char *err, size_t errlen);
+/* The data directory built in (HERALD_DATADIR): `templates` defaults to
+ * the templates/ beside the config when there is one, else to
+ * DATADIR/templates, the ones installed with herald. */
+const char *config_datadir(void);
+/* For messages about a path setting (key "subscribers", "templates",
+ * "template" or "state_dir"): `subscribers = "x.csv" in FILE:LINE`, or
+ * `subscribers is not set in FILE: the default is ...`; NULL for another
+ * key or a struct config not made by config_load. */
+const char *config_origin(const struct config *c, const char *key);
+/* Appends " (ORIGIN)" to the message in err: an error about the path
+ * `key` names, made by a module that knows no config. */
+void config_name_setting(const struct config *c, const char *key, char *err, size_t errlen);
+/* 0 if the file `key` names can be read; else CONFIG_NOFILE (missing) or
+ * CONFIG_BAD, and err says "PATH: why (ORIGIN; how to fix it)". For
+ * "subscribers", before the list is opened, so that a person learns
+ * which setting to change. */
+int config_readable(const struct config *c, const char *key, char *err, size_t errlen);
 /* The unsubscribe-token secret from the environment variable secret_env. */
 int config_secret(const struct config *c, const char **out, char *err,
 		  size_t errlen);

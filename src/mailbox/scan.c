@@ -335,6 +335,8 @@ int scan_bounces(const struct config *cfg, const struct mailbox_opts *mo,
 {
 	memset(st, 0, sizeof *st);
 	int lock = state_lock(cfg->state_dir, STATE_LOCK_SCAN, err, errlen);
+	if (lock == -2)
+		config_name_setting(cfg, "state_dir", err, errlen);
 	if (lock < 0)
 		return SCAN_STATE;
 	struct bounces b;
@@ -450,6 +452,8 @@ int scan_unsubscribes(const struct config *cfg, const struct mailbox_opts *mo,
 	if (config_secret(cfg, &secret, serr, sizeof serr) < 0)
 		secret = NULL;
 	int lock = state_lock(cfg->state_dir, STATE_LOCK_SCAN, err, errlen);
+	if (lock == -2)
+		config_name_setting(cfg, "state_dir", err, errlen);
 	if (lock < 0)
 		return SCAN_STATE;
 	struct run r = {cfg, NULL, list, secret, cb, st};

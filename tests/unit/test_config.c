@@ -135,7 +135,10 @@ static void test_defaults(void **state)
 	assert_null(c->list_id);
 	assert_string_equal(c->list_name, "Joy");
 	assert_string_equal(c->subscribers, in_dir(fx, "subscribers.csv"));
-	assert_string_equal(c->templates, in_dir(fx, "templates"));
+	/* No templates/ beside the config: the installed ones. */
+	char installed[4200];
+	snprintf(installed, sizeof installed, "%s/templates", config_datadir());
+	assert_string_equal(c->templates, installed);
 	assert_string_equal(c->template_name, "default");
 	assert_string_equal(c->state_dir, in_dir(fx, "state"));
 	assert_null(c->unsub.url);
@@ -342,8 +345,60 @@ static void test_missing_file(void **state)
 	assert_int_equal(load(fx, in_dir(fx, "nope.conf")), CONFIG_NOFILE);
 	snprintf(fx->want, sizeof fx->want,
 		 "%s/nope.conf: No such file or directory (use -c FILE, or "
-		 "copy config.example to herald.conf)", fx->dir);
+		 "start a newsletter here with: herald init)", fx->dir);
 	assert_string_equal(fx->err, fx->want);
+}
+
+/* templates: the key, else templates/ beside the config, else the data
+ * directory; each path key's origin says which, for the messages. */
+static void test_templates_origin(void **state)
+{
+	struct fixture *fx = *state;
+	char want[4400];
+
+	load_ok(fx, FROM "template = \"plain\";\n");
+	snprintf(want, sizeof want, "templates is not set in %s and no templates/ directory is "
+		 "beside it: the default is herald's own, in %s/templates", fx->path, config_datadir());
+	assert_string_equal(config_origin(&fx->c, "templates"), want);
+	snprintf(want, sizeof want, "template = \"plain\" in %s:2", fx->path);
+	assert_string_equal(config_origin(&fx->c, "template"), want);
+	snprintf(want, sizeof want, "subscribers is not set in %s: the default is subscribers.csv "
+		 "beside it", fx->path);
+	assert_string_equal(config_origin(&fx->c, "subscribers"), want);
+	snprintf(want, sizeof want, "state_dir is not set in %s: the default is state/ beside it",
+		 fx->path);
+	assert_string_equal(config_origin(&fx->c, "state_dir"), want);
+	strcpy(fx->err, "x: cannot create");
+	config_name_setting(&fx->c, "state_dir", fx->err, sizeof fx->err);
+	snprintf(want, sizeof want, "x: cannot create (state_dir is not set in %s: the default is "
+		 "state/ beside it)", fx->path);
+	assert_string_equal(fx->err, want);
+	assert_null(config_origin(&fx->c, "smtp.url"));
+	/* config_readable names the key and says how to fix it. */
+	assert_int_equal(config_readable(&fx->c, "subscribers", fx->err, sizeof fx->err), CONFIG_NOFILE);
+	snprintf(want, sizeof want, "%s/subscribers.csv: No such file or directory (subscribers is "
+		 "not set in %s: the default is subscribers.csv beside it; create the list, a CSV "
+		 "file with a header row such as \"email,name\", or set subscribers to the one you "
+		 "have)", fx->dir, fx->path);
+	assert_string_equal(fx->err, want);
+
+	assert_int_equal(mkdir(in_dir(fx, "templates"), 0700), 0);
+	load_ok(fx, FROM "subscribers = \"list.csv\";\n");
+	assert_string_equal(fx->c.templates, in_dir(fx, "templates"));
+	snprintf(want, sizeof want, "templates is not set in %s: the default is the templates/ "
+		 "directory beside it", fx->path);
+	assert_string_equal(config_origin(&fx->c, "templates"), want);
+	assert_int_equal(config_readable(&fx->c, "subscribers", fx->err, sizeof fx->err), CONFIG_NOFILE);
+	snprintf(want, sizeof want, "%s/list.csv: No such file or directory (subscribers = "
+		 "\"list.csv\" in %s:2; create the list, a CSV file with a header row such as "
+		 "\"email,name\", or set subscribers to the one you have)", fx->dir, fx->path);
+	assert_string_equal(fx->err, want);
+
+	load_ok(fx, FROM "templates = \"/srv/t\";\n");
+	assert_string_equal(fx->c.templates, "/srv/t");
+	snprintf(want, sizeof want, "templates = \"/srv/t\" in %s:2", fx->path);
+	assert_string_equal(config_origin(&fx->c, "templates"), want);
+	rmdir(in_dir(fx, "templates"));
 }
 
 static void test_missing_from(void **state)
@@ -690,6 +745,7 @@ int main(void)
 		T(test_relative_paths),
 		T(test_env_path),
 		T(test_missing_file),
+		T(test_templates_origin),
 		T(test_missing_from),
 		T(test_unknown_key),
 		T(test_syntax_error),

@@ -261,8 +261,11 @@ static void test_config(void **state)
 	assert_int_equal(lint_config(&fx->l, &c), 0);
 	assert_int_equal(fx->l.errors, 1);
 	assert_finding(&fx->l, 0, LINT_ERROR, "h.conf", "no unsubscribe.url nor unsubscribe.mailto");
-	assert_finding(&fx->l, 1, LINT_WARNING, "h.conf", "no DKIM for news.example.org");
+	assert_finding(&fx->l, 1, LINT_WARNING, "h.conf", "no postal_address");
+	assert_finding(&fx->l, 2, LINT_WARNING, "h.conf", "no DKIM for news.example.org");
 	lint_free(&fx->l);
+
+	c.postal_address = "1 Garden Lane, Springfield";
 
 	c.unsub.url = "http://example.org/u?e={{email}}";
 	c.dkim.domain = "example.org"; /* a parent of the From domain: aligned */
