@@ -350,7 +350,7 @@ def test_state_dir_named(t):
 @test("no herald.conf where herald runs: the message says -c FILE or herald init")
 def test_no_config(t):
     r = run(t, [HERALD, "check", "post.md"], t.cwd, clean_env({"HERALD_SECRET": SECRET}))
-    equal((r.code, r.err), (EX_CONFIG, "herald: herald.conf: No such file or directory (use -c "
+    equal((r.code, r.err), (EX_NOINPUT, "herald: herald.conf: No such file or directory (use -c "
                             "FILE, or start a newsletter here with: herald init)\n"), "no config")
 
 

@@ -91,7 +91,7 @@ int cmd_subscribers(struct ui *u, const char *cfgpath, int argc, char **argv)
 	int rc = 0;
 	if (k && !(argc == 3 && k == CONFIG_NOFILE && !cfgpath)) {
 		cli_err(err);
-		rc = EX_CONFIG; /* as cli_load_config says it */
+		rc = k == CONFIG_NOFILE ? EX_NOINPUT : EX_CONFIG; /* as cli_load_config */
 	} else if (argc != 3 && (rc = cli_need_list(&cfg, cfg.subscribers))) {
 		; /* said: the list the config names is not there */
 	} else

@@ -44,7 +44,9 @@ int cli_load_config(const char *path, struct config *cfg)
 	int rc = config_load(cfg, path, err, sizeof err);
 	if (rc) {
 		cli_err(err);
-		return EX_CONFIG;
+		/* No config file at all is a missing file (66), as README's
+		 * table says; one that is there but wrong is 78. */
+		return rc == CONFIG_NOFILE ? EX_NOINPUT : EX_CONFIG;
 	}
 	return 0;
 }
