@@ -34,6 +34,10 @@ void cli_clear_progress(struct ui *u);
 void cli_on_warn(void *arg, const char *msg);         /* arg: struct ui * */
 int cli_load_config(const char *path, struct config *cfg);
 int cli_load_post(const struct config *cfg, const char *path, struct post *p);
+/* SIGTERM/SIGINT set a flag (the first only; a second one kills):
+ * cli_stop_signal() is that signal, or 0. */
+void cli_catch_stop_signals(void);
+int cli_stop_signal(void);
 
 /* slugs.c: posts by slug (two posts with one slug would share a journal) */
 int cli_dir_slugs(const char *dir, char ***files, char ***slugs, size_t *n);
@@ -65,5 +69,6 @@ int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv);
 int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv);
 int cmd_bounces(struct ui *u, const char *cfgpath, int argc, char **argv);
 int cmd_subscribers(struct ui *u, const char *cfgpath, int argc, char **argv);
+int cmd_serve(struct ui *u, const char *cfgpath, int argc, char **argv);
 
 #endif
