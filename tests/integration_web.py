@@ -36,7 +36,7 @@ def token(addr):
 def web_config(t, server=None, web=None, changes=None):
     w = {"listen": "127.0.0.1:0", "base_url": "http://127.0.0.1"}
     w.update(web or {})
-    ch = {"web": w}
+    ch = {"web": {k: v for k, v in w.items() if v is not None}}
     ch.update(changes or {})
     return t.config(server, ch)
 
@@ -131,6 +131,7 @@ def test_config_errors(t):
         ({"base_url": "https://news.example.org/?x=1"}, "web.base_url: expected an absolute https:// URL"),
         ({"trusted_proxies": ["10.0.0.1", "proxy"]}, 'web.trusted_proxies: "proxy" is not an IP address'),
         ({"signup": "yes"}, "web.signup: expected true or false"),
+        ({"signup": True, "base_url": None}, "web.signup needs web.base_url: the confirmation mail links there"),
         ({"port": 8025}, 'unknown setting "web.port" (see config.example)'),
     ]
     for web, want in cases:
@@ -378,6 +379,113 @@ def test_default_unsubscribe_url(t):
     r = t.send("--dry-run", t.path("out2"))
     equal(sorted(os.listdir(t.path("out2"))), ["000001-bob@example.net.eml",
                                                "000002-o'brien&co@example.net.eml"], "the next dry run")
+
+
+def confirm_token(addr, name, expires):
+    msg = f"confirm\n{addr.lower()}\n{name}\n{expires}".encode()
+    return f"{expires}." + hmac.new(SECRET.encode(), msg, hashlib.sha256).hexdigest()
+
+
+def signup_world(t):
+    """The post, READERS, a capture server, serve with signup on."""
+    t.post()
+    t.subscribers(READERS)
+    smtp = t.server()
+    web_config(t, smtp, web={"signup": True})
+    return smtp, Serve(t)
+
+
+def wait_mails(smtp, n, seconds=10):
+    deadline = time.monotonic() + seconds
+    while len(smtp.envelopes()) < n:
+        expect(time.monotonic() < deadline, f"{n} mails did not arrive within {seconds} s")
+        time.sleep(0.05)
+    return smtp.messages()
+
+
+@SUITE.test("signup: the form mails a confirmation through the relay; its link shows a button; "
+            "the POST adds the reader; the next send --dry-run includes them")
+def test_signup_confirm(t):
+    smtp, srv = signup_world(t)
+    status, headers, body = srv.request("GET", "/subscribe")
+    equal(status, 200, "GET /subscribe")
+    expect('<form method="post" action="subscribe">' in body and 'name="email"' in body
+           and 'name="name"' in body, "the form")
+    expect('<div class="hp" aria-hidden="true">' in body and 'name="website" tabindex="-1"' in body,
+           "the honeypot field, hidden")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, _, body = srv.request("POST", "/subscribe",
+                                  urllib.parse.urlencode({"email": "new@example.net", "name": "Zoë N",
+                                                          "website": ""}), form)
+    equal(status, 200, "POST /subscribe")
+    expect("a mail with a confirmation link is on its way" in body, body)
+    mails = wait_mails(smtp, 1)
+    m = mails[0]
+    equal(m.rcpt_tos, ["new@example.net"], "envelope recipient")
+    equal(m.mail_from, "joy@example.org", "envelope sender")
+    equal(str(m.msg["To"]), "Zoë N <new@example.net>", "To")
+    equal(str(m.msg["Subject"]), "Confirm your subscription to Weekly", "Subject")
+    text = m.msg.get_body(("plain",)).get_content()
+    links = re.findall(r"http://127\.0\.0\.1/confirm\?\S+", text)
+    equal(len(links), 1, f"one confirmation link in {text!r}")
+    link = urllib.parse.urlsplit(links[0])
+    q = urllib.parse.parse_qs(link.query)
+    equal((q["e"], q["n"]), (["new@example.net"], ["Zoë N"]), "the link's address and name")
+    expect("The link works for 48 hours." in text, text)
+    # No second mail within the hour, none for a filled honeypot, none to a subscriber.
+    for fields in ({"email": "new@example.net", "name": "Zoë N"},
+                   {"email": "bot@example.net", "name": "", "website": "http://spam.example"},
+                   {"email": "joy@example.net", "name": "Joy"}):
+        status, _, body = srv.request("POST", "/subscribe", urllib.parse.urlencode(fields), form)
+        equal(status, 200, f"POST {fields}")
+        expect("a mail with a confirmation link is on its way" in body, "the same answer")
+    time.sleep(1)
+    equal(len(smtp.envelopes()), 1, "mails after the three that send none")
+    before = open(t.path("subs.csv"), "rb").read()
+    status, _, body = srv.request("GET", f"{link.path}?{link.query}")
+    equal(status, 200, "GET the link")
+    expect('<button type="submit" name="confirm" value="yes">Confirm</button>' in body, body)
+    equal(open(t.path("subs.csv"), "rb").read(), before, "the list after the GET")
+    # The token is bound to the address and the name.
+    for e, n in (("other@example.net", "Zoë N"), ("new@example.net", "Mallory")):
+        bad = urllib.parse.urlencode({"e": e, "n": n, "t": q["t"][0]})
+        equal(srv.request("POST", f"/confirm?{bad}", "confirm=yes", form)[0], 403, f"token for {e}/{n}")
+    old = confirm_token("late@example.net", "", int(time.time()) - 10)
+    late = urllib.parse.urlencode({"e": "late@example.net", "n": "", "t": old})
+    equal(srv.request("POST", f"/confirm?{late}", "confirm=yes", form)[0], 410, "expired token")
+    equal(open(t.path("subs.csv"), "rb").read(), before, "the list after refused confirmations")
+    status, _, body = srv.request("POST", f"{link.path}?{link.query}", "confirm=yes", form)
+    equal(status, 200, "POST the link")
+    expect("<strong>new@example.net</strong> is subscribed." in body, body)
+    equal(list_status(t).get("new@example.net"), "", "the new row (no status column: subscribed)")
+    with open(t.path("subs.csv"), encoding="utf-8") as f:
+        expect(f.read().endswith("new@example.net,Zoë N\n"), "the row, with the name")
+    equal([l[1:] for l in listlog(t)], [["subscribe", "new@example.net", "web", "Zoë N"]], "list.log")
+    srv.stop()
+    r = t.send("--dry-run", t.path("out"))
+    equal(r.code, 0, "dry run")
+    expect(any(n.endswith("-new@example.net.eml") for n in os.listdir(t.path("out"))),
+           f"the new reader in the dry run: {os.listdir(t.path('out'))}")
+
+
+@SUITE.test("signup after an unsubscribe: the last list.log line wins, in the list and in send")
+def test_resubscribe(t):
+    smtp, srv = signup_world(t)
+    equal(one_click(srv, "joy@example.net")[0], 200, "unsubscribe")
+    equal(list_status(t)["joy@example.net"], "unsubscribed", "after the unsubscribe")
+    tok = confirm_token("joy@example.net", "Joy", int(time.time()) + 3600)
+    path = "/confirm?" + urllib.parse.urlencode({"e": "joy@example.net", "n": "Joy", "t": tok})
+    equal(srv.request("POST", path, "confirm=yes", {"Content-Type": "application/x-www-form-urlencoded"})[0],
+          200, "confirm")
+    equal(list_status(t)["joy@example.net"], "subscribed", "after the signup")
+    srv.stop()
+    r = t.send("--dry-run", t.path("out"))
+    equal(r.code, 0, "dry run")
+    expect(any(n.endswith("-joy@example.net.eml") for n in os.listdir(t.path("out"))),
+           "joy, back on the list, is mailed")
+    srv = Serve(t)                  # the replay keeps the order too
+    srv.stop()
+    equal(list_status(t)["joy@example.net"], "subscribed", "after a restart")
 
 
 class Poster:

@@ -423,7 +423,8 @@ static int on_accept(void *arg, void *tag, const struct smtp_result *res)
 static void left_entry(void *arg, const struct listlog_entry *e)
 {
 	struct run *r = arg;
-	if (e->action == LISTLOG_UNSUBSCRIBE && addrset_add(&r->gone, e->addr) < 0)
+	/* The last line for an address wins: 1 left, 2 signed up again. */
+	if (addrset_set(&r->gone, e->addr, e->action == LISTLOG_UNSUBSCRIBE ? 1 : 2) < 0)
 		r->left_oom = 1;
 }
 
@@ -437,7 +438,7 @@ static int has_left(struct run *r, const char *email)
 	pthread_mutex_lock(&r->left_mu);
 	char err[256];
 	listlog_follow_poll(&r->left, left_entry, r, &r->state_warn, err, sizeof err);
-	int gone = addrset_has(&r->gone, email);
+	int gone = addrset_get(&r->gone, email) == 1;
 	pthread_mutex_unlock(&r->left_mu);
 	return gone;
 }

@@ -457,6 +457,9 @@ static int web_settings(struct ctx *x, struct config *c)
 		return rc;
 	if ((rc = web_listen(x, c)) || (rc = web_base_url(x, c)) || (rc = web_proxies(x, c)))
 		return rc;
+	if (c->web.signup && !c->web.base_url)
+		return bad(x, config_lookup(&x->cf, "web.signup"),
+			   "web.signup needs web.base_url: the confirmation mail links there");
 	return 0;
 }
 

@@ -9,7 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const action_names[] = {[LISTLOG_UNSUBSCRIBE] = "unsubscribe"};
+static const char *const action_names[] = {[LISTLOG_UNSUBSCRIBE] = "unsubscribe",
+					   [LISTLOG_SUBSCRIBE] = "subscribe"};
 
 int listlog_open(struct listlog *l, const char *state_dir, const struct statefile_warn *w,
 		 char *err, size_t errlen)
@@ -32,12 +33,15 @@ int listlog_open(struct listlog *l, const char *state_dir, const struct statefil
 }
 
 int listlog_append(struct listlog *l, time_t t, enum listlog_action a, const char *addr,
-		   const char *source, char *err, size_t errlen)
+		   const char *name, const char *source, char *err, size_t errlen)
 {
-	char when[32], clean[400], *line;
+	char when[32], clean[400], cname[400], *line;
 	state_time(t, when);
 	state_clean(clean, sizeof clean, addr);
-	int n = asprintf(&line, "%s\t%s\t%s\t%s\n", when, action_names[a], clean, source);
+	state_clean(cname, sizeof cname, name ? name : "");
+	int n = a == LISTLOG_SUBSCRIBE
+		? asprintf(&line, "%s\t%s\t%s\t%s\t%s\n", when, action_names[a], clean, source, cname)
+		: asprintf(&line, "%s\t%s\t%s\t%s\n", when, action_names[a], clean, source);
 	if (n < 0)
 		return set_err(err, errlen, -1, "out of memory");
 	ssize_t w = write(l->fd, line, (size_t)n);
@@ -64,27 +68,31 @@ void listlog_close(struct listlog *l)
 
 int listlog_parse_line(char *text, struct listlog_entry *e)
 {
-	char *f[4];
+	char *f[6];
 	char *s = text;
-	for (int i = 0; i < 4; i++) {
-		f[i] = s;
+	int n = 0;
+	for (;;) {
+		if (n == 5)
+			return -1;  /* a sixth field */
+		f[n++] = s;
 		char *tab = strchr(s, '\t');
-		if (i < 3 && !tab)
-			return -1;
-		if (tab) {
-			if (i == 3)
-				return -1;
-			*tab = '\0';
-			s = tab + 1;
-		}
+		if (!tab)
+			break;
+		*tab = '\0';
+		s = tab + 1;
 	}
 	e->time = state_parse_time(f[0]);
-	if (e->time == (time_t)-1 || strcmp(f[1], action_names[LISTLOG_UNSUBSCRIBE]) || !*f[2] ||
-	    !strchr(f[2], '@'))
+	if (n < 4 || e->time == (time_t)-1 || !*f[2] || !strchr(f[2], '@'))
 		return -1;
-	e->action = LISTLOG_UNSUBSCRIBE;
+	if (!strcmp(f[1], action_names[LISTLOG_UNSUBSCRIBE]) && n == 4)
+		e->action = LISTLOG_UNSUBSCRIBE;
+	else if (!strcmp(f[1], action_names[LISTLOG_SUBSCRIBE]) && n == 5)
+		e->action = LISTLOG_SUBSCRIBE;
+	else
+		return -1;
 	e->addr = f[2];
 	e->source = f[3];
+	e->name = n == 5 ? f[4] : "";
 	return 0;
 }
 

@@ -1,10 +1,12 @@
 /* listlog: state_dir/list.log, the list changes readers asked for on the
  * web (herald serve), one tab-separated line each:
  *
- *     TIME <tab> ACTION <tab> ADDRESS <tab> SOURCE
+ *     TIME <tab> ACTION <tab> ADDRESS <tab> SOURCE [<tab> NAME]
  *
- * ACTION is "unsubscribe"; SOURCE says where it came from ("one-click"
- * for an RFC 8058 POST, "form" for the page's button). A line is written
+ * ACTION is "unsubscribe", or "subscribe" (a confirmed signup, with the
+ * NAME the reader gave, possibly empty); SOURCE says where it came from
+ * ("web"). Lines are applied in order: the last one for an address
+ * wins. A line is written
  * with one write(2) and fdatasync'd before the web answers the request,
  * so a request that got its answer is never lost, whatever happens to
  * herald serve afterwards; applying it to the CSV list comes after, and
@@ -27,13 +29,14 @@
 
 #define LISTLOG_FILE "list.log"
 
-enum listlog_action { LISTLOG_UNSUBSCRIBE };
+enum listlog_action { LISTLOG_UNSUBSCRIBE, LISTLOG_SUBSCRIBE };
 
 struct listlog_entry {
 	time_t time;
 	enum listlog_action action;
 	const char *addr;      /* points into the line being read */
 	const char *source;
+	const char *name;      /* subscribe: the reader's name, or "" */
 };
 
 struct listlog {
@@ -49,7 +52,7 @@ int listlog_open(struct listlog *l, const char *state_dir, const struct statefil
  * interleave, and each caller waits for its own sync. source is a short
  * word without tabs. -1 with err when the line may not be on disk. */
 int listlog_append(struct listlog *l, time_t t, enum listlog_action a, const char *addr,
-		   const char *source, char *err, size_t errlen);
+		   const char *name, const char *source, char *err, size_t errlen);
 void listlog_close(struct listlog *l);
 
 /* Parses one line (as statefile_line gave it; fields point into it).

@@ -18,6 +18,8 @@ static const char style[] =
 	"background:#1f6feb;color:#fff;cursor:pointer}"
 	"input[type=email],input[type=text]{box-sizing:border-box;width:100%;font:inherit;"
 	"padding:10px;margin:4px 0 16px;border:1px solid #8c959f;border-radius:6px}"
+	"label{display:block;font-weight:600}"
+	".hp{position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden}"
 	"footer{max-width:560px;margin:0 auto 40px;padding:0 24px;color:#57606a;font-size:14px}"
 	"@media (max-width:600px){main{margin:0;border-radius:0;padding:24px 16px}"
 	"footer{padding:0 16px}}"

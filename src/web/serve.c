@@ -208,6 +208,8 @@ static void route(struct web_server *s, struct MHD_Connection *c, struct req *r,
 	q.content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
 	if (!strcmp(q.path, "/unsubscribe"))
 		return webunsub_route(s, &q, p);
+	if (s->cfg->web.signup && (!strcmp(q.path, "/subscribe") || !strcmp(q.path, "/confirm")))
+		return signup_route(s, &q, p);
 	web_page(s, p, 404, "Not found", "<p>There is no page at this address.</p>\n");
 }
 
@@ -238,32 +240,75 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 	return answer(s, c, r, &p);
 }
 
-/* Applies every unsubscribe list.log holds to the list: what a kill
- * between the log line and the list rewrite left undone. */
+/* Applies what list.log holds to the list, the last line for an address
+ * winning: what a kill between the log line and the list rewrite left
+ * undone. */
 struct replay {
-	struct addrset seen;
-	const char **addrs;
-	size_t n, cap;
+	struct addrset seen;   /* address -> index + 1 */
+	char **addrs, **names;
+	enum listlog_action *act;
+	size_t n, cap, capn, capa;
 	int oom;
 };
 
 static void replay_entry(void *arg, const struct listlog_entry *e)
 {
 	struct replay *rp = arg;
-	if (rp->oom || e->action != LISTLOG_UNSUBSCRIBE || addrset_has(&rp->seen, e->addr))
-		return;
-	if (addrset_add(&rp->seen, e->addr) < 0 || array_grow(&rp->addrs, &rp->cap, rp->n,
-							       sizeof *rp->addrs, 64) < 0 ||
-	    !(rp->addrs[rp->n] = strdup(e->addr))) {
+	long at = rp->oom ? 0 : addrset_get(&rp->seen, e->addr);
+	char *name = rp->oom ? NULL : strdup(e->name);
+	if (!name) {
 		rp->oom = 1;
 		return;
 	}
-	rp->n++;
+	if (at) {
+		free(rp->names[at - 1]);
+		rp->names[at - 1] = name;
+		rp->act[at - 1] = e->action;
+		return;
+	}
+	if (array_grow(&rp->addrs, &rp->cap, rp->n, sizeof *rp->addrs, 64) < 0 ||
+	    array_grow(&rp->names, &rp->capn, rp->n, sizeof *rp->names, 64) < 0 ||
+	    array_grow(&rp->act, &rp->capa, rp->n, sizeof *rp->act, 64) < 0 ||
+	    !(rp->addrs[rp->n] = strdup(e->addr)) ||
+	    addrset_put(&rp->seen, e->addr, (long)rp->n + 1) < 0) {
+		free(name);
+		rp->oom = 1;
+		return;
+	}
+	rp->names[rp->n] = name;
+	rp->act[rp->n++] = e->action;
 }
 
 static void on_state_warn(void *arg, const char *msg)
 {
 	warnf(arg, "%s", msg);
+}
+
+/* One kind of the replayed lines into the list; how many changed it. */
+static long replay_apply(struct web_server *s, struct replay *rp, enum listlog_action which,
+			 const char *logpath)
+{
+	const char **a = calloc(rp->n + 1, sizeof *a), **nm = calloc(rp->n + 1, sizeof *nm);
+	enum unsub_result *res = calloc(rp->n + 1, sizeof *res);
+	size_t k = 0;
+	long changed = 0;
+	for (size_t i = 0; a && nm && i < rp->n; i++)
+		if (rp->act[i] == which) {
+			a[k] = rp->addrs[i];
+			nm[k++] = rp->names[i];
+		}
+	char why[1024];
+	int rc = !a || !nm || !res ? set_err(why, sizeof why, -1, "out of memory") : !k ? 0
+	       : which == LISTLOG_UNSUBSCRIBE ? unsub_apply(s->cfg->subscribers, a, k, res, why, sizeof why)
+	       : unsub_subscribe(s->cfg->subscribers, a, nm, k, res, why, sizeof why);
+	if (rc < 0)
+		warnf(s, "%s; what %s holds is applied when it can be (send honours it anyway)", why, logpath);
+	for (size_t i = 0; rc == 0 && i < k; i++)
+		changed += res[i] == UNSUB_CHANGED;
+	free(a);
+	free(nm);
+	free(res);
+	return changed;
 }
 
 static int replay(struct web_server *s, char *err, size_t errlen)
@@ -276,21 +321,21 @@ static int replay(struct web_server *s, char *err, size_t errlen)
 	int rc = listlog_follow_poll(&f, replay_entry, &rp, &w, err, errlen) < 0 ? WEB_STATE : WEB_OK;
 	if (!rc && rp.oom)
 		rc = set_err(err, errlen, WEB_FAIL, "out of memory");
-	enum unsub_result *res = rc || !rp.n ? NULL : calloc(rp.n, sizeof *res);
-	char why[1024];
-	if (res && unsub_apply(s->cfg->subscribers, rp.addrs, rp.n, res, why, sizeof why) < 0)
-		warnf(s, "%s; the unsubscribes in %s are applied when it can be read (send honours them anyway)",
-		      why, f.path);
-	long changed = 0;
-	for (size_t i = 0; res && i < rp.n; i++)
-		changed += res[i] == UNSUB_CHANGED;
-	if (changed)
+	long un = rc ? 0 : replay_apply(s, &rp, LISTLOG_UNSUBSCRIBE, f.path);
+	long sub = rc ? 0 : replay_apply(s, &rp, LISTLOG_SUBSCRIBE, f.path);
+	if (un)
 		warnf(s, "%s: %ld unsubscribe%s from %s applied (herald serve had stopped before)",
-		      s->cfg->subscribers, changed, changed == 1 ? "" : "s", f.path);
-	for (size_t i = 0; i < rp.n; i++)
-		free((char *)rp.addrs[i]);
+		      s->cfg->subscribers, un, un == 1 ? "" : "s", f.path);
+	if (sub)
+		warnf(s, "%s: %ld signup%s from %s applied (herald serve had stopped before)",
+		      s->cfg->subscribers, sub, sub == 1 ? "" : "s", f.path);
+	for (size_t i = 0; i < rp.n; i++) {
+		free(rp.addrs[i]);
+		free(rp.names[i]);
+	}
 	free(rp.addrs);
-	free(res);
+	free(rp.names);
+	free(rp.act);
 	addrset_free(&rp.seen);
 	listlog_follow_free(&f);
 	return rc;
@@ -368,11 +413,18 @@ int web_serve(const struct config *cfg, const struct web_opts *o, char *err, siz
 	const char *bu = cfg->web.base_url;
 	const char *slash = bu ? strchr(strstr(bu, "://") + 3, '/') : NULL;
 	s.prefix = slash ? slash : "";
+	int k = cfg->web.signup ? config_password(cfg, &s.password, err, errlen) : 0;
+	if (k)
+		return k == CONFIG_TEMP ? WEB_LISTEN : WEB_CONFIG;
+	s.t0 = time(NULL);
 	struct statefile_warn w = {on_state_warn, &s};
-	if (listlog_open(&s.log, cfg->state_dir, &w, err, errlen) < 0)
+	if (listlog_open(&s.log, cfg->state_dir, &w, err, errlen) < 0) {
+		secret_free(&s.password);
 		return WEB_STATE;
+	}
 	pthread_mutex_init(&s.mu, NULL);
 	pthread_mutex_init(&s.list_mu, NULL);
+	pthread_mutex_init(&s.sig_mu, NULL);
 	pthread_cond_init(&s.idle, NULL);
 	int rc = replay(&s, err, errlen);
 	struct MHD_Daemon *d = rc ? NULL : start(&s, err, errlen);
@@ -390,6 +442,10 @@ int web_serve(const struct config *cfg, const struct web_opts *o, char *err, siz
 	}
 	pthread_cond_destroy(&s.idle);
 	pthread_mutex_destroy(&s.list_mu);
+	pthread_mutex_destroy(&s.sig_mu);
+	addrset_free(&s.per_ip);
+	addrset_free(&s.per_addr);
+	secret_free(&s.password);
 	pthread_mutex_destroy(&s.mu);
 	for (size_t i = 0; i < s.npending; i++)
 		free(s.pending[i]);

@@ -2,7 +2,8 @@
  * meant to sit behind a TLS reverse proxy.
  *
  * Routes go by path only, relative to web.base_url's path when the
- * proxy passes that on: GET and POST /unsubscribe (web/unsub.c). A
+ * proxy passes that on: GET and POST /unsubscribe (web/unsub.c); with
+ * web.signup, /subscribe and /confirm (web/signup.c). A
  * request that changes the list is appended to state_dir/list.log and
  * synced before it is answered (state/listlog.h), then applied to the
  * CSV with unsub_apply; at start every line of list.log is applied again,

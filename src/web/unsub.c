@@ -107,7 +107,7 @@ void webunsub_route(struct web_server *s, const struct web_req *q, struct web_re
 				"<p>An unsubscribe request says <code>List-Unsubscribe=One-Click</code> "
 				"(RFC 8058). Open the link in a browser and press the button.</p>\n");
 	char err[512];
-	if (listlog_append(&s->log, time(NULL), LISTLOG_UNSUBSCRIBE, e, "web", err, sizeof err) < 0) {
+	if (listlog_append(&s->log, time(NULL), LISTLOG_UNSUBSCRIBE, e, NULL, "web", err, sizeof err) < 0) {
 		if (s->o->warn)
 			s->o->warn(s->o->arg, err);
 		return web_page(s, p, 503, "Try again",

@@ -5,7 +5,9 @@
 #include <pthread.h>
 #include "input/config.h"
 #include "state/listlog.h"
+#include "util/addrset.h"
 #include "util/buf.h"
+#include <time.h>
 #include "web/form.h"
 #include "web/serve.h"
 
@@ -28,6 +30,15 @@ struct web_server {
 	char **pending;
 	size_t npending, cappending;
 	unsigned long queued, applied;
+	/* Signup (web/signup.c): the relay's password (read once at start,
+	 * read only after), and the abuse limits under sig_mu: per client
+	 * IP, signups in the current hour (hour * 100 + count); per address,
+	 * when its last confirmation mail went (seconds since t0, + 1). Both
+	 * are memory only: a restart forgets them (documented). */
+	char *password;
+	pthread_mutex_t sig_mu;
+	struct addrset per_ip, per_addr;
+	time_t t0;
 };
 
 /* web/unsub.c: the request's address, into the list (group commit). */
@@ -53,6 +64,9 @@ struct web_resp {
 /* A page answer: status, title, body markup (escaped already). */
 void web_page(const struct web_server *s, struct web_resp *p, int status, const char *title,
 	      const char *body_html);
+
+/* web/signup.c: GET/POST /subscribe, GET/POST /confirm */
+void signup_route(struct web_server *s, const struct web_req *q, struct web_resp *p);
 
 /* web/unsub.c: GET and POST /unsubscribe */
 void webunsub_route(struct web_server *s, const struct web_req *q, struct web_resp *p);
