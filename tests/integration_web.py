@@ -488,6 +488,54 @@ def test_resubscribe(t):
     equal(list_status(t)["joy@example.net"], "subscribed", "after a restart")
 
 
+@SUITE.test("pages at 390 and 1200 px, light and dark: no sideways scroll, readable contrast; "
+            "Chromium screenshots of each page from the live server")
+def test_pages_in_chromium(t):
+    import integration_quality as q
+    if not q.CHROMIUM:
+        raise Skip("chromium is not installed (deps/test-quality.txt)")
+    smtp, srv = signup_world(t)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    tok = confirm_token("zoe@example.net", "Zoë", int(time.time()) + 3600)
+    confirm = "/confirm?" + urllib.parse.urlencode({"e": "zoe@example.net", "n": "Zoë", "t": tok})
+    pages = {
+        "unsubscribe": ("GET", unsub_path("o'brien&co@example.net"), None),
+        "unsubscribed": ("POST", unsub_path("joy@example.net"), "List-Unsubscribe=One-Click"),
+        "bad-link": ("GET", unsub_path("joy@example.net", "0" * 64), None),
+        "subscribe": ("GET", "/subscribe", None),
+        "check-inbox": ("POST", "/subscribe", "email=zoe%40example.net&name=Zo%C3%AB"),
+        "confirm": ("GET", confirm, None),
+        "not-found": ("GET", "/nothing", None),
+    }
+    for name, (method, path, body) in pages.items():
+        status, headers, text = srv.request(method, path, body, form)
+        page = t.write(f"{name}.html", text)
+        for width in (390, 1200):
+            for dark in (False, True):
+                r = q.probe(t, page, width, dark)
+                what = f"{name} at {width} px, {'dark' if dark else 'light'}"
+                equal(r["dark"], dark, f"{what}: prefers-color-scheme")
+                expect(r["scroll"] <= width, f"{what}: {r['scroll']} px wide, scrolls sideways")
+                expect(r["worst"] >= 4.5, f"{what}: contrast {r['worst']:.2f} for {r['worst_text']}")
+        if method != "GET":
+            continue
+        for width in (390, 1200):
+            for dark in (False, True):
+                png = t.path(f"{name}-{width}-{'dark' if dark else 'light'}.png")
+                # The quality suite's browser, but let through to the
+                # loopback server (every other host still resolves to
+                # nothing, so a remote resource would show as missing).
+                args = [x for x in q.chromium_args(t, f"--window-size={width},900",
+                                                   *(["--force-dark-mode"] if dark else []),
+                                                   f"--screenshot={png}", srv.url(path))
+                        if not x.startswith(("--host-resolver-rules", "--proxy-server"))]
+                args.insert(1, "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+                subprocess.run(args, capture_output=True, timeout=120)
+                expect(os.path.exists(png), f"no screenshot {png}")
+                q.check_screenshot(png, width, 900)
+    srv.stop()
+
+
 class Poster:
     """POSTs one-click unsubscribes from many threads against whichever
     herald serve is current (a restart changes the port), each until it
