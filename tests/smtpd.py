@@ -32,7 +32,8 @@ What it stores, for tests to read:
                            other maildir readers see only messages
   DIR/log.jsonl            one JSON line per SMTP transaction (MAIL .. DATA,
                            RSET, QUIT or disconnect): conn, conn_time,
-                           peer_port, mail_from, rcpts [{"addr", "code"}],
+                           peer_port, mail_from, rcpts [{"addr", "code",
+                           "time" (when the RCPT came)}],
                            result, seq, end, time, tls, auth; end is "data",
                            "reset", "rset", "quit", "disconnect", "421" or
                            "drop-data"; every RCPT appears in exactly one
@@ -221,7 +222,8 @@ class Capture:
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(options)
         if server.txn is not None:
-            server.txn["rcpts"].append({"addr": address, "code": code})
+            server.txn["rcpts"].append({"addr": address, "code": code,
+                                        "time": time.time()})
         if kind == "421":
             # The reply is written before this task next waits, and
             # close() flushes it: the client reads 421, then EOF.

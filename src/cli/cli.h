@@ -37,6 +37,10 @@ int cli_load_post(const struct config *cfg, const char *path, struct post *p);
 /* The list the config names (path == cfg->subscribers) can be read; else
  * says which setting names it and returns 66 (or 78). Another path: 0. */
 int cli_need_list(const struct config *cfg, const char *path);
+/* SIGTERM/SIGINT set a flag (the first only; a second one kills):
+ * cli_stop_signal() is that signal, or 0. */
+void cli_catch_stop_signals(void);
+int cli_stop_signal(void);
 
 /* slugs.c: posts by slug (two posts with one slug would share a journal) */
 int cli_dir_slugs(const char *dir, char ***files, char ***slugs, size_t *n);
@@ -69,5 +73,6 @@ int cmd_check(struct ui *u, const char *cfgpath, int argc, char **argv);
 int cmd_bounces(struct ui *u, const char *cfgpath, int argc, char **argv);
 int cmd_subscribers(struct ui *u, const char *cfgpath, int argc, char **argv);
 int cmd_init(struct ui *u, const char *cfgpath, int argc, char **argv);
+int cmd_serve(struct ui *u, const char *cfgpath, int argc, char **argv);
 
 #endif

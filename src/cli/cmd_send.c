@@ -58,7 +58,7 @@ static void on_progress(void *arg, const struct delivery_stats *st)
 	u->last_progress = t;
 	double rate = send_rate(st);
 	long done = st->sent + st->bounced + st->deferred + st->already + st->suppressed +
-		    st->uncertain;
+		    st->uncertain + st->unsubscribed;
 	long total = st->total > done ? st->total : done;
 	int width = 24, fill = total ? (int)(width * done / total) : width;
 	char bar[32], eta[32] = "";
@@ -104,6 +104,8 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 			fprintf(f, ", %ld suppressed", st->suppressed);
 		if (st->excluded)
 			fprintf(f, ", %ld not in the segment", st->excluded);
+		if (st->unsubscribed)
+			fprintf(f, ", %ld unsubscribed on the web", st->unsubscribed);
 		if (rate > 0)
 			fprintf(f, "; %.1f s, %.1f msg/s\n", st->elapsed, rate);
 		else
@@ -130,6 +132,8 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 	if (st->excluded)
 		fprintf(f, "  %-15s %8ld  subscribed, outside --where / audience\n", "not in segment",
 			st->excluded);
+	if (st->unsubscribed)
+		fprintf(f, "  %-15s %8ld  on the web (list.log), not mailed\n", "unsubscribed", st->unsubscribed);
 	if (st->retried)
 		fprintf(f, "  %-15s %8ld\n", "retries", st->retried);
 	if (rate > 0)
@@ -284,40 +288,14 @@ static int send_one(struct ui *u, struct config *cfg, const char *path,
 }
 
 /* SIGTERM (systemd stop, timeout) or SIGINT (Ctrl-C) while sending: the
- * run takes no new reader, finishes what is on the wire and records it.
- * The one piece of global mutable state in herald, because a signal
- * handler can reach nothing else: written once by the handler (any
- * thread), read by the send loop through stop_requested(). SA_RESETHAND
- * gives the signal its default action back, so a second one ends herald
- * at once, wherever it is waiting. */
-static volatile sig_atomic_t stop_signal;
-
-static void on_stop_signal(int sig)
-{
-	stop_signal = sig;
-}
-
-static void catch_stop_signals(void)
-{
-	for (int k = 0; k < 2; k++) {
-		int which = k ? SIGTERM : SIGINT;
-		struct sigaction old, sa = {0};
-		/* One that was ignored (nohup, a background job) stays so. */
-		if (sigaction(which, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
-			continue;
-		sa.sa_handler = on_stop_signal;
-		sa.sa_flags = SA_RESETHAND | SA_RESTART;
-		sigemptyset(&sa.sa_mask);
-		sigaction(which, &sa, NULL);
-	}
-}
-
+ * run takes no new reader, finishes what is on the wire and records it
+ * (the flag: cli_catch_stop_signals in ui.c). */
 static int stop_requested(void *arg)
 {
 	struct ui *u = arg;
-	if (u->stopping || !stop_signal)
+	if (u->stopping || !cli_stop_signal())
 		return u->stopping != 0;
-	u->stopping = stop_signal;
+	u->stopping = cli_stop_signal();
 	cli_clear_progress(u);
 	fprintf(stderr, "herald: %s: finishing the messages in flight (a second signal stops at once)\n",
 		u->stopping == SIGINT ? "interrupted" : "terminated");
@@ -495,7 +473,7 @@ int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv)
 	a.o.where = a.wheres;
 	if (u->verbose)
 		a.o.trace = on_trace;
-	catch_stop_signals();
+	cli_catch_stop_signals();
 	a.o.interrupted = stop_requested;
 	a.o.interrupt_arg = u;
 	if (!a.o.subscribers)

@@ -55,6 +55,12 @@ static const char usage[] =
 	"      Read the DSNs and complaints in SOURCE (default bounce.mailbox.url) into\n"
 	"      bounces.log; mark them read (or --delete them). SOURCE: maildir:PATH,\n"
 	"      mbox:PATH, imap[s]://[USER@]HOST[:PORT][/FOLDER], pop3[s]://[USER@]HOST[:PORT]\n"
+	"  serve [--port-file FILE]\n"
+	"      Answer the links in the mail over HTTP (config web.*), behind a TLS proxy:\n"
+	"      GET/POST /unsubscribe?e=EMAIL&t=TOKEN (RFC 8058 one-click); with web.signup,\n"
+	"      /subscribe and /confirm (double opt-in); one log line per request on\n"
+	"      stdout; SIGTERM answers what is under way, then stops.\n"
+	"      --port-file F   write the port listened on to F (web.listen port 0: any)\n"
 	"  bounces list\n"
 	"      Show suppressed addresses with reason and date (TSV; says so if none).\n"
 	"  bounces forget ADDR...\n"
@@ -105,7 +111,8 @@ int main(int argc, char **argv)
 	static const struct { const char *name; int (*run)(struct ui *, const char *, int, char **); } cmds[] = {
 		{"send", cmd_send}, {"preview", cmd_preview}, {"check", cmd_check},
 		{"bounces", cmd_bounces}, {"subscribers", cmd_subscribers},
-		{"init", cmd_init}};
+		{"init", cmd_init},
+		{"serve", cmd_serve}};
 	int rc = -1;
 	for (size_t i = 0; rc < 0 && i < sizeof cmds / sizeof *cmds; i++)
 		if (!strcmp(cmd, cmds[i].name))

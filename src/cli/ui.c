@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "compose/post.h"
 #include "input/config.h"
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sysexits.h>
@@ -70,4 +71,37 @@ int cli_need_list(const struct config *cfg, const char *path)
 	if (rc)
 		cli_err(err);
 	return config_exitcode(rc);
+}
+
+/* SIGTERM (systemd stop, timeout) or SIGINT (Ctrl-C): send and serve
+ * finish what is under way and stop. The one piece of global mutable
+ * state in herald, because a signal handler can reach nothing else:
+ * written once by the handler (any thread), read through
+ * cli_stop_signal(). SA_RESETHAND gives the signal its default action
+ * back, so a second one ends herald at once, wherever it is waiting. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+void cli_catch_stop_signals(void)
+{
+	for (int k = 0; k < 2; k++) {
+		int which = k ? SIGTERM : SIGINT;
+		struct sigaction old, sa = {0};
+		/* One that was ignored (nohup, a background job) stays so. */
+		if (sigaction(which, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+			continue;
+		sa.sa_handler = on_stop_signal;
+		sa.sa_flags = SA_RESETHAND | SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		sigaction(which, &sa, NULL);
+	}
+}
+
+int cli_stop_signal(void)
+{
+	return stop_signal;
 }

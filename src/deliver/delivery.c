@@ -2,6 +2,8 @@
 #include "state/bounces.h"
 #include "util/buf.h"
 #include "state/journal.h"
+#include "state/listlog.h"
+#include "util/addrset.h"
 #include "compose/message.h"
 #include "deliver/ratelimit.h"
 #include "deliver/smtp.h"
@@ -11,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/crypto.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +85,14 @@ struct run {
 	struct job *built;     /* the next message, built while the
 				  connections are busy */
 	int waited;            /* the last rate check made us wait */
+	/* Readers who unsubscribed on the web (list.log, herald serve): read
+	 * when the run starts, then followed, so nobody is mailed after
+	 * their POST was answered. The connections' threads ask too (admit),
+	 * so the follower and the set are under left_mu. */
+	pthread_mutex_t left_mu;
+	struct listlog_follow left;
+	struct addrset gone;
+	int have_left, left_oom;
 	enum stop stop;
 	int rc;                /* first error that ends the run */
 	double start;
@@ -122,7 +133,7 @@ static void progress(struct run *r)
 	struct delivery_stats *st = r->st;
 	st->elapsed = now_mono() - r->start;
 	long handled = st->sent + st->bounced + st->deferred + st->already +
-		       st->suppressed + st->uncertain;
+		       st->suppressed + st->uncertain + st->unsubscribed;
 	st->pending = st->total > handled ? st->total - handled : 0;
 	if (r->cb && r->cb->progress)
 		r->cb->progress(r->cb->arg, st);
@@ -329,6 +340,10 @@ static void record(struct run *r, struct job *j, const struct smtp_result *res)
 	case SMTP_NOT_TRIED:
 		job_free(j); /* never left: stays unsent for the next run */
 		return;
+	case SMTP_WITHDRAWN:
+		st->unsubscribed++;
+		job_free(j);
+		return;
 	case SMTP_PERM:
 		refused(r, j, res);
 		return;
@@ -407,7 +422,36 @@ static int on_accept(void *arg, void *tag, const struct smtp_result *res)
 			     res->cls == SMTP_UNCERTAIN ? JOURNAL_UNCERTAIN : JOURNAL_SENT);
 }
 
-enum verdict { TAKE, INACTIVE, OUTSIDE, ALREADY, SUPPRESSED };
+static void left_entry(void *arg, const struct listlog_entry *e)
+{
+	struct run *r = arg;
+	/* The last line for an address wins: 1 left, 2 signed up again. */
+	if (addrset_set(&r->gone, e->addr, e->action == LISTLOG_UNSUBSCRIBE ? 1 : 2) < 0)
+		r->left_oom = 1;
+}
+
+/* Has email unsubscribed on the web? Reads what list.log gained since
+ * the last look (one stat(2) when nothing did). Any thread. A list.log
+ * that cannot be read stops nothing here: setup read it once already. */
+static int has_left(struct run *r, const char *email)
+{
+	if (!r->have_left)
+		return 0;
+	pthread_mutex_lock(&r->left_mu);
+	char err[256];
+	listlog_follow_poll(&r->left, left_entry, r, &r->state_warn, err, sizeof err);
+	int gone = addrset_get(&r->gone, email) == 1;
+	pthread_mutex_unlock(&r->left_mu);
+	return gone;
+}
+
+static int on_admit(void *arg, void *tag)
+{
+	const struct job *j = tag;
+	return !has_left(arg, j->email);
+}
+
+enum verdict { TAKE, INACTIVE, OUTSIDE, ALREADY, SUPPRESSED, LEFT };
 
 /* Whether a subscribed row is to be mailed this run. No side effects, so
  * both the loop and the end-of-run look-ahead can ask. */
@@ -422,6 +466,8 @@ static enum verdict verdict(const struct run *r, int kind, const struct subs_row
 		return ALREADY;
 	if (r->have_bounces && bounces_suppressed(&r->bounces, s->email))
 		return SUPPRESSED;
+	if (has_left((struct run *)r, s->email))
+		return LEFT;
 	return TAKE;
 }
 
@@ -465,6 +511,7 @@ static struct job *next_job(struct run *r)
 		case OUTSIDE: r->st->excluded++; continue;
 		case ALREADY: r->st->already++; continue;
 		case SUPPRESSED: r->st->suppressed++; continue;
+		case LEFT: r->st->unsubscribed++; continue;
 		case TAKE: break;
 		}
 		struct job *j = job_new(s.fields, s.nfields, s.email, s.name, s.line);
@@ -566,6 +613,13 @@ static double fill(struct run *r, int idle)
 		struct job *j = take_built(r);
 		if (!j)
 			break;
+		if (has_left(r, j->email)) {
+			/* Since it was built: not sent (a dry run has no
+			 * connection thread to ask). */
+			r->st->unsubscribed++;
+			job_free(j);
+			continue;
+		}
 		rl_take(&r->rl, now_mono());
 		r->st->attempted++;
 		int rc = transport_submit(r->tx, j->info.mail_from, j->email, j->wire.p,
@@ -859,6 +913,20 @@ static int segment_setup(struct run *r)
 	return 0;
 }
 
+/* list.log as it is now, then followed by has_left(). */
+static int follow_left(struct run *r)
+{
+	if (listlog_follow_init(&r->left, r->cfg->state_dir, r->err, r->errlen) < 0)
+		return EX_SOFTWARE;
+	pthread_mutex_init(&r->left_mu, NULL);
+	r->have_left = 1;
+	if (listlog_follow_poll(&r->left, left_entry, r, &r->state_warn, r->err, r->errlen) < 0)
+		return EX_IOERR;
+	if (r->left_oom)
+		return set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
+	return 0;
+}
+
 static int setup(struct run *r)
 {
 	const struct config *cfg = r->cfg;
@@ -887,6 +955,8 @@ static int setup(struct run *r)
 			return EX_CANTCREAT;
 		r->have_bounces = 1;
 	}
+	if (!o->n_test && (rc = follow_left(r)))
+		return rc;
 	if (!o->n_test && ((rc = segment_setup(r)) || (rc = count_readers(r))))
 		return rc;
 	int k = subs_open(&r->sr, o->subscribers, cfg->subs_delim, r->err, r->errlen);
@@ -918,6 +988,7 @@ static int setup(struct run *r)
 			.helo = cfg->smtp.helo ? cfg->smtp.helo : strrchr(cfg->from_addr, '@') + 1,
 			.trace = o->trace, .trace_arg = o->trace_arg,
 			.accept = on_accept, .accept_arg = r,
+			.admit = on_admit, .admit_arg = r,
 		};
 		/* Unthrottled, each connection holds a second message to start
 		 * the moment the first is answered; under a rate limit every
@@ -1006,7 +1077,7 @@ int delivery_run(const struct config *cfg, const struct post *post,
 	st->done = 1;
 	if (st->started) {
 		long handled = st->sent + st->bounced + st->deferred + st->already +
-			       st->suppressed + st->uncertain + r.build_skipped;
+			       st->suppressed + st->uncertain + st->unsubscribed + r.build_skipped;
 		st->not_attempted = st->total > handled ? st->total - handled : 0;
 	}
 	progress(&r);
@@ -1025,5 +1096,10 @@ int delivery_run(const struct config *cfg, const struct post *post,
 		bounces_close(&r.bounces);
 	state_unlock(r.lock);
 	subs_close(r.sr);
+	if (r.have_left) {
+		listlog_follow_free(&r.left);
+		addrset_free(&r.gone);
+		pthread_mutex_destroy(&r.left_mu);
+	}
 	return rc;
 }

@@ -47,6 +47,8 @@ struct delivery_stats {
 	long already;      /* in the journal from an earlier run */
 	long suppressed;   /* bounced or complained before */
 	long excluded;     /* subscribed, but not in the segment */
+	long unsubscribed; /* subscribed in the list, unsubscribed in list.log
+			      (herald serve): before or during this run */
 	long attempted;    /* messages handed to the transport */
 	long retried;      /* of which retries */
 	long total;        /* subscribed readers in the list */

@@ -77,6 +77,8 @@ struct smtp_pool {
 	long timeout;
 	int (*accept)(void *arg, void *tag, const struct smtp_result *r);
 	void *accept_arg;
+	int (*admit)(void *arg, void *tag);
+	void *admit_arg;
 	void (*trace)(void *arg, const char *line);
 	void *trace_arg;
 	pthread_mutex_t mu;
@@ -287,6 +289,17 @@ static void *worker(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&p->mu);
+		/* The last moment a reader who left can still be spared the
+		 * message: nothing of this transaction is on the wire yet. */
+		if (p->admit && !p->admit(p->admit_arg, c->cur.tag)) {
+			memset(&c->cur.result, 0, sizeof c->cur.result);
+			c->cur.result.cls = SMTP_WITHDRAWN;
+			snprintf(c->cur.result.text, sizeof c->cur.result.text, "not started: unsubscribed");
+			pthread_mutex_lock(&p->mu);
+			c->done[c->ndone++] = c->cur;
+			pthread_cond_signal(&p->done);
+			continue;
+		}
 		transact(c);
 		/* The caller records an acceptance (the journal line) before
 		 * this connection carries anything else: a crash then can
@@ -357,6 +370,8 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 	p->timeout = o->timeout;
 	p->accept = o->accept;
 	p->accept_arg = o->accept_arg;
+	p->admit = o->admit;
+	p->admit_arg = o->admit_arg;
 	p->slots = calloc((size_t)connections, sizeof *p->slots);
 	/* The EHLO name rides in the URL path (smtp://host:port/name). */
 	const char *path = strchr(strstr(o->url, "://") + 3, '/');

@@ -36,6 +36,11 @@ struct smtp_opts {
 	 * Passed at creation, so no thread can run before it is set. */
 	int (*accept)(void *arg, void *tag, const struct smtp_result *r);
 	void *accept_arg;
+	/* Runs on the connection's thread right before a transaction's first
+	 * command: 0 withdraws it (SMTP_WITHDRAWN: the reader unsubscribed
+	 * since it was handed over). Thread-safe; NULL admits all. */
+	int (*admit)(void *arg, void *tag);
+	void *admit_arg;
 };
 
 enum smtp_class {
@@ -49,6 +54,7 @@ enum smtp_class {
 			   server may have the message (RFC 5321 4.1.1.4,
 			   RFC 1047), so it is never sent again on its own */
 	SMTP_NOT_TRIED, /* handed over, never started: the pool was halted */
+	SMTP_WITHDRAWN, /* handed over, never started: admit() said no */
 };
 
 /* Where in the session a transaction ended. */

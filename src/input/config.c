@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 struct ctx {
 	config_t cf;
@@ -157,7 +158,9 @@ static const char *const known[] = {
 #define MAILBOX_KEYS(g) g ".mailbox", g ".mailbox.url", g ".mailbox.username", \
 	g ".mailbox.password_env", g ".mailbox.password_command", g ".mailbox.password", \
 	g ".mailbox.ca_file", g ".mailbox.move_to", g ".mailbox.starttls", g ".mailbox.timeout"
-	MAILBOX_KEYS("bounce"), MAILBOX_KEYS("unsubscribe"), NULL};
+	MAILBOX_KEYS("bounce"), MAILBOX_KEYS("unsubscribe"),
+	"web", "web.listen", "web.base_url", "web.signup", "web.archive", "web.trusted_proxies",
+	NULL};
 #undef MAILBOX_KEYS
 
 static int check_keys(struct ctx *x, config_setting_t *grp, const char *prefix)
@@ -599,6 +602,107 @@ int config_readable(const struct config *c, const char *key, char *err, size_t e
 				     "\"email,name\", or set subscribers to the one you have"
 				   : "make it readable, or set subscribers to another list");
 }
+/* ---- web: herald serve ---------------------------------------------------- */
+
+/* listen = "HOST:PORT": an IP literal, because a name could resolve to
+ * an address that is not this machine's, and "[v6]:PORT" for IPv6. */
+static int web_listen(struct ctx *x, struct config *c)
+{
+	config_setting_t *s = config_lookup(&x->cf, "web.listen");
+	const char *v = c->web.listen, *colon = strrchr(v, ':');
+	const char *h = v;
+	size_t hl = colon ? (size_t)(colon - v) : 0;
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	char host[64], *end;
+	unsigned char bin[16];
+	long port = colon ? strtol(colon + 1, &end, 10) : -1;
+	if (!colon || hl == 0 || hl >= sizeof host || !colon[1] || *end || port < 0 || port > 65535)
+		return bad(x, s, "web.listen: expected \"ADDRESS:PORT\" (e.g. \"127.0.0.1:8025\" or \"[::1]:8025\"), found \"%s\"", v);
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	if (inet_pton(strchr(host, ':') ? AF_INET6 : AF_INET, host, bin) != 1 ||
+	    (strchr(host, ':') && h == v))
+		return bad(x, s, "web.listen: \"%s\" is not an IP address (write \"127.0.0.1:8025\", or \"[::1]:8025\" for IPv6)", host);
+	c->web.host = strdup(host);
+	c->web.port = (int)port;
+	return c->web.host ? 0 : bad(x, s, "out of memory");
+}
+
+/* base_url: where the reverse proxy publishes herald serve; the links in
+ * mail are built from it, so it must be absolute, and https unless it is
+ * a loopback test. */
+static int web_base_url(struct ctx *x, struct config *c)
+{
+	config_setting_t *s = config_lookup(&x->cf, "web.base_url");
+	char *u = c->web.base_url;
+	if (!u)
+		return 0;
+	size_t n = strlen(u);
+	while (n && u[n - 1] == '/')
+		u[--n] = '\0';
+	int https = !strncmp(u, "https://", 8);
+	const char *host = u + (https ? 8 : 7);
+	if ((!https && strncmp(u, "http://", 7)) || !*host || *host == '/' || strpbrk(u, "?#\"<>\\ {}"))
+		return bad(x, s, "web.base_url: expected an absolute https:// URL without query or fragment, e.g. \"https://news.example.org\", found \"%s\"", u);
+	if (!https && strncmp(host, "127.0.0.1", 9) && strncmp(host, "localhost", 9) && strncmp(host, "[::1]", 5))
+		return bad(x, s, "web.base_url: \"%s\" is http://; readers reach herald serve through a TLS proxy, so write https:// (http:// is only for loopback tests)", u);
+	if (!c->unsub.url && asprintf(&c->unsub.url, "%s/unsubscribe?e={{email}}&t={{token}}", u) < 0)
+		return bad(x, s, "out of memory");
+	return 0;
+}
+
+static int web_proxies(struct ctx *x, struct config *c)
+{
+	config_setting_t *s = config_lookup(&x->cf, "web.trusted_proxies");
+	if (!s)
+		return 0;
+	int single = config_setting_type(s) == CONFIG_TYPE_STRING;
+	if (!single && !config_setting_is_aggregate(s))
+		return bad(x, s, "web.trusted_proxies: expected a list of IP addresses, e.g. [ \"127.0.0.1\" ]");
+	int n = single ? 1 : config_setting_length(s);
+	c->web.trusted_proxies = calloc((size_t)n + 1, sizeof *c->web.trusted_proxies);
+	if (!c->web.trusted_proxies)
+		return bad(x, s, "out of memory");
+	for (int i = 0; i < n; i++) {
+		const char *v = single ? config_setting_get_string(s) : config_setting_get_string_elem(s, i);
+		unsigned char bin[16];
+		if (!v || inet_pton(v && strchr(v, ':') ? AF_INET6 : AF_INET, v, bin) != 1)
+			return bad(x, s, "web.trusted_proxies: \"%s\" is not an IP address", v ? v : "(not a string)");
+		if (!(c->web.trusted_proxies[c->web.n_trusted_proxies++] = strdup(v)))
+			return bad(x, s, "out of memory");
+	}
+	return 0;
+}
+
+static int web_settings(struct ctx *x, struct config *c)
+{
+	int rc;
+	if ((rc = get_str(x, "web.listen", &c->web.listen)) ||
+	    (rc = get_str(x, "web.base_url", &c->web.base_url)) ||
+	    (rc = get_bool(x, "web.signup", &c->web.signup)) ||
+	    (rc = get_bool(x, "web.archive", &c->web.archive)))
+		return rc;
+	if ((rc = web_listen(x, c)) || (rc = web_base_url(x, c)) || (rc = web_proxies(x, c)))
+		return rc;
+	if (c->web.signup && !c->web.base_url)
+		return bad(x, config_lookup(&x->cf, "web.signup"),
+			   "web.signup needs web.base_url: the confirmation mail links there");
+	return 0;
+}
+
+static void web_free(struct config *c)
+{
+	free(c->web.listen);
+	free(c->web.host);
+	free(c->web.base_url);
+	for (size_t i = 0; i < c->web.n_trusted_proxies; i++)
+		free(c->web.trusted_proxies[i]);
+	free(c->web.trusted_proxies);
+}
+/* ---- end web ----------------------------------------------------------- */
 
 static int load(struct ctx *x, struct config *c)
 {
@@ -647,6 +751,8 @@ static int load(struct ctx *x, struct config *c)
 	    (rc = mailbox_settings(x, "bounce.mailbox", &c->bounce.mailbox)) ||
 	    (rc = mailbox_settings(x, "unsubscribe.mailbox", &c->unsub.mailbox)))
 		return rc;
+	if ((rc = web_settings(x, c)))
+		return rc;
 	if (c->unsub.mailto) {
 		char why[100];
 		if (addr_valid(c->unsub.mailto, why, sizeof why) < 0)
@@ -686,6 +792,8 @@ static int defaults(struct config *c)
 	c->retry.initial_delay = 30;
 	c->retry.max_delay = 900;
 	c->bounce.soft_limit = 3;
+	if (!(c->web.listen = strdup("127.0.0.1:8025")))
+		return -1;
 	struct mailbox_conf *mbs[] = {&c->bounce.mailbox, &c->unsub.mailbox};
 	for (int i = 0; i < 2; i++) {
 		mbs[i]->starttls = STARTTLS_REQUIRED;
@@ -865,5 +973,6 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->n_test_to; i++)
 		free(c->test_to[i]);
 	free(c->test_to);
+	web_free(c);
 	memset(c, 0, sizeof *c);
 }

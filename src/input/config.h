@@ -94,6 +94,16 @@ struct config {
 	/* How subscribers, templates, template and state_dir got their
 	 * values, for the message a missing file gets: config_origin(). */
 	char *origin[4];
+	/* herald serve (web.*): see config.example */
+	struct {
+		char *listen;          /* "HOST:PORT", an IP literal ([v6]); port 0: any */
+		char *host;            /* parsed from listen, without brackets */
+		int port;
+		char *base_url;        /* "https://host[/path]", no trailing slash, or NULL */
+		int signup, archive;
+		char **trusted_proxies;/* IP literals whose X-Forwarded-For is believed */
+		size_t n_trusted_proxies;
+	} web;
 };
 
 /* CONFIG_TEMP: a password_command timed out (the next run may do better). */

@@ -164,6 +164,12 @@ struct rewrite {
 	char sep;              /* the list's delimiter: a new status column uses it */
 	enum unsub_result *result;
 	int changed, oom;
+	/* unsub_subscribe: rows found get "subscribed", the others are
+	 * appended with names[i]; no status column is added for it. */
+	int subscribe;
+	const char *const *addrs, *const *names;
+	size_t n;
+	int name_col;
 };
 
 static void trim_copy(struct buf *b, const char *s, size_t n)
@@ -200,6 +206,8 @@ static void on_field(void *s, size_t n, void *arg)
 			w->email_col = (int)w->nfield;
 		if (!strcmp(name, "status") && w->status_col < 0)
 			w->status_col = (int)w->nfield;
+		if (!strcmp(name, "name") && w->name_col < 0)
+			w->name_col = (int)w->nfield;
 	} else if ((int)w->nfield == w->email_col) {
 		trim_copy(&w->email, v, n);
 	} else if ((int)w->nfield == w->status_col) {
@@ -218,6 +226,86 @@ static void emit(struct rewrite *w, size_t upto, const char *add)
 	w->copied = upto;
 }
 
+/* The index in want of this row's address, or -1. */
+static int wanted(struct rewrite *w)
+{
+	int idx = -1;
+	char *lower = (int)w->nfield > w->email_col ? str_lower(w->email.p ? w->email.p : "") : NULL;
+	chashdatum k, v;
+	if (lower) {
+		k.data = lower;
+		k.len = (unsigned)strlen(lower);
+		if (chash_get(w->want, &k, &v) == 0)
+			idx = (int)(uintptr_t)v.data - 1;
+	}
+	free(lower);
+	return idx;
+}
+
+/* An empty status is subscribed already; another one becomes so. */
+static void subscribe_row(struct rewrite *w)
+{
+	int idx = wanted(w);
+	if (idx < 0)
+		return;
+	if (w->status_col < 0 || (int)w->nfield <= w->status_col || !w->status.p ||
+	    !*w->status.p || !strcasecmp(w->status.p, "subscribed")) {
+		if (w->result[idx] != UNSUB_CHANGED)
+			w->result[idx] = UNSUB_ALREADY;
+		return;
+	}
+	emit(w, w->status_start, "subscribed");
+	w->copied = w->status_end;
+	w->result[idx] = UNSUB_CHANGED;
+	w->changed = 1;
+}
+
+static void csv_field(struct buf *b, const char *v, char sep)
+{
+	char specials[] = {sep, '"', '\r', '\n', '\0'};
+	if (!strpbrk(v, specials) && *v != ' ' && !(*v && v[strlen(v) - 1] == ' ')) {
+		buf_adds(b, v);
+		return;
+	}
+	buf_addc(b, '"');
+	for (; *v; v++)
+		if (*v == '"')
+			buf_adds(b, "\"\"");
+		else
+			buf_addc(b, *v);
+	buf_addc(b, '"');
+}
+
+/* Readers not in the list: one row each at the end, in the list's own
+ * line ending, every column but email, name and status empty. */
+static void append_rows(struct rewrite *w)
+{
+	const char *eol = memmem(w->in, w->len, "\r\n", 2) ? "\r\n" : "\n";
+	for (size_t i = 0; i < w->n; i++) {
+		if (w->result[i] != UNSUB_NOT_LISTED)
+			continue;
+		int dup = 0;
+		for (size_t k = 0; k < i; k++)
+			dup |= w->result[k] == UNSUB_CHANGED && !strcasecmp(w->addrs[k], w->addrs[i]);
+		if (dup) {
+			w->result[i] = UNSUB_ALREADY;
+			continue;
+		}
+		if (w->out.len && w->out.p[w->out.len - 1] != '\n')
+			buf_adds(&w->out, eol);
+		for (int c = 0; c < w->ncols; c++) {
+			if (c)
+				buf_addc(&w->out, w->sep);
+			csv_field(&w->out, c == w->email_col ? w->addrs[i] : c == w->name_col ? w->names[i]
+				  : c == w->status_col ? "subscribed" : "", w->sep);
+		}
+		if (buf_adds(&w->out, eol) < 0)
+			w->oom = 1;
+		w->result[i] = UNSUB_CHANGED;
+		w->changed = 1;
+	}
+}
+
 static void on_row(int c, void *arg)
 {
 	struct rewrite *w = arg;
@@ -225,19 +313,12 @@ static void on_row(int c, void *arg)
 	if (w->row == 0) {
 		w->ncols = (int)w->nfield;
 		char add[] = {w->sep, 's', 't', 'a', 't', 'u', 's', '\0'};
-		if (w->email_col >= 0 && w->status_col < 0)
+		if (w->email_col >= 0 && w->status_col < 0 && !w->subscribe)
 			emit(w, end, add);
+	} else if (w->email_col >= 0 && w->subscribe) {
+		subscribe_row(w);
 	} else if (w->email_col >= 0) {
-		int idx = -1;
-		char *lower = (int)w->nfield > w->email_col ? str_lower(w->email.p ? w->email.p : "") : NULL;
-		chashdatum k, v;
-		if (lower) {
-			k.data = lower;
-			k.len = (unsigned)strlen(lower);
-			if (chash_get(w->want, &k, &v) == 0)
-				idx = (int)(uintptr_t)v.data - 1;
-		}
-		free(lower);
+		int idx = wanted(w);
 		if (w->status_col < 0) {
 			char add[16];
 			snprintf(add, sizeof add, "%c%s", w->sep, idx >= 0 ? "unsubscribed" : "");
@@ -277,7 +358,7 @@ static int rewrite(struct rewrite *w, const char *path, char *err, size_t errlen
 	if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0)
 		return set_err(err, errlen, UNSUB_ERR_LIST, "out of memory");
 	csv_set_delim(&p, (unsigned char)w->sep);
-	w->email_col = w->status_col = -1;
+	w->email_col = w->status_col = w->name_col = -1;
 	int rc = 0;
 	/* Byte by byte, so each callback knows the offset where its field
 	 * or record ends: the rewrite copies everything else verbatim. */
@@ -303,6 +384,8 @@ static int rewrite(struct rewrite *w, const char *path, char *err, size_t errlen
 	csv_free(&p);
 	if (!rc && !w->oom)
 		emit(w, w->len, "");
+	if (!rc && !w->oom && w->subscribe)
+		append_rows(w);
 	if (!rc && w->oom)
 		rc = set_err(err, errlen, UNSUB_ERR_LIST, "out of memory");
 	return rc;
@@ -405,8 +488,9 @@ out:
 	return rc;
 }
 
-int unsub_apply(const char *path, char sep, const char *const *addrs, size_t n,
-		enum unsub_result *result, char *err, size_t errlen)
+static int apply_to(const char *path, char sep, const char *const *addrs,
+		    const char *const *names, size_t n, enum unsub_result *result, char *err,
+		    size_t errlen)
 {
 	for (size_t i = 0; i < n; i++)
 		result[i] = UNSUB_NOT_LISTED;
@@ -438,6 +522,10 @@ int unsub_apply(const char *path, char sep, const char *const *addrs, size_t n,
 	memset(&w, 0, sizeof w);
 	w.result = result;
 	w.sep = sep ? sep : ',';
+	w.subscribe = names != NULL;
+	w.addrs = addrs;
+	w.names = names;
+	w.n = n;
 	int rc = 0;
 	char *data = NULL;
 	size_t len = 0;
@@ -471,6 +559,19 @@ int unsub_apply(const char *path, char sep, const char *const *addrs, size_t n,
 		chash_free(w.want);
 	close(fd); /* and so the lock */
 	return rc;
+}
+
+int unsub_apply(const char *path, char sep, const char *const *addrs, size_t n,
+		enum unsub_result *result, char *err, size_t errlen)
+{
+	return apply_to(path, sep, addrs, NULL, n, result, err, errlen);
+}
+
+int unsub_subscribe(const char *path, char sep, const char *const *addrs,
+		    const char *const *names, size_t n, enum unsub_result *result, char *err,
+		    size_t errlen)
+{
+	return apply_to(path, sep, addrs, names, n, result, err, errlen);
 }
 
 int unsub_exitcode(int rc)

@@ -52,4 +52,11 @@ int unsub_exitcode(int rc);
  * the new file could not be written (the old one is untouched). */
 int unsub_apply(const char *path, char sep, const char *const *addrs, size_t n,
 		enum unsub_result *result, char *err, size_t errlen);
+/* The other way, for confirmed signups (herald serve), under the same
+ * lock and rewrite: a row of addrs[i] whose status is not empty or
+ * "subscribed" gets "subscribed" (UNSUB_CHANGED); one that is keeps it
+ * (UNSUB_ALREADY); an address not in the list is appended as a new row
+ * with names[i] in the name column, if there is one (UNSUB_CHANGED). */
+int unsub_subscribe(const char *path, char sep, const char *const *addrs, const char *const *names, size_t n,
+		    enum unsub_result *result, char *err, size_t errlen);
 #endif

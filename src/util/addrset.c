@@ -64,6 +64,18 @@ long addrset_get(const struct addrset *s, const char *addr)
 	return s->cap ? find(s, addr, hash_addr(addr))->value : 0;
 }
 
+int addrset_set(struct addrset *s, const char *addr, long value)
+{
+	if (s->cap) {
+		struct addrset_slot *sl = find(s, addr, hash_addr(addr));
+		if (sl->value) {
+			sl->value = (int32_t)value;
+			return 0;
+		}
+	}
+	return addrset_put(s, addr, value) < 0 ? -1 : 0;
+}
+
 int addrset_put(struct addrset *s, const char *addr, long value)
 {
 	/* The load stays under 1/2 so probe runs stay short. */

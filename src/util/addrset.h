@@ -24,6 +24,8 @@ long addrset_get(const struct addrset *s, const char *addr);
 /* Adds addr with value (non-zero) unless present: 1 added, 0 already
  * there (its value is kept), -1 out of memory. */
 int addrset_put(struct addrset *s, const char *addr, long value);
+/* Adds addr, or changes its value when present: 0, or -1 out of memory. */
+int addrset_set(struct addrset *s, const char *addr, long value);
 int addrset_has(const struct addrset *s, const char *addr);
 int addrset_add(struct addrset *s, const char *addr);
 void addrset_free(struct addrset *s);

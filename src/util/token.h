@@ -17,4 +17,17 @@ int token_make(const char *secret, const char *email, char out[TOKEN_LEN + 1]);
  * the same time wherever the first difference is. */
 int token_check(const char *secret, const char *email, const char *token);
 
+/* Confirmation tokens (herald serve's signup): "EXPIRES.HEX", EXPIRES the
+ * Unix time after which it is void, HEX the HMAC-SHA256 of
+ * "confirm\n" lower-case address "\n" name "\n" EXPIRES: bound to the
+ * address and the name the reader typed, and told apart from reader
+ * tokens by its prefix. out holds TOKEN_CONFIRM_MAX bytes. 0, or -1. */
+#define TOKEN_CONFIRM_MAX (TOKEN_LEN + 24)
+int token_confirm_make(const char *secret, const char *email, const char *name, long expires,
+		       char out[TOKEN_CONFIRM_MAX]);
+/* 1 valid, 0 forged or for another address or name, 2 expired (checked
+ * after the HMAC, so an expired forgery is still 0), -1 HMAC failure.
+ * Constant time in the HMAC comparison. */
+int token_confirm_check(const char *secret, const char *email, const char *name,
+			const char *token, long now);
 #endif

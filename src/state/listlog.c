@@ -1,0 +1,172 @@
+/* list.log: its one writer and its one reader (listlog.h). */
+#include "state/listlog.h"
+#include "state/state.h"
+#include "util/buf.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const action_names[] = {[LISTLOG_UNSUBSCRIBE] = "unsubscribe",
+					   [LISTLOG_SUBSCRIBE] = "subscribe"};
+
+int listlog_open(struct listlog *l, const char *state_dir, const struct statefile_warn *w,
+		 char *err, size_t errlen)
+{
+	l->fd = -1;
+	l->path = NULL;
+	if (state_mkdir(state_dir, err, errlen) < 0)
+		return -1;
+	if (asprintf(&l->path, "%s/" LISTLOG_FILE, state_dir) < 0) {
+		l->path = NULL;
+		return set_err(err, errlen, -1, "out of memory");
+	}
+	l->fd = statefile_open(l->path, STATEFILE_CUT, 0, w, err, errlen);
+	if (l->fd < 0) {
+		free(l->path);
+		l->path = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+int listlog_append(struct listlog *l, time_t t, enum listlog_action a, const char *addr,
+		   const char *name, const char *source, char *err, size_t errlen)
+{
+	char when[32], clean[400], cname[400], *line;
+	state_time(t, when);
+	state_clean(clean, sizeof clean, addr);
+	state_clean(cname, sizeof cname, name ? name : "");
+	int n = a == LISTLOG_SUBSCRIBE
+		? asprintf(&line, "%s\t%s\t%s\t%s\t%s\n", when, action_names[a], clean, source, cname)
+		: asprintf(&line, "%s\t%s\t%s\t%s\n", when, action_names[a], clean, source);
+	if (n < 0)
+		return set_err(err, errlen, -1, "out of memory");
+	ssize_t w = write(l->fd, line, (size_t)n);
+	int e = errno;
+	free(line);
+	if (w != n)
+		return set_err(err, errlen, -1, "%s: %s", l->path,
+			       w < 0 ? strerror(e) : "short write (disk full?)");
+	/* The answer to the reader goes out after this: the line must
+	 * survive a power cut by then, not only a crash of herald. */
+	if (fdatasync(l->fd) < 0)
+		return set_err(err, errlen, -1, "%s: %s", l->path, strerror(errno));
+	return 0;
+}
+
+void listlog_close(struct listlog *l)
+{
+	if (l->fd >= 0)
+		close(l->fd);
+	free(l->path);
+	l->fd = -1;
+	l->path = NULL;
+}
+
+int listlog_parse_line(char *text, struct listlog_entry *e)
+{
+	char *f[6];
+	char *s = text;
+	int n = 0;
+	for (;;) {
+		if (n == 5)
+			return -1;  /* a sixth field */
+		f[n++] = s;
+		char *tab = strchr(s, '\t');
+		if (!tab)
+			break;
+		*tab = '\0';
+		s = tab + 1;
+	}
+	e->time = state_parse_time(f[0]);
+	if (n < 4 || e->time == (time_t)-1 || !*f[2] || !strchr(f[2], '@'))
+		return -1;
+	if (!strcmp(f[1], action_names[LISTLOG_UNSUBSCRIBE]) && n == 4)
+		e->action = LISTLOG_UNSUBSCRIBE;
+	else if (!strcmp(f[1], action_names[LISTLOG_SUBSCRIBE]) && n == 5)
+		e->action = LISTLOG_SUBSCRIBE;
+	else
+		return -1;
+	e->addr = f[2];
+	e->source = f[3];
+	e->name = n == 5 ? f[4] : "";
+	return 0;
+}
+
+int listlog_follow_init(struct listlog_follow *f, const char *state_dir, char *err,
+			size_t errlen)
+{
+	memset(f, 0, sizeof *f);
+	if (asprintf(&f->path, "%s/" LISTLOG_FILE, state_dir) < 0) {
+		f->path = NULL;
+		return set_err(err, errlen, -1, "out of memory");
+	}
+	return 0;
+}
+
+static int read_new(struct listlog_follow *f, FILE *in,
+		    void (*fn)(void *arg, const struct listlog_entry *e), void *arg,
+		    const struct statefile_warn *w)
+{
+	char *line = NULL, *text;
+	size_t cap = 0;
+	ssize_t n;
+	int count = 0;
+	/* Whole lines only: a last line without its newline is a write in
+	 * progress (or torn); it is read once it is whole. */
+	while ((n = getline(&line, &cap, in)) > 0 && line[n - 1] == '\n') {
+		f->off += n;
+		f->lineno++;
+		struct listlog_entry e;
+		int k = statefile_line(line, n, &text);
+		if (k < 0 || listlog_parse_line(text, &e) < 0) {
+			statefile_warnf(w, "%s:%ld: not a list.log line (time, action, address, source); ignored",
+					f->path, f->lineno);
+			continue;
+		}
+		fn(arg, &e);
+		count++;
+	}
+	free(line);
+	return count;
+}
+
+int listlog_follow_poll(struct listlog_follow *f,
+			void (*fn)(void *arg, const struct listlog_entry *e), void *arg,
+			const struct statefile_warn *w, char *err, size_t errlen)
+{
+	struct stat st;
+	if (stat(f->path, &st) < 0)
+		return errno == ENOENT ? 0 : set_err(err, errlen, -1, "%s: %s", f->path, strerror(errno));
+	if (st.st_dev == f->dev && st.st_ino == f->ino && st.st_size == f->off)
+		return 0;
+	FILE *in = fopen(f->path, "re");
+	if (!in)
+		return errno == ENOENT ? 0 : set_err(err, errlen, -1, "%s: %s", f->path, strerror(errno));
+	if (fstat(fileno(in), &st) < 0) {
+		fclose(in);
+		return set_err(err, errlen, -1, "%s: %s", f->path, strerror(errno));
+	}
+	if (st.st_dev != f->dev || st.st_ino != f->ino || st.st_size < f->off) {
+		f->dev = st.st_dev;
+		f->ino = st.st_ino;
+		f->off = 0;
+		f->lineno = 0;
+	}
+	int count = 0;
+	if (fseeko(in, f->off, SEEK_SET) < 0)
+		count = set_err(err, errlen, -1, "%s: %s", f->path, strerror(errno));
+	else
+		count = read_new(f, in, fn, arg, w);
+	fclose(in);
+	return count;
+}
+
+void listlog_follow_free(struct listlog_follow *f)
+{
+	free(f->path);
+	f->path = NULL;
+}

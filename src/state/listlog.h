@@ -1,0 +1,82 @@
+/* listlog: state_dir/list.log, the list changes readers asked for on the
+ * web (herald serve), one tab-separated line each:
+ *
+ *     TIME <tab> ACTION <tab> ADDRESS <tab> SOURCE [<tab> NAME]
+ *
+ * ACTION is "unsubscribe", or "subscribe" (a confirmed signup, with the
+ * NAME the reader gave, possibly empty); SOURCE says where it came from
+ * ("web"). Lines are applied in order: the last one for an address
+ * wins. A line is written
+ * with one write(2) and fdatasync'd before the web answers the request,
+ * so a request that got its answer is never lost, whatever happens to
+ * herald serve afterwards; applying it to the CSV list comes after, and
+ * a restart applies again what the list does not show yet (unsub_apply
+ * is idempotent). A `send` running beside it follows the file
+ * (listlog_follow) and mails nobody whose line it has seen.
+ *
+ * Tail repair (statefile.h): a torn last line is cut off (STATEFILE_CUT):
+ * its request was never answered, so the reader's client sends it again.
+ *
+ * Ownership: struct listlog owns its fd (listlog_close); struct
+ * listlog_follow owns its path (listlog_follow_free). Neither is
+ * thread-safe beyond what is said at each function. */
+#ifndef HERALD_LISTLOG_H
+#define HERALD_LISTLOG_H
+#include <stddef.h>
+#include <sys/types.h>
+#include <time.h>
+#include "state/statefile.h"
+
+#define LISTLOG_FILE "list.log"
+
+enum listlog_action { LISTLOG_UNSUBSCRIBE, LISTLOG_SUBSCRIBE };
+
+struct listlog_entry {
+	time_t time;
+	enum listlog_action action;
+	const char *addr;      /* points into the line being read */
+	const char *source;
+	const char *name;      /* subscribe: the reader's name, or "" */
+};
+
+struct listlog {
+	char *path;
+	int fd;
+};
+
+/* Creates state_dir if needed, opens and repairs list.log. */
+int listlog_open(struct listlog *l, const char *state_dir, const struct statefile_warn *w,
+		 char *err, size_t errlen);
+/* Appends one line and fdatasyncs it before returning. Any thread may
+ * call it: each line is one write(2) on O_APPEND, so lines never
+ * interleave, and each caller waits for its own sync. source is a short
+ * word without tabs. -1 with err when the line may not be on disk. */
+int listlog_append(struct listlog *l, time_t t, enum listlog_action a, const char *addr,
+		   const char *name, const char *source, char *err, size_t errlen);
+void listlog_close(struct listlog *l);
+
+/* Parses one line (as statefile_line gave it; fields point into it).
+ * 0, or -1 when it is not a list.log line. */
+int listlog_parse_line(char *text, struct listlog_entry *e);
+
+/* A reader that keeps its place: each listlog_follow_poll reads only the
+ * whole lines added since the last one. The common case, nothing new,
+ * costs one stat(2). A file replaced or cut shorter (a restore) is read
+ * again from the start. */
+struct listlog_follow {
+	char *path;
+	off_t off;             /* bytes read and handled */
+	dev_t dev;
+	ino_t ino;
+	long lineno;           /* lines read, for FILE:LINE */
+};
+int listlog_follow_init(struct listlog_follow *f, const char *state_dir, char *err,
+			size_t errlen);
+/* fn(arg, entry) for each new line; a line that does not parse goes to w
+ * as FILE:LINE. A missing file holds nothing. Returns the number of new
+ * entries, or -1 with err when the file cannot be read. */
+int listlog_follow_poll(struct listlog_follow *f,
+			void (*fn)(void *arg, const struct listlog_entry *e), void *arg,
+			const struct statefile_warn *w, char *err, size_t errlen);
+void listlog_follow_free(struct listlog_follow *f);
+#endif

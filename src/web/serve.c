@@ -1,0 +1,461 @@
+/* herald serve: the daemon, one request's life, shutdown (serve.h). */
+#include "web/serve.h"
+#include "web/web.h"
+#include "web/page.h"
+#include "mailbox/unsubscribe.h"
+#include "state/state.h"
+#include "util/addrset.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A request target is at most this long (414 beyond): a query string
+ * of FORM_MAX_TEXT and a path. */
+#define TARGET_MAX (FORM_MAX_TEXT + 256)
+
+/* One request, from its request line (uri_cb) to its answer (done_cb);
+ * only its own connection's thread touches it. */
+struct req {
+	char target[TARGET_MAX + 1];
+	int target_too_long;
+	int started;
+	struct buf body;
+	int body_too_big;
+	struct timespec t0;
+	int status;
+	char method[8];
+	char path[128];
+	char who[80];
+	char client[INET6_ADDRSTRLEN];
+};
+
+static double since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void warnf(const struct web_server *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void warnf(const struct web_server *s, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (s->o->warn)
+		s->o->warn(s->o->arg, msg);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+	const struct web_server *s = cls;
+	char msg[512];
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	warnf(s, "serve: %s", msg);
+}
+
+static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	struct web_server *s = cls;
+	struct req *r = calloc(1, sizeof *r);
+	pthread_mutex_lock(&s->mu);
+	s->inflight++;
+	pthread_mutex_unlock(&s->mu);
+	if (!r)
+		return NULL;
+	clock_gettime(CLOCK_MONOTONIC, &r->t0);
+	size_t n = strlen(uri);
+	r->target_too_long = n > TARGET_MAX;
+	snprintf(r->target, sizeof r->target, "%s", r->target_too_long ? "/" : uri);
+	return r;
+}
+
+/* The log line: never the query (it holds the address and the token). */
+static void done_cb(void *cls, struct MHD_Connection *c, void **con_cls,
+		    enum MHD_RequestTerminationCode why)
+{
+	struct web_server *s = cls;
+	struct req *r = *con_cls;
+	if (r) {
+		char when[32], line[512];
+		state_time(time(NULL), when);
+		snprintf(line, sizeof line, "%s %s %s %s %d %.1fms%s%s%s", when,
+			 r->client[0] ? r->client : "-", r->method[0] ? r->method : "-",
+			 r->path[0] ? r->path : "-", r->status, since(&r->t0), r->who[0] ? " " : "",
+			 r->who, why == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection lost)");
+		if (s->o->log)
+			s->o->log(s->o->arg, line);
+		buf_free(&r->body);
+		free(r);
+		*con_cls = NULL;
+	}
+	pthread_mutex_lock(&s->mu);
+	if (--s->inflight == 0)
+		pthread_cond_broadcast(&s->idle);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void web_page(const struct web_server *s, struct web_resp *p, int status, const char *title,
+	      const char *body_html)
+{
+	p->status = status;
+	buf_reset(&p->body);
+	if (page_render(&p->body, title, s->cfg->list_name, body_html) < 0)
+		p->status = 500;
+}
+
+static int is_trusted(const struct web_server *s, const char *ip)
+{
+	for (size_t i = 0; i < s->cfg->web.n_trusted_proxies; i++)
+		if (!strcmp(s->cfg->web.trusted_proxies[i], ip))
+			return 1;
+	return 0;
+}
+
+/* The client: the peer, unless the peer is a trusted proxy; then the
+ * rightmost X-Forwarded-For entry that is not one (entries further left
+ * are whatever the client chose to send). */
+static void client_of(const struct web_server *s, struct MHD_Connection *c, char *out, size_t len)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+	snprintf(out, len, "-");
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
+	const char *xff = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For");
+	if (!xff || !is_trusted(s, out))
+		return;
+	char list[1024];
+	snprintf(list, sizeof list, "%s", xff);
+	for (;;) {
+		char *comma = strrchr(list, ',');
+		char *ip = comma ? comma + 1 : list;
+		while (*ip == ' ')
+			ip++;
+		ip[strcspn(ip, " ")] = '\0';
+		unsigned char bin[16];
+		if (inet_pton(strchr(ip, ':') ? AF_INET6 : AF_INET, ip, bin) != 1)
+			return; /* not an address: keep the last one believed */
+		if (strlen(ip) >= len)
+			return;
+		memcpy(out, ip, strlen(ip) + 1);
+		if (!comma || !is_trusted(s, ip))
+			return;
+		*comma = '\0';
+	}
+}
+
+static enum MHD_Result answer(struct web_server *s, struct MHD_Connection *c, struct req *r,
+			      struct web_resp *p)
+{
+	r->status = p->status;
+	snprintf(r->who, sizeof r->who, "%s", p->who);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(p->body.len, p->body.p,
+								    MHD_RESPMEM_MUST_COPY);
+	buf_free(&p->body);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", "text/html; charset=utf-8");
+	MHD_add_response_header(resp, "Content-Security-Policy", s->csp);
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+	/* The URL holds the reader's address and token: no Referer, no cache. */
+	MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	if (p->allow)
+		MHD_add_response_header(resp, "Allow", p->allow);
+	enum MHD_Result ok = MHD_queue_response(c, (unsigned)p->status, resp);
+	MHD_destroy_response(resp);
+	return ok;
+}
+
+static void route(struct web_server *s, struct MHD_Connection *c, struct req *r, struct web_resp *p)
+{
+	struct web_req q = {.method = r->method, .client = r->client};
+	const char *query;
+	char why[128];
+	int k = r->target_too_long ? FORM_TOO_BIG : form_target(r->target, r->path, sizeof r->path, &query);
+	if (k == FORM_TOO_BIG)
+		return web_page(s, p, 414, "Address too long", "<p>This address is too long to be a link herald made.</p>\n");
+	if (k == FORM_OK && (k = form_parse(&q.query, query, strlen(query), why, sizeof why)) == FORM_TOO_BIG)
+		return web_page(s, p, 414, "Address too long", "<p>This address is too long to be a link herald made.</p>\n");
+	if (k)
+		return web_page(s, p, 400, "Bad request", "<p>This address is malformed. Copy the whole link from the mail and try again.</p>\n");
+	size_t pl = strlen(s->prefix);
+	q.path = pl && !strncmp(r->path, s->prefix, pl) && r->path[pl] == '/' ? r->path + pl : r->path;
+	if (strcmp(r->method, "GET") && strcmp(r->method, "HEAD") && strcmp(r->method, "POST")) {
+		p->allow = "GET, HEAD, POST";
+		return web_page(s, p, 405, "Method not allowed", "<p>Only GET and POST are answered here.</p>\n");
+	}
+	if (r->body_too_big)
+		return web_page(s, p, 413, "Too much data", "<p>That is more than a form here sends.</p>\n");
+	q.body = r->body.p ? r->body.p : "";
+	q.body_len = r->body.len;
+	q.content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+	if (!strcmp(q.path, "/unsubscribe"))
+		return webunsub_route(s, &q, p);
+	if (s->cfg->web.signup && (!strcmp(q.path, "/subscribe") || !strcmp(q.path, "/confirm")))
+		return signup_route(s, &q, p);
+	web_page(s, p, 404, "Not found", "<p>There is no page at this address.</p>\n");
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+			       const char *method, const char *version, const char *upload,
+			       size_t *upload_size, void **con_cls)
+{
+	struct web_server *s = cls;
+	struct req *r = *con_cls;
+	if (!r)
+		return MHD_NO; /* out of memory in uri_cb: drop the connection */
+	if (!r->started) {
+		r->started = 1;
+		snprintf(r->method, sizeof r->method, "%s", strlen(method) < sizeof r->method ? method : "OTHER");
+		client_of(s, c, r->client, sizeof r->client);
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (!r->body_too_big && r->body.len + *upload_size > FORM_MAX_TEXT)
+			r->body_too_big = 1;
+		if (!r->body_too_big && buf_add(&r->body, upload, *upload_size) < 0)
+			return MHD_NO;
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	struct web_resp p = {0};
+	route(s, c, r, &p);
+	return answer(s, c, r, &p);
+}
+
+/* Applies what list.log holds to the list, the last line for an address
+ * winning: what a kill between the log line and the list rewrite left
+ * undone. */
+struct replay {
+	struct addrset seen;   /* address -> index + 1 */
+	char **addrs, **names;
+	enum listlog_action *act;
+	size_t n, cap, capn, capa;
+	int oom;
+};
+
+static void replay_entry(void *arg, const struct listlog_entry *e)
+{
+	struct replay *rp = arg;
+	long at = rp->oom ? 0 : addrset_get(&rp->seen, e->addr);
+	char *name = rp->oom ? NULL : strdup(e->name);
+	if (!name) {
+		rp->oom = 1;
+		return;
+	}
+	if (at) {
+		free(rp->names[at - 1]);
+		rp->names[at - 1] = name;
+		rp->act[at - 1] = e->action;
+		return;
+	}
+	if (array_grow(&rp->addrs, &rp->cap, rp->n, sizeof *rp->addrs, 64) < 0 ||
+	    array_grow(&rp->names, &rp->capn, rp->n, sizeof *rp->names, 64) < 0 ||
+	    array_grow(&rp->act, &rp->capa, rp->n, sizeof *rp->act, 64) < 0 ||
+	    !(rp->addrs[rp->n] = strdup(e->addr)) ||
+	    addrset_put(&rp->seen, e->addr, (long)rp->n + 1) < 0) {
+		free(name);
+		rp->oom = 1;
+		return;
+	}
+	rp->names[rp->n] = name;
+	rp->act[rp->n++] = e->action;
+}
+
+static void on_state_warn(void *arg, const char *msg)
+{
+	warnf(arg, "%s", msg);
+}
+
+/* One kind of the replayed lines into the list; how many changed it. */
+static long replay_apply(struct web_server *s, struct replay *rp, enum listlog_action which,
+			 const char *logpath)
+{
+	const char **a = calloc(rp->n + 1, sizeof *a), **nm = calloc(rp->n + 1, sizeof *nm);
+	enum unsub_result *res = calloc(rp->n + 1, sizeof *res);
+	size_t k = 0;
+	long changed = 0;
+	for (size_t i = 0; a && nm && i < rp->n; i++)
+		if (rp->act[i] == which) {
+			a[k] = rp->addrs[i];
+			nm[k++] = rp->names[i];
+		}
+	char why[1024];
+	int rc = !a || !nm || !res ? set_err(why, sizeof why, -1, "out of memory") : !k ? 0
+	       : which == LISTLOG_UNSUBSCRIBE ? unsub_apply(s->cfg->subscribers, s->cfg->subs_delim, a, k, res, why, sizeof why)
+	       : unsub_subscribe(s->cfg->subscribers, s->cfg->subs_delim, a, nm, k, res, why, sizeof why);
+	if (rc < 0)
+		warnf(s, "%s; what %s holds is applied when it can be (send honours it anyway)", why, logpath);
+	for (size_t i = 0; rc == 0 && i < k; i++)
+		changed += res[i] == UNSUB_CHANGED;
+	free(a);
+	free(nm);
+	free(res);
+	return changed;
+}
+
+static int replay(struct web_server *s, char *err, size_t errlen)
+{
+	struct listlog_follow f;
+	struct replay rp = {0};
+	struct statefile_warn w = {on_state_warn, s};
+	if (listlog_follow_init(&f, s->cfg->state_dir, err, errlen) < 0)
+		return WEB_FAIL;
+	int rc = listlog_follow_poll(&f, replay_entry, &rp, &w, err, errlen) < 0 ? WEB_STATE : WEB_OK;
+	if (!rc && rp.oom)
+		rc = set_err(err, errlen, WEB_FAIL, "out of memory");
+	long un = rc ? 0 : replay_apply(s, &rp, LISTLOG_UNSUBSCRIBE, f.path);
+	long sub = rc ? 0 : replay_apply(s, &rp, LISTLOG_SUBSCRIBE, f.path);
+	if (un)
+		warnf(s, "%s: %ld unsubscribe%s from %s applied (herald serve had stopped before)",
+		      s->cfg->subscribers, un, un == 1 ? "" : "s", f.path);
+	if (sub)
+		warnf(s, "%s: %ld signup%s from %s applied (herald serve had stopped before)",
+		      s->cfg->subscribers, sub, sub == 1 ? "" : "s", f.path);
+	for (size_t i = 0; i < rp.n; i++) {
+		free(rp.addrs[i]);
+		free(rp.names[i]);
+	}
+	free(rp.addrs);
+	free(rp.names);
+	free(rp.act);
+	addrset_free(&rp.seen);
+	listlog_follow_free(&f);
+	return rc;
+}
+
+static struct MHD_Daemon *start(struct web_server *s, char *err, size_t errlen)
+{
+	const struct config *cfg = s->cfg;
+	struct sockaddr_storage ss = {0};
+	int v6 = strchr(cfg->web.host, ':') != NULL;
+	if (v6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)cfg->web.port);
+		inet_pton(AF_INET6, cfg->web.host, &a->sin6_addr);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)cfg->web.port);
+		inet_pton(AF_INET, cfg->web.host, &a->sin_addr);
+	}
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+			 MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+	struct MHD_Daemon *d = MHD_start_daemon(
+		flags, (uint16_t)cfg->web.port, NULL, NULL, handler, s,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, /* first, or MHD prints */
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_URI_LOG_CALLBACK, uri_cb, s,
+		MHD_OPTION_NOTIFY_COMPLETED, done_cb, s,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+		/* Room for a request line of TARGET_MAX split into its many
+		 * arguments (MHD parses them whether we use them or not), so
+		 * an overlong one gets our 414 rather than a dropped
+		 * connection; a longer one gets MHD's 431. */
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+		MHD_OPTION_END);
+	if (!d)
+		set_err(err, errlen, WEB_LISTEN, "web.listen: cannot listen on %s (%s): in use, or not an address of this machine",
+			cfg->web.listen, strerror(errno));
+	return d;
+}
+
+/* Stop taking connections, let the requests under way be answered
+ * (bounded), then stop. */
+static void drain(struct web_server *s, struct MHD_Daemon *d)
+{
+	MHD_socket fd = MHD_quiesce_daemon(d);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += WEB_DRAIN_SECONDS;
+	pthread_mutex_lock(&s->mu);
+	while (s->inflight > 0)
+		if (pthread_cond_timedwait(&s->idle, &s->mu, &until) == ETIMEDOUT)
+			break;
+	int left = s->inflight;
+	pthread_mutex_unlock(&s->mu);
+	if (left)
+		warnf(s, "serve: %d request%s still under way after %d s; stopping anyway", left,
+		      left == 1 ? "" : "s", WEB_DRAIN_SECONDS);
+	MHD_stop_daemon(d);
+}
+
+int web_serve(const struct config *cfg, const struct web_opts *o, char *err, size_t errlen)
+{
+	struct web_server s = {.cfg = cfg, .o = o, .prefix = ""};
+	char secret_err[512];
+	if (config_secret(cfg, &s.secret, secret_err, sizeof secret_err) < 0)
+		return set_err(err, errlen, WEB_CONFIG, "%s", secret_err);
+	if (page_csp(s.csp, sizeof s.csp) < 0)
+		return set_err(err, errlen, WEB_FAIL, "cannot hash the page style (GnuTLS)");
+	/* base_url's path: the proxy may pass requests on with it. */
+	const char *bu = cfg->web.base_url;
+	const char *slash = bu ? strchr(strstr(bu, "://") + 3, '/') : NULL;
+	s.prefix = slash ? slash : "";
+	int k = cfg->web.signup ? config_password(cfg, &s.password, err, errlen) : 0;
+	if (k)
+		return k == CONFIG_TEMP ? WEB_LISTEN : WEB_CONFIG;
+	s.t0 = time(NULL);
+	struct statefile_warn w = {on_state_warn, &s};
+	if (listlog_open(&s.log, cfg->state_dir, &w, err, errlen) < 0) {
+		secret_free(&s.password);
+		return WEB_STATE;
+	}
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_mutex_init(&s.list_mu, NULL);
+	pthread_mutex_init(&s.sig_mu, NULL);
+	pthread_cond_init(&s.idle, NULL);
+	int rc = replay(&s, err, errlen);
+	struct MHD_Daemon *d = rc ? NULL : start(&s, err, errlen);
+	if (d) {
+		const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+		if (o->ready)
+			o->ready(o->arg, di ? di->port : cfg->web.port);
+		while (!o->stop(o->arg)) {
+			struct timespec t = {0, 100 * 1000 * 1000};
+			nanosleep(&t, NULL);
+		}
+		drain(&s, d);
+	} else if (!rc) {
+		rc = WEB_LISTEN;
+	}
+	pthread_cond_destroy(&s.idle);
+	pthread_mutex_destroy(&s.list_mu);
+	pthread_mutex_destroy(&s.sig_mu);
+	addrset_free(&s.per_ip);
+	addrset_free(&s.per_addr);
+	secret_free(&s.password);
+	pthread_mutex_destroy(&s.mu);
+	for (size_t i = 0; i < s.npending; i++)
+		free(s.pending[i]);
+	free(s.pending);
+	listlog_close(&s.log);
+	return rc;
+}
+
+int web_exitcode(int rc)
+{
+	return rc == WEB_OK ? EX_OK : rc == WEB_CONFIG ? EX_CONFIG : rc == WEB_LISTEN ? EX_UNAVAILABLE
+	     : rc == WEB_STATE ? EX_CANTCREAT : EX_OSERR;
+}

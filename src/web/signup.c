@@ -1,0 +1,208 @@
+/* Signup with double opt-in (web.h): GET/POST /subscribe, GET/POST
+ * /confirm?e=EMAIL&n=NAME&t=TOKEN.
+ *
+ * POST /subscribe mails a confirmation link and answers "check your
+ * inbox"; the reader is not on the list until the link is confirmed. The
+ * answer is the same whether a mail went or not (a subscribed address
+ * gets none, an address mailed within the hour gets none, a filled
+ * honeypot field gets none), so the form says nothing about who is
+ * subscribed. The link carries a token bound to the address and name
+ * with an expiry (util/token.h), and GET /confirm only shows a button:
+ * link scanners and mail filters fetch every link in a message, and a
+ * GET that subscribed would confirm signups nobody made. The POST is
+ * appended to list.log (synced) and then applied to the list, like an
+ * unsubscribe. */
+#include "web/web.h"
+#include "web/page.h"
+#include "compose/confirm.h"
+#include "compose/message.h"
+#include "compose/template.h"
+#include "deliver/notify.h"
+#include "input/subscribers.h"
+#include "mailbox/unsubscribe.h"
+#include "util/addr.h"
+#include "util/token.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define CONFIRM_HOURS 48
+#define PER_IP_PER_HOUR 10
+#define LIMIT_ENTRIES 100000   /* the limit tables are cleared beyond this */
+
+static const char form_html[] =
+	"<form method=\"post\" action=\"subscribe\">\n"
+	"<label for=\"email\">Email address</label>\n"
+	"<input type=\"email\" id=\"email\" name=\"email\" required maxlength=\"254\" autocomplete=\"email\">\n"
+	"<label for=\"name\">Name (optional)</label>\n"
+	"<input type=\"text\" id=\"name\" name=\"name\" maxlength=\"100\" autocomplete=\"name\">\n"
+	/* The honeypot: hidden from people (and screen readers), filled in
+	 * by form-filling bots. */
+	"<div class=\"hp\" aria-hidden=\"true\"><label for=\"website\">Leave this empty</label>\n"
+	"<input type=\"text\" id=\"website\" name=\"website\" tabindex=\"-1\" autocomplete=\"off\"></div>\n"
+	"<button type=\"submit\">Subscribe</button>\n</form>\n";
+
+static void show_form(const struct web_server *s, struct web_resp *p, int status, const char *note)
+{
+	struct buf b = {0};
+	if (note) {
+		buf_adds(&b, "<p><strong>");
+		page_esc(&b, note);
+		buf_adds(&b, "</strong></p>\n");
+	}
+	buf_adds(&b, "<p>Get each issue by mail. We send you one mail to confirm first.</p>\n");
+	buf_adds(&b, form_html);
+	web_page(s, p, status, "Subscribe", buf_cstr(&b));
+	buf_free(&b);
+}
+
+/* Is email a subscribed row of the list already? */
+static int subscribed(const struct web_server *s, const char *email)
+{
+	struct subs_reader *r;
+	struct subs_row row;
+	char why[512];
+	if (subs_open(&r, s->cfg->subscribers, s->cfg->subs_delim, why, sizeof why))
+		return 0;
+	int k, found = 0;
+	while (!found && (k = subs_next(r, &row, why, sizeof why)) != SUBS_END &&
+	       k != SUBS_FATAL && k != SUBS_NOFILE)
+		found = k == SUBS_ROW && !strcasecmp(row.email, email);
+	subs_close(r);
+	return found;
+}
+
+/* The abuse limits: -1 this client has signed up too often this hour, 0
+ * no mail to this address now, 1 mail it (and it is counted). */
+static int allowed(struct web_server *s, const char *client, const char *email)
+{
+	time_t now = time(NULL);
+	long hour = (long)((now - s->t0) / 3600), since = (long)(now - s->t0) + 1;
+	pthread_mutex_lock(&s->sig_mu);
+	if (s->per_ip.used > LIMIT_ENTRIES || s->per_addr.used > LIMIT_ENTRIES) {
+		addrset_free(&s->per_ip);
+		addrset_free(&s->per_addr);
+	}
+	long v = addrset_get(&s->per_ip, client);
+	long count = v / 100 == hour ? v % 100 : 0;
+	int rc = count >= PER_IP_PER_HOUR ? -1 : 1;
+	if (rc > 0)
+		addrset_set(&s->per_ip, client, hour * 100 + count + 1);
+	long last = addrset_get(&s->per_addr, email);
+	if (rc > 0 && last && since - last < 3600)
+		rc = 0;
+	if (rc > 0)
+		addrset_set(&s->per_addr, email, since);
+	pthread_mutex_unlock(&s->sig_mu);
+	return rc;
+}
+
+static int mail_link(struct web_server *s, const char *email, const char *name, char *err,
+		     size_t errlen)
+{
+	char tok[TOKEN_CONFIRM_MAX];
+	time_t now = time(NULL);
+	if (token_confirm_make(s->secret, email, name, (long)now + CONFIRM_HOURS * 3600, tok) < 0)
+		return set_err(err, errlen, -1, "cannot make a token (GnuTLS)");
+	struct buf link = {0}, msg = {0};
+	buf_printf(&link, "%s/confirm?e=", s->cfg->web.base_url);
+	tmpl_escape(&link, email, strlen(email), TMPL_URL);
+	buf_adds(&link, "&n=");
+	tmpl_escape(&link, name, strlen(name), TMPL_URL);
+	buf_printf(&link, "&t=%s", tok);
+	int rc = confirm_build(s->cfg, email, name, buf_cstr(&link), CONFIRM_HOURS, now, &msg, err, errlen);
+	if (rc == 0)
+		rc = notify_send(s->cfg, s->password, email, msg.p, msg.len, err, errlen);
+	buf_free(&link);
+	buf_free(&msg);
+	return rc;
+}
+
+static void subscribe_post(struct web_server *s, const struct web_req *q, struct web_resp *p)
+{
+	struct form f;
+	char why[128];
+	if (form_parse_body(&f, q->content_type, q->body, q->body_len, why, sizeof why))
+		return show_form(s, p, 400, "The form could not be read; please try again.");
+	const char *email = form_get(&f, "email"), *name = form_get(&f, "name");
+	const char *hp = form_get(&f, "website");
+	if (!name)
+		name = "";
+	if (!email || strlen(email) > 254 || addr_valid(email, why, sizeof why) < 0)
+		return show_form(s, p, 400, "That does not look like an email address.");
+	if (strlen(name) > 100 || !msg_header_safe(name) || strchr(name, '\t'))
+		return show_form(s, p, 400, "The name is too long or holds characters we cannot use.");
+	snprintf(p->who, sizeof p->who, "%.70s", strrchr(email, '@'));
+	int ok = hp && *hp ? 0 : allowed(s, q->client, email);
+	if (ok < 0)
+		return web_page(s, p, 429, "Too many signups",
+				"<p>Too many signups from your network this hour. Please try again later.</p>\n");
+	char err[1024];
+	if (ok > 0 && !subscribed(s, email) && mail_link(s, email, name, err, sizeof err) < 0) {
+		if (s->o->warn)
+			s->o->warn(s->o->arg, err);
+		pthread_mutex_lock(&s->sig_mu);
+		addrset_set(&s->per_addr, email, -3600); /* may ask again at once */
+		pthread_mutex_unlock(&s->sig_mu);
+		return web_page(s, p, 503, "Try again later",
+				"<p>The confirmation mail could not be sent just now. Please try again later.</p>\n");
+	}
+	web_page(s, p, 200, "Check your inbox",
+		 "<p>If that address is not subscribed yet, a mail with a confirmation link is on its way. "
+		 "Open it and press the button to start getting the newsletter.</p>\n");
+}
+
+static void confirm(struct web_server *s, const struct web_req *q, struct web_resp *p)
+{
+	const char *e = form_get(&q->query, "e"), *n = form_get(&q->query, "n");
+	const char *t = form_get(&q->query, "t");
+	char why[100];
+	if (!e || !t || !n || addr_valid(e, why, sizeof why) < 0 || !msg_header_safe(n) || strchr(n, '\t'))
+		return web_page(s, p, 400, "Incomplete link",
+				"<p>This confirmation link is incomplete. Copy the whole link from the mail.</p>\n");
+	snprintf(p->who, sizeof p->who, "%.70s", strrchr(e, '@'));
+	int ok = token_confirm_check(s->secret, e, n, t, (long)time(NULL));
+	if (ok == 2)
+		return web_page(s, p, 410, "Link expired",
+				"<p>This confirmation link has expired. Sign up again to get a new one.</p>\n");
+	if (ok != 1)
+		return web_page(s, p, ok < 0 ? 500 : 403, "Link not valid",
+				"<p>This confirmation link is not valid. Use the link in the mail you received.</p>\n");
+	struct buf b = {0};
+	if (strcmp(q->method, "POST")) {
+		buf_adds(&b, "<p>Subscribe <strong>");
+		page_esc(&b, e);
+		buf_adds(&b, "</strong>?</p>\n<form method=\"post\">\n"
+			     "<button type=\"submit\" name=\"confirm\" value=\"yes\">Confirm</button>\n</form>\n");
+		web_page(s, p, 200, "Confirm your subscription", buf_cstr(&b));
+		return buf_free(&b);
+	}
+	char err[512];
+	if (listlog_append(&s->log, time(NULL), LISTLOG_SUBSCRIBE, e, n, "web", err, sizeof err) < 0) {
+		if (s->o->warn)
+			s->o->warn(s->o->arg, err);
+		return web_page(s, p, 503, "Try again",
+				"<p>The confirmation could not be recorded just now. Please try again in a few minutes.</p>\n");
+	}
+	const char *addrs[] = {e}, *names[] = {n};
+	enum unsub_result res;
+	pthread_mutex_lock(&s->list_mu);
+	if (unsub_subscribe(s->cfg->subscribers, s->cfg->subs_delim, addrs, names, 1, &res, err, sizeof err) < 0 && s->o->warn)
+		s->o->warn(s->o->arg, err);
+	pthread_mutex_unlock(&s->list_mu);
+	buf_adds(&b, "<p><strong>");
+	page_esc(&b, e);
+	buf_adds(&b, "</strong> is subscribed. The next issue comes to this address.</p>\n");
+	web_page(s, p, 200, "Subscribed", buf_cstr(&b));
+	buf_free(&b);
+}
+
+void signup_route(struct web_server *s, const struct web_req *q, struct web_resp *p)
+{
+	if (!strcmp(q->path, "/confirm"))
+		return confirm(s, q, p);
+	if (strcmp(q->method, "POST"))
+		return show_form(s, p, 200, NULL);
+	subscribe_post(s, q, p);
+}

@@ -1,0 +1,120 @@
+/* GET and POST /unsubscribe?e=EMAIL&t=TOKEN (web.h).
+ *
+ * GET shows one button and changes nothing: mail filters and link
+ * scanners fetch every link in a message, and a GET that unsubscribed
+ * would unsubscribe readers who never asked. POST is RFC 8058's one-click
+ * request (body List-Unsubscribe=One-Click, which the page's button also
+ * sends): recorded in list.log and synced, then applied to the list, then
+ * answered. The token is the reader's HMAC (util/token.h), compared in
+ * constant time; a bad one is 403 and changes nothing. */
+#include "web/web.h"
+#include "web/page.h"
+#include "mailbox/unsubscribe.h"
+#include "util/addr.h"
+#include "util/token.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void say(const struct web_server *s, struct web_resp *p, int status, const char *title,
+		const char *fmt_before, const char *value, const char *after)
+{
+	struct buf b = {0};
+	buf_adds(&b, fmt_before);
+	if (value)
+		page_esc(&b, value);
+	buf_adds(&b, after);
+	web_page(s, p, status, title, buf_cstr(&b));
+	buf_free(&b);
+}
+
+/* The request is in list.log already: a list that cannot be rewritten
+ * now is rewritten by the next start (replay), and a send skips the
+ * reader meanwhile. So the reader is told it worked either way. */
+void webunsub_apply(struct web_server *s, const char *email)
+{
+	char *copy = strdup(email);
+	pthread_mutex_lock(&s->mu);
+	int queued = copy && array_grow(&s->pending, &s->cappending, s->npending,
+					sizeof *s->pending, 16) == 0;
+	if (queued)
+		s->pending[s->npending++] = copy;
+	unsigned long mine = ++s->queued;
+	pthread_mutex_unlock(&s->mu);
+	if (!queued) {
+		free(copy);
+		if (s->o->warn)
+			s->o->warn(s->o->arg, "out of memory: the unsubscribe is in list.log and is applied at the next start");
+		return;
+	}
+	pthread_mutex_lock(&s->list_mu);
+	pthread_mutex_lock(&s->mu);
+	char **batch = NULL;
+	size_t n = 0;
+	unsigned long upto = s->queued;
+	if (s->applied < mine) {       /* not taken by another's batch yet */
+		batch = s->pending;
+		n = s->npending;
+		s->pending = NULL;
+		s->npending = s->cappending = 0;
+	}
+	pthread_mutex_unlock(&s->mu);
+	enum unsub_result *res = n ? calloc(n, sizeof *res) : NULL;
+	char err[1024];
+	if (n && (!res || unsub_apply(s->cfg->subscribers, s->cfg->subs_delim, (const char *const *)batch, n, res, err,
+				     sizeof err) < 0) && s->o->warn)
+		s->o->warn(s->o->arg, res ? err : "out of memory: the unsubscribes are in list.log and are applied at the next start");
+	if (n) {
+		pthread_mutex_lock(&s->mu);
+		s->applied = upto;
+		pthread_mutex_unlock(&s->mu);
+	}
+	pthread_mutex_unlock(&s->list_mu);
+	for (size_t i = 0; i < n; i++)
+		free(batch[i]);
+	free(batch);
+	free(res);
+}
+
+void webunsub_route(struct web_server *s, const struct web_req *q, struct web_resp *p)
+{
+	const char *e = form_get(&q->query, "e"), *t = form_get(&q->query, "t");
+	char why[100];
+	if (!e || !t || !*e || !*t || addr_valid(e, why, sizeof why) < 0)
+		return web_page(s, p, 400, "Incomplete link",
+				"<p>This unsubscribe link is incomplete. Copy the whole link from the mail, "
+				"or reply to the mail and ask to be removed.</p>\n");
+	const char *at = strrchr(e, '@');
+	snprintf(p->who, sizeof p->who, "%.70s", at);
+	int ok = token_check(s->secret, e, t);
+	if (ok != 1)
+		return web_page(s, p, ok < 0 ? 500 : 403, "Link not valid",
+				"<p>This unsubscribe link is not valid: it was changed, or it was made for "
+				"another address. Use the link in the mail you received, or reply to the mail "
+				"and ask to be removed.</p>\n");
+	if (strcmp(q->method, "POST")) {
+		return say(s, p, 200, "Unsubscribe", "<p>Stop sending mail to <strong>", e,
+			   "</strong>?</p>\n<form method=\"post\">\n"
+			   "<button type=\"submit\" name=\"List-Unsubscribe\" value=\"One-Click\">Unsubscribe</button>\n"
+			   "</form>\n");
+	}
+	struct form body;
+	const char *v;
+	if (form_parse_body(&body, q->content_type, q->body, q->body_len, why, sizeof why) ||
+	    !(v = form_get(&body, "List-Unsubscribe")) || strcmp(v, "One-Click"))
+		return web_page(s, p, 400, "Bad request",
+				"<p>An unsubscribe request says <code>List-Unsubscribe=One-Click</code> "
+				"(RFC 8058). Open the link in a browser and press the button.</p>\n");
+	char err[512];
+	if (listlog_append(&s->log, time(NULL), LISTLOG_UNSUBSCRIBE, e, NULL, "web", err, sizeof err) < 0) {
+		if (s->o->warn)
+			s->o->warn(s->o->arg, err);
+		return web_page(s, p, 503, "Try again",
+				"<p>The request could not be recorded just now, so nothing changed. "
+				"Please try again in a few minutes.</p>\n");
+	}
+	webunsub_apply(s, e);
+	say(s, p, 200, "Unsubscribed", "<p><strong>", e,
+	    "</strong> is unsubscribed and gets no more of these mails.</p>\n");
+}

@@ -1,0 +1,73 @@
+/* web: what the web layer's modules share inside it (not for cli): the
+ * server every request thread reads, and one request and its answer. */
+#ifndef HERALD_WEB_H
+#define HERALD_WEB_H
+#include <pthread.h>
+#include "input/config.h"
+#include "state/listlog.h"
+#include "util/addrset.h"
+#include "util/buf.h"
+#include <time.h>
+#include "web/form.h"
+#include "web/serve.h"
+
+struct web_server {
+	const struct config *cfg;      /* read only */
+	const struct web_opts *o;
+	const char *secret;            /* read only */
+	struct listlog log;            /* append from any thread (listlog.h) */
+	char csp[400];                 /* read only */
+	const char *prefix;            /* base_url's path ("" or "/news"), read only */
+	pthread_mutex_t mu;            /* guards inflight, pending, queued, applied */
+	pthread_cond_t idle;           /* inflight reached 0 */
+	int inflight;
+	/* Group commit of list changes to the CSV: each request queues its
+	 * address (pending, numbered by queued); whoever holds list_mu
+	 * applies everything queued so far in one unsub_apply and sets
+	 * applied, so 50 requests at once cost a few rewrites of the list,
+	 * not 50 threads fighting over its flock. */
+	pthread_mutex_t list_mu;
+	char **pending;
+	size_t npending, cappending;
+	unsigned long queued, applied;
+	/* Signup (web/signup.c): the relay's password (read once at start,
+	 * read only after), and the abuse limits under sig_mu: per client
+	 * IP, signups in the current hour (hour * 100 + count); per address,
+	 * when its last confirmation mail went (seconds since t0, + 1). Both
+	 * are memory only: a restart forgets them (documented). */
+	char *password;
+	pthread_mutex_t sig_mu;
+	struct addrset per_ip, per_addr;
+	time_t t0;
+};
+
+/* web/unsub.c: the request's address, into the list (group commit). */
+void webunsub_apply(struct web_server *s, const char *email);
+
+struct web_req {
+	const char *method;            /* "GET", "HEAD", "POST" */
+	const char *path;              /* without the prefix */
+	struct form query;
+	const char *body;              /* POST only; body_len bytes */
+	size_t body_len;
+	const char *content_type;      /* or NULL */
+	const char *client;            /* the client's IP, as believed */
+};
+
+struct web_resp {
+	int status;
+	struct buf body;
+	const char *allow;             /* for a 405 */
+	char who[80];                  /* for the log: "@domain" of the reader, or "" */
+};
+
+/* A page answer: status, title, body markup (escaped already). */
+void web_page(const struct web_server *s, struct web_resp *p, int status, const char *title,
+	      const char *body_html);
+
+/* web/signup.c: GET/POST /subscribe, GET/POST /confirm */
+void signup_route(struct web_server *s, const struct web_req *q, struct web_resp *p);
+
+/* web/unsub.c: GET and POST /unsubscribe */
+void webunsub_route(struct web_server *s, const struct web_req *q, struct web_resp *p);
+#endif
