@@ -536,6 +536,36 @@ def test_pages_in_chromium(t):
     srv.stop()
 
 
+@SUITE.test("a message already handed to a connection is withdrawn when its reader unsubscribes first")
+def test_withdrawn_on_connection(t):
+    t.post()
+    t.subscribers(csv("a@example.net,A", "b@example.net,B", "c@example.net,C"))
+    smtp = t.server("--delay-ms", "2000")     # each reply to a final dot waits 2 s
+    web_config(t, smtp, changes={"smtp": {"url": smtp.url(), "starttls": "never", "timeout": 10,
+                                          "connections": 1}})
+    srv = Serve(t)
+    sender = t.popen("send", t.path(f"{SLUG}.md"), "--json")
+    deadline = time.monotonic() + 20
+    while not smtp.envelopes():              # a's message is stored, its reply held back;
+        expect(time.monotonic() < deadline, "the send did not start")   # b's waits on the
+        time.sleep(0.02)                     # connection, handed over already
+    equal(one_click(srv, "b@example.net")[0], 200, "unsubscribe b")
+    returned = time.time()
+    equal(sender.wait(60), 0, "send exit")
+    srv.stop()
+    got = smtp.received()
+    equal(got, ["a@example.net", "c@example.net"], "who got the issue")
+    rcpts = [r["addr"] for x in smtp.transactions() for r in x["rcpts"]]
+    expect("b@example.net" not in rcpts, "b was never given to the relay")
+    expect(min(r["time"] for x in smtp.transactions() for r in x["rcpts"]
+               if r["addr"] == "c@example.net") > returned, "c went after the POST")
+    with open(t.path("bg2.out")) as f:
+        out = f.read()
+    summary = json.loads(out.splitlines()[-1])
+    equal((summary["sent"], summary["unsubscribed"], summary["not_attempted"]), (2, 1, 0),
+          f"sent, unsubscribed, not attempted in {out!r}")
+
+
 class Poster:
     """POSTs one-click unsubscribes from many threads against whichever
     herald serve is current (a restart changes the port), each until it

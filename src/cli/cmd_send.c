@@ -148,7 +148,7 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 
 static json_t *stats_json(const char *slug, const struct delivery_stats *st, int rc)
 {
-	return json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b, s:b}",
+	return json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b, s:b, s:I}",
 			 "post", slug, "exit", rc, "sent", (json_int_t)st->sent,
 			 "uncertain", (json_int_t)st->uncertain,
 			 "not_attempted", (json_int_t)st->not_attempted,
@@ -160,7 +160,8 @@ static json_t *stats_json(const char *slug, const struct delivery_stats *st, int
 			 "attempted", (json_int_t)st->attempted, "retried", (json_int_t)st->retried,
 			 "seconds", st->elapsed,
 			 "rate", send_rate(st),
-			 "quota_reached", st->quota_stop, "interrupted", st->interrupted);
+			 "quota_reached", st->quota_stop, "interrupted", st->interrupted,
+			 "unsubscribed", (json_int_t)st->unsubscribed);
 }
 
 /* Worse outcomes win: a failure beats "run again", which beats success. */
@@ -314,7 +315,7 @@ static int print_json(json_t *posts, int rc)
 {
 	static const char *const keys[] = {"sent", "bounced", "deferred", "skipped",
 		"inactive", "already_sent", "suppressed", "excluded", "attempted", "retried", "uncertain",
-		"not_attempted"};
+		"not_attempted", "unsubscribed"};
 	json_t *o = json_object();
 	json_object_set_new(o, "exit", json_integer(rc));
 	for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {

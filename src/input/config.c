@@ -656,18 +656,16 @@ static int web_base_url(struct ctx *x, struct config *c)
 
 static int web_proxies(struct ctx *x, struct config *c)
 {
-	config_setting_t *s = config_lookup(&x->cf, "web.trusted_proxies");
-	if (!s)
-		return 0;
-	int single = config_setting_type(s) == CONFIG_TYPE_STRING;
-	if (!single && !config_setting_is_aggregate(s))
-		return bad(x, s, "web.trusted_proxies: expected a list of IP addresses, e.g. [ \"127.0.0.1\" ]");
-	int n = single ? 1 : config_setting_length(s);
+	config_setting_t *s, *e;
+	int n, rc = string_list(x, "web.trusted_proxies",
+				"a list of IP addresses, e.g. [ \"127.0.0.1\" ]", &s, &n);
+	if (rc || !n)
+		return rc;
 	c->web.trusted_proxies = calloc((size_t)n + 1, sizeof *c->web.trusted_proxies);
 	if (!c->web.trusted_proxies)
 		return bad(x, s, "out of memory");
 	for (int i = 0; i < n; i++) {
-		const char *v = single ? config_setting_get_string(s) : config_setting_get_string_elem(s, i);
+		const char *v = string_elem(s, i, &e);
 		unsigned char bin[16];
 		if (!v || inet_pton(v && strchr(v, ':') ? AF_INET6 : AF_INET, v, bin) != 1)
 			return bad(x, s, "web.trusted_proxies: \"%s\" is not an IP address", v ? v : "(not a string)");
