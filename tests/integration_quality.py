@@ -663,6 +663,29 @@ def test_embedded_images(t):
     expect("notimg.md:7: image " in r.err and "not a PNG, JPEG or GIF image" in r.err, r.err)
 
 
+@SUITE.test("a message over the relay's EHLO SIZE: the send stops before the first reader "
+            "(exit 65, the figures and the fix), nothing stored, nobody bounced or journaled")
+def test_relay_size(t):
+    server = t.server("--size", "100000")
+    world(t, None, server)
+    os.makedirs(t.path("posts"))
+    with open(t.path("posts", "big.bin"), "wb") as f:
+        f.write(os.urandom(200000))
+    t.write("posts/big.md", "---\nsubject: Big\ndate: 2026-11-30 08:00\n"
+            "attachments: big.bin\n---\nHi.\n")
+    r = t.send(post=t.path("posts", "big.md"))
+    equal(r.code, EX_DATAERR, "exit")
+    expect(re.search(r"the message to \S+ is \d+ bytes, and the relay takes at most 100000 "
+                     r"\(its EHLO SIZE\): make it smaller", r.err), r.err)
+    equal(server.messages(), [], "stored")
+    equal(t.bounces(), [], "bounces.log")
+    equal(t.journal("big"), [], "journal")
+    # Under the limit it goes.
+    t.write("posts/small.md", "---\nsubject: Small\ndate: 2026-11-30 08:00\n---\nHi.\n")
+    equal(t.send(post=t.path("posts", "small.md")).code, EX_OK, "a small one")
+    equal(len(server.messages()), len(READERS.splitlines()) - 1, "stored")
+
+
 # ---- DKIM ---------------------------------------------------------------
 
 @SUITE.test("DKIM: --dry-run, --test over SMTP and preview are all signed; python3-dkim "

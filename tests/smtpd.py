@@ -300,6 +300,8 @@ def parse_args(argv):
     p.add_argument("--implicit-tls", action="store_true")
     p.add_argument("--auth", metavar="USER:PASS")
     p.add_argument("--max-seconds", type=float, default=300)
+    p.add_argument("--size", type=int, default=33554432, metavar="BYTES",
+                   help="the EHLO SIZE limit (aiosmtpd's data_size_limit)")
     a = p.parse_args(argv)
     if a.gen_cert:
         return a
@@ -332,7 +334,7 @@ async def serve(a):
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(a.tls_cert, a.tls_key)
     smtp_kwargs = {"hostname": "localhost", "decode_data": False,
-                   "timeout": 60}
+                   "timeout": 60, "data_size_limit": a.size}
     if tls and not a.implicit_tls:
         smtp_kwargs.update(tls_context=tls,
                            require_starttls=a.require_starttls)

@@ -57,6 +57,7 @@ struct slot {
 	int body_done;  /* read_cb handed over the last byte: curl sends it
 			   and the final dot next */
 	int caps_auth;  /* the latest EHLO reply offered AUTH */
+	long caps_size; /* ... and its SIZE limit (RFC 1870), 0 if none */
 	int in_ehlo;
 	struct curl_slist *rcpt;
 	size_t off;
@@ -84,6 +85,8 @@ struct smtp_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t done;
 	struct slot probe;      /* main thread only (smtp_pool_probe) */
+	long size_max;          /* the probe's EHLO SIZE, 0 if none: main
+				   thread only */
 	int quit;
 	int halted;   /* guarded by mu: start nothing more */
 };
@@ -153,7 +156,7 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 		/* Each EHLO (again after STARTTLS) states the capabilities
 		 * anew. */
 		if ((c->in_ehlo = !strcasecmp(c->last_cmd, "EHLO")))
-			c->caps_auth = 0;
+			c->caps_auth = 0, c->caps_size = 0;
 		return 0;
 	}
 	if (type != CURLINFO_HEADER_IN)
@@ -162,6 +165,8 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 	if (c->in_ehlo && size > 8 && !strncmp(data, "250", 3) &&
 	    !strncasecmp(data + 4, "AUTH", 4) && (data[8] == ' ' || data[8] == '='))
 		c->caps_auth = 1;
+	if (c->in_ehlo && size > 9 && !strncmp(data, "250", 3) && !strncasecmp(data + 4, "SIZE ", 5))
+		c->caps_size = strtol(data + 9, NULL, 10);
 	/* Lines arrive one per call: "250-..." continues, "250 ..." ends. */
 	while (size && (data[size - 1] == '\n' || data[size - 1] == '\r'))
 		size--;
@@ -459,9 +464,15 @@ int smtp_pool_probe(struct smtp_pool *p, struct smtp_result *r)
 		r->cls = SMTP_FATAL;
 		snprintf(r->text, sizeof r->text, "connected to %s, which is not loopback", ip);
 	}
+	p->size_max = rc ? 0 : c->caps_size;
 	curl_easy_cleanup(h);
 	c->curl = tpl;
 	return rc;
+}
+
+long smtp_pool_size_max(const struct smtp_pool *p)
+{
+	return p->size_max;
 }
 
 void smtp_pool_halt(struct smtp_pool *p)

@@ -92,6 +92,9 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
  * would silently send unauthenticated). 0 when it went through; else -1
  * with r filled (cls SMTP_CONN: worth retrying later; SMTP_FATAL: not). */
 int smtp_pool_probe(struct smtp_pool *p, struct smtp_result *r);
+/* The largest message the server said (EHLO SIZE, RFC 1870) it takes, as
+ * the last successful probe saw it; 0 when it named no limit. */
+long smtp_pool_size_max(const struct smtp_pool *p);
 /* Stops the pool taking work: transactions not yet started come back as
  * SMTP_NOT_TRIED; those on the wire finish (bounded by the timeout).
  * Safe from any thread. */

@@ -42,6 +42,14 @@ static int smtp_busy(struct transport *t) { return smtp_pool_busy(t->pool); }
 static int smtp_submit(struct transport *t, const char *from, const char *rcpt,
 		       const char *data, size_t len, void *tag, char *err, size_t errlen)
 {
+	/* Over the relay's SIZE every reader would get a 552 for what is the
+	 * sender's message: stop before the first, blaming nobody. */
+	long max = smtp_pool_size_max(t->pool);
+	if (max > 0 && len > (size_t)max)
+		return set_err(err, errlen, EX_DATAERR, "the message to %s is %zu bytes, and the relay "
+			       "takes at most %ld (its EHLO SIZE): make it smaller (fewer or smaller "
+			       "attachments and images), or raise the relay's limit (Postfix: "
+			       "message_size_limit)", rcpt, len, max);
 	if (smtp_pool_start(t->pool, from, rcpt, data, len, tag) < 0)
 		return set_err(err, errlen, EX_SOFTWARE, "libcurl refused a transfer");
 	return 0;
