@@ -681,5 +681,89 @@ def test_load_send_and_kill(t):
     equal(sum(s == "unsubscribed" for s in status.values()), posts, "unsubscribed in the list")
 
 
+def archive_world(t, server):
+    """Three posts: one sent (with {{web_url}} in it), one not yet sent,
+    one sent but `archive: false`."""
+    os.makedirs(t.path("posts"), exist_ok=True)
+    t.write("posts/2026-11-01-sent.md", "---\nsubject: Leaves & <mulch>\ndate: 2026-11-01 08:00\n"
+            "---\nHi {{name|neighbour}}, this is {{email}}'s copy.\n\n"
+            "Read it on the web: {{web_url}}\n\n![a map](https://example.org/map.png)\n")
+    t.write("posts/2026-11-08-later.md", "---\nsubject: Not yet\ndate: 2026-11-08 08:00\n---\nSoon.\n")
+    t.write("posts/2026-11-15-private.md", "---\nsubject: Members only\ndate: 2026-11-15 08:00\n"
+            "archive: false\n---\nHush.\n")
+    t.subscribers(csv("ann@example.net,Ann", "bob@example.net,Bob"))
+    conf = web_config(t, server, {"base_url": "https://news.example.org", "archive": True,
+                                  "posts": "posts"})
+    for post in ("2026-11-01-sent", "2026-11-15-private"):
+        r = t.send(post=t.path("posts", post + ".md"))
+        equal(r.code, 0, f"send {post}: {r.err}")
+    return conf
+
+
+def check_issue_page(html_text, where):
+    expect("Hi neighbour, this is" in html_text, f"{where}: not merged for nobody: {html_text}")
+    for private in ("ann@example.net", "bob@example.net", "Ann", "token", token("ann@example.net")):
+        expect(private not in html_text, f"{where}: {private!r} on the page")
+    expect("Leaves &amp; &lt;mulch&gt;" in html_text, f"{where}: title not escaped")
+    expect("https://news.example.org/archive/2026-11-01-sent" in html_text, f"{where}: {{{{web_url}}}}")
+
+
+def check_feed(xml_text, where):
+    import xml.etree.ElementTree as ET
+    a = "{http://www.w3.org/2005/Atom}"
+    feed = ET.fromstring(xml_text)
+    equal(feed.tag, a + "feed", f"{where}: root")
+    for el in ("title", "id", "updated", "author"):
+        expect(feed.find(a + el) is not None, f"{where}: feed lacks <{el}>")
+    entries = feed.findall(a + "entry")
+    equal([e.find(a + "title").text for e in entries], ["Leaves & <mulch>"], f"{where}: entries")
+    e = entries[0]
+    equal(e.find(a + "id").text, "https://news.example.org/archive/2026-11-01-sent", f"{where}: id")
+    expect(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", e.find(a + "updated").text),
+           f"{where}: updated is not RFC 3339")
+    equal(e.find(a + "link").get("href"), "https://news.example.org/archive/2026-11-01-sent",
+          f"{where}: link")
+
+
+@SUITE.test("archive: /archive/ lists the issues whose sending began (not the unsent one, not "
+            "archive: false), each page merged for nobody, {{web_url}} its address, a valid Atom "
+            "feed; herald archive OUTDIR writes the same files")
+def test_archive(t):
+    smtp = t.server()
+    archive_world(t, smtp)
+    mails = smtp.messages()
+    expect(any(b"https://news.example.org/archive/2026-11-01-sent" in m.raw for m in mails),
+           "{{web_url}} is not the archive page in the mail")
+    srv = Serve(t)
+    status, hdr, body = srv.request("GET", "/archive/")
+    equal(status, 200, "index")
+    expect('href="/archive/2026-11-01-sent"' in body, f"index: {body}")
+    for absent in ("Not yet", "Members only", "2026-11-08-later", "2026-11-15-private"):
+        expect(absent not in body, f"index shows {absent!r}")
+    expect("img-src https:" in hdr["content-security-policy"] and "script-src" not in
+           hdr["content-security-policy"], hdr["content-security-policy"])
+    status, hdr, page = srv.request("GET", "/archive/2026-11-01-sent")
+    equal(status, 200, "issue page")
+    check_issue_page(page, "served page")
+    for slug in ("2026-11-08-later", "2026-11-15-private", "..%2f..%2fetc%2fpasswd", "nope"):
+        equal(srv.request("GET", "/archive/" + slug)[0], 404, f"/archive/{slug}")
+    status, hdr, feed = srv.request("GET", "/archive/feed.xml")
+    equal(status, 200, "feed")
+    equal(hdr["content-type"], "application/atom+xml; charset=utf-8", "feed type")
+    check_feed(feed, "served feed")
+    equal(srv.request("POST", "/archive/", body="x")[0], 405, "POST to the archive")
+    equal(srv.stop(), 0, "serve exit")
+    r = t.herald("archive", t.path("out"))
+    equal(r.code, 0, f"herald archive: {r.err}")
+    expect("1 issue, index.html and feed.xml" in r.out, r.out)
+    with open(t.path("out", "2026-11-01-sent", "index.html")) as f:
+        check_issue_page(f.read(), "static page")
+    with open(t.path("out", "feed.xml")) as f:
+        check_feed(f.read(), "static feed")
+    with open(t.path("out", "index.html")) as f:
+        expect('href="2026-11-01-sent/"' in f.read(), "static index links")
+    equal(sorted(os.listdir(t.path("out"))), ["2026-11-01-sent", "feed.xml", "index.html"], "files")
+
+
 if __name__ == "__main__":
     sys.exit(SUITE.main(sys.argv[1:]))

@@ -61,6 +61,10 @@ static const char usage[] =
 	"      /subscribe and /confirm (double opt-in); one log line per request on\n"
 	"      stdout; SIGTERM answers what is under way, then stops.\n"
 	"      --port-file F   write the port listened on to F (web.listen port 0: any)\n"
+	"      With web.archive: /archive/ (the issues sent), /archive/SLUG, /archive/feed.xml.\n"
+	"  archive OUTDIR\n"
+	"      Write the same archive as static files: OUTDIR/index.html, OUTDIR/SLUG/index.html,\n"
+	"      OUTDIR/feed.xml (Atom). An issue is in it once its sending has begun.\n"
 	"  bounces list\n"
 	"      Show suppressed addresses with reason and date (TSV; says so if none).\n"
 	"  bounces forget ADDR...\n"
@@ -112,7 +116,7 @@ int main(int argc, char **argv)
 		{"send", cmd_send}, {"preview", cmd_preview}, {"check", cmd_check},
 		{"bounces", cmd_bounces}, {"subscribers", cmd_subscribers},
 		{"init", cmd_init},
-		{"serve", cmd_serve}};
+		{"serve", cmd_serve}, {"archive", cmd_archive}};
 	int rc = -1;
 	for (size_t i = 0; rc < 0 && i < sizeof cmds / sizeof *cmds; i++)
 		if (!strcmp(cmd, cmds[i].name))

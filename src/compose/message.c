@@ -26,6 +26,7 @@ struct msg_ctx {
 	size_t nnames, ncols;
 	const char *secret;    /* unsubscribe-token key (borrowed) */
 	char date_long[64];    /* "30 November 2026" */
+	char web_url[600];     /* {{web_url}} */
 	char id_prefix[40];    /* per-run random part of Message-IDs */
 	unsigned long seq;
 	unsigned flags;        /* MSG_TEST, MSG_KEEP_PARTS */
@@ -70,7 +71,7 @@ static int oom(char *err, size_t errlen)
 const char *const msg_builtin_fields[MF_NBUILTIN] = {
 	"email", "name", "subject", "preheader", "date", "unsubscribe_url",
 	"token", "list_name", "from_name", "from_email", "verp", "slug", "postal_address",
-	"language",
+	"language", "web_url",
 };
 
 int msg_header_safe(const char *s)
@@ -442,7 +443,15 @@ static int compile_str(struct msg_ctx *m, const char *s, const char *what,
 	return tmpl_compile(out, s, strlen(s), &tn, what, 0, err, errlen) < 0 ? MSG_FAIL : MSG_OK;
 }
 
-static void long_date(const struct post *p, char *out, size_t len)
+void msg_web_url(const struct config *cfg, const struct post *p, char *out, size_t len)
+{
+	if (cfg->web.base_url && p->slug)
+		snprintf(out, len, "%s/archive/%s", cfg->web.base_url, p->slug);
+	else if (len)
+		out[0] = '\0';
+}
+
+void msg_long_date(const struct post *p, char *out, size_t len)
 {
 	static const char *const mon[] = {"January", "February", "March", "April",
 		"May", "June", "July", "August", "September", "October", "November", "December"};
@@ -773,7 +782,8 @@ static int init(struct msg_ctx *m, const struct config *cfg,
 		m->names[i] = (char *)msg_builtin_fields[i];
 	for (size_t i = 0; i < ncols; i++)
 		m->names[MF_NBUILTIN + i] = (char *)cols[i];
-	long_date(post, m->date_long, sizeof m->date_long);
+	msg_long_date(post, m->date_long, sizeof m->date_long);
+	msg_web_url(cfg, post, m->web_url, sizeof m->web_url);
 	if (cfg->reply_to && addr_parse_mailbox(cfg->reply_to, &m->reply_name, &m->reply_addr) < 0)
 		return set_err(err, errlen, MSG_FAIL, "reply_to: \"%s\" is not an address", cfg->reply_to);
 
@@ -1018,6 +1028,7 @@ static int set_values(struct msg_ctx *m, const char *const *fields,
 	v[MF_FROM_NAME] = c->from_name;
 	v[MF_FROM_EMAIL] = c->from_addr;
 	v[MF_SLUG] = m->post->slug;
+	v[MF_WEB_URL] = m->web_url;
 	v[MF_POSTAL_ADDRESS] = c->postal_address;
 	v[MF_LANGUAGE] = c->language; /* the templates' lang attribute */
 	for (size_t i = 0; i < m->ncols; i++)

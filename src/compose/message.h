@@ -39,7 +39,7 @@
 enum msg_field {
 	MF_EMAIL, MF_NAME, MF_SUBJECT, MF_PREHEADER, MF_DATE,
 	MF_UNSUBSCRIBE_URL, MF_TOKEN, MF_LIST_NAME, MF_FROM_NAME,
-	MF_FROM_EMAIL, MF_VERP, MF_SLUG, MF_POSTAL_ADDRESS, MF_LANGUAGE, MF_NBUILTIN
+	MF_FROM_EMAIL, MF_VERP, MF_SLUG, MF_POSTAL_ADDRESS, MF_LANGUAGE, MF_WEB_URL, MF_NBUILTIN
 };
 
 /* Their names, as templates and posts write them. */
@@ -97,6 +97,12 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 	      struct msg_out *info, char *err, size_t errlen);
 void msg_last_parts(const struct msg_ctx *m, struct msg_parts *p);
 void msg_free(struct msg_ctx *m); /* NULL is fine */
+
+/* The post's date as {{date}} shows it ("30 November 2026"). */
+void msg_long_date(const struct post *p, char *out, size_t len);
+/* The issue's archive page, {{web_url}}: web.base_url/archive/SLUG, or ""
+ * without a base_url. */
+void msg_web_url(const struct config *cfg, const struct post *p, char *out, size_t len);
 
 /* The unsubscribe-token secret, when the config's messages use one: an
  * unsubscribe.url with {{token}} needs it (-1, err says how to set it);

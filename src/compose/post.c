@@ -370,10 +370,25 @@ static int front_matter(struct post *p, const char *name, const char *src,
 		}
 		for (char *q = key; *q; q++)
 			*q = (char)tolower((unsigned char)*q);
+		if (!strcmp(key, "archive")) {
+			int no = !strcasecmp(val, "false") || !strcasecmp(val, "no");
+			if (!no && strcasecmp(val, "true") && strcasecmp(val, "yes")) {
+				set_err(err, errlen, POST_BAD, "%s:%d: archive: expected true or false, "
+					"found \"%s\"", name, line, val);
+				free(key);
+				free(val);
+				return POST_BAD;
+			}
+			p->no_archive = no;
+			free(val);
+			free(key);
+			i = next;
+			continue;
+		}
 		if (set_key(p, key, strlen(key), val) < 0) {
 			set_err(err, errlen, POST_BAD,
 				"%s:%d: unknown front matter key \"%s\" (expected subject, date, preheader, "
-				"slug, audience, attachments)", name, line, key);
+				"slug, audience, attachments, archive)", name, line, key);
 			free(key);
 			free(val);
 			return POST_BAD;

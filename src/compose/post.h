@@ -35,6 +35,7 @@ struct post {
 	char *attachments; /* front matter `attachments`: comma-separated
 			      paths relative to the post, or NULL */
 	int attachments_line;
+	int no_archive;  /* front matter `archive: false` */
 	char *markdown;  /* body source after the front matter */
 	int body_line;   /* line of the file the body starts on */
 	char *html;      /* rendered HTML fragment, merge fields intact */

@@ -159,7 +159,7 @@ static const char *const known[] = {
 	g ".mailbox.password_env", g ".mailbox.password_command", g ".mailbox.password", \
 	g ".mailbox.ca_file", g ".mailbox.move_to", g ".mailbox.starttls", g ".mailbox.timeout"
 	MAILBOX_KEYS("bounce"), MAILBOX_KEYS("unsubscribe"),
-	"web", "web.listen", "web.base_url", "web.signup", "web.archive", "web.trusted_proxies",
+	"web", "web.listen", "web.base_url", "web.signup", "web.archive", "web.trusted_proxies", "web.posts",
 	NULL};
 #undef MAILBOX_KEYS
 
@@ -681,7 +681,8 @@ static int web_settings(struct ctx *x, struct config *c)
 	if ((rc = get_str(x, "web.listen", &c->web.listen)) ||
 	    (rc = get_str(x, "web.base_url", &c->web.base_url)) ||
 	    (rc = get_bool(x, "web.signup", &c->web.signup)) ||
-	    (rc = get_bool(x, "web.archive", &c->web.archive)))
+	    (rc = get_bool(x, "web.archive", &c->web.archive)) ||
+	    (rc = get_str(x, "web.posts", &c->web.posts)) || (rc = resolve(x, &c->web.posts)))
 		return rc;
 	if ((rc = web_listen(x, c)) || (rc = web_base_url(x, c)) || (rc = web_proxies(x, c)))
 		return rc;
@@ -696,6 +697,7 @@ static void web_free(struct config *c)
 	free(c->web.listen);
 	free(c->web.host);
 	free(c->web.base_url);
+	free(c->web.posts);
 	for (size_t i = 0; i < c->web.n_trusted_proxies; i++)
 		free(c->web.trusted_proxies[i]);
 	free(c->web.trusted_proxies);
@@ -790,7 +792,7 @@ static int defaults(struct config *c)
 	c->retry.initial_delay = 30;
 	c->retry.max_delay = 900;
 	c->bounce.soft_limit = 3;
-	if (!(c->web.listen = strdup("127.0.0.1:8025")))
+	if (!(c->web.posts = strdup("posts")) || !(c->web.listen = strdup("127.0.0.1:8025")))
 		return -1;
 	struct mailbox_conf *mbs[] = {&c->bounce.mailbox, &c->unsub.mailbox};
 	for (int i = 0; i < 2; i++) {

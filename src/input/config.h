@@ -101,6 +101,7 @@ struct config {
 		int port;
 		char *base_url;        /* "https://host[/path]", no trailing slash, or NULL */
 		int signup, archive;
+		char *posts;           /* the posts directory the archive lists */
 		char **trusted_proxies;/* IP literals whose X-Forwarded-For is believed */
 		size_t n_trusted_proxies;
 	} web;

@@ -221,6 +221,17 @@ int journal_mark_done(const char *state_dir, const char *slug, char *err, size_t
 	return rc;
 }
 
+int journal_started(const char *state_dir, const char *slug)
+{
+	char *path;
+	if (asprintf(&path, "%s/%s.journal", state_dir, slug) < 0)
+		return 0;
+	struct stat st;
+	int begun = stat(path, &st) == 0 && st.st_size > 0;
+	free(path);
+	return begun || journal_is_done(state_dir, slug);
+}
+
 int journal_is_done(const char *state_dir, const char *slug)
 {
 	char *path;

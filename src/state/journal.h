@@ -65,6 +65,9 @@ int journal_sync(struct journal *j, char *err, size_t errlen);
 /* Marks the post fully sent (state_dir/<slug>.done), or tells if it is. */
 int journal_mark_done(const char *state_dir, const char *slug, char *err,
 		      size_t errlen);
+/* 1 when the post's sending has begun: its journal holds a line, or it
+ * is done. */
+int journal_started(const char *state_dir, const char *slug);
 int journal_is_done(const char *state_dir, const char *slug);
 /* Adds to st the time of every journal line since st->since, across all
  * posts (bounces_recent_times adds the refusals): for quotas that span

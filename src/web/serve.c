@@ -1,6 +1,7 @@
 /* herald serve: the daemon, one request's life, shutdown (serve.h). */
 #include "web/serve.h"
 #include "web/web.h"
+#include "web/archive.h"
 #include "web/page.h"
 #include "mailbox/unsubscribe.h"
 #include "state/state.h"
@@ -169,8 +170,10 @@ static enum MHD_Result answer(struct web_server *s, struct MHD_Connection *c, st
 	buf_free(&p->body);
 	if (!resp)
 		return MHD_NO;
-	MHD_add_response_header(resp, "Content-Type", "text/html; charset=utf-8");
-	MHD_add_response_header(resp, "Content-Security-Policy", s->csp);
+	MHD_add_response_header(resp, "Content-Type", p->type ? p->type : "text/html; charset=utf-8");
+	char csp[sizeof s->csp + 40];
+	snprintf(csp, sizeof csp, "%s%s", s->csp, p->images ? "; " ARCHIVE_IMG_SRC : "");
+	MHD_add_response_header(resp, "Content-Security-Policy", csp);
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
 	MHD_add_response_header(resp, "X-Frame-Options", "DENY");
 	/* The URL holds the reader's address and token: no Referer, no cache. */
@@ -210,6 +213,8 @@ static void route(struct web_server *s, struct MHD_Connection *c, struct req *r,
 		return webunsub_route(s, &q, p);
 	if (s->cfg->web.signup && (!strcmp(q.path, "/subscribe") || !strcmp(q.path, "/confirm")))
 		return signup_route(s, &q, p);
+	if (s->cfg->web.archive && (!strcmp(q.path, "/archive") || !strncmp(q.path, "/archive/", 9)))
+		return archive_route(s, &q, p);
 	web_page(s, p, 404, "Not found", "<p>There is no page at this address.</p>\n");
 }
 
@@ -458,4 +463,45 @@ int web_exitcode(int rc)
 {
 	return rc == WEB_OK ? EX_OK : rc == WEB_CONFIG ? EX_CONFIG : rc == WEB_LISTEN ? EX_UNAVAILABLE
 	     : rc == WEB_STATE ? EX_CANTCREAT : EX_OSERR;
+}
+
+/* The archive, read afresh for each request: a send that starts makes
+ * its issue appear without a restart, and nothing is shared between the
+ * request threads. */
+void archive_route(struct web_server *s, const struct web_req *q, struct web_resp *p)
+{
+	if (strcmp(q->method, "GET") && strcmp(q->method, "HEAD")) {
+		p->allow = "GET, HEAD";
+		return web_page(s, p, 405, "Method not allowed", "<p>The archive is read only.</p>\n");
+	}
+	struct archive a;
+	char err[1024];
+	if (archive_load(&a, s->cfg, err, sizeof err) < 0) {
+		if (s->o->warn)
+			s->o->warn(s->o->arg, err);
+		return web_page(s, p, 500, "The archive is not available", "<p>Try again later.</p>\n");
+	}
+	const char *rest = q->path + strlen("/archive");
+	p->status = 200;
+	p->images = 1;
+	if (!*rest || !strcmp(rest, "/")) {
+		char pre[300];
+		snprintf(pre, sizeof pre, "%s/archive/", s->prefix);
+		if (archive_index(s->cfg, &a, pre, "", &p->body) < 0)
+			p->status = 500;
+	} else if (!strcmp(rest, "/feed.xml")) {
+		p->type = "application/atom+xml; charset=utf-8";
+		if (archive_feed(s->cfg, &a, &p->body) < 0)
+			p->status = 500;
+	} else {
+		const struct archive_issue *it = archive_find(&a, rest + 1);
+		if (!it)
+			web_page(s, p, 404, "Not found", "<p>There is no issue at this address.</p>\n");
+		else if (archive_page(s->cfg, it, &p->body, err, sizeof err) < 0) {
+			if (s->o->warn)
+				s->o->warn(s->o->arg, err);
+			web_page(s, p, 500, "The issue is not available", "<p>Try again later.</p>\n");
+		}
+	}
+	archive_free(&a);
 }

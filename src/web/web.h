@@ -58,6 +58,8 @@ struct web_resp {
 	int status;
 	struct buf body;
 	const char *allow;             /* for a 405 */
+	const char *type;              /* Content-Type, NULL: an HTML page */
+	int images;                    /* may show https images (archive) */
 	char who[80];                  /* for the log: "@domain" of the reader, or "" */
 };
 
@@ -67,6 +69,9 @@ void web_page(const struct web_server *s, struct web_resp *p, int status, const 
 
 /* web/signup.c: GET/POST /subscribe, GET/POST /confirm */
 void signup_route(struct web_server *s, const struct web_req *q, struct web_resp *p);
+
+/* web/archive.c's pages: /archive/, /archive/SLUG, /archive/feed.xml */
+void archive_route(struct web_server *s, const struct web_req *q, struct web_resp *p);
 
 /* web/unsub.c: GET and POST /unsubscribe */
 void webunsub_route(struct web_server *s, const struct web_req *q, struct web_resp *p);

@@ -160,7 +160,7 @@ static void test_unknown_key(void **state)
 	parse_bad(fx, "x.md",
 		  "---\nsubject: Hi\n\nAuthor: Marta\n---\nBody\n",
 		  "x.md:4: unknown front matter key \"author\" (expected "
-		  "subject, date, preheader, slug, audience, attachments)");
+		  "subject, date, preheader, slug, audience, attachments, archive)");
 	parse_bad(fx, "x.md", "---\nsubject: Hi\njust text\n---\n",
 		  "x.md:3: expected \"key: value\" in the front matter");
 }
