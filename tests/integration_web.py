@@ -488,25 +488,12 @@ def test_resubscribe(t):
     equal(list_status(t)["joy@example.net"], "subscribed", "after a restart")
 
 
-@SUITE.test("pages at 390 and 1200 px, light and dark: no sideways scroll, readable contrast; "
-            "Chromium screenshots of each page from the live server")
-def test_pages_in_chromium(t):
+def judge_pages(t, srv, pages, headers=None):
+    """Each page at 390 and 1200 px, light and dark: no sideways scroll,
+    contrast 4.5 or more (the quality suite's probe); the GET ones also
+    screenshotted from the live server."""
     import integration_quality as q
-    if not q.CHROMIUM:
-        raise Skip("chromium is not installed (deps/test-quality.txt)")
-    smtp, srv = signup_world(t)
-    form = {"Content-Type": "application/x-www-form-urlencoded"}
-    tok = confirm_token("zoe@example.net", "Zoë", int(time.time()) + 3600)
-    confirm = "/confirm?" + urllib.parse.urlencode({"e": "zoe@example.net", "n": "Zoë", "t": tok})
-    pages = {
-        "unsubscribe": ("GET", unsub_path("o'brien&co@example.net"), None),
-        "unsubscribed": ("POST", unsub_path("joy@example.net"), "List-Unsubscribe=One-Click"),
-        "bad-link": ("GET", unsub_path("joy@example.net", "0" * 64), None),
-        "subscribe": ("GET", "/subscribe", None),
-        "check-inbox": ("POST", "/subscribe", "email=zoe%40example.net&name=Zo%C3%AB"),
-        "confirm": ("GET", confirm, None),
-        "not-found": ("GET", "/nothing", None),
-    }
+    form = headers or {}
     for name, (method, path, body) in pages.items():
         status, headers, text = srv.request(method, path, body, form)
         page = t.write(f"{name}.html", text)
@@ -533,6 +520,28 @@ def test_pages_in_chromium(t):
                 subprocess.run(args, capture_output=True, timeout=120)
                 expect(os.path.exists(png), f"no screenshot {png}")
                 q.check_screenshot(png, width, 900)
+
+
+@SUITE.test("pages at 390 and 1200 px, light and dark: no sideways scroll, readable contrast; "
+            "Chromium screenshots of each page from the live server")
+def test_pages_in_chromium(t):
+    import integration_quality as q
+    if not q.CHROMIUM:
+        raise Skip("chromium is not installed (deps/test-quality.txt)")
+    smtp, srv = signup_world(t)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    tok = confirm_token("zoe@example.net", "Zoë", int(time.time()) + 3600)
+    confirm = "/confirm?" + urllib.parse.urlencode({"e": "zoe@example.net", "n": "Zoë", "t": tok})
+    pages = {
+        "unsubscribe": ("GET", unsub_path("o'brien&co@example.net"), None),
+        "unsubscribed": ("POST", unsub_path("joy@example.net"), "List-Unsubscribe=One-Click"),
+        "bad-link": ("GET", unsub_path("joy@example.net", "0" * 64), None),
+        "subscribe": ("GET", "/subscribe", None),
+        "check-inbox": ("POST", "/subscribe", "email=zoe%40example.net&name=Zo%C3%AB"),
+        "confirm": ("GET", confirm, None),
+        "not-found": ("GET", "/nothing", None),
+    }
+    judge_pages(t, srv, pages, form)
     srv.stop()
 
 
@@ -763,6 +772,19 @@ def test_archive(t):
     with open(t.path("out", "index.html")) as f:
         expect('href="2026-11-01-sent/"' in f.read(), "static index links")
     equal(sorted(os.listdir(t.path("out"))), ["2026-11-01-sent", "feed.xml", "index.html"], "files")
+
+
+@SUITE.test("archive pages in Chromium: the index and an issue at 390 and 1200 px, light and "
+            "dark (no sideways scroll, contrast >= 4.5), screenshotted from the live server")
+def test_archive_in_chromium(t):
+    import integration_quality as q
+    if not q.CHROMIUM:
+        raise Skip("chromium is not installed (deps/test-quality.txt)")
+    archive_world(t, t.server())
+    srv = Serve(t)
+    judge_pages(t, srv, {"archive": ("GET", "/archive/", None),
+                         "issue": ("GET", "/archive/2026-11-01-sent", None)})
+    srv.stop()
 
 
 if __name__ == "__main__":
