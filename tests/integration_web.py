@@ -693,10 +693,14 @@ def test_load_send_and_kill(t):
 def archive_world(t, server):
     """Three posts: one sent (with {{web_url}} in it), one not yet sent,
     one sent but `archive: false`."""
-    os.makedirs(t.path("posts"), exist_ok=True)
+    import integration_quality as q
+    os.makedirs(t.path("posts", "images"), exist_ok=True)
+    with open(t.path("posts", "images", "map.png"), "wb") as f:
+        f.write(q.png_bytes(40, 30))
     t.write("posts/2026-11-01-sent.md", "---\nsubject: Leaves & <mulch>\ndate: 2026-11-01 08:00\n"
             "---\nHi {{name|neighbour}}, this is {{email}}'s copy.\n\n"
-            "Read it on the web: {{web_url}}\n\n![a map](https://example.org/map.png)\n")
+            "Read it on the web: {{web_url}}\n\n![a map](https://example.org/map.png)\n\n"
+            "![the local map](images/map.png)\n")
     t.write("posts/2026-11-08-later.md", "---\nsubject: Not yet\ndate: 2026-11-08 08:00\n---\nSoon.\n")
     t.write("posts/2026-11-15-private.md", "---\nsubject: Members only\ndate: 2026-11-15 08:00\n"
             "archive: false\n---\nHush.\n")
@@ -756,6 +760,18 @@ def test_archive(t):
     check_issue_page(page, "served page")
     for slug in ("2026-11-08-later", "2026-11-15-private", "..%2f..%2fetc%2fpasswd", "nope"):
         equal(srv.request("GET", "/archive/" + slug)[0], 404, f"/archive/{slug}")
+    expect('src="/archive/2026-11-01-sent/1-map.png"' in page, f"local image not linked: {page}")
+    expect("cid:" not in page, "a cid: link left on the web page")
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    c.request("GET", "/archive/2026-11-01-sent/1-map.png")
+    r = c.getresponse()
+    equal((r.status, r.getheader("Content-Type")), (200, "image/png"), "the image")
+    with open(t.path("posts", "images", "map.png"), "rb") as f:
+        equal(r.read(), f.read(), "image bytes")
+    c.close()
+    for bad in ("/archive/2026-11-01-sent/2-map.png", "/archive/2026-11-01-sent/..%2fsent.md",
+                "/archive/2026-11-01-sent/", "/archive/2026-11-08-later/1-map.png"):
+        equal(srv.request("GET", bad)[0], 404, bad)
     status, hdr, feed = srv.request("GET", "/archive/feed.xml")
     equal(status, 200, "feed")
     equal(hdr["content-type"], "application/atom+xml; charset=utf-8", "feed type")
@@ -766,7 +782,11 @@ def test_archive(t):
     equal(r.code, 0, f"herald archive: {r.err}")
     expect("1 issue, index.html and feed.xml" in r.out, r.out)
     with open(t.path("out", "2026-11-01-sent", "index.html")) as f:
-        check_issue_page(f.read(), "static page")
+        static = f.read()
+    check_issue_page(static, "static page")
+    expect('src="1-map.png"' in static, "static page: the image beside it")
+    equal(sorted(os.listdir(t.path("out", "2026-11-01-sent"))), ["1-map.png", "index.html"],
+          "static issue files")
     with open(t.path("out", "feed.xml")) as f:
         check_feed(f.read(), "static feed")
     with open(t.path("out", "index.html")) as f:

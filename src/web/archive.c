@@ -164,15 +164,85 @@ static int anonymous_body(const struct config *cfg, const struct post *p, struct
 	return rc;
 }
 
-int archive_page(const struct config *cfg, const struct archive_issue *it, struct buf *out,
-		 char *err, size_t errlen)
+void archive_image_name(const struct post_image *img, size_t k, char *out, size_t len)
+{
+	const char *slash = strrchr(img->src, '/');
+	snprintf(out, len, "%zu-%s", k + 1, slash ? slash + 1 : img->src);
+}
+
+/* The post's cid: links become its files' web addresses. */
+static int files_linked(const struct post *p, const char *files_url, struct buf *html)
+{
+	struct buf out = {0};
+	const char *at = html->p ? html->p : "";
+	for (const char *hit; (hit = strstr(at, "cid:"));) {
+		size_t k = 0;
+		while (k < p->nimages && strncmp(hit + 4, p->images[k].cid, strlen(p->images[k].cid)))
+			k++;
+		if (buf_add(&out, at, (size_t)(hit - at)) < 0)
+			goto oom;
+		if (k == p->nimages) {
+			if (buf_add(&out, hit, 4) < 0)
+				goto oom;
+			at = hit + 4;
+			continue;
+		}
+		char name[600];
+		archive_image_name(&p->images[k], k, name, sizeof name);
+		if (page_esc(&out, files_url) < 0 || page_esc(&out, name) < 0)
+			goto oom;
+		at = hit + 4 + strlen(p->images[k].cid);
+	}
+	if (buf_adds(&out, at) < 0)
+		goto oom;
+	buf_free(html);
+	*html = out;
+	return 0;
+oom:
+	buf_free(&out);
+	return -1;
+}
+
+int archive_image(const struct config *cfg, const struct archive_issue *it, const char *name,
+		  char **path, char *err, size_t errlen)
+{
+	struct post p = {0};
+	*path = NULL;
+	int rc = post_load_opts(&p, it->path, 72, 0, err, errlen);
+	if (rc) {
+		post_free(&p);
+		return rc == POST_NOFILE ? ARCHIVE_NOFILE : ARCHIVE_BAD;
+	}
+	rc = ARCHIVE_NOFILE;
+	const char *slash = strrchr(p.path, '/');
+	for (size_t k = 0; rc == ARCHIVE_NOFILE && k < p.nimages; k++) {
+		char n[600];
+		archive_image_name(&p.images[k], k, n, sizeof n);
+		if (strcmp(n, name))
+			continue;
+		const char *src = p.images[k].src;
+		int dl = slash ? (int)(slash - p.path) + 1 : 0;
+		rc = (src[0] == '/' ? asprintf(path, "%s", src) : asprintf(path, "%.*s%s", dl, p.path, src)) < 0
+			? set_err(err, errlen, ARCHIVE_FAIL, "out of memory") : ARCHIVE_OK;
+	}
+	(void)cfg;
+	post_free(&p);
+	return rc;
+}
+
+int archive_page(const struct config *cfg, const struct archive_issue *it, const char *files_url,
+		 struct buf *out, char *err, size_t errlen)
 {
 	struct post p = {0};
 	int rc = post_load_opts(&p, it->path, 72, cfg->unsafe_html ? POST_UNSAFE_HTML : 0, err, errlen);
-	if (rc)
+	if (rc) {
+		post_free(&p);
 		return rc == POST_NOFILE ? ARCHIVE_NOFILE : ARCHIVE_BAD;
+	}
 	struct buf body = {0};
 	rc = anonymous_body(cfg, &p, &body, err, errlen);
+	if (!rc && files_linked(&p, files_url, &body) < 0)
+		rc = set_err(err, errlen, ARCHIVE_FAIL, "out of memory");
 	if (!rc && page_render(out, p.subject, cfg->list_name ? cfg->list_name : "", buf_cstr(&body)) < 0)
 		rc = set_err(err, errlen, ARCHIVE_FAIL, "out of memory");
 	buf_free(&body);
@@ -257,6 +327,32 @@ static int write_atomically(const char *path, const struct buf *b, char *err, si
 	return 0;
 }
 
+/* The issue's embedded images, beside its page: OUTDIR/SLUG/NAME. */
+static int copy_images(const struct config *cfg, const struct archive_issue *it,
+		       const char *outdir, char *err, size_t errlen)
+{
+	struct post p = {0};
+	int rc = post_load_opts(&p, it->path, 72, 0, err, errlen) ? ARCHIVE_BAD : 0;
+	for (size_t k = 0; !rc && k < p.nimages; k++) {
+		char name[600], dst[5000], *src = NULL, *data;
+		size_t len;
+		archive_image_name(&p.images[k], k, name, sizeof name);
+		rc = archive_image(cfg, it, name, &src, err, errlen);
+		if (!rc && read_file(src, &data, &len) < 0)
+			rc = set_err(err, errlen, errno == ENOENT ? ARCHIVE_NOFILE : ARCHIVE_FAIL, "%s: %s",
+				     src, strerror(errno));
+		else if (!rc) {
+			struct buf b = {data, len, len};
+			snprintf(dst, sizeof dst, "%s/%s/%s", outdir, it->slug, name);
+			rc = write_atomically(dst, &b, err, errlen);
+			free(data);
+		}
+		free(src);
+	}
+	post_free(&p);
+	return rc;
+}
+
 int archive_write(const struct config *cfg, const char *outdir, size_t *n, char *err,
 		  size_t errlen)
 {
@@ -273,8 +369,10 @@ int archive_write(const struct config *cfg, const char *outdir, size_t *n, char 
 		if (mkdir(path, 0755) < 0 && errno != EEXIST)
 			rc = set_err(err, errlen, ARCHIVE_FAIL, "%s: %s", path, strerror(errno));
 		snprintf(path, sizeof path, "%s/%s/index.html", outdir, a.v[i].slug);
-		if (!rc && !(rc = archive_page(cfg, &a.v[i], &b, err, errlen)))
+		if (!rc && !(rc = archive_page(cfg, &a.v[i], "", &b, err, errlen)))
 			rc = write_atomically(path, &b, err, errlen);
+		if (!rc)
+			rc = copy_images(cfg, &a.v[i], outdir, err, errlen);
 		*n += !rc;
 	}
 	buf_reset(&b);

@@ -18,6 +18,7 @@
 #include <time.h>
 #include "input/config.h"
 #include "util/buf.h"
+#include "compose/post.h"
 
 struct archive_issue {
 	char *path, *slug, *subject, *date;
@@ -38,9 +39,17 @@ const struct archive_issue *archive_find(const struct archive *a, const char *sl
 /* The index page; each issue's link is link_pre SLUG link_post. */
 int archive_index(const struct config *cfg, const struct archive *a, const char *link_pre,
 		  const char *link_post, struct buf *out);
-/* One issue's page. */
-int archive_page(const struct config *cfg, const struct archive_issue *it, struct buf *out,
-		 char *err, size_t errlen);
+/* One issue's page. Its embedded images are files beside it, named by
+ * archive_image_name and linked as files_url NAME. */
+int archive_page(const struct config *cfg, const struct archive_issue *it, const char *files_url,
+		 struct buf *out, char *err, size_t errlen);
+/* Image k (from 0) of the post: "K-basename" (the number keeps two
+ * files of one name apart). */
+void archive_image_name(const struct post_image *img, size_t k, char *out, size_t len);
+/* The file of the issue's image called name, its path into *path (the
+ * caller frees), or ARCHIVE_NOFILE. */
+int archive_image(const struct config *cfg, const struct archive_issue *it, const char *name,
+		  char **path, char *err, size_t errlen);
 int archive_feed(const struct config *cfg, const struct archive *a, struct buf *out);
 /* herald archive OUTDIR: OUTDIR/index.html, OUTDIR/SLUG/index.html,
  * OUTDIR/feed.xml, each written to a temporary name and renamed. *n: the
@@ -49,6 +58,6 @@ int archive_write(const struct config *cfg, const char *outdir, size_t *n, char 
 		  size_t errlen);
 /* The Content-Security-Policy of archive pages: the post's own https
  * images may show; still no script, no other style. */
-#define ARCHIVE_IMG_SRC "img-src https:"
+#define ARCHIVE_IMG_SRC "img-src https: 'self'"
 int archive_exitcode(int rc);
 #endif

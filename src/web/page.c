@@ -13,7 +13,7 @@ static const char style[] =
 	"main{box-sizing:border-box;max-width:560px;margin:40px auto;padding:28px 24px;"
 	"background:#fff;border-radius:8px}"
 	"h1{font-size:24px;line-height:1.25;margin:0 0 16px}"
-	"p{margin:0 0 16px}"
+	"p{margin:0 0 16px}img{max-width:100%;height:auto}"
 	"button{font:inherit;font-weight:600;padding:12px 22px;border:0;border-radius:6px;"
 	"background:#1f6feb;color:#fff;cursor:pointer}"
 	"input[type=email],input[type=text]{box-sizing:border-box;width:100%;font:inherit;"

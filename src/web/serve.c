@@ -2,6 +2,7 @@
 #include "web/serve.h"
 #include "web/web.h"
 #include "web/archive.h"
+#include "compose/media.h"
 #include "web/page.h"
 #include "mailbox/unsubscribe.h"
 #include "state/state.h"
@@ -465,6 +466,33 @@ int web_exitcode(int rc)
 	     : rc == WEB_STATE ? EX_CANTCREAT : EX_OSERR;
 }
 
+/* An embedded image of an archived issue: only a name the post shows
+ * (archive_image), typed and checked as the send did (media_load). */
+static void archive_file(struct web_server *s, const struct archive_issue *it, const char *name,
+			 struct web_resp *p)
+{
+	char *path = NULL, err[1024];
+	struct media md = {0};
+	int rc = archive_image(s->cfg, it, name, &path, err, sizeof err);
+	if (!rc && media_load(&md, MEDIA_IMAGE, path, "archive image", err, sizeof err) == MEDIA_OK) {
+		char *data;
+		size_t len;
+		if (read_file(path, &data, &len) == 0) {
+			p->status = 200;
+			buf_add(&p->body, data, len);
+			free(data);
+			snprintf(p->type_buf, sizeof p->type_buf, "%s", md.type);
+			p->type = p->type_buf;
+		} else
+			rc = -1;
+	} else
+		rc = -1;
+	if (rc)
+		web_page(s, p, 404, "Not found", "<p>There is no file at this address.</p>\n");
+	media_free(&md);
+	free(path);
+}
+
 /* The archive, read afresh for each request: a send that starts makes
  * its issue appear without a restart, and nothing is shared between the
  * request threads. */
@@ -494,10 +522,19 @@ void archive_route(struct web_server *s, const struct web_req *q, struct web_res
 		if (archive_feed(s->cfg, &a, &p->body) < 0)
 			p->status = 500;
 	} else {
-		const struct archive_issue *it = archive_find(&a, rest + 1);
-		if (!it)
+		/* /archive/SLUG, or /archive/SLUG/NAME: one of its images */
+		char slug[256];
+		const char *file = strchr(rest + 1, '/');
+		size_t sl = file ? (size_t)(file - rest - 1) : strlen(rest + 1);
+		snprintf(slug, sizeof slug, "%.*s", (int)(sl < sizeof slug ? sl : 0), rest + 1);
+		const struct archive_issue *it = archive_find(&a, slug);
+		char files[600];
+		snprintf(files, sizeof files, "%s/archive/%s/", s->prefix, slug);
+		if (!it || (file && !file[1]))
 			web_page(s, p, 404, "Not found", "<p>There is no issue at this address.</p>\n");
-		else if (archive_page(s->cfg, it, &p->body, err, sizeof err) < 0) {
+		else if (file)
+			archive_file(s, it, file + 1, p);
+		else if (archive_page(s->cfg, it, files, &p->body, err, sizeof err) < 0) {
 			if (s->o->warn)
 				s->o->warn(s->o->arg, err);
 			web_page(s, p, 500, "The issue is not available", "<p>Try again later.</p>\n");

@@ -59,6 +59,7 @@ struct web_resp {
 	struct buf body;
 	const char *allow;             /* for a 405 */
 	const char *type;              /* Content-Type, NULL: an HTML page */
+	char type_buf[64];             /* where type may point */
 	int images;                    /* may show https images (archive) */
 	char who[80];                  /* for the log: "@domain" of the reader, or "" */
 };
