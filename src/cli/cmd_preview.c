@@ -26,30 +26,22 @@ static int local_images(struct buf *out, const struct buf *html, const struct po
 {
 	if (!p->nimages)
 		return 0;
-	const char *at = html->p ? html->p : "";
-	for (;;) {
-		const char *hit = strstr(at, "cid:");
-		size_t k = p->nimages;
-		for (size_t i = 0; hit && i < p->nimages; i++)
-			if (!strncmp(hit + 4, p->images[i].cid, strlen(p->images[i].cid)))
-				k = i;
-		if (!hit)
-			return buf_adds(out, at);
-		if (buf_add(out, at, (size_t)(hit - at)) < 0)
-			return -1;
-		if (k == p->nimages) {
-			if (buf_add(out, hit, 4) < 0)
-				return -1;
-			at = hit + 4;
-			continue;
-		}
+	char **urls = calloc(p->nimages, sizeof *urls);
+	int rc = urls ? 0 : -1;
+	for (size_t k = 0; !rc && k < p->nimages; k++) {
 		char *abs = realpath(parts->media[k].path, NULL);
-		int rc = buf_printf(out, "file://%s", abs ? abs : parts->media[k].path);
+		if (asprintf(&urls[k], "file://%s", abs ? abs : parts->media[k].path) < 0) {
+			urls[k] = NULL;
+			rc = -1;
+		}
 		free(abs);
-		if (rc < 0)
-			return -1;
-		at = hit + 4 + strlen(p->images[k].cid);
 	}
+	if (!rc)
+		rc = post_relink_images(p, html->p, (const char *const *)urls, out);
+	for (size_t k = 0; urls && k < p->nimages; k++)
+		free(urls[k]);
+	free(urls);
+	return rc;
 }
 
 static int write_whole(const char *path, const char *data, size_t len, char *err, size_t errlen)

@@ -92,11 +92,11 @@ int cmd_subscribers(struct ui *u, const char *cfgpath, int argc, char **argv)
 	if (k && !(argc == 3 && k == CONFIG_NOFILE && !cfgpath)) {
 		cli_err(err);
 		rc = k == CONFIG_NOFILE ? EX_NOINPUT : EX_CONFIG; /* as cli_load_config */
-	} else if (argc != 3 && (rc = cli_need_list(&cfg, cfg.subscribers))) {
-		; /* said: the list the config names is not there */
-	} else
-		rc = cli_check_list(u, argc == 3 ? argv[2] : cfg.subscribers,
-				    k ? ',' : cfg.subs_delim, NULL);
+	} else if (argc == 3) {
+		rc = cli_check_list(u, argv[2], k ? ',' : cfg.subs_delim, NULL);
+	} else if (!(rc = cli_need_list(&cfg, cfg.subscribers))) {
+		rc = cli_check_list(u, cfg.subscribers, cfg.subs_delim, NULL);
+	}
 	config_free(&cfg);
 	return rc;
 }

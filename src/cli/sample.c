@@ -42,10 +42,8 @@ int cli_build_one(const struct config *cfg, const struct post *post, const char 
 	 * one who would get this post. */
 	struct segment sg = {0};
 	char what[4200];
-	snprintf(what, sizeof what, "%s:%d: audience", post->path, post->audience_line);
-	if (post->audience && (segment_add(&sg, post->audience, what, err, errlen) < 0 ||
-			       segment_bind(&sg, subs_colnames(sr), subs_ncols(sr), cfg->subscribers,
-					    err, errlen) < 0)) {
+	if (post_segment(post, &sg, err, errlen) < 0 ||
+	    segment_bind(&sg, subs_colnames(sr), subs_ncols(sr), cfg->subscribers, err, errlen) < 0) {
 		segment_free(&sg);
 		subs_close(sr);
 		return EX_DATAERR;

@@ -42,24 +42,36 @@ static int attachment_type(struct media *m, const char *data, size_t len, char *
 	return m->type ? MEDIA_OK : set_err(err, errlen, MEDIA_BAD, "out of memory");
 }
 
-int media_load(struct media *m, enum media_kind kind, const char *path, const char *what,
-	       char *err, size_t errlen)
+int media_read(struct media *m, enum media_kind kind, const char *path, const char *what,
+	       char **data, size_t *len, char *err, size_t errlen)
 {
 	memset(m, 0, sizeof *m);
+	*data = NULL;
 	m->kind = kind;
 	const char *slash = strrchr(path, '/');
 	m->path = strdup(path);
 	m->name = strdup(slash ? slash + 1 : path);
 	if (!m->path || !m->name)
 		return set_err(err, errlen, MEDIA_BAD, "out of memory");
-	char *data;
-	size_t len;
-	if (read_file(path, &data, &len) < 0)
+	if (read_file(path, data, len) < 0)
 		return set_err(err, errlen, errno == ENOENT ? MEDIA_NOFILE : MEDIA_BAD, "%s %s: %s",
 			       what, path, strerror(errno));
-	m->size = len;
+	m->size = *len;
 	int rc = kind == MEDIA_IMAGE ? image_type(m, what, err, errlen)
-				     : attachment_type(m, data, len, err, errlen);
+				     : attachment_type(m, *data, *len, err, errlen);
+	if (rc) {
+		free(*data);
+		*data = NULL;
+	}
+	return rc;
+}
+
+int media_load(struct media *m, enum media_kind kind, const char *path, const char *what,
+	       char *err, size_t errlen)
+{
+	char *data;
+	size_t len;
+	int rc = media_read(m, kind, path, what, &data, &len, err, errlen);
 	if (rc == MEDIA_OK && buf_add_base64(&m->body, data, len, 76) < 0)
 		rc = set_err(err, errlen, MEDIA_BAD, "out of memory");
 	free(data);

@@ -32,5 +32,9 @@ struct media {
 /* what names the file's source for errors ("post.md:12: image"). */
 int media_load(struct media *m, enum media_kind kind, const char *path, const char *what,
 	       char *err, size_t errlen);
+/* The same without the encoding: the file's bytes into *data (the
+ * caller's to free), for a page that serves the file as it is. */
+int media_read(struct media *m, enum media_kind kind, const char *path, const char *what,
+	       char **data, size_t *len, char *err, size_t errlen);
 void media_free(struct media *m);
 #endif

@@ -649,18 +649,6 @@ static int qp_render(const struct qp_layout *q, const char *const *vals,
 	return qp_flush(&st, 0);
 }
 
-/* A path from the post, relative to the post's directory. */
-static char *beside_post(const struct post *p, const char *s, size_t n)
-{
-	const char *slash = strrchr(p->path, '/');
-	int dirlen = slash ? (int)(slash - p->path) + 1 : 0;
-	char *path;
-	if ((*s == '/' ? asprintf(&path, "%.*s", (int)n, s)
-		       : asprintf(&path, "%.*s%.*s", dirlen, p->path, (int)n, s)) < 0)
-		return NULL;
-	return path;
-}
-
 /* One more medium: media[nmedia], with its marker. */
 static int add_media(struct msg_ctx *m, enum media_kind kind, const char *path, const char *what,
 		     char *err, size_t errlen)
@@ -696,7 +684,7 @@ static int load_images(struct msg_ctx *m, char **html, char *err, size_t errlen)
 	for (size_t k = 0; k < p->nimages; k++) {
 		char what[4200];
 		snprintf(what, sizeof what, "%s:%d: image", p->path, p->images[k].line);
-		char *path = beside_post(p, p->images[k].src, strlen(p->images[k].src));
+		char *path = post_file(p, p->images[k].src, strlen(p->images[k].src));
 		int rc = path ? add_media(m, MEDIA_IMAGE, path, what, err, errlen)
 			      : set_err(err, errlen, MSG_FAIL, "out of memory");
 		free(path);
@@ -750,7 +738,7 @@ static int load_attachments(struct msg_ctx *m, char *err, size_t errlen)
 		while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
 			e--;
 		if (e > b) {
-			char *path = beside_post(p, b, (size_t)(e - b));
+			char *path = post_file(p, b, (size_t)(e - b));
 			int rc = path ? add_media(m, MEDIA_ATTACHMENT, path, what, err, errlen)
 				      : set_err(err, errlen, MSG_FAIL, "out of memory");
 			free(path);
@@ -1495,56 +1483,52 @@ static struct mailmime *media_part(const struct media *md, const char *marker, c
 	return part;
 }
 
+/* first inside a new multipart (type; level tells its boundary apart),
+ * followed by media [from, to): images (with their Content-ID) for
+ * related, attachments for mixed. Frees first when it fails. */
+static struct mailmime *with_media(const struct msg_ctx *m, const struct build *b,
+				   const char *type, const char *level, struct mailmime *first,
+				   size_t from, size_t to)
+{
+	struct mailmime *mp = multipart(type, level, b->local);
+	if (!mp || mailmime_smart_add_part(mp, first) != MAILIMF_NO_ERROR) {
+		mailmime_free(first);
+		if (mp)
+			mailmime_free(mp);
+		return NULL;
+	}
+	for (size_t k = from; k < to; k++) {
+		const char *cid = m->media[k].kind == MEDIA_IMAGE ? m->post->images[k].cid : NULL;
+		struct mailmime *part = media_part(&m->media[k], m->marker[k], cid);
+		if (!part || mailmime_smart_add_part(mp, part) != MAILIMF_NO_ERROR) {
+			if (part)
+				mailmime_free(part);
+			mailmime_free(mp);
+			return NULL;
+		}
+	}
+	return mp;
+}
+
 /* multipart/alternative (text, HTML), inside multipart/mixed with the
- * attachments when there are some. */
+ * attachments when there are some. The media are the post's images
+ * first, then its attachments. */
 static struct mailmime *body_tree(const struct msg_ctx *m, const struct build *b)
 {
 	struct mailmime *alt = alternative_tree(m, b);
 	if (!alt || m->nmedia == m->post->nimages)
 		return alt;
-	struct mailmime *mixed = multipart("multipart/mixed", "M", b->local);
-	if (!mixed || mailmime_smart_add_part(mixed, alt) != MAILIMF_NO_ERROR) {
-		mailmime_free(alt);
-		if (mixed)
-			mailmime_free(mixed);
-		return NULL;
-	}
-	for (size_t k = m->post->nimages; k < m->nmedia; k++) {
-		struct mailmime *part = media_part(&m->media[k], m->marker[k], NULL);
-		if (!part || mailmime_smart_add_part(mixed, part) != MAILIMF_NO_ERROR) {
-			if (part)
-				mailmime_free(part);
-			mailmime_free(mixed);
-			return NULL;
-		}
-	}
-	return mixed;
+	return with_media(m, b, "multipart/mixed", "M", alt, m->post->nimages, m->nmedia);
 }
 
-/* The HTML part, inside multipart/related with the images it shows
- * (the first post->nimages media) when there are some. */
+/* The HTML part, inside multipart/related with the images it shows when
+ * there are some. */
 static struct mailmime *html_tree(const struct msg_ctx *m, const struct build *b)
 {
 	struct mailmime *hp = text_part("text/html", html_marker);
 	if (!hp || !m->post->nimages)
 		return hp;
-	struct mailmime *rel = multipart("multipart/related", "R", b->local);
-	if (!rel || mailmime_smart_add_part(rel, hp) != MAILIMF_NO_ERROR) {
-		mailmime_free(hp);
-		if (rel)
-			mailmime_free(rel);
-		return NULL;
-	}
-	for (size_t k = 0; k < m->post->nimages; k++) {
-		struct mailmime *part = media_part(&m->media[k], m->marker[k], m->post->images[k].cid);
-		if (!part || mailmime_smart_add_part(rel, part) != MAILIMF_NO_ERROR) {
-			if (part)
-				mailmime_free(part);
-			mailmime_free(rel);
-			return NULL;
-		}
-	}
-	return rel;
+	return with_media(m, b, "multipart/related", "R", hp, 0, m->post->nimages);
 }
 
 static struct mailmime *alternative_tree(const struct msg_ctx *m, const struct build *b)

@@ -293,15 +293,22 @@ static int set_key(struct post *p, const char *key, size_t klen, char *val)
 	return 0;
 }
 
+int post_segment(const struct post *p, struct segment *sg, char *err, size_t errlen)
+{
+	if (!p->audience)
+		return 0;
+	char what[4200];
+	snprintf(what, sizeof what, "%s:%d: audience", p->path, p->audience_line);
+	return segment_add(sg, p->audience, what, err, errlen);
+}
+
 /* `audience:` is a segment (segment.h); its syntax is checked here, where
  * its line is known, and its columns when the list is read. */
-static int audience_ok(struct post *p, const char *name, int line, char *err, size_t errlen)
+static int audience_ok(struct post *p, int line, char *err, size_t errlen)
 {
 	struct segment sg = {0};
-	char what[4200];
-	snprintf(what, sizeof what, "%s:%d: audience", name, line);
 	p->audience_line = line;
-	int rc = segment_add(&sg, p->audience, what, err, errlen);
+	int rc = post_segment(p, &sg, err, errlen);
 	segment_free(&sg);
 	return rc;
 }
@@ -395,7 +402,7 @@ static int front_matter(struct post *p, const char *name, const char *src,
 		}
 		if (!strcmp(key, "attachments"))
 			p->attachments_line = line;
-		if (!strcmp(key, "audience") && audience_ok(p, name, line, err, errlen) < 0) {
+		if (!strcmp(key, "audience") && audience_ok(p, line, err, errlen) < 0) {
 			free(key);
 			return POST_BAD;
 		}
@@ -702,4 +709,38 @@ void post_free(struct post *p)
 int post_exitcode(int rc)
 {
 	return rc == POST_OK ? EX_OK : rc == POST_NOFILE ? EX_NOINPUT : EX_DATAERR;
+}
+
+char *post_file(const struct post *p, const char *rel, size_t n)
+{
+	const char *slash = strrchr(p->path, '/');
+	int dirlen = slash ? (int)(slash - p->path) + 1 : 0;
+	char *path;
+	if ((*rel == '/' ? asprintf(&path, "%.*s", (int)n, rel)
+			 : asprintf(&path, "%.*s%.*s", dirlen, p->path, (int)n, rel)) < 0)
+		return NULL;
+	return path;
+}
+
+int post_relink_images(const struct post *p, const char *html, const char *const *urls,
+		       struct buf *out)
+{
+	const char *at = html ? html : "";
+	for (const char *hit; (hit = strstr(at, "cid:"));) {
+		size_t k = 0;
+		while (k < p->nimages && strncmp(hit + 4, p->images[k].cid, strlen(p->images[k].cid)))
+			k++;
+		if (buf_add(out, at, (size_t)(hit - at)) < 0)
+			return -1;
+		if (k == p->nimages) { /* a cid: of someone else's: text */
+			if (buf_add(out, hit, 4) < 0)
+				return -1;
+			at = hit + 4;
+			continue;
+		}
+		if (tmpl_escape(out, urls[k], strlen(urls[k]), TMPL_HTML) < 0)
+			return -1;
+		at = hit + 4 + strlen(p->images[k].cid);
+	}
+	return buf_adds(out, at);
 }

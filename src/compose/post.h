@@ -21,6 +21,8 @@ struct post_field {
 	int line;
 };
 
+struct buf;
+
 struct post {
 	char *path;      /* as given */
 	char *slug;      /* front matter `slug`, else the file name sans .md */
@@ -52,6 +54,18 @@ struct post {
 enum { POST_OK = 0, POST_NOFILE = -1, POST_BAD = -2 };
 /* The sysexits code for a post_load result: 0, 66 missing, 65 unusable. */
 int post_exitcode(int rc);
+
+/* Adds the post's `audience:` rules to sg (none: 0), each named
+ * "post.md:LINE: audience" for errors. */
+struct segment;
+int post_segment(const struct post *p, struct segment *sg, char *err, size_t errlen);
+/* A file the post names (an image, an attachment): n bytes of rel, taken
+ * relative to the post's directory unless absolute. NULL: no memory. */
+char *post_file(const struct post *p, const char *rel, size_t n);
+/* html with each "cid:" link to image k of the post replaced by urls[k]
+ * (HTML-escaped): where a browser, not a mail client, shows the post. */
+int post_relink_images(const struct post *p, const char *html, const char *const *urls,
+		       struct buf *out);
 
 /* flags for the _opts variants. */
 enum {

@@ -905,10 +905,7 @@ static int segment_setup(struct run *r)
 	for (size_t i = 0; i < r->o->n_where; i++)
 		if (segment_add(&r->seg, r->o->where[i], "--where", r->err, r->errlen) < 0)
 			return EX_USAGE;
-	char what[4200];
-	snprintf(what, sizeof what, "%s:%d: audience", r->post->path, r->post->audience_line);
-	if (r->post->audience &&
-	    segment_add(&r->seg, r->post->audience, what, r->err, r->errlen) < 0)
+	if (post_segment(r->post, &r->seg, r->err, r->errlen) < 0)
 		return EX_DATAERR;
 	return 0;
 }

@@ -170,82 +170,94 @@ void archive_image_name(const struct post_image *img, size_t k, char *out, size_
 	snprintf(out, len, "%zu-%s", k + 1, slash ? slash + 1 : img->src);
 }
 
-/* The post's cid: links become its files' web addresses. */
+/* The post's cid: links become its files' web addresses: files_url and
+ * each image's archive_image_name. */
 static int files_linked(const struct post *p, const char *files_url, struct buf *html)
 {
+	if (!p->nimages)
+		return 0;
+	char **urls = calloc(p->nimages, sizeof *urls);
 	struct buf out = {0};
-	const char *at = html->p ? html->p : "";
-	for (const char *hit; (hit = strstr(at, "cid:"));) {
-		size_t k = 0;
-		while (k < p->nimages && strncmp(hit + 4, p->images[k].cid, strlen(p->images[k].cid)))
-			k++;
-		if (buf_add(&out, at, (size_t)(hit - at)) < 0)
-			goto oom;
-		if (k == p->nimages) {
-			if (buf_add(&out, hit, 4) < 0)
-				goto oom;
-			at = hit + 4;
-			continue;
-		}
+	int rc = urls ? 0 : -1;
+	for (size_t k = 0; !rc && k < p->nimages; k++) {
 		char name[600];
 		archive_image_name(&p->images[k], k, name, sizeof name);
-		if (page_esc(&out, files_url) < 0 || page_esc(&out, name) < 0)
-			goto oom;
-		at = hit + 4 + strlen(p->images[k].cid);
+		if (asprintf(&urls[k], "%s%s", files_url, name) < 0) {
+			urls[k] = NULL;
+			rc = -1;
+		}
 	}
-	if (buf_adds(&out, at) < 0)
-		goto oom;
-	buf_free(html);
-	*html = out;
-	return 0;
-oom:
-	buf_free(&out);
-	return -1;
+	if (!rc && (rc = post_relink_images(p, html->p, (const char *const *)urls, &out)) == 0) {
+		buf_free(html);
+		*html = out;
+	} else
+		buf_free(&out);
+	for (size_t k = 0; urls && k < p->nimages; k++)
+		free(urls[k]);
+	free(urls);
+	return rc;
+}
+
+/* The file of the post's image called name (archive_image_name), or
+ * NULL (no such image, or no memory: *oom says which). */
+static char *image_path(const struct post *p, const char *name, int *oom)
+{
+	*oom = 0;
+	for (size_t k = 0; k < p->nimages; k++) {
+		char n[600];
+		archive_image_name(&p->images[k], k, n, sizeof n);
+		if (strcmp(n, name))
+			continue;
+		char *path = post_file(p, p->images[k].src, strlen(p->images[k].src));
+		*oom = !path;
+		return path;
+	}
+	return NULL;
 }
 
 int archive_image(const struct config *cfg, const struct archive_issue *it, const char *name,
 		  char **path, char *err, size_t errlen)
 {
 	struct post p = {0};
-	*path = NULL;
+	int oom = 0;
 	int rc = post_load_opts(&p, it->path, 72, 0, err, errlen);
-	if (rc) {
-		post_free(&p);
-		return rc == POST_NOFILE ? ARCHIVE_NOFILE : ARCHIVE_BAD;
-	}
-	rc = ARCHIVE_NOFILE;
-	const char *slash = strrchr(p.path, '/');
-	for (size_t k = 0; rc == ARCHIVE_NOFILE && k < p.nimages; k++) {
-		char n[600];
-		archive_image_name(&p.images[k], k, n, sizeof n);
-		if (strcmp(n, name))
-			continue;
-		const char *src = p.images[k].src;
-		int dl = slash ? (int)(slash - p.path) + 1 : 0;
-		rc = (src[0] == '/' ? asprintf(path, "%s", src) : asprintf(path, "%.*s%s", dl, p.path, src)) < 0
-			? set_err(err, errlen, ARCHIVE_FAIL, "out of memory") : ARCHIVE_OK;
-	}
+	if (rc)
+		rc = rc == POST_NOFILE ? ARCHIVE_NOFILE : ARCHIVE_BAD;
+	else if (!(*path = image_path(&p, name, &oom)))
+		rc = oom ? set_err(err, errlen, ARCHIVE_FAIL, "out of memory") : ARCHIVE_NOFILE;
 	(void)cfg;
 	post_free(&p);
 	return rc;
+}
+
+/* The page of a loaded post. */
+static int render_issue(const struct config *cfg, const struct post *p, const char *files_url,
+			struct buf *out, char *err, size_t errlen)
+{
+	struct buf body = {0};
+	int rc = anonymous_body(cfg, p, &body, err, errlen);
+	if (!rc && files_linked(p, files_url, &body) < 0)
+		rc = set_err(err, errlen, ARCHIVE_FAIL, "out of memory");
+	if (!rc && page_render(out, p->subject, cfg->list_name ? cfg->list_name : "", buf_cstr(&body)) < 0)
+		rc = set_err(err, errlen, ARCHIVE_FAIL, "out of memory");
+	buf_free(&body);
+	return rc;
+}
+
+static int load_issue(const struct config *cfg, const struct archive_issue *it, struct post *p,
+		      char *err, size_t errlen)
+{
+	int rc = post_load_opts(p, it->path, 72, cfg->unsafe_html ? POST_UNSAFE_HTML : 0, err, errlen);
+	return rc == POST_OK ? 0 : rc == POST_NOFILE ? ARCHIVE_NOFILE : ARCHIVE_BAD;
 }
 
 int archive_page(const struct config *cfg, const struct archive_issue *it, const char *files_url,
 		 struct buf *out, char *err, size_t errlen)
 {
 	struct post p = {0};
-	int rc = post_load_opts(&p, it->path, 72, cfg->unsafe_html ? POST_UNSAFE_HTML : 0, err, errlen);
-	if (rc) {
-		post_free(&p);
-		return rc == POST_NOFILE ? ARCHIVE_NOFILE : ARCHIVE_BAD;
-	}
-	struct buf body = {0};
-	rc = anonymous_body(cfg, &p, &body, err, errlen);
-	if (!rc && files_linked(&p, files_url, &body) < 0)
-		rc = set_err(err, errlen, ARCHIVE_FAIL, "out of memory");
-	if (!rc && page_render(out, p.subject, cfg->list_name ? cfg->list_name : "", buf_cstr(&body)) < 0)
-		rc = set_err(err, errlen, ARCHIVE_FAIL, "out of memory");
-	buf_free(&body);
+	int rc = load_issue(cfg, it, &p, err, errlen);
+	if (!rc)
+		rc = render_issue(cfg, &p, files_url, out, err, errlen);
 	post_free(&p);
 	return rc;
 }
@@ -328,28 +340,27 @@ static int write_atomically(const char *path, const struct buf *b, char *err, si
 }
 
 /* The issue's embedded images, beside its page: OUTDIR/SLUG/NAME. */
-static int copy_images(const struct config *cfg, const struct archive_issue *it,
-		       const char *outdir, char *err, size_t errlen)
+static int copy_images(const struct post *p, const char *outdir, char *err, size_t errlen)
 {
-	struct post p = {0};
-	int rc = post_load_opts(&p, it->path, 72, 0, err, errlen) ? ARCHIVE_BAD : 0;
-	for (size_t k = 0; !rc && k < p.nimages; k++) {
-		char name[600], dst[5000], *src = NULL, *data;
+	int rc = 0;
+	for (size_t k = 0; !rc && k < p->nimages; k++) {
+		char name[600], dst[5000], *data;
 		size_t len;
-		archive_image_name(&p.images[k], k, name, sizeof name);
-		rc = archive_image(cfg, it, name, &src, err, errlen);
-		if (!rc && read_file(src, &data, &len) < 0)
+		archive_image_name(&p->images[k], k, name, sizeof name);
+		char *src = post_file(p, p->images[k].src, strlen(p->images[k].src));
+		if (!src)
+			rc = set_err(err, errlen, ARCHIVE_FAIL, "out of memory");
+		else if (read_file(src, &data, &len) < 0)
 			rc = set_err(err, errlen, errno == ENOENT ? ARCHIVE_NOFILE : ARCHIVE_FAIL, "%s: %s",
 				     src, strerror(errno));
-		else if (!rc) {
+		else {
 			struct buf b = {data, len, len};
-			snprintf(dst, sizeof dst, "%s/%s/%s", outdir, it->slug, name);
+			snprintf(dst, sizeof dst, "%s/%s/%s", outdir, p->slug, name);
 			rc = write_atomically(dst, &b, err, errlen);
 			free(data);
 		}
 		free(src);
 	}
-	post_free(&p);
 	return rc;
 }
 
@@ -369,10 +380,14 @@ int archive_write(const struct config *cfg, const char *outdir, size_t *n, char 
 		if (mkdir(path, 0755) < 0 && errno != EEXIST)
 			rc = set_err(err, errlen, ARCHIVE_FAIL, "%s: %s", path, strerror(errno));
 		snprintf(path, sizeof path, "%s/%s/index.html", outdir, a.v[i].slug);
-		if (!rc && !(rc = archive_page(cfg, &a.v[i], "", &b, err, errlen)))
+		struct post p = {0};
+		if (!rc)
+			rc = load_issue(cfg, &a.v[i], &p, err, errlen);
+		if (!rc && !(rc = render_issue(cfg, &p, "", &b, err, errlen)))
 			rc = write_atomically(path, &b, err, errlen);
 		if (!rc)
-			rc = copy_images(cfg, &a.v[i], outdir, err, errlen);
+			rc = copy_images(&p, outdir, err, errlen);
+		post_free(&p);
 		*n += !rc;
 	}
 	buf_reset(&b);

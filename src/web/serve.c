@@ -473,20 +473,18 @@ static void archive_file(struct web_server *s, const struct archive_issue *it, c
 {
 	char *path = NULL, err[1024];
 	struct media md = {0};
+	char *data = NULL;
+	size_t len;
 	int rc = archive_image(s->cfg, it, name, &path, err, sizeof err);
-	if (!rc && media_load(&md, MEDIA_IMAGE, path, "archive image", err, sizeof err) == MEDIA_OK) {
-		char *data;
-		size_t len;
-		if (read_file(path, &data, &len) == 0) {
-			p->status = 200;
-			buf_add(&p->body, data, len);
-			free(data);
-			snprintf(p->type_buf, sizeof p->type_buf, "%s", md.type);
-			p->type = p->type_buf;
-		} else
-			rc = -1;
+	if (!rc && media_read(&md, MEDIA_IMAGE, path, "archive image", &data, &len, err,
+			      sizeof err) == MEDIA_OK) {
+		p->status = 200;
+		buf_add(&p->body, data, len);
+		snprintf(p->type_buf, sizeof p->type_buf, "%s", md.type);
+		p->type = p->type_buf;
 	} else
 		rc = -1;
+	free(data);
 	if (rc)
 		web_page(s, p, 404, "Not found", "<p>There is no file at this address.</p>\n");
 	media_free(&md);
