@@ -151,7 +151,11 @@ class Result:
         out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         t = time.monotonic()
         p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
-        _, status, ru = os.wait4(p.pid, 0)
+        try:
+            _, status, ru = os.wait4(p.pid, 0)
+        except BaseException:  # Ctrl-C, SIGTERM: it does not outlive us
+            stop(p)
+            raise
         self.seconds = time.monotonic() - t
         p.returncode = self.code = os.waitstatus_to_exitcode(status)
         self.cpu = ru.ru_utime + ru.ru_stime
@@ -528,9 +532,16 @@ def shard_args(binary, d, subs):
 def parallel(cmds):
     """Starts every command at once; returns (wall seconds, [Result-like codes])."""
     t = time.monotonic()
-    ps = [subprocess.Popen(c, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-          for c in cmds]
-    errs = [p.communicate()[1].decode() for p in ps]
+    ps = []
+    try:
+        for c in cmds:
+            ps.append(subprocess.Popen(c, env=ENV, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE))
+        errs = [p.communicate()[1].decode() for p in ps]
+    except BaseException:
+        for p in ps:
+            stop(p)
+        raise
     el = time.monotonic() - t
     for c, p, e in zip(cmds, ps, errs):
         if p.returncode != 0:
@@ -610,8 +621,12 @@ def versions():
 
 
 def main():
-    # A SIGTERM unwinds like Ctrl-C: the finally blocks and atexit clean up.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # SIGTERM and SIGHUP unwind like Ctrl-C: the finally blocks and atexit
+    # remove the namespaces and stop what runs in them. SIGINT is set too:
+    # started in the background by a shell, Python would inherit it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda num, _: sys.exit(128 + num))
     need = [HERALD] + ([BASELINE] if BASELINE else [])
     if ARGS.loopback:
         need += [SINK, SOURCE, CEILING]
@@ -624,7 +639,9 @@ def main():
     atexit.register(shutil.rmtree, shm, True)
     print(f"# herald benchmarks, {time.strftime('%Y-%m-%d %H:%M')}\n")
     print(f"herald: {HERALD}" + (f"; baseline: {BASELINE}" if BASELINE else ""))
-    print(f"{os.cpu_count()} cores; {versions()}{'; --quick' if QUICK else ''}", flush=True)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{os.cpu_count()} cores, load average {load} at the start; {versions()}"
+          f"{'; --quick' if QUICK else ''}", flush=True)
     if ARGS.loopback:
         loopback(d, shm)
     if ARGS.rate:
