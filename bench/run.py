@@ -225,14 +225,25 @@ def fmt(rate, cpu=None):
 
 # ---- loopback ---------------------------------------------------------------
 
+def one_message(d, subs):
+    """One message exactly as herald puts it on the wire, for the
+    references to send."""
+    out = os.path.join(d, f"one-{time.time_ns()}")
+    conf = write_config(d, local(free_port()), subs, 1)
+    Result([HERALD, "-q", "-c", conf, "send", POST, "--dry-run", out, "--limit", "1"],
+           ENV, check=False)
+    return os.path.join(out, sorted(os.listdir(out))[0])
+
+
+def source_cmd(one, c, n, target, reuse=True):
+    return [SOURCE, *(["-d"] if reuse else []), "-s", str(c), "-m", str(n), "-F", one,
+            "-f", "joy@example.org", "-t", "reader@example.net", target]
+
+
 def loopback(d, shm):
     subs = os.path.join(d, "subs.csv")
     write_list(subs, N)
-    # One message exactly as herald puts it on the wire, for the references.
-    conf = write_config(d, local(free_port()), subs, 1)
-    Result([HERALD, "-q", "-c", conf, "send", POST, "--dry-run",
-            os.path.join(shm, "one"), "--limit", "1"], ENV, check=False)
-    one = os.path.join(shm, "one", sorted(os.listdir(os.path.join(shm, "one")))[0])
+    one = one_message(shm, subs)
     print(f"\n## Loopback: {N} messages of {os.path.getsize(one)} bytes to smtp-sink\n")
     print(f"msgs/s and (CPU µs per message, user+sys of the sending process); "
           f"medians of {REPS} interleaved runs, each on a fresh sink\n")
@@ -249,9 +260,7 @@ def loopback(d, shm):
     for c in (1, 4, 16):
         def source(reuse):
             def run(port):
-                r = Result([SOURCE, *(["-d"] if reuse else []), "-s", str(c), "-m", str(N),
-                            "-F", one, "-f", "joy@example.org", "-t", "reader@example.net",
-                            f"127.0.0.1:{port}"])
+                r = Result(source_cmd(one, c, N, f"127.0.0.1:{port}", reuse))
                 return N / r.seconds, r.cpu / N * 1e6
             return run
 
@@ -480,11 +489,12 @@ def latency_in(d, ns, netem):
     head = ["connections", "messages", "herald per connection", "whole send (CPU µs/msg)"]
     if BASELINE:
         head += ["baseline per connection", "whole send (CPU µs/msg)", "herald / baseline"]
-    head += ["/ bound k=4", "/ bound k=1"]
+    head += ["/ bound k=4", "/ bound k=1", "smtp-source -d per connection", "herald / it"]
     print(f"per-connection msgs/s: steady (the server's count over the middle 80 % of the "
           f"messages) and over the whole send (herald's wall clock, startup included); "
           f"bounds from the measured RTT: k=4 round trips per message {b4:.2f}/s, "
-          f"k=1 (pipelined) {b1:.2f}/s per connection\n")
+          f"k=1 (pipelined) {b1:.2f}/s per connection; smtp-source -d (one command per "
+          f"reply, the same message) over the same path as a reference\n")
     print("| " + " | ".join(head) + " |")
     print("|" + "---:|" * len(head))
     reps = 1 if QUICK else 3
@@ -492,8 +502,16 @@ def latency_in(d, ns, netem):
         n = max(60, 15 * c) if QUICK else max(240, 40 * c)
         subs = os.path.join(d, f"subs-lat-{n}.csv")
         write_list(subs, n)
+        one = one_message(d, subs)
         got = {k: [] for k in bins}
+        got["smtp-source -d"] = []
         for _ in range(reps):
+            time.sleep(0.2)
+            after = sink.accepted[-1][1] if sink.accepted else 0
+            r = Result([*ns.run_in(ns.cli), *source_cmd(one, c, n, f"10.231.0.2:{relay_port}")])
+            time.sleep(0.1)
+            got["smtp-source -d"].append((steady(sink, after) / c, n / r.seconds / c,
+                                          r.cpu / n * 1e6))
             for k, b in bins.items():
                 time.sleep(0.2)  # the last counts of the run before are in
                 after = sink.accepted[-1][1] if sink.accepted else 0
@@ -507,7 +525,8 @@ def latency_in(d, ns, netem):
         if BASELINE:
             b = med["baseline"]
             row += [fmt(b[0]), fmt(b[1], b[2]), f"**{h[0] / b[0]:.2f}**"]
-        row += [f"{h[0] / b4:.2f}", f"{h[0] / b1:.2f}"]
+        src = med["smtp-source -d"]
+        row += [f"{h[0] / b4:.2f}", f"{h[0] / b1:.2f}", fmt(src[0]), f"{h[0] / src[0]:.2f}"]
         print("| " + " | ".join(row) + " |", flush=True)
     if reps > 1:
         print(f"\n(medians of {reps} runs{', the binaries taking turns' if BASELINE else ''})")
