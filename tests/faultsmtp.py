@@ -45,7 +45,9 @@ Stored, in the layout of tests/smtpd.py (so harness.Server reads it):
   "rcpt_tos", "conn", "tls", "auth"}, DIR/log.jsonl (one line per
   transaction: conn, mail_from, rcpts [{"addr", "code"}], result, seq, end,
   tls, auth), and DIR/events.jsonl: one line per command and reply
-  {"conn", "tls", "cmd", "code", "fault"}, with AUTH arguments replaced by
+  {"conn", "tls", "cmd", "code", "fault", "behind"} (behind: bytes the
+  client had sent after that line before its reply; the end-of-data dot
+  is an event {"conn", "cmd": ".", "behind"}), with AUTH arguments replaced by
   "<redacted>", and {"conn", "auth": USER, "ok", "tls"} per AUTH attempt.
 """
 
@@ -187,6 +189,12 @@ class Session:
             raise Closed()
         return line
 
+    def behind(self):
+        """Bytes the client sent after the line just read, already here:
+        more than 0 means it did not wait for this line's reply
+        (pipelining, RFC 2920)."""
+        return len(getattr(self.r, "_buffer", b""))
+
     async def stall(self):
         """Reply nothing, read nothing, until the client gives up."""
         self.srv.event(conn=self.conn, tls=self.is_tls, fault="stall")
@@ -236,6 +244,7 @@ class Session:
         await self.fault("greeting", "220 faultsmtp ESMTP ready")
         while True:
             line = await self.readline()
+            behind = self.behind()
             text = line.decode("utf-8", "replace").rstrip("\r\n")
             verb = text.split(" ", 1)[0].upper()
             arg = text[len(verb):].strip()
@@ -246,7 +255,7 @@ class Session:
             else:
                 code = await handler(arg)
             self.srv.event(conn=self.conn, tls=self.is_tls, cmd=shown,
-                           code=code)
+                           code=code, behind=behind)
 
     async def cmd_EHLO(self, arg):
         lines = ["250 faultsmtp", "250 8BITMIME", "250 SIZE 52428800"]
@@ -366,6 +375,7 @@ class Session:
         while True:
             line = await self.readline()
             if line == b".\r\n":
+                self.srv.event(conn=self.conn, cmd=".", behind=self.behind())
                 break
             data += line[1:] if line.startswith(b".") else line
             if cut is not None and len(data) >= cut.after_bytes:
