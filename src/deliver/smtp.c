@@ -509,7 +509,7 @@ static void add_envelope(struct slot *c, struct txn *t)
 /* The message as DATA content, dot-stuffed (RFC 5321 4.5.2) and ended by
  * the dot, or after BDAT LAST as it is. herald's messages have no line
  * that starts with a dot (quoted-printable writes it as =2E, message.c):
- * the stuffing is a memmem that finds nothing, kept for a message that
+ * the stuffing is a scan that finds nothing, kept for a message that
  * has one after all. */
 static void add_content(struct slot *c, const struct txn *t, int bdat)
 {
@@ -521,11 +521,15 @@ static void add_content(struct slot *c, const struct txn *t, int bdat)
 	} else {
 		if (d < end && *d == '.')
 			buf_addc(&c->out, '.');
-		const char *q;
-		while ((q = memmem(d, (size_t)(end - d), "\r\n.", 3))) {
-			buf_add(&c->out, d, (size_t)(q - d) + 3);
-			buf_addc(&c->out, '.');
-			d = q + 3;
+		/* memchr for the line ends: vectorised, unlike memmem. */
+		const char *q, *from = d;
+		while ((q = memchr(from, '\n', (size_t)(end - from)))) {
+			from = q + 1;
+			if (from < end && *from == '.' && q > t->data && q[-1] == '\r') {
+				buf_add(&c->out, d, (size_t)(from - d));
+				buf_addc(&c->out, '.');
+				d = from;
+			}
 		}
 		buf_add(&c->out, d, (size_t)(end - d));
 	}
