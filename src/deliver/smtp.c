@@ -282,6 +282,7 @@ enum io { IO_OK, IO_TIMEOUT, IO_CLOSED, IO_ERROR };
 static enum io flush_out(struct slot *c);
 static int read_reply(struct slot *c, enum io *e);
 static void add_cmd(struct slot *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void clean_text(char *s);
 
 /* A healthy connection ends with QUIT (libcurl sends none for a
  * CONNECT_ONLY connection); one in trouble (a timeout, a reply out of
@@ -411,39 +412,56 @@ static enum io flush_out(struct slot *c)
 	return IO_OK;
 }
 
-/* The next reply, joined into c->reply (its lines to the transcript); its
- * code, or 0 with *e saying why there is none. */
+/* One whole reply out of c->in, joined into c->reply (its lines to the
+ * transcript): its code; 0 when more bytes are needed; -1 when what came
+ * is no SMTP reply, or a reply over 64 KB (a hostile server's way to fill
+ * memory), with c->errbuf saying which. */
+static int reply_take(struct slot *c)
+{
+	for (;;) {
+		char *base = c->in.p ? c->in.p + c->inpos : NULL;
+		size_t avail = c->in.len - c->inpos;
+		char *nl = avail ? memchr(base, '\n', avail) : NULL;
+		if (!nl && avail <= 65536)
+			return 0;
+		if (!nl || c->curline.len > 65536) {
+			snprintf(c->errbuf, sizeof c->errbuf, "a reply of over 64 KB");
+			return -1;
+		}
+		size_t n = (size_t)(nl - base) + 1;
+		c->inpos += n;
+		trace(c, '<', base, n);
+		if (!reply_line(c, base, n))
+			continue;
+		buf_reset(&c->reply);
+		buf_add(&c->reply, c->curline.p, c->curline.len);
+		buf_reset(&c->curline);
+		const char *t = buf_cstr(&c->reply);
+		if (!t || t[0] < '1' || t[0] > '5' || !isdigit((unsigned char)t[1]) ||
+		    !isdigit((unsigned char)t[2])) {
+			snprintf(c->errbuf, sizeof c->errbuf, "not an SMTP reply: %.60s", t ? t : "");
+			clean_text(c->errbuf);
+			return -1;
+		}
+		return (t[0] - '0') * 100 + (t[1] - '0') * 10 + (t[2] - '0');
+	}
+}
+
+/* The next reply off the connection; its code, or 0 with *e saying why
+ * there is none. */
 static int read_reply(struct slot *c, enum io *e)
 {
 	double deadline = mono_now() + (double)c->pool->timeout;
 	buf_reset(&c->curline);
 	for (;;) {
+		int code = reply_take(c);
+		if (code) {
+			if (code < 0)
+				*e = IO_ERROR;
+			return code < 0 ? 0 : code;
+		}
 		char *base = c->in.p ? c->in.p + c->inpos : NULL;
 		size_t avail = c->in.len - c->inpos;
-		char *nl = avail ? memchr(base, '\n', avail) : NULL;
-		if (nl) {
-			size_t n = (size_t)(nl - base) + 1;
-			c->inpos += n;
-			trace(c, '<', base, n);
-			if (!reply_line(c, base, n))
-				continue;
-			buf_reset(&c->reply);
-			buf_add(&c->reply, c->curline.p, c->curline.len);
-			buf_reset(&c->curline);
-			const char *t = buf_cstr(&c->reply);
-			if (!isdigit((unsigned char)t[0]) || !isdigit((unsigned char)t[1]) ||
-			    !isdigit((unsigned char)t[2])) {
-				snprintf(c->errbuf, sizeof c->errbuf, "not an SMTP reply: %.60s", t);
-				*e = IO_ERROR;
-				return 0;
-			}
-			return (t[0] - '0') * 100 + (t[1] - '0') * 10 + (t[2] - '0');
-		}
-		if (avail > 65536) {
-			snprintf(c->errbuf, sizeof c->errbuf, "a reply line of over 64 KB");
-			*e = IO_ERROR;
-			return 0;
-		}
 		if (avail && c->inpos) {
 			memmove(c->in.p, base, avail);
 		}
@@ -847,6 +865,27 @@ static void *worker(void *arg)
 	}
 	conn_close(c, 1);
 	return NULL;
+}
+
+int smtp_replies_scan(const char *data, size_t len, enum smtp_stage stage,
+		      void (*each)(void *arg, const struct smtp_result *r), void *arg)
+{
+	struct smtp_pool p = {.timeout = 1};
+	struct slot c = {.pool = &p, .sock = CURL_SOCKET_BAD};
+	int n = 0, code = buf_add(&c.in, data, len) < 0 ? -1 : 0;
+	while (code >= 0 && (code = reply_take(&c)) > 0) {
+		struct txn t = {.failed = 0};
+		if (code >= 200 && code < 400)
+			txn_ok(&c, &t);
+		else
+			txn_refused(&c, &t, stage);
+		each(arg, &t.result);
+		n++;
+	}
+	buf_free(&c.in);
+	buf_free(&c.reply);
+	buf_free(&c.curline);
+	return code < 0 ? -1 : n;
 }
 
 /* Host and port of the URL (curl's parser, so they are read the way the

@@ -123,6 +123,12 @@ typedef void (*smtp_done_fn)(void *arg, void *tag, const struct smtp_result *r);
 int smtp_pool_run(struct smtp_pool *p, double timeout, smtp_done_fn done,
 		  void *arg);
 void smtp_pool_free(struct smtp_pool *p);
+/* The reply reader on bytes in memory, as a connection reads them: each
+ * whole reply (multi-line ones joined) parsed and classified as a reply
+ * at `stage` would be, and handed to each(). Returns how many, or -1 at
+ * bytes that are no SMTP reply. For the fuzzer and the unit test. */
+int smtp_replies_scan(const char *data, size_t len, enum smtp_stage stage,
+		      void (*each)(void *arg, const struct smtp_result *r), void *arg);
 /* Is a refusal about the sending side (relay access, login, client
  * host, sender address, authentication of the domain, message size)
  * rather than about this reader? Fills hint with the likely fix. The
