@@ -57,12 +57,15 @@ int relays_busy(const struct relays *rs)
 
 int relays_pick(struct relays *rs, double now, int avoid, double *wait, const char **which)
 {
-	int can[CONFIG_RELAYS_MAX], ncan = 0, others = 0;
+	/* In the round: relays in, not waiting for a reconnect, their
+	 * windows open. They gain credit whether or not a connection is
+	 * free, so a relay that was busy is owed its share. */
+	int round[CONFIG_RELAYS_MAX], nround = 0, total = 0, others = 0;
 	*wait = 0;
 	*which = NULL;
 	for (size_t i = 0; i < rs->n; i++) {
 		struct relay *r = &rs->r[i];
-		if (r->out || r->trouble || transport_idle(r->tx) <= 0)
+		if (r->out || r->trouble)
 			continue;
 		const char *w;
 		double d = rl_delay(&r->rl, now, &w);
@@ -73,27 +76,41 @@ int relays_pick(struct relays *rs, double now, int avoid, double *wait, const ch
 			}
 			continue;
 		}
-		can[ncan++] = (int)i;
-		others += (int)i != avoid;
+		round[nround++] = (int)i;
+		total += r->weight;
+		others += (int)i != avoid && transport_idle(r->tx) > 0;
 	}
-	if (ncan && *which) {
-		*wait = 0;   /* a relay that can take it: nothing to wait for */
+	if (nround) {
+		*wait = 0;   /* what holds them now is connections, not windows */
 		*which = NULL;
 	}
-	int best = -1, total = 0;
-	for (int k = 0; k < ncan; k++) {
-		struct relay *r = &rs->r[can[k]];
-		if (can[k] == avoid && others)
+	int best = -1, owed = -1;
+	for (int k = 0; k < nround; k++) {
+		const struct relay *r = &rs->r[round[k]];
+		int credit = r->credit + r->weight;
+		int cap = transport_idle(r->tx) + transport_busy(r->tx);
+		/* Busy and owed more messages than its connections hold: the
+		 * next message waits for it, or the split would follow the
+		 * relays' speed instead of their weights. */
+		if (transport_idle(r->tx) <= 0) {
+			if (credit > cap * total && (owed < 0 || credit > rs->r[owed].credit))
+				owed = round[k];
 			continue;
-		r->credit += r->weight;
-		total += r->weight;
-		if (best < 0 || r->credit > rs->r[best].credit)
-			best = can[k];
+		}
+		if (round[k] == avoid && others)
+			continue;
+		if (best < 0 || credit > rs->r[best].credit + rs->r[best].weight)
+			best = round[k];
 	}
-	if (best >= 0) {
-		rs->r[best].credit -= total;
-		rl_take(&rs->r[best].rl, now);
-	}
+	if (owed >= 0 && (best < 0 || rs->r[owed].credit + rs->r[owed].weight >
+					  rs->r[best].credit + rs->r[best].weight))
+		return -1;
+	if (best < 0)
+		return -1;
+	for (int k = 0; k < nround; k++)
+		rs->r[round[k]].credit += rs->r[round[k]].weight;
+	rs->r[best].credit -= total;
+	rl_take(&rs->r[best].rl, now);
 	return best;
 }
 
