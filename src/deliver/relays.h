@@ -3,16 +3,20 @@
  * choice of relay for the next message.
  *
  * The choice is a smooth weighted round-robin (the one nginx uses for
- * its upstreams) over the relays that can take a message now: in the
- * run, not waiting for a reconnect, a connection free and their own
- * windows open. Each of those adds its weight to its credit, the one
- * with the most credit is chosen and pays the sum of their weights. So
- * with weights 3 and 1 and both keeping up, every four messages go
- * A A B A in a steady pattern; a relay whose window is full, or whose
- * connections are all busy, is passed over for that message rather
- * than holding up the others, so a relay slower than its share ends up
- * with fewer. Each message goes to one relay; the send loop (delivery.c)
- * decides what a failure means and when a relay is taken out.
+ * its upstreams) over the relays in the round: in the run, not waiting
+ * for a reconnect, and their own windows open. Each adds its weight to
+ * its credit; the one with the most credit that has a connection free
+ * takes the message and pays the sum of the weights. So with weights 3
+ * and 1 the messages go A A B A, A A B A, ... A relay whose window is
+ * full, or that is out or reconnecting, is not in the round: the others
+ * share its readers and nobody waits for it. A relay whose connections
+ * are all busy is passed over too, but keeps gaining credit; once it is
+ * owed more messages than its connections hold, the next message waits
+ * for it. That keeps the split what the weights say (within that many
+ * messages) when the relays cannot keep up, instead of following their
+ * speed; the price is that a relay slower than its share paces the run.
+ * Each message goes to one relay; the send loop (delivery.c) decides
+ * what a failure means and when a relay is taken out.
  *
  * The dry run is one relay too, its transport the directory.
  *
