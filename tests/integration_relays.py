@@ -102,8 +102,8 @@ def test_weights(t):
            f"relay line for small: {r.err!r}")
 
 
-@test("a failing relay goes SMTP_PERM per reader as before: a 550 from the "
-      "relay that got the reader is that reader's bounce, once accepted there")
+@test("a 550 for one reader is that reader's bounce with several relays too "
+      "(once its relay has accepted someone), and nobody else's")
 def test_perm_per_relay(t):
     addrs = readers(12)
     gone = addrs[7]
@@ -266,6 +266,19 @@ def test_relay_window(t):
     equal(r.code, EX_OK, "exit code of the second run")
     equal(len(a.received()), 5, "the windowed relay after the second run")
     equal(len(b.received()), 25 + 30, "the other relay after the second run")
+
+
+@test("the top-level rate stays a cap over all relays together: per_minute = 8 "
+      "with --until-quota sends 8 over both, exit 75")
+def test_global_cap(t):
+    addrs = readers(20)
+    a, b = t.server(), t.server()
+    world(t, [{"url": a.url()}, {"url": b.url()}], addrs, {"rate": {"per_minute": 8}})
+    r = t.send("--until-quota", "--json")
+    equal(r.code, 75, "exit code")
+    equal(len(a.received()) + len(b.received()), 8, "messages over both relays")
+    expect(a.received() and b.received(), "both relays used")
+    equal(json.loads(r.out)["sent"], 8, "--json sent")
 
 
 # ---- one relay: as before ------------------------------------------------
