@@ -83,6 +83,30 @@ static void on_progress(void *arg, const struct delivery_stats *st)
 	u->progress_shown = 1;
 }
 
+/* With several relays, a line each: what it did, and what took it out.
+ * In the one-line form each line starts with the post's slug, as the
+ * summary does, so a log grep for the slug finds them. */
+static void relay_lines(const struct ui *u, const char *slug, const struct delivery_stats *st,
+			FILE *f)
+{
+	if (st->nrelays < 2)
+		return;
+	for (int i = 0; i < st->nrelays; i++) {
+		const struct delivery_relay *d = &st->relay[i];
+		if (u->tty)
+			fprintf(f, "  relay %-9s %8ld sent, %ld bounced, %ld deferred", d->name, d->sent,
+				d->bounced, d->deferred);
+		else
+			fprintf(f, "%s: relay %s: sent %ld, bounced %ld, deferred %ld", slug, d->name,
+				d->sent, d->bounced, d->deferred);
+		if (d->uncertain)
+			fprintf(f, ", %ld uncertain", d->uncertain);
+		if (d->out)
+			fprintf(f, "; taken out: %s", d->why);
+		fputc('\n', f);
+	}
+}
+
 /* One line for logs and cron mail; a table on a terminal. */
 static void summary(const struct ui *u, const char *slug, const struct delivery_stats *st,
 		    const char *what, const char *state_dir, FILE *f)
@@ -112,6 +136,7 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 			fprintf(f, "; %.1f s, %.1f msg/s\n", st->elapsed, rate);
 		else
 			fprintf(f, "; %.1f s\n", st->elapsed);
+		relay_lines(u, slug, st, f);
 		return;
 	}
 	fprintf(f, "%s\n", slug);
@@ -149,6 +174,24 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 	if (st->waiting > 0.05)
 		fprintf(f, ", %.1f s waiting for the rate limit", st->waiting);
 	fputc('\n', f);
+	relay_lines(u, slug, st, f);
+}
+
+/* "relays": [{name, sent, bounced, deferred, uncertain, out, why}], with
+ * several relays only (one relay's JSON stays as it always was). */
+static json_t *relays_json(const struct delivery_stats *st)
+{
+	json_t *a = json_array();
+	for (int i = 0; a && i < st->nrelays; i++) {
+		const struct delivery_relay *d = &st->relay[i];
+		json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:s?}",
+						   "name", d->name, "sent", (json_int_t)d->sent,
+						   "bounced", (json_int_t)d->bounced,
+						   "deferred", (json_int_t)d->deferred,
+						   "uncertain", (json_int_t)d->uncertain,
+						   "out", d->out, "why", d->out ? d->why : NULL));
+	}
+	return a;
 }
 
 static json_t *stats_json(const char *slug, const struct delivery_stats *st, int rc,
@@ -175,6 +218,8 @@ static json_t *stats_json(const char *slug, const struct delivery_stats *st, int
 		snprintf(sh, sizeof sh, "%u/%u", o->shard, o->nshards);
 		json_object_set_new(j, "shard", json_string(sh));
 	}
+	if (j && st->nrelays > 1)
+		json_object_set_new(j, "relays", relays_json(st));
 	return j;
 }
 
@@ -328,6 +373,39 @@ static void on_trace(void *arg, const char *line)
 	fprintf(stderr, "smtp %s\n", line);
 }
 
+/* The posts' "relays" added up by relay name (--due sends several). */
+static json_t *relays_total(json_t *posts)
+{
+	static const char *const keys[] = {"sent", "bounced", "deferred", "uncertain"};
+	json_t *all = NULL, *p, *r;
+	size_t i, k;
+	json_array_foreach(posts, i, p) {
+		json_array_foreach(json_object_get(p, "relays"), k, r) {
+			const char *name = json_string_value(json_object_get(r, "name"));
+			json_t *t = NULL, *x;
+			size_t m;
+			if (!all)
+				all = json_array();
+			json_array_foreach(all, m, x)
+				if (!strcmp(json_string_value(json_object_get(x, "name")), name))
+					t = x;
+			if (!t) {
+				json_array_append_new(all, t = json_deep_copy(r));
+				continue;
+			}
+			for (size_t n = 0; n < sizeof keys / sizeof *keys; n++)
+				json_object_set_new(t, keys[n], json_integer(
+					json_integer_value(json_object_get(t, keys[n])) +
+					json_integer_value(json_object_get(r, keys[n]))));
+			if (json_is_true(json_object_get(r, "out"))) {
+				json_object_set(t, "out", json_object_get(r, "out"));
+				json_object_set(t, "why", json_object_get(r, "why"));
+			}
+		}
+	}
+	return all;
+}
+
 static int print_json(json_t *posts, int rc)
 {
 	static const char *const keys[] = {"sent", "bounced", "deferred", "skipped",
@@ -343,6 +421,9 @@ static int print_json(json_t *posts, int rc)
 			sum += json_integer_value(json_object_get(p, keys[k]));
 		json_object_set_new(o, keys[k], json_integer(sum));
 	}
+	json_t *relays = relays_total(posts);
+	if (relays)
+		json_object_set_new(o, "relays", relays);
 	json_object_set(o, "posts", posts);
 	char *text = json_dumps(o, JSON_COMPACT);
 	if (text)

@@ -42,6 +42,14 @@ struct delivery_opts {
 	void *interrupt_arg;
 };
 
+/* What one relay did (smtp = ( ... ) gives several). */
+struct delivery_relay {
+	char name[72];
+	long sent, bounced, deferred, uncertain;
+	int out;           /* taken out of the run (or the last, ending it) */
+	char why[400];     /* why, when out */
+};
+
 struct delivery_stats {
 	long sent, bounced, deferred;
 	long uncertain;    /* final dot sent, no reply: maybe delivered */
@@ -69,6 +77,9 @@ struct delivery_stats {
 	int locked;        /* another herald holds state_dir's lock */
 	int started;       /* set-up went through and sending began */
 	int done;
+	/* Per relay, in the config's order, at the end of the run. */
+	struct delivery_relay relay[CONFIG_RELAYS_MAX];
+	int nrelays;
 };
 
 struct delivery_cb {
