@@ -24,7 +24,8 @@ struct msg_ctx {
 	struct tmpl *subject, *html, *text, *unsub, *return_path;
 	char **names;          /* field table: built-ins, then list columns */
 	size_t nnames, ncols;
-	const char *secret;    /* unsubscribe-token key (borrowed) */
+	struct token_key *key; /* the unsubscribe-token secret, keyed once per
+				  run; NULL without one */
 	char date_long[64];    /* "30 November 2026" */
 	char web_url[600];     /* {{web_url}} */
 	char id_prefix[40];    /* per-run random part of Message-IDs */
@@ -758,7 +759,8 @@ static int init(struct msg_ctx *m, const struct config *cfg,
 {
 	m->cfg = cfg;
 	m->post = post;
-	m->secret = secret;
+	if (secret && !(m->key = token_key_new(secret)))
+		return set_err(err, errlen, MSG_FAIL, "HMAC failed keying the unsubscribe-token secret");
 	m->flags = flags;
 	m->ncols = ncols;
 	m->nnames = MF_NBUILTIN + ncols;
@@ -1027,7 +1029,7 @@ static int set_values(struct msg_ctx *m, const char *const *fields,
 		*at = '=';
 	v[MF_VERP] = verp;
 	token[0] = '\0';
-	if (m->secret && token_make(m->secret, email, token) < 0)
+	if (m->key && token_key_make(m->key, email, token) < 0)
 		return set_err(err, errlen, MSG_FAIL, "HMAC failed");
 	v[MF_TOKEN] = token;
 	/* Every value must be UTF-8; a NUL can only come from a list that
@@ -1659,6 +1661,7 @@ void msg_free(struct msg_ctx *m)
 	free(m->reply_name);
 	free(m->reply_addr);
 	dkimsig_close(m->dkim);
+	token_key_free(m->key);
 	free(m);
 }
 
