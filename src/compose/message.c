@@ -28,7 +28,7 @@ struct msg_ctx {
 				  run; NULL without one */
 	char date_long[64];    /* "30 November 2026" */
 	char web_url[600];     /* {{web_url}} */
-	char id_prefix[40];    /* per-run random part of Message-IDs */
+	char id_prefix[40];    /* per-run random part of Message-IDs and boundaries */
 	unsigned long seq;
 	unsigned flags;        /* MSG_TEST, MSG_KEEP_PARTS */
 	int wrap_footer;       /* the text footer merges values: wrap_qp_footer() */
@@ -1374,7 +1374,7 @@ static const struct buf *date_line(struct msg_ctx *m, time_t now)
 static int list_fields(struct msg_ctx *m, struct mailimf_fields *f, int *unsub)
 {
 	const struct config *c = m->cfg;
-	struct buf *h = &m->tmp_line;
+	struct buf *h = &m->tmp_line; /* scratch: the parts are rendered by now */
 	int rc = 0;
 	buf_reset(h);
 	if (m->unsub && m->tmp_url.len)
