@@ -21,7 +21,7 @@
 #include <time.h>
 
 enum { OPT_DRY = 256, OPT_TEST, OPT_SUBS, OPT_RATE, OPT_LIMIT, OPT_DUE, OPT_FORCE,
-       OPT_QUOTA, OPT_JSON, OPT_RETRY_UNCERTAIN, OPT_WHERE };
+       OPT_QUOTA, OPT_JSON, OPT_RETRY_UNCERTAIN, OPT_WHERE, OPT_SHARD };
 
 static double mono(void)
 {
@@ -104,6 +104,8 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 			fprintf(f, ", %ld suppressed", st->suppressed);
 		if (st->excluded)
 			fprintf(f, ", %ld not in the segment", st->excluded);
+		if (st->other_shards)
+			fprintf(f, ", %ld in other shards", st->other_shards);
 		if (st->unsubscribed)
 			fprintf(f, ", %ld unsubscribed on the web", st->unsubscribed);
 		if (rate > 0)
@@ -132,6 +134,9 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 	if (st->excluded)
 		fprintf(f, "  %-15s %8ld  subscribed, outside --where / audience\n", "not in segment",
 			st->excluded);
+	if (st->other_shards)
+		fprintf(f, "  %-15s %8ld  rows of the other shards (--shard)\n", "other shards",
+			st->other_shards);
 	if (st->unsubscribed)
 		fprintf(f, "  %-15s %8ld  on the web (list.log), not mailed\n", "unsubscribed", st->unsubscribed);
 	if (st->retried)
@@ -146,9 +151,10 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 	fputc('\n', f);
 }
 
-static json_t *stats_json(const char *slug, const struct delivery_stats *st, int rc)
+static json_t *stats_json(const char *slug, const struct delivery_stats *st, int rc,
+			  const struct delivery_opts *o)
 {
-	return json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b, s:b, s:I}",
+	json_t *j = json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b, s:b, s:I}",
 			 "post", slug, "exit", rc, "sent", (json_int_t)st->sent,
 			 "uncertain", (json_int_t)st->uncertain,
 			 "not_attempted", (json_int_t)st->not_attempted,
@@ -162,6 +168,14 @@ static json_t *stats_json(const char *slug, const struct delivery_stats *st, int
 			 "rate", send_rate(st),
 			 "quota_reached", st->quota_stop, "interrupted", st->interrupted,
 			 "unsubscribed", (json_int_t)st->unsubscribed);
+	if (j)
+		json_object_set_new(j, "other_shards", json_integer(st->other_shards));
+	if (j && o->nshards > 1) {
+		char sh[32];
+		snprintf(sh, sizeof sh, "%u/%u", o->shard, o->nshards);
+		json_object_set_new(j, "shard", json_string(sh));
+	}
+	return j;
 }
 
 /* Worse outcomes win: a failure beats "run again", which beats success. */
@@ -217,9 +231,12 @@ static int due_skip(struct ui *u, struct config *cfg, const char *path, const st
 		}
 		return 1;
 	}
-	if (journal_is_done(cfg->state_dir, post->slug)) {
+	if (journal_is_done(cfg->state_dir, post->slug) ||
+	    (a->o.nshards > 1 && journal_shard_is_done(cfg->state_dir, post->slug, a->o.shard,
+						       a->o.nshards))) {
 		if (show)
-			fprintf(f, "%s: sent to the whole list already, skipped\n", path);
+			fprintf(f, "%s: sent to the whole %s already, skipped\n", path,
+				journal_is_done(cfg->state_dir, post->slug) ? "list" : "shard");
 		a->done++;
 		return 1;
 	}
@@ -283,7 +300,7 @@ static int send_one(struct ui *u, struct config *cfg, const char *path,
 	if (a->o.dry_run_dir && show && !rc)
 		fprintf(u->tty ? stdout : stderr, "messages are in %s/\n", a->o.dry_run_dir);
 	if (posts)
-		json_array_append_new(posts, stats_json(post.slug, &st, rc));
+		json_array_append_new(posts, stats_json(post.slug, &st, rc, &a->o));
 	post_free(&post);
 	return rc;
 }
@@ -315,7 +332,7 @@ static int print_json(json_t *posts, int rc)
 {
 	static const char *const keys[] = {"sent", "bounced", "deferred", "skipped",
 		"inactive", "already_sent", "suppressed", "excluded", "attempted", "retried", "uncertain",
-		"not_attempted", "unsubscribed"};
+		"not_attempted", "unsubscribed", "other_shards"};
 	json_t *o = json_object();
 	json_object_set_new(o, "exit", json_integer(rc));
 	for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
@@ -335,6 +352,26 @@ static int print_json(json_t *posts, int rc)
 	return rc;
 }
 
+/* --shard I/N: 1 <= I <= N <= JOURNAL_SHARDS_MAX, decimal digits only;
+ * 1/1 is the whole list. */
+static int shard_option(struct send_args *a, const char *v)
+{
+	unsigned long i = 0, n = 0;
+	const char *p = v;
+	int ok = *p >= '0' && *p <= '9';
+	for (; ok && *p >= '0' && *p <= '9' && i <= JOURNAL_SHARDS_MAX; p++)
+		i = i * 10 + (unsigned long)(*p - '0');
+	ok = ok && *p++ == '/' && *p >= '0' && *p <= '9';
+	for (; ok && *p >= '0' && *p <= '9' && n <= JOURNAL_SHARDS_MAX; p++)
+		n = n * 10 + (unsigned long)(*p - '0');
+	if (!ok || *p || i < 1 || n < 1 || i > n || n > JOURNAL_SHARDS_MAX)
+		return cli_usage("--shard: expected I/N, this host's shard I of N, with 1 <= I <= N <= %d "
+				 "(e.g. --shard 2/3), found \"%s\"", JOURNAL_SHARDS_MAX, v);
+	a->o.shard = n > 1 ? (unsigned)i : 0;
+	a->o.nshards = n > 1 ? (unsigned)n : 0;
+	return 0;
+}
+
 /* The options into *a; 0 or the usage error's exit code. */
 static int send_options(struct send_args *a, int argc, char **argv)
 {
@@ -350,6 +387,7 @@ static int send_options(struct send_args *a, int argc, char **argv)
 		{"json", no_argument, 0, OPT_JSON},
 		{"retry-uncertain", no_argument, 0, OPT_RETRY_UNCERTAIN},
 		{"where", required_argument, 0, OPT_WHERE},
+		{"shard", required_argument, 0, OPT_SHARD},
 		{0, 0, 0, 0}};
 	int c, rc = 0;
 	optind = 0; /* 0: glibc re-reads the optstring, so options may follow operands */
@@ -391,6 +429,7 @@ static int send_options(struct send_args *a, int argc, char **argv)
 			a->wheres[a->o.n_where++] = optarg;
 			break;
 		}
+		case OPT_SHARD: rc = shard_option(a, optarg); break;
 		/* getopt is silent (":" below): one message, ours. */
 		case ':':
 			rc = cli_usage("send: %s needs a value%s", argv[optind - 1],
@@ -403,6 +442,9 @@ static int send_options(struct send_args *a, int argc, char **argv)
 		rc = cli_usage("%s", "send: expected one POST.md (or, with --due, a directory of posts)");
 	if (!rc && a->o.dry_run_dir && a->test)
 		rc = cli_usage("%s", "send: --dry-run and --test do not go together");
+	if (!rc && a->o.nshards && a->test)
+		rc = cli_usage("%s", "send: --shard and --test do not go together (--test mails only "
+			       "the test addresses)");
 	return rc;
 }
 

@@ -451,12 +451,18 @@ static int on_admit(void *arg, void *tag)
 	return !has_left(arg, j->email);
 }
 
-enum verdict { TAKE, INACTIVE, OUTSIDE, ALREADY, SUPPRESSED, LEFT };
+enum verdict { TAKE, INACTIVE, OUTSIDE, ALREADY, SUPPRESSED, LEFT, OTHER_SHARD, NOMEM };
 
 /* Whether a subscribed row is to be mailed this run. No side effects, so
- * both the loop and the end-of-run look-ahead can ask. */
+ * both the loop and the end-of-run look-ahead can ask. The shard comes
+ * first: a row of another shard is that host's to count, whatever it is. */
 static enum verdict verdict(const struct run *r, int kind, const struct subs_row *s)
 {
+	unsigned shard;
+	if (r->o->nshards > 1 && subs_shard(s->email, r->o->nshards, &shard) < 0)
+		return NOMEM;
+	if (r->o->nshards > 1 && shard != r->o->shard)
+		return OTHER_SHARD;
 	if (kind == SUBS_INACTIVE)
 		return INACTIVE;
 	if (!segment_match(&r->seg, (const char *const *)s->fields))
@@ -506,15 +512,19 @@ static struct job *next_job(struct run *r)
 			r->eof = 1;
 			return NULL;
 		}
-		switch (verdict(r, k, &s)) {
+		enum verdict v = verdict(r, k, &s);
+		switch (v) {
 		case INACTIVE: r->st->inactive++; continue;
 		case OUTSIDE: r->st->excluded++; continue;
 		case ALREADY: r->st->already++; continue;
 		case SUPPRESSED: r->st->suppressed++; continue;
 		case LEFT: r->st->unsubscribed++; continue;
+		case OTHER_SHARD: r->st->other_shards++; continue;
+		case NOMEM: break;
 		case TAKE: break;
 		}
-		struct job *j = job_new(s.fields, s.nfields, s.email, s.name, s.line);
+		struct job *j = v == NOMEM ? NULL
+				: job_new(s.fields, s.nfields, s.email, s.name, s.line);
 		if (!j) {
 			set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
 			fail(r, STOP_STATE, EX_SOFTWARE);
@@ -847,31 +857,34 @@ out:
 }
 
 /* A first pass over the list: counts the readers (for the progress ETA)
- * and refuses a list that breaks down half-way before anyone is mailed. */
+ * and refuses a list that breaks down half-way before anyone is mailed.
+ * Then back to the first row: the send reads the same open file again,
+ * with the address set this pass built (subs_rewind), so a send holds
+ * one set, as subscribers check does. */
 static int count_readers(struct run *r)
 {
-	struct subs_reader *sr;
 	struct subs_row s;
 	char why[512];
-	int k = subs_open(&sr, r->o->subscribers, r->cfg->subs_delim, r->err, r->errlen);
+	int k = subs_open(&r->sr, r->o->subscribers, r->cfg->subs_delim, r->err, r->errlen);
 	if (k)
 		return subs_exitcode(k);
-	if (segment_bind(&r->seg, subs_colnames(sr), subs_ncols(sr), r->o->subscribers, r->err,
-			 r->errlen) < 0) {
-		subs_close(sr);
+	if (segment_bind(&r->seg, subs_colnames(r->sr), subs_ncols(r->sr), r->o->subscribers,
+			 r->err, r->errlen) < 0)
 		return EX_DATAERR;
-	}
-	while ((k = subs_next(sr, &s, why, sizeof why)) != SUBS_END) {
-		if (k == SUBS_FATAL || k == SUBS_NOFILE) {
-			set_err(r->err, r->errlen, EX_DATAERR, "%s", why);
-			subs_close(sr);
-			return EX_DATAERR;
-		}
-		if (k == SUBS_ROW && segment_match(&r->seg, (const char *const *)s.fields))
+	while ((k = subs_next(r->sr, &s, why, sizeof why)) != SUBS_END) {
+		if (k == SUBS_FATAL || k == SUBS_NOFILE)
+			return set_err(r->err, r->errlen, EX_DATAERR, "%s", why);
+		if (k != SUBS_ROW)
+			continue;
+		unsigned shard = 1;
+		if (r->o->nshards > 1 && subs_shard(s.email, r->o->nshards, &shard) < 0)
+			return set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
+		if ((r->o->nshards < 2 || shard == r->o->shard) &&
+		    segment_match(&r->seg, (const char *const *)s.fields))
 			r->st->total++;
 	}
-	subs_close(sr);
-	return 0;
+	k = subs_rewind(r->sr, r->err, r->errlen);
+	return k ? subs_exitcode(k) : 0;
 }
 
 /* Seeds the hour and day windows with what earlier runs sent, so a
@@ -944,6 +957,10 @@ static int setup(struct run *r)
 				 r->errlen) < 0)
 			return EX_CANTCREAT;
 		r->have_journal = 1;
+		if (o->nshards > 1 && journal_shard_mark(cfg->state_dir, r->post->slug, o->shard,
+							 o->nshards, JOURNAL_SHARD_BEGUN, r->err,
+							 r->errlen) < 0)
+			return EX_CANTCREAT;
 	}
 	if (!o->n_test) {
 		/* A dry run reads the suppression list but writes nothing. */
@@ -956,7 +973,7 @@ static int setup(struct run *r)
 		return rc;
 	if (!o->n_test && ((rc = segment_setup(r)) || (rc = count_readers(r))))
 		return rc;
-	int k = subs_open(&r->sr, o->subscribers, cfg->subs_delim, r->err, r->errlen);
+	int k = r->sr ? 0 : subs_open(&r->sr, o->subscribers, cfg->subs_delim, r->err, r->errlen);
 	if (k)
 		return subs_exitcode(k);
 	if (msg_secret(cfg, &secret, r->err, r->errlen) < 0)
@@ -1067,9 +1084,13 @@ int delivery_run(const struct config *cfg, const struct post *post,
 		else
 			flush_held(&r);
 		rc = outcome(&r);
-		if (rc == 0 && r.have_journal && !o->n_where)
-			if (journal_mark_done(cfg->state_dir, post->slug, err, errlen) < 0)
-				rc = EX_CANTCREAT;
+		/* A shard's run covers its shard only: the post is done once
+		 * every shard is (state merge decides, from these lines). */
+		if (rc == 0 && r.have_journal && !o->n_where &&
+		    (o->nshards > 1 ? journal_shard_mark(cfg->state_dir, post->slug, o->shard,
+							 o->nshards, JOURNAL_SHARD_DONE, err, errlen)
+				    : journal_mark_done(cfg->state_dir, post->slug, err, errlen)) < 0)
+			rc = EX_CANTCREAT;
 	}
 	st->done = 1;
 	if (st->started) {

@@ -28,6 +28,10 @@ struct delivery_opts {
 	 * the post fully sent: the rest of the list has not had it. */
 	const char *const *where;
 	size_t n_where;
+	/* --shard I/N: only the rows whose address subs_shard() puts in
+	 * shard I of N (1-based; nshards 0: the whole list). A sharded run
+	 * marks its shard done (journal_shard_mark), never the post. */
+	unsigned shard, nshards;
 	/* -v: the SMTP transcript, credentials redacted (see smtp.h) */
 	void (*trace)(void *arg, const char *line);
 	void *trace_arg;
@@ -47,6 +51,7 @@ struct delivery_stats {
 	long already;      /* in the journal from an earlier run */
 	long suppressed;   /* bounced or complained before */
 	long excluded;     /* subscribed, but not in the segment */
+	long other_shards; /* rows (subscribed or not) of the other shards */
 	long unsubscribed; /* subscribed in the list, unsubscribed in list.log
 			      (herald serve): before or during this run */
 	long attempted;    /* messages handed to the transport */
