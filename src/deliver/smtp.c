@@ -751,6 +751,11 @@ static void finish(struct slot *c, struct txn *t)
 	struct smtp_pool *p = c->pool;
 	int halt = (t->result.cls == SMTP_OK || t->result.cls == SMTP_UNCERTAIN) && p->accept &&
 		   p->accept(p->accept_arg, t->tag, &t->result) != 0;
+	/* A refusal of the sender or the session holds for every message:
+	 * the next one is not sent on this connection or any other while
+	 * the main thread is still to hear of it (the connection is kept,
+	 * and with PIPELINING the next envelope would go at once). */
+	halt |= t->result.cls == SMTP_FATAL;
 	pthread_mutex_lock(&p->mu);
 	if (halt)
 		p->halted = 1;

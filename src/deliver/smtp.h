@@ -57,7 +57,8 @@ enum smtp_class {
 	SMTP_PERM,  /* 5xx for this recipient: bounce, never retry */
 	SMTP_CONN,  /* connection lost, timeout, 421: retry on a new one */
 	SMTP_FATAL, /* cannot work for any message: TLS, auth, a refusal that
-		       is about the sender (see smtp_sender_side) */
+		       is about the sender (see smtp_sender_side); halts
+		       the pool at once (smtp_pool_halt) */
 	SMTP_UNCERTAIN, /* the final dot went out and no reply came: the
 			   server may have the message (RFC 5321 4.1.1.4,
 			   RFC 1047), so it is never sent again on its own */
