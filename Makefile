@@ -157,12 +157,17 @@ demo: deps-demo
 # ---- benchmarks ------------------------------------------------------------
 # Not part of check: they need Postfix's smtp-sink and smtp-source (the
 # postfix package; where its postinst starts a local Postfix, stop it if
-# you do not want one).
+# you do not want one), and root for the latency part (network
+# namespaces; skipped otherwise). BENCH_ARGS, e.g. --quick, --latency,
+# --baseline /tmp/old-herald: see bench/run.py and BENCHMARKS.md.
 build/bench-ceiling: bench/ceiling.c | build
 	@echo "  CCLD    $@"
 	@$(CC) -O2 -Wall -Wextra $< $(shell pkg-config --cflags --libs libcurl) -pthread -o $@
+build/bench-delayline: bench/delayline.c | build
+	@echo "  CCLD    $@"
+	@$(CC) -O2 -Wall -Wextra $< -o $@
 bench: deps-bench
-	@$(MAKE) --no-print-directory build/herald build/bench-ceiling
+	@$(MAKE) --no-print-directory build/herald build/bench-ceiling build/bench-delayline
 	@/usr/bin/python3 bench/run.py $(BENCH_ARGS)
 deps-bench:
 	@tests/deps.sh $(DEPS_BUILD) $(shell cat deps/bench.txt)
