@@ -291,5 +291,29 @@ def test_postfix_no_pipelining(t):
     expect("improper command pipelining" not in pflog, "Postfix saw improper pipelining")
 
 
+@test("a real Postfix that times an idle connection out (smtpd_timeout 1s, 421) "
+      "between paced messages: herald sees it and opens a new connection; no "
+      "retry, nobody deferred, each reader relayed once")
+def test_postfix_idle_timeout(t):
+    need_postfix()
+    cap = t.server()
+    with postfix.Postfix(t.path("pf"), relayhost=cap.port,
+                         main={"smtpd_timeout": "1s"}) as pf:
+        postfix_world(t, pf, smtp={"timeout": 5})
+        cfg = open(t.path("herald.conf")).read()
+        cfg = re.sub(r"retry = \{[^}]*\}", "retry = { attempts = 1; initial_delay = 0; max_delay = 0; }", cfg)
+        t.write("herald.conf", cfg + "\nrate = { per_second = 0.4; };\n")
+        readers = READERS[:3]
+        t.subscribers(csv(*(f"{a},Reader {i}" for i, a in enumerate(readers, 1))))
+        r = t.herald("-v", "send", t.path("issue-1.md"))
+        equal(r.code, EX_OK, "exit code")
+        equal(sorted(wait_received(cap, 3)), sorted(readers), "relayed, each once")
+        equal(journal(t), sorted(readers), "journal")
+        expect("deferred after" not in r.err, f"a deferral: {r.err}")
+        mails = [l for l in r.err.splitlines() if re.match(r"smtp [1-9]\d* > MAIL", l)]
+        equal(len(mails), 3, "MAIL commands (no retry)")
+        expect(re.search(r"< 421 ", r.err), "Postfix's idle timeout was not seen")
+
+
 if __name__ == "__main__":
     sys.exit(SUITE.main(sys.argv[1:]))

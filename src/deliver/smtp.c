@@ -852,11 +852,35 @@ static int pipeline(struct slot *c, struct txn *t)
 	}
 }
 
+/* Between transactions a server has nothing to say: a reply now is a 421
+ * at its idle timeout, an end of file a connection it closed. Either way
+ * the connection is not used for the next message (libcurl made the same
+ * check when it reused one). A TLS record without data (a TLS 1.3
+ * session ticket) is no reason to drop it. */
+static int conn_stale(struct slot *c)
+{
+	if (c->in.len > c->inpos)
+		return 1;
+	struct pollfd pf = {.fd = c->sock, .events = POLLIN};
+	if (poll(&pf, 1, 0) <= 0)
+		return 0;
+	char b[512];
+	size_t got = 0;
+	CURLcode cc = curl_easy_recv(c->curl, b, sizeof b, &got);
+	if (cc == CURLE_AGAIN)
+		return 0;
+	if (cc == CURLE_OK && got)
+		trace(c, '<', b, got);
+	return 1;
+}
+
 static void *worker(void *arg)
 {
 	struct slot *c = arg;
 	struct txn *t;
 	while ((t = take(c, 1, &c->wire[0]))) {
+		if (c->curl && conn_stale(c))
+			conn_close(c, 0);
 		if (!c->curl && conn_open(c, &t->result) < 0) {
 			finish(c, t);
 			continue;
