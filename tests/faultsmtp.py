@@ -30,6 +30,10 @@ A rule is a JSON object; the first rule that matches an event is played
 After a "reply" at "greeting" (a 421) or any 421, the connection is closed
 as RFC 5321 says.  Rejected or stalled messages are not stored.
 
+--pipelining advertises PIPELINING, --chunking advertises CHUNKING and
+takes BDAT (the "data" rules answer BDAT in the DATA command's place;
+"content" and "dot" apply to it as to DATA).
+
 --split sends every reply in 2-byte pieces, 5 ms apart (TCP_NODELAY), so
 the client sees replies split across packets.  --tls-cert/--tls-key
 advertise STARTTLS and upgrade with that certificate.  --auth advertises
@@ -41,7 +45,9 @@ Stored, in the layout of tests/smtpd.py (so harness.Server reads it):
   "rcpt_tos", "conn", "tls", "auth"}, DIR/log.jsonl (one line per
   transaction: conn, mail_from, rcpts [{"addr", "code"}], result, seq, end,
   tls, auth), and DIR/events.jsonl: one line per command and reply
-  {"conn", "tls", "cmd", "code", "fault"}, with AUTH arguments replaced by
+  {"conn", "tls", "cmd", "code", "fault", "behind"} (behind: bytes the
+  client had sent after that line before its reply; the end-of-data dot
+  is an event {"conn", "cmd": ".", "behind"}), with AUTH arguments replaced by
   "<redacted>", and {"conn", "auth": USER, "ok", "tls"} per AUTH attempt.
 """
 
@@ -183,6 +189,12 @@ class Session:
             raise Closed()
         return line
 
+    def behind(self):
+        """Bytes the client sent after the line just read, already here:
+        more than 0 means it did not wait for this line's reply
+        (pipelining, RFC 2920)."""
+        return len(getattr(self.r, "_buffer", b""))
+
     async def stall(self):
         """Reply nothing, read nothing, until the client gives up."""
         self.srv.event(conn=self.conn, tls=self.is_tls, fault="stall")
@@ -232,6 +244,7 @@ class Session:
         await self.fault("greeting", "220 faultsmtp ESMTP ready")
         while True:
             line = await self.readline()
+            behind = self.behind()
             text = line.decode("utf-8", "replace").rstrip("\r\n")
             verb = text.split(" ", 1)[0].upper()
             arg = text[len(verb):].strip()
@@ -242,10 +255,14 @@ class Session:
             else:
                 code = await handler(arg)
             self.srv.event(conn=self.conn, tls=self.is_tls, cmd=shown,
-                           code=code)
+                           code=code, behind=behind)
 
     async def cmd_EHLO(self, arg):
         lines = ["250 faultsmtp", "250 8BITMIME", "250 SIZE 52428800"]
+        if self.srv.a.pipelining:
+            lines.append("250 PIPELINING")
+        if self.srv.a.chunking:
+            lines.append("250 CHUNKING")
         if self.srv.tls and not self.is_tls:
             lines.append("250 STARTTLS")
         if self.srv.auth:
@@ -358,6 +375,7 @@ class Session:
         while True:
             line = await self.readline()
             if line == b".\r\n":
+                self.srv.event(conn=self.conn, cmd=".", behind=self.behind())
                 break
             data += line[1:] if line.startswith(b".") else line
             if cut is not None and len(data) >= cut.after_bytes:
@@ -368,6 +386,10 @@ class Session:
                 if cut.do == "stall":
                     await self.stall()
                 raise Closed()
+        return await self.end_of_message(data, ok, rcpt)
+
+    async def end_of_message(self, data, ok, rcpt):
+        """The final dot, or BDAT LAST: the "dot" rules, else stored."""
         r = self.srv.rule("dot", self.conn, rcpt)
         if r is not None and r.do == "store-stall":
             self.srv.event(conn=self.conn, at="dot", fault=r.do)
@@ -394,6 +416,49 @@ class Session:
                                 "250 2.0.0 Thank you"]
                                if self.srv.a.multiline_ok else
                                "250 2.0.0 Ok: queued as %d" % seq)
+
+    async def cmd_BDAT(self, arg):
+        """RFC 3030 (advertised with --chunking): the chunk is read whole
+        before any reply, as the RFC requires; a "content" rule closes
+        after its after_bytes bytes."""
+        parts = arg.split()
+        try:
+            size = int(parts[0])
+        except (IndexError, ValueError):
+            return await self.send("501 5.5.4 Syntax: BDAT size [LAST]")
+        last = len(parts) > 1 and parts[1].upper() == "LAST"
+        ok = [r for r in (self.txn or {}).get("rcpts", []) if r["code"] == 250]
+        rcpt = ok[-1]["addr"] if ok else None
+        cut = self.srv.rule("content", self.conn, rcpt) if ok else None
+        if cut is not None:
+            await self.r.readexactly(min(size, cut.after_bytes))
+            self.srv.event(conn=self.conn, at="content",
+                           fault="close-mid-data", bytes=cut.after_bytes)
+            self.txn["result"] = 0
+            self.finish("close-mid-data")
+            if cut.do == "stall":
+                await self.stall()
+            raise Closed()
+        chunk = await self.r.readexactly(size)
+        if not ok:
+            self.finish("bdat-refused")
+            return await self.send("554 5.5.1 No valid recipients")
+        # A "data" rule answers the BDAT that takes the DATA command's place.
+        r = self.srv.rule("data", self.conn, rcpt)
+        if r is not None and r.do == "reply":
+            self.srv.event(conn=self.conn, at="data", fault=r.do, reply=r.reply)
+            self.bdat = b""
+            code = await self.send(r.reply)
+            self.txn["result"] = code
+            self.finish("data-refused")
+            if code == 421:
+                raise Closed()
+            return code
+        self.bdat = getattr(self, "bdat", b"") + chunk
+        if not last:
+            return await self.send("250 2.0.0 %d octets received" % size)
+        data, self.bdat = self.bdat, b""
+        return await self.end_of_message(bytearray(data), ok, rcpt)
 
     def store(self, data, ok):
         self.srv.seq += 1
@@ -433,6 +498,11 @@ def parse_args(argv):
     p.add_argument("--split", action="store_true")
     p.add_argument("--multiline-ok", action="store_true",
                    help="answer an accepted message with a two-line 250")
+    p.add_argument("--pipelining", action="store_true",
+                   help="advertise PIPELINING (RFC 2920): commands are read in order, "
+                        "so a pipelining client is served as it should be")
+    p.add_argument("--chunking", action="store_true",
+                   help="advertise CHUNKING and take BDAT (RFC 3030)")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--auth", metavar="USER:PASS")

@@ -293,6 +293,10 @@ class Case:
     def fault_server(self, *rules, args=()):
         """A tests/faultsmtp.py playing rules (dicts, see its --rule)."""
         a = list(args)
+        # HERALD_TEST_EXTENSIONS=pipelining[,chunking]: the same faults
+        # with the server advertising those (tests/integration_faults_*.py)
+        for ext in filter(None, os.environ.get("HERALD_TEST_EXTENSIONS", "").split(",")):
+            a.append("--" + ext)
         for r in rules:
             a += ["--rule", json.dumps(r)]
         s = Server(self.path(f"fault{len(self.servers) + 1}"), *a, script=FAULTSMTP)

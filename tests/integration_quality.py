@@ -663,6 +663,82 @@ def test_embedded_images(t):
     expect("notimg.md:7: image " in r.err and "not a PNG, JPEG or GIF image" in r.err, r.err)
 
 
+def boundary_lines(raw, msg):
+    """Each multipart's boundary: how often it occurs in raw at all, and
+    how many lines it begins (a part's delimiter or the closing one)."""
+    got = {}
+    for p in msg.walk():
+        b = p.get_boundary()
+        if b:
+            bb = b.encode()
+            lines = [l for l in raw.split(b"\r\n") if l.startswith(b"--" + bb)]
+            expect(all(l in (b"--" + bb, b"--" + bb + b"--") for l in lines),
+                   f"a line begins with {b!r} but is no delimiter: {lines}")
+            got[b] = (raw.count(bb), len(lines), len(list(p.iter_parts())))
+    return got
+
+
+@SUITE.test("MIME boundaries, one set per run: a subject, text and a file name holding what "
+            "they look like (--=_, =_M, =_R, a whole delimiter line) leave every part whole "
+            "(Python strict): each boundary stands only in its Content-Type and on its "
+            "delimiter lines, the parts decode to what was written, the messages verify")
+def test_boundaries(t):
+    server = t.server()
+    key, txt = dkim_key(t)
+    world(t, dkim_changes(key), server)
+    os.makedirs(t.path("posts", "files"))
+    pic = png_bytes(40, 30)
+    note = b"--=_M\r\n--=_R\r\n=_\r\n--=_6b117ca3.240efb5b8e913ada--\r\n"
+    with open(t.path("posts", "files", "pic.png"), "wb") as f:
+        f.write(pic)
+    with open(t.path("posts", "files", "--=_M notes.txt"), "wb") as f:
+        f.write(note)
+    lines = ["--=_", "--=_M", "=_R=_=_", "--=_6b117ca3.240efb5b8e913ada--"]
+    t.write("posts/b.md", "---\nsubject: Parts =_M and --=_ for {{name|you}}\n"
+            "date: 2026-11-30 08:00\nattachments: files/--=_M notes.txt\n---\n"
+            "Hi {{name}}.\n\n![a picture](files/pic.png)\n\n```\n"
+            + "".join(f"{l}\n" for l in lines) + "```\n")
+    equal(t.send(post=t.path("posts", "b.md")).code, EX_OK, "send")
+    got = server.by_rcpt()
+    equal(len(got), 3, "messages")
+    for rcpt, m in got.items():
+        msg = email.message_from_bytes(m.raw, policy=email.policy.strict)
+        name = {"joy@example.org": "Joy Adeyemi", "zoe@example.net": "Zoë Ångström"}.get(rcpt, "you")
+        equal(str(msg["Subject"]), f"Parts =_M and --=_ for {name}", f"{rcpt}: subject")
+        equal([p.get_content_type() for p in msg.walk()],
+              ["multipart/mixed", "multipart/alternative", "text/plain", "multipart/related",
+               "text/html", "image/png", "text/plain"], f"{rcpt}: the tree")
+        for b, (n, delim, nparts) in boundary_lines(m.raw, msg).items():
+            equal(delim, nparts + 1, f"{rcpt}: delimiter lines of {b}")
+            equal(n, nparts + 2, f"{rcpt}: {b} stands elsewhere than its Content-Type and lines")
+        # a code block: as written in both parts
+        text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        html_part = msg.get_body(("html",)).get_content().replace("\r\n", "\n")
+        for l in lines:
+            expect(f"\n    {l}\n" in text, f"{rcpt}: the text lost {l!r}")
+            expect(f"{l}\n" in html_part, f"{rcpt}: the HTML lost {l!r}")
+        att = list(msg.iter_attachments())
+        equal([(a.get_filename(), a.get_payload(decode=True)) for a in att],
+              [("--=_M notes.txt", note)], f"{rcpt}: the attachment")
+        imgs = [p for p in msg.walk() if p.get_content_type() == "image/png"]
+        equal(imgs[0].get_payload(decode=True), pic, f"{rcpt}: the image")
+        expect(verify(m.raw, txt), f"{rcpt}: does not verify")
+
+
+@SUITE.test("a subject and a merged header holding *=\"...\" reach the reader as written "
+            "(only the parts' own RFC 2231 parameters lose their quotes)")
+def test_star_equals_quote(t):
+    server = t.server()
+    world(t, {"headers": ['X-Note: a*="b" for {{city}}']}, server)
+    t.write("posts/s.md", '---\nsubject: Sale *="50" off, {{name|friend}}\n'
+            "date: 2026-11-30 08:00\n---\nHi.\n")
+    equal(t.send(post=t.path("posts", "s.md")).code, EX_OK, "send")
+    m = server.by_rcpt()["joy@example.org"]
+    msg = email.message_from_bytes(m.raw, policy=email.policy.strict)
+    equal(str(msg["Subject"]), 'Sale *="50" off, Joy Adeyemi', "subject")
+    equal(str(msg["X-Note"]), 'a*="b" for Leeds', "X-Note")
+
+
 @SUITE.test("a message over the relay's EHLO SIZE: the send stops before the first reader "
             "(exit 65, the figures and the fix), nothing stored, nobody bounced or journaled")
 def test_relay_size(t):

@@ -75,5 +75,6 @@ int cmd_subscribers(struct ui *u, const char *cfgpath, int argc, char **argv);
 int cmd_init(struct ui *u, const char *cfgpath, int argc, char **argv);
 int cmd_serve(struct ui *u, const char *cfgpath, int argc, char **argv);
 int cmd_archive(struct ui *u, const char *cfgpath, int argc, char **argv);
+int cmd_state(struct ui *u, const char *cfgpath, int argc, char **argv);
 
 #endif

@@ -21,7 +21,7 @@
 #include <time.h>
 
 enum { OPT_DRY = 256, OPT_TEST, OPT_SUBS, OPT_RATE, OPT_LIMIT, OPT_DUE, OPT_FORCE,
-       OPT_QUOTA, OPT_JSON, OPT_RETRY_UNCERTAIN, OPT_WHERE };
+       OPT_QUOTA, OPT_JSON, OPT_RETRY_UNCERTAIN, OPT_WHERE, OPT_SHARD };
 
 static double mono(void)
 {
@@ -83,6 +83,30 @@ static void on_progress(void *arg, const struct delivery_stats *st)
 	u->progress_shown = 1;
 }
 
+/* With several relays, a line each: what it did, and what took it out.
+ * In the one-line form each line starts with the post's slug, as the
+ * summary does, so a log grep for the slug finds them. */
+static void relay_lines(const struct ui *u, const char *slug, const struct delivery_stats *st,
+			FILE *f)
+{
+	if (st->nrelays < 2)
+		return;
+	for (int i = 0; i < st->nrelays; i++) {
+		const struct delivery_relay *d = &st->relay[i];
+		if (u->tty)
+			fprintf(f, "  relay %-9s %8ld sent, %ld bounced, %ld deferred", d->name, d->sent,
+				d->bounced, d->deferred);
+		else
+			fprintf(f, "%s: relay %s: sent %ld, bounced %ld, deferred %ld", slug, d->name,
+				d->sent, d->bounced, d->deferred);
+		if (d->uncertain)
+			fprintf(f, ", %ld uncertain", d->uncertain);
+		if (d->out)
+			fprintf(f, "; taken out: %s", d->why);
+		fputc('\n', f);
+	}
+}
+
 /* One line for logs and cron mail; a table on a terminal. */
 static void summary(const struct ui *u, const char *slug, const struct delivery_stats *st,
 		    const char *what, const char *state_dir, FILE *f)
@@ -104,12 +128,15 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 			fprintf(f, ", %ld suppressed", st->suppressed);
 		if (st->excluded)
 			fprintf(f, ", %ld not in the segment", st->excluded);
+		if (st->other_shards)
+			fprintf(f, ", %ld in other shards", st->other_shards);
 		if (st->unsubscribed)
 			fprintf(f, ", %ld unsubscribed on the web", st->unsubscribed);
 		if (rate > 0)
 			fprintf(f, "; %.1f s, %.1f msg/s\n", st->elapsed, rate);
 		else
 			fprintf(f, "; %.1f s\n", st->elapsed);
+		relay_lines(u, slug, st, f);
 		return;
 	}
 	fprintf(f, "%s\n", slug);
@@ -132,6 +159,9 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 	if (st->excluded)
 		fprintf(f, "  %-15s %8ld  subscribed, outside --where / audience\n", "not in segment",
 			st->excluded);
+	if (st->other_shards)
+		fprintf(f, "  %-15s %8ld  rows of the other shards (--shard)\n", "other shards",
+			st->other_shards);
 	if (st->unsubscribed)
 		fprintf(f, "  %-15s %8ld  on the web (list.log), not mailed\n", "unsubscribed", st->unsubscribed);
 	if (st->retried)
@@ -144,11 +174,30 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 	if (st->waiting > 0.05)
 		fprintf(f, ", %.1f s waiting for the rate limit", st->waiting);
 	fputc('\n', f);
+	relay_lines(u, slug, st, f);
 }
 
-static json_t *stats_json(const char *slug, const struct delivery_stats *st, int rc)
+/* "relays": [{name, sent, bounced, deferred, uncertain, out, why}], with
+ * several relays only (one relay's JSON stays as it always was). */
+static json_t *relays_json(const struct delivery_stats *st)
 {
-	return json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b, s:b, s:I}",
+	json_t *a = json_array();
+	for (int i = 0; a && i < st->nrelays; i++) {
+		const struct delivery_relay *d = &st->relay[i];
+		json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:s?}",
+						   "name", d->name, "sent", (json_int_t)d->sent,
+						   "bounced", (json_int_t)d->bounced,
+						   "deferred", (json_int_t)d->deferred,
+						   "uncertain", (json_int_t)d->uncertain,
+						   "out", d->out, "why", d->out ? d->why : NULL));
+	}
+	return a;
+}
+
+static json_t *stats_json(const char *slug, const struct delivery_stats *st, int rc,
+			  const struct delivery_opts *o)
+{
+	json_t *j = json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b, s:b, s:I}",
 			 "post", slug, "exit", rc, "sent", (json_int_t)st->sent,
 			 "uncertain", (json_int_t)st->uncertain,
 			 "not_attempted", (json_int_t)st->not_attempted,
@@ -162,6 +211,16 @@ static json_t *stats_json(const char *slug, const struct delivery_stats *st, int
 			 "rate", send_rate(st),
 			 "quota_reached", st->quota_stop, "interrupted", st->interrupted,
 			 "unsubscribed", (json_int_t)st->unsubscribed);
+	if (j)
+		json_object_set_new(j, "other_shards", json_integer(st->other_shards));
+	if (j && o->nshards > 1) {
+		char sh[32];
+		snprintf(sh, sizeof sh, "%u/%u", o->shard, o->nshards);
+		json_object_set_new(j, "shard", json_string(sh));
+	}
+	if (j && st->nrelays > 1)
+		json_object_set_new(j, "relays", relays_json(st));
+	return j;
 }
 
 /* Worse outcomes win: a failure beats "run again", which beats success. */
@@ -217,9 +276,12 @@ static int due_skip(struct ui *u, struct config *cfg, const char *path, const st
 		}
 		return 1;
 	}
-	if (journal_is_done(cfg->state_dir, post->slug)) {
+	if (journal_is_done(cfg->state_dir, post->slug) ||
+	    (a->o.nshards > 1 && journal_shard_is_done(cfg->state_dir, post->slug, a->o.shard,
+						       a->o.nshards))) {
 		if (show)
-			fprintf(f, "%s: sent to the whole list already, skipped\n", path);
+			fprintf(f, "%s: sent to the whole %s already, skipped\n", path,
+				journal_is_done(cfg->state_dir, post->slug) ? "list" : "shard");
 		a->done++;
 		return 1;
 	}
@@ -283,7 +345,7 @@ static int send_one(struct ui *u, struct config *cfg, const char *path,
 	if (a->o.dry_run_dir && show && !rc)
 		fprintf(u->tty ? stdout : stderr, "messages are in %s/\n", a->o.dry_run_dir);
 	if (posts)
-		json_array_append_new(posts, stats_json(post.slug, &st, rc));
+		json_array_append_new(posts, stats_json(post.slug, &st, rc, &a->o));
 	post_free(&post);
 	return rc;
 }
@@ -311,11 +373,44 @@ static void on_trace(void *arg, const char *line)
 	fprintf(stderr, "smtp %s\n", line);
 }
 
+/* The posts' "relays" added up by relay name (--due sends several). */
+static json_t *relays_total(json_t *posts)
+{
+	static const char *const keys[] = {"sent", "bounced", "deferred", "uncertain"};
+	json_t *all = NULL, *p, *r;
+	size_t i, k;
+	json_array_foreach(posts, i, p) {
+		json_array_foreach(json_object_get(p, "relays"), k, r) {
+			const char *name = json_string_value(json_object_get(r, "name"));
+			json_t *t = NULL, *x;
+			size_t m;
+			if (!all)
+				all = json_array();
+			json_array_foreach(all, m, x)
+				if (!strcmp(json_string_value(json_object_get(x, "name")), name))
+					t = x;
+			if (!t) {
+				json_array_append_new(all, t = json_deep_copy(r));
+				continue;
+			}
+			for (size_t n = 0; n < sizeof keys / sizeof *keys; n++)
+				json_object_set_new(t, keys[n], json_integer(
+					json_integer_value(json_object_get(t, keys[n])) +
+					json_integer_value(json_object_get(r, keys[n]))));
+			if (json_is_true(json_object_get(r, "out"))) {
+				json_object_set(t, "out", json_object_get(r, "out"));
+				json_object_set(t, "why", json_object_get(r, "why"));
+			}
+		}
+	}
+	return all;
+}
+
 static int print_json(json_t *posts, int rc)
 {
 	static const char *const keys[] = {"sent", "bounced", "deferred", "skipped",
 		"inactive", "already_sent", "suppressed", "excluded", "attempted", "retried", "uncertain",
-		"not_attempted", "unsubscribed"};
+		"not_attempted", "unsubscribed", "other_shards"};
 	json_t *o = json_object();
 	json_object_set_new(o, "exit", json_integer(rc));
 	for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
@@ -326,6 +421,9 @@ static int print_json(json_t *posts, int rc)
 			sum += json_integer_value(json_object_get(p, keys[k]));
 		json_object_set_new(o, keys[k], json_integer(sum));
 	}
+	json_t *relays = relays_total(posts);
+	if (relays)
+		json_object_set_new(o, "relays", relays);
 	json_object_set(o, "posts", posts);
 	char *text = json_dumps(o, JSON_COMPACT);
 	if (text)
@@ -333,6 +431,26 @@ static int print_json(json_t *posts, int rc)
 	free(text);
 	json_decref(o);
 	return rc;
+}
+
+/* --shard I/N: 1 <= I <= N <= JOURNAL_SHARDS_MAX, decimal digits only;
+ * 1/1 is the whole list. */
+static int shard_option(struct send_args *a, const char *v)
+{
+	unsigned long i = 0, n = 0;
+	const char *p = v;
+	int ok = *p >= '0' && *p <= '9';
+	for (; ok && *p >= '0' && *p <= '9' && i <= JOURNAL_SHARDS_MAX; p++)
+		i = i * 10 + (unsigned long)(*p - '0');
+	ok = ok && *p++ == '/' && *p >= '0' && *p <= '9';
+	for (; ok && *p >= '0' && *p <= '9' && n <= JOURNAL_SHARDS_MAX; p++)
+		n = n * 10 + (unsigned long)(*p - '0');
+	if (!ok || *p || i < 1 || n < 1 || i > n || n > JOURNAL_SHARDS_MAX)
+		return cli_usage("--shard: expected I/N, this host's shard I of N, with 1 <= I <= N <= %d "
+				 "(e.g. --shard 2/3), found \"%s\"", JOURNAL_SHARDS_MAX, v);
+	a->o.shard = n > 1 ? (unsigned)i : 0;
+	a->o.nshards = n > 1 ? (unsigned)n : 0;
+	return 0;
 }
 
 /* The options into *a; 0 or the usage error's exit code. */
@@ -350,6 +468,7 @@ static int send_options(struct send_args *a, int argc, char **argv)
 		{"json", no_argument, 0, OPT_JSON},
 		{"retry-uncertain", no_argument, 0, OPT_RETRY_UNCERTAIN},
 		{"where", required_argument, 0, OPT_WHERE},
+		{"shard", required_argument, 0, OPT_SHARD},
 		{0, 0, 0, 0}};
 	int c, rc = 0;
 	optind = 0; /* 0: glibc re-reads the optstring, so options may follow operands */
@@ -391,6 +510,7 @@ static int send_options(struct send_args *a, int argc, char **argv)
 			a->wheres[a->o.n_where++] = optarg;
 			break;
 		}
+		case OPT_SHARD: rc = shard_option(a, optarg); break;
 		/* getopt is silent (":" below): one message, ours. */
 		case ':':
 			rc = cli_usage("send: %s needs a value%s", argv[optind - 1],
@@ -403,6 +523,9 @@ static int send_options(struct send_args *a, int argc, char **argv)
 		rc = cli_usage("%s", "send: expected one POST.md (or, with --due, a directory of posts)");
 	if (!rc && a->o.dry_run_dir && a->test)
 		rc = cli_usage("%s", "send: --dry-run and --test do not go together");
+	if (!rc && a->o.nshards && a->test)
+		rc = cli_usage("%s", "send: --shard and --test do not go together (--test mails only "
+			       "the test addresses)");
 	return rc;
 }
 

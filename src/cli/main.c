@@ -21,7 +21,7 @@ static const char usage[] =
 	"      subscribers.csv, state/. Writes over nothing (exit 73 if one is there).\n"
 	"  send POST.md [--dry-run DIR] [--test[=ADDR]]... [--subscribers FILE]\n"
 	"               [--rate SPEC] [--limit N] [--until-quota] [--force] [--json]\n"
-	"               [--retry-uncertain] [--where COL=VALUE]...\n"
+	"               [--retry-uncertain] [--where COL=VALUE]... [--shard I/N]\n"
 	"  send --due POST.md|DIR\n"
 	"      Send the post to every subscriber not yet in its journal.\n"
 	"      --dry-run DIR   write each message to DIR/NNNNNN-<address>.eml; no network\n"
@@ -40,6 +40,9 @@ static const char usage[] =
 	"                      final dot (journal \"uncertain\": they may have it already)\n"
 	"      --where RULE    only the rows where COL=VALUE, COL!=VALUE or COL=A|B holds\n"
 	"                      (repeatable: all must hold; with the post's audience:)\n"
+	"      --shard I/N     only the readers of shard I of N (1 <= I <= N <= 1000): the\n"
+	"                      first 8 bytes of SHA-256 of the lower-cased address, big-\n"
+	"                      endian, mod N, plus 1; one host a shard, each its state_dir\n"
 	"  preview POST.md [-o DIR] [--as EMAIL] [--no-screenshots]\n"
 	"      Write DIR/<slug>.html, .txt and .eml as EMAIL (default: first reader) gets them,\n"
 	"      and <slug>-desktop.png, <slug>-mobile.png when Chromium is installed.\n"
@@ -69,6 +72,10 @@ static const char usage[] =
 	"      Show suppressed addresses with reason and date (TSV; says so if none).\n"
 	"  bounces forget ADDR...\n"
 	"      Lift the suppression of ADDR (a line in bounces.log; nothing is erased).\n"
+	"  state merge DIR... [--into DIR]\n"
+	"      Fold the state directories of the hosts of a sharded send into one (default:\n"
+	"      the config's state_dir): journals, bounces.log, and <slug>.done once every\n"
+	"      shard is done. Exit 75 if a herald is sending from one of them.\n"
 	"\n"
 	"  -c FILE     config file (default: $HERALD_CONFIG, else ./herald.conf)\n"
 	"  -q          print only failures\n"
@@ -116,7 +123,7 @@ int main(int argc, char **argv)
 		{"send", cmd_send}, {"preview", cmd_preview}, {"check", cmd_check},
 		{"bounces", cmd_bounces}, {"subscribers", cmd_subscribers},
 		{"init", cmd_init},
-		{"serve", cmd_serve}, {"archive", cmd_archive}};
+		{"serve", cmd_serve}, {"archive", cmd_archive}, {"state", cmd_state}};
 	int rc = -1;
 	for (size_t i = 0; rc < 0 && i < sizeof cmds / sizeof *cmds; i++)
 		if (!strcmp(cmd, cmds[i].name))

@@ -24,10 +24,11 @@ struct msg_ctx {
 	struct tmpl *subject, *html, *text, *unsub, *return_path;
 	char **names;          /* field table: built-ins, then list columns */
 	size_t nnames, ncols;
-	const char *secret;    /* unsubscribe-token key (borrowed) */
+	struct token_key *key; /* the unsubscribe-token secret, keyed once per
+				  run; NULL without one */
 	char date_long[64];    /* "30 November 2026" */
 	char web_url[600];     /* {{web_url}} */
-	char id_prefix[40];    /* per-run random part of Message-IDs */
+	char id_prefix[40];    /* per-run random part of Message-IDs and boundaries */
 	unsigned long seq;
 	unsigned flags;        /* MSG_TEST, MSG_KEEP_PARTS */
 	int wrap_footer;       /* the text footer merges values: wrap_qp_footer() */
@@ -36,11 +37,17 @@ struct msg_ctx {
 	const char **vals;     /* scratch, nnames entries */
 	struct buf tmp_url, tmp_mailto, tmp_subj, tmp_text, tmp_html, tmp_rp, qp_text, qp_html;
 	struct buf tmp_msg;    /* the unsigned message, when signing */
-	struct buf tmp_skel;   /* libetpan's output, bodies still markers */
+	struct buf skel;       /* the body skeleton (see make_skeleton) */
+	size_t *slot;          /* where in it each body goes: text/plain's,
+				  text/html's, then media[k]'s */
+	MMAPString *tmp_mm;    /* libetpan's output of one reader's header */
 	char *reply_name, *reply_addr; /* reply_to, parsed once */
 	struct qp_layout *qp_text_l, *qp_html_l; /* layouts pre-encoded */
 	struct buf tmp_line, tmp_val;
-	struct mailimf_date_time *date_cache;
+	/* Header lines the same for every reader, as libetpan wrote them:
+	 * From and Reply-To, List-Id, List-Unsubscribe-Post; and the Date
+	 * line, the same for a second (date_at). */
+	struct buf hdr_from, hdr_list_id, hdr_post, hdr_date;
 	time_t date_at;
 	struct dkimsig *dkim;  /* NULL: no dkim group in the config */
 	struct media *media;   /* attachments, read and encoded once */
@@ -53,7 +60,8 @@ struct msg_ctx {
 
 /* The parts' bodies are not handed to libetpan: it writes body bytes one
  * at a time, which cost more than the rest of the message. It gets a
- * marker instead, and msg_build splices the encoded body in its place. */
+ * marker instead, cut out of the skeleton it writes (make_skeleton); the
+ * encoded body goes where the marker stood. */
 static const char text_marker[] = "\x01herald:text/plain\x01";
 static const char html_marker[] = "\x01herald:text/html\x01";
 
@@ -67,6 +75,8 @@ static int oom(char *err, size_t errlen)
 {
 	return set_err(err, errlen, MSG_FAIL, "out of memory building the message");
 }
+
+static int make_skeleton(struct msg_ctx *m, char *err, size_t errlen);
 
 const char *const msg_builtin_fields[MF_NBUILTIN] = {
 	"email", "name", "subject", "preheader", "date", "unsubscribe_url",
@@ -758,7 +768,8 @@ static int init(struct msg_ctx *m, const struct config *cfg,
 {
 	m->cfg = cfg;
 	m->post = post;
-	m->secret = secret;
+	if (secret && !(m->key = token_key_new(secret)))
+		return set_err(err, errlen, MSG_FAIL, "HMAC failed keying the unsubscribe-token secret");
 	m->flags = flags;
 	m->ncols = ncols;
 	m->nnames = MF_NBUILTIN + ncols;
@@ -774,13 +785,6 @@ static int init(struct msg_ctx *m, const struct config *cfg,
 	msg_web_url(cfg, post, m->web_url, sizeof m->web_url);
 	if (cfg->reply_to && addr_parse_mailbox(cfg->reply_to, &m->reply_name, &m->reply_addr) < 0)
 		return set_err(err, errlen, MSG_FAIL, "reply_to: \"%s\" is not an address", cfg->reply_to);
-
-	unsigned char rnd[8];
-	if (gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd) < 0)
-		return set_err(err, errlen, MSG_FAIL, "no random bytes for Message-IDs");
-	size_t o = (size_t)snprintf(m->id_prefix, sizeof m->id_prefix, "%lx.", (unsigned long)time(NULL));
-	for (size_t i = 0; i < sizeof rnd; i++)
-		o += (size_t)snprintf(m->id_prefix + o, sizeof m->id_prefix - o, "%02x", rnd[i]);
 
 	char what[512];
 	snprintf(what, sizeof what, "%s: subject", post->path);
@@ -832,7 +836,7 @@ static int init(struct msg_ctx *m, const struct config *cfg,
 		if (rc < 0)
 			return rc == DKIMSIG_NOFILE ? MSG_NOFILE : MSG_FAIL;
 	}
-	return MSG_OK;
+	return make_skeleton(m, err, errlen);
 }
 
 int msg_new(struct msg_ctx **out, const struct config *cfg,
@@ -969,10 +973,12 @@ static struct mailmime *text_part(const char *type, const char *marker)
 }
 
 /* The boundary holds "=_", which neither quoted-printable nor Base64
- * output can contain, so it cannot collide with a body; it is derived from
- * the Message-ID (a letter per level in front) so a dry run and a real
- * send differ only where they must. */
-static struct mailmime *multipart(const char *type, const char *level, const char *msgid_local)
+ * output can contain, so it cannot collide with a body; after it, a
+ * letter per level and the run's random Message-ID prefix. One run, one
+ * set of boundaries: RFC 2046 (5.1.1) asks only that a boundary not
+ * occur inside the parts it encloses, which the bodies cannot break and
+ * make_skeleton checks for the rest (the parts' own header lines). */
+static struct mailmime *multipart(const char *type, const char *level, const char *run_id)
 {
 	struct mailmime_content *ct = mailmime_content_new_with_str(type);
 	struct mailmime_fields *mf = mailmime_fields_new_empty();
@@ -990,7 +996,7 @@ static struct mailmime *multipart(const char *type, const char *level, const cha
 		if (strcasecmp(prm->pa_name, "boundary"))
 			continue;
 		char *bv;
-		if (asprintf(&bv, "=_%s%s", level, msgid_local) < 0) {
+		if (asprintf(&bv, "=_%s%s", level, run_id) < 0) {
 			mailmime_free(mm);
 			return NULL;
 		}
@@ -1027,7 +1033,7 @@ static int set_values(struct msg_ctx *m, const char *const *fields,
 		*at = '=';
 	v[MF_VERP] = verp;
 	token[0] = '\0';
-	if (m->secret && token_make(m->secret, email, token) < 0)
+	if (m->key && token_key_make(m->key, email, token) < 0)
 		return set_err(err, errlen, MSG_FAIL, "HMAC failed");
 	v[MF_TOKEN] = token;
 	/* Every value must be UTF-8; a NUL can only come from a list that
@@ -1043,23 +1049,20 @@ static int set_values(struct msg_ctx *m, const char *const *fields,
  * (a URL in List-Unsubscribe no longer parses; Python's policy.default
  * starts a subject with a blank). Join those lines: what is folded there
  * is one long token, far below the 998-octet limit (an encoded-word that
- * opens a value is made short enough to stay on the first line). */
+ * opens a value is made short enough to stay on the first line).
+ * [s, s + len) is header lines only. Colons are few, so they are what
+ * the scan looks for. */
 static int add_unfolded_after_colon(struct buf *out, const char *s, size_t len)
 {
-	const char *end = memmem(s, len, "\r\n\r\n", 4);
-	size_t hlen = end ? (size_t)(end - s) : len;
-	size_t i = 0, run = 0;
-	while (i + 5 <= hlen) {
-		if (!memcmp(s + i, ": \r\n ", 5)) {
-			if (buf_add(out, s + run, i + 2 - run) < 0)
+	const char *end = s + len, *run = s;
+	for (const char *p = s; (p = memchr(p, ':', (size_t)(end - p))) && end - p >= 5; p++)
+		if (!memcmp(p, ": \r\n ", 5)) {
+			if (buf_add(out, run, (size_t)(p + 2 - run)) < 0)
 				return -1;
-			i += 5;
-			run = i;
-			continue;
+			run = p + 5;
+			p += 4;
 		}
-		i++;
-	}
-	return buf_add(out, s + run, len - run);
+	return buf_add(out, run, (size_t)(end - run));
 }
 
 /* libetpan quotes every parameter value, but an RFC 2231 extended value
@@ -1084,31 +1087,29 @@ static struct buf *unquote_ext_values(struct buf *b)
 	return b;
 }
 
-/* Copies the skeleton into out with the encoded bodies where the markers
- * stand: text/plain's, text/html's, then each medium's, in the order the
- * parts are written. */
-static int splice_bodies(struct buf *out, const struct buf *skel, const struct msg_ctx *m)
+/* The body of slot k: text/plain's, text/html's, then each medium's. */
+static const struct buf *slot_body(const struct msg_ctx *m, size_t k)
 {
-	size_t total = skel->len + m->qp_text.len + m->qp_html.len;
-	for (size_t k = 0; k < m->nmedia; k++)
-		total += m->media[k].body.len;
-	if (buf_reserve(out, total) < 0)
+	return k == 0 ? &m->qp_text : k == 1 ? &m->qp_html : &m->media[k - 2].body;
+}
+
+/* The skeleton onto out with this reader's encoded bodies in its slots. */
+static int fill_slots(struct buf *out, const struct msg_ctx *m)
+{
+	size_t total = m->skel.len;
+	for (size_t k = 0; k < 2 + m->nmedia; k++)
+		total += slot_body(m, k)->len;
+	if (buf_reserve(out, out->len + total) < 0)
 		return -1;
-	const char *at = skel->p, *end = skel->p + skel->len;
+	size_t at = 0;
 	for (size_t k = 0; k < 2 + m->nmedia; k++) {
-		char mk[64];
-		const struct buf *body = k == 0 ? &m->qp_text : k == 1 ? &m->qp_html
-			: &m->media[k - 2].body;
-		snprintf(mk, sizeof mk, "%s", k == 0 ? text_marker : k == 1 ? html_marker
-			 : m->marker[k - 2]);
-		size_t ml = strlen(mk);
-		const char *hit = memmem(at, (size_t)(end - at), mk, ml);
-		if (!hit || buf_add(out, at, (size_t)(hit - at)) < 0 ||
+		const struct buf *body = slot_body(m, k);
+		if (buf_add(out, m->skel.p + at, m->slot[k] - at) < 0 ||
 		    buf_add(out, body->p ? body->p : "", body->len) < 0)
 			return -1;
-		at = hit + ml;
+		at = m->slot[k];
 	}
-	return buf_add(out, at, (size_t)(end - at));
+	return buf_add(out, m->skel.p + at, m->skel.len - at);
 }
 
 /* One reader's build: what the stages hand each other. */
@@ -1125,10 +1126,11 @@ static int mailto_url(struct msg_ctx *m, const struct build *b)
 {
 	struct buf *u = &m->tmp_mailto;
 	buf_reset(u);
-	if (buf_printf(u, "mailto:%s?subject=unsubscribe%%20", m->cfg->unsub.mailto) < 0 ||
+	if (buf_adds(u, "mailto:") < 0 || buf_adds(u, m->cfg->unsub.mailto) < 0 ||
+	    buf_adds(u, "?subject=unsubscribe%20") < 0 ||
 	    tmpl_escape(u, b->email, strlen(b->email), TMPL_URL) < 0)
 		return -1;
-	if (b->token[0] && buf_printf(u, "%%20%s", b->token) < 0)
+	if (b->token[0] && (buf_adds(u, "%20") < 0 || buf_adds(u, b->token) < 0))
 		return -1;
 	return 0;
 }
@@ -1289,78 +1291,128 @@ static int envelope(struct msg_ctx *m, struct build *b, struct msg_out *info,
 	return MSG_OK;
 }
 
-/* libetpan's mailimf_get_date() converts the time zone on every call;
- * one conversion per second of sending is enough. */
-static struct mailimf_date_time *date_of(struct msg_ctx *m, time_t now)
+/* Header fields f (taken over) as libetpan writes them, appended to out. */
+static int write_fields(struct buf *out, struct mailimf_fields *f)
 {
-	if (now != m->date_at || !m->date_cache) {
-		if (m->date_cache)
-			mailimf_date_time_free(m->date_cache);
-		m->date_cache = mailimf_get_date(now);
-		m->date_at = now;
-	}
-	const struct mailimf_date_time *dc = m->date_cache;
-	return dc ? mailimf_date_time_new(dc->dt_day, dc->dt_month, dc->dt_year, dc->dt_hour,
-					  dc->dt_min, dc->dt_sec, dc->dt_zone) : NULL;
+	MMAPString *s = f ? mmap_string_new("") : NULL;
+	int col = 0;
+	int wr = s ? mailimf_fields_write_mem(s, &col, f) : -1;
+	if (wr == MAILIMF_NO_ERROR)
+		wr = buf_add(out, s->str, s->len);
+	if (s)
+		mmap_string_free(s);
+	if (f)
+		mailimf_fields_free(f);
+	return wr == 0 ? 0 : -1;
 }
 
-/* List-Id, List-Unsubscribe and, for an https link, RFC 8058's
- * List-Unsubscribe-Post. */
-static int list_fields(struct msg_ctx *m, struct mailimf_fields *f)
+/* One custom field, written: "Name: value" CRLF, folded by libetpan. */
+static int write_custom(struct buf *out, const char *name, const char *value)
 {
-	const struct config *c = m->cfg;
-	struct buf h = {0};
-	int rc = 0;
-	if (c->list_id) {
-		rc = strchr(c->list_id, '<') ? buf_adds(&h, c->list_id)
-					     : buf_printf(&h, "<%s>", c->list_id);
-		if (!rc)
-			rc = add_field(f, "List-Id", buf_cstr(&h));
+	struct mailimf_fields *f = mailimf_fields_new_empty();
+	if (f && add_field(f, name, value) < 0) {
+		mailimf_fields_free(f);
+		return -1;
 	}
-	buf_reset(&h);
-	if (!rc && m->unsub && m->tmp_url.len)
-		rc = buf_printf(&h, "<%s>", m->tmp_url.p);
-	if (!rc && m->tmp_mailto.len)
-		rc = buf_printf(&h, "%s<%s>", h.len ? ", " : "", m->tmp_mailto.p);
-	if (!rc && h.len)
-		rc = add_field(f, "List-Unsubscribe", buf_cstr(&h));
-	/* One-click only makes sense for an https endpoint. */
-	if (!rc && m->unsub && !strncmp(buf_cstr(&m->tmp_url), "https://", 8))
-		rc = add_field(f, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
-	for (size_t i = 0; !rc && i < c->n_headers; i++)
-		rc = add_field(f, c->headers[i].name, buf_cstr(&m->tmp_hdr[i]));
-	buf_free(&h);
-	return rc < 0 ? -1 : 0;
+	return write_fields(out, f);
 }
 
-/* Stage 4: the header fields. NULL when out of memory. */
-static struct mailimf_fields *headers(struct msg_ctx *m, const struct build *b, time_t now)
+/* The header lines that are the same for every reader, once per run. */
+static int constant_headers(struct msg_ctx *m)
 {
 	const struct config *c = m->cfg;
 	struct mailimf_mailbox_list *from = mailbox_list(c->from_name, c->from_addr);
-	struct mailimf_address_list *to = address_list(b->name, b->email);
 	struct mailimf_address_list *reply = m->reply_addr ? address_list(m->reply_name, m->reply_addr) : NULL;
+	struct mailimf_fields *f = from && (reply || !m->reply_addr)
+		? mailimf_fields_new_with_data_all(NULL, from, NULL, reply, NULL, NULL, NULL, NULL,
+						   NULL, NULL, NULL) : NULL;
+	if (!f) {
+		if (from)
+			mailimf_mailbox_list_free(from);
+		if (reply)
+			mailimf_address_list_free(reply);
+		return -1;
+	}
+	if (write_fields(&m->hdr_from, f) < 0)
+		return -1;
+	if (c->list_id) {
+		struct buf h = {0};
+		int rc = strchr(c->list_id, '<') ? buf_adds(&h, c->list_id)
+						 : buf_printf(&h, "<%s>", c->list_id);
+		if (!rc)
+			rc = write_custom(&m->hdr_list_id, "List-Id", buf_cstr(&h));
+		buf_free(&h);
+		if (rc < 0)
+			return -1;
+	}
+	/* RFC 8058 one-click, for an https link (list_fields decides). */
+	return write_custom(&m->hdr_post, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
+}
+
+/* The Date line: libetpan's mailimf_get_date() converts the time zone on
+ * every call, and the line is the same for a second of sending. */
+static const struct buf *date_line(struct msg_ctx *m, time_t now)
+{
+	if (now == m->date_at && m->hdr_date.len)
+		return &m->hdr_date;
+	buf_reset(&m->hdr_date);
+	struct mailimf_date_time *d = mailimf_get_date(now);
+	struct mailimf_fields *f = d ? mailimf_fields_new_with_data_all(d, NULL, NULL, NULL, NULL,
+		NULL, NULL, NULL, NULL, NULL, NULL) : NULL;
+	if (!f && d)
+		mailimf_date_time_free(d);
+	if (write_fields(&m->hdr_date, f) < 0) {
+		buf_reset(&m->hdr_date);
+		return NULL;
+	}
+	m->date_at = now;
+	return &m->hdr_date;
+}
+
+/* List-Unsubscribe and the config's headers, after this reader's To,
+ * Message-ID and Subject. *unsub: whether List-Unsubscribe is there. */
+static int list_fields(struct msg_ctx *m, struct mailimf_fields *f, int *unsub)
+{
+	const struct config *c = m->cfg;
+	struct buf *h = &m->tmp_line; /* scratch: the parts are rendered by now */
+	int rc = 0;
+	buf_reset(h);
+	if (m->unsub && m->tmp_url.len)
+		rc = buf_adds(h, "<") < 0 || buf_add(h, m->tmp_url.p, m->tmp_url.len) < 0 ||
+		     buf_adds(h, ">") < 0 ? -1 : 0;
+	if (!rc && m->tmp_mailto.len)
+		rc = buf_adds(h, h->len ? ", <" : "<") < 0 ||
+		     buf_add(h, m->tmp_mailto.p, m->tmp_mailto.len) < 0 || buf_adds(h, ">") < 0 ? -1 : 0;
+	*unsub = h->len > 0;
+	if (!rc && h->len)
+		rc = add_field(f, "List-Unsubscribe", buf_cstr(h));
+	for (size_t i = 0; !rc && i < c->n_headers; i++)
+		rc = add_field(f, c->headers[i].name, buf_cstr(&m->tmp_hdr[i]));
+	return rc < 0 ? -1 : 0;
+}
+
+/* Stage 4: this reader's header fields (To, Message-ID, Subject,
+ * List-Unsubscribe, the config's headers). NULL when out of memory. */
+static struct mailimf_fields *headers(struct msg_ctx *m, const struct build *b, int *unsub)
+{
+	struct mailimf_address_list *to = address_list(b->name, b->email);
 	struct buf enc = {0};
 	char *subj = msg_encode_words(&enc, b->subject, 0) == 0 ? buf_detach(&enc) : NULL;
 	buf_free(&enc);
 	char *mid = NULL;
 	if (asprintf(&mid, "%s@%s", b->local, b->domain) < 0)
 		mid = NULL;
-	struct mailimf_date_time *date = date_of(m, now);
 	struct mailimf_fields *f = NULL;
-	if (from && to && subj && mid && date && (reply || !m->reply_addr))
-		f = mailimf_fields_new_with_data_all(date, from, NULL, reply, to, NULL,
+	if (to && subj && mid)
+		f = mailimf_fields_new_with_data_all(NULL, NULL, NULL, NULL, to, NULL,
 						     NULL, mid, NULL, NULL, subj);
 	if (!f) {
-		if (from) mailimf_mailbox_list_free(from);
 		if (to) mailimf_address_list_free(to);
-		if (reply) mailimf_address_list_free(reply);
-		if (date) mailimf_date_time_free(date);
 		free(subj);
 		free(mid);
 		return NULL;
 	}
-	if (list_fields(m, f) < 0) {
+	if (list_fields(m, f, unsub) < 0) {
 		mailimf_fields_free(f);
 		return NULL;
 	}
@@ -1369,7 +1421,7 @@ static struct mailimf_fields *headers(struct msg_ctx *m, const struct build *b, 
 
 /* The body: multipart/alternative, text first. A multipart/related
  * around the HTML part, or a /mixed around the whole, goes here. */
-static struct mailmime *alternative_tree(const struct msg_ctx *m, const struct build *b);
+static struct mailmime *alternative_tree(const struct msg_ctx *m);
 
 /* A file name for Content-Disposition: as it is when it is plain ASCII
  * without quotes or backslashes, else in RFC 2231 form (filename*=UTF-8''
@@ -1441,8 +1493,8 @@ static int content_name(struct mailmime_content *ct, const char *name)
 }
 
 /* One file's part: its type, Base64, its disposition, an image's
- * Content-ID; the body is a marker that splice_bodies replaces with the
- * encoding made once. */
+ * Content-ID; the body is a marker, the slot the encoding made once goes
+ * into. */
 static struct mailmime *media_part(const struct media *md, const char *marker, const char *cid)
 {
 	struct mailmime_mechanism *enc = mailmime_mechanism_new(MAILMIME_MECHANISM_BASE64, NULL);
@@ -1486,11 +1538,10 @@ static struct mailmime *media_part(const struct media *md, const char *marker, c
 /* first inside a new multipart (type; level tells its boundary apart),
  * followed by media [from, to): images (with their Content-ID) for
  * related, attachments for mixed. Frees first when it fails. */
-static struct mailmime *with_media(const struct msg_ctx *m, const struct build *b,
-				   const char *type, const char *level, struct mailmime *first,
+static struct mailmime *with_media(const struct msg_ctx *m, const char *type, const char *level, struct mailmime *first,
 				   size_t from, size_t to)
 {
-	struct mailmime *mp = multipart(type, level, b->local);
+	struct mailmime *mp = multipart(type, level, m->id_prefix);
 	if (!mp || mailmime_smart_add_part(mp, first) != MAILIMF_NO_ERROR) {
 		mailmime_free(first);
 		if (mp)
@@ -1513,29 +1564,29 @@ static struct mailmime *with_media(const struct msg_ctx *m, const struct build *
 /* multipart/alternative (text, HTML), inside multipart/mixed with the
  * attachments when there are some. The media are the post's images
  * first, then its attachments. */
-static struct mailmime *body_tree(const struct msg_ctx *m, const struct build *b)
+static struct mailmime *body_tree(const struct msg_ctx *m)
 {
-	struct mailmime *alt = alternative_tree(m, b);
+	struct mailmime *alt = alternative_tree(m);
 	if (!alt || m->nmedia == m->post->nimages)
 		return alt;
-	return with_media(m, b, "multipart/mixed", "M", alt, m->post->nimages, m->nmedia);
+	return with_media(m, "multipart/mixed", "M", alt, m->post->nimages, m->nmedia);
 }
 
 /* The HTML part, inside multipart/related with the images it shows when
  * there are some. */
-static struct mailmime *html_tree(const struct msg_ctx *m, const struct build *b)
+static struct mailmime *html_tree(const struct msg_ctx *m)
 {
 	struct mailmime *hp = text_part("text/html", html_marker);
 	if (!hp || !m->post->nimages)
 		return hp;
-	return with_media(m, b, "multipart/related", "R", hp, 0, m->post->nimages);
+	return with_media(m, "multipart/related", "R", hp, 0, m->post->nimages);
 }
 
-static struct mailmime *alternative_tree(const struct msg_ctx *m, const struct build *b)
+static struct mailmime *alternative_tree(const struct msg_ctx *m)
 {
-	struct mailmime *alt = multipart("multipart/alternative", "", b->local);
+	struct mailmime *alt = multipart("multipart/alternative", "", m->id_prefix);
 	struct mailmime *tp = text_part("text/plain", text_marker);
-	struct mailmime *hp = html_tree(m, b);
+	struct mailmime *hp = html_tree(m);
 	if (!alt || !tp || !hp || mailmime_smart_add_part(alt, tp) != MAILIMF_NO_ERROR) {
 		if (alt) mailmime_free(alt);
 		if (tp) mailmime_free(tp);
@@ -1550,37 +1601,141 @@ static struct mailmime *alternative_tree(const struct msg_ctx *m, const struct b
 	return alt;
 }
 
-/* Stage 5: the MIME tree around f (taken over), written out with the
- * encoded bodies spliced in where libetpan wrote their markers. */
-static int assemble(struct msg_ctx *m, const struct build *b, struct mailimf_fields *f,
-		    struct buf *dst)
+int msg_boundary_clear(const char *s, size_t len, const char *boundary)
+{
+	size_t bl = strlen(boundary), pl = strlen("boundary=\"");
+	for (const char *at = s, *end = s + len, *hit;
+	     (hit = memmem(at, (size_t)(end - at), boundary, bl)); at = hit + bl) {
+		const char *after = hit + bl;
+		/* A delimiter line, "--B" CRLF or the last one, "--B--". */
+		int line = (hit == s + 2 || (hit - s >= 4 && !memcmp(hit - 4, "\r\n", 2))) &&
+			   !memcmp(hit - 2, "--", 2) && end - after >= 2 &&
+			   (!memcmp(after, "\r\n", 2) || !memcmp(after, "--", 2));
+		int param = (size_t)(hit - s) >= pl && !memcmp(hit - pl, "boundary=\"", pl) &&
+			    after < end && *after == '"';
+		if (!line && !param)
+			return 0;
+	}
+	return 1;
+}
+
+/* Where the body skeleton's boundaries stand: "=_" + level + run id. */
+static int skeleton_clear(const struct msg_ctx *m)
+{
+	static const char *const level[] = {"", "R", "M"};
+	for (size_t i = 0; i < sizeof level / sizeof *level; i++) {
+		char bnd[sizeof m->id_prefix + 4];
+		snprintf(bnd, sizeof bnd, "=_%s%s", level[i], m->id_prefix);
+		if (!msg_boundary_clear(m->skel.p, m->skel.len, bnd))
+			return 0;
+	}
+	return 1;
+}
+
+/* The body skeleton, once per run: libetpan writes the MIME tree (every
+ * multipart, boundary and content header, the media parts) with markers
+ * for bodies, from MIME-Version on; the markers are cut out and where
+ * they stood kept in m->slot. Per reader only the header fields are
+ * written and the parts filled in (fill_slots): the tree is the same for
+ * every reader, and building, writing and freeing it was a third of a
+ * message's instructions. */
+static int write_skeleton(struct msg_ctx *m)
 {
 	struct mailmime *msg = mailmime_new_message_data(NULL);
-	struct mailmime *body = msg ? body_tree(m, b) : NULL;
-	if (!body) {
-		mailimf_fields_free(f);
+	struct mailmime *body = msg ? body_tree(m) : NULL;
+	if (!body || mailmime_smart_add_part(msg, body) != MAILIMF_NO_ERROR) {
+		if (body)
+			mailmime_free(body);
 		if (msg)
 			mailmime_free(msg);
 		return -1;
 	}
-	mailmime_set_imf_fields(msg, f);
-	if (mailmime_smart_add_part(msg, body) != MAILIMF_NO_ERROR) {
-		mailmime_free(body);
-		mailmime_free(msg);
-		return -1;
-	}
 	MMAPString *s = mmap_string_new("");
+	struct buf raw = {0};
 	int col = 0;
 	int wr = s ? mailmime_write_mem(s, &col, msg) : -1;
-	buf_reset(&m->tmp_skel);
-	if (wr == MAILIMF_NO_ERROR)
-		wr = add_unfolded_after_colon(&m->tmp_skel, s->str, s->len);
-	if (wr == 0)
-		wr = splice_bodies(dst, unquote_ext_values(&m->tmp_skel), m);
+	if (wr == MAILIMF_NO_ERROR) {
+		/* the message's own MIME header lines, up to the blank line */
+		const char *blank = memmem(s->str, s->len, "\r\n\r\n", 4);
+		size_t hl = blank ? (size_t)(blank - s->str) : s->len;
+		wr = add_unfolded_after_colon(&raw, s->str, hl) < 0 ||
+		     buf_add(&raw, s->str + hl, s->len - hl) < 0 ? -1 : 0;
+	}
 	if (s)
 		mmap_string_free(s);
 	mailmime_free(msg);
+	unquote_ext_values(&raw);
+	buf_reset(&m->skel);
+	const char *at = raw.p, *end = raw.p + raw.len;
+	for (size_t k = 0; wr == 0 && k < 2 + m->nmedia; k++) {
+		const char *mk = k == 0 ? text_marker : k == 1 ? html_marker : m->marker[k - 2];
+		const char *hit = memmem(at, (size_t)(end - at), mk, strlen(mk));
+		if (!hit || buf_add(&m->skel, at, (size_t)(hit - at)) < 0)
+			wr = -1;
+		else {
+			m->slot[k] = m->skel.len;
+			at = hit + strlen(mk);
+		}
+	}
+	if (wr == 0)
+		wr = buf_add(&m->skel, at, (size_t)(end - at));
+	buf_free(&raw);
 	return wr == 0 ? 0 : -1;
+}
+
+/* The run's random part of Message-IDs and boundaries, and the skeleton
+ * with those boundaries; a new draw in the (astronomically unlikely)
+ * case a part's header line, a file name, holds one. */
+static int make_skeleton(struct msg_ctx *m, char *err, size_t errlen)
+{
+	if (!(m->slot = calloc(2 + m->nmedia, sizeof *m->slot)) || !(m->tmp_mm = mmap_string_new("")) ||
+	    constant_headers(m) < 0)
+		return oom(err, errlen);
+	for (int tries = 0; tries < 4; tries++) {
+		unsigned char rnd[8];
+		if (gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd) < 0)
+			return set_err(err, errlen, MSG_FAIL, "no random bytes for Message-IDs");
+		size_t o = (size_t)snprintf(m->id_prefix, sizeof m->id_prefix, "%lx.",
+					    (unsigned long)time(NULL));
+		for (size_t i = 0; i < sizeof rnd; i++)
+			o += (size_t)snprintf(m->id_prefix + o, sizeof m->id_prefix - o, "%02x", rnd[i]);
+		if (write_skeleton(m) < 0)
+			return oom(err, errlen);
+		if (skeleton_clear(m))
+			return MSG_OK;
+	}
+	return set_err(err, errlen, MSG_FAIL, "no MIME boundary found that the message does not hold");
+}
+
+/* Stage 5: the header, the run's lines and this reader's fields f (taken
+ * over, written by libetpan) in the order readers have always had them
+ * (Date, From, Reply-To, To, Message-ID, Subject, List-Id,
+ * List-Unsubscribe, List-Unsubscribe-Post, the config's headers), then
+ * the skeleton with this reader's parts. */
+static int assemble(struct msg_ctx *m, struct mailimf_fields *f, int unsub, time_t now,
+		    struct buf *dst)
+{
+	const struct buf *date = date_line(m, now);
+	MMAPString *s = mmap_string_truncate(m->tmp_mm, 0);
+	int col = 0, wr = date && s ? MAILIMF_NO_ERROR : -1;
+	if (wr == MAILIMF_NO_ERROR && (!mmap_string_append_len(s, date->p, date->len) ||
+				       !mmap_string_append_len(s, m->hdr_from.p, m->hdr_from.len)))
+		wr = -1;
+	/* One-click only makes sense for an https endpoint. */
+	int post = unsub && m->unsub && !strncmp(buf_cstr(&m->tmp_url), "https://", 8);
+	size_t i = 0;
+	for (clistiter *it = clist_begin(f->fld_list); wr == MAILIMF_NO_ERROR && it; it = clist_next(it), i++) {
+		wr = mailimf_field_write_mem(s, &col, clist_content(it));
+		/* after the Subject (the third), and after List-Unsubscribe */
+		const struct buf *after = i == 2 ? &m->hdr_list_id : i == 3 && post ? &m->hdr_post : NULL;
+		if (wr == MAILIMF_NO_ERROR && after && after->len &&
+		    !mmap_string_append_len(s, after->p, after->len))
+			wr = -1;
+	}
+	mailimf_fields_free(f);
+	if (wr != MAILIMF_NO_ERROR || add_unfolded_after_colon(dst, s->str, s->len) < 0)
+		return -1;
+	return fill_slots(dst, m);
 }
 
 int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
@@ -1592,13 +1747,14 @@ int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
 	if ((rc = merge(m, fields, &b, err, errlen)) || (rc = render_parts(m, err, errlen)) ||
 	    (rc = envelope(m, &b, info, err, errlen)))
 		return rc;
-	struct mailimf_fields *f = headers(m, &b, now);
+	int unsub = 0;
+	struct mailimf_fields *f = headers(m, &b, &unsub);
 	if (!f)
 		return oom(err, errlen);
 	/* Stage 6, signed: the message is assembled aside, as the signature
 	 * header comes first and covers the finished bytes. */
 	buf_reset(&m->tmp_msg);
-	if (assemble(m, &b, f, m->dkim ? &m->tmp_msg : out) < 0)
+	if (assemble(m, f, unsub, now, m->dkim ? &m->tmp_msg : out) < 0)
 		return oom(err, errlen);
 	if (m->dkim) {
 		if (dkimsig_sign(m->dkim, m->tmp_msg.p, m->tmp_msg.len, out, err, errlen) < 0)
@@ -1649,16 +1805,19 @@ void msg_free(struct msg_ctx *m)
 	free(m->vals);
 	struct buf *bufs[] = {&m->tmp_url, &m->tmp_mailto, &m->tmp_subj, &m->tmp_text,
 			      &m->tmp_html, &m->tmp_rp, &m->qp_text, &m->qp_html, &m->tmp_msg,
-			      &m->tmp_skel, &m->tmp_line, &m->tmp_val};
+			      &m->skel, &m->tmp_line, &m->tmp_val, &m->hdr_from, &m->hdr_list_id,
+			      &m->hdr_post, &m->hdr_date};
 	for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
 		buf_free(bufs[i]);
 	qp_layout_free(m->qp_text_l);
 	qp_layout_free(m->qp_html_l);
-	if (m->date_cache)
-		mailimf_date_time_free(m->date_cache);
 	free(m->reply_name);
 	free(m->reply_addr);
 	dkimsig_close(m->dkim);
+	token_key_free(m->key);
+	free(m->slot);
+	if (m->tmp_mm)
+		mmap_string_free(m->tmp_mm);
 	free(m);
 }
 

@@ -1,8 +1,12 @@
 /* message: one subscriber's RFC 5322 + MIME message, built with libetpan.
  *
- * msg_init compiles everything that is the same for every subscriber (the
+ * msg_new compiles everything that is the same for every subscriber (the
  * layout templates with the post body inlined, the subject, the unsubscribe
- * URL); msg_build then only merges fields and assembles MIME:
+ * URL, the token key) and has libetpan write the MIME skeleton once: the
+ * multipart structure, its boundaries (random per run), the parts' content
+ * headers and the media, with a slot for each reader's text and HTML part.
+ * msg_build then only merges fields, writes the reader's header fields
+ * (libetpan) and fills the slots. The message is:
  * multipart/alternative, text/plain first, text/html second, UTF-8,
  * quoted-printable, CRLF, RFC 2047 headers, List-Id, List-Unsubscribe
  * (+ List-Unsubscribe-Post for https URLs), a Message-ID on the From domain.
@@ -21,9 +25,9 @@
  * from jane@), which unsub_parse_request checks.
  *
  * msg_build runs in stages, each its own function: merge the reader's
- * fields, render the parts, the envelope, the header fields, the MIME
- * tree (body_tree(): the one place a multipart/related or /mixed wrapper
- * goes), then DKIM.
+ * fields, render the parts, the envelope, the header fields, the header
+ * written and the skeleton filled, then DKIM. The skeleton's tree is
+ * body_tree(): the one place a multipart/related or /mixed wrapper goes.
  *
  * Ownership: struct msg_ctx owns its templates and field table; msg_free.
  * It borrows cfg and post, which must outlive it. */
@@ -120,4 +124,9 @@ int msg_encode_words(struct buf *out, const char *s, int phrase);
 int msg_qp_encode(struct buf *out, const char *s, size_t len);
 /* 1 if s is valid UTF-8 without CR, LF or NUL. */
 int msg_header_safe(const char *s);
+/* 1 if every occurrence of boundary in [s, s + len) is a delimiter line
+ * ("--B" CRLF, "--B--") or the boundary parameter's value; 0 if anything
+ * else holds it (a part's header, a file name), which would cut the part
+ * there. */
+int msg_boundary_clear(const char *s, size_t len, const char *boundary);
 #endif

@@ -3,9 +3,11 @@
 #include "util/buf.h"
 #include "state/journal.h"
 #include "state/listlog.h"
+#include "state/relaylog.h"
 #include "util/addrset.h"
 #include "compose/message.h"
 #include "deliver/ratelimit.h"
+#include "deliver/relays.h"
 #include "deliver/smtp.h"
 #include "deliver/transport.h"
 #include "input/subscribers.h"
@@ -31,6 +33,9 @@ struct job {
 	long line;
 	int attempts;
 	double ready;          /* monotonic time it may be tried again */
+	int relay;             /* the relay it went to last (relays.r[]) */
+	int avoid;             /* a relay whose connection failed it, or -1 */
+	int moves;             /* times it went back for another relay */
 	struct buf wire;       /* the message while it is on a connection */
 	struct msg_out info;
 };
@@ -65,22 +70,20 @@ struct run {
 	struct bounces bounces;
 	struct statefile_warn state_warn; /* damage in the state files */
 	int have_journal, have_bounces, lock;
-	struct transport *tx;  /* SMTP, or the dry-run directory */
+	/* The relays (one SMTP transport each, or the dry-run directory),
+	 * with what each has done and whether it is still in the run. */
+	struct relays rs;
+	struct relaylog rlog;  /* relays.log, for relays with own windows */
+	int have_rlog;
 	char *password;
 	struct job **queue;    /* deferred, retried when ready */
 	size_t nqueue, capqueue;
 	int eof;
 	long taken;            /* rows taken from the stream */
-	int conn_failures;     /* consecutive, with nothing delivered between */
-	int uncertain_row;     /* consecutive unanswered final dots */
-	struct held held[SENDER_STREAK]; /* refusals before the first
-					    acceptance (SENDER_STREAK) */
-	int nheld;
-	int trouble;           /* a connection failed before MAIL: probe the
-				  server before handing out more */
-	struct smtp_result trouble_res;
-	int reconnects;        /* probe rounds with no reply to a message
-				  since */
+	/* Refusals from a relay before its first acceptance
+	 * (SENDER_STREAK), per relay. */
+	struct held held[CONFIG_RELAYS_MAX][SENDER_STREAK];
+	int nheld[CONFIG_RELAYS_MAX];
 	long build_skipped;    /* bad rows found while building */
 	struct job *built;     /* the next message, built while the
 				  connections are busy */
@@ -147,8 +150,7 @@ static void fail(struct run *r, enum stop why, int rc)
 		r->rc = rc;
 	}
 	/* Messages already queued on a connection must not start either. */
-	if (r->tx)
-		transport_halt(r->tx);
+	relays_halt(&r->rs);
 }
 
 static void job_free(struct job *j)
@@ -175,6 +177,7 @@ static struct job *job_new(const char *const *fields, size_t n, const char *emai
 	j->email = strdup(email);
 	j->name = strdup(name);
 	j->line = line;
+	j->avoid = -1;
 	int ok = j->fields && j->email && j->name;
 	for (size_t i = 0; ok && i < n; i++)
 		ok = (j->fields[i] = strdup(fields[i])) != NULL;
@@ -230,9 +233,21 @@ static void sync_journal(struct run *r)
 		fail(r, STOP_STATE, EX_CANTCREAT);
 }
 
+static struct relay *relay_of(struct run *r, const struct job *j)
+{
+	return &r->rs.r[j->relay];
+}
+
+/* Connections of a relay: the streaks that take it out scale with them. */
+static int relay_conns(const struct relay *rel)
+{
+	return rel->conf ? rel->conf->connections : 1;
+}
+
 static void bounce_hard(struct run *r, struct job *j, const struct smtp_result *res)
 {
 	r->st->bounced++;
+	relay_of(r, j)->bounced++;
 	warn(r, "%s: refused: %s", j->email, res->text);
 	if (r->have_bounces &&
 	    bounces_add(&r->bounces, time(NULL), j->email, BOUNCE_HARD, res->status, res->code,
@@ -241,143 +256,226 @@ static void bounce_hard(struct run *r, struct job *j, const struct smtp_result *
 	job_free(j);
 }
 
-/* The held refusals were the readers' after all: log them. */
-static void flush_held(struct run *r)
+/* Relay k's held refusals were the readers' after all: log them. */
+static void flush_held(struct run *r, size_t k)
 {
-	for (int i = 0; i < r->nheld; i++)
-		bounce_hard(r, r->held[i].job, &r->held[i].res);
-	r->nheld = 0;
+	for (int i = 0; i < r->nheld[k]; i++)
+		bounce_hard(r, r->held[k][i].job, &r->held[k][i].res);
+	r->nheld[k] = 0;
 }
 
 /* The held refusals were the relay's: nobody is blamed, and they are
  * tried again by the next run. */
 static void drop_held(struct run *r)
 {
-	for (int i = 0; i < r->nheld; i++)
-		job_free(r->held[i].job);
-	r->nheld = 0;
+	for (size_t k = 0; k < r->rs.n; k++) {
+		for (int i = 0; i < r->nheld[k]; i++)
+			job_free(r->held[k][i].job);
+		r->nheld[k] = 0;
+	}
 }
 
-static void sender_stop(struct run *r, const struct smtp_result *res, int streak)
+/* May j go to another relay instead of counting against its reader? */
+static int can_move(struct run *r, const struct job *j)
 {
-	const char *url = r->cfg->smtp.url;
+	const struct relay *from = relay_of(r, j);
+	size_t others = relays_in(&r->rs) - !from->out;
+	/* The bound keeps a reader from going round relays that each fail
+	 * in turn; past it, the failure counts as it does with one relay. */
+	return others && r->stop == GO && j->moves < 2 * (int)r->rs.n;
+}
+
+/* j back in the queue for another relay, as it was: no attempt, no
+ * retry counted. 0 when it may not (can_move); the job is the caller's
+ * then. */
+static int move_job(struct run *r, struct job *j)
+{
+	if (!can_move(r, j))
+		return 0;
+	j->moves++;
+	j->avoid = j->relay;
+	j->ready = 0;
+	if (enqueue(r, j) < 0) {
+		set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
+		fail(r, STOP_STATE, EX_SOFTWARE);
+		job_free(j);
+	}
+	return 1;
+}
+
+/* rel cannot be used again this run; msg says why, starting with its
+ * url. While another relay is in, rel is taken out and its readers (and
+ * the refusals it held) go to the others; the last one ends the run the
+ * way the only relay always has: msg in err, stop `why`, exit rc. */
+static void relay_down(struct run *r, struct relay *rel, enum stop why, int rc, const char *msg)
+{
+	size_t k = (size_t)(rel - r->rs.r);
+	if (!rel->out)
+		snprintf(rel->why, sizeof rel->why, "%s", msg);
+	if (!rel->out && relays_in(&r->rs) > 1) {
+		rel->out = 1;
+		rel->trouble = 0;
+		transport_halt(rel->tx);
+		warn(r, "relay %s taken out of this run: %s; its readers go to the other relays",
+		     rel->name, msg);
+		for (int i = 0; i < r->nheld[k]; i++)
+			if (!move_job(r, r->held[k][i].job))
+				job_free(r->held[k][i].job);
+		r->nheld[k] = 0;
+		return;
+	}
+	rel->out = 1;
+	set_err(r->err, r->errlen, rc, "%s", msg);
+	fail(r, why, rc);
+}
+
+static void sender_stop(struct run *r, struct relay *rel, const struct smtp_result *res,
+			int streak)
+{
+	char msg[2048];
+	/* Taken out already: what else it answers changes nothing. */
+	if (rel->out && relays_in(&r->rs))
+		return;
+	if (streak)
+		snprintf(msg, sizeof msg,
+			"%s: the first %d readers were all refused with %d %s and none was accepted (last: %s): that is the relay refusing herald, not %d bad addresses; nobody was marked as bounced. Check the relay's restrictions for this host and sender (smtp.username, `from`); if these addresses really are gone, set their status in the list",
+			rel->url, SENDER_STREAK, res->code, res->status, res->text, SENDER_STREAK);
+	else
+		snprintf(msg, sizeof msg, "%s: %s%s%s%s", rel->url, res->text,
+			res->hint[0] ? " — " : "", res->hint,
+			res->stage >= SMTP_STAGE_RCPT ? "; nobody was marked as bounced" : "");
+	if (relays_in(&r->rs) > 1) {
+		relay_down(r, rel, STOP_FATAL, EX_UNAVAILABLE, msg);
+		return;
+	}
 	drop_held(r);
 	if (r->stop == STOP_FATAL)
 		return;
-	if (streak)
-		set_err(r->err, r->errlen, EX_UNAVAILABLE,
-			"%s: the first %d readers were all refused with %d %s and none was accepted (last: %s): that is the relay refusing herald, not %d bad addresses; nobody was marked as bounced. Check the relay's restrictions for this host and sender (smtp.username, `from`); if these addresses really are gone, set their status in the list",
-			url, SENDER_STREAK, res->code, res->status, res->text, SENDER_STREAK);
-	else
-		set_err(r->err, r->errlen, EX_UNAVAILABLE, "%s: %s%s%s%s", url, res->text,
-			res->hint[0] ? " — " : "", res->hint,
-			res->stage >= SMTP_STAGE_RCPT ? "; nobody was marked as bounced" : "");
-	fail(r, STOP_FATAL, EX_UNAVAILABLE);
+	relay_down(r, rel, STOP_FATAL, EX_UNAVAILABLE, msg);
 }
 
-/* A permanent refusal: a bounce, or held back while the run has not
- * seen an acceptance yet. */
+/* A permanent refusal: a bounce, or held back while its relay has not
+ * accepted anything yet. */
 static void refused(struct run *r, struct job *j, const struct smtp_result *res)
 {
-	r->conn_failures = 0;
+	struct relay *rel = relay_of(r, j);
+	size_t k = (size_t)j->relay;
+	rel->conn_failures = 0;
 	if (r->stop == STOP_FATAL) {
 		job_free(j); /* the relay's problem: not blamed now */
 		return;
 	}
-	if (r->st->sent) {
+	if (rel->sent) {
 		bounce_hard(r, j, res);
 		return;
 	}
-	if (r->nheld && (r->held[0].res.code != res->code ||
-			 strcmp(r->held[0].res.status, res->status)))
-		flush_held(r);
-	r->held[r->nheld].job = j;
-	r->held[r->nheld].res = *res;
-	if (++r->nheld == SENDER_STREAK && r->stop != STOP_FATAL)
-		sender_stop(r, res, 1);
-	else if (r->nheld == SENDER_STREAK)
-		flush_held(r);
+	/* From a relay taken out before it accepted anything: maybe the
+	 * relay's refusal, so another relay has the word. */
+	if (rel->out && move_job(r, j))
+		return;
+	if (r->nheld[k] && (r->held[k][0].res.code != res->code ||
+			    strcmp(r->held[k][0].res.status, res->status)))
+		flush_held(r, k);
+	r->held[k][r->nheld[k]].job = j;
+	r->held[k][r->nheld[k]].res = *res;
+	if (++r->nheld[k] == SENDER_STREAK && r->stop != STOP_FATAL && !rel->out)
+		sender_stop(r, rel, res, 1);
+	if (r->nheld[k] == SENDER_STREAK)
+		flush_held(r, k);
 }
 
-/* The outcome of one transaction: journal, bounce log or retry queue.
- * Takes ownership of the job. */
-static void record(struct run *r, struct job *j, const struct smtp_result *res)
+static void record_ok(struct run *r, struct relay *rel, struct job *j)
 {
-	struct delivery_stats *st = r->st;
-	const struct config *c = r->cfg;
-	time_t now = time(NULL);
-	buf_free(&j->wire);
-	if (res->cls != SMTP_NOT_TRIED && res->cls != SMTP_CONN)
-		r->reconnects = 0;
-	switch (res->cls) {
-	case SMTP_OK:
-		st->sent++;
-		r->conn_failures = 0;
-		r->uncertain_row = 0;
-		flush_held(r);
-		/* Over SMTP the connection's thread wrote the journal line
-		 * already (on_accept); a dry run has no journal. */
-		if (r->have_journal && journal_error(&r->journal, r->err, r->errlen) < 0)
-			fail(r, STOP_STATE, EX_CANTCREAT);
-		job_free(j);
-		return;
-	case SMTP_UNCERTAIN:
-		st->uncertain++;
-		warn(r, "%s: %s; recorded as uncertain and not sent again (send --retry-uncertain sends it again)",
-		     j->email, res->text);
-		if (r->have_journal && journal_error(&r->journal, r->err, r->errlen) < 0)
-			fail(r, STOP_STATE, EX_CANTCREAT);
-		/* A relay that takes every message and never answers its dot
-		 * would otherwise mark the whole list uncertain. */
-		if (++r->uncertain_row >= r->st->connections + 2 && r->stop == GO) {
-			set_err(r->err, r->errlen, EX_UNAVAILABLE,
-				"%s: %d messages in a row got no reply to their final dot within smtp.timeout (%ld s); stopped. If the relay is just slow (a content filter), raise smtp.timeout",
-				c->smtp.url, r->uncertain_row, c->smtp.timeout);
-			fail(r, STOP_UNREACHABLE, EX_UNAVAILABLE);
-		}
-		job_free(j);
-		return;
-	case SMTP_NOT_TRIED:
-		job_free(j); /* never left: stays unsent for the next run */
-		return;
-	case SMTP_WITHDRAWN:
-		st->unsubscribed++;
-		job_free(j);
-		return;
-	case SMTP_PERM:
-		refused(r, j, res);
-		return;
-	case SMTP_FATAL:
-		sender_stop(r, res, 0);
-		job_free(j); /* not tried: stays unsent for the next run */
-		return;
-	case SMTP_CONN:
-		if (res->stage == SMTP_STAGE_CONNECT && r->stop == GO) {
-			/* The server, not this reader: the reader waits, the
-			 * connection is what gets retried (reconnect()). */
-			if (!r->trouble)
-				r->trouble_res = *res;
-			r->trouble = 1;
-			j->ready = 0;
-			if (enqueue(r, j) == 0)
-				return;
-			set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
-			fail(r, STOP_STATE, EX_SOFTWARE);
-			job_free(j);
-			return;
-		}
-		break;
-	case SMTP_TEMP:
-		break;
+	r->st->sent++;
+	rel->sent++;
+	rel->conn_failures = 0;
+	rel->uncertain_row = 0;
+	flush_held(r, (size_t)j->relay);
+	/* Over SMTP the connection's thread wrote the journal line already
+	 * (on_accept); a dry run has no journal. */
+	if (r->have_journal && journal_error(&r->journal, r->err, r->errlen) < 0)
+		fail(r, STOP_STATE, EX_CANTCREAT);
+	job_free(j);
+}
+
+static void record_uncertain(struct run *r, struct relay *rel, struct job *j,
+			     const struct smtp_result *res)
+{
+	r->st->uncertain++;
+	rel->uncertain++;
+	warn(r, "%s: %s; recorded as uncertain and not sent again (send --retry-uncertain sends it again)",
+	     j->email, res->text);
+	if (r->have_journal && journal_error(&r->journal, r->err, r->errlen) < 0)
+		fail(r, STOP_STATE, EX_CANTCREAT);
+	/* A relay that takes every message and never answers its dot would
+	 * otherwise mark the whole list uncertain. */
+	if (++rel->uncertain_row >= relay_conns(rel) + 2 && r->stop == GO && !rel->out) {
+		char msg[1024];
+		snprintf(msg, sizeof msg,
+			 "%s: %d messages in a row got no reply to their final dot within smtp.timeout (%ld s); stopped. If the relay is just slow (a content filter), raise smtp.timeout",
+			 rel->url, rel->uncertain_row, rel->conf ? rel->conf->timeout : 0L);
+		relay_down(r, rel, STOP_UNREACHABLE, EX_UNAVAILABLE, msg);
 	}
+	job_free(j);
+}
+
+/* Gone in this many connection failures in a row. */
+static int conn_limit(const struct run *r, const struct relay *rel)
+{
+	return 3 * relay_conns(rel) + r->cfg->retry.attempts;
+}
+
+/* SMTP_CONN: 1 when the job was taken care of here. With another relay
+ * in, a failed connection is this relay's trouble, not the reader's: the
+ * reader goes to another relay as it was. */
+static int conn_failed(struct run *r, struct relay *rel, struct job *j,
+		       const struct smtp_result *res)
+{
+	if (can_move(r, j)) {
+		rel->conn_failures++;
+		if (res->stage == SMTP_STAGE_CONNECT && !rel->out) {
+			if (!rel->trouble)
+				rel->trouble_res = *res;
+			rel->trouble = 1;
+		}
+		if (rel->conn_failures >= conn_limit(r, rel) && !rel->out) {
+			char msg[1024];
+			snprintf(msg, sizeof msg, "%s: %s", rel->url, res->text);
+			relay_down(r, rel, STOP_UNREACHABLE, EX_UNAVAILABLE, msg);
+		}
+		return move_job(r, j) || (job_free(j), 1);
+	}
+	if (res->stage != SMTP_STAGE_CONNECT || r->stop != GO)
+		return 0;
+	/* The server, not this reader: the reader waits, the connection
+	 * is what gets retried (reconnect()). */
+	if (!rel->trouble)
+		rel->trouble_res = *res;
+	rel->trouble = 1;
+	j->ready = 0;
+	if (enqueue(r, j) == 0)
+		return 1;
+	set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
+	fail(r, STOP_STATE, EX_SOFTWARE);
+	job_free(j);
+	return 1;
+}
+
+/* SMTP_TEMP, and SMTP_CONN that conn_failed left: the retry queue,
+ * or deferred once the attempts are spent. */
+static void retry_or_defer(struct run *r, struct relay *rel, struct job *j,
+			   const struct smtp_result *res)
+{
+	const struct config *c = r->cfg;
 	if (res->cls == SMTP_CONN)
-		r->conn_failures++;
+		rel->conn_failures++;
 	j->attempts++;
 	/* Stop taking new readers when the server is plainly gone; what is
 	 * not tried stays unsent for the next run. */
-	if (r->conn_failures >= 3 * r->st->connections + c->retry.attempts && r->stop == GO) {
-		set_err(r->err, r->errlen, EX_UNAVAILABLE, "%s: %s", c->smtp.url, res->text);
-		fail(r, STOP_UNREACHABLE, EX_UNAVAILABLE);
+	if (rel->conn_failures >= conn_limit(r, rel) && r->stop == GO && !rel->out) {
+		char msg[1024];
+		snprintf(msg, sizeof msg, "%s: %s", rel->url, res->text);
+		relay_down(r, rel, STOP_UNREACHABLE, EX_UNAVAILABLE, msg);
 	}
 	if (j->attempts < c->retry.attempts && r->stop == GO) {
 		j->ready = now_mono() + backoff(c, j->attempts);
@@ -390,17 +488,75 @@ static void record(struct run *r, struct job *j, const struct smtp_result *res)
 		job_free(j); /* stopping: tried again by the next run */
 		return;
 	}
-	st->deferred++;
+	r->st->deferred++;
+	rel->deferred++;
 	warn(r, "%s: deferred after %d attempt%s: %s", j->email, j->attempts,
 	     j->attempts == 1 ? "" : "s", res->text);
 	/* Only a 4xx about this recipient is a soft bounce; a dead
 	 * connection, or a 4xx about the sending side, says nothing about
 	 * the address. */
 	if (res->cls == SMTP_TEMP && !res->sender_side && r->have_bounces &&
-	    bounces_add(&r->bounces, now, j->email, BOUNCE_SOFT, res->status, res->code,
+	    bounces_add(&r->bounces, time(NULL), j->email, BOUNCE_SOFT, res->status, res->code,
 			"smtp", r->post->slug, res->text, r->err, r->errlen) < 0)
 		fail(r, STOP_STATE, EX_CANTCREAT);
 	job_free(j);
+}
+
+/* relays.log: a message a relay with its own windows answered counts
+ * in them, for the next run too. */
+static void note_relay(struct run *r, const struct relay *rel, const struct smtp_result *res)
+{
+	if (!r->have_rlog || !rel->windows)
+		return;
+	if (res->cls != SMTP_OK && res->cls != SMTP_UNCERTAIN && res->cls != SMTP_PERM &&
+	    res->cls != SMTP_TEMP)
+		return;
+	if (relaylog_add(&r->rlog, time(NULL), rel->name, r->err, r->errlen) < 0)
+		fail(r, STOP_STATE, EX_CANTCREAT);
+}
+
+/* The outcome of one transaction: journal, bounce log, retry queue, or
+ * another relay. Takes ownership of the job. */
+static void record(struct run *r, struct job *j, const struct smtp_result *res)
+{
+	struct relay *rel = relay_of(r, j);
+	buf_free(&j->wire);
+	if (res->cls != SMTP_NOT_TRIED && res->cls != SMTP_CONN)
+		rel->reconnects = 0;
+	note_relay(r, rel, res);
+	switch (res->cls) {
+	case SMTP_OK:
+		record_ok(r, rel, j);
+		return;
+	case SMTP_UNCERTAIN:
+		record_uncertain(r, rel, j, res);
+		return;
+	case SMTP_NOT_TRIED:
+		/* Its relay was taken out: another has it. Else the run is
+		 * stopping, and it stays unsent for the next. */
+		if (!rel->out || !move_job(r, j))
+			job_free(j);
+		return;
+	case SMTP_WITHDRAWN:
+		r->st->unsubscribed++;
+		job_free(j);
+		return;
+	case SMTP_PERM:
+		refused(r, j, res);
+		return;
+	case SMTP_FATAL:
+		sender_stop(r, rel, res, 0);
+		if (!move_job(r, j))
+			job_free(j); /* not tried: stays unsent for the next run */
+		return;
+	case SMTP_CONN:
+		if (conn_failed(r, rel, j, res))
+			return;
+		break;
+	case SMTP_TEMP:
+		break;
+	}
+	retry_or_defer(r, rel, j, res);
 }
 
 static void on_done(void *arg, void *tag, const struct smtp_result *res)
@@ -451,12 +607,18 @@ static int on_admit(void *arg, void *tag)
 	return !has_left(arg, j->email);
 }
 
-enum verdict { TAKE, INACTIVE, OUTSIDE, ALREADY, SUPPRESSED, LEFT };
+enum verdict { TAKE, INACTIVE, OUTSIDE, ALREADY, SUPPRESSED, LEFT, OTHER_SHARD, NOMEM };
 
 /* Whether a subscribed row is to be mailed this run. No side effects, so
- * both the loop and the end-of-run look-ahead can ask. */
+ * both the loop and the end-of-run look-ahead can ask. The shard comes
+ * first: a row of another shard is that host's to count, whatever it is. */
 static enum verdict verdict(const struct run *r, int kind, const struct subs_row *s)
 {
+	unsigned shard;
+	if (r->o->nshards > 1 && subs_shard(s->email, r->o->nshards, &shard) < 0)
+		return NOMEM;
+	if (r->o->nshards > 1 && shard != r->o->shard)
+		return OTHER_SHARD;
 	if (kind == SUBS_INACTIVE)
 		return INACTIVE;
 	if (!segment_match(&r->seg, (const char *const *)s->fields))
@@ -506,15 +668,19 @@ static struct job *next_job(struct run *r)
 			r->eof = 1;
 			return NULL;
 		}
-		switch (verdict(r, k, &s)) {
+		enum verdict v = verdict(r, k, &s);
+		switch (v) {
 		case INACTIVE: r->st->inactive++; continue;
 		case OUTSIDE: r->st->excluded++; continue;
 		case ALREADY: r->st->already++; continue;
 		case SUPPRESSED: r->st->suppressed++; continue;
 		case LEFT: r->st->unsubscribed++; continue;
+		case OTHER_SHARD: r->st->other_shards++; continue;
+		case NOMEM: break;
 		case TAKE: break;
 		}
-		struct job *j = job_new(s.fields, s.nfields, s.email, s.name, s.line);
+		struct job *j = v == NOMEM ? NULL
+				: job_new(s.fields, s.nfields, s.email, s.name, s.line);
 		if (!j) {
 			set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
 			fail(r, STOP_STATE, EX_SOFTWARE);
@@ -562,12 +728,12 @@ static int build(struct run *r, struct job *j)
 	return 0;
 }
 
-/* Seconds until the rate limit lets the next message go, or 0. With
- * --until-quota an exhausted window ends the run instead. */
-static double rate_wait(struct run *r)
+/* What a wait of d seconds for window `which` means: the window on show
+ * while messages keep waiting for it (the first one that goes out
+ * without waiting clears it), and with --until-quota the end of the run
+ * when it is a quota. Returns d. */
+static double rate_held(struct run *r, double d, const char *which)
 {
-	const char *which = NULL;
-	double d = rl_delay(&r->rl, now_mono(), &which);
 	/* The window stays on show while messages keep waiting for it; the
 	 * first one that goes out without waiting clears it. */
 	if (d > 0)
@@ -583,6 +749,15 @@ static double rate_wait(struct run *r)
 			"rate.%s quota reached; the next run goes on from here", which);
 	}
 	return d;
+}
+
+/* Seconds until the rate limit (the top-level rate, over all relays)
+ * lets the next message go, or 0. */
+static double rate_wait(struct run *r)
+{
+	const char *which = NULL;
+	double d = rl_delay(&r->rl, now_mono(), &which);
+	return rate_held(r, d, which);
 }
 
 /* The next reader's message, built: the one prepared in advance if there
@@ -620,9 +795,19 @@ static double fill(struct run *r, int idle)
 			job_free(j);
 			continue;
 		}
-		rl_take(&r->rl, now_mono());
+		/* Every relay's own windows full, or its connections busy:
+		 * the message waits, built, for the first that frees. */
+		const char *which;
+		double now = now_mono();
+		int k = relays_pick(&r->rs, now, j->avoid, &d, &which);
+		if (k < 0) {
+			r->built = j;
+			return which ? rate_held(r, d, which) : 0;
+		}
+		j->relay = k;
+		rl_take(&r->rl, now);
 		r->st->attempted++;
-		int rc = transport_submit(r->tx, j->info.mail_from, j->email, j->wire.p,
+		int rc = transport_submit(r->rs.r[k].tx, j->info.mail_from, j->email, j->wire.p,
 					  j->wire.len, j, r->err, r->errlen);
 		if (rc) {
 			fail(r, STOP_STATE, rc);
@@ -687,15 +872,39 @@ static void fmt_secs(double s, char *out, size_t len)
 		snprintf(out, len, "%ld s", t);
 }
 
+/* While another relay is in, a relay that cannot be reached is not
+ * waited for: it is taken out at once, and the others carry its readers.
+ * res: how its last connection or probe failed. */
+static void relay_unreachable(struct run *r, struct relay *rel, const struct smtp_result *res)
+{
+	if (res->cls == SMTP_FATAL) {
+		sender_stop(r, rel, res, 0);
+		return;
+	}
+	char msg[1024];
+	snprintf(msg, sizeof msg, "%s: %s%s%s", rel->url, res->text, res->hint[0] ? " — " : "",
+		 res->hint);
+	relay_down(r, rel, STOP_UNREACHABLE, EX_UNAVAILABLE, msg);
+}
+
 /* The server could not be reached (first: how the last connection
  * failed): retry the connection, not the readers, with the retry
  * group's delays, saying so once per attempt. `tried` attempts have
- * been made already. 0 once a probe goes through; otherwise the run is
- * stopped (69, or 75 for a signal). */
-static int reconnect(struct run *r, struct smtp_result first, int tried)
+ * been made already. 0 once a probe goes through; otherwise the relay
+ * is down: with another relay in, after one probe (none when `tried`
+ * was a probe already, at first contact), it is taken out; the last one
+ * stops the run (69, or 75 for a signal). */
+static int reconnect(struct run *r, struct relay *rel, struct smtp_result first, int tried,
+		     int probed)
 {
 	const struct config *c = r->cfg;
 	struct smtp_result res = first;
+	if (relays_in(&r->rs) > 1) {
+		if (!probed && transport_probe(rel->tx, &res) == 0)
+			return 0;
+		relay_unreachable(r, rel, &res);
+		return -1;
+	}
 	int attempts = c->retry.attempts < 1 ? 1 : c->retry.attempts;
 	double spent = 0;
 	for (int n = tried + 1; n <= attempts; n++) {
@@ -703,7 +912,7 @@ static int reconnect(struct run *r, struct smtp_result first, int tried)
 			double d = backoff(c, n - 1);
 			char ds[32];
 			fmt_secs(d, ds, sizeof ds);
-			warn(r, "%s: %s; retrying in %s (attempt %d/%d)", c->smtp.url, res.text, ds,
+			warn(r, "%s: %s; retrying in %s (attempt %d/%d)", rel->url, res.text, ds,
 			     n, attempts);
 			r->st->reconnecting = 1;
 			r->st->attempt = n;
@@ -717,7 +926,7 @@ static int reconnect(struct run *r, struct smtp_result first, int tried)
 				return -1;
 			}
 		}
-		if (transport_probe(r->tx, &res) == 0) {
+		if (transport_probe(rel->tx, &res) == 0) {
 			r->st->reconnecting = 0;
 			return 0;
 		}
@@ -726,17 +935,43 @@ static int reconnect(struct run *r, struct smtp_result first, int tried)
 	}
 	r->st->reconnecting = 0;
 	if (res.cls == SMTP_FATAL) {
-		sender_stop(r, &res, 0);
+		sender_stop(r, rel, &res, 0);
 		return -1;
 	}
-	char ds[32];
+	char ds[32], msg[2048];
 	fmt_secs(spent, ds, sizeof ds);
-	set_err(r->err, r->errlen, EX_UNAVAILABLE, "%s: %s (%d attempt%s over %s)%s%s; %s", c->smtp.url,
+	snprintf(msg, sizeof msg, "%s: %s (%d attempt%s over %s)%s%s; %s", rel->url,
 		res.text, attempts, attempts == 1 ? "" : "s", ds, res.hint[0] ? " — " : "", res.hint,
 		r->st->sent ? "the rest were not attempted: run again once it is back"
 			    : "nothing was sent: run again once it is back");
-	fail(r, STOP_UNREACHABLE, EX_UNAVAILABLE);
+	relay_down(r, rel, STOP_UNREACHABLE, EX_UNAVAILABLE, msg);
 	return -1;
+}
+
+/* Relays whose connections failed before MAIL: once none of that
+ * relay's is busy, find out whether its server is back before handing
+ * it more. 1 while one is still waiting for that. */
+static int check_troubled(struct run *r)
+{
+	int waiting = 0;
+	for (size_t i = 0; i < r->rs.n; i++) {
+		struct relay *rel = &r->rs.r[i];
+		if (!rel->trouble || rel->out || r->stop != GO)
+			continue;
+		if (transport_busy(rel->tx)) {
+			waiting = 1;
+			continue;
+		}
+		rel->trouble = 0;
+		if (++rel->reconnects > r->cfg->retry.attempts) {
+			char msg[1024];
+			snprintf(msg, sizeof msg, "%s: %s; every new connection fails this way",
+				 rel->url, rel->trouble_res.text);
+			relay_down(r, rel, STOP_UNREACHABLE, EX_UNAVAILABLE, msg);
+		} else
+			reconnect(r, rel, rel->trouble_res, 1, 0);
+	}
+	return waiting;
 }
 
 static void loop(struct run *r)
@@ -744,22 +979,11 @@ static void loop(struct run *r)
 	double last_progress = 0;
 	for (;;) {
 		interrupted(r);
-		/* Connections failed before MAIL: once none is busy, find out
-		 * whether the server is back before handing out more. */
-		if (r->trouble && r->stop == GO && !transport_busy(r->tx)) {
-			r->trouble = 0;
-			if (++r->reconnects > r->cfg->retry.attempts) {
-				set_err(r->err, r->errlen, EX_UNAVAILABLE,
-					"%s: %s; every new connection fails this way", r->cfg->smtp.url,
-					r->trouble_res.text);
-				fail(r, STOP_UNREACHABLE, EX_UNAVAILABLE);
-			} else
-				reconnect(r, r->trouble_res, 1);
-		}
-		int idle = transport_idle(r->tx);
-		double wait = r->trouble ? 0 : fill(r, idle);
-		int busy = transport_busy(r->tx);
-		if (!busy && !more_work(r) && !r->trouble)
+		int troubled = check_troubled(r);
+		int idle = relays_idle(&r->rs);
+		double wait = fill(r, idle);
+		int busy = relays_busy(&r->rs);
+		if (!busy && !more_work(r) && !troubled)
 			break;
 		double t = now_mono();
 		if (t - last_progress > 0.1) {
@@ -767,7 +991,7 @@ static void loop(struct run *r)
 			last_progress = t;
 		}
 		if (busy) {
-			transport_collect(r->tx, wait > 0 && wait < 0.5 ? wait : 0.5, on_done, r);
+			relays_collect(&r->rs, wait > 0 && wait < 0.5 ? wait : 0.5, on_done, r);
 		} else if (wait > 0) {
 			double rest = wait > 0.5 ? 0.5 : wait;
 			progress(r);
@@ -847,39 +1071,58 @@ out:
 }
 
 /* A first pass over the list: counts the readers (for the progress ETA)
- * and refuses a list that breaks down half-way before anyone is mailed. */
+ * and refuses a list that breaks down half-way before anyone is mailed.
+ * Then back to the first row: the send reads the same open file again,
+ * with the address set this pass built (subs_rewind), so a send holds
+ * one set, as subscribers check does. */
 static int count_readers(struct run *r)
 {
-	struct subs_reader *sr;
 	struct subs_row s;
 	char why[512];
-	int k = subs_open(&sr, r->o->subscribers, r->cfg->subs_delim, r->err, r->errlen);
+	int k = subs_open(&r->sr, r->o->subscribers, r->cfg->subs_delim, r->err, r->errlen);
 	if (k)
 		return subs_exitcode(k);
-	if (segment_bind(&r->seg, subs_colnames(sr), subs_ncols(sr), r->o->subscribers, r->err,
-			 r->errlen) < 0) {
-		subs_close(sr);
+	if (segment_bind(&r->seg, subs_colnames(r->sr), subs_ncols(r->sr), r->o->subscribers,
+			 r->err, r->errlen) < 0)
 		return EX_DATAERR;
-	}
-	while ((k = subs_next(sr, &s, why, sizeof why)) != SUBS_END) {
-		if (k == SUBS_FATAL || k == SUBS_NOFILE) {
-			set_err(r->err, r->errlen, EX_DATAERR, "%s", why);
-			subs_close(sr);
-			return EX_DATAERR;
-		}
-		if (k == SUBS_ROW && segment_match(&r->seg, (const char *const *)s.fields))
+	while ((k = subs_next(r->sr, &s, why, sizeof why)) != SUBS_END) {
+		if (k == SUBS_FATAL || k == SUBS_NOFILE)
+			return set_err(r->err, r->errlen, EX_DATAERR, "%s", why);
+		if (k != SUBS_ROW)
+			continue;
+		unsigned shard = 1;
+		if (r->o->nshards > 1 && subs_shard(s.email, r->o->nshards, &shard) < 0)
+			return set_err(r->err, r->errlen, EX_SOFTWARE, "out of memory");
+		if ((r->o->nshards < 2 || shard == r->o->shard) &&
+		    segment_match(&r->seg, (const char *const *)s.fields))
 			r->st->total++;
 	}
-	subs_close(sr);
-	return 0;
+	k = subs_rewind(r->sr, r->err, r->errlen);
+	return k ? subs_exitcode(k) : 0;
+}
+
+/* The longest window of rc, in seconds; 0 when it has none. */
+static double horizon_of(const struct rate_conf *rc)
+{
+	return rc->per_day ? 86400 : rc->per_hour ? 3600 : rc->per_minute ? 60 : 0;
+}
+
+/* st's wall-clock times into rl's windows, on the monotonic clock. */
+static void seed_from(struct ratelimit *rl, struct state_times *st)
+{
+	state_times_sort(st);
+	double mono = now_mono();
+	for (size_t i = 0; i < st->n; i++)
+		st->v[i] = mono - ((double)st->now - st->v[i]);
+	rl_seed(rl, st->v, st->n);
+	state_times_free(st);
 }
 
 /* Seeds the hour and day windows with what earlier runs sent, so a
  * 500/day quota holds when cron starts herald every hour. */
 static int seed_quota(struct run *r)
 {
-	const struct rate_conf *rc = &r->o->rate;
-	double horizon = rc->per_day ? 86400 : rc->per_hour ? 3600 : rc->per_minute ? 60 : 0;
+	double horizon = horizon_of(&r->o->rate);
 	if (!horizon)
 		return 0;
 	time_t wall = time(NULL);
@@ -889,13 +1132,80 @@ static int seed_quota(struct run *r)
 		state_times_free(&st);
 		return EX_IOERR;
 	}
-	state_times_sort(&st);
-	double mono = now_mono();
-	for (size_t i = 0; i < st.n; i++)
-		st.v[i] = mono - ((double)wall - st.v[i]);
-	rl_seed(&r->rl, st.v, st.n);
-	state_times_free(&st);
+	seed_from(&r->rl, &st);
 	return 0;
+}
+
+/* A relay's own windows the same way, from relays.log (the journals do
+ * not say which relay took a message), which this run then adds to. */
+static int seed_relays(struct run *r)
+{
+	int any = 0;
+	for (size_t i = 0; i < r->rs.n; i++)
+		any |= r->rs.r[i].windows;
+	if (!any)
+		return 0;
+	if (relaylog_open(&r->rlog, r->cfg->state_dir, &r->state_warn, r->err, r->errlen) < 0)
+		return EX_CANTCREAT;
+	r->have_rlog = 1;
+	for (size_t i = 0; i < r->rs.n; i++) {
+		struct relay *rel = &r->rs.r[i];
+		if (!rel->windows)
+			continue;
+		time_t wall = time(NULL);
+		struct state_times st = {.since = wall - (time_t)horizon_of(&rel->conf->rate),
+					 .now = wall};
+		if (relaylog_recent_times(r->cfg->state_dir, rel->name, &st, &r->state_warn, r->err,
+					  r->errlen) < 0) {
+			state_times_free(&st);
+			return EX_IOERR;
+		}
+		seed_from(&rel->rl, &st);
+	}
+	return 0;
+}
+
+/* One SMTP pool for each relay, each with its own password (which may
+ * run a command) and windows. */
+static int relays_setup(struct run *r)
+{
+	const struct config *cfg = r->cfg;
+	const struct delivery_opts *o = r->o;
+	int conns = 0;
+	for (size_t i = 0; i < config_nrelays(cfg); i++) {
+		const struct smtp_conf *sc = config_relay(cfg, i);
+		int k = config_relay_password(cfg, sc, &r->password, r->err, r->errlen);
+		if (k < 0)
+			return config_exitcode(k);
+		struct smtp_opts so = {
+			.url = sc->url, .starttls = sc->starttls,
+			.username = sc->username, .password = r->password,
+			.ca_file = sc->ca_file, .timeout = sc->timeout,
+			.helo = sc->helo ? sc->helo : strrchr(cfg->from_addr, '@') + 1,
+			.trace = o->trace, .trace_arg = o->trace_arg,
+			.accept = on_accept, .accept_arg = r,
+			.admit = on_admit, .admit_arg = r,
+		};
+		/* Unthrottled, each connection holds a second message to
+		 * start the moment the first is answered; under a rate limit
+		 * (the run's or the relay's) every message waits for its own
+		 * turn. */
+		const struct rate_conf *g = &o->rate, *own = &sc->rate;
+		int limited = g->per_second > 0 || g->per_minute || g->per_hour || g->per_day ||
+			      own->per_second > 0 || own->per_minute || own->per_hour || own->per_day;
+		struct transport *tx;
+		int prc = transport_smtp(&tx, &so, sc->connections, limited ? 1 : 2, r->err,
+					 r->errlen);
+		/* libcurl holds the password now; our copy goes at once. */
+		secret_free(&r->password);
+		if (prc < 0)
+			return EX_CONFIG;
+		if (relays_add(&r->rs, sc, NULL, own, tx, now_mono(), r->err, r->errlen) < 0)
+			return EX_SOFTWARE;
+		conns += sc->connections;
+	}
+	r->st->connections = conns;
+	return o->n_test ? 0 : seed_relays(r);
 }
 
 /* The rules of --where and of the post's audience, all of which must
@@ -944,6 +1254,10 @@ static int setup(struct run *r)
 				 r->errlen) < 0)
 			return EX_CANTCREAT;
 		r->have_journal = 1;
+		if (o->nshards > 1 && journal_shard_mark(cfg->state_dir, r->post->slug, o->shard,
+							 o->nshards, JOURNAL_SHARD_BEGUN, r->err,
+							 r->errlen) < 0)
+			return EX_CANTCREAT;
 	}
 	if (!o->n_test) {
 		/* A dry run reads the suppression list but writes nothing. */
@@ -956,7 +1270,7 @@ static int setup(struct run *r)
 		return rc;
 	if (!o->n_test && ((rc = segment_setup(r)) || (rc = count_readers(r))))
 		return rc;
-	int k = subs_open(&r->sr, o->subscribers, cfg->subs_delim, r->err, r->errlen);
+	int k = r->sr ? 0 : subs_open(&r->sr, o->subscribers, cfg->subs_delim, r->err, r->errlen);
 	if (k)
 		return subs_exitcode(k);
 	if (msg_secret(cfg, &secret, r->err, r->errlen) < 0)
@@ -973,48 +1287,35 @@ static int setup(struct run *r)
 	if (o->dry_run_dir) {
 		if (state_mkdir_as(o->dry_run_dir, "dry-run directory", r->err, r->errlen) < 0)
 			return EX_CANTCREAT;
-		if (transport_dir(&r->tx, o->dry_run_dir, r->err, r->errlen) < 0)
+		struct transport *tx;
+		if (transport_dir(&tx, o->dry_run_dir, r->err, r->errlen) < 0 ||
+		    relays_add(&r->rs, NULL, o->dry_run_dir, NULL, tx, now_mono(), r->err,
+			       r->errlen) < 0)
 			return EX_SOFTWARE;
 	} else {
-		if ((k = config_password(cfg, &r->password, r->err, r->errlen)) < 0)
-			return config_exitcode(k);
-		struct smtp_opts so = {
-			.url = cfg->smtp.url, .starttls = cfg->smtp.starttls,
-			.username = cfg->smtp.username, .password = r->password,
-			.ca_file = cfg->smtp.ca_file, .timeout = cfg->smtp.timeout,
-			.helo = cfg->smtp.helo ? cfg->smtp.helo : strrchr(cfg->from_addr, '@') + 1,
-			.trace = o->trace, .trace_arg = o->trace_arg,
-			.accept = on_accept, .accept_arg = r,
-			.admit = on_admit, .admit_arg = r,
-		};
-		/* Unthrottled, each connection holds a second message to start
-		 * the moment the first is answered; under a rate limit every
-		 * message waits for its own turn. */
-		const struct rate_conf *rc0 = &o->rate;
-		int limited = rc0->per_second > 0 || rc0->per_minute || rc0->per_hour || rc0->per_day;
-		int prc = transport_smtp(&r->tx, &so, cfg->smtp.connections, limited ? 1 : 2,
-					 r->err, r->errlen);
-		/* libcurl holds the password now; our copy goes at once. */
-		secret_free(&r->password);
-		if (prc < 0)
-			return EX_CONFIG;
-		r->st->connections = cfg->smtp.connections;
+		if ((rc = relays_setup(r)))
+			return rc;
 	}
 	if (o->n_test)
 		queue_tests(r);
 	return r->rc;
 }
 
-/* Before the first reader: is the server there, and will it take us? */
+/* Before the first reader: is each server there, and will it take us?
+ * One that is not is taken out while another is in; the last is waited
+ * for as the only relay always was. */
 static int first_contact(struct run *r)
 {
-	struct smtp_result res;
-	if (transport_probe(r->tx, &res) == 0)
-		return 0;
-	if (res.cls == SMTP_FATAL)
-		sender_stop(r, &res, 0);
-	else
-		reconnect(r, res, 1);
+	for (size_t i = 0; i < r->rs.n && r->stop == GO; i++) {
+		struct relay *rel = &r->rs.r[i];
+		struct smtp_result res;
+		if (transport_probe(rel->tx, &res) == 0)
+			continue;
+		if (res.cls == SMTP_FATAL)
+			sender_stop(r, rel, &res, 0);
+		else
+			reconnect(r, rel, res, 1, 1);
+	}
 	return r->stop == GO ? 0 : -1;
 }
 
@@ -1025,11 +1326,12 @@ static int outcome(struct run *r)
 		return EX_UNAVAILABLE;
 	if (r->stop != GO)
 		return r->rc;
-	if (st->deferred && !st->sent && !st->bounced && r->conn_failures) {
-		set_err(r->err, r->errlen, EX_UNAVAILABLE, "%s: no message could be sent",
-			r->cfg->smtp.url);
-		return EX_UNAVAILABLE;
-	}
+	for (size_t i = 0; i < r->rs.n; i++)
+		if (st->deferred && !st->sent && !st->bounced && r->rs.r[i].conn_failures) {
+			set_err(r->err, r->errlen, EX_UNAVAILABLE, "%s: no message could be sent",
+				r->rs.r[i].url);
+			return EX_UNAVAILABLE;
+		}
 	if (st->deferred)
 		return EX_TEMPFAIL;
 	if (r->o->limit && !r->o->n_test && r->taken >= r->o->limit && readers_left(r)) {
@@ -1039,6 +1341,23 @@ static int outcome(struct run *r)
 		return EX_TEMPFAIL;
 	}
 	return 0;
+}
+
+static void relay_stats(struct run *r)
+{
+	struct delivery_stats *st = r->st;
+	st->nrelays = (int)r->rs.n;
+	for (size_t i = 0; i < r->rs.n; i++) {
+		const struct relay *rel = &r->rs.r[i];
+		struct delivery_relay *d = &st->relay[i];
+		snprintf(d->name, sizeof d->name, "%s", rel->name);
+		d->sent = rel->sent;
+		d->bounced = rel->bounced;
+		d->deferred = rel->deferred;
+		d->uncertain = rel->uncertain;
+		d->out = rel->out;
+		snprintf(d->why, sizeof d->why, "%s", rel->out ? rel->why : "");
+	}
 }
 
 int delivery_run(const struct config *cfg, const struct post *post,
@@ -1065,11 +1384,16 @@ int delivery_run(const struct config *cfg, const struct post *post,
 		if (r.stop == STOP_FATAL)
 			drop_held(&r);
 		else
-			flush_held(&r);
+			for (size_t i = 0; i < r.rs.n; i++)
+				flush_held(&r, i);
 		rc = outcome(&r);
-		if (rc == 0 && r.have_journal && !o->n_where)
-			if (journal_mark_done(cfg->state_dir, post->slug, err, errlen) < 0)
-				rc = EX_CANTCREAT;
+		/* A shard's run covers its shard only: the post is done once
+		 * every shard is (state merge decides, from these lines). */
+		if (rc == 0 && r.have_journal && !o->n_where &&
+		    (o->nshards > 1 ? journal_shard_mark(cfg->state_dir, post->slug, o->shard,
+							 o->nshards, JOURNAL_SHARD_DONE, err, errlen)
+				    : journal_mark_done(cfg->state_dir, post->slug, err, errlen)) < 0)
+			rc = EX_CANTCREAT;
 	}
 	st->done = 1;
 	if (st->started) {
@@ -1082,7 +1406,10 @@ int delivery_run(const struct config *cfg, const struct post *post,
 	for (size_t i = 0; i < r.nqueue; i++)
 		job_free(r.queue[i]);
 	free(r.queue);
-	transport_close(r.tx);
+	relay_stats(&r);
+	relays_close(&r.rs);
+	if (r.have_rlog)
+		relaylog_close(&r.rlog);
 	secret_free(&r.password);
 	rl_free(&r.rl);
 	segment_free(&r.seg);

@@ -28,6 +28,10 @@ struct delivery_opts {
 	 * the post fully sent: the rest of the list has not had it. */
 	const char *const *where;
 	size_t n_where;
+	/* --shard I/N: only the rows whose address subs_shard() puts in
+	 * shard I of N (1-based; nshards 0: the whole list). A sharded run
+	 * marks its shard done (journal_shard_mark), never the post. */
+	unsigned shard, nshards;
 	/* -v: the SMTP transcript, credentials redacted (see smtp.h) */
 	void (*trace)(void *arg, const char *line);
 	void *trace_arg;
@@ -36,6 +40,14 @@ struct delivery_opts {
 	 * messages in flight, records them and returns EX_TEMPFAIL. */
 	int (*interrupted)(void *arg);
 	void *interrupt_arg;
+};
+
+/* What one relay did (smtp = ( ... ) gives several). */
+struct delivery_relay {
+	char name[72];
+	long sent, bounced, deferred, uncertain;
+	int out;           /* taken out of the run (or the last, ending it) */
+	char why[400];     /* why, when out */
 };
 
 struct delivery_stats {
@@ -47,6 +59,7 @@ struct delivery_stats {
 	long already;      /* in the journal from an earlier run */
 	long suppressed;   /* bounced or complained before */
 	long excluded;     /* subscribed, but not in the segment */
+	long other_shards; /* rows (subscribed or not) of the other shards */
 	long unsubscribed; /* subscribed in the list, unsubscribed in list.log
 			      (herald serve): before or during this run */
 	long attempted;    /* messages handed to the transport */
@@ -64,6 +77,9 @@ struct delivery_stats {
 	int locked;        /* another herald holds state_dir's lock */
 	int started;       /* set-up went through and sending began */
 	int done;
+	/* Per relay, in the config's order, at the end of the run. */
+	struct delivery_relay relay[CONFIG_RELAYS_MAX];
+	int nrelays;
 };
 
 struct delivery_cb {

@@ -5,33 +5,53 @@
 #include <stdarg.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* One connection: an easy handle (which keeps its connection open from one
- * transfer to the next) driven by its own thread. libcurl's SMTP code
- * blocks in its "done" step until the server answers the final dot, even
- * under the multi interface, so only a thread per connection lets N
- * connections wait for their replies at the same time. The main thread
- * builds messages, paces them and records results; workers only talk SMTP.
- * Each connection takes up to `depth` transactions, so with depth 2 it
- * starts the next message the moment the last one is answered. */
+/* One connection: a thread with its own easy handle. libcurl does what it
+ * does well, and what must not be got wrong: connect, TLS, STARTTLS, the
+ * certificate check, AUTH (CURLOPT_CONNECT_ONLY stops it after AUTH).
+ * The transaction phase is driven here, over curl_easy_send/recv on that
+ * connection: libcurl 7.88 sends each SMTP command only after the reply
+ * to the last, four round trips a message, and scans the body byte by
+ * byte for dots to escape. Here, when the server offers PIPELINING (RFC
+ * 2920), MAIL, RCPT and DATA go as one group and the final dot goes with
+ * the next message's envelope: one round trip a message. With CHUNKING
+ * (RFC 3030) the message goes as BDAT LAST, without a dot. Without
+ * PIPELINING every command waits for its reply, as before.
+ *
+ * At most one message per connection has its content out and no reply
+ * recorded: the next message's envelope may be on the wire, but its
+ * content goes only after the acceptance of the last one is durable
+ * (smtp_opts.accept). The main thread builds messages, paces them and
+ * records results; workers only talk SMTP. */
 struct txn {
 	char from[600], to[600];
 	const char *data;
 	size_t len;
 	void *tag;
 	struct smtp_result result;
+	/* Worker thread only: */
+	int failed;    /* result is final (a refusal, a lost connection) */
+	int mail_ok;   /* the server holds our MAIL: RSET before the next */
+	int rset;      /* its envelope begins with an RSET */
 };
 
-#define DEPTH_MAX 2
+/* Transactions a connection holds: one on the wire with its content out,
+ * one with its envelope out, and the next ready to go with that one's
+ * content (smtp_pool_idle). */
+#define DEPTH_MAX 4
 
 struct slot {
 	struct smtp_pool *pool;
-	CURL *curl;
+	CURL *tpl;           /* the configured handle, never connected:
+				each connection is a duplicate of it */
+	CURL *curl;          /* the connection, NULL when there is none */
 	pthread_t thread;
 	int started;
 	/* Guarded by pool->mu: */
@@ -43,25 +63,25 @@ struct slot {
 	int ndone;
 	/* Main thread only: transactions handed over and not collected. */
 	int inflight;
-	/* Worker thread only: */
-	struct txn cur;
+	/* Worker thread only (and the probe's, on the main thread): */
+	struct txn wire[2];  /* taken from the queue, on the wire */
+	curl_socket_t sock;
+	struct buf in, out;  /* received and not yet parsed; to send */
+	size_t inpos;
+	int need_rset;       /* the last transaction left a MAIL open */
 	char errbuf[CURL_ERROR_SIZE];
-	/* The last complete server reply, kept by the debug callback:
-	 * libcurl exposes the code but not the text. */
+	/* The last complete server reply, kept by the debug callback (libcurl
+	 * exposes the code but not the text) and by read_reply. */
 	struct buf reply, curline;
 	char last_cmd[16];
 	char reply_cmd[16];
 	char stage_cmd[16]; /* the last command but QUIT, RSET and NOOP, which
 			       curl sends after a failure: where it ended */
-	int data_started;
-	int body_done;  /* read_cb handed over the last byte: curl sends it
-			   and the final dot next */
 	int caps_auth;  /* the latest EHLO reply offered AUTH */
 	long caps_size; /* ... and its SIZE limit (RFC 1870), 0 if none */
+	int caps_pipe;  /* ... PIPELINING (RFC 2920) */
+	int caps_chunk; /* ... CHUNKING (RFC 3030) */
 	int in_ehlo;
-	struct curl_slist *rcpt;
-	size_t off;
-	int reconnect;
 	int in_auth;    /* between AUTH and its final reply */
 	int id;         /* 1-based, for the transcript */
 };
@@ -87,23 +107,10 @@ struct smtp_pool {
 	struct slot probe;      /* main thread only (smtp_pool_probe) */
 	long size_max;          /* the probe's EHLO SIZE, 0 if none: main
 				   thread only */
+	int pipelining;         /* the probe saw PIPELINING: main thread only */
 	int quit;
 	int halted;   /* guarded by mu: start nothing more */
 };
-
-static size_t read_cb(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-	struct slot *c = ud;
-	size_t n = size * nmemb;
-	if (n > c->cur.len - c->off)
-		n = c->cur.len - c->off;
-	memcpy(ptr, c->cur.data + c->off, n);
-	c->off += n;
-	/* With the size known, curl asks no more once it has every byte. */
-	if (c->off == c->cur.len)
-		c->body_done = 1;
-	return n;
-}
 
 /* -v: one transcript line per SMTP line, "> " out and "< " in, with
  * the connection's number. Nothing of an AUTH exchange but its verb and
@@ -132,6 +139,39 @@ static void trace(struct slot *c, char dir, const char *data, size_t size)
 	p->trace(p->trace_arg, line);
 }
 
+/* One line of a reply, which may come in several: "250-..." continues,
+ * "250 ..." ends it. The lines join into one ("550-5.2.1 x" and "550 y"
+ * become "550 5.2.1 x y") in c->curline; returns 1 when the reply is
+ * complete. */
+static int reply_line(struct slot *c, const char *data, size_t size)
+{
+	while (size && (data[size - 1] == '\n' || data[size - 1] == '\r'))
+		size--;
+	int more = size >= 4 && data[3] == '-';
+	if (c->curline.len)
+		buf_adds(&c->curline, " ");
+	if (c->curline.len && size > 4)
+		buf_add(&c->curline, data + 4, size - 4); /* continuation: drop "250-" */
+	else if (more) {
+		buf_add(&c->curline, data, 3);
+		buf_addc(&c->curline, ' ');
+		buf_add(&c->curline, data + 4, size - 4);
+	} else
+		buf_add(&c->curline, data, size);
+	return !more;
+}
+
+/* An EHLO keyword on its own, or followed by parameters. */
+static int ehlo_has(const char *data, size_t size, const char *kw)
+{
+	size_t k = strlen(kw);
+	return size >= 4 + k && !strncmp(data, "250", 3) && !strncasecmp(data + 4, kw, k) &&
+	       (size == 4 + k || data[4 + k] == ' ' || data[4 + k] == '=' ||
+		data[4 + k] == '\r' || data[4 + k] == '\n');
+}
+
+/* libcurl's side of the session: connect, EHLO, STARTTLS, AUTH, and the
+ * QUIT when a connection is closed. */
 static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *ud)
 {
 	struct slot *c = ud;
@@ -151,42 +191,27 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 		if (strcasecmp(c->last_cmd, "QUIT") && strcasecmp(c->last_cmd, "RSET") &&
 		    strcasecmp(c->last_cmd, "NOOP"))
 			memcpy(c->stage_cmd, c->last_cmd, n + 1);
-		if (!strcasecmp(c->last_cmd, "DATA"))
-			c->data_started = 1;
 		/* Each EHLO (again after STARTTLS) states the capabilities
 		 * anew. */
 		if ((c->in_ehlo = !strcasecmp(c->last_cmd, "EHLO")))
-			c->caps_auth = 0, c->caps_size = 0;
+			c->caps_auth = 0, c->caps_size = 0, c->caps_pipe = 0, c->caps_chunk = 0;
 		return 0;
 	}
 	if (type != CURLINFO_HEADER_IN)
 		return 0;
 	trace(c, '<', data, size);
-	if (c->in_ehlo && size > 8 && !strncmp(data, "250", 3) &&
-	    !strncasecmp(data + 4, "AUTH", 4) && (data[8] == ' ' || data[8] == '='))
-		c->caps_auth = 1;
-	if (c->in_ehlo && size > 9 && !strncmp(data, "250", 3) && !strncasecmp(data + 4, "SIZE ", 5))
-		c->caps_size = strtol(data + 9, NULL, 10);
-	/* Lines arrive one per call: "250-..." continues, "250 ..." ends. */
-	while (size && (data[size - 1] == '\n' || data[size - 1] == '\r'))
-		size--;
-	int more = size >= 4 && data[3] == '-';
-	if (c->curline.len)
-		buf_adds(&c->curline, " ");
-	if (c->curline.len && size > 4)
-		buf_add(&c->curline, data + 4, size - 4); /* continuation: drop "250-" */
-	else if (more) {
-		/* the first line of several: "550-5.2.1 x" is kept as "550 5.2.1 x" */
-		buf_add(&c->curline, data, 3);
-		buf_addc(&c->curline, ' ');
-		buf_add(&c->curline, data + 4, size - 4);
-	} else
-		buf_add(&c->curline, data, size);
-	if (!more) {
+	if (c->in_ehlo) {
+		c->caps_auth |= ehlo_has(data, size, "AUTH") && (data[8] == ' ' || data[8] == '=');
+		c->caps_pipe |= ehlo_has(data, size, "PIPELINING");
+		c->caps_chunk |= ehlo_has(data, size, "CHUNKING");
+		if (ehlo_has(data, size, "SIZE") && size > 9)
+			c->caps_size = strtol(data + 9, NULL, 10);
+	}
+	if (reply_line(c, data, size)) {
 		if (c->in_auth && strncmp(data, "334", 3))
 			c->in_auth = 0;
-		/* After a failure curl says QUIT; its "221 Bye" must not
-		 * hide the reply that failed. */
+		/* At a close curl says QUIT; its "221 Bye" must not hide the
+		 * reply that failed. */
 		if (!strcasecmp(c->last_cmd, "QUIT") && c->reply.len) {
 			buf_reset(&c->curline);
 			return 0;
@@ -202,15 +227,15 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 static int slot_init(struct smtp_pool *p, struct slot *c)
 {
 	c->pool = p;
-	if (!(c->curl = curl_easy_init()))
+	c->sock = CURL_SOCKET_BAD;
+	if (!(c->tpl = curl_easy_init()))
 		return -1;
-	CURL *h = c->curl;
+	CURL *h = c->tpl;
 	curl_easy_setopt(h, CURLOPT_URL, p->url);
 	if (p->pin)
 		curl_easy_setopt(h, CURLOPT_RESOLVE, p->pin);
-	curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-	curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
-	curl_easy_setopt(h, CURLOPT_READDATA, c);
+	/* Greeting, EHLO, STARTTLS and AUTH, then the connection is ours. */
+	curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
 	curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
 	curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, debug_cb);
@@ -245,82 +270,651 @@ static int slot_init(struct smtp_pool *p, struct slot *c)
 }
 
 static void classify(struct slot *c, CURLcode cc, struct smtp_result *r);
+static void classify_refusal(struct smtp_result *r);
+static void parse_reply(struct smtp_result *r, const char *reply);
+static void set_text(struct smtp_result *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
-/* One transaction on this thread's connection. */
-static void transact(struct slot *c)
+/* ---- the connection ------------------------------------------------------ */
+
+enum io { IO_OK, IO_TIMEOUT, IO_CLOSED, IO_ERROR };
+
+static enum io flush_out(struct slot *c);
+static int read_reply(struct slot *c, enum io *e);
+static void add_cmd(struct slot *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void clean_text(char *s);
+
+/* A healthy connection ends with QUIT (libcurl sends none for a
+ * CONNECT_ONLY connection); one in trouble (a timeout, a reply out of
+ * turn, a reset) is cut, so nothing waits for a reply that will not
+ * come. */
+static void conn_close(struct slot *c, int healthy)
 {
-	struct txn *t = &c->cur;
-	CURL *h = c->curl;
-	c->rcpt = curl_slist_append(NULL, t->to);
-	c->off = 0;
-	c->data_started = 0;
-	c->body_done = 0;
+	if (!c->curl)
+		return;
+	enum io e;
+	if (healthy && c->sock != CURL_SOCKET_BAD) {
+		buf_reset(&c->out);
+		add_cmd(c, "QUIT");
+		if (flush_out(c) == IO_OK)
+			read_reply(c, &e);
+	}
+	if (c->sock != CURL_SOCKET_BAD)
+		shutdown(c->sock, SHUT_RDWR);
+	curl_easy_cleanup(c->curl);
+	c->curl = NULL;
+	c->sock = CURL_SOCKET_BAD;
+	buf_reset(&c->in);
+	buf_reset(&c->out);
+	c->inpos = 0;
+	c->need_rset = 0;
+}
+
+static void result_fatal(struct smtp_result *r, const char *text, const char *hint)
+{
+	memset(r, 0, sizeof *r);
+	r->cls = SMTP_FATAL;
+	snprintf(r->text, sizeof r->text, "%s", text);
+	snprintf(r->hint, sizeof r->hint, "%s", hint ? hint : "");
+}
+
+/* libcurl connects: greeting, EHLO, STARTTLS, AUTH. 0, or -1 with r
+ * filled and no connection. */
+static int conn_open(struct slot *c, struct smtp_result *r)
+{
+	const struct smtp_pool *p = c->pool;
+	CURL *h = curl_easy_duphandle(c->tpl);
+	if (!h) {
+		result_fatal(r, "out of memory", NULL);
+		return -1;
+	}
+	c->curl = h;
 	c->errbuf[0] = '\0';
+	c->caps_auth = c->caps_pipe = c->caps_chunk = c->in_ehlo = c->in_auth = 0;
+	c->caps_size = 0;
 	buf_reset(&c->reply);
 	buf_reset(&c->curline);
 	c->reply_cmd[0] = c->last_cmd[0] = c->stage_cmd[0] = '\0';
-	curl_easy_setopt(h, CURLOPT_MAIL_FROM, t->from);
-	curl_easy_setopt(h, CURLOPT_MAIL_RCPT, c->rcpt);
-	curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)t->len);
-	/* After a failed transaction the server may still hold our MAIL
-	 * state, or the connection may be gone: start on a new one. */
-	curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, c->reconnect ? 1L : 0L);
-	CURLcode cc = c->rcpt ? curl_easy_perform(h) : CURLE_OUT_OF_MEMORY;
-	classify(c, cc, &t->result);
-	curl_slist_free_all(c->rcpt);
-	c->rcpt = NULL;
-	curl_easy_setopt(h, CURLOPT_MAIL_RCPT, NULL);
+	CURLcode cc = curl_easy_perform(h);
+	c->in_ehlo = 0;
+	classify(c, cc, r);
+	char *ip = NULL;
+	curl_socket_t s = CURL_SOCKET_BAD;
+	if (cc != CURLE_OK) {
+	} else if (p->username && !c->caps_auth) {
+		result_fatal(r, "smtp.username is set, but the server offers no AUTH (its EHLO reply has no AUTH line); herald will not send without the login",
+			     "unset smtp.username for a relay that needs no login, or enable AUTH on the relay (Postfix: smtpd_sasl_auth_enable = yes)");
+	} else if (p->loopback && curl_easy_getinfo(h, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK &&
+		   ip && !addr_ip_is_loopback(ip)) {
+		/* Cannot happen with the addresses pinned; checked because a
+		 * password may ride on this judgement. */
+		result_fatal(r, "connected to a server that is not loopback", NULL);
+		snprintf(r->text, sizeof r->text, "connected to %s, which is not loopback", ip);
+	} else if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &s) != CURLE_OK ||
+		   s == CURL_SOCKET_BAD) {
+		result_fatal(r, "libcurl kept no connection to send on", NULL);
+	} else {
+		c->sock = s;
+		return 0;
+	}
+	conn_close(c, 0);
+	return -1;
+}
+
+/* ---- bytes on the connection --------------------------------------------- */
+
+static double mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* 1 when the socket is ready for ev, 0 at the deadline, -1 on error. */
+static int wait_sock(struct slot *c, short ev, double deadline)
+{
+	for (;;) {
+		double left = deadline - mono_now();
+		if (left <= 0)
+			return 0;
+		struct pollfd pf = {.fd = c->sock, .events = ev};
+		int k = poll(&pf, 1, (int)(left * 1000) + 1);
+		if (k > 0)
+			return 1;
+		if (k < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+/* Sends c->out whole. The timeout runs from the last progress, as
+ * libcurl's own low-speed limit did. */
+static enum io flush_out(struct slot *c)
+{
+	size_t off = 0;
+	while (off < c->out.len) {
+		size_t n = 0;
+		CURLcode cc = curl_easy_send(c->curl, c->out.p + off, c->out.len - off, &n);
+		if (cc == CURLE_AGAIN) {
+			int w = wait_sock(c, POLLOUT, mono_now() + (double)c->pool->timeout);
+			if (w <= 0) {
+				snprintf(c->errbuf, sizeof c->errbuf, "%s", w ? strerror(errno) : "send timed out");
+				return w ? IO_ERROR : IO_TIMEOUT;
+			}
+			continue;
+		}
+		if (cc != CURLE_OK) {
+			snprintf(c->errbuf, sizeof c->errbuf, "%s", curl_easy_strerror(cc));
+			return IO_CLOSED;
+		}
+		off += n;
+	}
+	buf_reset(&c->out);
+	return IO_OK;
+}
+
+/* One whole reply out of c->in, joined into c->reply (its lines to the
+ * transcript): its code; 0 when more bytes are needed; -1 when what came
+ * is no SMTP reply, or a reply over 64 KB (a hostile server's way to fill
+ * memory), with c->errbuf saying which. */
+static int reply_take(struct slot *c)
+{
+	for (;;) {
+		char *base = c->in.p ? c->in.p + c->inpos : NULL;
+		size_t avail = c->in.len - c->inpos;
+		char *nl = avail ? memchr(base, '\n', avail) : NULL;
+		if (!nl && avail <= 65536)
+			return 0;
+		if (!nl || c->curline.len > 65536) {
+			snprintf(c->errbuf, sizeof c->errbuf, "a reply of over 64 KB");
+			return -1;
+		}
+		size_t n = (size_t)(nl - base) + 1;
+		c->inpos += n;
+		trace(c, '<', base, n);
+		if (!reply_line(c, base, n))
+			continue;
+		buf_reset(&c->reply);
+		buf_add(&c->reply, c->curline.p, c->curline.len);
+		buf_reset(&c->curline);
+		const char *t = buf_cstr(&c->reply);
+		if (!t || t[0] < '1' || t[0] > '5' || !isdigit((unsigned char)t[1]) ||
+		    !isdigit((unsigned char)t[2])) {
+			snprintf(c->errbuf, sizeof c->errbuf, "not an SMTP reply: %.60s", t ? t : "");
+			clean_text(c->errbuf);
+			return -1;
+		}
+		return (t[0] - '0') * 100 + (t[1] - '0') * 10 + (t[2] - '0');
+	}
+}
+
+/* The next reply off the connection; its code, or 0 with *e saying why
+ * there is none. */
+static int read_reply(struct slot *c, enum io *e)
+{
+	double deadline = mono_now() + (double)c->pool->timeout;
+	buf_reset(&c->curline);
+	for (;;) {
+		int code = reply_take(c);
+		if (code) {
+			if (code < 0)
+				*e = IO_ERROR;
+			return code < 0 ? 0 : code;
+		}
+		char *base = c->in.p ? c->in.p + c->inpos : NULL;
+		size_t avail = c->in.len - c->inpos;
+		if (avail && c->inpos) {
+			memmove(c->in.p, base, avail);
+		}
+		c->in.len = avail;
+		c->inpos = 0;
+		if (buf_reserve(&c->in, 4096) < 0) {
+			snprintf(c->errbuf, sizeof c->errbuf, "out of memory");
+			*e = IO_ERROR;
+			return 0;
+		}
+		size_t got = 0;
+		CURLcode cc = curl_easy_recv(c->curl, c->in.p + c->in.len, 4096, &got);
+		if (cc == CURLE_AGAIN) {
+			int w = wait_sock(c, POLLIN, deadline);
+			if (w <= 0) {
+				*e = w ? IO_ERROR : IO_TIMEOUT;
+				return 0;
+			}
+			continue;
+		}
+		if (cc != CURLE_OK || !got) {
+			snprintf(c->errbuf, sizeof c->errbuf, "%s",
+				 cc != CURLE_OK ? curl_easy_strerror(cc) : "the server closed the connection");
+			*e = IO_CLOSED;
+			return 0;
+		}
+		c->in.len += got;
+	}
+}
+
+/* ---- one transaction's pieces ---------------------------------------------- */
+
+static void add_cmd(struct slot *c, const char *fmt, ...)
+{
+	size_t at = c->out.len;
+	va_list ap;
+	va_start(ap, fmt);
+	char line[1300];
+	int n = vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof line)
+		n = 0;
+	buf_add(&c->out, line, (size_t)n);
+	buf_add(&c->out, "\r\n", 2);
+	trace(c, '>', c->out.p + at, (size_t)n);
+	snprintf(c->last_cmd, sizeof c->last_cmd, "%.*s", (int)strcspn(line, " "), line);
+}
+
+/* The envelope, and for BDAT the message too. The SIZE parameter (RFC
+ * 1870) lets a server refuse a message too big before it is sent. */
+static void add_envelope(struct slot *c, struct txn *t)
+{
+	if ((t->rset = c->need_rset))
+		add_cmd(c, "RSET");
+	c->need_rset = 0;
+	if (c->caps_size)
+		add_cmd(c, "MAIL FROM:%s SIZE=%zu", t->from, t->len);
+	else
+		add_cmd(c, "MAIL FROM:%s", t->from);
+	add_cmd(c, "RCPT TO:%s", t->to);
+}
+
+/* The message as DATA content, dot-stuffed (RFC 5321 4.5.2) and ended by
+ * the dot, or after BDAT LAST as it is. herald's messages have no line
+ * that starts with a dot (quoted-printable writes it as =2E, message.c):
+ * the stuffing is a scan that finds nothing, kept for a message that
+ * has one after all. */
+static void add_content(struct slot *c, const struct txn *t, int bdat)
+{
+	const char *d = t->data, *end = t->data + t->len;
+	int crlf = t->len >= 2 && end[-2] == '\r' && end[-1] == '\n';
+	if (bdat) {
+		add_cmd(c, "BDAT %zu LAST", t->len + (crlf ? 0 : 2));
+		buf_add(&c->out, d, t->len);
+	} else {
+		if (d < end && *d == '.')
+			buf_addc(&c->out, '.');
+		/* memchr for the line ends: vectorised, unlike memmem. */
+		const char *q, *from = d;
+		while ((q = memchr(from, '\n', (size_t)(end - from)))) {
+			from = q + 1;
+			if (from < end && *from == '.' && q > t->data && q[-1] == '\r') {
+				buf_add(&c->out, d, (size_t)(from - d));
+				buf_addc(&c->out, '.');
+				d = from;
+			}
+		}
+		buf_add(&c->out, d, (size_t)(end - d));
+	}
+	if (!crlf)
+		buf_add(&c->out, "\r\n", 2);
+	if (!bdat)
+		buf_add(&c->out, ".\r\n", 3);
+}
+
+static const char *const stage_name[] = {
+	[SMTP_STAGE_CONNECT] = "the greeting", [SMTP_STAGE_MAIL] = "MAIL",
+	[SMTP_STAGE_RCPT] = "RCPT", [SMTP_STAGE_DATA] = "DATA",
+	[SMTP_STAGE_BODY] = "the final dot",
+};
+
+/* The server refused t at this stage (the reply in c->reply). */
+static void txn_refused(struct slot *c, struct txn *t, enum smtp_stage st)
+{
+	struct smtp_result *r = &t->result;
+	memset(r, 0, sizeof *r);
+	const char *reply = buf_cstr(&c->reply);
+	parse_reply(r, reply);
+	r->stage = st;
+	set_text(r, "%s", reply);
+	classify_refusal(r);
+	t->failed = 1;
+}
+
+/* The connection failed before t's reply at this stage came. After the
+ * final dot, a timeout leaves the message maybe delivered (RFC 5321
+ * 4.1.1.4, RFC 1047: a slow content filter), so it is never sent again on
+ * its own; a connection the server closed without a reply never took
+ * responsibility for it, so it is retried. */
+static void txn_lost(struct slot *c, struct txn *t, enum smtp_stage st, enum io e)
+{
+	if (t->failed)
+		return;
+	struct smtp_result *r = &t->result;
+	memset(r, 0, sizeof *r);
+	r->stage = st;
+	r->cls = SMTP_CONN;
+	long tmo = c->pool->timeout;
+	if (st == SMTP_STAGE_BODY && e == IO_TIMEOUT) {
+		r->cls = SMTP_UNCERTAIN;
+		set_text(r, "no reply to the final dot within %ld s: the server may have the message", tmo);
+	} else if (e == IO_TIMEOUT)
+		set_text(r, "timed out waiting %ld s for the reply to %s", tmo, stage_name[st]);
+	else
+		set_text(r, "the connection was lost before the reply to %s (%s)", stage_name[st],
+			 c->errbuf[0] ? c->errbuf : "no reason given");
+	t->failed = 1;
+}
+
+static void txn_ok(struct slot *c, struct txn *t)
+{
+	struct smtp_result *r = &t->result;
+	memset(r, 0, sizeof *r);
+	const char *reply = buf_cstr(&c->reply);
+	parse_reply(r, reply);
+	r->cls = SMTP_OK;
+	r->stage = SMTP_STAGE_BODY;
+	set_text(r, "%s", reply);
+}
+
+/* Reads the reply to one command of t. 1 on a 2xx (or `want`), 0 when
+ * refused (t->failed), -1 when the connection is gone or must go (a 421,
+ * or no reply: t->failed, *e set). A transaction that failed already
+ * keeps its first result, and later replies are only read. */
+static int expect(struct slot *c, struct txn *t, enum smtp_stage st, int want, enum io *e)
+{
+	*e = IO_OK;
+	int code = read_reply(c, e);
+	if (!code) {
+		txn_lost(c, t, st, *e);
+		return -1;
+	}
+	if (want == 354 ? code == 354 : code >= 200 && code < 300)
+		return 1;
+	if (!t->failed)
+		txn_refused(c, t, st);
+	if (code == 421) {
+		*e = IO_CLOSED;
+		return -1;
+	}
+	return 0;
+}
+
+/* After the final dot or BDAT LAST: t's outcome. 1 if the connection
+ * can carry another message. */
+static int expect_end(struct slot *c, struct txn *t)
+{
+	enum io e;
+	int k = expect(c, t, SMTP_STAGE_BODY, 250, &e);
+	if (k == 1 && !t->failed)
+		txn_ok(c, t);
+	return k >= 0;
+}
+
+/* The reply to an RSET before t. A refused RSET leaves the server in a
+ * state herald does not know: that connection carries nothing more, and
+ * t is tried again on another (the refusal is not about its reader). */
+static int expect_rset(struct slot *c, struct txn *t)
+{
+	enum io e;
+	int k = expect(c, t, SMTP_STAGE_MAIL, 250, &e);
+	if (k == 0) {
+		snprintf(c->errbuf, sizeof c->errbuf, "RSET refused: %.200s", buf_cstr(&c->reply));
+		t->failed = 0;
+		txn_lost(c, t, SMTP_STAGE_MAIL, IO_ERROR);
+	}
+	return k == 1;
+}
+
+/* The replies to t's envelope: RSET (if it began with one), MAIL, RCPT.
+ * 1 if the connection is still good (t may have failed), 0 if not. */
+static int expect_envelope(struct slot *c, struct txn *t, enum io sent)
+{
+	enum io e = sent;
+	if (sent != IO_OK) {
+		txn_lost(c, t, SMTP_STAGE_MAIL, sent);
+		return 0;
+	}
+	if (t->rset && !expect_rset(c, t))
+		return 0;
+	int k = expect(c, t, SMTP_STAGE_MAIL, 250, &e);
+	if (k < 0)
+		return 0;
+	t->mail_ok = k == 1;
+	return expect(c, t, SMTP_STAGE_RCPT, 250, &e) >= 0;
+}
+
+/* Without PIPELINING: each command waits for its reply, and a refusal
+ * ends the transaction there. 1 if the connection can go on. */
+static int lockstep(struct slot *c, struct txn *t)
+{
+	enum io e;
+	if (c->need_rset) {
+		add_cmd(c, "RSET");
+		if ((e = flush_out(c))) {
+			txn_lost(c, t, SMTP_STAGE_MAIL, e);
+			return 0;
+		}
+		if (!expect_rset(c, t))
+			return 0;
+		c->need_rset = 0;
+	}
+	if (c->caps_size)
+		add_cmd(c, "MAIL FROM:%s SIZE=%zu", t->from, t->len);
+	else
+		add_cmd(c, "MAIL FROM:%s", t->from);
+	int k = (e = flush_out(c)) ? (txn_lost(c, t, SMTP_STAGE_MAIL, e), -1)
+				   : expect(c, t, SMTP_STAGE_MAIL, 250, &e);
+	if (k != 1)
+		return k == 0;
+	c->need_rset = 1;
+	add_cmd(c, "RCPT TO:%s", t->to);
+	k = (e = flush_out(c)) ? (txn_lost(c, t, SMTP_STAGE_RCPT, e), -1)
+			       : expect(c, t, SMTP_STAGE_RCPT, 250, &e);
+	if (k != 1)
+		return k == 0;
+	if (!c->caps_chunk) {
+		add_cmd(c, "DATA");
+		k = (e = flush_out(c)) ? (txn_lost(c, t, SMTP_STAGE_DATA, e), -1)
+				       : expect(c, t, SMTP_STAGE_DATA, 354, &e);
+		if (k != 1)
+			return k == 0;
+	}
+	add_content(c, t, c->caps_chunk);
+	if ((e = flush_out(c))) {
+		txn_lost(c, t, SMTP_STAGE_BODY, IO_CLOSED);
+		return 0;
+	}
+	k = expect_end(c, t);
+	/* After the final dot the transaction is over whatever the reply;
+	 * a refused BDAT LAST leaves it open (RFC 3030 4.2). */
+	c->need_rset = c->caps_chunk && t->failed;
+	return k;
+}
+
+/* PIPELINING with CHUNKING: MAIL, RCPT and BDAT LAST with the message in
+ * one write, three replies. The next message goes only after this one's
+ * outcome is recorded. */
+static int chunked(struct slot *c, struct txn *t)
+{
+	add_envelope(c, t);
+	add_content(c, t, 1);
+	enum io e = flush_out(c);
+	if (!expect_envelope(c, t, e))
+		return 0;
+	int ok = expect_end(c, t);
+	/* The BDAT that followed a refused RCPT is refused too, and the
+	 * transaction stays open. */
+	c->need_rset = t->failed && t->mail_ok;
+	return ok;
+}
+
+/* The outcome of t goes to the main thread: recorded (the journal line,
+ * smtp_opts.accept) before this connection sends another message. */
+static void finish(struct slot *c, struct txn *t)
+{
+	struct smtp_pool *p = c->pool;
+	int halt = (t->result.cls == SMTP_OK || t->result.cls == SMTP_UNCERTAIN) && p->accept &&
+		   p->accept(p->accept_arg, t->tag, &t->result) != 0;
+	/* A refusal of the sender or the session holds for every message:
+	 * the next one is not sent on this connection or any other while
+	 * the main thread is still to hear of it (the connection is kept,
+	 * and with PIPELINING the next envelope would go at once). */
+	halt |= t->result.cls == SMTP_FATAL;
+	pthread_mutex_lock(&p->mu);
+	if (halt)
+		p->halted = 1;
+	c->done[c->ndone++] = *t;
+	pthread_cond_signal(&p->done);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void finish_as(struct slot *c, struct txn *t, enum smtp_class cls, const char *text)
+{
+	memset(&t->result, 0, sizeof t->result);
+	t->result.cls = cls;
+	snprintf(t->result.text, sizeof t->result.text, "%s", text);
+	finish(c, t);
+}
+
+/* The next transaction for this connection, into `into`: NULL when there
+ * is none (and wait is 0) or the pool is closing. A halted pool's queue
+ * comes back not tried; a reader admit() refuses comes back withdrawn:
+ * nothing of either is on the wire. */
+static struct txn *take(struct slot *c, int wait, struct txn *into)
+{
+	struct smtp_pool *p = c->pool;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (wait && !c->qlen && !p->quit)
+			pthread_cond_wait(&c->work, &p->mu);
+		if (p->quit || !c->qlen) {
+			pthread_mutex_unlock(&p->mu);
+			return NULL;
+		}
+		*into = c->queue[c->qhead];
+		c->qhead = (c->qhead + 1) % DEPTH_MAX;
+		c->qlen--;
+		into->failed = into->mail_ok = into->rset = 0;
+		int halted = p->halted;
+		pthread_mutex_unlock(&p->mu);
+		if (halted)
+			finish_as(c, into, SMTP_NOT_TRIED, "not started");
+		else if (p->admit && !p->admit(p->admit_arg, into->tag))
+			finish_as(c, into, SMTP_WITHDRAWN, "not started: unsubscribed");
+		else
+			return into;
+		pthread_mutex_lock(&p->mu);
+	}
+}
+
+/* PIPELINING without CHUNKING, from t on: each write carries one
+ * message's content and final dot and the next one's envelope and DATA
+ * (RFC 2920 allows both in one group), so a message costs one round
+ * trip. Returns when nothing is on the wire; 0 if the connection must go. */
+static int pipeline(struct slot *c, struct txn *t)
+{
+	struct txn *content = NULL, *env = t;
+	for (;;) {
+		if (content)
+			add_content(c, content, 0);
+		if (env) {
+			add_envelope(c, env);
+			add_cmd(c, "DATA");
+		}
+		enum io e = flush_out(c);
+		int alive = e == IO_OK;
+		if (content) {
+			if (alive)
+				alive = expect_end(c, content);
+			else
+				txn_lost(c, content, SMTP_STAGE_BODY, IO_CLOSED);
+			finish(c, content);
+			content = NULL;
+		}
+		if (env) {
+			alive = alive && expect_envelope(c, env, e);
+			int k = alive ? expect(c, env, SMTP_STAGE_DATA, 354, &e) : -1;
+			if (k < 0) {
+				alive = 0;
+				txn_lost(c, env, SMTP_STAGE_MAIL, e ? e : IO_CLOSED);
+			} else if (env->failed && k == 1) {
+				/* 354 after a refused RCPT: an empty message
+				 * ends it (RFC 2920 3.1). */
+				add_cmd(c, ".");
+				alive = !flush_out(c) && read_reply(c, &e) && e == IO_OK;
+			}
+			c->need_rset = env->failed && env->mail_ok;
+			if (env->failed)
+				finish(c, env);
+			else
+				content = env;
+			env = NULL;
+		}
+		if (!alive || !content)
+			return alive;
+		env = take(c, 0, content == &c->wire[0] ? &c->wire[1] : &c->wire[0]);
+	}
+}
+
+/* Between transactions a server has nothing to say: a reply now is a 421
+ * at its idle timeout, an end of file a connection it closed. Either way
+ * the connection is not used for the next message (libcurl made the same
+ * check when it reused one). A TLS record without data (a TLS 1.3
+ * session ticket) is no reason to drop it. */
+static int conn_stale(struct slot *c)
+{
+	if (c->in.len > c->inpos)
+		return 1;
+	struct pollfd pf = {.fd = c->sock, .events = POLLIN};
+	if (poll(&pf, 1, 0) <= 0)
+		return 0;
+	char b[512];
+	size_t got = 0;
+	CURLcode cc = curl_easy_recv(c->curl, b, sizeof b, &got);
+	if (cc == CURLE_AGAIN)
+		return 0;
+	if (cc == CURLE_OK && got)
+		trace(c, '<', b, got);
+	return 1;
 }
 
 static void *worker(void *arg)
 {
 	struct slot *c = arg;
-	struct smtp_pool *p = c->pool;
-	pthread_mutex_lock(&p->mu);
-	for (;;) {
-		while (!c->qlen && !p->quit)
-			pthread_cond_wait(&c->work, &p->mu);
-		if (p->quit)
-			break;
-		c->cur = c->queue[c->qhead];
-		c->qhead = (c->qhead + 1) % DEPTH_MAX;
-		c->qlen--;
-		if (p->halted) {
-			memset(&c->cur.result, 0, sizeof c->cur.result);
-			c->cur.result.cls = SMTP_NOT_TRIED;
-			snprintf(c->cur.result.text, sizeof c->cur.result.text, "not started");
-			c->done[c->ndone++] = c->cur;
-			pthread_cond_signal(&p->done);
+	struct txn *t;
+	while ((t = take(c, 1, &c->wire[0]))) {
+		if (c->curl && conn_stale(c))
+			conn_close(c, 0);
+		if (!c->curl && conn_open(c, &t->result) < 0) {
+			finish(c, t);
 			continue;
 		}
-		pthread_mutex_unlock(&p->mu);
-		/* The last moment a reader who left can still be spared the
-		 * message: nothing of this transaction is on the wire yet. */
-		if (p->admit && !p->admit(p->admit_arg, c->cur.tag)) {
-			memset(&c->cur.result, 0, sizeof c->cur.result);
-			c->cur.result.cls = SMTP_WITHDRAWN;
-			snprintf(c->cur.result.text, sizeof c->cur.result.text, "not started: unsubscribed");
-			pthread_mutex_lock(&p->mu);
-			c->done[c->ndone++] = c->cur;
-			pthread_cond_signal(&p->done);
-			continue;
-		}
-		transact(c);
-		/* The caller records an acceptance (the journal line) before
-		 * this connection carries anything else: a crash then can
-		 * cost at most the one message in flight per connection. When
-		 * it cannot, nothing more starts anywhere. */
-		int halt = (c->cur.result.cls == SMTP_OK || c->cur.result.cls == SMTP_UNCERTAIN) &&
-			   p->accept &&
-			   p->accept(p->accept_arg, c->cur.tag, &c->cur.result) != 0;
-		pthread_mutex_lock(&p->mu);
-		if (halt)
-			p->halted = 1;
-		c->done[c->ndone++] = c->cur;
-		pthread_cond_signal(&p->done);
+		int alive = !c->caps_pipe ? lockstep(c, t) : c->caps_chunk ? chunked(c, t)
+									     : pipeline(c, t);
+		if (!c->caps_pipe || c->caps_chunk)
+			finish(c, t);
+		if (!alive)
+			conn_close(c, 0);
 	}
-	pthread_mutex_unlock(&p->mu);
+	conn_close(c, 1);
 	return NULL;
+}
+
+int smtp_replies_scan(const char *data, size_t len, enum smtp_stage stage,
+		      void (*each)(void *arg, const struct smtp_result *r), void *arg)
+{
+	struct smtp_pool p = {.timeout = 1};
+	struct slot c = {.pool = &p, .sock = CURL_SOCKET_BAD};
+	int n = 0, code = buf_add(&c.in, data, len) < 0 ? -1 : 0;
+	while (code >= 0 && (code = reply_take(&c)) > 0) {
+		struct txn t = {.failed = 0};
+		if (code >= 200 && code < 400)
+			txn_ok(&c, &t);
+		else
+			txn_refused(&c, &t, stage);
+		each(arg, &t.result);
+		n++;
+	}
+	buf_free(&c.in);
+	buf_free(&c.reply);
+	buf_free(&c.curline);
+	return code < 0 ? -1 : n;
 }
 
 /* Host and port of the URL (curl's parser, so they are read the way the
@@ -368,7 +962,7 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 	pthread_cond_init(&p->done, &ca);
 	pthread_condattr_destroy(&ca);
 	p->n = connections;
-	p->depth = depth < 1 ? 1 : depth > DEPTH_MAX ? DEPTH_MAX : depth;
+	p->depth = depth < 1 ? 1 : depth > DEPTH_MAX - 1 ? DEPTH_MAX - 1 : depth;
 	p->loopback = loop;
 	p->implicit = implicit;
 	p->starttls = o->starttls;
@@ -424,50 +1018,14 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 int smtp_pool_probe(struct smtp_pool *p, struct smtp_result *r)
 {
 	struct slot *c = &p->probe;
-	CURL *tpl = c->curl;
-	CURL *h = curl_easy_duphandle(tpl);
-	if (!h) {
-		memset(r, 0, sizeof *r);
-		r->cls = SMTP_FATAL;
-		snprintf(r->text, sizeof r->text, "out of memory");
+	if (conn_open(c, r) < 0) {
+		p->size_max = 0;
 		return -1;
 	}
-	c->curl = h;
-	curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
-	curl_easy_setopt(h, CURLOPT_DEBUGDATA, c);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
-	c->errbuf[0] = '\0';
-	c->caps_auth = c->in_ehlo = c->in_auth = 0;
-	c->data_started = c->body_done = 0;
-	c->reconnect = 0;
-	buf_reset(&c->reply);
-	buf_reset(&c->curline);
-	c->reply_cmd[0] = c->last_cmd[0] = c->stage_cmd[0] = '\0';
-	CURLcode cc = curl_easy_perform(h);
-	classify(c, cc, r);
-	int rc = cc == CURLE_OK ? 0 : -1;
-	char *ip = NULL;
-	if (!rc && p->username && !c->caps_auth) {
-		rc = -1;
-		r->cls = SMTP_FATAL;
-		r->code = 0;
-		r->status[0] = '\0';
-		snprintf(r->text, sizeof r->text,
-			 "smtp.username is set, but the server offers no AUTH (its EHLO reply has no AUTH line); herald will not send without the login");
-		snprintf(r->hint, sizeof r->hint,
-			 "unset smtp.username for a relay that needs no login, or enable AUTH on the relay (Postfix: smtpd_sasl_auth_enable = yes)");
-	} else if (!rc && p->loopback && curl_easy_getinfo(h, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK &&
-		   ip && !addr_ip_is_loopback(ip)) {
-		/* Cannot happen with the addresses pinned; checked because a
-		 * password may ride on this judgement. */
-		rc = -1;
-		r->cls = SMTP_FATAL;
-		snprintf(r->text, sizeof r->text, "connected to %s, which is not loopback", ip);
-	}
-	p->size_max = rc ? 0 : c->caps_size;
-	curl_easy_cleanup(h);
-	c->curl = tpl;
-	return rc;
+	p->size_max = c->caps_size;
+	p->pipelining = c->caps_pipe;
+	conn_close(c, 1);
+	return 0;
 }
 
 long smtp_pool_size_max(const struct smtp_pool *p)
@@ -484,9 +1042,17 @@ void smtp_pool_halt(struct smtp_pool *p)
 	pthread_mutex_unlock(&p->mu);
 }
 
+/* A pipelining connection holds one more: the message whose envelope
+ * goes out with the last one's content. Under a rate limit (depth 1)
+ * each message still waits for its own turn. */
+static int depth_of(const struct smtp_pool *p)
+{
+	return p->depth + (p->depth > 1 && p->pipelining);
+}
+
 int smtp_pool_idle(const struct smtp_pool *p)
 {
-	return p->n * p->depth - p->busy;
+	return p->n * depth_of(p) - p->busy;
 }
 
 int smtp_pool_busy(const struct smtp_pool *p)
@@ -500,7 +1066,7 @@ int smtp_pool_start(struct smtp_pool *p, const char *mail_from,
 	/* The least loaded connection: an idle one before a busy one. */
 	struct slot *c = NULL;
 	for (int i = 0; i < p->n; i++)
-		if (p->slots[i].inflight < p->depth &&
+		if (p->slots[i].inflight < depth_of(p) &&
 		    (!c || p->slots[i].inflight < c->inflight))
 			c = &p->slots[i];
 	if (!c)
@@ -662,21 +1228,6 @@ int smtp_sender_side(int code, const char *status, const char *text, char *hint,
 	return 1;
 }
 
-static enum smtp_stage stage_of(const struct slot *c, int code)
-{
-	const char *cmd = c->stage_cmd;
-	if (!strcasecmp(cmd, "MAIL"))
-		return SMTP_STAGE_MAIL;
-	if (!strcasecmp(cmd, "RCPT"))
-		return SMTP_STAGE_RCPT;
-	if (!strcasecmp(cmd, "DATA"))
-		return code == 354 || c->body_done || (c->off && code >= 400) ? SMTP_STAGE_BODY
-									: SMTP_STAGE_DATA;
-	return SMTP_STAGE_CONNECT;
-}
-
-static void set_text(struct smtp_result *r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
 static void set_text(struct smtp_result *r, const char *fmt, ...)
 {
 	va_list ap;
@@ -773,6 +1324,8 @@ static int fatal_curl(struct slot *c, CURLcode cc, struct smtp_result *r)
 	return 1;
 }
 
+/* The connect phase as libcurl ran it (CONNECT_ONLY): greeting, EHLO,
+ * STARTTLS, AUTH. */
 static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 {
 	long code = 0;
@@ -782,11 +1335,10 @@ static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 	parse_reply(r, reply);
 	if (!r->code)
 		r->code = (int)code;
-	r->stage = stage_of(c, r->code);
+	r->stage = SMTP_STAGE_CONNECT;
 	snprintf(r->text, sizeof r->text, "%s",
 		 *reply ? reply : (c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc)));
 	clean_text(r->text);
-	c->reconnect = cc != CURLE_OK;
 	if (cc == CURLE_OK) {
 		r->cls = SMTP_OK;
 		return;
@@ -804,46 +1356,27 @@ static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 		snprintf(r->hint, sizeof r->hint, "check smtp.ca_file and the server's TLS set-up; for a test server on loopback, starttls = \"never\"");
 		return;
 	}
-	/* The whole message and its final dot went out, the connection is
-	 * still there, and the reply to the dot never came: the server may
-	 * be about to take it (a slow content filter), so it may arrive; a
-	 * retry could make two (RFC 5321 4.1.1.4, RFC 1047). A connection
-	 * the server closed without a reply is different: it never took
-	 * responsibility for the message, so it is retried. */
-	if (c->body_done && r->code == 354 && cc == CURLE_OPERATION_TIMEDOUT) {
-		r->cls = SMTP_UNCERTAIN;
-		r->stage = SMTP_STAGE_BODY;
-		r->code = 0;
-		r->status[0] = '\0';
-		set_text(r, "no reply to the final dot within %ld s (%s): the server may have the message",
-			 c->pool->timeout, c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
-		return;
-	}
-	if (r->stage == SMTP_STAGE_CONNECT && (r->code < 400 || r->code == 421 ||
-	    cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_COULDNT_CONNECT)) {
+	if (r->code < 400 || r->code == 421 || cc == CURLE_OPERATION_TIMEDOUT ||
+	    cc == CURLE_COULDNT_CONNECT) {
 		r->cls = SMTP_CONN;
 		connect_failure(c, cc, r);
 		return;
 	}
-	/* A transfer that died after the server's last reply (a timeout or a
-	 * reset) carries a stale 2xx/3xx code: it is the connection that
-	 * failed. */
-	if (r->code < 400 || r->code == 421 ||
-	    cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_COULDNT_CONNECT) {
+	classify_refusal(r);
+}
+
+/* A 4xx or 5xx reply (code, status, text and stage filled). A refusal of
+ * our sender, of AUTH or of the session concerns every message, not this
+ * reader: a 5xx stops the run rather than bounce the whole list, a 4xx is
+ * the connection's trouble, not a soft bounce of the reader. A 421 is the
+ * server closing the connection. */
+static void classify_refusal(struct smtp_result *r)
+{
+	if (r->code < 400 || r->code >= 600 || r->code == 421) {
 		r->cls = SMTP_CONN;
-		if (c->errbuf[0] && (r->code < 400 || cc == CURLE_OPERATION_TIMEDOUT)) {
-			set_text(r, "%s", c->errbuf);
-			if (r->code < 400)
-				r->code = 0, r->status[0] = '\0';
-		}
 		return;
 	}
-	int perm = r->code >= 500 && r->code < 600;
-	int temp = r->code >= 400 && r->code < 500;
-	/* A refusal of our sender, of AUTH or of the session concerns every
-	 * message, not this reader: a 5xx stops the run rather than bounce
-	 * the whole list, a 4xx is the connection's trouble, not a soft
-	 * bounce of the reader. */
+	int perm = r->code >= 500;
 	int session = r->stage == SMTP_STAGE_CONNECT || r->stage == SMTP_STAGE_MAIL;
 	r->sender_side = smtp_sender_side(r->code, r->status, r->text, r->hint, sizeof r->hint) ||
 			 session;
@@ -853,11 +1386,7 @@ static void classify(struct slot *c, CURLcode cc, struct smtp_result *r)
 			snprintf(r->hint, sizeof r->hint, "the relay refuses the sender: check `from` and bounce.return_path");
 		return;
 	}
-	if (temp && session) {
-		r->cls = SMTP_CONN;
-		return;
-	}
-	r->cls = perm ? SMTP_PERM : temp ? SMTP_TEMP : SMTP_CONN;
+	r->cls = !perm && session ? SMTP_CONN : perm ? SMTP_PERM : SMTP_TEMP;
 }
 
 int smtp_pool_run(struct smtp_pool *p, double timeout, smtp_done_fn done, void *arg)
@@ -897,6 +1426,17 @@ int smtp_pool_run(struct smtp_pool *p, double timeout, smtp_done_fn done, void *
 	return n;
 }
 
+static void slot_free(struct slot *c)
+{
+	conn_close(c, 1);
+	if (c->tpl)
+		curl_easy_cleanup(c->tpl);
+	buf_free(&c->reply);
+	buf_free(&c->curline);
+	buf_free(&c->in);
+	buf_free(&c->out);
+}
+
 void smtp_pool_free(struct smtp_pool *p)
 {
 	if (!p)
@@ -913,18 +1453,11 @@ void smtp_pool_free(struct smtp_pool *p)
 		 * reader, not in the journal, is sent by the next run. */
 		if (c->started)
 			pthread_join(c->thread, NULL);
-		if (c->curl)
-			curl_easy_cleanup(c->curl);
-		curl_slist_free_all(c->rcpt);
-		buf_free(&c->reply);
-		buf_free(&c->curline);
+		slot_free(c);
 	}
 	for (int i = 0; p->slots && i < p->n; i++)
 		pthread_cond_destroy(&p->slots[i].work);
-	if (p->probe.curl)
-		curl_easy_cleanup(p->probe.curl);
-	buf_free(&p->probe.reply);
-	buf_free(&p->probe.curline);
+	slot_free(&p->probe);
 	curl_slist_free_all(p->pin);
 	free(p->username);
 	free(p->ca_file);

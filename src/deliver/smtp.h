@@ -1,7 +1,13 @@
-/* smtp: the libcurl transport. A pool of N connections, each an easy
- * handle on its own thread that keeps its connection open from one message
- * to the next; one recipient per transaction, so every reader gets their
- * own reply code and text. All calls below are made from one thread.
+/* smtp: the SMTP transport. A pool of N connections, each on its own
+ * thread, kept open from one message to the next; one recipient per
+ * transaction, so every reader gets their own reply code and text.
+ * libcurl opens each connection (connect, TLS, STARTTLS, certificate
+ * checks, AUTH: CURLOPT_CONNECT_ONLY); the transactions are driven here
+ * over curl_easy_send/recv: pipelined (RFC 2920: MAIL, RCPT, DATA as one
+ * group, each final dot with the next envelope, one round trip a
+ * message) when the server offers PIPELINING, as BDAT LAST (RFC 3030)
+ * when it offers CHUNKING, one command per reply otherwise. All calls
+ * below are made from one thread.
  *
  * Loopback (where AUTH may go without TLS) is decided from the addresses
  * the host resolves to, and the connections are pinned to exactly those
@@ -29,8 +35,10 @@ struct smtp_opts {
 	void (*trace)(void *arg, const char *line);
 	void *trace_arg;
 	/* Runs on the connection's thread for each 2xx to the final dot,
-	 * before that connection starts another transaction: the place to
-	 * make the acceptance durable. Thread-safe; tag is smtp_pool_start's.
+	 * before that connection sends another message (the next envelope
+	 * may be on the wire, its content is not): the place to make the
+	 * acceptance durable, so a crash costs at most one message per
+	 * connection whose acceptance was not recorded. Thread-safe; tag is smtp_pool_start's.
 	 * A non-zero return halts the pool (smtp_pool_halt): the journal
 	 * could not be written, so no connection may carry another message.
 	 * Passed at creation, so no thread can run before it is set. */
@@ -49,7 +57,8 @@ enum smtp_class {
 	SMTP_PERM,  /* 5xx for this recipient: bounce, never retry */
 	SMTP_CONN,  /* connection lost, timeout, 421: retry on a new one */
 	SMTP_FATAL, /* cannot work for any message: TLS, auth, a refusal that
-		       is about the sender (see smtp_sender_side) */
+		       is about the sender (see smtp_sender_side); halts
+		       the pool at once (smtp_pool_halt) */
 	SMTP_UNCERTAIN, /* the final dot went out and no reply came: the
 			   server may have the message (RFC 5321 4.1.1.4,
 			   RFC 1047), so it is never sent again on its own */
@@ -81,7 +90,9 @@ struct smtp_result {
 struct smtp_pool;
 
 /* depth: transactions a connection may hold (1, or 2 to start the next the
- * moment the last is answered; at most 64 connections). */
+ * moment the last is answered; a pipelining server's connections hold
+ * one more, whose envelope goes with the last one's content; at most 64
+ * connections). */
 int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 		  int connections, int depth, char *err, size_t errlen);
 /* One connection set up the way the pool's are (connect, greeting, EHLO,
@@ -113,6 +124,12 @@ typedef void (*smtp_done_fn)(void *arg, void *tag, const struct smtp_result *r);
 int smtp_pool_run(struct smtp_pool *p, double timeout, smtp_done_fn done,
 		  void *arg);
 void smtp_pool_free(struct smtp_pool *p);
+/* The reply reader on bytes in memory, as a connection reads them: each
+ * whole reply (multi-line ones joined) parsed and classified as a reply
+ * at `stage` would be, and handed to each(). Returns how many, or -1 at
+ * bytes that are no SMTP reply. For the fuzzer and the unit test. */
+int smtp_replies_scan(const char *data, size_t len, enum smtp_stage stage,
+		      void (*each)(void *arg, const struct smtp_result *r), void *arg);
 /* Is a refusal about the sending side (relay access, login, client
  * host, sender address, authentication of the domain, message size)
  * rather than about this reader? Fills hint with the likely fix. The

@@ -59,10 +59,12 @@ static int bad(struct ctx *x, const config_setting_t *s, const char *fmt, ...)
 	return CONFIG_BAD;
 }
 
+/* The getters take the setting (NULL: absent, the default stays) and the
+ * name to give it in messages: its path, or smtp[2].url in a list. */
+
 /* Reads a string setting; *out keeps its default when absent. */
-static int get_str(struct ctx *x, const char *key, char **out)
+static int str_at(struct ctx *x, config_setting_t *s, const char *key, char **out)
 {
-	config_setting_t *s = config_lookup(&x->cf, key);
 	if (!s)
 		return 0;
 	if (config_setting_type(s) != CONFIG_TYPE_STRING)
@@ -75,10 +77,14 @@ static int get_str(struct ctx *x, const char *key, char **out)
 	return *out ? 0 : bad(x, s, "%s: out of memory", key);
 }
 
-static int get_num(struct ctx *x, const char *key, double *out, double min,
-		   double max)
+static int get_str(struct ctx *x, const char *key, char **out)
 {
-	config_setting_t *s = config_lookup(&x->cf, key);
+	return str_at(x, config_lookup(&x->cf, key), key, out);
+}
+
+static int num_at(struct ctx *x, config_setting_t *s, const char *key, double *out,
+		  double min, double max)
+{
 	if (!s)
 		return 0;
 	int t = config_setting_type(s);
@@ -100,13 +106,18 @@ static int get_num(struct ctx *x, const char *key, double *out, double min,
 	return 0;
 }
 
-static int get_long(struct ctx *x, const char *key, long *out, long min,
-		    long max)
+static int get_num(struct ctx *x, const char *key, double *out, double min,
+		   double max)
+{
+	return num_at(x, config_lookup(&x->cf, key), key, out, min, max);
+}
+
+static int long_at(struct ctx *x, config_setting_t *s, const char *key, long *out,
+		   long min, long max)
 {
 	double d = (double)*out;
-	int rc = get_num(x, key, &d, (double)min, (double)max);
+	int rc = num_at(x, s, key, &d, (double)min, (double)max);
 	if (rc == 0) {
-		config_setting_t *s = config_lookup(&x->cf, key);
 		if (s && config_setting_type(s) == CONFIG_TYPE_FLOAT &&
 		    d != (double)(long)d)
 			return bad(x, s, "%s: expected a whole number", key);
@@ -115,12 +126,24 @@ static int get_long(struct ctx *x, const char *key, long *out, long min,
 	return rc;
 }
 
-static int get_int(struct ctx *x, const char *key, int *out, int min, int max)
+static int get_long(struct ctx *x, const char *key, long *out, long min,
+		    long max)
+{
+	return long_at(x, config_lookup(&x->cf, key), key, out, min, max);
+}
+
+static int int_at(struct ctx *x, config_setting_t *s, const char *key, int *out, int min,
+		  int max)
 {
 	long l = *out;
-	int rc = get_long(x, key, &l, min, max);
+	int rc = long_at(x, s, key, &l, min, max);
 	*out = (int)l;
 	return rc;
+}
+
+static int get_int(struct ctx *x, const char *key, int *out, int min, int max)
+{
+	return int_at(x, config_lookup(&x->cf, key), key, out, min, max);
 }
 
 /* Against the config's directory; no "dir//file" in what is printed,
@@ -147,7 +170,8 @@ static const char *const known[] = {
 	"unsubscribe.secret_env", "smtp", "smtp.url", "smtp.starttls",
 	"smtp.username", "smtp.password_env", "smtp.password_command",
 	"smtp.password", "smtp.ca_file", "smtp.timeout", "smtp.connections",
-	"smtp.helo", "rate", "rate.per_second", "rate.per_minute",
+	"smtp.helo", "smtp.weight", "smtp.name", "smtp.per_second", "smtp.per_minute",
+	"smtp.per_hour", "smtp.per_day", "smtp.burst", "rate", "rate.per_second", "rate.per_minute",
 	"rate.per_hour", "rate.per_day", "rate.burst", "retry",
 	"retry.attempts", "retry.initial_delay", "retry.max_delay", "bounce",
 	"bounce.soft_limit", "bounce.return_path", "test", "test.to", "dkim",
@@ -181,6 +205,13 @@ static int check_keys(struct ctx *x, config_setting_t *grp, const char *prefix)
 		if (config_setting_type(s) == CONFIG_TYPE_GROUP &&
 		    check_keys(x, s, full) < 0)
 			return CONFIG_BAD;
+		/* smtp = ( { ... }, ... ): each entry takes the group's keys. */
+		int len = config_setting_type(s) == CONFIG_TYPE_LIST ? config_setting_length(s) : 0;
+		for (int k = 0; k < len; k++) {
+			config_setting_t *e = config_setting_get_elem(s, (unsigned)k);
+			if (config_setting_type(e) == CONFIG_TYPE_GROUP && check_keys(x, e, full) < 0)
+				return CONFIG_BAD;
+		}
 	}
 	return 0;
 }
@@ -229,10 +260,11 @@ static int from_addresses(struct ctx *x, struct config *c)
 	return c->list_name ? 0 : bad(x, NULL, "out of memory");
 }
 
-static int starttls_setting(struct ctx *x, const char *key, enum starttls_mode *out)
+static int starttls_at(struct ctx *x, config_setting_t *s, const char *key,
+		       enum starttls_mode *out)
 {
 	char *tls = NULL;
-	int rc = get_str(x, key, &tls);
+	int rc = str_at(x, s, key, &tls);
 	if (rc || !tls)
 		return rc;
 	if (!strcmp(tls, "required"))
@@ -242,24 +274,32 @@ static int starttls_setting(struct ctx *x, const char *key, enum starttls_mode *
 	else if (!strcmp(tls, "never"))
 		*out = STARTTLS_NEVER;
 	else
-		rc = bad(x, config_lookup(&x->cf, key),
-			 "%s: expected \"required\", \"try\" or \"never\", found \"%s\"", key, tls);
+		rc = bad(x, s, "%s: expected \"required\", \"try\" or \"never\", found \"%s\"", key, tls);
 	free(tls);
 	return rc;
 }
 
+static int starttls_setting(struct ctx *x, const char *key, enum starttls_mode *out)
+{
+	return starttls_at(x, config_lookup(&x->cf, key), key, out);
+}
+
 /* A password sitting in a file must not be readable by others: the file
  * that supplied it, which is not the main one when it was @include'd. */
-static int private_password(struct ctx *x, const char *key, const char *password)
+static int private_at(struct ctx *x, config_setting_t *s, const char *key, const char *password)
 {
 	struct stat st;
-	config_setting_t *s = config_lookup(&x->cf, key);
 	char full[4096];
 	const char *path = source_of(x, s, full, sizeof full);
 	if (password && stat(path, &st) == 0 && (st.st_mode & 077))
 		return bad(x, s, "%s is set but %s is readable by others; run: chmod 600 %s",
 			   key, path, path);
 	return 0;
+}
+
+static int private_password(struct ctx *x, const char *key, const char *password)
+{
+	return private_at(x, config_lookup(&x->cf, key), key, password);
 }
 
 /* group "bounce.mailbox" or "unsubscribe.mailbox". */
@@ -305,16 +345,160 @@ static int mailbox_settings(struct ctx *x, const char *group, struct mailbox_con
 	return rc;
 }
 
-static int smtp_settings(struct ctx *x, struct config *c)
+/* ---- relays: smtp = { ... } or smtp = ( { ... }, ... ) ------------------- */
+
+static int relay_defaults(struct smtp_conf *r)
 {
-	int rc = starttls_setting(x, "smtp.starttls", &c->smtp.starttls);
-	if (rc)
+	memset(r, 0, sizeof *r);
+	r->starttls = STARTTLS_REQUIRED;
+	r->timeout = 30;
+	r->connections = 1;
+	r->weight = 1;
+	r->rate.burst = 1;
+	return (r->password_env = strdup("HERALD_SMTP_PASSWORD")) ? 0 : -1;
+}
+
+static void relay_free(struct smtp_conf *r)
+{
+	char *strs[] = {r->name, r->url, r->username, r->password_env, r->password_command,
+			r->ca_file, r->helo, r->where};
+	for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+		free(strs[i]);
+	secret_free(&r->password);
+}
+
+/* host:port of an smtp:// or smtps:// url (the port its scheme implies
+ * when it names none): what a relay is called unless it has a name. */
+static char *relay_default_name(const char *url)
+{
+	int tls = !strncmp(url, "smtps://", 8);
+	const char *h = url + (tls ? 8 : 7);
+	size_t n = strcspn(h, "/?#");
+	const char *at = memchr(h, '@', n);
+	if (at) {
+		n -= (size_t)(at + 1 - h);
+		h = at + 1;
+	}
+	const char *close = memchr(h, ']', n);
+	const char *colon = memchr(close ? close : h, ':', n - (size_t)((close ? close : h) - h));
+	char *out = NULL;
+	if (asprintf(&out, "%.*s%s", (int)n, h, colon ? "" : tls ? ":465" : ":25") < 0)
+		return NULL;
+	return out;
+}
+
+/* A name goes into messages, the JSON summary and relays.log. */
+static int relay_name_ok(const char *n)
+{
+	size_t len = strlen(n);
+	if (!len || len > 64)
+		return 0;
+	for (const char *p = n; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("._-:[]@", *p))
+			return 0;
+	return 1;
+}
+
+/* One relay from its group g (NULL: smtp is not set, the defaults).
+ * label names it in messages: "smtp" for the group form, "smtp[2]" for
+ * the second entry of a list. */
+static int relay_at(struct ctx *x, config_setting_t *g, const char *label, int listed,
+		    struct smtp_conf *r)
+{
+	static const char *const strs[] = {"url", "username", "password_env", "password_command",
+					   "password", "ca_file", "helo", "name"};
+	char **fields[] = {&r->url, &r->username, &r->password_env, &r->password_command,
+			   &r->password, &r->ca_file, &r->helo, &r->name};
+	char key[64];
+	int rc = 0;
+#define AT(k) (snprintf(key, sizeof key, "%s.%s", label, k), g ? config_setting_lookup(g, k) : NULL)
+	for (size_t i = 0; !rc && i < sizeof strs / sizeof *strs; i++)
+		rc = str_at(x, AT(strs[i]), key, fields[i]);
+	if (rc || (rc = starttls_at(x, AT("starttls"), key, &r->starttls)) ||
+	    (rc = long_at(x, AT("timeout"), key, &r->timeout, 1, 3600)) ||
+	    (rc = int_at(x, AT("connections"), key, &r->connections, 1, 64)) ||
+	    (rc = int_at(x, AT("weight"), key, &r->weight, 1, 1000)) ||
+	    (rc = num_at(x, AT("per_second"), key, &r->rate.per_second, 0, 1e6)) ||
+	    (rc = long_at(x, AT("per_minute"), key, &r->rate.per_minute, 0, 100000000)) ||
+	    (rc = long_at(x, AT("per_hour"), key, &r->rate.per_hour, 0, 100000000)) ||
+	    (rc = long_at(x, AT("per_day"), key, &r->rate.per_day, 0, 100000000)) ||
+	    (rc = int_at(x, AT("burst"), key, &r->rate.burst, 1, 100000)))
 		return rc;
-	const char *u = c->smtp.url;
-	if (strncmp(u, "smtp://", 7) && strncmp(u, "smtps://", 8))
-		return bad(x, config_lookup(&x->cf, "smtp.url"),
-			   "smtp.url: expected smtp://host[:port] or smtps://host[:port], found \"%s\"", u);
-	return private_password(x, "smtp.password", c->smtp.password);
+	config_setting_t *u = AT("url");
+	if (listed && !r->url)
+		return bad(x, g, "%s: a relay in a list needs its url, e.g. url = \"smtp://mail.example.org:587\";",
+			   label);
+	if (!r->url && !(r->url = strdup("smtp://127.0.0.1:25")))
+		return bad(x, g, "out of memory");
+	if (strncmp(r->url, "smtp://", 7) && strncmp(r->url, "smtps://", 8))
+		return bad(x, u, "%s.url: expected smtp://host[:port] or smtps://host[:port], found \"%s\"",
+			   label, r->url);
+	if ((rc = private_at(x, AT("password"), key, r->password)) || (rc = resolve(x, &r->ca_file)))
+		return rc;
+	config_setting_t *ns = AT("name");
+	if (!r->name && !(r->name = relay_default_name(r->url)))
+		return bad(x, g, "out of memory");
+	if (!relay_name_ok(r->name))
+		return bad(x, ns ? ns : u, ns ? "%s.name: \"%s\": use 1 to 64 letters, digits and . _ - : [ ] @"
+				     : "%s: the name made from its url, \"%s\", is not one herald can use: give the relay a name = \"...\"; (letters, digits and . _ - :)",
+			   label, r->name);
+#undef AT
+	char full[4096];
+	int line = g ? config_setting_source_line(g) : 0;
+	if (line ? asprintf(&r->where, "%s:%d", source_of(x, g, full, sizeof full), line) < 0
+		 : !(r->where = strdup(x->file)))
+		return bad(x, g, "out of memory");
+	return 0;
+}
+
+static int relays_settings(struct ctx *x, struct config *c)
+{
+	config_setting_t *s = config_lookup(&x->cf, "smtp");
+	if (!s || config_setting_type(s) == CONFIG_TYPE_GROUP)
+		return relay_at(x, s, "smtp", 0, &c->smtp);
+	if (config_setting_type(s) != CONFIG_TYPE_LIST)
+		return bad(x, s, "smtp: expected a group, smtp = { url = \"...\"; }; or a list of them, smtp = ( { url = \"...\"; }, { url = \"...\"; } );");
+	int n = config_setting_length(s);
+	if (n == 0)
+		return bad(x, s, "smtp: the list of relays is empty: give at least one, smtp = ( { url = \"smtp://mail.example.org:587\"; } );");
+	if (n > CONFIG_RELAYS_MAX)
+		return bad(x, s, "smtp: %d relays; herald takes at most %d", n, CONFIG_RELAYS_MAX);
+	if (n > 1 && !(c->more_relays = calloc((size_t)n - 1, sizeof *c->more_relays)))
+		return bad(x, s, "out of memory");
+	for (int i = 0; i < n; i++) {
+		config_setting_t *g = config_setting_get_elem(s, (unsigned)i);
+		struct smtp_conf *r = i ? &c->more_relays[i - 1] : &c->smtp;
+		if (i) {
+			if (relay_defaults(r) < 0)
+				return bad(x, s, "out of memory");
+			c->n_more_relays++;
+		}
+		char label[32];
+		snprintf(label, sizeof label, "smtp[%d]", i + 1);
+		if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+			return bad(x, g, "%s: each relay in the list is a group: { url = \"smtp://...\"; weight = 1; }",
+				   label);
+		int rc = relay_at(x, g, label, 1, r);
+		if (rc)
+			return rc;
+		for (int k = 0; k < i; k++) {
+			const struct smtp_conf *o = config_relay(c, (size_t)k);
+			if (!strcmp(o->name, r->name))
+				return bad(x, g, "%s: another relay is called \"%s\" too (%s): give one of them a name = \"...\"; of its own",
+					   label, r->name, o->where);
+		}
+	}
+	return 0;
+}
+
+size_t config_nrelays(const struct config *c)
+{
+	return 1 + c->n_more_relays;
+}
+
+const struct smtp_conf *config_relay(const struct config *c, size_t i)
+{
+	return i ? &c->more_relays[i - 1] : &c->smtp;
 }
 
 /* A setting that may be one string or a list of them: *n of them (0 when
@@ -718,21 +902,13 @@ static int load(struct ctx *x, struct config *c)
 	STR("unsubscribe.url", unsub.url);
 	STR("unsubscribe.mailto", unsub.mailto);
 	STR("unsubscribe.secret_env", unsub.secret_env);
-	STR("smtp.url", smtp.url);
-	STR("smtp.username", smtp.username);
-	STR("smtp.password_env", smtp.password_env);
-	STR("smtp.password_command", smtp.password_command);
-	STR("smtp.password", smtp.password);
-	STR("smtp.ca_file", smtp.ca_file);
-	STR("smtp.helo", smtp.helo);
 	STR("bounce.return_path", bounce.return_path);
 	STR("dkim.domain", dkim.domain);
 	STR("dkim.selector", dkim.selector);
 	STR("dkim.key_file", dkim.key_file);
 	STR("postal_address", postal_address);
 #undef STR
-	if ((rc = get_long(x, "smtp.timeout", &c->smtp.timeout, 1, 3600)) ||
-	    (rc = get_int(x, "smtp.connections", &c->smtp.connections, 1, 64)) ||
+	if ((rc = relays_settings(x, c)) ||
 	    (rc = get_num(x, "rate.per_second", &c->rate.per_second, 0, 1e6)) ||
 	    (rc = get_long(x, "rate.per_minute", &c->rate.per_minute, 0, 100000000)) ||
 	    (rc = get_long(x, "rate.per_hour", &c->rate.per_hour, 0, 100000000)) ||
@@ -745,7 +921,7 @@ static int load(struct ctx *x, struct config *c)
 	    (rc = get_bool(x, "unsafe_html", &c->unsafe_html)) ||
 	    (rc = get_bool(x, "merge_code", &c->merge_code)))
 		return rc;
-	if ((rc = list_settings(x, c)) || (rc = from_addresses(x, c)) || (rc = smtp_settings(x, c)) ||
+	if ((rc = list_settings(x, c)) || (rc = from_addresses(x, c)) ||
 	    (rc = test_addresses(x, c)) || (rc = dkim_settings(x, c)) ||
 	    (rc = extra_headers(x, c)) ||
 	    (rc = mailbox_settings(x, "bounce.mailbox", &c->bounce.mailbox)) ||
@@ -764,7 +940,7 @@ static int load(struct ctx *x, struct config *c)
 		return bad(x, config_lookup(&x->cf, "unsubscribe.url"),
 			   "unsubscribe.url: expected an https:// URL, found \"%s\"", c->unsub.url);
 	if ((rc = resolve(x, &c->subscribers)) || (rc = resolve(x, &c->templates)) ||
-	    (rc = resolve(x, &c->state_dir)) || (rc = resolve(x, &c->smtp.ca_file)) ||
+	    (rc = resolve(x, &c->state_dir)) ||
 	    (rc = resolve(x, &c->dkim.key_file)))
 		return rc;
 	const char *templates_what;
@@ -782,11 +958,8 @@ static int defaults(struct config *c)
 	c->subs_delim = ',';
 	c->language = strdup("en");
 	c->unsub.secret_env = strdup("HERALD_SECRET");
-	c->smtp.url = strdup("smtp://127.0.0.1:25");
-	c->smtp.password_env = strdup("HERALD_SMTP_PASSWORD");
-	c->smtp.starttls = STARTTLS_REQUIRED;
-	c->smtp.timeout = 30;
-	c->smtp.connections = 1;
+	if (relay_defaults(&c->smtp) < 0)
+		return -1;
 	c->rate.burst = 1;
 	c->retry.attempts = 4;
 	c->retry.initial_delay = 30;
@@ -803,23 +976,32 @@ static int defaults(struct config *c)
 			return -1;
 	}
 	return c->subscribers && c->templates && c->template_name &&
-		       c->state_dir && c->language && c->unsub.secret_env && c->smtp.url &&
-		       c->smtp.password_env ? 0 : -1;
+		       c->state_dir && c->language && c->unsub.secret_env ? 0 : -1;
 }
 
 /* libconfig keeps its own copy of every string until config_destroy:
  * the passwords among them are wiped first. */
+static void wipe_string(config_setting_t *s)
+{
+	if (s && config_setting_type(s) == CONFIG_TYPE_STRING) {
+		char *v = (char *)config_setting_get_string(s);
+		if (v)
+			explicit_bzero(v, strlen(v));
+	}
+}
+
 static void wipe_secrets(struct ctx *x)
 {
 	static const char *const keys[] = {"smtp.password", "bounce.mailbox.password",
 					   "unsubscribe.mailbox.password"};
-	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
-		config_setting_t *s = config_lookup(&x->cf, keys[i]);
-		if (s && config_setting_type(s) == CONFIG_TYPE_STRING) {
-			char *v = (char *)config_setting_get_string(s);
-			if (v)
-				explicit_bzero(v, strlen(v));
-		}
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+		wipe_string(config_lookup(&x->cf, keys[i]));
+	config_setting_t *list = config_lookup(&x->cf, "smtp");
+	int n = list && config_setting_type(list) == CONFIG_TYPE_LIST ? config_setting_length(list) : 0;
+	for (int i = 0; i < n; i++) {
+		config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
+		if (config_setting_type(g) == CONFIG_TYPE_GROUP)
+			wipe_string(config_setting_lookup(g, "password"));
 	}
 }
 
@@ -901,27 +1083,45 @@ static int password_from(const char *what, const char *env_name, const char *com
 }
 
 /* What a password command must not see: every variable that holds one
- * of herald's secrets (HERALD* ones passcmd strips anyway). */
-#define SECRET_VARS(c) {(c)->unsub.secret_env, (c)->smtp.password_env, \
-			(c)->bounce.mailbox.password_env, (c)->unsub.mailbox.password_env}
+ * of herald's secrets (HERALD* ones passcmd strips anyway), each relay's
+ * among them. */
+static size_t secret_vars(const struct config *c, const char **out)
+{
+	size_t n = 0;
+	out[n++] = c->unsub.secret_env;
+	out[n++] = c->bounce.mailbox.password_env;
+	out[n++] = c->unsub.mailbox.password_env;
+	for (size_t i = 0; i < config_nrelays(c); i++)
+		out[n++] = config_relay(c, i)->password_env;
+	return n;
+}
+
+#define SECRET_VARS_MAX (3 + CONFIG_RELAYS_MAX)
+
+int config_relay_password(const struct config *c, const struct smtp_conf *r, char **out,
+			  char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!r->username)
+		return 0;
+	const char *strip[SECRET_VARS_MAX];
+	size_t n = secret_vars(c, strip);
+	return password_from("smtp", r->password_env, r->password_command, r->password, strip, n,
+			     r->timeout, out, err, errlen);
+}
 
 int config_password(const struct config *c, char **out, char *err, size_t errlen)
 {
-	*out = NULL;
-	if (!c->smtp.username)
-		return 0;
-	const char *strip[] = SECRET_VARS(c);
-	return password_from("smtp", c->smtp.password_env, c->smtp.password_command,
-			     c->smtp.password, strip, sizeof strip / sizeof *strip, c->smtp.timeout,
-			     out, err, errlen);
+	return config_relay_password(c, &c->smtp, out, err, errlen);
 }
 
 int config_mailbox_password(const struct config *c, const struct mailbox_conf *m,
 			    const char *what, char **out, char *err, size_t errlen)
 {
-	const char *strip[] = SECRET_VARS(c);
-	return password_from(what, m->password_env, m->password_command, m->password, strip,
-			     sizeof strip / sizeof *strip, m->timeout, out, err, errlen);
+	const char *strip[SECRET_VARS_MAX];
+	size_t n = secret_vars(c, strip);
+	return password_from(what, m->password_env, m->password_command, m->password, strip, n,
+			     m->timeout, out, err, errlen);
 }
 
 int config_exitcode(int rc)
@@ -947,8 +1147,6 @@ void config_free(struct config *c)
 			 &c->reply_to, &c->list_id, &c->list_name, &c->subscribers,
 			 &c->templates, &c->template_name, &c->state_dir,
 			 &c->unsub.url, &c->unsub.mailto, &c->unsub.secret_env,
-			 &c->smtp.url, &c->smtp.username, &c->smtp.password_env,
-			 &c->smtp.password_command, &c->smtp.ca_file, &c->smtp.helo,
 			 &c->bounce.return_path, &c->dkim.domain, &c->dkim.selector,
 			 &c->dkim.key_file, &c->postal_address, &c->language};
 	for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
@@ -959,7 +1157,9 @@ void config_free(struct config *c)
 		free(c->headers[i].where);
 	}
 	free(c->headers);
-	secret_free(&c->smtp.password);
+	for (size_t i = 0; i < config_nrelays(c); i++)
+		relay_free((struct smtp_conf *)config_relay(c, i));
+	free(c->more_relays);
 	struct mailbox_conf *mbs[] = {&c->bounce.mailbox, &c->unsub.mailbox};
 	for (int i = 0; i < 2; i++) {
 		char *ms[] = {mbs[i]->url, mbs[i]->username, mbs[i]->password_env,

@@ -31,6 +31,30 @@ struct rate_conf {
 	int burst;
 };
 
+/* At most this many relays in smtp = ( ... ). */
+#define CONFIG_RELAYS_MAX 16
+
+/* One relay: smtp = { ... } (today's form), or one entry of a list of
+ * them, smtp = ( { ... }, { ... } ). */
+struct smtp_conf {
+	char *name;            /* `name`, else host:port from the url */
+	char *url;
+	enum starttls_mode starttls;
+	char *username;
+	char *password_env;
+	char *password_command;
+	char *password;
+	char *ca_file;
+	long timeout;
+	int connections;
+	char *helo;
+	int weight;            /* its share of the readers (1 to 1000) */
+	/* Its own windows (per_second ... burst in the entry); all 0: none.
+	 * The top-level rate stays a cap over all relays together. */
+	struct rate_conf rate;
+	char *where;           /* "FILE:LINE" of the entry, for messages */
+};
+
 struct config {
 	char *path;
 	char *from;            /* "Name <addr>" as written */
@@ -49,18 +73,10 @@ struct config {
 		char *secret_env;
 		struct mailbox_conf mailbox;
 	} unsub;
-	struct {
-		char *url;
-		enum starttls_mode starttls;
-		char *username;
-		char *password_env;
-		char *password_command;
-		char *password;
-		char *ca_file;
-		long timeout;
-		int connections;
-		char *helo;
-	} smtp;
+	struct smtp_conf smtp;  /* the relay, or the first of a list */
+	/* smtp = ( {...}, {...} ): the relays after the first (config_relay) */
+	struct smtp_conf *more_relays;
+	size_t n_more_relays;
 	struct rate_conf rate;
 	struct {
 		int attempts;
@@ -115,10 +131,17 @@ int config_exitcode(int rc);
 /* path NULL: $HERALD_CONFIG, else ./herald.conf. */
 int config_load(struct config *c, const char *path, char *err, size_t errlen);
 void config_free(struct config *c);
-/* The SMTP password from password_env, password_command or password;
- * *out is NULL when no username is configured. Caller wipes and frees. */
+/* The SMTP password of the (first) relay from password_env,
+ * password_command or password; *out is NULL when no username is
+ * configured. Caller wipes and frees. */
 int config_password(const struct config *c, char **out, char *err,
 		    size_t errlen);
+/* How many relays, and relay i (0: c->smtp). */
+size_t config_nrelays(const struct config *c);
+const struct smtp_conf *config_relay(const struct config *c, size_t i);
+/* config_password for one relay (its username and password settings). */
+int config_relay_password(const struct config *c, const struct smtp_conf *r, char **out,
+			  char *err, size_t errlen);
 /* The password of a mailbox (what: "bounce.mailbox"), from password_env,
  * password_command or password. Caller wipes and frees. */
 int config_mailbox_password(const struct config *c, const struct mailbox_conf *m, const char *what,

@@ -30,6 +30,7 @@
 #include <arpa/inet.h>
 #include <csv.h>
 #include <errno.h>
+#include <gnutls/crypto.h>
 #include <libetpan/libetpan.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -71,6 +72,10 @@ struct subs_reader {
 	const char **fieldv;
 
 	struct addrset seen;	/* address -> line first seen on */
+	/* Read again after subs_rewind: seen already holds every address
+	 * with the line it was first on, so a row is a duplicate when that
+	 * line is not its own (and the set is not built a second time). */
+	int again;
 	int fatal;
 	char msg[MSG_SIZE];	/* the fatal message, repeated on every call */
 };
@@ -415,6 +420,10 @@ static int read_header(struct subs_reader *r, char *err, size_t errlen)
 		return fatal(r, err, errlen,
 			     "%s:1: no \"email\" column (the file is empty)",
 			     r->path);
+	if (r->again)
+		return r->rec.n == r->ncols ? 0 : fatal(r, err, errlen,
+			"%s:%ld: the header row changed while the list was read",
+			r->path, r->rec.line);
 	r->cols = calloc(r->rec.n, sizeof(*r->cols));
 	r->fieldv = calloc(r->rec.n, sizeof(*r->fieldv));
 	if (!r->cols || !r->fieldv)
@@ -498,6 +507,49 @@ int subs_open(struct subs_reader **out, const char *path, char sep, char *err,
 	return 0;
 }
 
+int subs_rewind(struct subs_reader *r, char *err, size_t errlen)
+{
+	if (r->fatal)
+		return set_err(err, errlen, SUBS_FATAL, "%s", r->msg);
+	if (fseek(r->f, 0, SEEK_SET) < 0)
+		return fatal(r, err, errlen, "%s: %s", r->path, strerror(errno));
+	clearerr(r->f);
+	csv_free(&r->csv);
+	csv_init(&r->csv, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL);
+	csv_set_delim(&r->csv, (unsigned char)r->sep);
+	r->clen = r->cpos = 0;
+	r->started = r->eof = r->ended = 0;
+	r->line = 1;
+	r->idle = 1;
+	r->again = 1;
+	record_reset(&r->rec);
+	int rc = sniff(r, err, errlen);
+
+	return rc ? rc : read_header(r, err, errlen);
+}
+
+int subs_shard(const char *email, unsigned n, unsigned *shard)
+{
+	unsigned char d[32];
+	char *lower = str_lower(email);
+
+	*shard = 1;
+	if (!lower)
+		return -1;
+	int rc = gnutls_hash_fast(GNUTLS_DIG_SHA256, lower, strlen(lower), d);
+
+	free(lower);
+	if (rc < 0)
+		return -1;
+	uint64_t h = 0;
+
+	for (int i = 0; i < 8; i++)
+		h = h << 8 | d[i];
+	if (n > 1)
+		*shard = (unsigned)(h % n) + 1;
+	return 0;
+}
+
 size_t subs_ncols(const struct subs_reader *r)
 {
 	return r->ncols;
@@ -572,6 +624,8 @@ static int check_address(struct subs_reader *r, const struct subs_row *row,
 			       why);
 	long first = addrset_get(&r->seen, lower);
 
+	if (r->again && first == row->line)
+		return SUBS_ROW;
 	if (first)
 		return set_err(err, errlen, SUBS_BAD,
 			       "%s:%ld: duplicate address %s (first on line %ld)",

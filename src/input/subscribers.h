@@ -48,6 +48,19 @@ const char *const *subs_colnames(const struct subs_reader *r);
 int subs_col(const struct subs_reader *r, const char *name);
 int subs_next(struct subs_reader *r, struct subs_row *row, char *err,
 	      size_t errlen);
+/* Back to the first row, for a second pass over the same open file (the
+ * one a send counts, then sends). The set of addresses seen stays: the
+ * second pass gives every row the verdict the first gave it (a duplicate
+ * is still one, naming the same first line) without building the set
+ * again, so two passes hold one set. Returns 0 or SUBS_FATAL. */
+int subs_rewind(struct subs_reader *r, char *err, size_t errlen);
+
+/* send --shard I/N: the shard, 1..n, an address belongs to. The first 8
+ * bytes of SHA-256 over the address (as the list writes it, trimmed)
+ * with its ASCII letters lower-cased, read as a big-endian unsigned
+ * 64-bit integer, mod n, plus 1; n 0 or 1 gives 1. The same on every
+ * host (README shows it in Python). 0, or -1 out of memory. */
+int subs_shard(const char *email, unsigned n, unsigned *shard);
 void subs_close(struct subs_reader *r);
 
 /* Size caps, checked by subs_next for check and send alike. A name goes

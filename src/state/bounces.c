@@ -458,6 +458,27 @@ int bounces_recent_times(const char *state_dir, struct state_times *st, char *er
 	return rc;
 }
 
+static int merge_line(char *text, struct statefile_mline *out)
+{
+	struct bounce_entry e;
+	if (parse_line(text, &e) < 0)
+		return 1;
+	out->when = state_parse_time(e.when);
+	/* A report two hosts both scanned is one bounce, as for
+	 * bounces_add_once; every other line is itself. */
+	if (!strcmp(e.source, "dsn") && e.report[0] && !(out->key = seen_key(&e, 0)))
+		return -1;
+	return 0;
+}
+
+int bounces_merge(const char *const *paths, size_t n, const char *out_path,
+		  struct statefile_merged *m, const struct statefile_warn *w, char *err,
+		  size_t errlen)
+{
+	return statefile_merge(paths, n, STATEFILE_CUT, merge_line, "bounces.log line", out_path,
+			       m, w, err, errlen);
+}
+
 void bounces_close(struct bounces *b)
 {
 	for (size_t i = 0; i < b->naddrs; i++) {

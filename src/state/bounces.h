@@ -87,4 +87,10 @@ int bounces_each_suppressed(const char *state_dir, int soft_limit,
 int bounces_recent_times(const char *state_dir, struct state_times *st, char *err,
 			 size_t errlen);
 void bounces_close(struct bounces *b);
+/* Merges copies of bounces.log (state merge): every line once (a DSN
+ * line once per report, address and status, as bounces_add_once), in
+ * time order, a torn last line left out as an append would cut it. */
+int bounces_merge(const char *const *paths, size_t n, const char *out_path,
+		  struct statefile_merged *m, const struct statefile_warn *w, char *err,
+		  size_t errlen);
 #endif

@@ -339,3 +339,137 @@ void journal_close(struct journal *j)
 	memset(j, 0, sizeof *j);
 	j->fd = -1;
 }
+
+/* ---- merging and shards -------------------------------------------------- */
+
+/* Kept as written; a reader sent in one copy and uncertain in another
+ * keeps both lines, and the journal's reader takes the sent one
+ * (journal_is_uncertain). */
+static int merge_line(char *text, struct statefile_mline *out)
+{
+	struct journal_line l;
+	int bad = journal_parse_line(text, &l);
+	out->when = l.when;
+	return bad;
+}
+
+int journal_merge(const char *const *paths, size_t n, const char *out_path,
+		  struct statefile_merged *m, const struct statefile_warn *w, char *err,
+		  size_t errlen)
+{
+	return statefile_merge(paths, n, STATEFILE_KEEP, merge_line, "journal line", out_path, m,
+			       w, err, errlen);
+}
+
+int journal_parse_shard_line(char *text, struct journal_shard_line *l)
+{
+	memset(l, 0, sizeof *l);
+	char *f[3] = {text};
+	int n = 1;
+	for (char *p = text; n < 3 && (p = strchr(p, '\t')); n++) {
+		*p++ = '\0';
+		f[n] = p;
+	}
+	char *end;
+	if (n < 3 || (l->when = state_parse_time(f[0])) < 0)
+		return 1;
+	unsigned long i = strtoul(f[1], &end, 10), k = 0;
+	if (end == f[1] || *end != '/' || (k = strtoul(end + 1, &end, 10)) == 0 || *end ||
+	    i < 1 || i > k || k > JOURNAL_SHARDS_MAX)
+		return 1;
+	l->i = (unsigned)i;
+	l->n = (unsigned)k;
+	if (!strcmp(f[2], "done"))
+		l->done = 1;
+	else if (strcmp(f[2], "begun"))
+		return 1;
+	return 0;
+}
+
+static char *shards_path(const char *state_dir, const char *slug)
+{
+	char *path;
+	return asprintf(&path, "%s/%s.shards", state_dir, slug) < 0 ? NULL : path;
+}
+
+int journal_shard_mark(const char *state_dir, const char *slug, unsigned i, unsigned n,
+		       enum journal_shard_state what, char *err, size_t errlen)
+{
+	char *path = shards_path(state_dir, slug), ts[32], line[128];
+	if (!path)
+		return set_err(err, errlen, -1, "out of memory");
+	state_time(time(NULL), ts);
+	int len = snprintf(line, sizeof line, "%s\t%u/%u\t%s\n", ts, i, n,
+			   what == JOURNAL_SHARD_DONE ? "done" : "begun");
+	/* A mark torn by a crash is cut: the next run makes it again. */
+	int fd = statefile_open(path, STATEFILE_CUT, 1, NULL, err, errlen);
+	int rc = fd < 0 ? -1 : 0;
+	if (!rc && (write(fd, line, (size_t)len) != len || fdatasync(fd) < 0))
+		rc = set_err(err, errlen, -1, "%s: %s", path, strerror(errno ? errno : EIO));
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return rc;
+}
+
+struct shard_find {
+	int (*fn)(void *arg, const struct journal_shard_line *l);
+	void *arg;
+};
+
+static int shard_one(void *arg, char *text, long no)
+{
+	struct shard_find *s = arg;
+	struct journal_shard_line l;
+	(void)no;
+	return text && !journal_parse_shard_line(text, &l) ? s->fn(s->arg, &l) : 0;
+}
+
+int journal_each_shard(const char *path,
+		       int (*fn)(void *arg, const struct journal_shard_line *l), void *arg)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? 0 : -1;
+	struct shard_find s = {fn, arg};
+	int rc = statefile_each_line(f, shard_one, &s);
+	fclose(f);
+	return rc;
+}
+
+struct shard_want {
+	unsigned i, n;
+};
+
+static int is_it(void *arg, const struct journal_shard_line *l)
+{
+	const struct shard_want *w = arg;
+	return l->done && l->i == w->i && l->n == w->n;
+}
+
+int journal_shard_is_done(const char *state_dir, const char *slug, unsigned i, unsigned n)
+{
+	char *path = shards_path(state_dir, slug);
+	struct shard_want w = {i, n};
+	int done = path && journal_each_shard(path, is_it, &w) == 1;
+	free(path);
+	return done;
+}
+
+static int shard_merge_line(char *text, struct statefile_mline *out)
+{
+	struct journal_shard_line l;
+	if (journal_parse_shard_line(text, &l))
+		return 1;
+	out->when = l.when;
+	/* One line per shard and state, whichever host wrote it. */
+	return asprintf(&out->key, "%u/%u %d", l.i, l.n, l.done) < 0 ? -1 : 0;
+}
+
+int journal_merge_shards(const char *const *paths, size_t n, const char *out_path,
+			 struct statefile_merged *m, const struct statefile_warn *w, char *err,
+			 size_t errlen)
+{
+	return statefile_merge(paths, n, STATEFILE_CUT, shard_merge_line, "shards line", out_path,
+			       m, w, err, errlen);
+}

@@ -91,4 +91,39 @@ int journal_each_delivery(const char *state_dir,
 			  int (*fn)(void *arg, const char *slug, const struct journal_line *l),
 			  void *arg, char *err, size_t errlen);
 void journal_close(struct journal *j);
+
+/* Merges copies of one journal (state merge): every line of each, once,
+ * in time order (statefile_merge); a torn last line is kept as
+ * journal_open keeps it. */
+int journal_merge(const char *const *paths, size_t n, const char *out_path,
+		  struct statefile_merged *m, const struct statefile_warn *w, char *err,
+		  size_t errlen);
+
+/* send --shard I/N: state_dir/<slug>.shards says which shards of the list
+ * this state dir's journal covers. One tab-separated line per event,
+ * TIME TAB I/N TAB begun|done: "begun" when a sharded run starts, "done"
+ * when it ended with its whole shard sent (where a run without --shard
+ * makes <slug>.done). state merge makes <slug>.done once the shards
+ * done, from every host, are 1/N to N/N. */
+#define JOURNAL_SHARDS_MAX 1000
+enum journal_shard_state { JOURNAL_SHARD_BEGUN, JOURNAL_SHARD_DONE };
+int journal_shard_mark(const char *state_dir, const char *slug, unsigned i, unsigned n,
+		       enum journal_shard_state what, char *err, size_t errlen);
+/* 1 when state_dir holds "done" for shard I/N of slug. */
+int journal_shard_is_done(const char *state_dir, const char *slug, unsigned i, unsigned n);
+struct journal_shard_line {
+	time_t when;
+	unsigned i, n;
+	int done;
+};
+/* The one reader of a .shards line, split in place: 0, or 1 damaged. */
+int journal_parse_shard_line(char *text, struct journal_shard_line *l);
+/* fn for each line of the .shards file at path until it returns non-zero
+ * (returned); a missing file holds none; -1 on a read error. */
+int journal_each_shard(const char *path,
+		       int (*fn)(void *arg, const struct journal_shard_line *l), void *arg);
+/* Merges copies of a .shards file: one line per shard and state. */
+int journal_merge_shards(const char *const *paths, size_t n, const char *out_path,
+			 struct statefile_merged *m, const struct statefile_warn *w, char *err,
+			 size_t errlen);
 #endif

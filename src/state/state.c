@@ -46,22 +46,27 @@ int state_mkdir(const char *dir, char *err, size_t errlen)
 	return state_mkdir_as(dir, "state directory", err, errlen);
 }
 
-int state_lock(const char *state_dir, enum state_lock which, char *err, size_t errlen)
+/* -3: create is 0 and there is no lock file (nobody ever locked it). */
+static int lock_at(const char *state_dir, enum state_lock which, int create, char *err,
+		   size_t errlen)
 {
 	static const struct { const char *name, *busy; } locks[] = {
 		[STATE_LOCK_SEND] = {"herald.lock", "another herald is sending from this state directory"},
 		[STATE_LOCK_SCAN] = {"scan.lock", "another scan is running"},
 	};
-	if (state_mkdir(state_dir, err, errlen) < 0)
+	if (create && state_mkdir(state_dir, err, errlen) < 0)
 		return -2;
 	char *path;
 	if (asprintf(&path, "%s/%s", state_dir, locks[which].name) < 0)
 		return set_err(err, errlen, -2, "out of memory");
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = create ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)
+			: open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		set_err(err, errlen, -2, "%s: %s", path, strerror(errno));
+		int rc = !create && errno == ENOENT ? -3 : -2;
+		if (rc == -2)
+			set_err(err, errlen, -2, "%s: %s", path, strerror(errno));
 		free(path);
-		return -2;
+		return rc;
 	}
 	/* flock, not fcntl: it belongs to the open file, so a connection
 	 * thread's close of another descriptor cannot drop it. */
@@ -74,7 +79,24 @@ int state_lock(const char *state_dir, enum state_lock which, char *err, size_t e
 		return busy ? -1 : -2;
 	}
 	free(path);
+	/* A merge killed after its commit is finished before anything
+	 * reads the directory under this lock. */
+	if (state_merge_finish(state_dir, err, errlen) < 0) {
+		close(fd);
+		return -2;
+	}
 	return fd;
+}
+
+int state_lock(const char *state_dir, enum state_lock which, char *err, size_t errlen)
+{
+	return lock_at(state_dir, which, 1, err, errlen);
+}
+
+int state_lock_existing(const char *state_dir, enum state_lock which, char *err,
+			size_t errlen)
+{
+	return lock_at(state_dir, which, 0, err, errlen);
 }
 
 void state_unlock(int fd)
@@ -165,4 +187,103 @@ void state_times_free(struct state_times *st)
 	free(st->v);
 	st->v = NULL;
 	st->n = st->cap = 0;
+}
+
+/* ---- state merge's commit ------------------------------------------------ */
+
+#define PLAN ".merge-plan"
+
+static int sync_dir(const char *dir, char *err, size_t errlen)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0) {
+		set_err(err, errlen, -1, "%s: %s", dir, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static int plan_name_ok(const char *name)
+{
+	return *name && *name != '.' && !strchr(name, '/');
+}
+
+int state_merge_commit(const char *dir, const char *const *names, size_t n, char *err,
+		       size_t errlen)
+{
+	char *tmp, *plan;
+	if (asprintf(&tmp, "%s/" PLAN ".tmp", dir) < 0)
+		return set_err(err, errlen, -1, "out of memory");
+	if (asprintf(&plan, "%s/" PLAN, dir) < 0) {
+		free(tmp);
+		return set_err(err, errlen, -1, "out of memory");
+	}
+	FILE *f = fopen(tmp, "we");
+	int rc = f ? 0 : -1;
+	for (size_t i = 0; !rc && i < n; i++)
+		if (!plan_name_ok(names[i]) || fprintf(f, "%s\n", names[i]) < 0)
+			rc = -1;
+	if (!rc && (fflush(f) != 0 || fsync(fileno(f)) < 0))
+		rc = -1;
+	if (f && fclose(f) != 0)
+		rc = -1;
+	if (rc)
+		set_err(err, errlen, -1, "%s: %s", tmp, strerror(errno ? errno : EINVAL));
+	/* The commit: before this rename the directory is as it was (the
+	 * temporary files are dot files, which nothing reads); after it,
+	 * state_merge_finish completes the merge, here or in the next
+	 * herald that locks the directory. */
+	if (!rc && rename(tmp, plan) < 0)
+		rc = set_err(err, errlen, -1, "%s: %s", plan, strerror(errno));
+	if (!rc)
+		rc = sync_dir(dir, err, errlen);
+	if (rc)
+		unlink(tmp);
+	free(tmp);
+	free(plan);
+	return rc;
+}
+
+int state_merge_finish(const char *dir, char *err, size_t errlen)
+{
+	char *plan;
+	if (asprintf(&plan, "%s/" PLAN, dir) < 0)
+		return set_err(err, errlen, -1, "out of memory");
+	FILE *f = fopen(plan, "re");
+	if (!f) {
+		int e = errno;
+		free(plan);
+		return e == ENOENT ? 0 : set_err(err, errlen, -1, "%s/" PLAN ": %s", dir, strerror(e));
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int rc = 0;
+	while (!rc && (n = getline(&line, &cap, f)) > 0) {
+		line[strcspn(line, "\n")] = '\0';
+		char *from = NULL, *to = NULL;
+		if (!plan_name_ok(line))
+			continue;
+		if (asprintf(&from, "%s/.merge.%s", dir, line) < 0 ||
+		    asprintf(&to, "%s/%s", dir, line) < 0)
+			rc = set_err(err, errlen, -1, "out of memory");
+		/* Gone: renamed already, by a run this one interrupted. */
+		else if (rename(from, to) < 0 && errno != ENOENT)
+			rc = set_err(err, errlen, -1, "%s: cannot finish a merge: %s", to, strerror(errno));
+		free(from);
+		free(to);
+	}
+	free(line);
+	fclose(f);
+	if (!rc)
+		rc = sync_dir(dir, err, errlen);
+	if (!rc && unlink(plan) < 0 && errno != ENOENT)
+		rc = set_err(err, errlen, -1, "%s: %s", plan, strerror(errno));
+	if (!rc)
+		rc = sync_dir(dir, err, errlen);
+	free(plan);
+	return rc;
 }

@@ -23,7 +23,25 @@ int state_mkdir_as(const char *dir, const char *what, char *err, size_t errlen);
 enum state_lock { STATE_LOCK_SEND, STATE_LOCK_SCAN };
 /* The lock's fd, -1 when another holds it (err says so), -2 on error. */
 int state_lock(const char *state_dir, enum state_lock which, char *err, size_t errlen);
+/* The same for a directory herald may not write (another host's copy,
+ * read by state merge): the lock file is opened, not created; -3 when
+ * there is none (no herald ever sent or scanned from it). */
+int state_lock_existing(const char *state_dir, enum state_lock which, char *err,
+			size_t errlen);
 void state_unlock(int fd);
+
+/* state merge writes every file it changes as DIR/.merge.NAME, then
+ * commits with one rename: DIR/.merge-plan, the NAMEs one a line (its
+ * temporary file, fsync'd, renamed into place, the directory fsync'd).
+ * state_merge_finish renames each .merge.NAME over NAME (one already
+ * renamed is skipped), fsyncs the directory and removes the plan; the
+ * merge calls it, and so does every state_lock, so a merge killed after
+ * its commit is completed before anyone reads the directory under a
+ * lock, and one killed before it left the directory as it was. Both
+ * return 0, or -1 with err. */
+int state_merge_commit(const char *dir, const char *const *names, size_t n, char *err,
+		       size_t errlen);
+int state_merge_finish(const char *dir, char *err, size_t errlen);
 
 /* The time format of every state file: "2026-11-30T08:00:00Z", UTC. */
 void state_time(time_t t, char out[32]);

@@ -101,18 +101,35 @@ int statefile_repair(int fd, const char *path, enum statefile_torn torn,
 	return 0;
 }
 
+/* Opens path and takes its flock; when the name was given to another
+ * file meanwhile (state merge renames the merged file over it while
+ * holding the old one's lock), the new one: a line appended to the old
+ * file would be lost with it. */
+static int open_locked(const char *path, char *err, size_t errlen)
+{
+	for (;;) {
+		int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
+		struct stat a, b;
+		if (flock(fd, LOCK_EX) < 0 || fstat(fd, &a) < 0) {
+			set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		if (stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+			return fd;
+		close(fd);
+	}
+}
+
 int statefile_open(const char *path, enum statefile_torn torn, int keep_lock,
 		   const struct statefile_warn *w, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	int fd = open_locked(path, err, errlen);
 	if (fd < 0)
-		return set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
-	struct statefile_tail t;
-	if (flock(fd, LOCK_EX) < 0) {
-		set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
-		close(fd);
 		return -1;
-	}
+	struct statefile_tail t;
 	if (statefile_repair(fd, path, torn, &t, err, errlen) < 0) {
 		close(fd);
 		return -1;
@@ -144,7 +161,12 @@ int statefile_line(char *line, ssize_t n, char **text)
 	return 1;
 }
 
-int statefile_each_line(FILE *f, int (*fn)(void *arg, char *text, long no), void *arg)
+/* The line loop of both readers below: repair -1 ends at a last line
+ * without its newline (another writer's, in progress); otherwise that
+ * line is the torn one statefile_repair would deal with (enum
+ * statefile_torn). */
+static int each_line(FILE *f, int repair, long *torn_no,
+		     int (*fn)(void *arg, char *text, long no), void *arg)
 {
 	char *line = NULL, *text;
 	size_t cap = 0;
@@ -152,11 +174,191 @@ int statefile_each_line(FILE *f, int (*fn)(void *arg, char *text, long no), void
 	long no = 0;
 	int rc = 0;
 	while (!rc && (n = getline(&line, &cap, f)) > 0) {
-		int k = statefile_line(line, n, &text);
-		if (k == 0)
+		if (repair >= 0 && line[n - 1] != '\n') {
+			/* NULs at the end go (only NULs: no line at all), then
+			 * the fragment is ended or cut. getline left room for
+			 * the newline. */
+			while (n > 0 && line[n - 1] == '\0')
+				n--;
+			ssize_t lead = 0;
+			while (lead < n && line[lead] == '\0')
+				lead++;
+			if (lead == n)
+				break;
+			*torn_no = no + 1;
+			if (repair == STATEFILE_CUT)
+				break;
+			line[n++] = '\n';
+		}
+		if (statefile_line(line, n, &text) == 0)
 			break;
 		rc = fn(arg, text, ++no);
 	}
 	free(line);
+	return rc;
+}
+
+int statefile_each_line(FILE *f, int (*fn)(void *arg, char *text, long no), void *arg)
+{
+	return each_line(f, -1, NULL, fn, arg);
+}
+
+int statefile_each_line_torn(FILE *f, enum statefile_torn torn, long *torn_no,
+			     int (*fn)(void *arg, char *text, long no), void *arg)
+{
+	*torn_no = 0;
+	return each_line(f, (int)torn, torn_no, fn, arg);
+}
+
+/* ---- merging copies of one file ------------------------------------------ */
+
+struct mentry {
+	time_t when;
+	size_t seq;      /* order read: paths[0] first */
+	char *line, *key;
+	int own;         /* read from paths[0] */
+};
+
+struct mread {
+	struct mentry *v;
+	size_t n, cap;
+	statefile_mline_fn fn;
+	const char *path, *what;
+	const struct statefile_warn *w;
+	int own;
+};
+
+static const char *mkey(const struct mentry *e)
+{
+	return e->key ? e->key : e->line;
+}
+
+static int by_key(const void *a, const void *b)
+{
+	const struct mentry *x = a, *y = b;
+	int c = strcmp(mkey(x), mkey(y));
+	return c ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static int by_time(const void *a, const void *b)
+{
+	const struct mentry *x = a, *y = b;
+	if (x->when != y->when)
+		return x->when < y->when ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static int mread_one(void *arg, char *text, long no)
+{
+	struct mread *m = arg;
+	struct statefile_mline l = {0};
+	char *copy = text ? strdup(text) : NULL;
+	if (text && !copy)
+		return -1;
+	int k = text ? m->fn(copy, &l) : 1;
+	free(copy);
+	/* Kept as its writer wrote it. */
+	if (!k && !l.line && asprintf(&l.line, "%s\n", text) < 0)
+		k = -1;
+	if (k) {
+		free(l.line);
+		free(l.key);
+	}
+	if (k < 0)
+		return -1;
+	if (k) {
+		statefile_warnf(m->w, "%s:%ld: not a %s, left out of the merge", m->path, no, m->what);
+		return 0;
+	}
+	if (array_grow(&m->v, &m->cap, m->n, sizeof *m->v, 1024) < 0) {
+		free(l.line);
+		free(l.key);
+		return -1;
+	}
+	m->v[m->n] = (struct mentry){l.when, m->n, l.line, l.key, m->own};
+	m->n++;
+	return 0;
+}
+
+static int mread_file(struct mread *m, const char *path, enum statefile_torn torn,
+		      char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? 0 : set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
+	long torn_no;
+	m->path = path;
+	int rc = statefile_each_line_torn(f, torn, &torn_no, mread_one, m);
+	int bad = ferror(f);
+	fclose(f);
+	if (rc < 0)
+		return set_err(err, errlen, -1, "out of memory");
+	if (bad)
+		return set_err(err, errlen, -1, "%s: read error", path);
+	if (torn_no)
+		statefile_warnf(m->w, "%s:%ld: the last line was cut short (a crash or a full disk); %s",
+				path, torn_no, torn == STATEFILE_CUT
+				? "left it out (its work is done again)" : "merged what it says");
+	return 0;
+}
+
+static int mwrite(const char *out_path, const struct mentry *v, size_t n, char *err,
+		  size_t errlen)
+{
+	int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return set_err(err, errlen, -1, "%s: %s", out_path, strerror(errno));
+	FILE *f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		return set_err(err, errlen, -1, "%s: %s", out_path, strerror(errno));
+	}
+	for (size_t i = 0; i < n; i++)
+		fputs(v[i].line, f);
+	int rc = fflush(f) == 0 && fsync(fd) == 0 ? 0 : -1;
+	int e = errno;
+	if (fclose(f) != 0 && !rc)
+		rc = -1, e = errno;
+	return rc ? set_err(err, errlen, -1, "%s: %s", out_path, strerror(e)) : 0;
+}
+
+int statefile_merge(const char *const *paths, size_t n, enum statefile_torn torn,
+		    statefile_mline_fn fn, const char *what, const char *out_path,
+		    struct statefile_merged *res, const struct statefile_warn *w,
+		    char *err, size_t errlen)
+{
+	struct mread m = {.fn = fn, .what = what, .w = w};
+	int rc = 0;
+	memset(res, 0, sizeof *res);
+	for (size_t i = 0; !rc && i < n; i++) {
+		m.own = i == 0;
+		rc = mread_file(&m, paths[i], torn, err, errlen);
+	}
+	if (!rc && m.n) {
+		/* The first of each key stays: the target's own line when it
+		 * has one. */
+		qsort(m.v, m.n, sizeof *m.v, by_key);
+		size_t k = 0;
+		for (size_t i = 0; i < m.n; i++) {
+			if (k && !strcmp(mkey(&m.v[k - 1]), mkey(&m.v[i]))) {
+				free(m.v[i].line);
+				free(m.v[i].key);
+				continue;
+			}
+			m.v[k++] = m.v[i];
+		}
+		m.n = k;
+		qsort(m.v, m.n, sizeof *m.v, by_time);
+	}
+	for (size_t i = 0; i < m.n; i++)
+		res->added += !m.v[i].own;
+	res->lines = (long)m.n;
+	if (!rc && res->added)
+		rc = mwrite(out_path, m.v, m.n, err, errlen);
+	for (size_t i = 0; i < m.n; i++) {
+		free(m.v[i].line);
+		free(m.v[i].key);
+	}
+	free(m.v);
 	return rc;
 }

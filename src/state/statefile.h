@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* Where a module sends a warning (never printed by the module itself). */
 struct statefile_warn {
@@ -79,4 +80,40 @@ int statefile_line(char *line, ssize_t n, char **text);
  * A last line without its newline ends the reading: it is another
  * writer's line in progress, or torn, and the next append repairs it. */
 int statefile_each_line(FILE *f, int (*fn)(void *arg, char *text, long no), void *arg);
+/* The same for a file no writer is appending to (another host's copy,
+ * read by state merge under its locks), which is not repaired but read
+ * as statefile_repair would leave it: NUL bytes at the end are no line;
+ * a last line without its newline (torn) is passed to fn with
+ * STATEFILE_KEEP and left out with STATEFILE_CUT, and its number goes to
+ * *torn_no (0: none) for the caller's FILE:LINE warning. */
+int statefile_each_line_torn(FILE *f, enum statefile_torn torn, long *torn_no,
+			     int (*fn)(void *arg, char *text, long no), void *arg);
+
+/* Merging copies of one line file (state merge: the same file from the
+ * state dirs of several hosts). Each format's module reads its lines and
+ * says what each is: */
+struct statefile_mline {
+	time_t when;     /* orders the merged file; -1 (damaged): first */
+	char *line;      /* the line with its newline (malloc; NULL: as read) */
+	char *key;       /* two lines with one key are one (malloc; NULL: the line) */
+};
+/* Reads one line (a copy of it, to split in place) into *out: 0, 1 when
+ * it names nothing (damaged: reported and left out), -1 out of memory. */
+typedef int (*statefile_mline_fn)(char *text, struct statefile_mline *out);
+/* What statefile_merge did. */
+struct statefile_merged {
+	long lines;      /* in the merged file */
+	long added;      /* of which not in paths[0] (the target's own) */
+};
+/* Reads paths[0..n-1] (missing ones hold nothing) through fn, each
+ * torn as `torn` says, keeps the first line of each key, orders them by
+ * time (a stable sort: lines of one second keep their order, paths[0]
+ * first) and, when some were added, writes them to out_path (created or
+ * truncated, 0600, fsync'd) for the caller to rename. Damage is reported
+ * to w as FILE:LINE, with `what` ("journal line"). Nothing is locked
+ * here: the caller holds the locks. Returns 0, or -1 with err. */
+int statefile_merge(const char *const *paths, size_t n, enum statefile_torn torn,
+		    statefile_mline_fn fn, const char *what, const char *out_path,
+		    struct statefile_merged *m, const struct statefile_warn *w,
+		    char *err, size_t errlen);
 #endif

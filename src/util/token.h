@@ -3,18 +3,32 @@
 /* Reader tokens: the HMAC that shows a link or a request was made by
  * herald for one address (unsubscribe links, the mailto subject). Its own
  * module because composing (message.c) makes them and reading requests
- * (unsubscribe.c, later the web side) checks them, and neither layer may
- * call the other. */
+ * (unsubscribe.c, the web side) checks them, and neither layer may call
+ * the other. */
 
 #define TOKEN_LEN 64
 
+/* The secret, keyed once: HMAC's key schedule (two SHA-256 blocks) is
+ * done by token_key_new, and each token after it costs only the blocks
+ * of its own message. A send keys once per run (message.c); after
+ * token_key_new the key is only read, so threads may share it. */
+struct token_key;
+/* NULL when the HMAC or memory failed. */
+struct token_key *token_key_new(const char *secret);
+void token_key_free(struct token_key *k); /* NULL is fine */
+
 /* hex HMAC-SHA256(secret, lower-case address): TOKEN_LEN hex digits + NUL.
  * 0, or -1 when the HMAC or memory failed. */
-int token_make(const char *secret, const char *email, char out[TOKEN_LEN + 1]);
-
+int token_key_make(const struct token_key *k, const char *email, char out[TOKEN_LEN + 1]);
 /* 1 when token (TOKEN_LEN hex digits, either case) is email's under
- * secret, 0 when it is not, -1 when the HMAC failed. The comparison takes
- * the same time wherever the first difference is. */
+ * the key, 0 when it is not, -1 when the HMAC failed. The comparison
+ * takes the same time wherever the first difference is. */
+int token_key_check(const struct token_key *k, const char *email, const char *token);
+
+/* The same for one token: keyed for the call. For the callers that make
+ * or check one token per request (unsubscribe.c, web/), where the key
+ * schedule is nothing next to the request. */
+int token_make(const char *secret, const char *email, char out[TOKEN_LEN + 1]);
 int token_check(const char *secret, const char *email, const char *token);
 
 /* Confirmation tokens (herald serve's signup): "EXPIRES.HEX", EXPIRES the

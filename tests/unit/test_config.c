@@ -471,6 +471,88 @@ static void test_bad_values(void **state)
 }
 
 /* subscribers_delimiter and language: defaults, values, FILE:LINE. */
+static void test_relays(void **state)
+{
+	struct fixture *fx = *state;
+	const struct config *c = &fx->c;
+
+	/* One group: one relay, called by its host and port. */
+	load_ok(fx, FROM "smtp = { url = \"smtps://mail.example.org\"; };\n");
+	assert_int_equal(config_nrelays(c), 1);
+	assert_ptr_equal(config_relay(c, 0), &c->smtp);
+	assert_string_equal(c->smtp.name, "mail.example.org:465");
+	assert_int_equal(c->smtp.weight, 1);
+	config_free(&fx->c);
+	fx->loaded = 0;
+	load_ok(fx, FROM "smtp = (\n"
+		"  { url = \"smtp://a.example.org:587/helo\"; weight = 3; connections = 8;\n"
+		"    per_day = 50000; per_second = 2.5; burst = 4; username = \"joy\";\n"
+		"    password_env = \"A_PW\"; },\n"
+		"  { url = \"smtp://b.example.org\"; name = \"backup\"; timeout = 5; }\n"
+		");\n");
+	assert_int_equal(config_nrelays(c), 2);
+	const struct smtp_conf *a = config_relay(c, 0), *b = config_relay(c, 1);
+	assert_ptr_equal(a, &c->smtp);
+	assert_string_equal(a->name, "a.example.org:587");
+	assert_int_equal(a->weight, 3);
+	assert_int_equal(a->connections, 8);
+	assert_int_equal(a->rate.per_day, 50000);
+	assert_true(a->rate.per_second == 2.5);
+	assert_int_equal(a->rate.burst, 4);
+	assert_string_equal(a->username, "joy");
+	assert_string_equal(a->password_env, "A_PW");
+	assert_string_equal(b->name, "backup");
+	assert_string_equal(b->url, "smtp://b.example.org");
+	assert_int_equal(b->timeout, 5);
+	assert_int_equal(b->weight, 1);
+	assert_int_equal(b->connections, 1);
+	assert_int_equal(b->rate.per_day, 0);
+	assert_string_equal(b->password_env, "HERALD_SMTP_PASSWORD");
+	assert_null(b->username);
+	snprintf(fx->want, sizeof fx->want, "%s:6", fx->path);
+	assert_string_equal(b->where, fx->want);
+	/* The top-level rate is untouched by the relays' own. */
+	assert_int_equal(c->rate.per_day, 0);
+	/* Each relay's own password. */
+	char *pw = NULL;
+	setenv("A_PW", "secret-a", 1);
+	assert_int_equal(config_relay_password(c, a, &pw, fx->err, sizeof fx->err), 0);
+	assert_string_equal(pw, "secret-a");
+	free(pw);
+	assert_int_equal(config_relay_password(c, b, &pw, fx->err, sizeof fx->err), 0);
+	assert_null(pw);
+	unsetenv("A_PW");
+}
+
+static void test_relay_errors(void **state)
+{
+	struct fixture *fx = *state;
+
+	load_bad(fx, FROM "smtp = ( );\n",
+		 ":2: smtp: the list of relays is empty: give at least one, "
+		 "smtp = ( { url = \"smtp://mail.example.org:587\"; } );");
+	load_bad(fx, FROM "smtp = (\n { url = \"smtp://a:25\"; },\n { url = \"smtp://b:25\"; weight = 0; }\n);\n",
+		 ":4: smtp[2].weight: out of range (from 1 to 1000)");
+	write_conf(fx, FROM "smtp = (\n { url = \"smtp://a:25\"; },\n { url = \"smtp://a:25\"; }\n);\n");
+	assert_int_equal(load(fx, fx->path), CONFIG_BAD);
+	snprintf(fx->want, sizeof fx->want, "%s:4: smtp[2]: another relay is called \"a:25\" too "
+		 "(%s:3): give one of them a name = \"...\"; of its own", fx->path, fx->path);
+	assert_string_equal(fx->err, fx->want);
+	load_bad(fx, FROM "smtp = ( { weight = 2; } );\n",
+		 ":2: smtp[1]: a relay in a list needs its url, e.g. url = \"smtp://mail.example.org:587\";");
+	load_bad(fx, FROM "smtp = ( { url = \"http://a\"; } );\n",
+		 ":2: smtp[1].url: expected smtp://host[:port] or smtps://host[:port], found \"http://a\"");
+	load_bad(fx, FROM "smtp = ( { url = \"smtp://a\"; per_minute = 1.5; } );\n",
+		 ":2: smtp[1].per_minute: expected a whole number");
+	load_bad(fx, FROM "smtp = ( { url = \"smtp://a\"; name = \"a/b\"; } );\n",
+		 ":2: smtp[1].name: \"a/b\": use 1 to 64 letters, digits and . _ - : [ ] @");
+	load_bad(fx, FROM "smtp = ( { url = \"smtp://a\"; colour = 1; } );\n",
+		 ":2: unknown setting \"smtp.colour\" (see config.example)");
+	load_bad(fx, FROM "smtp = \"smtp://a\";\n",
+		 ":2: smtp: expected a group, smtp = { url = \"...\"; }; or a list of them, "
+		 "smtp = ( { url = \"...\"; }, { url = \"...\"; } );");
+}
+
 static void test_list_settings(void **state)
 {
 	struct fixture *fx = *state;
@@ -750,6 +832,8 @@ int main(void)
 		T(test_unknown_key),
 		T(test_syntax_error),
 		T(test_bad_values),
+		T(test_relays),
+		T(test_relay_errors),
 		T(test_list_settings),
 		T(test_list_id_forms),
 		T(test_password_mode),

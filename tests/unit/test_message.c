@@ -763,6 +763,31 @@ static void test_utf8_valid(void **state)
 	assert_true(utf8_valid("abc\xFF", 3));
 }
 
+/* The skeleton's boundary check: the parameter and the delimiter lines
+ * are where a boundary belongs; anywhere else (a file name in a part's
+ * header) it would end the part there. */
+static void test_boundary_clear(void **state)
+{
+	(void)state;
+	const char *b = "=_Rab.12";
+	const char *ok = "MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=\"=_Rab.12\"\r\n"
+			 "\r\n--=_Rab.12\r\nContent-Type: text/html\r\n\r\nx\r\n--=_Rab.12--\r\n";
+	assert_true(msg_boundary_clear(ok, strlen(ok), b));
+	assert_true(msg_boundary_clear(ok, strlen(ok), "=_Mab.12")); /* not there at all */
+	const char *named = "Content-Type: multipart/mixed; boundary=\"=_Rab.12\"\r\n\r\n"
+			    "--=_Rab.12\r\nContent-Disposition: attachment; filename=\"--=_Rab.12\"\r\n"
+			    "\r\nx\r\n--=_Rab.12--\r\n";
+	assert_false(msg_boundary_clear(named, strlen(named), b));
+	const char *inline_text = "\r\n--=_Rab.12\r\n\r\nsee =_Rab.12 here\r\n--=_Rab.12--\r\n";
+	assert_false(msg_boundary_clear(inline_text, strlen(inline_text), b));
+	/* a longer boundary that begins with this one is not its line */
+	const char *longer = "\r\n--=_Rab.123\r\n";
+	assert_false(msg_boundary_clear(longer, strlen(longer), b));
+	/* at the very end, with nothing after it */
+	const char *tail = "x\r\n--=_Rab.12";
+	assert_false(msg_boundary_clear(tail, strlen(tail), b));
+}
+
 static void test_header_safe(void **state)
 {
 	(void)state;
@@ -1444,6 +1469,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_token, gc),
 		cmocka_unit_test_teardown(test_utf8_valid, gc),
 		cmocka_unit_test_teardown(test_header_safe, gc),
+		cmocka_unit_test_teardown(test_boundary_clear, gc),
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 		T(test_qp_fast_path_matches),
 		T(test_build_message),

@@ -68,6 +68,52 @@ static const struct reply replies[] = {
 	{450, "4.7.1", "450 4.7.1 Client host rejected: cannot find your hostname", 1, "client"},
 };
 
+/* The reply reader as the connections use it (smtp_replies_scan). */
+struct got { struct smtp_result r[8]; int n; };
+
+static void keep(void *arg, const struct smtp_result *r)
+{
+	struct got *g = arg;
+	if (g->n < 8)
+		g->r[g->n++] = *r;
+}
+
+static void test_replies(void **state)
+{
+	(void)state;
+	struct got g = {.n = 0};
+	/* A pipelined group's replies in one read, one of them multi-line. */
+	const char *group = "250 2.1.0 Ok\r\n550-5.1.1 <bob@example.net>: no such user\r\n"
+			    "550 5.1.1 try another\r\n554 5.5.1 Error: no valid recipients\r\n";
+	assert_int_equal(smtp_replies_scan(group, strlen(group), SMTP_STAGE_RCPT, keep, &g), 3);
+	assert_int_equal(g.r[0].cls, SMTP_OK);
+	assert_int_equal(g.r[1].code, 550);
+	assert_string_equal(g.r[1].status, "5.1.1");
+	assert_string_equal(g.r[1].text, "550 5.1.1 <bob@example.net>: no such user 5.1.1 try another");
+	assert_int_equal(g.r[1].cls, SMTP_PERM);
+	assert_int_equal(g.r[1].sender_side, 0);
+	/* The same refusal of MAIL concerns the sender: it stops the run. */
+	g.n = 0;
+	assert_int_equal(smtp_replies_scan("550 5.7.1 sender rejected\r\n", 27, SMTP_STAGE_MAIL,
+					   keep, &g), 1);
+	assert_int_equal(g.r[0].cls, SMTP_FATAL);
+	/* 421 closes: the connection's trouble, not the reader's. */
+	g.n = 0;
+	assert_int_equal(smtp_replies_scan("421 4.3.2 bye\r\n", 15, SMTP_STAGE_BODY, keep, &g), 1);
+	assert_int_equal(g.r[0].cls, SMTP_CONN);
+	/* A reply cut in the middle waits for the rest; a bare LF ends a
+	 * line too; no code is no reply. */
+	g.n = 0;
+	assert_int_equal(smtp_replies_scan("250 ok\n250-half", 15, SMTP_STAGE_RCPT, keep, &g), 1);
+	assert_int_equal(smtp_replies_scan("hello\r\n", 7, SMTP_STAGE_RCPT, keep, &g), -1);
+	assert_int_equal(smtp_replies_scan("099 x\r\n", 7, SMTP_STAGE_RCPT, keep, &g), -1);
+	/* Control characters never reach the text. */
+	g.n = 0;
+	assert_int_equal(smtp_replies_scan("452 4.2.2 full\x1b[2J\r\n", 20, SMTP_STAGE_RCPT, keep, &g), 1);
+	assert_null(strchr(g.r[0].text, '\x1b'));
+	assert_int_equal(g.r[0].cls, SMTP_TEMP);
+}
+
 static void test_sender_side(void **state)
 {
 	(void)state;
@@ -120,6 +166,7 @@ static void test_host_loopback(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_replies),
 		cmocka_unit_test(test_sender_side),
 		cmocka_unit_test(test_ip_loopback),
 		cmocka_unit_test(test_host_loopback),

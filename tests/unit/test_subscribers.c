@@ -782,6 +782,52 @@ static void test_tab_list(void **state)
 	expect_end(fx);
 }
 
+/* A second pass after subs_rewind gives every row the first pass's
+ * verdict: a duplicate still names its first line, an unsubscribed row
+ * still wins over the same address further down, and a BOM is skipped. */
+static void test_rewind(void **state)
+{
+	struct fixture *fx = *state;
+
+	open_ok(fx, "\xef\xbb\xbf" "email,name,status\n"
+		"ann@example.org,Ann,\n"
+		"Bob@example.org,Bob,unsubscribed\n"
+		"ANN@example.org,Ann again,\n"
+		"bob@example.org,Bob again,\n"
+		"cy@example.org,Cy,\n");
+	for (int pass = 0; pass < 2; pass++) {
+		expect_row(fx, "ann@example.org", "Ann", 2);
+		struct subs_row row;
+		assert_int_equal(subs_next(fx->r, &row, fx->err, sizeof(fx->err)),
+				 SUBS_INACTIVE);
+		expect_status(fx, SUBS_BAD,
+			      "4: duplicate address ANN@example.org (first on line 2)");
+		expect_status(fx, SUBS_BAD,
+			      "5: duplicate address bob@example.org (first on line 3)");
+		expect_row(fx, "cy@example.org", "Cy", 6);
+		expect_end(fx);
+		assert_int_equal(subs_rewind(fx->r, fx->err, sizeof(fx->err)), 0);
+	}
+}
+
+/* README's formula, the values computed by Python's hashlib. */
+static void test_shard(void **state)
+{
+	unsigned s;
+
+	(void)state;
+	assert_int_equal(subs_shard("reader1@example.net", 3, &s), 0);
+	assert_int_equal(s, 3);
+	assert_int_equal(subs_shard("Mixed.Case1@Example.NET", 3, &s), 0);
+	assert_int_equal(s, 2);
+	assert_int_equal(subs_shard("mixed.case1@example.net", 3, &s), 0);
+	assert_int_equal(s, 2);
+	assert_int_equal(subs_shard("a@b.co", 1000, &s), 0);
+	assert_int_equal(s, 377);
+	assert_int_equal(subs_shard("a@b.co", 1, &s), 0);
+	assert_int_equal(s, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -797,6 +843,8 @@ int main(void)
 		T(test_lengths),
 		T(test_invalid_address_rows),
 		T(test_duplicates),
+		T(test_rewind),
+		T(test_shard),
 		T(test_status),
 		T(test_no_email_column),
 		T(test_empty_file),

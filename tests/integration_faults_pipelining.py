@@ -1,0 +1,15 @@
+#!/usr/bin/python3
+"""tests/integration_faults.py once more, with tests/faultsmtp.py
+advertising PIPELINING: herald sends MAIL, RCPT and DATA as one group
+and the final dot with the next envelope (RFC 2920). Every fault, every
+assertion: exactly once across the fault and the rerun.
+
+    HERALD=/path/to/herald /usr/bin/python3 tests/integration_faults_pipelining.py [PATTERN...]
+"""
+import os
+import runpy
+import sys
+
+os.environ["HERALD_TEST_EXTENSIONS"] = "pipelining"
+sys.argv[0] = os.path.join(os.path.dirname(os.path.abspath(__file__)), "integration_faults.py")
+runpy.run_path(sys.argv[0], run_name="__main__")

@@ -1,0 +1,319 @@
+#!/usr/bin/python3
+"""herald's transaction phase (issue 15, part 1): SMTP pipelining (RFC
+2920) and CHUNKING (RFC 3030) on the connection libcurl opened.
+
+    HERALD=/path/to/herald /usr/bin/python3 tests/integration_pipelining.py [PATTERN...]
+
+What the server saw is read from tests/faultsmtp.py's events: for each
+command line, how many bytes the client had already sent behind it
+("behind"), so a client that waits for each reply shows 0 there and a
+pipelining one does not. Every test also counts what the server stored
+per reader (exactly once), and the journal and bounces.log agree. The
+real-server tests use a private Postfix (tests/postfix.py), which offers
+PIPELINING and CHUNKING, relaying to a tests/smtpd.py capture server.
+"""
+
+import email
+import email.policy
+import os
+import re
+import sys
+import time
+
+from harness import EX_OK, Skip, Suite, csv, equal, expect
+import postfix
+
+SUITE = Suite()
+test = SUITE.test
+
+READERS = [f"r{i}@example.net" for i in range(1, 6)]
+BASE = {"smtp": {"timeout": 3, "starttls": "never", "connections": 1},
+        "retry": {"attempts": 3, "initial_delay": 0.1, "max_delay": 0.2}}
+
+
+def world(t, server, readers=READERS, post_extra="", smtp=None):
+    t.subscribers(csv(*(f"{a},Reader {i}" for i, a in enumerate(readers, 1))))
+    t.post(post_extra)
+    cfg = {k: dict(v) for k, v in BASE.items()}
+    cfg["smtp"].update(smtp or {})
+    t.config(server, cfg)
+    return cfg
+
+
+def sending_conns(s):
+    """The connections that carried mail (the first is herald's probe)."""
+    return sorted({e["conn"] for e in s.events() if e.get("cmd", "").startswith("MAIL")})
+
+
+def commands(s, conn):
+    return [e for e in s.events() if e.get("conn") == conn and "cmd" in e]
+
+
+def journal(t):
+    return sorted(x[1] for x in t.journal())
+
+
+def exactly_once(t, s, readers):
+    got = s.received()
+    equal(sorted(got), sorted(readers), "readers stored, each exactly once")
+    equal(journal(t), sorted(readers), "journal")
+
+
+@test("PIPELINING offered: MAIL, RCPT and DATA go as one group, and each final "
+      "dot goes with the next message's envelope; every reader stored once")
+def test_groups(t):
+    s = t.fault_server(args=["--pipelining"])
+    world(t, s)
+    r = t.send()
+    equal(r.code, EX_OK, "exit code")
+    exactly_once(t, s, READERS)
+    conns = sending_conns(s)
+    equal(len(conns), 1, "connections that carried mail")
+    cmds = commands(s, conns[0])
+    for e in cmds:
+        verb = e["cmd"].split(" ")[0].split(":")[0]
+        if verb in ("MAIL", "RCPT"):
+            expect(e["behind"] > 0, f"{e['cmd']!r} sent alone, its reply awaited: {e}")
+        if verb == "DATA":
+            equal(e["behind"], 0, "bytes sent after DATA before its 354")
+    dots = [e for e in cmds if e["cmd"] == "."]
+    equal(len(dots), len(READERS), "end-of-data dots")
+    for d in dots[:-1]:
+        expect(d["behind"] > 0, f"the next envelope did not ride with the dot: {dots}")
+    # Round trips on the wire: the group's replies are read together, so
+    # each message costs one write by herald after the first.
+    equal(sum(1 for e in cmds if e["cmd"].startswith("RSET")), 0, "RSETs on a clean run")
+
+
+@test("no PIPELINING offered: each command waits for its reply (control for "
+      "the test above: the same server, the same counts)")
+def test_lockstep(t):
+    s = t.fault_server()
+    world(t, s)
+    r = t.send()
+    equal(r.code, EX_OK, "exit code")
+    exactly_once(t, s, READERS)
+    for conn in sending_conns(s):
+        for e in commands(s, conn):
+            if e["cmd"] != "QUIT":
+                equal(e["behind"], 0, f"bytes behind {e['cmd']!r} before its reply")
+
+
+@test("CHUNKING offered: MAIL, RCPT and BDAT LAST with the message in one write, "
+      "no DATA, no dot; the stored bytes equal what DATA delivers")
+def test_chunking(t):
+    s = t.fault_server(args=["--pipelining", "--chunking"])
+    world(t, s)
+    r = t.send("--force")
+    equal(r.code, EX_OK, "exit code")
+    exactly_once(t, s, READERS)
+    cmds = commands(s, sending_conns(s)[0])
+    verbs = [e["cmd"].split(" ")[0].split(":")[0] for e in cmds]
+    expect("DATA" not in verbs, f"DATA sent to a CHUNKING server: {verbs}")
+    bdat = [e for e in cmds if e["cmd"].startswith("BDAT")]
+    equal(len(bdat), len(READERS), "BDAT commands")
+    for e in bdat:
+        expect(re.fullmatch(r"BDAT \d+ LAST", e["cmd"]), f"BDAT line: {e['cmd']!r}")
+    for e in cmds:
+        if e["cmd"].startswith(("MAIL", "RCPT")):
+            expect(e["behind"] > 0, f"{e['cmd']!r} sent alone: {e}")
+    # The same list over DATA: each reader's message has the same body.
+    d = t.fault_server(args=["--pipelining"])
+    t.config(d, {**BASE})
+    equal(t.send("--force").code, EX_OK, "exit code over DATA")
+    body = {}
+    for m in d.messages():
+        body[m.rcpt_tos[0]] = m.msg.get_body(("plain",)).get_content()
+    for m in s.messages():
+        got = m.msg.get_body(("plain",)).get_content()
+        equal(got, body[m.rcpt_tos[0]], f"text of {m.rcpt_tos[0]} over BDAT and DATA")
+        expect(m.raw.endswith(b"\r\n"), "message ends with CRLF")
+
+
+@test("refusals inside pipelined groups are each the right reader's at the right "
+      "stage: 550 RCPT, 554 DATA, 452 after the dot once, the connection closed "
+      "at a dot with the next envelope in flight; each stored once, exit 0")
+def test_group_accounting(t):
+    a, b, c, d, e = READERS
+    s = t.fault_server({"at": "rcpt", "rcpt": b, "reply": "550 5.1.1 <%s>: no such user" % b},
+                       {"at": "data", "rcpt": c, "reply": "554 5.7.1 content refused"},
+                       {"at": "dot", "rcpt": d, "reply": "452 4.3.1 try later", "times": 1},
+                       {"at": "dot", "rcpt": a, "do": "close", "times": 1},
+                       args=["--pipelining"])
+    world(t, s)
+    r = t.send()
+    equal(r.code, EX_OK, "exit code")
+    exactly_once(t, s, [a, d, e])
+    equal(sorted(tuple(x[1:5]) for x in t.bounces()),
+          [(b, "hard", "5.1.1", "550"), (c, "hard", "5.7.1", "554")], "bounces.log")
+    # The transaction after a refused RCPT begins with RSET.
+    events = s.events()
+    mails = [x for x in events if x.get("cmd", "").startswith(("MAIL", "RSET"))]
+    expect(any(x["cmd"] == "RSET" for x in mails), f"no RSET after a refusal: {mails}")
+    # A rerun sends nothing more.
+    r2 = t.send()
+    equal(r2.code, EX_OK, "exit code of the rerun")
+    equal(sorted(s.received()), sorted([a, d, e]), "stored after the rerun")
+
+
+DOTS = """
+
+...and so it begins.
+
+.a paragraph that begins with a dot
+
+. and one with a dot and a space
+
+```
+.gitignore
+. ./env.sh
+..
+.
+```
+"""
+
+
+@test("a post full of lines that begin with dots: no line of any message begins "
+      "with '.', so nothing needs stuffing; the text arrives whole over DATA, "
+      "BDAT and the plain (non-pipelining) path")
+def test_dots(t):
+    out = t.path("dry")
+    world(t, None, post_extra=DOTS)
+    r = t.send("--dry-run", out)
+    equal(r.code, EX_OK, "exit code of the dry run")
+    files = sorted(os.listdir(out))
+    equal(len(files), len(READERS), "messages written")
+    for name in files:
+        with open(os.path.join(out, name), "rb") as f:
+            raw = f.read()
+        starts = [l for l in raw.split(b"\r\n") if l.startswith(b".")]
+        equal(starts, [], f"lines of {name} that begin with a dot")
+    want_text = [".a paragraph that begins with a dot", ". and one with a dot and a space",
+                 ".gitignore", ". ./env.sh", ".."]
+    for args in ([], ["--pipelining"], ["--pipelining", "--chunking"]):
+        s = t.fault_server(args=args)
+        t.config(s, {**BASE})
+        equal(t.send("--force").code, EX_OK, f"exit code ({args})")
+        got = s.by_rcpt()
+        equal(sorted(got), sorted(READERS), f"readers stored ({args})")
+        for m in got.values():
+            text = m.msg.get_body(("plain",)).get_content()
+            html = m.msg.get_body(("html",)).get_content()
+            for line in want_text:
+                expect(line in text.splitlines() or "    " + line in text.splitlines(),
+                       f"{line!r} not a line of the text part ({args}): {text!r}")
+                expect(line in html, f"{line!r} not in the HTML part ({args})")
+            lines = [l.strip() for l in text.splitlines()]
+            expect("." in lines, f"the lone dot line lost ({args}): {text!r}")
+
+
+def need_postfix():
+    why = postfix.available()
+    if why:
+        raise Skip(why)
+
+
+def postfix_world(t, pf, smtp=None):
+    t.subscribers(csv(*(f"{a},Reader {i}" for i, a in enumerate(READERS, 1))))
+    t.post()
+    cfg = {"smtp": {"url": pf.url(), "starttls": "never", "timeout": 10,
+                    "connections": 1, **(smtp or {})},
+           "retry": {"attempts": 2, "initial_delay": 0.2, "max_delay": 0.4}}
+    t.write("herald.conf", open(t.config(None, cfg)).read())
+
+
+def wait_received(s, n, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(s.received()) < n:
+        time.sleep(0.1)
+    time.sleep(0.3)
+    return s.received()
+
+
+def postfix_send(t, main):
+    """A private Postfix that refuses r2 at RCPT, relaying to a capture
+    server: herald's transcript, and what got through."""
+    need_postfix()
+    cap = t.server()
+    bad = READERS[1]
+    with postfix.Postfix(t.path("pf"), relayhost=cap.port,
+                         recipient_restrictions="check_recipient_access "
+                         f"inline:{{ {{{bad}=550 5.1.1 No such user}} }}, "
+                         "permit_mynetworks, reject", main=main) as pf:
+        postfix_world(t, pf)
+        r = t.herald("-v", "send", t.path("issue-1.md"))
+        equal(r.code, EX_OK, "exit code")
+        ok = [a for a in READERS if a != bad]
+        equal(sorted(wait_received(cap, len(ok))), sorted(ok), "relayed, each once")
+        equal(journal(t), sorted(ok), "journal")
+        equal([tuple(x[1:5]) for x in t.bounces()], [(bad, "hard", "5.1.1", "550")],
+              "bounces.log")
+        for m in cap.messages():
+            expect(m.msg.get_body(("plain",)) is not None, "a text part arrived")
+        time.sleep(0.5)
+        t.write("pf.log", pf.log())
+        return r.err
+
+
+@test("a real Postfix (PIPELINING and CHUNKING): BDAT LAST, one reader refused "
+      "at RCPT and bounced, the others relayed once")
+def test_postfix_bdat(t):
+    log = postfix_send(t, main=None)
+    expect(re.search(r"^smtp \d+ > BDAT \d+ LAST$", log, re.M), "no BDAT in the transcript")
+    expect(not re.search(r"^smtp \d+ > DATA$", log, re.M), "DATA sent to a CHUNKING server")
+
+
+@test("a real Postfix with CHUNKING switched off (smtpd_discard_ehlo_keywords): "
+      "pipelined DATA, one reader refused and bounced, the others relayed once")
+def test_postfix_data(t):
+    log = postfix_send(t, main={"smtpd_discard_ehlo_keywords": "chunking"})
+    expect(re.search(r"^smtp \d+ > DATA$", log, re.M), "no DATA in the transcript")
+    expect(not re.search(r"BDAT", log), "BDAT sent to a server without CHUNKING")
+    expect(re.search(r"^smtp \d+ < 250-PIPELINING", log, re.M), "Postfix offered no PIPELINING")
+    # The transcript is in wire order: MAIL, RCPT and DATA before their
+    # replies, and the dot's reply after the next envelope.
+    lines = [l.split(" ", 2)[2] for l in log.splitlines() if re.match(r"smtp [1-9]\d* [<>] ", l)]
+    for i, l in enumerate(lines):
+        if l.startswith("> MAIL FROM"):
+            equal(lines[i + 1][:9], "> RCPT TO", "the line after MAIL in the transcript")
+            equal(lines[i + 2], "> DATA", "the line after RCPT in the transcript")
+
+
+@test("a real Postfix offering neither PIPELINING nor CHUNKING: herald waits for "
+      "every reply, and Postfix logs no improper command pipelining")
+def test_postfix_no_pipelining(t):
+    log = postfix_send(t, main={"smtpd_discard_ehlo_keywords": "chunking, pipelining"})
+    lines = [l.split(" ", 2)[2] for l in log.splitlines() if re.match(r"smtp [1-9]\d* [<>] ", l)]
+    for i, l in enumerate(lines):
+        if l.startswith(("> MAIL", "> RCPT", "> DATA", "> RSET")):
+            expect(lines[i + 1].startswith("<"), f"{l!r} not followed by its reply: {lines[i:i+3]}")
+    pflog = open(t.path("pf.log"), encoding="utf-8", errors="replace").read()
+    expect("improper command pipelining" not in pflog, "Postfix saw improper pipelining")
+
+
+@test("a real Postfix that times an idle connection out (smtpd_timeout 1s, 421) "
+      "between paced messages: herald sees it and opens a new connection; no "
+      "retry, nobody deferred, each reader relayed once")
+def test_postfix_idle_timeout(t):
+    need_postfix()
+    cap = t.server()
+    with postfix.Postfix(t.path("pf"), relayhost=cap.port,
+                         main={"smtpd_timeout": "1s"}) as pf:
+        postfix_world(t, pf, smtp={"timeout": 5})
+        cfg = open(t.path("herald.conf")).read()
+        cfg = re.sub(r"retry = \{[^}]*\}", "retry = { attempts = 1; initial_delay = 0; max_delay = 0; }", cfg)
+        t.write("herald.conf", cfg + "\nrate = { per_second = 0.4; };\n")
+        readers = READERS[:3]
+        t.subscribers(csv(*(f"{a},Reader {i}" for i, a in enumerate(readers, 1))))
+        r = t.herald("-v", "send", t.path("issue-1.md"))
+        equal(r.code, EX_OK, "exit code")
+        equal(sorted(wait_received(cap, 3)), sorted(readers), "relayed, each once")
+        equal(journal(t), sorted(readers), "journal")
+        expect("deferred after" not in r.err, f"a deferral: {r.err}")
+        mails = [l for l in r.err.splitlines() if re.match(r"smtp [1-9]\d* > MAIL", l)]
+        equal(len(mails), 3, "MAIL commands (no retry)")
+        expect(re.search(r"< 421 ", r.err), "Postfix's idle timeout was not seen")
+
+
+if __name__ == "__main__":
+    sys.exit(SUITE.main(sys.argv[1:]))
