@@ -12,6 +12,7 @@ names their packages. TAP on stdout, a log on stderr (tests/harness.py).
 """
 
 import email
+import email.header
 import email.policy
 import html
 import json
@@ -465,7 +466,6 @@ def test_rfc2047_one_word_names(t):
         expect(n == words if words else n > 1, f"{name}: {n} encoded-words in To: {to_raw!r}")
         equal(from_raw.count("=?UTF-8?"), 1, f"From: one encoded-word: {from_raw!r}")
         if not words:
-            import email.header
             parts = [email.header.decode_header(w)[0][0].decode()
                      for w in re.findall(r"=\?UTF-8\?[QB]\?[^?]*\?=", to_raw)]
             equal("".join(parts), name, f"{name}: its encoded-words joined")
