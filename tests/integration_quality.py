@@ -442,11 +442,12 @@ def etpan_names(t):
 @SUITE.test("RFC 2047 names: a display name that fits one encoded-word is one (Cyrillic, "
             "CJK, two umlauts), ASCII words stay atoms (one umlaut, José Luis García), a "
             "40-character one splits between words; Python policy.default and compat32, "
-            "mblaze and libetpan all decode each to the name given")
+            "mblaze and libetpan all decode each to the name given; DKIM verifies")
 def test_rfc2047_one_word_names(t):
     server = t.server()
     sender = "Иван Петрович Сидоров"
-    world(t, {"from": f"{sender} <joy@example.org>"}, server,
+    key, txt = dkim_key(t)
+    world(t, {"from": f"{sender} <joy@example.org>", **dkim_changes(key)}, server,
           subs=csv(*(f"r{i}@example.org,{n}" for i, (n, _, _) in enumerate(ONE_WORD_NAMES))))
     t.post()
     equal(t.send().code, EX_OK, "send")
@@ -472,6 +473,7 @@ def test_rfc2047_one_word_names(t):
             expect(all(p.endswith(" ") for p in parts[:-1]), f"{name}: a word cut: {parts}")
         plain = re.sub(r"=\?UTF-8\?[QB]\?[^?]*\?=", " ", to_raw).split()
         equal(plain, atoms + [f"<{rcpt}>"], f"{name}: the words left as they are in To")
+        expect(verify(raw, txt), f"{name}: the DKIM signature does not verify")
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         shown = msg["To"].addresses[0].display_name
         if name == LONG_NAME:

@@ -1092,17 +1092,21 @@ static int address_field(const char *s, const char *colon)
  * parser drops (Python's both policies, mblaze, libetpan).
  * [s, s + len) is header lines only. Colons are few, so they are what
  * the scan looks for. */
-static int add_unfolded_after_colon(struct buf *out, const char *s, size_t len)
+int msg_add_unfolded(struct buf *out, const char *s, size_t len)
 {
 	const char *end = s + len, *run = s;
-	for (const char *p = s; (p = memchr(p, ':', (size_t)(end - p))) && end - p >= 5; p++)
-		if (!memcmp(p, ": \r\n ", 5) &&
-		    !(end - p >= 7 && !memcmp(p + 5, "=?", 2) && address_field(s, p))) {
-			if (buf_add(out, run, (size_t)(p + 2 - run)) < 0)
-				return -1;
-			run = p + 5;
-			p += 4;
-		}
+	for (const char *p = s; (p = memchr(p, ':', (size_t)(end - p))) && end - p >= 5; p++) {
+		if (memcmp(p, ": \r\n ", 5))
+			continue;
+		/* Kept, the fold loses the blank libetpan left before it: a
+		 * line ending in white space is one some relays trim. */
+		int keep = end - p >= 7 && !memcmp(p + 5, "=?", 2) && address_field(s, p);
+		if (buf_add(out, run, (size_t)(p + 1 - run)) < 0 ||
+		    (keep ? buf_adds(out, "\r\n ") : buf_addc(out, ' ')) < 0)
+			return -1;
+		run = p + 5;
+		p += 4;
+	}
 	return buf_add(out, run, (size_t)(end - run));
 }
 
@@ -1699,7 +1703,7 @@ static int write_skeleton(struct msg_ctx *m)
 		/* the message's own MIME header lines, up to the blank line */
 		const char *blank = memmem(s->str, s->len, "\r\n\r\n", 4);
 		size_t hl = blank ? (size_t)(blank - s->str) : s->len;
-		wr = add_unfolded_after_colon(&raw, s->str, hl) < 0 ||
+		wr = msg_add_unfolded(&raw, s->str, hl) < 0 ||
 		     buf_add(&raw, s->str + hl, s->len - hl) < 0 ? -1 : 0;
 	}
 	if (s)
@@ -1774,7 +1778,7 @@ static int assemble(struct msg_ctx *m, struct mailimf_fields *f, int unsub, time
 			wr = -1;
 	}
 	mailimf_fields_free(f);
-	if (wr != MAILIMF_NO_ERROR || add_unfolded_after_colon(dst, s->str, s->len) < 0)
+	if (wr != MAILIMF_NO_ERROR || msg_add_unfolded(dst, s->str, s->len) < 0)
 		return -1;
 	return fill_slots(dst, m);
 }
