@@ -11,7 +11,7 @@ PKGS    := libcurl libetpan libcmark-gfm libconfig gnutls opendkim jansson gdk-p
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(filter-out -specs=%,$(shell pkg-config --libs $(PKGS) 2>/dev/null)) -lcsv -pthread
 CFLAGS  ?= -O2 -g
-WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-unused-parameter
+WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-unused-parameter
 # Hardening, on by default: herald holds passwords and reads hostile input
 # (CSV, mail, DSNs). The sanitizer and fuzz builds leave FORTIFY out (ASan
 # checks the same calls, better).

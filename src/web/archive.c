@@ -124,7 +124,7 @@ int archive_index(const struct config *cfg, const struct archive *a, const char 
  * known (so the post's fields compile as they did for the send), every
  * reader value is empty, and the reader's address and token are not
  * there at all. */
-static int anonymous_body(const struct config *cfg, const struct post *p, struct buf *out,
+BUF_MUST static int anonymous_body(const struct config *cfg, const struct post *p, struct buf *out,
 			  char *err, size_t errlen)
 {
 	struct subs_reader *sr = NULL;
@@ -172,7 +172,7 @@ void archive_image_name(const struct post_image *img, size_t k, char *out, size_
 
 /* The post's cid: links become its files' web addresses: files_url and
  * each image's archive_image_name. */
-static int files_linked(const struct post *p, const char *files_url, struct buf *html)
+BUF_MUST static int files_linked(const struct post *p, const char *files_url, struct buf *html)
 {
 	if (!p->nimages)
 		return 0;
@@ -271,7 +271,7 @@ static void rfc3339(time_t t, char *out, size_t len)
 
 /* Atom wants ids that never change: the issue's URL when there is a
  * base_url, else a tag: URI on the From domain (RFC 4151). */
-static int entry_id(struct buf *b, const struct config *cfg, const char *slug)
+BUF_MUST static int entry_id(struct buf *b, const struct config *cfg, const char *slug)
 {
 	const char *at = cfg->from_addr ? strrchr(cfg->from_addr, '@') : NULL;
 	if (cfg->web.base_url)
@@ -320,7 +320,7 @@ int archive_feed(const struct config *cfg, const struct archive *a, struct buf *
 	return rc ? -1 : 0;
 }
 
-static int write_atomically(const char *path, const struct buf *b, char *err, size_t errlen)
+BUF_MUST static int write_atomically(const char *path, const struct buf *b, char *err, size_t errlen)
 {
 	char *tmp;
 	if (asprintf(&tmp, "%s.tmp", path) < 0)
