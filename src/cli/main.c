@@ -44,7 +44,9 @@ static const char usage[] =
 	"                      (repeatable: all must hold; with the post's audience:)\n"
 	"      --shard I/N     only the readers of shard I of N (1 <= I <= N <= 1000): the\n"
 	"                      first 8 bytes of SHA-256 of the lower-cased address, big-\n"
-	"                      endian, mod N, plus 1; one host a shard, each its state_dir\n"
+	"                      endian, mod N, plus 1; one host a shard, each its state_dir\n";
+/* In two: ISO C promises string literals of 4095 bytes, no more. */
+static const char usage_more[] =
 	"  preview POST.md [-o DIR] [--as EMAIL] [--no-screenshots]\n"
 	"      Write DIR/<slug>.html, .txt and .eml as EMAIL (default: first reader) gets them,\n"
 	"      and <slug>-desktop.png, <slug>-mobile.png when Chromium is installed.\n"
@@ -96,10 +98,9 @@ static const char usage[] =
  * or not the command reads them), a password_command's output, the DKIM
  * key, a mailbox password. The earlier RLIMIT_CORE in config.c came only
  * once a password was fetched, so serve, and send without smtp.username,
- * still dumped them. A crash
- * must not write them into a core file, wherever core_pattern points
- * (a file in the working directory, a crash collector), so core dumps
- * are off before anything is read: RLIMIT_CORE 0 for this process (a
+ * still dumped them. A crash must not write them into a core file,
+ * wherever core_pattern points (a file in the working directory, a crash
+ * collector), so core dumps are off before anything is read: RLIMIT_CORE 0 for this process (a
  * later setrlimit by herald itself could raise it again; nothing does),
  * and PR_SET_DUMPABLE 0, which a pipe core_pattern (systemd-coredump,
  * apport) would ignore RLIMIT_CORE for. Non-dumpable also means: no
@@ -112,6 +113,12 @@ static void no_core_dumps(void)
 	struct rlimit none = {0, 0};
 	(void)setrlimit(RLIMIT_CORE, &none);
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+static void print_usage(void)
+{
+	fputs(usage, stdout);
+	fputs(usage_more, stdout);
 }
 
 int main(int argc, char **argv)
@@ -130,7 +137,7 @@ int main(int argc, char **argv)
 		case 'c': cfgpath = optarg; break;
 		case 'q': u.quiet = 1; break;
 		case 'v': u.verbose = 1; break;
-		case 'h': fputs(usage, stdout); return 0;
+		case 'h': print_usage(); return 0;
 		case 'V': printf("herald %s\n", HERALD_VERSION); return 0;
 		default: fputs("Try 'herald --help'.\n", stderr); return EX_USAGE;
 		}
@@ -155,7 +162,7 @@ int main(int argc, char **argv)
 		if (!strcmp(cmd, cmds[i].name))
 			rc = cmds[i].run(&u, cfgpath, ac, av);
 	if (rc < 0 && !strcmp(cmd, "help"))
-		rc = (fputs(usage, stdout), 0);
+		rc = (print_usage(), 0);
 	else if (rc < 0)
 		rc = cli_usage("unknown command \"%s\"", cmd);
 	curl_global_cleanup();

@@ -117,7 +117,7 @@ int msg_secret(const struct config *cfg, const char **secret, char *err, size_t 
  * its folds right after a colon joined (a blank some parsers keep), but
  * for a display name's encoded-word, which keeps its own line (the blank
  * there is folding white space; joined, the line could pass 78). */
-int msg_add_unfolded(struct buf *out, const char *s, size_t len);
+BUF_MUST int msg_add_unfolded(struct buf *out, const char *s, size_t len);
 
 /* Helpers exposed for the unit tests. */
 /* RFC 2047 encoding of UTF-8 text into encoded-words of <= 75 chars (Q,
@@ -127,11 +127,11 @@ int msg_add_unfolded(struct buf *out, const char *s, size_t len);
  * words that are not atoms join the run too, and whose first word may
  * take a line of its own; else a subject, whose first word is kept short
  * enough to share its line with "Subject: ". */
-int msg_encode_words(struct buf *out, const char *s, int phrase);
+BUF_MUST int msg_encode_words(struct buf *out, const char *s, int phrase);
 /* RFC 2045 quoted-printable of LF-terminated text: CRLF lines of at most
  * 76 characters, only '=', control and 8-bit bytes, trailing blanks and a
  * line-opening "From " encoded. */
-int msg_qp_encode(struct buf *out, const char *s, size_t len);
+BUF_MUST int msg_qp_encode(struct buf *out, const char *s, size_t len);
 /* 1 if s is valid UTF-8 without CR, LF or NUL. */
 int msg_header_safe(const char *s);
 /* 1 if every occurrence of boundary in [s, s + len) is a delimiter line
