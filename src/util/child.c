@@ -7,7 +7,6 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/pidfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,7 +88,7 @@ static int spawn(const struct child_spec *s, pid_t *pid, int wr, char **env)
 
 int child_start(const struct child_spec *s, struct child *c, char *err, size_t errlen)
 {
-	*c = (struct child){.pid = -1, .out = -1, .pidfd = -1, .reap_group = s->reap_group};
+	*c = (struct child){.pid = -1, .out = -1, .reap_group = s->reap_group};
 	c->deadline = mono() + s->timeout;
 	size_t nenv = 0;
 	while (environ[nenv])
@@ -117,7 +116,6 @@ int child_start(const struct child_spec *s, struct child *c, char *err, size_t e
 		return set_err(err, errlen, CHILD_FAILED, "cannot run %s: %s", s->path, strerror(e));
 	}
 	c->out = fds[0];
-	c->pidfd = pidfd_open(c->pid, 0);
 	return CHILD_OK;
 }
 
@@ -148,8 +146,11 @@ ssize_t child_read(struct child *c, void *buf, size_t len)
 }
 
 /* The child's exit, waiting until the deadline: 1 reaped, 0 still
- * running at the deadline, -1 a waitpid error. With a pidfd one poll
- * waits; without (a kernel before 5.3) a short sleep between looks. */
+ * running at the deadline, -1 a waitpid error. A look every 10 ms: a
+ * pidfd would wait without them, but valgrind (3.19) does not know
+ * pidfd_open, and a SIGCHLD handler would be process-wide state for one
+ * caller. The wait is short after the output ended (a password_command)
+ * and a browser runs for seconds. */
 static int reap_by_deadline(struct child *c, int *status)
 {
 	for (;;) {
@@ -158,17 +159,10 @@ static int reap_by_deadline(struct child *c, int *status)
 			return 1;
 		if (w < 0 && errno != EINTR)
 			return -1;
-		int ms = left_ms(c);
-		if (ms == 0)
+		if (left_ms(c) == 0)
 			return 0;
-		if (c->pidfd >= 0) {
-			struct pollfd p = {c->pidfd, POLLIN, 0};
-			if (poll(&p, 1, ms) < 0 && errno != EINTR)
-				return -1;
-		} else {
-			struct timespec tick = {0, 10 * 1000 * 1000};
-			nanosleep(&tick, NULL);
-		}
+		struct timespec tick = {0, 10 * 1000 * 1000};
+		nanosleep(&tick, NULL);
 	}
 }
 
@@ -190,9 +184,6 @@ int child_wait(struct child *c, int *status)
 			;
 	} else if (c->reap_group)
 		kill(-c->pid, SIGKILL); /* helpers that outlived it (a browser's renderers) */
-	if (c->pidfd >= 0)
-		close(c->pidfd);
-	c->pidfd = -1;
 	c->pid = -1;
 	return rc;
 }

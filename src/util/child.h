@@ -40,7 +40,6 @@ struct child_spec {
 struct child {
 	pid_t pid;
 	int out;                   /* CHILD_OUT_PIPE: the read end; else -1 */
-	int pidfd;                 /* to wait with a timeout without polling; -1 if the kernel has none */
 	double deadline;           /* CLOCK_MONOTONIC seconds */
 	int reap_group;
 };
