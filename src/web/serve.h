@@ -27,6 +27,9 @@
 #include "input/config.h"
 
 #define WEB_DRAIN_SECONDS 10
+/* A connection's time to send a whole request, and to take its answer
+ * (web/guard.h). */
+#define WEB_REQUEST_SECONDS 10
 
 struct web_opts {
 	int (*stop)(void *arg);                 /* polled by the calling thread */

@@ -9,7 +9,10 @@
 #include "util/buf.h"
 #include <time.h>
 #include "web/form.h"
+#include "web/guard.h"
 #include "web/serve.h"
+
+#define WEB_SAID 8
 
 struct web_server {
 	const struct config *cfg;      /* read only */
@@ -39,6 +42,13 @@ struct web_server {
 	pthread_mutex_t sig_mu;
 	struct addrset per_ip, per_addr;
 	time_t t0;
+	/* Which connections are taken and their deadlines (guard.h: its
+	 * own lock). */
+	struct guard guard;
+	/* libmicrohttpd's messages, each text at most once a minute
+	 * (serve.c's mhd_logger), under said_mu: any connection thread. */
+	pthread_mutex_t said_mu;
+	struct web_said { char text[512]; long long at; unsigned long more; } said[WEB_SAID];
 };
 
 /* web/unsub.c: the request's address, into the list (group commit). */
