@@ -163,5 +163,109 @@ def test_total_limit(t):
           "request log lines (no connection got past its request line)")
 
 
+# ---- item 8: smaller holes -------------------------------------------------
+
+@SUITE.test("a control character in a post's subject: the Atom feed and the pages parse (it is "
+            "left out), and check warns at its FILE:LINE")
+def test_feed_controls(t):
+    smtp = t.server()
+    os.makedirs(t.path("posts"), exist_ok=True)
+    post = t.write("posts/2026-11-01-odd.md", "---\nsubject: Bell\x07 and \x1b[31mred\x7f & co\n"
+                   "date: 2026-11-01 08:00\npreheader: a\x01b\n---\nHello.\n")
+    t.subscribers(READERS)
+    web_config(t, smtp, {"base_url": "https://news.example.org", "archive": True, "posts": "posts"})
+    r = t.send(post=post)
+    equal(r.code, 0, f"send: {r.err}")
+    srv = Serve(t)
+    status, _, feed = srv.request("GET", "/archive/feed.xml")
+    equal(status, 200, "feed")
+    a = "{http://www.w3.org/2005/Atom}"
+    root = ET.fromstring(feed)   # a control character makes this raise
+    equal([e.find(a + "title").text for e in root.findall(a + "entry")], ["Bell and [31mred & co"],
+          "the entry's title, without its controls")
+    for path in ("/archive/", "/archive/2026-11-01-odd"):
+        status, _, page = srv.request("GET", path)
+        equal(status, 200, path)
+        expect(not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", page), f"{path}: a control: {page!r}")
+        expect("Bell and [31mred &amp; co" in page, f"{path}: the title: {page!r}")
+    srv.stop()
+    r = t.herald("archive", t.path("out"))
+    equal(r.code, 0, f"herald archive: {r.err}")
+    with open(t.path("out", "feed.xml"), encoding="utf-8") as f:
+        ET.fromstring(f.read())
+    r = t.herald("check", post)
+    expect(f"{post}:2: warning: subject: holds the control character U+0007" in r.err, r.err)
+    expect(f"{post}:4: warning: preheader: holds the control character U+0001" in r.err, r.err)
+
+
+def signup(srv, email, name):
+    return srv.request("POST", "/subscribe", urllib.parse.urlencode({"email": email, "name": name}),
+                       {"Content-Type": "application/x-www-form-urlencoded"})
+
+
+@SUITE.test("signup: names with ESC, DEL, C1, TAB or a bidi override and address literals are "
+            "refused (400, no mail); a name starting with = + - @ is stored behind a quote")
+def test_signup_input(t):
+    smtp, srv = signup_world(t)
+    for name in ("Eve\x1b[2J", "Eve\x7f", "Eve\u0085", "Eve\tTab", "\u202egpj.exe", "Eve\u2066x\u2069"):
+        status, _, body = signup(srv, "eve@example.net", name)
+        equal(status, 400, f"name {name!r}")
+        expect("The name is too long or holds characters we cannot use." in body, body)
+    for addr in ("x@[127.0.0.1]", "x@[IPv6:::1]", "=1+2@example.net", "-x@example.net"):
+        status, _, body = signup(srv, addr, "X")
+        equal(status, 400, f"address {addr!r}")
+        expect("Please use an address at a domain name" in body, body)
+    status, _, _ = signup(srv, "calc@example.net", "=HYPERLINK(\"http://x.example\",\"y\")")
+    equal(status, 200, "a formula-like name")
+    status, _, _ = signup(srv, "ok@example.net", "\u05e9\u05dc\u05d5\u05dd Zo\u00eb")
+    equal(status, 200, "a Hebrew name")
+    mails = wait_mails(smtp, 2)
+    equal(sorted(m.rcpt_tos[0] for m in mails), ["calc@example.net", "ok@example.net"],
+          "confirmation mails: only the two accepted")
+    for m in mails:
+        link = re.findall(r"http://127\.0\.0\.1/confirm\?\S+", m.msg.get_body(("plain",)).get_content())[0]
+        u = urllib.parse.urlsplit(link)
+        status, _, _ = srv.request("POST", f"{u.path}?{u.query}", "confirm=yes",
+                                   {"Content-Type": "application/x-www-form-urlencoded"})
+        equal(status, 200, f"confirm {m.rcpt_tos[0]}")
+    srv.stop()
+    with open(t.path("subs.csv"), newline="", encoding="utf-8") as f:
+        rows = {r["email"]: r["name"] for r in csvmod.DictReader(f)}
+    equal(rows.get("calc@example.net"), "'=HYPERLINK(\"http://x.example\",\"y\")", "the formula name, defused")
+    equal(rows.get("ok@example.net"), "\u05e9\u05dc\u05d5\u05dd Zo\u00eb", "the other name as given")
+    expect("eve@example.net" not in rows, "a refused signup in the list")
+
+
+@SUITE.test("a repeated one-click for an address unsubscribed already: 200, no second list.log line, "
+            "the list not read; a line another process added still counts")
+def test_repeated_one_click(t):
+    t.subscribers(READERS)
+    web_config(t)
+    srv = Serve(t)
+    equal(one_click(srv, "joy@example.net")[0], 200, "first POST")
+    equal(len(listlog(t)), 1, "list.log after the first")
+    # A list that cannot be read: a pass over it would say so.
+    t.write("subs.csv", "not,a,list\n")
+    for addr in ("joy@example.net", "JOY@example.net", "joy@example.net"):
+        status, _, body = one_click(srv, addr)
+        equal(status, 200, f"again: {addr}")
+        expect("is unsubscribed and gets no more of these mails" in body, body)
+    equal(len(listlog(t)), 1, "list.log after three more")
+    expect('no "email" column' not in srv.output(), f"the list was read: {srv.output()}")
+    # Another writer (a second serve) records a signup: the next one-click is new.
+    with open(t.path("state", "list.log"), "a") as f:
+        f.write("2026-12-01T00:00:00Z\tsubscribe\tjoy@example.net\tweb\tJoy\n")
+    t.subscribers(READERS)
+    equal(one_click(srv, "joy@example.net")[0], 200, "after the signup")
+    equal([l[1] for l in listlog(t)], ["unsubscribe", "subscribe", "unsubscribe"], "list.log")
+    equal(list_status(t)["joy@example.net"], "unsubscribed", "the list")
+    srv.stop()
+    # A restart reads list.log again: still no second line for a repeat.
+    srv = Serve(t)
+    equal(one_click(srv, "joy@example.net")[0], 200, "after a restart")
+    equal(len(listlog(t)), 3, "list.log after a restart")
+    srv.stop()
+
+
 if __name__ == "__main__":
     sys.exit(SUITE.main(sys.argv[1:]))

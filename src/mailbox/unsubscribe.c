@@ -276,6 +276,24 @@ static void csv_field(struct buf *b, const char *v, char sep)
 	buf_addc(b, '"');
 }
 
+/* A name from the web, as OWASP's CSV-injection advice has it: one that
+ * starts with = + - @ TAB or CR is what a spreadsheet opening the list
+ * runs as a formula, so it is written after a single quote ("'=SUM(..)"),
+ * which spreadsheets show as text. herald reads the quote back as part
+ * of the name. */
+static void name_field(struct rewrite *w, const char *v)
+{
+	if (!v || !*v || !strchr("=+-@\t\r", *v))
+		return csv_field(&w->out, v ? v : "", w->sep);
+	char *q = NULL;
+	if (asprintf(&q, "'%s", v) < 0) {
+		w->oom = 1;
+		return;
+	}
+	csv_field(&w->out, q, w->sep);
+	free(q);
+}
+
 /* Readers not in the list: one row each at the end, in the list's own
  * line ending, every column but email, name and status empty. */
 static void append_rows(struct rewrite *w)
@@ -296,8 +314,11 @@ static void append_rows(struct rewrite *w)
 		for (int c = 0; c < w->ncols; c++) {
 			if (c)
 				buf_addc(&w->out, w->sep);
-			csv_field(&w->out, c == w->email_col ? w->addrs[i] : c == w->name_col ? w->names[i]
-				  : c == w->status_col ? "subscribed" : "", w->sep);
+			if (c == w->name_col)
+				name_field(w, w->names[i]);
+			else
+				csv_field(&w->out, c == w->email_col ? w->addrs[i]
+					  : c == w->status_col ? "subscribed" : "", w->sep);
 		}
 		if (buf_adds(&w->out, eol) < 0)
 			w->oom = 1;

@@ -228,6 +228,30 @@ int utf8_valid(const char *s, size_t len)
 	return utf8_valid_prefix(s, len, NULL) == len;
 }
 
+long utf8_unsafe_char(const char *s, int bidi)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		long c = *p;
+		int n = 1;
+		if (c >= 0xF0 && p[1] && p[2] && p[3]) {
+			c = ((c & 7) << 18) | ((p[1] & 63L) << 12) | ((p[2] & 63L) << 6) | (p[3] & 63L);
+			n = 4;
+		} else if (c >= 0xE0 && p[1] && p[2]) {
+			c = ((c & 15) << 12) | ((p[1] & 63L) << 6) | (p[2] & 63L);
+			n = 3;
+		} else if (c >= 0xC0 && p[1]) {
+			c = ((c & 31) << 6) | (p[1] & 63L);
+			n = 2;
+		}
+		if (c < 0x20 || (c >= 0x7F && c < 0xA0) || c == 0x2028 || c == 0x2029 ||
+		    (bidi && ((c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069))))
+			return c;
+		p += n;
+	}
+	return 0;
+}
+
 void path_trim_slashes(char *path)
 {
 	size_t n = path ? strlen(path) : 0;

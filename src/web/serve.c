@@ -339,6 +339,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
  * winning: what a kill between the log line and the list rewrite left
  * undone. */
 struct replay {
+	struct web_server *s;
 	struct addrset seen;   /* address -> index + 1 */
 	char **addrs, **names;
 	enum listlog_action *act;
@@ -349,6 +350,8 @@ struct replay {
 static void replay_entry(void *arg, const struct listlog_entry *e)
 {
 	struct replay *rp = arg;
+	if (webunsub_note(rp->s, e) < 0)
+		rp->oom = 1;
 	long at = rp->oom ? 0 : addrset_get(&rp->seen, e->addr);
 	char *name = rp->oom ? NULL : strdup(e->name);
 	if (!name) {
@@ -408,22 +411,23 @@ static long replay_apply(struct web_server *s, struct replay *rp, enum listlog_a
 
 static int replay(struct web_server *s, char *err, size_t errlen)
 {
-	struct listlog_follow f;
-	struct replay rp = {0};
+	/* s->follow stays for webunsub_gone: the lines after these. */
+	struct listlog_follow *f = &s->follow;
+	struct replay rp = {.s = s};
 	struct statefile_warn w = {on_state_warn, s};
-	if (listlog_follow_init(&f, s->cfg->state_dir, err, errlen) < 0)
+	if (listlog_follow_init(f, s->cfg->state_dir, err, errlen) < 0)
 		return WEB_FAIL;
-	int rc = listlog_follow_poll(&f, replay_entry, &rp, &w, err, errlen) < 0 ? WEB_STATE : WEB_OK;
+	int rc = listlog_follow_poll(f, replay_entry, &rp, &w, err, errlen) < 0 ? WEB_STATE : WEB_OK;
 	if (!rc && rp.oom)
 		rc = set_err(err, errlen, WEB_FAIL, "out of memory");
-	long un = rc ? 0 : replay_apply(s, &rp, LISTLOG_UNSUBSCRIBE, f.path);
-	long sub = rc ? 0 : replay_apply(s, &rp, LISTLOG_SUBSCRIBE, f.path);
+	long un = rc ? 0 : replay_apply(s, &rp, LISTLOG_UNSUBSCRIBE, f->path);
+	long sub = rc ? 0 : replay_apply(s, &rp, LISTLOG_SUBSCRIBE, f->path);
 	if (un)
 		warnf(s, "%s: %ld unsubscribe%s from %s applied (herald serve had stopped before)",
-		      s->cfg->subscribers, un, un == 1 ? "" : "s", f.path);
+		      s->cfg->subscribers, un, un == 1 ? "" : "s", f->path);
 	if (sub)
 		warnf(s, "%s: %ld signup%s from %s applied (herald serve had stopped before)",
-		      s->cfg->subscribers, sub, sub == 1 ? "" : "s", f.path);
+		      s->cfg->subscribers, sub, sub == 1 ? "" : "s", f->path);
 	for (size_t i = 0; i < rp.n; i++) {
 		free(rp.addrs[i]);
 		free(rp.names[i]);
@@ -432,7 +436,6 @@ static int replay(struct web_server *s, char *err, size_t errlen)
 	free(rp.names);
 	free(rp.act);
 	addrset_free(&rp.seen);
-	listlog_follow_free(&f);
 	return rc;
 }
 
@@ -564,6 +567,7 @@ int web_serve(const struct config *cfg, const struct web_opts *o, char *err, siz
 	pthread_mutex_init(&s.sig_mu, NULL);
 	pthread_cond_init(&s.idle, NULL);
 	pthread_mutex_init(&s.said_mu, NULL);
+	pthread_mutex_init(&s.follow_mu, NULL);
 	int rc = guard_init(&s.guard, connection_limit(cfg), (unsigned)cfg->web.connections_per_client,
 			    WEB_REQUEST_SECONDS, on_state_warn, &s) < 0
 		 ? set_err(err, errlen, WEB_FAIL, "out of memory") : replay(&s, err, errlen);
@@ -574,6 +578,9 @@ int web_serve(const struct config *cfg, const struct web_opts *o, char *err, siz
 		rc = WEB_LISTEN;
 	guard_free(&s.guard);
 	pthread_mutex_destroy(&s.said_mu);
+	pthread_mutex_destroy(&s.follow_mu);
+	listlog_follow_free(&s.follow);
+	addrset_free(&s.last);
 	pthread_cond_destroy(&s.idle);
 	pthread_mutex_destroy(&s.list_mu);
 	pthread_mutex_destroy(&s.sig_mu);

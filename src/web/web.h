@@ -49,10 +49,24 @@ struct web_server {
 	 * (serve.c's mhd_logger), under said_mu: any connection thread. */
 	pthread_mutex_t said_mu;
 	struct web_said { char text[512]; long long at; unsigned long more; } said[WEB_SAID];
+	/* What list.log's last line for each address says (1 unsubscribe,
+	 * 2 subscribe), and the reader that keeps its place in it, under
+	 * follow_mu (web/unsub.c): a one-click for an address whose last line
+	 * is an unsubscribe already is answered without another line or a
+	 * pass over the list. Read up to date before each such check, so a
+	 * line another process appended counts too. */
+	pthread_mutex_t follow_mu;
+	struct listlog_follow follow;
+	struct addrset last;
+	int last_bad;                  /* a line was not noted: last is not used */
 };
 
 /* web/unsub.c: the request's address, into the list (group commit). */
 void webunsub_apply(struct web_server *s, const char *email);
+/* web/unsub.c: a list.log line read (the replay at start, then
+ * webunsub_gone's): 0, or -1 out of memory. Under follow_mu, or before
+ * the daemon starts. */
+int webunsub_note(struct web_server *s, const struct listlog_entry *e);
 
 struct web_req {
 	const char *method;            /* "GET", "HEAD", "POST" */
