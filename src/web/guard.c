@@ -191,8 +191,10 @@ void guard_phase(struct guard *g, struct guard_conn *k, enum guard_phase ph, lon
 	if (!k)
 		return;
 	pthread_mutex_lock(&g->mu);
-	/* A request begun on a kept-alive connection: the same deadline. */
-	if (!(ph == GUARD_READING && k->phase == GUARD_IDLE))
+	/* The request line came (uri_cb): still the deadline the connection
+	 * or its last answer started, or a trickling client would get 10 s
+	 * for its request line and 10 more for its headers. */
+	if (!(ph == GUARD_READING && (k->phase == GUARD_IDLE || k->phase == GUARD_READING)))
 		k->deadline = now + (long long)g->seconds * 1000;
 	k->phase = ph;
 	pthread_mutex_unlock(&g->mu);

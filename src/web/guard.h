@@ -84,7 +84,7 @@ struct guard_conn *guard_open(struct guard *g, const struct sockaddr *sa, int fd
 			      long long now);
 void guard_close(struct guard *g, struct guard_conn *c);
 /* Every phase but GUARD_WORKING starts the `seconds` from now; READING
- * after IDLE (the request line of the next request) keeps the deadline. */
+ * after IDLE or READING (a request line came) keeps the deadline. */
 void guard_phase(struct guard *g, struct guard_conn *c, enum guard_phase ph, long long now);
 int guard_was_reaped(struct guard *g, const struct guard_conn *c);
 /* Shuts down the connections past their deadline; how many. */

@@ -130,6 +130,7 @@ static void test_deadlines(void **state)
 	struct guard_conn *a = guard_open(&g, (struct sockaddr *)&ss, slow[0], 0, 0);
 	struct guard_conn *b = guard_open(&g, (struct sockaddr *)&ss, busy[0], 0, 0);
 	struct guard_conn *c = guard_open(&g, (struct sockaddr *)&ss, kept[0], 0, 0);
+	guard_phase(&g, a, GUARD_READING, 9000); /* its request line: no more time */
 	guard_phase(&g, b, GUARD_WORKING, 5000);
 	guard_phase(&g, c, GUARD_IDLE, 5000);
 	guard_phase(&g, c, GUARD_READING, 9000); /* the next request: same deadline */
