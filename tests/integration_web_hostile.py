@@ -237,7 +237,7 @@ def test_signup_input(t):
 
 
 @SUITE.test("a repeated one-click for an address unsubscribed already: 200, no second list.log line, "
-            "the list not read; a line another process added still counts")
+            "the list not read; a line another process added still counts; after a restart once more")
 def test_repeated_one_click(t):
     t.subscribers(READERS)
     web_config(t)
@@ -260,10 +260,13 @@ def test_repeated_one_click(t):
     equal([l[1] for l in listlog(t)], ["unsubscribe", "subscribe", "unsubscribe"], "list.log")
     equal(list_status(t)["joy@example.net"], "unsubscribed", "the list")
     srv.stop()
-    # A restart reads list.log again: still no second line for a repeat.
+    # After a restart a line may be one a killed serve never answered: the
+    # first repeat is recorded again (the reader's retry is its answer),
+    # the next ones are not.
     srv = Serve(t)
-    equal(one_click(srv, "joy@example.net")[0], 200, "after a restart")
-    equal(len(listlog(t)), 3, "list.log after a restart")
+    for i in range(3):
+        equal(one_click(srv, "joy@example.net")[0], 200, f"after a restart, {i + 1}")
+    equal(len(listlog(t)), 4, "list.log after a restart and three repeats")
     srv.stop()
 
 

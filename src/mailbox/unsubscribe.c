@@ -260,38 +260,33 @@ static void subscribe_row(struct rewrite *w)
 	w->changed = 1;
 }
 
-static void csv_field(struct buf *b, const char *v, char sep)
+/* 0, or -1 out of memory. */
+BUF_MUST static int csv_field(struct buf *b, const char *v, char sep)
 {
 	char specials[] = {sep, '"', '\r', '\n', '\0'};
-	if (!strpbrk(v, specials) && *v != ' ' && !(*v && v[strlen(v) - 1] == ' ')) {
-		buf_adds(b, v);
-		return;
-	}
-	buf_addc(b, '"');
-	for (; *v; v++)
-		if (*v == '"')
-			buf_adds(b, "\"\"");
-		else
-			buf_addc(b, *v);
-	buf_addc(b, '"');
+	if (!strpbrk(v, specials) && *v != ' ' && !(*v && v[strlen(v) - 1] == ' '))
+		return buf_adds(b, v);
+	int rc = buf_addc(b, '"');
+	for (; *v && !rc; v++)
+		rc = *v == '"' ? buf_adds(b, "\"\"") : buf_addc(b, *v);
+	return rc ? rc : buf_addc(b, '"');
 }
 
 /* A name from the web, as OWASP's CSV-injection advice has it: one that
  * starts with = + - @ TAB or CR is what a spreadsheet opening the list
  * runs as a formula, so it is written after a single quote ("'=SUM(..)"),
  * which spreadsheets show as text. herald reads the quote back as part
- * of the name. */
-static void name_field(struct rewrite *w, const char *v)
+ * of the name. 0, or -1 out of memory. */
+BUF_MUST static int name_field(struct buf *b, const char *v, char sep)
 {
 	if (!v || !*v || !strchr("=+-@\t\r", *v))
-		return csv_field(&w->out, v ? v : "", w->sep);
+		return csv_field(b, v ? v : "", sep);
 	char *q = NULL;
-	if (asprintf(&q, "'%s", v) < 0) {
-		w->oom = 1;
-		return;
-	}
-	csv_field(&w->out, q, w->sep);
+	if (asprintf(&q, "'%s", v) < 0)
+		return -1;
+	int rc = csv_field(b, q, sep);
 	free(q);
+	return rc;
 }
 
 /* Readers not in the list: one row each at the end, in the list's own
@@ -309,18 +304,17 @@ static void append_rows(struct rewrite *w)
 			w->result[i] = UNSUB_ALREADY;
 			continue;
 		}
+		int rc = 0;
 		if (w->out.len && w->out.p[w->out.len - 1] != '\n')
-			buf_adds(&w->out, eol);
-		for (int c = 0; c < w->ncols; c++) {
+			rc |= buf_adds(&w->out, eol);
+		for (int c = 0; c < w->ncols && !rc; c++) {
 			if (c)
-				buf_addc(&w->out, w->sep);
-			if (c == w->name_col)
-				name_field(w, w->names[i]);
-			else
-				csv_field(&w->out, c == w->email_col ? w->addrs[i]
+				rc |= buf_addc(&w->out, w->sep);
+			rc |= c == w->name_col ? name_field(&w->out, w->names[i], w->sep)
+			      : csv_field(&w->out, c == w->email_col ? w->addrs[i]
 					  : c == w->status_col ? "subscribed" : "", w->sep);
 		}
-		if (buf_adds(&w->out, eol) < 0)
+		if (rc || buf_adds(&w->out, eol) < 0)
 			w->oom = 1;
 		w->result[i] = UNSUB_CHANGED;
 		w->changed = 1;
@@ -445,7 +439,7 @@ out:
 }
 
 /* Temporary file beside the list, fsync'd, then renamed over it. */
-static int replace_file(const char *path, const struct stat *st, const struct buf *b,
+BUF_MUST static int replace_file(const char *path, const struct stat *st, const struct buf *b,
 			char *err, size_t errlen)
 {
 	char *dup1 = strdup(path), *dup2 = strdup(path), *tmp = NULL;

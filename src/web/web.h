@@ -50,11 +50,14 @@ struct web_server {
 	pthread_mutex_t said_mu;
 	struct web_said { char text[512]; long long at; unsigned long more; } said[WEB_SAID];
 	/* What list.log's last line for each address says (1 unsubscribe,
-	 * 2 subscribe), and the reader that keeps its place in it, under
-	 * follow_mu (web/unsub.c): a one-click for an address whose last line
-	 * is an unsubscribe already is answered without another line or a
-	 * pass over the list. Read up to date before each such check, so a
-	 * line another process appended counts too. */
+	 * 2 subscribe, 3 unsubscribe found at start), and the reader that
+	 * keeps its place in it, under follow_mu (web/unsub.c): a one-click
+	 * for an address whose last line is an unsubscribe (1) is answered
+	 * without another line or a pass over the list. Read up to date
+	 * before each such check, so a line another process appended counts
+	 * too. A line found at start may be one a killed serve never
+	 * answered: its reader's retry is the first answer, and takes the
+	 * whole way (line, list) as before. */
 	pthread_mutex_t follow_mu;
 	struct listlog_follow follow;
 	struct addrset last;
@@ -63,10 +66,10 @@ struct web_server {
 
 /* web/unsub.c: the request's address, into the list (group commit). */
 void webunsub_apply(struct web_server *s, const char *email);
-/* web/unsub.c: a list.log line read (the replay at start, then
- * webunsub_gone's): 0, or -1 out of memory. Under follow_mu, or before
- * the daemon starts. */
-int webunsub_note(struct web_server *s, const struct listlog_entry *e);
+/* web/unsub.c: a list.log line read (replayed: at start; then those the
+ * one-click's check reads): 0, or -1 out of memory. Under follow_mu, or
+ * before the daemon starts. */
+int webunsub_note(struct web_server *s, const struct listlog_entry *e, int replayed);
 
 struct web_req {
 	const char *method;            /* "GET", "HEAD", "POST" */
@@ -88,7 +91,8 @@ struct web_resp {
 	char who[80];                  /* for the log: "@domain" of the reader, or "" */
 };
 
-/* A page answer: status, title, body markup (escaped already). */
+/* A page answer: status, title, body markup (escaped already); a NULL
+ * body (a page that could not be put together) answers 500. */
 void web_page(const struct web_server *s, struct web_resp *p, int status, const char *title,
 	      const char *body_html);
 
