@@ -156,6 +156,71 @@ def test_group_accounting(t):
     equal(sorted(s.received()), sorted([a, d, e]), "stored after the rerun")
 
 
+def journal_split(t):
+    """The journal's readers marked sent and marked uncertain."""
+    sent, unsure = [], []
+    for row in t.journal():
+        (unsure if row[3].endswith("\tuncertain") else sent).append(row[1])
+    return sorted(sent), sorted(unsure)
+
+
+def misorder_check(t, s, readers, refused, r, most_uncertain=1):
+    """After a run against a server whose replies went out of turn: no
+    refused reader journaled as sent, nobody stored twice, every reader
+    stored is in the journal, what is uncertain is at most
+    most_uncertain; the refused ones that are not uncertain bounced.
+    Returns (sent, uncertain)."""
+    got = s.received()
+    equal(len(got), len(set(got)), f"readers stored more than once: {sorted(got)}")
+    sent, unsure = journal_split(t)
+    equal(sorted(set(sent) & set(refused)), [], "refused readers journaled as sent")
+    equal(sorted(set(sent) - set(got)), [], "journaled as sent, never stored")
+    equal(sorted(set(got) - set(sent) - set(unsure)), [], "stored, not in the journal")
+    expect(len(unsure) <= most_uncertain, f"uncertain: {unsure}")
+    bounced = sorted(x[1] for x in t.bounces())
+    equal(bounced, sorted(set(refused) - set(unsure)), "bounced: the refused, less the uncertain")
+    equal(sorted(set(sent) | set(unsure) | set(bounced)), sorted(readers), "every reader accounted for")
+    return sent, unsure
+
+
+def pipelining_off_said(r, n=1):
+    said = [l for l in r.err.splitlines() if "pipelining off for" in l]
+    equal(len(said), n, f"'pipelining off for RELAY: REASON' lines on stderr: {r.err[-3000:]!r}")
+    return said
+
+
+MANY = [f"m{i:02d}@example.net" for i in range(1, 31)]
+MANY_REFUSED = MANY[2::3]   # m03, m06, ...: 10 of 30
+
+
+@test("a server that holds a dot's 550 until after the next envelope's 250, 250, "
+      "354 (issue 21): no refused reader journaled as sent, nobody stored twice, "
+      "at most one uncertain; pipelining off for the rest of the run and the "
+      "rest bounced right; a rerun sends nothing")
+def test_misordered_dot_reply(t):
+    rules = [{"at": "dot", "rcpt": a, "do": "hold", "reply": "550 5.7.1 content refused"}
+             for a in MANY_REFUSED]
+    s = t.fault_server(*rules, args=["--pipelining"])
+    world(t, s, readers=MANY)
+    r = t.send()
+    sent, unsure = misorder_check(t, s, MANY, MANY_REFUSED, r)
+    equal(r.code, EX_OK, "exit code")
+    said = pipelining_off_said(r)
+    expect("354" in said[0], f"the reason names the 354 out of turn: {said}")
+    equal(len(unsure), 1, "uncertain: the message whose dot's reply was out of turn")
+    equal(sorted(s.received()), sorted(set(MANY) - set(MANY_REFUSED)), "stored")
+    # After the violation every command waits for its reply.
+    conns = sending_conns(s)
+    for conn in conns[1:]:
+        for e in commands(s, conn):
+            if e["cmd"] != "QUIT":
+                equal(e["behind"], 0, f"conn {conn}: bytes behind {e['cmd']!r} before its reply")
+    r2 = t.send()
+    equal(r2.code, EX_OK, "exit code of the rerun")
+    equal(sorted(s.received()), sorted(set(MANY) - set(MANY_REFUSED)), "stored after the rerun")
+    equal(journal_split(t), (sent, unsure), "journal after the rerun")
+
+
 DOTS = """
 
 ...and so it begins.

@@ -89,6 +89,11 @@ static void on_progress(void *arg, const struct delivery_stats *st)
 static void relay_lines(const struct ui *u, const char *slug, const struct delivery_stats *st,
 			FILE *f)
 {
+	/* With one relay too: replies out of turn are worth knowing. */
+	for (int i = 0; i < st->nrelays; i++)
+		if (st->relay[i].pipelining_off[0])
+			fprintf(f, "%s%s pipelining off for %s: %s\n", u->tty ? " " : slug,
+				u->tty ? "" : ":", st->relay[i].name, st->relay[i].pipelining_off);
 	if (st->nrelays < 2)
 		return;
 	for (int i = 0; i < st->nrelays; i++) {
@@ -220,6 +225,15 @@ static json_t *stats_json(const char *slug, const struct delivery_stats *st, int
 	}
 	if (j && st->nrelays > 1)
 		json_object_set_new(j, "relays", relays_json(st));
+	/* {"relay name": "why", ...}: the relays that went one command at a
+	 * time after replies out of turn; {} when none did. */
+	json_t *off = j ? json_object() : NULL;
+	for (int i = 0; off && i < st->nrelays; i++)
+		if (st->relay[i].pipelining_off[0])
+			json_object_set_new(off, st->relay[i].name,
+					    json_string(st->relay[i].pipelining_off));
+	if (off)
+		json_object_set_new(j, "pipelining_off", off);
 	return j;
 }
 

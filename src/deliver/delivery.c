@@ -521,6 +521,12 @@ static void record(struct run *r, struct job *j, const struct smtp_result *res)
 {
 	struct relay *rel = relay_of(r, j);
 	buf_free(&j->wire);
+	/* Once per relay (the pool says it once). */
+	if (res->pipelining_off[0] && !rel->pipelining_off[0]) {
+		snprintf(rel->pipelining_off, sizeof rel->pipelining_off, "%s", res->pipelining_off);
+		warn(r, "pipelining off for %s: %s; its messages go one command at a time for the rest of this run",
+		     rel->name, res->pipelining_off);
+	}
 	if (res->cls != SMTP_NOT_TRIED && res->cls != SMTP_CONN)
 		rel->reconnects = 0;
 	note_relay(r, rel, res);
@@ -1181,6 +1187,7 @@ static int relays_setup(struct run *r)
 			.url = sc->url, .starttls = sc->starttls,
 			.username = sc->username, .password = r->password,
 			.ca_file = sc->ca_file, .timeout = sc->timeout,
+			.no_pipelining = !sc->pipelining,
 			.helo = sc->helo ? sc->helo : strrchr(cfg->from_addr, '@') + 1,
 			.trace = o->trace, .trace_arg = o->trace_arg,
 			.accept = on_accept, .accept_arg = r,
@@ -1357,6 +1364,7 @@ static void relay_stats(struct run *r)
 		d->uncertain = rel->uncertain;
 		d->out = rel->out;
 		snprintf(d->why, sizeof d->why, "%s", rel->out ? rel->why : "");
+		snprintf(d->pipelining_off, sizeof d->pipelining_off, "%s", rel->pipelining_off);
 	}
 }
 
