@@ -34,8 +34,9 @@ A rule is a JSON object; the first rule that matches an event is played
                         0.3 s (it waits for that reply)
        | "extra"        the normal reply, then "reply" as one more
                         reply nobody asked for (a count that does not
-                        add up)
-       | "prefix"       "reply" first (a 1xx, say), then the normal reply
+                        add up), in the same write
+       | "prefix"       "reply" first (a 1xx, say), then the normal reply,
+                        in the same write (at "dot": the message stored)
    "raw": true,         send "reply" as written, each line plus CRLF
                         (default: code, "-" or " ", text), for lines
                         that are no SMTP reply ("250Xfoo")
@@ -183,7 +184,8 @@ class Session:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # -- wire ------------------------------------------------------------
-    async def send(self, reply, raw=False):
+    @staticmethod
+    def encode(reply, raw=False):
         lines = reply if isinstance(reply, list) else [reply]
         out = []
         for i, line in enumerate(lines):
@@ -193,7 +195,16 @@ class Session:
             code, text = line[:3], line[4:]
             sep = "-" if i < len(lines) - 1 else " "
             out.append(f"{code}{sep}{text}\r\n")
-        data = "".join(out).encode()
+        code = lines[-1][:3]
+        return "".join(out).encode(), int(code) if code.isdigit() else 0
+
+    async def send(self, reply, raw=False, also=None, also_raw=False, also_first=False):
+        """One reply; with `also`, a second reply in the same write (after
+        it, or before it with also_first), so the client reads both at once."""
+        data, code = self.encode(reply, raw)
+        if also is not None:
+            more, _ = self.encode(also, also_raw)
+            data = more + data if also_first else data + more
         if self.srv.a.split:
             for i in range(0, len(data), 2):
                 self.w.write(data[i:i + 2])
@@ -202,8 +213,7 @@ class Session:
         else:
             self.w.write(data)
             await self.w.drain()
-        code = lines[-1][:3]
-        return int(code) if code.isdigit() else 0
+        return code
 
     async def flush_held(self):
         """The dot replies held back ("hold"), now, out of their turn."""
@@ -256,13 +266,9 @@ class Session:
             raise Closed()
         if r.do == "stall":
             await self.stall()
-        if r.do == "extra":
-            code = await self.send(normal)
-            await self.send(r.reply, r.raw)
-            return code
-        if r.do == "prefix":
-            await self.send(r.reply, r.raw)
-            return await self.send(normal)
+        if r.do in ("extra", "prefix"):
+            return await self.send(normal, also=r.reply, also_raw=r.raw,
+                                   also_first=r.do == "prefix")
         code = await self.send(r.reply, r.raw)
         if code == 421:
             self.finish("421")
@@ -460,12 +466,8 @@ class Session:
             self.srv.event(conn=self.conn, at="dot", fault=r.do, reply=r.reply)
             seq = self.store(data, ok)
             self.finish("data")
-            if r.do == "prefix":
-                await self.send(r.reply, r.raw)
-            code = await self.send("250 2.0.0 Ok: queued as %d" % seq)
-            if r.do == "extra":
-                await self.send(r.reply, r.raw)
-            return code
+            return await self.send("250 2.0.0 Ok: queued as %d" % seq, also=r.reply,
+                                   also_raw=r.raw, also_first=r.do == "prefix")
         if r is not None:
             self.srv.event(conn=self.conn, at="dot", fault=r.do, reply=r.reply)
             if r.do == "close":

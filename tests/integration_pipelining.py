@@ -17,10 +17,11 @@ import email
 import email.policy
 import os
 import re
+import shutil
 import sys
 import time
 
-from harness import EX_OK, Skip, Suite, csv, equal, expect
+from harness import EX_OK, Skip, Suite, csv, equal, expect, log
 import postfix
 
 SUITE = Suite()
@@ -219,6 +220,139 @@ def test_misordered_dot_reply(t):
     equal(r2.code, EX_OK, "exit code of the rerun")
     equal(sorted(s.received()), sorted(set(MANY) - set(MANY_REFUSED)), "stored after the rerun")
     equal(journal_split(t), (sent, unsure), "journal after the rerun")
+
+
+def later_lockstep(s, first):
+    """Every connection after `first` that carried mail waited for each
+    reply (after the violation: one command at a time)."""
+    for conn in sending_conns(s):
+        if conn <= first:
+            continue
+        for e in commands(s, conn):
+            # BDAT's chunk rides behind its command by design.
+            if e["cmd"] != "QUIT" and not e["cmd"].startswith("BDAT"):
+                equal(e["behind"], 0, f"conn {conn}: bytes behind {e['cmd']!r} before its reply")
+
+
+def out_of_turn(t, rule, args, want_uncertain, stored_twice_risk=True):
+    """One reply out of turn (rule) on the first connection with mail;
+    every reader stored exactly once, the journal's sent and uncertain
+    readers exactly want_uncertain uncertain, pipelining off said once
+    when the server pipelines, the rest one command at a time, and a
+    rerun sends nothing."""
+    s = t.fault_server(rule, args=args)
+    world(t, s)
+    r = t.send()
+    equal(r.code, EX_OK, "exit code")
+    got = s.received()
+    equal(sorted(got), sorted(READERS), "readers stored, each exactly once")
+    sent, unsure = journal_split(t)
+    equal(unsure, sorted(want_uncertain), "journaled uncertain")
+    equal(sorted(sent + unsure), sorted(READERS), "journal: every reader once")
+    equal(t.bounces(), [], "bounces.log")
+    if "--pipelining" in args:
+        pipelining_off_said(r)
+        later_lockstep(s, sending_conns(s)[0])
+    r2 = t.send()
+    equal(r2.code, EX_OK, "exit code of the rerun")
+    equal(sorted(s.received()), sorted(READERS), "stored after the rerun")
+    equal(journal_split(t), (sent, unsure), "journal after the rerun")
+    return s, r
+
+
+A, B, C, D, E = READERS
+
+
+@test("354 as the reply to a pipelined RCPT (with the last message's dot in the "
+      "group): that message is uncertain, the envelope goes again one command at a "
+      "time, everyone stored once, pipelining off")
+def test_354_to_rcpt(t):
+    out_of_turn(t, {"at": "rcpt", "rcpt": C, "reply": "354 go ahead", "times": 1},
+                ["--pipelining"], [B])
+
+
+@test("an extra 550 after a dot's 250 (a count that does not add up): MAIL's "
+      "reply is then a 550 and RCPT's a 250 after it; the message of that dot is "
+      "uncertain, nobody refused or stopped, everyone stored once")
+def test_extra_reply(t):
+    out_of_turn(t, {"at": "dot", "rcpt": B, "do": "extra", "times": 1,
+                    "reply": "550 5.7.1 sender rejected"}, ["--pipelining"], [B])
+
+
+@test("an extra 250 after a group's 354 (more replies than commands, in the same "
+      "read): the message whose dot was in that group is uncertain")
+def test_extra_after_354(t):
+    out_of_turn(t, {"at": "data", "rcpt": B, "do": "extra", "times": 1,
+                    "reply": "250 2.0.0 what"}, ["--pipelining"], [A])
+
+
+@test("a reply line whose 4th character is neither space nor hyphen (250Xfoo, "
+      "2500 ok) is no reply: the group is out of turn")
+def test_bad_fourth_char(t):
+    out_of_turn(t, {"at": "rcpt", "rcpt": C, "reply": "250Xfoo", "raw": True, "times": 1},
+                ["--pipelining"], [B])
+    shutil.rmtree(t.path("state"), ignore_errors=True)
+    out_of_turn(t, {"at": "rcpt", "rcpt": C, "reply": "2500 ok", "raw": True, "times": 1},
+                ["--pipelining"], [B])
+
+
+def stored_garbage(t, name, rule):
+    for args in ([], ["--pipelining"], ["--pipelining", "--chunking"]):
+        shutil.rmtree(t.path("state"), ignore_errors=True)
+        log(f"# --- {name} with server args {args}")
+        out_of_turn(t, rule, args, [B])
+
+
+@test("a 1xx before the dot's 250 (the message stored): herald takes no 1xx, so "
+      "the message is uncertain and never sent again; lockstep, pipelined and BDAT")
+def test_1xx_reply(t):
+    stored_garbage(t, "1xx", {"at": "dot", "rcpt": B, "do": "prefix", "times": 1,
+                              "reply": "150 hold on"})
+
+
+@test("a line that is no SMTP reply before the dot's 250 (the message stored): "
+      "uncertain, never sent again (it used to be retried: stored twice); "
+      "lockstep, pipelined and BDAT")
+def test_garbage_at_dot(t):
+    stored_garbage(t, "garbage", {"at": "dot", "rcpt": B, "do": "prefix", "times": 1,
+                                  "reply": "ok, queued", "raw": True})
+
+
+@test("a multi-line reply whose lines have different codes, to the dot (the "
+      "message stored): uncertain, never sent again")
+def test_mismatched_multiline(t):
+    stored_garbage(t, "mismatched", {"at": "dot", "rcpt": B, "do": "prefix", "times": 1,
+                                     "reply": ["250-2.0.0 one", "550 5.0.0 two"]})
+
+
+@test("smtp.pipelining = false against a server that offers PIPELINING: every "
+      "command waits for its reply (the wire order in the transcript); each stored once")
+def test_pipelining_false(t):
+    s = t.fault_server(args=["--pipelining"])
+    world(t, s, smtp={"pipelining": False})
+    r = t.send()
+    equal(r.code, EX_OK, "exit code")
+    exactly_once(t, s, READERS)
+    for conn in sending_conns(s):
+        verbs = []
+        for e in commands(s, conn):
+            verbs.append(e["cmd"].split(" ")[0].split(":")[0])
+            if e["cmd"] != "QUIT":
+                equal(e["behind"], 0, f"bytes behind {e['cmd']!r} before its reply")
+        # DATA's event is written once its message is read: after the dot's.
+        equal(verbs[:5], ["EHLO", "MAIL", "RCPT", ".", "DATA"], "wire order")
+    expect("pipelining off" not in r.err, f"a pipelining-off notice for what was asked: {r.err}")
+
+
+@test("smtp.pipelining = \"no\": FILE:LINE, expected true or false, exit 78, nothing sent")
+def test_pipelining_not_bool(t):
+    s = t.fault_server(args=["--pipelining"])
+    world(t, s, smtp={"pipelining": "no"})
+    r = t.send()
+    equal(r.code, 78, "exit code")
+    expect(re.search(r"herald\.conf:\d+: smtp\.pipelining: expected true or false", r.err),
+           f"error: {r.err!r}")
+    equal(s.received(), [], "stored")
 
 
 DOTS = """
