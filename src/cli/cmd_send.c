@@ -151,7 +151,7 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 	fprintf(f, "  %-15s %8ld%s\n", "deferred", st->deferred, st->deferred ? "  run again to retry" : "");
 	fprintf(f, "  %-15s %8ld%s\n", "skipped", st->skipped, st->skipped ? "  bad rows, see above" : "");
 	if (st->uncertain)
-		fprintf(f, "  %-15s %8ld  no reply to the final dot: maybe delivered, not sent again\n",
+		fprintf(f, "  %-15s %8ld  no reply to the final dot (or one out of turn): maybe delivered, not sent again\n",
 			"uncertain", st->uncertain);
 	if (st->not_attempted)
 		fprintf(f, "  %-15s %8ld  run again to send them\n", "not attempted", st->not_attempted);
