@@ -438,6 +438,14 @@ static int print_json(json_t *posts, int rc)
 	json_t *relays = relays_total(posts);
 	if (relays)
 		json_object_set_new(o, "relays", relays);
+	/* The posts' pipelining_off together: a relay's first reason. */
+	json_t *off = json_object(), *p;
+	size_t i;
+	json_array_foreach(posts, i, p)
+		if (off)
+			json_object_update_missing(off, json_object_get(p, "pipelining_off"));
+	if (off)
+		json_object_set_new(o, "pipelining_off", off);
 	json_object_set(o, "posts", posts);
 	char *text = json_dumps(o, JSON_COMPACT);
 	if (text)
