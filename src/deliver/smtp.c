@@ -516,8 +516,12 @@ static int read_reply(struct slot *c, enum io *e)
 		if (code > 0 && !c->owed && c->inpos < c->in.len) {
 			/* Every command has its reply and more came: the
 			 * count does not add up. */
-			snprintf(c->errbuf, sizeof c->errbuf, "more replies than commands: %.60s",
-				 c->in.p + c->inpos);
+			const char *more = c->in.p + c->inpos;
+			size_t k = 0;
+			while (k < c->in.len - c->inpos && k < 60 && more[k] != '\r' && more[k] != '\n')
+				k++;
+			snprintf(c->errbuf, sizeof c->errbuf, "more replies than commands: %.*s", (int)k,
+				 more);
 			clean_text(c->errbuf);
 			code = -1;
 		}
