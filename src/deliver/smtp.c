@@ -1240,7 +1240,9 @@ static int depth_of(const struct smtp_pool *p)
 
 int smtp_pool_idle(const struct smtp_pool *p)
 {
-	return p->n * depth_of(p) - p->busy;
+	/* Below 0 for a while when pipelining went off with the pool full. */
+	int idle = p->n * depth_of(p) - p->busy;
+	return idle > 0 ? idle : 0;
 }
 
 int smtp_pool_busy(const struct smtp_pool *p)
