@@ -68,9 +68,15 @@ struct slot {
 	struct txn wire[2];  /* taken from the queue, on the wire */
 	curl_socket_t sock;
 	struct buf in, out;  /* received and not yet parsed; to send */
+	/* An append to out failed: out holds part of what was meant, so
+	 * flush_out sends none of it (a DATA body cut short by a failed
+	 * allocation would otherwise be accepted, and journaled, as whole). */
+	int out_oom;
+	/* An append to reply or curline failed: the reply text is partial
+	 * (the code is still read from the wire), said so in messages. */
+	int reply_oom;
 	size_t inpos;
 	int owed;            /* commands written whose replies are unread */
-	int out_oom;         /* out lacks what a buf_add could not add */
 	int proto;           /* a reply out of turn since the last write */
 	char proto_why[200]; /* ... what was wrong with it */
 	int need_rset;       /* the last transaction left a MAIL open */
@@ -154,24 +160,26 @@ static void trace(struct slot *c, char dir, const char *data, size_t size)
 /* One line of a reply, which may come in several: "250-..." continues,
  * "250 ..." ends it. The lines join into one ("550-5.2.1 x" and "550 y"
  * become "550 5.2.1 x y") in c->curline; returns 1 when the reply is
- * complete, 0 when more lines follow, -1 when out of memory. */
+ * complete. */
 static int reply_line(struct slot *c, const char *data, size_t size)
 {
 	while (size && (data[size - 1] == '\n' || data[size - 1] == '\r'))
 		size--;
 	int more = size >= 4 && data[3] == '-';
-	int bad = 0;
+	int rc = 0;
 	if (c->curline.len)
-		bad |= buf_adds(&c->curline, " ");
-	if (c->curline.len && size > 4) {
-		bad |= buf_add(&c->curline, data + 4, size - 4); /* continuation: drop "250-" */
-	} else if (more) {
-		bad |= buf_add(&c->curline, data, 3);
-		bad |= buf_addc(&c->curline, ' ');
-		bad |= buf_add(&c->curline, data + 4, size - 4);
+		rc |= buf_adds(&c->curline, " ");
+	if (c->curline.len && size > 4)
+		rc |= buf_add(&c->curline, data + 4, size - 4); /* continuation: drop "250-" */
+	else if (more) {
+		rc |= buf_add(&c->curline, data, 3);
+		rc |= buf_addc(&c->curline, ' ');
+		rc |= buf_add(&c->curline, data + 4, size - 4);
 	} else
-		bad |= buf_add(&c->curline, data, size);
-	return bad ? -1 : !more;
+		rc |= buf_add(&c->curline, data, size);
+	if (rc)
+		c->reply_oom = 1;
+	return !more;
 }
 
 /* An EHLO keyword on its own, or followed by parameters. */
@@ -220,7 +228,7 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 		if (ehlo_has(data, size, "SIZE") && size > 9)
 			c->caps_size = strtol(data + 9, NULL, 10);
 	}
-	if (reply_line(c, data, size) > 0) {
+	if (reply_line(c, data, size)) {
 		if (c->in_auth && strncmp(data, "334", 3))
 			c->in_auth = 0;
 		/* At a close curl says QUIT; its "221 Bye" must not hide the
@@ -230,7 +238,8 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 			return 0;
 		}
 		buf_reset(&c->reply);
-		buf_add(&c->reply, c->curline.p ? c->curline.p : "", c->curline.len);
+		if (buf_add(&c->reply, c->curline.p ? c->curline.p : "", c->curline.len) < 0)
+			c->reply_oom = 1;
 		buf_reset(&c->curline);
 		snprintf(c->reply_cmd, sizeof c->reply_cmd, "%s", c->last_cmd);
 	}
@@ -322,9 +331,9 @@ static void conn_close(struct slot *c, int healthy)
 	c->sock = CURL_SOCKET_BAD;
 	buf_reset(&c->in);
 	buf_reset(&c->out);
+	c->out_oom = c->reply_oom = 0;
 	c->inpos = 0;
 	c->owed = 0;
-	c->out_oom = 0;
 	c->need_rset = 0;
 }
 
@@ -410,10 +419,9 @@ static int wait_sock(struct slot *c, short ev, double deadline)
 static enum io flush_out(struct slot *c)
 {
 	if (c->out_oom) {
-		/* Half a message must not go: nothing of this write does. */
 		c->out_oom = 0;
 		buf_reset(&c->out);
-		snprintf(c->errbuf, sizeof c->errbuf, "out of memory");
+		snprintf(c->errbuf, sizeof c->errbuf, "out of memory assembling what to send");
 		return IO_ERROR;
 	}
 	size_t off = 0;
@@ -483,22 +491,21 @@ static int reply_take(struct slot *c)
 		size_t n = (size_t)(nl - base) + 1;
 		c->inpos += n;
 		trace(c, '<', base, n);
-		if (line_ok(c, base, n, c->curline.len ? c->curline.p : NULL) < 0)
+		if (line_ok(c, base, n, c->curline.len >= 3 ? c->curline.p : NULL) < 0)
 			return -1;
-		int whole = reply_line(c, base, n);
-		if (whole < 0) {
-			snprintf(c->errbuf, sizeof c->errbuf, "out of memory");
-			return -1;
-		}
-		if (!whole)
+		if (!reply_line(c, base, n))
 			continue;
 		buf_reset(&c->reply);
-		if (buf_add(&c->reply, c->curline.p, c->curline.len) < 0) {
-			snprintf(c->errbuf, sizeof c->errbuf, "out of memory");
-			return -1;
-		}
+		int oom = c->reply_oom || buf_add(&c->reply, c->curline.p, c->curline.len) < 0;
 		buf_reset(&c->curline);
-		const char *t = buf_cstr(&c->reply);
+		c->reply_oom = 0;
+		/* Out of memory for the text: the code still stands on the
+		 * reply's last line (line_ok checked it), and a dot's reply
+		 * must be counted, not lost (a lost 250 would send the
+		 * message again). */
+		if (oom)
+			buf_reset(&c->reply);
+		const char *t = oom ? base : buf_cstr(&c->reply);
 		if (c->owed > 0)
 			c->owed--;
 		return (t[0] - '0') * 100 + (t[1] - '0') * 10 + (t[2] - '0');
@@ -564,6 +571,14 @@ static int read_reply(struct slot *c, enum io *e)
 
 /* ---- one transaction's pieces ---------------------------------------------- */
 
+/* Appends to what goes out next; a failure poisons the whole of it
+ * (out_oom), so flush_out never sends a part. */
+static void out_add(struct slot *c, const void *data, size_t len)
+{
+	if (!c->out_oom && buf_add(&c->out, data, len) < 0)
+		c->out_oom = 1;
+}
+
 static void add_cmd(struct slot *c, const char *fmt, ...)
 {
 	size_t at = c->out.len;
@@ -574,11 +589,10 @@ static void add_cmd(struct slot *c, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof line)
 		n = 0;
-	if (buf_add(&c->out, line, (size_t)n) < 0 || buf_add(&c->out, "\r\n", 2) < 0) {
-		c->out_oom = 1;
-		return;
-	}
-	trace(c, '>', c->out.p + at, (size_t)n);
+	out_add(c, line, (size_t)n);
+	out_add(c, "\r\n", 2);
+	if (!c->out_oom)
+		trace(c, '>', c->out.p + at, (size_t)n);
 	snprintf(c->last_cmd, sizeof c->last_cmd, "%.*s", (int)strcspn(line, " "), line);
 	c->owed++;
 }
@@ -606,33 +620,30 @@ static void add_content(struct slot *c, const struct txn *t, int bdat)
 {
 	const char *d = t->data, *end = t->data + t->len;
 	int crlf = t->len >= 2 && end[-2] == '\r' && end[-1] == '\n';
-	int bad = 0;
 	if (bdat) {
 		add_cmd(c, "BDAT %zu LAST", t->len + (crlf ? 0 : 2));
-		bad |= buf_add(&c->out, d, t->len);
+		out_add(c, d, t->len);
 	} else {
 		if (d < end && *d == '.')
-			bad |= buf_addc(&c->out, '.');
+			out_add(c, ".", 1);
 		/* memchr for the line ends: vectorised, unlike memmem. */
 		const char *q, *from = d;
 		while ((q = memchr(from, '\n', (size_t)(end - from)))) {
 			from = q + 1;
 			if (from < end && *from == '.' && q > t->data && q[-1] == '\r') {
-				bad |= buf_add(&c->out, d, (size_t)(from - d));
-				bad |= buf_addc(&c->out, '.');
+				out_add(c, d, (size_t)(from - d));
+				out_add(c, ".", 1);
 				d = from;
 			}
 		}
-		bad |= buf_add(&c->out, d, (size_t)(end - d));
+		out_add(c, d, (size_t)(end - d));
 	}
 	if (!crlf)
-		bad |= buf_add(&c->out, "\r\n", 2);
+		out_add(c, "\r\n", 2);
 	if (!bdat) {
-		bad |= buf_add(&c->out, ".\r\n", 3);
+		out_add(c, ".\r\n", 3);
 		c->owed++;
 	}
-	if (bad)
-		c->out_oom = 1;
 }
 
 static const char *const stage_name[] = {
