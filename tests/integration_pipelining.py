@@ -11,10 +11,18 @@ pipelining one does not. Every test also counts what the server stored
 per reader (exactly once), and the journal and bounces.log agree. The
 real-server tests use a private Postfix (tests/postfix.py), which offers
 PIPELINING and CHUNKING, relaying to a tests/smtpd.py capture server.
+
+Replies out of turn (issue 21): faultsmtp holds a dot's reply past the
+next envelope's, answers 354 to RCPT, sends a reply nobody asked for, a
+line that is no reply, a 1xx, a multi-line reply with mixed codes. Each
+test counts what the server stored per reader and what the journal says
+(sent, uncertain): no refused reader journaled as sent, nobody stored
+twice across the run and a rerun, pipelining off for the rest of the run.
 """
 
 import email
 import email.policy
+import json
 import os
 import re
 import shutil
@@ -203,12 +211,19 @@ def test_misordered_dot_reply(t):
              for a in MANY_REFUSED]
     s = t.fault_server(*rules, args=["--pipelining"])
     world(t, s, readers=MANY)
-    r = t.send()
+    r = t.send("--json")
     sent, unsure = misorder_check(t, s, MANY, MANY_REFUSED, r)
     equal(r.code, EX_OK, "exit code")
     said = pipelining_off_said(r)
     expect("354" in said[0], f"the reason names the 354 out of turn: {said}")
     equal(len(unsure), 1, "uncertain: the message whose dot's reply was out of turn")
+    j = json.loads(r.out)
+    equal((j["sent"], j["bounced"], j["uncertain"], j["deferred"]),
+          (len(MANY) - len(MANY_REFUSED), len(MANY_REFUSED) - 1, 1, 0),
+          "--json sent, bounced, uncertain, deferred")
+    relay = s.url().split("//", 1)[1]
+    equal(list(j["pipelining_off"]), [relay], "--json pipelining_off")
+    expect("354 as the reply to RCPT" in j["pipelining_off"][relay], f"reason: {j}")
     equal(sorted(s.received()), sorted(set(MANY) - set(MANY_REFUSED)), "stored")
     # After the violation every command waits for its reply.
     conns = sending_conns(s)
