@@ -466,8 +466,11 @@ class Session:
             self.srv.event(conn=self.conn, at="dot", fault=r.do, reply=r.reply)
             seq = self.store(data, ok)
             self.finish("data")
-            return await self.send("250 2.0.0 Ok: queued as %d" % seq, also=r.reply,
+            code = await self.send("250 2.0.0 Ok: queued as %d" % seq, also=r.reply,
                                    also_raw=r.raw, also_first=r.do == "prefix")
+            if r.do == "extra" and str(r.reply).startswith("421"):
+                raise Closed()
+            return code
         if r is not None:
             self.srv.event(conn=self.conn, at="dot", fault=r.do, reply=r.reply)
             if r.do == "close":

@@ -294,6 +294,22 @@ def test_extra_reply(t):
                     "reply": "550 5.7.1 sender rejected"}, ["--pipelining"], [B])
 
 
+@test("a 421 right behind a dot's 250 (the server closing, as RFC 5321 3.8 "
+      "allows at any time) is no reply out of turn: that reader sent, the rest "
+      "on a new connection, pipelining stays on; lockstep, pipelined and BDAT")
+def test_421_behind_250(t):
+    for args in ([], ["--pipelining"], ["--pipelining", "--chunking"]):
+        shutil.rmtree(t.path("state"), ignore_errors=True)
+        s = t.fault_server({"at": "dot", "rcpt": B, "do": "extra", "times": 1,
+                            "reply": "421 4.3.2 closing"}, args=args)
+        world(t, s)
+        r = t.send()
+        equal(r.code, EX_OK, f"exit code ({args})")
+        exactly_once(t, s, READERS)
+        equal(journal_split(t)[1], [], f"uncertain ({args})")
+        expect("pipelining off" not in r.err, f"pipelining turned off ({args}): {r.err}")
+
+
 @test("an extra 250 after a group's 354 (more replies than commands, in the same "
       "read): the message whose dot was in that group is uncertain")
 def test_extra_after_354(t):

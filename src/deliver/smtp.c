@@ -520,9 +520,12 @@ static int read_reply(struct slot *c, enum io *e)
 	buf_reset(&c->curline);
 	for (;;) {
 		int code = reply_take(c);
-		if (code > 0 && !c->owed && c->inpos < c->in.len) {
-			/* Every command has its reply and more came: the
-			 * count does not add up. */
+		/* Every command has its reply and more came: the count does
+		 * not add up. But a 421 is the server closing (RFC 5321 3.8),
+		 * which it may say at any time: the replies stand, and the
+		 * connection is not used again (conn_stale). */
+		if (code > 0 && !c->owed && c->inpos < c->in.len &&
+		    (c->in.len - c->inpos < 3 || memcmp(c->in.p + c->inpos, "421", 3))) {
 			const char *more = c->in.p + c->inpos;
 			size_t k = 0;
 			while (k < c->in.len - c->inpos && k < 60 && more[k] != '\r' && more[k] != '\n')
