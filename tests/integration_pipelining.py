@@ -356,6 +356,29 @@ def test_mismatched_multiline(t):
                                      "reply": ["250-2.0.0 one", "550 5.0.0 two"]})
 
 
+@test("a relay that answers every dot out of turn (a 1xx first), with no PIPELINING: "
+      "connections + 2 uncertain in a row stop the run (exit 69, the error says out "
+      "of turn); nobody stored twice, nobody else tried; a rerun elsewhere sends the rest")
+def test_always_out_of_turn(t):
+    s = t.fault_server({"at": "dot", "do": "prefix", "reply": "150 thinking"})
+    world(t, s)
+    r = t.send()
+    equal(r.code, 69, "exit code")
+    expect(re.search(r"herald: .*3 messages in a row were answered out of turn", r.err),
+           f"the error: {r.err!r}")
+    got = s.received()
+    equal(len(got), len(set(got)), f"stored twice: {got}")
+    sent, unsure = journal_split(t)
+    equal((sent, unsure), ([], sorted(got)), "journal: the stored ones uncertain, none sent")
+    # connections + 2 in a row, and the one more the connection had
+    # already started when the relay was taken out.
+    expect(3 <= len(unsure) <= 4, f"uncertain: {unsure}")
+    healthy = t.fault_server()
+    t.config(healthy, {**BASE})
+    equal(t.send().code, EX_OK, "exit code of the rerun")
+    equal(sorted(healthy.received()), sorted(set(READERS) - set(got)), "the rerun sent the rest")
+
+
 @test("smtp.pipelining = false against a server that offers PIPELINING: every "
       "command waits for its reply (the wire order in the transcript); each stored once")
 def test_pipelining_false(t):

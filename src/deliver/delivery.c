@@ -407,13 +407,19 @@ static void record_uncertain(struct run *r, struct relay *rel, struct job *j,
 	     j->email, res->text);
 	if (r->have_journal && journal_error(&r->journal, r->err, r->errlen) < 0)
 		fail(r, STOP_STATE, EX_CANTCREAT);
-	/* A relay that takes every message and never answers its dot would
-	 * otherwise mark the whole list uncertain. */
+	/* A relay that takes every message and never answers its dot (or
+	 * answers out of turn every time) would otherwise mark the whole
+	 * list uncertain. */
 	if (++rel->uncertain_row >= relay_conns(rel) + 2 && r->stop == GO && !rel->out) {
 		char msg[1024];
-		snprintf(msg, sizeof msg,
-			 "%s: %d messages in a row got no reply to their final dot within smtp.timeout (%ld s); stopped. If the relay is just slow (a content filter), raise smtp.timeout",
-			 rel->url, rel->uncertain_row, rel->conf ? rel->conf->timeout : 0L);
+		if (res->out_of_turn)
+			snprintf(msg, sizeof msg,
+				 "%s: %d messages in a row were answered out of turn after their content went out; stopped: the relay's replies cannot be matched to its messages (the last: %.300s)",
+				 rel->url, rel->uncertain_row, res->text);
+		else
+			snprintf(msg, sizeof msg,
+				 "%s: %d messages in a row got no reply to their final dot within smtp.timeout (%ld s); stopped. If the relay is just slow (a content filter), raise smtp.timeout",
+				 rel->url, rel->uncertain_row, rel->conf ? rel->conf->timeout : 0L);
 		relay_down(r, rel, STOP_UNREACHABLE, EX_UNAVAILABLE, msg);
 	}
 	job_free(j);

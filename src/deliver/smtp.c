@@ -683,6 +683,7 @@ static void txn_lost(struct slot *c, struct txn *t, enum smtp_stage st, enum io 
 	memset(r, 0, sizeof *r);
 	r->stage = st;
 	r->cls = SMTP_CONN;
+	r->out_of_turn = e == IO_PROTO;
 	long tmo = c->pool->timeout;
 	if (st == SMTP_STAGE_BODY && e == IO_TIMEOUT) {
 		r->cls = SMTP_UNCERTAIN;

@@ -95,6 +95,8 @@ struct smtp_result {
 	 * for the rest of the run (a reply out of turn on a pipelined
 	 * connection): why. Once per pool. */
 	char pipelining_off[200];
+	int out_of_turn;       /* SMTP_UNCERTAIN or SMTP_CONN because a reply
+				  could not answer its command */
 };
 
 struct smtp_pool;
