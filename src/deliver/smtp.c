@@ -976,6 +976,26 @@ static struct txn *take(struct slot *c, int wait, struct txn *into)
 	}
 }
 
+/* t once more, as take() would hand it over: back not tried when the
+ * pool has halted or is closing since, withdrawn when admit() says no;
+ * else t, cleared for its new start. */
+static struct txn *retake(struct slot *c, struct txn *t)
+{
+	struct smtp_pool *p = c->pool;
+	t->failed = t->mail_ok = t->rset = 0;
+	memset(&t->result, 0, sizeof t->result);
+	pthread_mutex_lock(&p->mu);
+	int stop = p->halted || p->quit;
+	pthread_mutex_unlock(&p->mu);
+	if (stop)
+		finish_as(c, t, SMTP_NOT_TRIED, "not started");
+	else if (p->admit && !p->admit(p->admit_arg, t->tag))
+		finish_as(c, t, SMTP_WITHDRAWN, "not started: unsubscribed");
+	else
+		return t;
+	return NULL;
+}
+
 /* PIPELINING without CHUNKING, from t on: each write carries one
  * message's content and final dot and the next one's envelope and DATA
  * (RFC 2920 allows both in one group), so a message costs one round
@@ -1081,11 +1101,9 @@ static void *worker(void *arg)
 			if (!alive)
 				conn_close(c, 0);
 			/* An envelope a reply out of turn left without content
-			 * goes again, on a new connection, one command at a time. */
-			if ((t = redo)) {
-				t->failed = t->mail_ok = t->rset = 0;
-				memset(&t->result, 0, sizeof t->result);
-			}
+			 * goes again, on a new connection, one command at a time:
+			 * a new start, so asked again as take() asks. */
+			t = redo ? retake(c, redo) : NULL;
 		}
 	}
 	conn_close(c, 1);
