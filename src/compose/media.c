@@ -53,9 +53,10 @@ int media_read(struct media *m, enum media_kind kind, const char *path, const ch
 	m->name = strdup(slash ? slash + 1 : path);
 	if (!m->path || !m->name)
 		return set_err(err, errlen, MEDIA_BAD, "out of memory");
+	char eb[128]; /* strerror_r: serve's connection threads read images */
 	if (read_file(path, data, len) < 0)
 		return set_err(err, errlen, errno == ENOENT ? MEDIA_NOFILE : MEDIA_BAD, "%s %s: %s",
-			       what, path, strerror(errno));
+			       what, path, strerror_r(errno, eb, sizeof eb));
 	m->size = *len;
 	int rc = kind == MEDIA_IMAGE ? image_type(m, what, err, errlen)
 				     : attachment_type(m, *data, *len, err, errlen);

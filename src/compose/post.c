@@ -679,9 +679,10 @@ int post_load_opts(struct post *p, const char *path, int width, int flags,
 	char *src;
 	size_t len;
 	memset(p, 0, sizeof *p);
+	char eb[128]; /* strerror_r: serve's connection threads load posts */
 	if (read_file(path, &src, &len) < 0)
 		return set_err(err, errlen, POST_NOFILE, "%s: %s", path,
-			       strerror(errno));
+			       strerror_r(errno, eb, sizeof eb));
 	int rc = post_parse_opts(p, path, src, len, width, flags, err, errlen);
 	free(src);
 	return rc;

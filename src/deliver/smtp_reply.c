@@ -89,10 +89,12 @@ static int ehlo_has(const char *text, size_t n, const char *kw)
  * libcurl's (it must know STARTTLS and AUTH before herald has the
  * connection), and herald reads its reply here, through line_why like
  * every other reply, rather than send a second EHLO of its own once
- * connected: that would cost every connection a round trip (a remote
- * relay's 20 to 100 ms; with smtp.connections = 8 and a reconnect per
- * 421, a round trip each time) and put a command on the wire that no
- * server has seen from herald before. A line that is no reply line names
+ * connected: that would cost every connection (and every reconnect) one
+ * more round trip, measured on loopback against tests/smtpd.py at
+ * 0.16 ms beside 1.0 ms for connect, greeting and EHLO together, and a
+ * remote relay's whole round trip (20 to 100 ms) elsewhere, for
+ * capabilities libcurl's EHLO already stated; and it would change what
+ * every server sees of herald. A line that is no reply line names
  * nothing, however libcurl took it. */
 static void ehlo_line(struct slot *c, const char *data, size_t size)
 {

@@ -444,6 +444,7 @@ BUF_MUST static int replace_file(const char *path, const struct stat *st, const 
 {
 	char *dup1 = strdup(path), *dup2 = strdup(path), *tmp = NULL;
 	int rc = 0, fd = -1;
+	char eb[128]; /* strerror_r: web connection threads run this (unsub_apply) */
 	if (!dup1 || !dup2 || asprintf(&tmp, "%s/.%s.herald-XXXXXX", dirname(dup1), basename(dup2)) < 0) {
 		tmp = NULL;
 		rc = set_err(err, errlen, UNSUB_ERR_WRITE, "out of memory");
@@ -451,7 +452,7 @@ BUF_MUST static int replace_file(const char *path, const struct stat *st, const 
 	}
 	fd = mkstemp(tmp);
 	if (fd < 0) {
-		rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", tmp, strerror(errno));
+		rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", tmp, strerror_r(errno, eb, sizeof eb));
 		goto out;
 	}
 	size_t off = 0;
@@ -460,7 +461,7 @@ BUF_MUST static int replace_file(const char *path, const struct stat *st, const 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", tmp, strerror(n < 0 ? errno : EIO));
+			rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", tmp, strerror_r(n < 0 ? errno : EIO, eb, sizeof eb));
 			goto out;
 		}
 		off += (size_t)n;
@@ -468,17 +469,17 @@ BUF_MUST static int replace_file(const char *path, const struct stat *st, const 
 	/* The list keeps its owner and mode (mkstemp made it 0600, ours). */
 	if (fchmod(fd, st->st_mode & 07777) < 0 ||
 	    (fchown(fd, st->st_uid, st->st_gid) < 0 && errno != EPERM) || fsync(fd) < 0) {
-		rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", tmp, strerror(errno));
+		rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", tmp, strerror_r(errno, eb, sizeof eb));
 		goto out;
 	}
 	if (close(fd) < 0) {
 		fd = -1;
-		rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", tmp, strerror(errno));
+		rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", tmp, strerror_r(errno, eb, sizeof eb));
 		goto out;
 	}
 	fd = -1;
 	if (rename(tmp, path) < 0) {
-		rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", path, strerror(errno));
+		rc = set_err(err, errlen, UNSUB_ERR_WRITE, "%s: %s", path, strerror_r(errno, eb, sizeof eb));
 		goto out;
 	}
 	free(tmp);
@@ -511,6 +512,7 @@ static int apply_to(const char *path, char sep, const char *const *addrs,
 		result[i] = UNSUB_NOT_LISTED;
 	int fd = -1;
 	struct stat st;
+	char eb[128]; /* strerror_r: web connection threads run this */
 	/* Lock the list, then make sure the file locked is still the one at
 	 * path: another herald may have renamed a new list over it while we
 	 * waited. */
@@ -518,12 +520,12 @@ static int apply_to(const char *path, char sep, const char *const *addrs,
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			return set_err(err, errlen, errno == ENOENT ? UNSUB_ERR_NOFILE : UNSUB_ERR_LIST,
-				       "%s: %s", path, strerror(errno));
+				       "%s: %s", path, strerror_r(errno, eb, sizeof eb));
 		struct stat now;
 		if (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0) {
 			int e = errno;
 			close(fd);
-			return set_err(err, errlen, UNSUB_ERR_LIST, "%s: %s", path, strerror(e));
+			return set_err(err, errlen, UNSUB_ERR_LIST, "%s: %s", path, strerror_r(e, eb, sizeof eb));
 		}
 		if (stat(path, &now) == 0 && now.st_ino == st.st_ino && now.st_dev == st.st_dev) {
 			remove_stale(path);
@@ -555,7 +557,7 @@ static int apply_to(const char *path, char sep, const char *const *addrs,
 		free(lower);
 	}
 	if (!rc && read_file(path, &data, &len) < 0)
-		rc = set_err(err, errlen, UNSUB_ERR_LIST, "%s: %s", path, strerror(errno));
+		rc = set_err(err, errlen, UNSUB_ERR_LIST, "%s: %s", path, strerror_r(errno, eb, sizeof eb));
 	if (!rc) {
 		w.in = data;
 		w.len = len;

@@ -36,10 +36,11 @@ int archive_load(struct archive *a, const struct config *cfg, char *err, size_t 
 {
 	memset(a, 0, sizeof *a);
 	DIR *d = opendir(cfg->web.posts);
+	char eb[128]; /* strerror_r: connection threads run this (archive_route) */
 	if (!d)
 		return set_err(err, errlen, errno == ENOENT ? ARCHIVE_NOFILE : ARCHIVE_FAIL,
 			       "%s: %s (web.posts: the directory of posts the archive lists)",
-			       cfg->web.posts, strerror(errno));
+			       cfg->web.posts, strerror_r(errno, eb, sizeof eb));
 	struct dirent *e;
 	int rc = ARCHIVE_OK;
 	while (!rc && (e = readdir(d))) {
