@@ -202,8 +202,11 @@ int reply_read(struct slot *c, enum io *e)
 				*e = IO_PROTO;
 			return code < 0 ? 0 : code;
 		}
-		if ((*e = conn_recv(c, deadline)) != IO_OK)
+		enum io got = conn_recv(c, deadline);
+		if (got != IO_OK) {
+			*e = got;
 			return 0;
+		}
 	}
 }
 
