@@ -17,6 +17,7 @@ int listlog_open(struct listlog *l, const char *state_dir, const struct statefil
 {
 	l->fd = -1;
 	l->path = NULL;
+	pthread_mutex_init(&l->mu, NULL);
 	if (state_mkdir(state_dir, err, errlen) < 0)
 		return -1;
 	if (asprintf(&l->path, "%s/" LISTLOG_FILE, state_dir) < 0) {
@@ -44,17 +45,17 @@ int listlog_append(struct listlog *l, time_t t, enum listlog_action a, const cha
 		: asprintf(&line, "%s\t%s\t%s\t%s\n", when, action_names[a], clean, source);
 	if (n < 0)
 		return set_err(err, errlen, -1, "out of memory");
-	ssize_t w = write(l->fd, line, (size_t)n);
-	int e = errno;
-	free(line);
-	if (w != n)
-		return set_err(err, errlen, -1, "%s: %s", l->path,
-			       w < 0 ? strerror(e) : "short write (disk full?)");
 	/* The answer to the reader goes out after this: the line must
-	 * survive a power cut by then, not only a crash of herald. */
-	if (fdatasync(l->fd) < 0)
-		return set_err(err, errlen, -1, "%s: %s", l->path, strerror(errno));
-	return 0;
+	 * survive a power cut by then, not only a crash of herald; and a
+	 * line that cannot be synced is taken back, so a request answered
+	 * 503 changes nothing later. The cut-back is to the size before
+	 * this line, so appends are one at a time, sync included. */
+	pthread_mutex_lock(&l->mu);
+	int rc = statefile_append(l->fd, l->path, STATEFILE_CUT, line, (size_t)n, 1, NULL, err,
+				  errlen);
+	pthread_mutex_unlock(&l->mu);
+	free(line);
+	return rc;
 }
 
 void listlog_close(struct listlog *l)
@@ -64,6 +65,7 @@ void listlog_close(struct listlog *l)
 	free(l->path);
 	l->fd = -1;
 	l->path = NULL;
+	pthread_mutex_destroy(&l->mu);
 }
 
 int listlog_parse_line(char *text, struct listlog_entry *e)
@@ -120,6 +122,8 @@ static int read_new(struct listlog_follow *f, FILE *in,
 	while ((n = getline(&line, &cap, in)) > 0 && line[n - 1] == '\n') {
 		f->off += n;
 		f->lineno++;
+		f->lastlen = (size_t)n < sizeof f->last ? (size_t)n : sizeof f->last;
+		memcpy(f->last, line + n - (ssize_t)f->lastlen, f->lastlen);
 		struct listlog_entry e;
 		int k = statefile_line(line, n, &text);
 		if (k < 0 || listlog_parse_line(text, &e) < 0) {
@@ -134,6 +138,17 @@ static int read_new(struct listlog_follow *f, FILE *in,
 	return count;
 }
 
+/* Is the last line read still where it was (listlog.h: a line taken
+ * back and another written in its place)? */
+static int still_there(const struct listlog_follow *f, int fd)
+{
+	char b[sizeof f->last];
+	if (!f->lastlen)
+		return 1;
+	return pread(fd, b, f->lastlen, f->off - (off_t)f->lastlen) == (ssize_t)f->lastlen &&
+	       !memcmp(b, f->last, f->lastlen);
+}
+
 int listlog_follow_poll(struct listlog_follow *f,
 			void (*fn)(void *arg, const struct listlog_entry *e), void *arg,
 			const struct statefile_warn *w, char *err, size_t errlen)
@@ -141,7 +156,8 @@ int listlog_follow_poll(struct listlog_follow *f,
 	struct stat st;
 	if (stat(f->path, &st) < 0)
 		return errno == ENOENT ? 0 : set_err(err, errlen, -1, "%s: %s", f->path, strerror(errno));
-	if (st.st_dev == f->dev && st.st_ino == f->ino && st.st_size == f->off)
+	if (st.st_dev == f->dev && st.st_ino == f->ino && st.st_size == f->off &&
+	    st.st_mtim.tv_sec == f->mtime.tv_sec && st.st_mtim.tv_nsec == f->mtime.tv_nsec)
 		return 0;
 	FILE *in = fopen(f->path, "re");
 	if (!in)
@@ -150,12 +166,15 @@ int listlog_follow_poll(struct listlog_follow *f,
 		fclose(in);
 		return set_err(err, errlen, -1, "%s: %s", f->path, strerror(errno));
 	}
-	if (st.st_dev != f->dev || st.st_ino != f->ino || st.st_size < f->off) {
+	if (st.st_dev != f->dev || st.st_ino != f->ino || st.st_size < f->off ||
+	    !still_there(f, fileno(in))) {
 		f->dev = st.st_dev;
 		f->ino = st.st_ino;
 		f->off = 0;
 		f->lineno = 0;
+		f->lastlen = 0;
 	}
+	f->mtime = st.st_mtim;
 	int count = 0;
 	if (fseeko(in, f->off, SEEK_SET) < 0)
 		count = set_err(err, errlen, -1, "%s: %s", f->path, strerror(errno));
