@@ -299,5 +299,40 @@ def test_signup_restart(t):
           "mails stored per address (v0 limited across the restart)")
 
 
+@SUITE.test("bounces.log cut short by a real short write (RLIMIT_FSIZE): the failed scan leaves "
+            "it ending in a whole line; the rescan logs each bounce once")
+def test_bounces_short_write(t):
+    import resource
+    import signal
+    import integration_statefiles as sf
+    md = sf.two_undated_maildir(t)
+    # a first scan tells the size of the first line
+    one = t.path("state", "bounces.log")
+    r = t.herald("bounces", "scan", f"maildir:{md}")
+    equal(r.code, 0, "a first scan of both")
+    with open(one, "rb") as f:
+        lines = f.read().split(b"\n")
+    limit = len(lines[0]) + 1 + 30     # one whole line, then 30 bytes of the next
+    # the same two bounces again, new messages: the scan logs them again
+    # (another report), so start from an empty state
+    shutil.rmtree(t.path("state"))
+    shutil.rmtree(md)
+    md = sf.two_undated_maildir(t)
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    r = sf.run(t, t.command(["bounces", "scan", f"maildir:{md}"]), preexec=small_disk)
+    expect(r.code != 0, f"the scan fails: exit {r.code}")
+    with open(one, "rb") as f:
+        data = f.read()
+    expect(data.endswith(b"\n"), f"bounces.log ends in a whole line: {data[-60:]!r}")
+    equal(len(data), len(lines[0]) + 1, "bounces.log holds the first line, whole")
+    r = t.herald("bounces", "scan", f"maildir:{md}")
+    equal(r.code, 0, "the rescan")
+    expect("cut short" not in r.err, f"nothing to repair: {r.err}")
+    equal(sf.per_address(t), {"ann@example.net": 1, "bob@example.net": 1}, "lines per address")
+
+
 if __name__ == "__main__":
     sys.exit(SUITE.main(sys.argv[1:]))
