@@ -3,9 +3,11 @@
 #include "state/state.h"
 #include "util/buf.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -50,9 +52,14 @@ int listlog_append(struct listlog *l, time_t t, enum listlog_action a, const cha
 	 * line that cannot be synced is taken back, so a request answered
 	 * 503 changes nothing later. The cut-back is to the size before
 	 * this line, so appends are one at a time, sync included. */
+	/* The mutex keeps this process's threads apart (a flock is the
+	 * open file's, shared by them), the flock another herald serve on
+	 * the same state dir. */
 	pthread_mutex_lock(&l->mu);
-	int rc = statefile_append(l->fd, l->path, STATEFILE_CUT, line, (size_t)n, 1, NULL, err,
-				  errlen);
+	int rc = flock(l->fd, LOCK_EX) < 0
+		? set_err(err, errlen, -1, "%s: %s", l->path, strerror(errno))
+		: statefile_append(l->fd, l->path, STATEFILE_CUT, line, (size_t)n, 1, NULL, err, errlen);
+	flock(l->fd, LOCK_UN);
 	pthread_mutex_unlock(&l->mu);
 	free(line);
 	return rc;
@@ -102,6 +109,7 @@ int listlog_follow_init(struct listlog_follow *f, const char *state_dir, char *e
 			size_t errlen)
 {
 	memset(f, 0, sizeof *f);
+	f->fd = -1;
 	if (asprintf(&f->path, "%s/" LISTLOG_FILE, state_dir) < 0) {
 		f->path = NULL;
 		return set_err(err, errlen, -1, "out of memory");
@@ -156,8 +164,19 @@ int listlog_follow_poll(struct listlog_follow *f,
 	struct stat st;
 	if (stat(f->path, &st) < 0)
 		return errno == ENOENT ? 0 : set_err(err, errlen, -1, "%s: %s", f->path, strerror(errno));
+	/* The check that the last line read is still there needs the file
+	 * open: one pread per look on the fd kept, reopened when the name
+	 * is another file's. Equal sizes are no proof: a line taken back and
+	 * another of its length written in its place leave the size (and,
+	 * within a clock tick, the mtime) as they were. */
+	if (f->fd >= 0 && (st.st_dev != f->dev || st.st_ino != f->ino)) {
+		close(f->fd);
+		f->fd = -1;
+	}
+	if (f->fd < 0)
+		f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
 	if (st.st_dev == f->dev && st.st_ino == f->ino && st.st_size == f->off &&
-	    st.st_mtim.tv_sec == f->mtime.tv_sec && st.st_mtim.tv_nsec == f->mtime.tv_nsec)
+	    (f->fd < 0 || still_there(f, f->fd)))
 		return 0;
 	FILE *in = fopen(f->path, "re");
 	if (!in)
@@ -174,7 +193,6 @@ int listlog_follow_poll(struct listlog_follow *f,
 		f->lineno = 0;
 		f->lastlen = 0;
 	}
-	f->mtime = st.st_mtim;
 	int count = 0;
 	if (fseeko(in, f->off, SEEK_SET) < 0)
 		count = set_err(err, errlen, -1, "%s: %s", f->path, strerror(errno));
@@ -186,6 +204,9 @@ int listlog_follow_poll(struct listlog_follow *f,
 
 void listlog_follow_free(struct listlog_follow *f)
 {
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
 	free(f->path);
 	f->path = NULL;
 }

@@ -65,9 +65,9 @@ int listlog_parse_line(char *text, struct listlog_entry *e);
 
 /* A reader that keeps its place: each listlog_follow_poll reads only the
  * whole lines added since the last one. The common case, nothing new,
- * costs one stat(2). A file replaced or cut shorter (a restore) is read
+ * costs one stat(2) and one pread(2). A file replaced or cut shorter (a restore) is read
  * again from the start, and so is one where the last line read is no
- * longer where it was: listlog_append took it back (its fdatasync
+ * longer where it was (one pread per look, on an fd the follower keeps): listlog_append took it back (its fdatasync
  * failed, the request was answered 503) and another line took its
  * place. The bound: a follower that read such a line before it was
  * taken back keeps what it did with it (a send skips that reader for the
@@ -79,7 +79,7 @@ struct listlog_follow {
 	off_t off;             /* bytes read and handled */
 	dev_t dev;
 	ino_t ino;
-	struct timespec mtime; /* at the last read: a cut and a new line change it */
+	int fd;                /* kept open for the check below, or -1 */
 	long lineno;           /* lines read, for FILE:LINE */
 	char last[1024];       /* the last line read (the end of it), ending at off */
 	size_t lastlen;

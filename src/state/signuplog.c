@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 struct scan {
@@ -111,9 +112,14 @@ int signuplog_append(struct signuplog *l, time_t t, const char *addr, char *err,
 	state_time(t, when);
 	state_clean(clean, sizeof clean, addr);
 	int n = snprintf(line, sizeof line, "%s\t%s\n", when, clean);
+	/* The mutex keeps this process's threads apart (a flock is the
+	 * open file's, shared by them), the flock another herald serve on
+	 * the same state dir. */
 	pthread_mutex_lock(&l->mu);
-	int rc = statefile_append(l->fd, l->path, STATEFILE_CUT, line, (size_t)n, 1, NULL, err,
-				  errlen);
+	int rc = flock(l->fd, LOCK_EX) < 0
+		? set_err(err, errlen, -1, "%s: %s", l->path, strerror(errno))
+		: statefile_append(l->fd, l->path, STATEFILE_CUT, line, (size_t)n, 1, NULL, err, errlen);
+	flock(l->fd, LOCK_UN);
 	pthread_mutex_unlock(&l->mu);
 	return rc;
 }
