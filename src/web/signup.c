@@ -115,10 +115,12 @@ static int allowed(struct web_server *s, const char *client, const char *email)
 		rc = 0;
 	int full = rc > 0 ? recent_set(&s->per_addr, email, now, now, 1) : 0;
 	pthread_mutex_unlock(&s->sig_mu);
+	char why[160];
+	snprintf(why, sizeof why, full > 0
+		 ? "signup: %d addresses were mailed a confirmation this hour; none more until the oldest is an hour old"
+		 : "signup: out of memory; no confirmation mail sent", LIMIT_ENTRIES);
 	if (full && s->o->warn)
-		s->o->warn(s->o->arg, full > 0
-			   ? "signup: " "100000 addresses were mailed a confirmation this hour; no more until the oldest is an hour old"
-			   : "signup: out of memory; no confirmation mail sent");
+		s->o->warn(s->o->arg, why);
 	return full ? 0 : rc;
 }
 
