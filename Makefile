@@ -9,9 +9,9 @@ PKGS    := libcurl libetpan libcmark-gfm libconfig gnutls opendkim jansson gdk-p
 # libetpan's .pc carries a Debian `-specs=` link flag meant for its own
 # build; it breaks sanitizer and clang links, so it is filtered out.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(filter-out -specs=%,$(shell pkg-config --libs $(PKGS) 2>/dev/null)) -lcsv -pthread
+PKG_LIBS   := $(filter-out -specs=%,$(shell pkg-config --libs $(PKGS) 2>/dev/null)) -lcsv -lunistring -pthread
 CFLAGS  ?= -O2 -g
-WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-unused-parameter
+WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-unused-parameter
 # Hardening, on by default: herald holds passwords and reads hostile input
 # (CSV, mail, DSNs). The sanitizer and fuzz builds leave FORTIFY out (ASan
 # checks the same calls, better).
@@ -34,7 +34,7 @@ DEPS_BUILD := $(shell cat deps/build.txt)
 DEPS_TEST  := $(shell cat deps/test-*.txt)
 DEPS_DEMO  := $(shell cat deps/demo.txt)
 
-.PHONY: all check check-unit check-integration check-fuzz check-valgrind fuzz demo deps \
+.PHONY: all check check-quick check-unit check-integration check-fuzz check-valgrind fuzz demo deps \
         deps-test deps-demo deps-bench install uninstall clean bench
 all: build/herald
 
@@ -119,6 +119,14 @@ check: deps-test
 	@$(MAKE) --no-print-directory -j$(JOBS) check-taps
 	@tests/summary $(TAP_DIRS)
 check-taps: $(TAPS_VG) $(TAPS_SAN) $(TAPS_PLAIN) $(TAPS_FUZZ)
+
+# The inner loop: the plain build's unit tests, integration suites and the
+# source check, JOBS at a time; no sanitizers, valgrind or fuzzing.
+check-quick:
+	@rm -rf build/tap
+	@$(MAKE) --no-print-directory -j$(JOBS) check-quick-taps
+	@tests/summary build/tap
+check-quick-taps: $(TAPS_PLAIN)
 
 B ?= build
 check-unit: $(UNITS:%=$(B)/tap/unit-%.tap)

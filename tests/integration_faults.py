@@ -302,6 +302,39 @@ def test_store_stall_uncertain(t):
           "is now recorded as sent")
 
 
+# ---- out of memory on the connection -------------------------------------
+
+def oom_shim(t):
+    """tests/shim/oom.c built into the test's dir: realloc fails over
+    OOMSHIM_OVER bytes on every thread but herald's main one."""
+    so = t.path("oom.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", so,
+                    os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim", "oom.c"),
+                    "-ldl"], check=True)
+    return {"LD_PRELOAD": so, "OOMSHIM_OVER": str(64 * 1024),
+            "ASAN_OPTIONS": "verify_asan_link_order=0:detect_leaks=0"}
+
+
+@test("out of memory while a connection assembles a 200 KB message (realloc "
+      "fails on the worker only): nothing cut short reaches the server and "
+      "nobody is journaled sent; exit 69; a rerun sends each reader once, whole")
+def test_oom_body_never_truncated(t):
+    s = t.fault_server()
+    cfg = world(t, s)
+    para = "A paragraph that is long enough to fill the message quickly. " * 12
+    t.post(extra="\n\n" + "\n\n".join(f"{i}. {para}" for i in range(300)) + "\n")
+    r = t.send(env=oom_shim(t))
+    # Each connection fails the same way: a streak, the relay given up.
+    equal(r.code, EX_UNAVAILABLE, "exit code")
+    one_line_error(r, "out of memory")
+    small = [len(m.raw) for m in s.messages() if len(m.raw) < 200_000]
+    equal(small, [], "sizes of messages the server stored cut short")
+    equal(journal_addrs(t), [], "journal (nobody counted as sent)")
+    healthy = rerun_healthy(t, cfg, s)
+    for m in healthy.messages():
+        expect(len(m.raw) > 200_000, f"message {m.seq} of {len(m.raw)} bytes")
+
+
 # ---- reply framing ------------------------------------------------------
 
 @test("every reply split across packets (2 bytes, 5 ms apart): delivered, "

@@ -799,6 +799,29 @@ def test_archive(t):
     equal(sorted(os.listdir(t.path("out"))), ["2026-11-01-sent", "feed.xml", "index.html"], "files")
 
 
+@SUITE.test("archive without base_url: each entry's tag: id is dated by its issue's year "
+            "(2025 and 2026, not a year written into herald), the feed's by its oldest issue's")
+def test_archive_tag_ids(t):
+    import xml.etree.ElementTree as ET
+    smtp = t.server()
+    t.write("posts/2025-06-01-old.md", "---\nsubject: Old\ndate: 2025-06-01 08:00\n---\nHi.\n")
+    t.write("posts/2026-11-01-new.md", "---\nsubject: New\ndate: 2026-11-01 08:00\n---\nHi.\n")
+    t.subscribers(csv("ann@example.net,Ann"))
+    web_config(t, smtp, {"base_url": None, "archive": True, "posts": "posts"})
+    for post in ("2025-06-01-old", "2026-11-01-new"):
+        r = t.send(post=t.path("posts", post + ".md"))
+        equal(r.code, 0, f"send {post}: {r.err}")
+    r = t.herald("archive", t.path("out"))
+    equal(r.code, 0, f"herald archive: {r.err}")
+    a = "{http://www.w3.org/2005/Atom}"
+    with open(t.path("out", "feed.xml")) as f:
+        feed = ET.fromstring(f.read())
+    equal(feed.find(a + "id").text, "tag:example.org,2025:herald/feed", "feed id")
+    equal([e.find(a + "id").text for e in feed.findall(a + "entry")],
+          ["tag:example.org,2026:herald/2026-11-01-new", "tag:example.org,2025:herald/2025-06-01-old"],
+          "entry ids")
+
+
 @SUITE.test("archive pages in Chromium: the index and an issue at 390 and 1200 px, light and "
             "dark (no sideways scroll, contrast >= 4.5), screenshotted from the live server")
 def test_archive_in_chromium(t):

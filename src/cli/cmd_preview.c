@@ -21,7 +21,7 @@ enum { OPT_AS = 256, OPT_NOSHOTS };
 
 /* The HTML file shows embedded images from their files: a browser has
  * no message for cid: to point into. out stays empty without images. */
-static int local_images(struct buf *out, const struct buf *html, const struct post *p,
+BUF_MUST static int local_images(struct buf *out, const struct buf *html, const struct post *p,
 			const struct msg_parts *parts)
 {
 	if (!p->nimages)

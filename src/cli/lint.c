@@ -153,7 +153,7 @@ const char *lint_url_problem(const char *url, int image)
 }
 
 /* The plain text under n (a link's words, an image's alt). */
-static int inline_text(cmark_node *n, struct buf *out)
+BUF_MUST static int inline_text(cmark_node *n, struct buf *out)
 {
 	cmark_iter *it = cmark_iter_new(n);
 	if (!it)

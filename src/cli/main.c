@@ -42,7 +42,9 @@ static const char usage[] =
 	"                      (repeatable: all must hold; with the post's audience:)\n"
 	"      --shard I/N     only the readers of shard I of N (1 <= I <= N <= 1000): the\n"
 	"                      first 8 bytes of SHA-256 of the lower-cased address, big-\n"
-	"                      endian, mod N, plus 1; one host a shard, each its state_dir\n"
+	"                      endian, mod N, plus 1; one host a shard, each its state_dir\n";
+/* In two: ISO C promises string literals of 4095 bytes, no more. */
+static const char usage_more[] =
 	"  preview POST.md [-o DIR] [--as EMAIL] [--no-screenshots]\n"
 	"      Write DIR/<slug>.html, .txt and .eml as EMAIL (default: first reader) gets them,\n"
 	"      and <slug>-desktop.png, <slug>-mobile.png when Chromium is installed.\n"
@@ -89,6 +91,12 @@ static const char usage[] =
 	"70 internal error, 71 out of memory or system error, 74 read error (report a bug).\n"
 	"See herald(1) and config.example.\n";
 
+static void print_usage(void)
+{
+	fputs(usage, stdout);
+	fputs(usage_more, stdout);
+}
+
 int main(int argc, char **argv)
 {
 	struct ui u = {0};
@@ -104,7 +112,7 @@ int main(int argc, char **argv)
 		case 'c': cfgpath = optarg; break;
 		case 'q': u.quiet = 1; break;
 		case 'v': u.verbose = 1; break;
-		case 'h': fputs(usage, stdout); return 0;
+		case 'h': print_usage(); return 0;
 		case 'V': printf("herald %s\n", HERALD_VERSION); return 0;
 		default: fputs("Try 'herald --help'.\n", stderr); return EX_USAGE;
 		}
@@ -129,7 +137,7 @@ int main(int argc, char **argv)
 		if (!strcmp(cmd, cmds[i].name))
 			rc = cmds[i].run(&u, cfgpath, ac, av);
 	if (rc < 0 && !strcmp(cmd, "help"))
-		rc = (fputs(usage, stdout), 0);
+		rc = (print_usage(), 0);
 	else if (rc < 0)
 		rc = cli_usage("unknown command \"%s\"", cmd);
 	curl_global_cleanup();

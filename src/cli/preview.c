@@ -54,7 +54,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 
 /* file:// URL of an absolute path, with bytes outside the unreserved set
  * and '/' percent-encoded (a space in a directory name must not end it). */
-static int file_url(const char *abs, struct buf *out)
+BUF_MUST static int file_url(const char *abs, struct buf *out)
 {
 	if (buf_adds(out, "file://") < 0)
 		return -1;

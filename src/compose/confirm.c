@@ -92,7 +92,7 @@ static struct mailmime *text_body(const char *qp, size_t len)
 	return part;
 }
 
-static int sign(const struct config *cfg, struct buf *msg, struct buf *out, char *err, size_t errlen)
+BUF_MUST static int sign(const struct config *cfg, struct buf *msg, struct buf *out, char *err, size_t errlen)
 {
 	if (!cfg->dkim.domain || !*cfg->dkim.domain)
 		return buf_add(out, msg->p, msg->len) < 0 ? set_err(err, errlen, -1, "out of memory") : 0;

@@ -130,7 +130,7 @@ static size_t b_len(size_t bytes)
 /* One encoded-word for [p, e): Q, which a person can still read in the
  * raw header, when it fits; else Base64, a third denser for Cyrillic,
  * Greek or CJK text, so a name needs fewer words. */
-static int encode_word(struct buf *out, const unsigned char *p, const unsigned char *e,
+BUF_MUST static int encode_word(struct buf *out, const unsigned char *p, const unsigned char *e,
 		       size_t room)
 {
 	if (q_len(p, e) <= room) {
@@ -165,7 +165,7 @@ static int encode_word(struct buf *out, const unsigned char *p, const unsigned c
  * characters. Splitting inside a word is what made Python's parser and
  * Thunderbird show "Петров ич": they keep the blank between two
  * encoded-words, against section 6.2. */
-static int encode_run(struct buf *out, const unsigned char *p, const unsigned char *end,
+BUF_MUST static int encode_run(struct buf *out, const unsigned char *p, const unsigned char *end,
 		      int opens)
 {
 	while (p < end) {
@@ -375,19 +375,18 @@ static int layout(struct msg_ctx *m, const char *ext, const char *body,
 	}
 	struct buf b = {0};
 	const char *p = src, *hit;
-	int found = 0;
+	int found = 0, oom = 0;
 	while ((hit = strstr(p, "{{body}}"))) {
-		buf_add(&b, p, (size_t)(hit - p));
-		buf_adds(&b, body);
+		oom |= buf_add(&b, p, (size_t)(hit - p)) < 0 || buf_adds(&b, body) < 0;
 		p = hit + 8;
 		found = 1;
 	}
-	buf_adds(&b, p);
+	oom |= buf_adds(&b, p) < 0;
 	struct tmpl_names tn = {(const char *const *)m->names, m->nnames};
 	int rc = MSG_OK;
 	if (!found)
 		rc = set_err(err, errlen, MSG_FAIL, "%s: no {{body}} in the template", path);
-	else if (!b.p)
+	else if (oom || !b.p)
 		rc = set_err(err, errlen, MSG_FAIL, "out of memory");
 	else if (tmpl_compile(out, b.p, b.len, &tn, path, 1, err, errlen) < 0) {
 		/* Line numbers past the body would be off: check the
@@ -1052,7 +1051,7 @@ static int set_values(struct msg_ctx *m, const char *const *fields,
  * opens a value is made short enough to stay on the first line).
  * [s, s + len) is header lines only. Colons are few, so they are what
  * the scan looks for. */
-static int add_unfolded_after_colon(struct buf *out, const char *s, size_t len)
+BUF_MUST static int add_unfolded_after_colon(struct buf *out, const char *s, size_t len)
 {
 	const char *end = s + len, *run = s;
 	for (const char *p = s; (p = memchr(p, ':', (size_t)(end - p))) && end - p >= 5; p++)
@@ -1094,7 +1093,7 @@ static const struct buf *slot_body(const struct msg_ctx *m, size_t k)
 }
 
 /* The skeleton onto out with this reader's encoded bodies in its slots. */
-static int fill_slots(struct buf *out, const struct msg_ctx *m)
+BUF_MUST static int fill_slots(struct buf *out, const struct msg_ctx *m)
 {
 	size_t total = m->skel.len;
 	for (size_t k = 0; k < 2 + m->nmedia; k++)
@@ -1292,7 +1291,7 @@ static int envelope(struct msg_ctx *m, struct build *b, struct msg_out *info,
 }
 
 /* Header fields f (taken over) as libetpan writes them, appended to out. */
-static int write_fields(struct buf *out, struct mailimf_fields *f)
+BUF_MUST static int write_fields(struct buf *out, struct mailimf_fields *f)
 {
 	MMAPString *s = f ? mmap_string_new("") : NULL;
 	int col = 0;
@@ -1307,7 +1306,7 @@ static int write_fields(struct buf *out, struct mailimf_fields *f)
 }
 
 /* One custom field, written: "Name: value" CRLF, folded by libetpan. */
-static int write_custom(struct buf *out, const char *name, const char *value)
+BUF_MUST static int write_custom(struct buf *out, const char *name, const char *value)
 {
 	struct mailimf_fields *f = mailimf_fields_new_empty();
 	if (f && add_field(f, name, value) < 0) {
@@ -1474,9 +1473,11 @@ static struct mailmime_disposition *disposition(int type, const char *name)
 static int content_name(struct mailmime_content *ct, const char *name)
 {
 	struct buf v = {0};
-	if (!is_ascii_printable(name) || strpbrk(name, "\"\\"))
-		encode_run(&v, (const unsigned char *)name,
-			   (const unsigned char *)name + strlen(name), 0);
+	if ((!is_ascii_printable(name) || strpbrk(name, "\"\\")) &&
+	    encode_run(&v, (const unsigned char *)name, (const unsigned char *)name + strlen(name), 0) < 0) {
+		buf_free(&v);
+		return -1;
+	}
 	char *pn = strdup("name"), *pv = v.len ? buf_detach(&v) : strdup(name);
 	buf_free(&v);
 	struct mailmime_parameter *prm = pn && pv ? mailmime_parameter_new(pn, pv) : NULL;

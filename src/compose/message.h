@@ -117,11 +117,11 @@ int msg_secret(const struct config *cfg, const char **secret, char *err, size_t 
 /* RFC 2047 Q-encoding of UTF-8 text into encoded-words of <= 75 chars;
  * ASCII-only input is copied unchanged. phrase: a display name (encoded
  * whole); else a subject (only the words that need it). */
-int msg_encode_words(struct buf *out, const char *s, int phrase);
+BUF_MUST int msg_encode_words(struct buf *out, const char *s, int phrase);
 /* RFC 2045 quoted-printable of LF-terminated text: CRLF lines of at most
  * 76 characters, only '=', control and 8-bit bytes, trailing blanks and a
  * line-opening "From " encoded. */
-int msg_qp_encode(struct buf *out, const char *s, size_t len);
+BUF_MUST int msg_qp_encode(struct buf *out, const char *s, size_t len);
 /* 1 if s is valid UTF-8 without CR, LF or NUL. */
 int msg_header_safe(const char *s);
 /* 1 if every occurrence of boundary in [s, s + len) is a delimiter line

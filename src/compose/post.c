@@ -40,7 +40,7 @@ static void fields_free(struct fields *f)
 	free(f->f);
 }
 
-static int protect_fields(const char *md, int line0, struct fields *f, struct buf *out)
+BUF_MUST static int protect_fields(const char *md, int line0, struct fields *f, struct buf *out)
 {
 	struct tmpl_scan s;
 	struct tmpl_field tf;
@@ -103,7 +103,7 @@ static int merges(const struct field *x, int flags)
 }
 
 /* s with every "{{" as the template's escape, "\{{". */
-static int add_escaped(struct buf *b, const char *s, size_t n)
+BUF_MUST static int add_escaped(struct buf *b, const char *s, size_t n)
 {
 	size_t run = 0;
 	for (size_t i = 0; i + 1 < n; i++)

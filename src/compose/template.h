@@ -99,6 +99,6 @@ int tmpl_uses(const struct tmpl *t, size_t idx);
 void tmpl_free(struct tmpl *t);
 
 /* Appends s escaped as esc asks (shared with the renderers). */
-int tmpl_escape(struct buf *out, const char *s, size_t len,
+BUF_MUST int tmpl_escape(struct buf *out, const char *s, size_t len,
 		enum tmpl_esc esc);
 #endif

@@ -35,6 +35,8 @@
 #include "compose/figure.h"
 #include "util/buf.h"
 #include <cmark-gfm-core-extensions.h>
+#include <unistr.h>
+#include <uniwidth.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -66,89 +68,28 @@ struct ctx {
 
 /* ---- display width ---------------------------------------------------- */
 
-struct range {
-	uint32_t lo, hi;
-};
-
-/* Combining marks and invisible format characters: no column of their
- * own. Not exhaustive; covers what Latin, Greek, Cyrillic and emoji text
- * meets in practice. */
-static const struct range zero_width[] = {
-	{ 0x0300, 0x036f }, { 0x0483, 0x0489 }, { 0x0591, 0x05bd },
-	{ 0x0610, 0x061a }, { 0x064b, 0x065f }, { 0x1ab0, 0x1aff },
-	{ 0x1dc0, 0x1dff }, { 0x200b, 0x200f }, { 0x202a, 0x202e },
-	{ 0x2060, 0x2064 }, { 0x20d0, 0x20ff }, { 0xfe00, 0xfe0f },
-	{ 0xfe20, 0xfe2f }, { 0xfeff, 0xfeff }, { 0xe0100, 0xe01ef },
-};
-
-/* East Asian wide and fullwidth blocks, plus the emoji blocks that
- * terminals and mail clients draw two columns wide. */
-static const struct range wide[] = {
-	{ 0x1100, 0x115f }, { 0x2e80, 0x303e }, { 0x3041, 0x33ff },
-	{ 0x3400, 0x4dbf }, { 0x4e00, 0x9fff }, { 0xa000, 0xa4cf },
-	{ 0xac00, 0xd7a3 }, { 0xf900, 0xfaff }, { 0xfe30, 0xfe4f },
-	{ 0xff00, 0xff60 }, { 0xffe0, 0xffe6 }, { 0x1f300, 0x1f64f },
-	{ 0x1f900, 0x1f9ff }, { 0x20000, 0x2fffd }, { 0x30000, 0x3fffd },
-};
-
-static int in_ranges(uint32_t cp, const struct range *r, size_t n)
+/* Columns of one code point, from libunistring's Unicode tables (East
+ * Asian Width, combining marks, format characters): 0 for controls,
+ * which the wrapped text never shows. */
+static int cp_width(ucs4_t cp)
 {
-	for (size_t i = 0; i < n; i++)
-		if (cp >= r[i].lo && cp <= r[i].hi)
-			return 1;
-	return 0;
+	int w = uc_width(cp, "UTF-8");
+	return w < 0 ? 0 : w;
 }
 
-static int cp_width(uint32_t cp)
-{
-	if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
-		return 0;
-	if (cp < 0x300)
-		return 1;
-	if (in_ranges(cp, zero_width, sizeof zero_width / sizeof *zero_width))
-		return 0;
-	if (in_ranges(cp, wide, sizeof wide / sizeof *wide))
-		return 2;
-	return 1;
-}
-
-/* Decodes one code point; returns the bytes used (>= 1) and sets *cp, or
- * UINT32_MAX for a byte that does not start a well-formed sequence
- * (overlong forms and surrogates included), so it counts alone. */
+/* One code point of s: the bytes it takes (>= 1) and *cp, or UINT32_MAX
+ * for a byte that does not start a well-formed sequence (overlong forms
+ * and surrogates included), so it counts alone. */
 static size_t utf8_next(const unsigned char *s, size_t len, uint32_t *cp)
 {
-	unsigned char c = s[0];
-	size_t n;
-	uint32_t v, min;
-
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2, v = c & 0x1f, min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3, v = c & 0x0f, min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4, v = c & 0x07, min = 0x10000;
-	} else {
+	ucs4_t uc;
+	int n = u8_mbtoucr(&uc, s, len);
+	if (n <= 0) {
 		*cp = UINT32_MAX;
 		return 1;
 	}
-	if (n > len)
-		goto bad;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			goto bad;
-		v = v << 6 | (s[i] & 0x3f);
-	}
-	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-		goto bad;
-	*cp = v;
-	return n;
-bad:
-	*cp = UINT32_MAX;
-	return 1;
+	*cp = uc;
+	return (size_t)n;
 }
 
 /* The width of flattened text, where the no-break mark is a space. */

@@ -12,6 +12,7 @@
 #define HERALD_TEXT_H
 #include <stddef.h>
 #include <cmark-gfm.h>
+#include "util/buf.h"
 
 int text_render(cmark_node *doc, int width, char **out, char *err,
 		size_t errlen);
@@ -20,8 +21,7 @@ int text_render(cmark_node *doc, int width, char **out, char *err,
  * "-- " signature line of b (the template's footer, merged per reader:
  * an address or a list name only known then). Lines that fit, and text
  * without a signature line, are left alone. 0, or -1 out of memory. */
-struct buf;
-int text_wrap_footer(struct buf *b, int width);
+BUF_MUST int text_wrap_footer(struct buf *b, int width);
 
 /* Display columns of a UTF-8 string of len bytes (invalid bytes count 1). */
 size_t text_width(const char *s, size_t len);

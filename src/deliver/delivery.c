@@ -609,8 +609,10 @@ static int on_admit(void *arg, void *tag)
 
 enum verdict { TAKE, INACTIVE, OUTSIDE, ALREADY, SUPPRESSED, LEFT, OTHER_SHARD, NOMEM };
 
-/* Whether a subscribed row is to be mailed this run. No side effects, so
- * both the loop and the end-of-run look-ahead can ask. The shard comes
+/* Whether a subscribed row is to be mailed this run. It changes no count
+ * and no verdict of another row, so both the loop and the end-of-run
+ * look-ahead can ask; its one effect is has_left()'s poll of list.log,
+ * which only brings the unsubscribed set up to date. The shard comes
  * first: a row of another shard is that host's to count, whatever it is. */
 static enum verdict verdict(const struct run *r, int kind, const struct subs_row *s)
 {

@@ -67,6 +67,13 @@ struct slot {
 	struct txn wire[2];  /* taken from the queue, on the wire */
 	curl_socket_t sock;
 	struct buf in, out;  /* received and not yet parsed; to send */
+	/* An append to out failed: out holds part of what was meant, so
+	 * flush_out sends none of it (a DATA body cut short by a failed
+	 * allocation would otherwise be accepted, and journaled, as whole). */
+	int out_oom;
+	/* An append to reply or curline failed: the reply text is partial
+	 * (the code is still read from the wire), said so in messages. */
+	int reply_oom;
 	size_t inpos;
 	int need_rset;       /* the last transaction left a MAIL open */
 	char errbuf[CURL_ERROR_SIZE];
@@ -148,16 +155,19 @@ static int reply_line(struct slot *c, const char *data, size_t size)
 	while (size && (data[size - 1] == '\n' || data[size - 1] == '\r'))
 		size--;
 	int more = size >= 4 && data[3] == '-';
+	int rc = 0;
 	if (c->curline.len)
-		buf_adds(&c->curline, " ");
+		rc |= buf_adds(&c->curline, " ");
 	if (c->curline.len && size > 4)
-		buf_add(&c->curline, data + 4, size - 4); /* continuation: drop "250-" */
+		rc |= buf_add(&c->curline, data + 4, size - 4); /* continuation: drop "250-" */
 	else if (more) {
-		buf_add(&c->curline, data, 3);
-		buf_addc(&c->curline, ' ');
-		buf_add(&c->curline, data + 4, size - 4);
+		rc |= buf_add(&c->curline, data, 3);
+		rc |= buf_addc(&c->curline, ' ');
+		rc |= buf_add(&c->curline, data + 4, size - 4);
 	} else
-		buf_add(&c->curline, data, size);
+		rc |= buf_add(&c->curline, data, size);
+	if (rc)
+		c->reply_oom = 1;
 	return !more;
 }
 
@@ -217,7 +227,8 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 			return 0;
 		}
 		buf_reset(&c->reply);
-		buf_add(&c->reply, c->curline.p ? c->curline.p : "", c->curline.len);
+		if (buf_add(&c->reply, c->curline.p ? c->curline.p : "", c->curline.len) < 0)
+			c->reply_oom = 1;
 		buf_reset(&c->curline);
 		snprintf(c->reply_cmd, sizeof c->reply_cmd, "%s", c->last_cmd);
 	}
@@ -306,6 +317,7 @@ static void conn_close(struct slot *c, int healthy)
 	c->sock = CURL_SOCKET_BAD;
 	buf_reset(&c->in);
 	buf_reset(&c->out);
+	c->out_oom = c->reply_oom = 0;
 	c->inpos = 0;
 	c->need_rset = 0;
 }
@@ -390,6 +402,12 @@ static int wait_sock(struct slot *c, short ev, double deadline)
  * libcurl's own low-speed limit did. */
 static enum io flush_out(struct slot *c)
 {
+	if (c->out_oom) {
+		c->out_oom = 0;
+		buf_reset(&c->out);
+		snprintf(c->errbuf, sizeof c->errbuf, "out of memory assembling what to send");
+		return IO_ERROR;
+	}
 	size_t off = 0;
 	while (off < c->out.len) {
 		size_t n = 0;
@@ -434,12 +452,18 @@ static int reply_take(struct slot *c)
 		if (!reply_line(c, base, n))
 			continue;
 		buf_reset(&c->reply);
-		buf_add(&c->reply, c->curline.p, c->curline.len);
+		int oom = c->reply_oom || buf_add(&c->reply, c->curline.p, c->curline.len) < 0;
 		buf_reset(&c->curline);
-		const char *t = buf_cstr(&c->reply);
+		c->reply_oom = 0;
+		/* Out of memory for the text: the code still stands on the
+		 * reply's last line, and a dot's reply must be counted, not
+		 * lost (a lost 250 would send the message again). */
+		if (oom)
+			buf_reset(&c->reply);
+		const char *t = oom ? base : buf_cstr(&c->reply);
 		if (!t || t[0] < '1' || t[0] > '5' || !isdigit((unsigned char)t[1]) ||
 		    !isdigit((unsigned char)t[2])) {
-			snprintf(c->errbuf, sizeof c->errbuf, "not an SMTP reply: %.60s", t ? t : "");
+			snprintf(c->errbuf, sizeof c->errbuf, "not an SMTP reply: %.60s", t && !oom ? t : "");
 			clean_text(c->errbuf);
 			return -1;
 		}
@@ -494,6 +518,14 @@ static int read_reply(struct slot *c, enum io *e)
 
 /* ---- one transaction's pieces ---------------------------------------------- */
 
+/* Appends to what goes out next; a failure poisons the whole of it
+ * (out_oom), so flush_out never sends a part. */
+static void out_add(struct slot *c, const void *data, size_t len)
+{
+	if (!c->out_oom && buf_add(&c->out, data, len) < 0)
+		c->out_oom = 1;
+}
+
 static void add_cmd(struct slot *c, const char *fmt, ...)
 {
 	size_t at = c->out.len;
@@ -504,9 +536,10 @@ static void add_cmd(struct slot *c, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof line)
 		n = 0;
-	buf_add(&c->out, line, (size_t)n);
-	buf_add(&c->out, "\r\n", 2);
-	trace(c, '>', c->out.p + at, (size_t)n);
+	out_add(c, line, (size_t)n);
+	out_add(c, "\r\n", 2);
+	if (!c->out_oom)
+		trace(c, '>', c->out.p + at, (size_t)n);
 	snprintf(c->last_cmd, sizeof c->last_cmd, "%.*s", (int)strcspn(line, " "), line);
 }
 
@@ -535,26 +568,26 @@ static void add_content(struct slot *c, const struct txn *t, int bdat)
 	int crlf = t->len >= 2 && end[-2] == '\r' && end[-1] == '\n';
 	if (bdat) {
 		add_cmd(c, "BDAT %zu LAST", t->len + (crlf ? 0 : 2));
-		buf_add(&c->out, d, t->len);
+		out_add(c, d, t->len);
 	} else {
 		if (d < end && *d == '.')
-			buf_addc(&c->out, '.');
+			out_add(c, ".", 1);
 		/* memchr for the line ends: vectorised, unlike memmem. */
 		const char *q, *from = d;
 		while ((q = memchr(from, '\n', (size_t)(end - from)))) {
 			from = q + 1;
 			if (from < end && *from == '.' && q > t->data && q[-1] == '\r') {
-				buf_add(&c->out, d, (size_t)(from - d));
-				buf_addc(&c->out, '.');
+				out_add(c, d, (size_t)(from - d));
+				out_add(c, ".", 1);
 				d = from;
 			}
 		}
-		buf_add(&c->out, d, (size_t)(end - d));
+		out_add(c, d, (size_t)(end - d));
 	}
 	if (!crlf)
-		buf_add(&c->out, "\r\n", 2);
+		out_add(c, "\r\n", 2);
 	if (!bdat)
-		buf_add(&c->out, ".\r\n", 3);
+		out_add(c, ".\r\n", 3);
 }
 
 static const char *const stage_name[] = {

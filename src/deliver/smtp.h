@@ -6,8 +6,9 @@
  * over curl_easy_send/recv: pipelined (RFC 2920: MAIL, RCPT, DATA as one
  * group, each final dot with the next envelope, one round trip a
  * message) when the server offers PIPELINING, as BDAT LAST (RFC 3030)
- * when it offers CHUNKING, one command per reply otherwise. All calls
- * below are made from one thread.
+ * when it offers CHUNKING, one command per reply otherwise. The calls
+ * below are made from one thread (the send loop's), except where one
+ * says otherwise (smtp_pool_halt).
  *
  * Loopback (where AUTH may go without TLS) is decided from the addresses
  * the host resolves to, and the connections are pinned to exactly those

@@ -98,10 +98,11 @@ int segment_bind(struct segment *sg, const char *const *cols, size_t ncols, cons
 		if (r->idx >= 0)
 			continue;
 		struct buf names = {0};
-		for (size_t k = 0; k < ncols; k++)
-			buf_printf(&names, "%s%s", k ? ", " : "", cols[k]);
+		int oom = 0;
+		for (size_t k = 0; k < ncols && !oom; k++)
+			oom = buf_printf(&names, "%s%s", k ? ", " : "", cols[k]) < 0;
 		set_err(err, errlen, -1, "%s: %s has no column \"%s\" (its columns: %s)", r->what, list,
-			r->col, names.p ? names.p : "none");
+			r->col, oom ? "not listed: out of memory" : names.p ? names.p : "none");
 		buf_free(&names);
 		return -1;
 	}

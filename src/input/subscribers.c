@@ -401,11 +401,11 @@ static int no_email(struct subs_reader *r, char *err, size_t errlen)
 			     "%s)", r->path, r->rec.line, sep_shown(sep), sep_shown(r->sep),
 			     sep_shown(sep), r->sep == ',' ? "commas" : sep_shown(r->sep));
 	struct buf b = {0};
-
-	for (size_t i = 0; i < r->ncols; i++)
-		buf_printf(&b, "%s%s", i ? ", " : "", r->cols[i]);
+	int oom = 0;
+	for (size_t i = 0; i < r->ncols && !oom; i++)
+		oom = buf_printf(&b, "%s%s", i ? ", " : "", r->cols[i]) < 0;
 	fatal(r, err, errlen, "%s:%ld: no \"email\" column (columns: %s)",
-	      r->path, r->rec.line, buf_cstr(&b));
+	      r->path, r->rec.line, oom ? "not listed: out of memory" : buf_cstr(&b));
 	buf_free(&b);
 	return SUBS_FATAL;
 }

@@ -362,6 +362,10 @@ static int parse_status(struct dsn_report *r, const char *s, size_t len, time_t 
 	int rc = 0, blank;
 	for (;;) {
 		int got = mailparse_next_field(&p, end, name, sizeof name, &v, &blank);
+		if (got < 0) {
+			rc = -1;
+			break;
+		}
 		if (!got) {
 			if (flush_block(r, &b) < 0)
 				rc = -1;

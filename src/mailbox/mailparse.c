@@ -79,7 +79,8 @@ int mailparse_next_field(const char **p, const char *end, char *name, size_t nle
 		buf_reset(val);
 		const char *v = colon + 1;
 		size_t vl = ll - k - 1;
-		buf_add(val, v, vl < MAILPARSE_VALUE_MAX ? vl : MAILPARSE_VALUE_MAX);
+		if (buf_add(val, v, vl < MAILPARSE_VALUE_MAX ? vl : MAILPARSE_VALUE_MAX) < 0)
+			return -1;
 		s = next;
 		while (s < end && (*s == ' ' || *s == '\t')) {
 			eol = memchr(s, '\n', (size_t)(end - s));
@@ -87,10 +88,10 @@ int mailparse_next_field(const char **p, const char *end, char *name, size_t nle
 			ll = (size_t)(le - s);
 			if (ll && s[ll - 1] == '\r')
 				ll--;
-			if (val->len < MAILPARSE_VALUE_MAX) {
-				buf_addc(val, ' ');
-				buf_add(val, s, ll < MAILPARSE_VALUE_MAX - val->len ? ll : MAILPARSE_VALUE_MAX - val->len);
-			}
+			if (val->len < MAILPARSE_VALUE_MAX &&
+			    (buf_addc(val, ' ') < 0 ||
+			     buf_add(val, s, ll < MAILPARSE_VALUE_MAX - val->len ? ll : MAILPARSE_VALUE_MAX - val->len) < 0))
+				return -1;
 			s = eol ? eol + 1 : end;
 		}
 		*p = s;
@@ -105,7 +106,7 @@ void mailparse_each_field(const char *blk, size_t len, const char *name,
 	char fname[80];
 	struct buf v = {0};
 	int blank;
-	while (mailparse_next_field(&p, end, fname, sizeof fname, &v, &blank))
+	while (mailparse_next_field(&p, end, fname, sizeof fname, &v, &blank) > 0)
 		if (!strcasecmp(fname, name)) {
 			char tmp[MAILPARSE_VALUE_MAX + 1];
 			mailparse_one_line(tmp, sizeof tmp, v.p ? v.p : "", v.len);
@@ -114,11 +115,13 @@ void mailparse_each_field(const char *blk, size_t len, const char *name,
 	buf_free(&v);
 }
 
+/* Out of memory, the field reads as absent: these values only name and
+ * date what a bounce says, and no caller may act on a partial one. */
 static void first_value(void *arg, const char *v)
 {
 	struct buf *b = arg;
-	if (!b->len)
-		buf_adds(b, *v ? v : " ");
+	if (!b->len && buf_adds(b, *v ? v : " ") < 0)
+		buf_reset(b);
 }
 
 const char *mailparse_field(const char *blk, size_t len, const char *name, struct buf *out)
@@ -223,7 +226,7 @@ static const char *param(const struct mailmime *m, const char *name)
 
 /* The decoded body of a leaf (or of a message/rfc822 part: the whole
  * embedded message), at most MAILPARSE_PART_MAX bytes, appended to out. */
-static int body_of(const struct mailmime *m, struct buf *out)
+BUF_MUST static int body_of(const struct mailmime *m, struct buf *out)
 {
 	const struct mailmime_data *d = m->mm_body ? m->mm_body :
 		m->mm_type == MAILMIME_SINGLE ? m->mm_data.mm_single : NULL;

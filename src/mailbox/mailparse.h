@@ -37,8 +37,8 @@ void mailparse_one_line(char *out, size_t outlen, const char *s, size_t len);
 size_t mailparse_header_len(const char *s, size_t len);
 /* One field of the block [*p, end). Returns 1 with name (NUL-terminated,
  * shorter than nlen) and val (unfolded, capped at MAILPARSE_VALUE_MAX),
- * 0 at the blank line (*blank = 1) or the end. *p advances past the
- * field. Lines that are not fields are skipped, as real MTAs write them. */
+ * 0 at the blank line (*blank = 1) or the end, -1 out of memory. *p
+ * advances past the field. Lines that are not fields are skipped, as real MTAs write them. */
 int mailparse_next_field(const char **p, const char *end, char *name, size_t nlen,
 			 struct buf *val, int *blank);
 /* Every value of field `name` in the block, as one line, via fn. */

@@ -260,20 +260,16 @@ static void subscribe_row(struct rewrite *w)
 	w->changed = 1;
 }
 
-static void csv_field(struct buf *b, const char *v, char sep)
+/* 0, or -1 out of memory. */
+BUF_MUST static int csv_field(struct buf *b, const char *v, char sep)
 {
 	char specials[] = {sep, '"', '\r', '\n', '\0'};
-	if (!strpbrk(v, specials) && *v != ' ' && !(*v && v[strlen(v) - 1] == ' ')) {
-		buf_adds(b, v);
-		return;
-	}
-	buf_addc(b, '"');
-	for (; *v; v++)
-		if (*v == '"')
-			buf_adds(b, "\"\"");
-		else
-			buf_addc(b, *v);
-	buf_addc(b, '"');
+	if (!strpbrk(v, specials) && *v != ' ' && !(*v && v[strlen(v) - 1] == ' '))
+		return buf_adds(b, v);
+	int rc = buf_addc(b, '"');
+	for (; *v && !rc; v++)
+		rc = *v == '"' ? buf_adds(b, "\"\"") : buf_addc(b, *v);
+	return rc ? rc : buf_addc(b, '"');
 }
 
 /* Readers not in the list: one row each at the end, in the list's own
@@ -291,15 +287,16 @@ static void append_rows(struct rewrite *w)
 			w->result[i] = UNSUB_ALREADY;
 			continue;
 		}
+		int rc = 0;
 		if (w->out.len && w->out.p[w->out.len - 1] != '\n')
-			buf_adds(&w->out, eol);
-		for (int c = 0; c < w->ncols; c++) {
+			rc |= buf_adds(&w->out, eol);
+		for (int c = 0; c < w->ncols && !rc; c++) {
 			if (c)
-				buf_addc(&w->out, w->sep);
-			csv_field(&w->out, c == w->email_col ? w->addrs[i] : c == w->name_col ? w->names[i]
-				  : c == w->status_col ? "subscribed" : "", w->sep);
+				rc |= buf_addc(&w->out, w->sep);
+			rc |= csv_field(&w->out, c == w->email_col ? w->addrs[i] : c == w->name_col ? w->names[i]
+					: c == w->status_col ? "subscribed" : "", w->sep);
 		}
-		if (buf_adds(&w->out, eol) < 0)
+		if (rc || buf_adds(&w->out, eol) < 0)
 			w->oom = 1;
 		w->result[i] = UNSUB_CHANGED;
 		w->changed = 1;
@@ -424,7 +421,7 @@ out:
 }
 
 /* Temporary file beside the list, fsync'd, then renamed over it. */
-static int replace_file(const char *path, const struct stat *st, const struct buf *b,
+BUF_MUST static int replace_file(const char *path, const struct stat *st, const struct buf *b,
 			char *err, size_t errlen)
 {
 	char *dup1 = strdup(path), *dup2 = strdup(path), *tmp = NULL;

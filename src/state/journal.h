@@ -4,10 +4,12 @@
  * server accepted: time, address, Message-ID, server reply; and, with a
  * fifth field "uncertain", per message whose final dot went out with no
  * reply (the server may have it: such a reader is not mailed again unless
- * asked, with send --retry-uncertain). Each line is
- * written and fsync'd before the next message is counted, so a crash
- * loses at most the message in flight, and a rerun skips every address
- * already in the journal.
+ * asked, with send --retry-uncertain). Each line is written (write(2))
+ * before that connection starts its next message, so a crash or kill -9
+ * loses at most the message in flight per connection; the flusher thread
+ * fdatasyncs behind the writes (journal_append below), and journal_sync
+ * waits for it, so a power cut loses at most the lines of the last 10 ms.
+ * A rerun skips every address already in the journal.
  *
  * Ownership: struct journal owns its file and address set; journal_close. */
 #ifndef HERALD_JOURNAL_H

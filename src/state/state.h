@@ -1,8 +1,10 @@
 /* state: the state directory itself, shared by every state file.
  *
- * What lives in it (docs/ARCHITECTURE.md has the table): SLUG.journal
- * (journal.c reads and writes it), SLUG.done, bounces.log (bounces.c),
- * mailbox.seen (mailbox.c), herald.lock and scan.lock (here). Each file
+ * What lives in it (docs/ARCHITECTURE.md has the table): SLUG.journal,
+ * SLUG.done and SLUG.shards (journal.c reads and writes them),
+ * bounces.log (bounces.c), list.log (listlog.c), relays.log
+ * (relaylog.c), mailbox.seen (mailbox.c), herald.lock, scan.lock and a
+ * merge's .merge-plan (here). Each file
  * format has one reader and one writer, in the module named; this one
  * holds what they share: the directory, its locks, the time format, the
  * cleaning of a field, walking the files of one kind, and the list of

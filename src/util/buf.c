@@ -1,9 +1,12 @@
 #include "util/buf.h"
 #include <errno.h>
+#include <limits.h>
 #include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistr.h>
 
 int buf_reserve(struct buf *b, size_t extra)
 {
@@ -189,38 +192,18 @@ int array_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first)
 	return 0;
 }
 
+/* libunistring's u8_check refuses overlong forms, surrogates and values
+ * past U+10FFFF: how filters get fooled. */
 size_t utf8_valid_prefix(const char *s, size_t len, int *multibyte)
 {
-	const unsigned char *b = (const unsigned char *)s, *p = b, *e = p + len;
-	if (multibyte)
+	const uint8_t *b = (const uint8_t *)s, *bad = u8_check(b, len);
+	size_t n = bad ? (size_t)(bad - b) : len;
+	if (multibyte) {
 		*multibyte = 0;
-	while (p < e) {
-		unsigned c = *p;
-		int n;
-		unsigned min;
-		if (c < 0x80) {
-			p++;
-			continue;
-		}
-		if ((c & 0xE0) == 0xC0) { n = 1; min = 0x80; c &= 0x1F; }
-		else if ((c & 0xF0) == 0xE0) { n = 2; min = 0x800; c &= 0x0F; }
-		else if ((c & 0xF8) == 0xF0) { n = 3; min = 0x10000; c &= 0x07; }
-		else
-			break;
-		if (e - p - 1 < n)
-			break;
-		int i;
-		for (i = 1; i <= n && (p[i] & 0xC0) == 0x80; i++)
-			c = (c << 6) | (p[i] & 0x3F);
-		/* Overlong forms, surrogates and values past U+10FFFF are
-		 * how filters get fooled: refuse them. */
-		if (i <= n || c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-			break;
-		if (multibyte)
-			*multibyte = 1;
-		p += n + 1;
+		for (size_t i = 0; i < n && !*multibyte; i++)
+			*multibyte = b[i] >= 0x80;
 	}
-	return (size_t)(p - b);
+	return n;
 }
 
 int utf8_valid(const char *s, size_t len)
@@ -235,27 +218,23 @@ void path_trim_slashes(char *path)
 		path[--n] = '\0';
 }
 
+/* GnuTLS (linked already for TLS and the HMAC) encodes; herald only
+ * breaks the run into MIME's lines. */
 int buf_add_base64(struct buf *b, const void *data, size_t len, size_t line)
 {
-	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	const unsigned char *p = data, *e = p + len;
-	size_t out = (len + 2) / 3 * 4;
-	if (buf_reserve(b, out + (line ? (out / line + 1) * 2 : 0)) < 0)
+	if (!len)
+		return 0;
+	gnutls_datum_t in = {(unsigned char *)data, (unsigned)len}, enc = {NULL, 0};
+	if (len > (size_t)UINT_MAX / 2 || gnutls_base64_encode2(&in, &enc) < 0)
 		return -1;
-	size_t col = 0;
-	for (; p < e; p += 3) {
-		size_t n = (size_t)(e - p) < 3 ? (size_t)(e - p) : 3;
-		unsigned v = (unsigned)p[0] << 16 | (n > 1 ? (unsigned)p[1] << 8 : 0) | (n > 2 ? p[2] : 0);
-		char q[4] = {b64[v >> 18 & 63], b64[v >> 12 & 63], n > 1 ? b64[v >> 6 & 63] : '=',
-			     n > 2 ? b64[v & 63] : '='};
-		if (buf_add(b, q, 4) < 0)
-			return -1;
-		col += 4;
-		if (line && (col >= line || p + 3 >= e)) {
-			if (buf_add(b, "\r\n", 2) < 0)
-				return -1;
-			col = 0;
+	int rc = 0;
+	if (!line)
+		rc = buf_add(b, enc.data, enc.size);
+	else if ((rc = buf_reserve(b, enc.size + (enc.size / line + 1) * 2)) == 0)
+		for (size_t at = 0; at < enc.size && !rc; at += line) {
+			size_t n = enc.size - at < line ? enc.size - at : line;
+			rc = buf_add(b, enc.data + at, n) < 0 || buf_add(b, "\r\n", 2) < 0 ? -1 : 0;
 		}
-	}
-	return 0;
+	gnutls_free(enc.data);
+	return rc;
 }

@@ -11,11 +11,15 @@ struct buf {
 	size_t len, cap;
 };
 
-int buf_reserve(struct buf *b, size_t extra);
-int buf_add(struct buf *b, const void *data, size_t len);
-int buf_adds(struct buf *b, const char *s);
-int buf_addc(struct buf *b, char c);
-int buf_printf(struct buf *b, const char *fmt, ...)
+/* A failed append must never go unnoticed (a message body cut short by
+ * an allocation failure would be sent, and journaled, as if whole), so
+ * the compiler refuses to let a caller drop the result. */
+#define BUF_MUST __attribute__((warn_unused_result))
+BUF_MUST int buf_reserve(struct buf *b, size_t extra);
+BUF_MUST int buf_add(struct buf *b, const void *data, size_t len);
+BUF_MUST int buf_adds(struct buf *b, const char *s);
+BUF_MUST int buf_addc(struct buf *b, char c);
+BUF_MUST int buf_printf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* NUL-terminates without counting the NUL in len. */
 const char *buf_cstr(struct buf *b);
@@ -26,7 +30,7 @@ void buf_free(struct buf *b);
 
 /* Makes room for one more element in the array *arr of *n, doubling
  * *cap (from first): 0, or -1 when out of memory (*arr left as it was). */
-int array_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first);
+BUF_MUST int array_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first);
 
 /* 1 if s[0..len) is valid UTF-8: no overlong forms, surrogates or values
  * past U+10FFFF (how filters get fooled). */
@@ -54,7 +58,7 @@ int read_file(const char *path, char **out, size_t *len);
 /* Appends data in Base64 (RFC 4648); line > 0 breaks it into lines of at
  * most `line` characters (a multiple of 4), each ended by CRLF, as MIME
  * bodies want; 0 writes one run. */
-int buf_add_base64(struct buf *b, const void *data, size_t len, size_t line);
+BUF_MUST int buf_add_base64(struct buf *b, const void *data, size_t len, size_t line);
 int buf_sha256_hex(const void *data, size_t len, char out[65]);
 /* ASCII lower-case copy (addresses compare case-insensitively). */
 char *str_lower(const char *s);

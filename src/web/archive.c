@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -124,7 +125,7 @@ int archive_index(const struct config *cfg, const struct archive *a, const char 
  * known (so the post's fields compile as they did for the send), every
  * reader value is empty, and the reader's address and token are not
  * there at all. */
-static int anonymous_body(const struct config *cfg, const struct post *p, struct buf *out,
+BUF_MUST static int anonymous_body(const struct config *cfg, const struct post *p, struct buf *out,
 			  char *err, size_t errlen)
 {
 	struct subs_reader *sr = NULL;
@@ -172,7 +173,7 @@ void archive_image_name(const struct post_image *img, size_t k, char *out, size_
 
 /* The post's cid: links become its files' web addresses: files_url and
  * each image's archive_image_name. */
-static int files_linked(const struct post *p, const char *files_url, struct buf *html)
+BUF_MUST static int files_linked(const struct post *p, const char *files_url, struct buf *html)
 {
 	if (!p->nimages)
 		return 0;
@@ -270,13 +271,18 @@ static void rfc3339(time_t t, char *out, size_t len)
 }
 
 /* Atom wants ids that never change: the issue's URL when there is a
- * base_url, else a tag: URI on the From domain (RFC 4151). */
-static int entry_id(struct buf *b, const struct config *cfg, const char *slug)
+ * base_url, else a tag: URI on the From domain (RFC 4151), dated by the
+ * year of `when` (the issue's own date; for the feed, its oldest
+ * issue's), a date the domain was the author's and that never moves. */
+BUF_MUST static int entry_id(struct buf *b, const struct config *cfg, const char *slug, time_t when)
 {
 	const char *at = cfg->from_addr ? strrchr(cfg->from_addr, '@') : NULL;
 	if (cfg->web.base_url)
 		return buf_printf(b, "%s/archive/%s", cfg->web.base_url, slug ? slug : "");
-	return buf_printf(b, "tag:%s,2026:herald/%s", at ? at + 1 : "localhost", slug ? slug : "feed");
+	struct tm tm;
+	time_t t = when > 0 ? when : time(NULL);
+	int year = gmtime_r(&t, &tm) ? tm.tm_year + 1900 : 2026;
+	return buf_printf(b, "tag:%s,%d:herald/%s", at ? at + 1 : "localhost", year, slug ? slug : "feed");
 }
 
 int archive_feed(const struct config *cfg, const struct archive *a, struct buf *out)
@@ -288,7 +294,7 @@ int archive_feed(const struct config *cfg, const struct archive *a, struct buf *
 	rc |= page_esc(out, cfg->list_name ? cfg->list_name : "Newsletter");
 	rc |= buf_adds(out, "</title>\n<id>");
 	struct buf id = {0};
-	rc |= entry_id(&id, cfg, NULL);
+	rc |= entry_id(&id, cfg, NULL, a->n ? a->v[a->n - 1].when : 0);
 	rc |= page_esc(out, buf_cstr(&id));
 	rc |= buf_printf(out, "</id>\n<updated>%s</updated>\n<author><name>", when);
 	rc |= page_esc(out, cfg->from_name ? cfg->from_name : cfg->from_addr ? cfg->from_addr : "");
@@ -301,7 +307,7 @@ int archive_feed(const struct config *cfg, const struct archive *a, struct buf *
 	for (size_t i = 0; i < a->n; i++) {
 		const struct archive_issue *it = &a->v[i];
 		buf_reset(&id);
-		rc |= entry_id(&id, cfg, it->slug);
+		rc |= entry_id(&id, cfg, it->slug, it->when);
 		rfc3339(it->when, when, sizeof when);
 		rc |= buf_adds(out, "<entry>\n<title>");
 		rc |= page_esc(out, it->subject);
@@ -320,7 +326,7 @@ int archive_feed(const struct config *cfg, const struct archive *a, struct buf *
 	return rc ? -1 : 0;
 }
 
-static int write_atomically(const char *path, const struct buf *b, char *err, size_t errlen)
+BUF_MUST static int write_atomically(const char *path, const struct buf *b, char *err, size_t errlen)
 {
 	char *tmp;
 	if (asprintf(&tmp, "%s.tmp", path) < 0)

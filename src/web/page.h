@@ -17,10 +17,10 @@
 #include <stddef.h>
 int page_csp(char *csp, size_t len);
 /* Appends s, HTML-escaped (text and attribute values alike). */
-int page_esc(struct buf *b, const char *s);
+BUF_MUST int page_esc(struct buf *b, const char *s);
 /* A whole page: title and heading (escaped here), then body_html (the
  * caller's markup, values in it already escaped), list_name in the
  * footer (escaped). 0, or -1 when out of memory. */
-int page_render(struct buf *out, const char *title, const char *list_name,
+BUF_MUST int page_render(struct buf *out, const char *title, const char *list_name,
 		const char *body_html);
 #endif

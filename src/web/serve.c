@@ -113,6 +113,11 @@ void web_page(const struct web_server *s, struct web_resp *p, int status, const 
 	      const char *body_html)
 {
 	p->status = status;
+	if (!body_html) {
+		p->status = 500;
+		title = "Server error";
+		body_html = "<p>The server is short of memory just now. Please try again in a minute.</p>\n";
+	}
 	buf_reset(&p->body);
 	if (page_render(&p->body, title, s->cfg->list_name, body_html) < 0)
 		p->status = 500;
@@ -193,29 +198,44 @@ static void route(struct web_server *s, struct MHD_Connection *c, struct req *r,
 	const char *query;
 	char why[128];
 	int k = r->target_too_long ? FORM_TOO_BIG : form_target(r->target, r->path, sizeof r->path, &query);
-	if (k == FORM_TOO_BIG)
-		return web_page(s, p, 414, "Address too long", "<p>This address is too long to be a link herald made.</p>\n");
-	if (k == FORM_OK && (k = form_parse(&q.query, query, strlen(query), why, sizeof why)) == FORM_TOO_BIG)
-		return web_page(s, p, 414, "Address too long", "<p>This address is too long to be a link herald made.</p>\n");
-	if (k)
-		return web_page(s, p, 400, "Bad request", "<p>This address is malformed. Copy the whole link from the mail and try again.</p>\n");
+	if (k == FORM_TOO_BIG) {
+		web_page(s, p, 414, "Address too long", "<p>This address is too long to be a link herald made.</p>\n");
+		return;
+	}
+	if (k == FORM_OK && (k = form_parse(&q.query, query, strlen(query), why, sizeof why)) == FORM_TOO_BIG) {
+		web_page(s, p, 414, "Address too long", "<p>This address is too long to be a link herald made.</p>\n");
+		return;
+	}
+	if (k) {
+		web_page(s, p, 400, "Bad request", "<p>This address is malformed. Copy the whole link from the mail and try again.</p>\n");
+		return;
+	}
 	size_t pl = strlen(s->prefix);
 	q.path = pl && !strncmp(r->path, s->prefix, pl) && r->path[pl] == '/' ? r->path + pl : r->path;
 	if (strcmp(r->method, "GET") && strcmp(r->method, "HEAD") && strcmp(r->method, "POST")) {
 		p->allow = "GET, HEAD, POST";
-		return web_page(s, p, 405, "Method not allowed", "<p>Only GET and POST are answered here.</p>\n");
+		web_page(s, p, 405, "Method not allowed", "<p>Only GET and POST are answered here.</p>\n");
+		return;
 	}
-	if (r->body_too_big)
-		return web_page(s, p, 413, "Too much data", "<p>That is more than a form here sends.</p>\n");
+	if (r->body_too_big) {
+		web_page(s, p, 413, "Too much data", "<p>That is more than a form here sends.</p>\n");
+		return;
+	}
 	q.body = r->body.p ? r->body.p : "";
 	q.body_len = r->body.len;
 	q.content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-	if (!strcmp(q.path, "/unsubscribe"))
-		return webunsub_route(s, &q, p);
-	if (s->cfg->web.signup && (!strcmp(q.path, "/subscribe") || !strcmp(q.path, "/confirm")))
-		return signup_route(s, &q, p);
-	if (s->cfg->web.archive && (!strcmp(q.path, "/archive") || !strncmp(q.path, "/archive/", 9)))
-		return archive_route(s, &q, p);
+	if (!strcmp(q.path, "/unsubscribe")) {
+		webunsub_route(s, &q, p);
+		return;
+	}
+	if (s->cfg->web.signup && (!strcmp(q.path, "/subscribe") || !strcmp(q.path, "/confirm"))) {
+		signup_route(s, &q, p);
+		return;
+	}
+	if (s->cfg->web.archive && (!strcmp(q.path, "/archive") || !strncmp(q.path, "/archive/", 9))) {
+		archive_route(s, &q, p);
+		return;
+	}
 	web_page(s, p, 404, "Not found", "<p>There is no page at this address.</p>\n");
 }
 
@@ -483,9 +503,12 @@ static void archive_file(struct web_server *s, const struct archive_issue *it, c
 	if (!rc && media_read(&md, MEDIA_IMAGE, path, "archive image", &data, &len, err,
 			      sizeof err) == MEDIA_OK) {
 		p->status = 200;
-		buf_add(&p->body, data, len);
 		snprintf(p->type_buf, sizeof p->type_buf, "%s", md.type);
 		p->type = p->type_buf;
+		if (buf_add(&p->body, data, len) < 0) {
+			p->type = NULL;
+			web_page(s, p, 500, NULL, NULL);
+		}
 	} else
 		rc = -1;
 	free(data);
@@ -502,14 +525,16 @@ void archive_route(struct web_server *s, const struct web_req *q, struct web_res
 {
 	if (strcmp(q->method, "GET") && strcmp(q->method, "HEAD")) {
 		p->allow = "GET, HEAD";
-		return web_page(s, p, 405, "Method not allowed", "<p>The archive is read only.</p>\n");
+		web_page(s, p, 405, "Method not allowed", "<p>The archive is read only.</p>\n");
+		return;
 	}
 	struct archive a;
 	char err[1024];
 	if (archive_load(&a, s->cfg, err, sizeof err) < 0) {
 		if (s->o->warn)
 			s->o->warn(s->o->arg, err);
-		return web_page(s, p, 500, "The archive is not available", "<p>Try again later.</p>\n");
+		web_page(s, p, 500, "The archive is not available", "<p>Try again later.</p>\n");
+		return;
 	}
 	const char *rest = q->path + strlen("/archive");
 	p->status = 200;

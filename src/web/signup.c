@@ -53,14 +53,15 @@ static const char form_html[] =
 static void show_form(const struct web_server *s, struct web_resp *p, int status, const char *note)
 {
 	struct buf b = {0};
+	int rc = 0;
 	if (note) {
-		buf_adds(&b, "<p><strong>");
-		page_esc(&b, note);
-		buf_adds(&b, "</strong></p>\n");
+		rc |= buf_adds(&b, "<p><strong>");
+		rc |= page_esc(&b, note);
+		rc |= buf_adds(&b, "</strong></p>\n");
 	}
-	buf_adds(&b, "<p>Get each issue by mail. We send you one mail to confirm first.</p>\n");
-	buf_adds(&b, form_html);
-	web_page(s, p, status, "Subscribe", buf_cstr(&b));
+	rc |= buf_adds(&b, "<p>Get each issue by mail. We send you one mail to confirm first.</p>\n");
+	rc |= buf_adds(&b, form_html);
+	web_page(s, p, status, "Subscribe", rc ? NULL : buf_cstr(&b));
 	buf_free(&b);
 }
 
@@ -215,12 +216,17 @@ static int mail_link(struct web_server *s, const char *email, const char *name, 
 	if (token_confirm_make(s->secret, email, name, (long)now + CONFIRM_HOURS * 3600, tok) < 0)
 		return set_err(err, errlen, -1, "cannot make a token (GnuTLS)");
 	struct buf link = {0}, msg = {0};
-	buf_printf(&link, "%s/confirm?e=", s->cfg->web.base_url);
-	tmpl_escape(&link, email, strlen(email), TMPL_URL);
-	buf_adds(&link, "&n=");
-	tmpl_escape(&link, name, strlen(name), TMPL_URL);
-	buf_printf(&link, "&t=%s", tok);
-	int rc = confirm_build(s->cfg, email, name, buf_cstr(&link), CONFIRM_HOURS, now, &msg, err, errlen);
+	int rc = 0;
+	rc |= buf_printf(&link, "%s/confirm?e=", s->cfg->web.base_url);
+	rc |= tmpl_escape(&link, email, strlen(email), TMPL_URL);
+	rc |= buf_adds(&link, "&n=");
+	rc |= tmpl_escape(&link, name, strlen(name), TMPL_URL);
+	rc |= buf_printf(&link, "&t=%s", tok);
+	/* A link cut short would confirm nobody: no mail rather than that. */
+	if (rc)
+		rc = set_err(err, errlen, -1, "out of memory");
+	else
+		rc = confirm_build(s->cfg, email, name, buf_cstr(&link), CONFIRM_HOURS, now, &msg, err, errlen);
 	if (rc == 0)
 		rc = notify_send(s->cfg, s->password, email, msg.p, msg.len, err, errlen);
 	buf_free(&link);
@@ -232,21 +238,29 @@ static void subscribe_post(struct web_server *s, const struct web_req *q, struct
 {
 	struct form f;
 	char why[128];
-	if (form_parse_body(&f, q->content_type, q->body, q->body_len, why, sizeof why))
-		return show_form(s, p, 400, "The form could not be read; please try again.");
+	if (form_parse_body(&f, q->content_type, q->body, q->body_len, why, sizeof why)) {
+		show_form(s, p, 400, "The form could not be read; please try again.");
+		return;
+	}
 	const char *email = form_get(&f, "email"), *name = form_get(&f, "name");
 	const char *hp = form_get(&f, "website");
 	if (!name)
 		name = "";
-	if (!email || strlen(email) > 254 || addr_valid(email, why, sizeof why) < 0)
-		return show_form(s, p, 400, "That does not look like an email address.");
-	if (strlen(name) > 100 || !msg_header_safe(name) || strchr(name, '\t'))
-		return show_form(s, p, 400, "The name is too long or holds characters we cannot use.");
+	if (!email || strlen(email) > 254 || addr_valid(email, why, sizeof why) < 0) {
+		show_form(s, p, 400, "That does not look like an email address.");
+		return;
+	}
+	if (strlen(name) > 100 || !msg_header_safe(name) || strchr(name, '\t')) {
+		show_form(s, p, 400, "The name is too long or holds characters we cannot use.");
+		return;
+	}
 	snprintf(p->who, sizeof p->who, "%.70s", strrchr(email, '@'));
 	int ok = hp && *hp ? 0 : allowed(s, q->client, email);
-	if (ok < 0)
-		return web_page(s, p, 429, "Too many signups",
+	if (ok < 0) {
+		web_page(s, p, 429, "Too many signups",
 				"<p>Too many signups from your network this hour. Please try again later.</p>\n");
+		return;
+	}
 	char err[1024];
 	/* Recorded before the mail goes, so a restart keeps the limit; when
 	 * it cannot be, no mail. */
@@ -256,8 +270,9 @@ static void subscribe_post(struct web_server *s, const struct web_req *q, struct
 		if (s->o->warn)
 			s->o->warn(s->o->arg, err);
 		forget_addr(s, email);
-		return web_page(s, p, 503, "Try again later",
+		web_page(s, p, 503, "Try again later",
 				"<p>The confirmation mail could not be sent just now. Please try again later.</p>\n");
+		return;
 	}
 	web_page(s, p, 200, "Check your inbox",
 		 "<p>If that address is not subscribed yet, a mail with a confirmation link is on its way. "
@@ -269,17 +284,23 @@ static void confirm(struct web_server *s, const struct web_req *q, struct web_re
 	const char *e = form_get(&q->query, "e"), *n = form_get(&q->query, "n");
 	const char *t = form_get(&q->query, "t");
 	char why[100];
-	if (!e || !t || !n || addr_valid(e, why, sizeof why) < 0 || !msg_header_safe(n) || strchr(n, '\t'))
-		return web_page(s, p, 400, "Incomplete link",
+	if (!e || !t || !n || addr_valid(e, why, sizeof why) < 0 || !msg_header_safe(n) || strchr(n, '\t')) {
+		web_page(s, p, 400, "Incomplete link",
 				"<p>This confirmation link is incomplete. Copy the whole link from the mail.</p>\n");
+		return;
+	}
 	snprintf(p->who, sizeof p->who, "%.70s", strrchr(e, '@'));
 	int ok = token_confirm_check(s->secret, e, n, t, (long)time(NULL));
-	if (ok == 2)
-		return web_page(s, p, 410, "Link expired",
+	if (ok == 2) {
+		web_page(s, p, 410, "Link expired",
 				"<p>This confirmation link has expired. Sign up again to get a new one.</p>\n");
-	if (ok != 1)
-		return web_page(s, p, ok < 0 ? 500 : 403, "Link not valid",
+		return;
+	}
+	if (ok != 1) {
+		web_page(s, p, ok < 0 ? 500 : 403, "Link not valid",
 				"<p>This confirmation link is not valid. Use the link in the mail you received.</p>\n");
+		return;
+	}
 	/* A link mailed before the address's last unsubscribe must not undo
 	 * it. Tokens carry their expiry, made CONFIRM_HOURS after they were,
 	 * so this holds for links mailed before this check existed too. */
@@ -287,26 +308,33 @@ static void confirm(struct web_server *s, const struct web_req *q, struct web_re
 	int gone = left_since(s, e, token_confirm_expires(t) - CONFIRM_HOURS * 3600L, err, sizeof err);
 	if (gone < 0 && s->o->warn)
 		s->o->warn(s->o->arg, err);
-	if (gone < 0)
-		return web_page(s, p, 503, "Try again",
-				"<p>The confirmation could not be checked just now. Please try again in a few minutes.</p>\n");
-	if (gone)
-		return show_form(s, p, 410, "This confirmation link was mailed before the address was "
-				 "unsubscribed, so it no longer works. To subscribe again, sign up below.");
+	if (gone < 0) {
+		web_page(s, p, 503, "Try again",
+			 "<p>The confirmation could not be checked just now. Please try again in a few minutes.</p>\n");
+		return;
+	}
+	if (gone) {
+		show_form(s, p, 410, "This confirmation link was mailed before the address was "
+			  "unsubscribed, so it no longer works. To subscribe again, sign up below.");
+		return;
+	}
 	struct buf b = {0};
+	int oom = 0;
 	if (strcmp(q->method, "POST")) {
-		buf_adds(&b, "<p>Subscribe <strong>");
-		page_esc(&b, e);
-		buf_adds(&b, "</strong>?</p>\n<form method=\"post\">\n"
-			     "<button type=\"submit\" name=\"confirm\" value=\"yes\">Confirm</button>\n</form>\n");
-		web_page(s, p, 200, "Confirm your subscription", buf_cstr(&b));
-		return buf_free(&b);
+		oom |= buf_adds(&b, "<p>Subscribe <strong>");
+		oom |= page_esc(&b, e);
+		oom |= buf_adds(&b, "</strong>?</p>\n<form method=\"post\">\n"
+				    "<button type=\"submit\" name=\"confirm\" value=\"yes\">Confirm</button>\n</form>\n");
+		web_page(s, p, 200, "Confirm your subscription", oom ? NULL : buf_cstr(&b));
+		buf_free(&b);
+		return;
 	}
 	if (listlog_append(&s->log, time(NULL), LISTLOG_SUBSCRIBE, e, n, "web", err, sizeof err) < 0) {
 		if (s->o->warn)
 			s->o->warn(s->o->arg, err);
-		return web_page(s, p, 503, "Try again",
+		web_page(s, p, 503, "Try again",
 				"<p>The confirmation could not be recorded just now. Please try again in a few minutes.</p>\n");
+		return;
 	}
 	const char *addrs[] = {e}, *names[] = {n};
 	enum unsub_result res;
@@ -314,18 +342,24 @@ static void confirm(struct web_server *s, const struct web_req *q, struct web_re
 	if (unsub_subscribe(s->cfg->subscribers, s->cfg->subs_delim, addrs, names, 1, &res, err, sizeof err) < 0 && s->o->warn)
 		s->o->warn(s->o->arg, err);
 	pthread_mutex_unlock(&s->list_mu);
-	buf_adds(&b, "<p><strong>");
-	page_esc(&b, e);
-	buf_adds(&b, "</strong> is subscribed. The next issue comes to this address.</p>\n");
-	web_page(s, p, 200, "Subscribed", buf_cstr(&b));
+	oom |= buf_adds(&b, "<p><strong>");
+	oom |= page_esc(&b, e);
+	oom |= buf_adds(&b, "</strong> is subscribed. The next issue comes to this address.</p>\n");
+	/* The subscription stands (list.log has it) even when the page
+	 * cannot be written. */
+	web_page(s, p, 200, "Subscribed", oom ? "<p>You are subscribed.</p>\n" : buf_cstr(&b));
 	buf_free(&b);
 }
 
 void signup_route(struct web_server *s, const struct web_req *q, struct web_resp *p)
 {
-	if (!strcmp(q->path, "/confirm"))
-		return confirm(s, q, p);
-	if (strcmp(q->method, "POST"))
-		return show_form(s, p, 200, NULL);
+	if (!strcmp(q->path, "/confirm")) {
+		confirm(s, q, p);
+		return;
+	}
+	if (strcmp(q->method, "POST")) {
+		show_form(s, p, 200, NULL);
+		return;
+	}
 	subscribe_post(s, q, p);
 }

@@ -21,11 +21,11 @@ static void say(const struct web_server *s, struct web_resp *p, int status, cons
 		const char *fmt_before, const char *value, const char *after)
 {
 	struct buf b = {0};
-	buf_adds(&b, fmt_before);
+	int oom = buf_adds(&b, fmt_before);
 	if (value)
-		page_esc(&b, value);
-	buf_adds(&b, after);
-	web_page(s, p, status, title, buf_cstr(&b));
+		oom |= page_esc(&b, value);
+	oom |= buf_adds(&b, after);
+	web_page(s, p, status, title, oom ? NULL : buf_cstr(&b));
 	buf_free(&b);
 }
 
@@ -81,38 +81,46 @@ void webunsub_route(struct web_server *s, const struct web_req *q, struct web_re
 {
 	const char *e = form_get(&q->query, "e"), *t = form_get(&q->query, "t");
 	char why[100];
-	if (!e || !t || !*e || !*t || addr_valid(e, why, sizeof why) < 0)
-		return web_page(s, p, 400, "Incomplete link",
+	if (!e || !t || !*e || !*t || addr_valid(e, why, sizeof why) < 0) {
+		web_page(s, p, 400, "Incomplete link",
 				"<p>This unsubscribe link is incomplete. Copy the whole link from the mail, "
 				"or reply to the mail and ask to be removed.</p>\n");
+		return;
+	}
 	const char *at = strrchr(e, '@');
 	snprintf(p->who, sizeof p->who, "%.70s", at);
 	int ok = token_check(s->secret, e, t);
-	if (ok != 1)
-		return web_page(s, p, ok < 0 ? 500 : 403, "Link not valid",
+	if (ok != 1) {
+		web_page(s, p, ok < 0 ? 500 : 403, "Link not valid",
 				"<p>This unsubscribe link is not valid: it was changed, or it was made for "
 				"another address. Use the link in the mail you received, or reply to the mail "
 				"and ask to be removed.</p>\n");
+		return;
+	}
 	if (strcmp(q->method, "POST")) {
-		return say(s, p, 200, "Unsubscribe", "<p>Stop sending mail to <strong>", e,
+		say(s, p, 200, "Unsubscribe", "<p>Stop sending mail to <strong>", e,
 			   "</strong>?</p>\n<form method=\"post\">\n"
 			   "<button type=\"submit\" name=\"List-Unsubscribe\" value=\"One-Click\">Unsubscribe</button>\n"
 			   "</form>\n");
+		return;
 	}
 	struct form body;
 	const char *v;
 	if (form_parse_body(&body, q->content_type, q->body, q->body_len, why, sizeof why) ||
-	    !(v = form_get(&body, "List-Unsubscribe")) || strcmp(v, "One-Click"))
-		return web_page(s, p, 400, "Bad request",
+	    !(v = form_get(&body, "List-Unsubscribe")) || strcmp(v, "One-Click")) {
+		web_page(s, p, 400, "Bad request",
 				"<p>An unsubscribe request says <code>List-Unsubscribe=One-Click</code> "
 				"(RFC 8058). Open the link in a browser and press the button.</p>\n");
+		return;
+	}
 	char err[512];
 	if (listlog_append(&s->log, time(NULL), LISTLOG_UNSUBSCRIBE, e, NULL, "web", err, sizeof err) < 0) {
 		if (s->o->warn)
 			s->o->warn(s->o->arg, err);
-		return web_page(s, p, 503, "Try again",
+		web_page(s, p, 503, "Try again",
 				"<p>The request could not be recorded just now, so nothing changed. "
 				"Please try again in a few minutes.</p>\n");
+		return;
 	}
 	webunsub_apply(s, e);
 	say(s, p, 200, "Unsubscribed", "<p><strong>", e,

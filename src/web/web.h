@@ -78,7 +78,8 @@ struct web_resp {
 	char who[80];                  /* for the log: "@domain" of the reader, or "" */
 };
 
-/* A page answer: status, title, body markup (escaped already). */
+/* A page answer: status, title, body markup (escaped already); a NULL
+ * body (a page that could not be put together) answers 500. */
 void web_page(const struct web_server *s, struct web_resp *p, int status, const char *title,
 	      const char *body_html);
 

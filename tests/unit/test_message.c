@@ -119,11 +119,11 @@ static int decode_b(const char *t, size_t n, struct buf *one)
 				return -1;
 			v = v << 6 | (c ? (unsigned)(c - b64) : 0);
 		}
-		buf_addc(one, (char)(v >> 16));
+		assert_int_equal(buf_addc(one, (char)(v >> 16)), 0);
 		if (pad < 2)
-			buf_addc(one, (char)(v >> 8 & 255));
+			assert_int_equal(buf_addc(one, (char)(v >> 8 & 255)), 0);
 		if (pad < 1)
-			buf_addc(one, (char)(v & 255));
+			assert_int_equal(buf_addc(one, (char)(v & 255)), 0);
 	}
 	return 0;
 }
@@ -154,7 +154,7 @@ static int decode_word(const char *w, size_t len, struct buf *out)
 		char c = w[i];
 
 		if (c == '_') {
-			buf_addc(&one, ' ');
+			assert_int_equal(buf_addc(&one, ' '), 0);
 		} else if (c == '=') {
 			int hi = i + 2 < len - 2 ? hexval(w[i + 1]) : -1;
 			int lo = i + 2 < len - 2 ? hexval(w[i + 2]) : -1;
@@ -164,12 +164,12 @@ static int decode_word(const char *w, size_t len, struct buf *out)
 					 (int)len, w);
 				goto fail;
 			}
-			buf_addc(&one, (char)(hi * 16 + lo));
+			assert_int_equal(buf_addc(&one, (char)(hi * 16 + lo)), 0);
 			i += 2;
 		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 			   (c >= '0' && c <= '9') || strchr("!*+-/", c)) {
 			/* Q-encoding in a phrase allows only these. */
-			buf_addc(&one, c);
+			assert_int_equal(buf_addc(&one, c), 0);
 		} else {
 			snprintf(why, sizeof why, "'%c' unencoded in %.*s", c,
 				 (int)len, w);
@@ -182,7 +182,7 @@ whole:
 			 (int)len, w);
 		goto fail;
 	}
-	buf_add(out, one.p, one.len);
+	assert_int_equal(buf_add(out, one.p, one.len), 0);
 	buf_free(&one);
 	return 0;
 fail:
@@ -204,16 +204,16 @@ static char *decode_2047(const char *s)
 	int prev_enc = 0;
 	const char *p = s;
 
-	buf_adds(&out, "");
+	assert_int_equal(buf_adds(&out, ""), 0);
 	while (*p) {
 		buf_reset(&ws);
 		while (*p && is_ws(*p)) {
 			if (*p != '\r' && *p != '\n')
-				buf_addc(&ws, *p);
+				assert_int_equal(buf_addc(&ws, *p), 0);
 			p++;
 		}
 		if (!*p) {
-			buf_add(&out, ws.p, ws.len);
+			assert_int_equal(buf_add(&out, ws.p, ws.len), 0);
 			break;
 		}
 		const char *t = p;
@@ -224,14 +224,14 @@ static char *decode_2047(const char *s)
 		int enc = tl >= 2 && t[0] == '=' && t[1] == '?';
 
 		if (!(enc && prev_enc))
-			buf_add(&out, ws.p, ws.len);
+			assert_int_equal(buf_add(&out, ws.p, ws.len), 0);
 		if (enc && decode_word(t, tl, &out) < 0) {
 			buf_free(&ws);
 			buf_free(&out);
 			return NULL;
 		}
 		if (!enc)
-			buf_add(&out, t, tl);
+			assert_int_equal(buf_add(&out, t, tl), 0);
 		prev_enc = enc;
 	}
 	buf_free(&ws);
@@ -257,7 +257,7 @@ static char *qp_decode(const char *s, size_t len)
 	struct buf out = { 0 };
 	size_t col = 0;
 
-	buf_adds(&out, "");
+	assert_int_equal(buf_adds(&out, ""), 0);
 	why[0] = '\0';
 	for (size_t i = 0; i < len && !why[0]; i++) {
 		unsigned char c = (unsigned char)s[i];
@@ -268,7 +268,7 @@ static char *qp_decode(const char *s, size_t len)
 			else if (i > 0 && (s[i - 1] == ' ' || s[i - 1] == '\t'))
 				snprintf(why, sizeof why,
 					 "trailing blank at %zu", i);
-			buf_addc(&out, '\n');
+			assert_int_equal(buf_addc(&out, '\n'), 0);
 			i++;
 			col = 0;
 			continue;
@@ -289,11 +289,11 @@ static char *qp_decode(const char *s, size_t len)
 			if (hi < 0 || lo < 0)
 				snprintf(why, sizeof why, "bad escape at %zu", i);
 			else
-				buf_addc(&out, (char)(hi * 16 + lo));
+				assert_int_equal(buf_addc(&out, (char)(hi * 16 + lo)), 0);
 			i += 2;
 			col += 3;
 		} else if ((c >= 33 && c <= 126) || c == ' ' || c == '\t') {
-			buf_addc(&out, (char)c);
+			assert_int_equal(buf_addc(&out, (char)c), 0);
 			col++;
 		} else {
 			snprintf(why, sizeof why, "raw byte 0x%02X at %zu", c, i);
@@ -909,11 +909,11 @@ static char *headers_of(const char *msg)
 				p++; /* fold: drop CRLF, keep the blank */
 				continue;
 			}
-			buf_addc(&b, '\n');
+			assert_int_equal(buf_addc(&b, '\n'), 0);
 			p++;
 			continue;
 		}
-		buf_addc(&b, *p);
+		assert_int_equal(buf_addc(&b, *p), 0);
 	}
 	buf_cstr(&b);
 	return keep(buf_detach(&b));
@@ -1285,7 +1285,7 @@ static void expect_badrow(struct fixture *fx, const char *email,
 			  const char *name, const char *city, const char *want)
 {
 	buf_reset(&fx->out);
-	buf_adds(&fx->out, "sentinel");
+	assert_int_equal(buf_adds(&fx->out, "sentinel"), 0);
 	assert_int_equal(build(fx, email, name, city), MSG_BADROW);
 	assert_string_equal(fx->err, want);
 	/* Nothing was appended. */
@@ -1427,8 +1427,8 @@ static void test_qp_fast_path_matches(void **state)
 			buf_reset(&fx->out);
 			assert_int_equal(build(fx, "ann@example.net", name, values[k]), MSG_OK);
 			msg_last_parts(fx->m, &ref);
-			buf_add(&fast_t, ref.qp_text->p, ref.qp_text->len);
-			buf_add(&fast_h, ref.qp_html->p, ref.qp_html->len);
+			assert_int_equal(buf_add(&fast_t, ref.qp_text->p, ref.qp_text->len), 0);
+			assert_int_equal(buf_add(&fast_h, ref.qp_html->p, ref.qp_html->len), 0);
 			const char *row[3] = {"ann@example.net", name, values[k]};
 			struct buf out = {0};
 			assert_int_equal(msg_build(keep, row, row[0], name, NOW, &out, &fx->info,

@@ -573,13 +573,13 @@ static void test_large_file(void **state)
 	assert_int_equal(buf_adds(&b, "\xef\xbb\xbf" "email,name,note\r\n"), 0);
 	for (int i = 0; i < N; i++) {
 		if (i % 7 == 0)
-			buf_printf(&b, "user%d@example.net,User %d,\"a\nb, "
-				   "\"\"c\"\"\r\nd\"\r\n", i, i);
+			assert_int_equal(buf_printf(&b, "user%d@example.net,User %d,\"a\nb, "
+				   "\"\"c\"\"\r\nd\"\r\n", i, i), 0);
 		else
-			buf_printf(&b, "User%d@Example.NET,\"User %d\",plain\n",
-				   i, i);
+			assert_int_equal(buf_printf(&b, "User%d@Example.NET,\"User %d\",plain\n",
+				   i, i), 0);
 		if (i % 1000 == 999)
-			buf_adds(&b, "\n");
+			assert_int_equal(buf_adds(&b, "\n"), 0);
 	}
 	write_fixture_n(fx, b.p, b.len);
 	assert_true(b.len > 4 * 64 * 1024);

@@ -491,12 +491,12 @@ static void test_wrap_footer(void **state)
 	struct buf b = {0};
 	const char *body = "A body line that is long enough to exceed seventy-two columns when merged -- \n"
 			   "-- \nnot the signature yet\n\n";
-	buf_adds(&b, body);
-	buf_adds(&b, "-- \nThe Garden Lane Allotment Society Weekly Letter, from Joy <joy@example.org>\n"
+	assert_int_equal(buf_adds(&b, body), 0);
+	assert_int_equal(buf_adds(&b, "-- \nThe Garden Lane Allotment Society Weekly Letter, from Joy <joy@example.org>\n"
 		     "Unsubscribe: https://example.org/u?e=ann%40example.net&t=0123456789abcdef0123456789abcdef0123\n"
 		     "Short line.\n"
 		     "You are receiving this because ann.l\xc3\xa9vy@example.net subscribed to The Garden Lane "
-		     "Allotment Society Weekly Letter.\n");
+		     "Allotment Society Weekly Letter.\n"), 0);
 	assert_int_equal(text_wrap_footer(&b, 72), 0);
 	assert_string_equal(buf_cstr(&b), "A body line that is long enough to exceed seventy-two columns when merged -- \n"
 			    "-- \nnot the signature yet\n\n"
@@ -508,7 +508,7 @@ static void test_wrap_footer(void **state)
 	/* No signature line: nothing changes. */
 	static const char flat[] = "x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x x\n";
 	buf_reset(&b);
-	buf_adds(&b, flat);
+	assert_int_equal(buf_adds(&b, flat), 0);
 	assert_int_equal(text_wrap_footer(&b, 72), 0);
 	assert_string_equal(buf_cstr(&b), flat);
 	buf_free(&b);
