@@ -115,6 +115,28 @@ def test_full_disk_listlog(t):
         umount(state)
 
 
+@SUITE.test("a list.log an earlier version damaged (B's line glued onto A's torn fragment): the "
+            "replay and the send read B's unsubscribe (warned as FILE:LINE), A stays subscribed")
+def test_glued_line_salvaged(t):
+    t.post()
+    t.subscribers(READERS)
+    smtp = t.server()
+    web_config(t, smtp)
+    os.makedirs(t.path("state"), mode=0o700, exist_ok=True)
+    with open(t.path("state", "list.log"), "w") as f:
+        f.write("2026-12-01T10:00:00Z\tunsubscribe\ta@exam"
+                "2026-12-01T10:00:05Z\tunsubscribe\tb@example.net\tweb\n")
+    r = t.send()
+    equal(r.code, 0, "send")
+    expect("list.log:1: a line glued onto a torn one" in r.err, f"the warning: {r.err}")
+    equal(dict(collections.Counter(smtp.received())), {"a@example.net": 1, "c@example.net": 1},
+          "messages stored per reader")
+    srv = Serve(t)
+    srv.stop()
+    equal(list_status(t), {"a@example.net": "", "b@example.net": "unsubscribed",
+                           "c@example.net": ""}, "the list after serve's replay")
+
+
 class StracedServe(Serve):
     """herald serve under strace, failing list.log's fdatasync number `when`."""
 

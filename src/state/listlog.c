@@ -2,6 +2,7 @@
 #include "state/listlog.h"
 #include "state/state.h"
 #include "util/buf.h"
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -117,6 +118,22 @@ int listlog_follow_init(struct listlog_follow *f, const char *state_dir, char *e
 	return 0;
 }
 
+/* Earlier versions left a torn line's fragment in place after a failed
+ * write, and the next request's line (answered 200) was glued onto it:
+ * "FRAGMENT" "TIME\tACTION\t...". What follows the first later TIME and
+ * tab is that line, read as a line of its own: 0 with *e, or -1. */
+static int glued_line(char *text, struct listlog_entry *e)
+{
+	size_t n = strlen(text);
+	for (size_t i = 1; i + 21 <= n; i++) {
+		char *t = text + i;
+		if (t[4] == '-' && t[10] == 'T' && t[19] == 'Z' && t[20] == '\t' &&
+		    isdigit((unsigned char)t[0]))
+			return listlog_parse_line(t, e);
+	}
+	return -1;
+}
+
 static int read_new(struct listlog_follow *f, FILE *in,
 		    void (*fn)(void *arg, const struct listlog_entry *e), void *arg,
 		    const struct statefile_warn *w)
@@ -134,12 +151,23 @@ static int read_new(struct listlog_follow *f, FILE *in,
 		memcpy(f->last, line + n - (ssize_t)f->lastlen, f->lastlen);
 		struct listlog_entry e;
 		int k = statefile_line(line, n, &text);
-		if (k < 0 || listlog_parse_line(text, &e) < 0) {
+		/* parsing splits the line in place: a copy for the second try */
+		char *copy = k > 0 ? strdup(text) : NULL;
+		int ok = k > 0 && listlog_parse_line(text, &e) == 0;
+		if (!ok && copy && glued_line(copy, &e) == 0) {
+			ok = 1;
+			statefile_warnf(w, "%s:%ld: a line glued onto a torn one (a full disk, before herald "
+					"cut those back); read from its second time on", f->path, f->lineno);
+		} else if (!ok) {
 			statefile_warnf(w, "%s:%ld: not a list.log line (time, action, address, source); ignored",
 					f->path, f->lineno);
+		}
+		if (!ok) {
+			free(copy);
 			continue;
 		}
 		fn(arg, &e);
+		free(copy);
 		count++;
 	}
 	free(line);
