@@ -16,6 +16,8 @@
  *
  * Tail repair (statefile.h): a torn last line is cut off (STATEFILE_CUT):
  * its request was never answered, so the reader's client sends it again.
+ * A line earlier versions glued onto such a fragment (they left it after
+ * a failed write) is read from its second time on, with a warning.
  *
  * Ownership: struct listlog owns its fd (listlog_close); struct
  * listlog_follow owns its path (listlog_follow_free). Neither is
