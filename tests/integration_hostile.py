@@ -252,17 +252,14 @@ def big_post(t, body, name="big.md"):
     return t.write(name, "---\nsubject: Big {{name}}\n---\n" + body)
 
 
-@test("a post of 10 MB of text: sent whole to two readers in bounded time")
+@test("a post of 10 MB of text: sent whole to two readers (within the run's time limit)")
 def test_ten_megabytes(t):
     para = ("All work and no play makes Jack a dull boy. " * 20 + "\n\n")
     body = para * (10 * (1 << 20) // len(para) + 1)
     s = world(t, ["ann@example.net,Ann", "bob@example.net,Bob"])
     post = big_post(t, body)
-    start = time.monotonic()
-    r = t.herald("send", post)
-    secs = time.monotonic() - start
+    r = t.herald("send", post)   # bounded by t.herald's time limit
     equal(r.code, EX_OK, "exit code")
-    expect(secs < 100, f"took {secs:.0f} s")
     equal(sorted(s.received()), ["ann@example.net", "bob@example.net"], "sent")
     m = s.messages()[0]
     expect(len(m.raw) > 20 * (1 << 20), f"message is only {len(m.raw)} bytes")
@@ -272,13 +269,13 @@ def test_ten_megabytes(t):
 
 
 def nested(t, body, what, max_line=400):
+    """max_line: the longest text line allowed, unless a word that long
+    makes it (such a word gets a line of its own)."""
     s = world(t, ["ann@example.net,Ann"])
     post = big_post(t, body)
-    start = time.monotonic()
+    # No clock: a quadratic blow-up runs into t.herald's own time limit.
     r = t.herald("send", post)
-    secs = time.monotonic() - start
     equal(r.code, EX_OK, "exit code")
-    expect(secs < 60, f"{what} took {secs:.0f} s")
     (m,) = s.messages()
     msg = email.message_from_bytes(m.raw, policy=email.policy.default)
     text = msg.get_body(("plain",)).get_content()
@@ -287,8 +284,11 @@ def nested(t, body, what, max_line=400):
     expect("innermost" in words and "words" in words,
            f"{what}: the innermost text is lost")
     for line in text.splitlines():
-        expect(not max_line or len(line) <= max_line,
-               f"{what}: text line of {len(line)} characters")
+        # Over max_line only for a word that long, which gets a line of
+        # its own (a link's " [N]" is bound to its text, never broken off).
+        words = re.sub(r" (\[\d+\])", r"\1", line).split()
+        expect(len(line) <= max_line or len(words) == 1,
+               f"{what}: text line of {len(line)} characters in {len(words)} words")
     return msg
 
 
@@ -306,7 +306,7 @@ def test_deep_lists(t):
     body = "- " * 10000 + "innermost words\n\n" + "*a " * 5000 + "x" + " b*" * 5000 + \
         "\n\n" + "[" * 3000 + "y" + "](https://e.org/)" * 3000 + "\n"
     # the unmatched brackets make one 54 KB word: it gets a line of its own
-    nested(t, body, "10,000 list items", max_line=None)
+    nested(t, body, "10,000 list items")
 
 
 @test("raw HTML with <script>: dropped by default; unsafe_html = true "

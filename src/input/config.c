@@ -815,6 +815,21 @@ static int web_listen(struct ctx *x, struct config *c)
 	return c->web.host ? 0 : bad(x, s, "out of memory");
 }
 
+/* The host of an http:// base_url (up to its port or path) is loopback
+ * by its addresses (util/addr.c), not by its spelling: http://127.0.0.1.
+ * example.net/ is somebody else's server. */
+static int base_url_loopback(const char *hostport)
+{
+	char host[256], err[128];
+	size_t n = hostport[0] == '[' ? strcspn(hostport, "]") + 1 : strcspn(hostport, ":/");
+	if (n >= sizeof host || (hostport[0] == '[' && hostport[n - 1] != ']') ||
+	    !strchr(":/", hostport[n]))
+		return 0;
+	memcpy(host, hostport, n);
+	host[n] = '\0';
+	return addr_host_is_loopback(host, 80, NULL, 0, err, sizeof err) == 1;
+}
+
 /* base_url: where the reverse proxy publishes herald serve; the links in
  * mail are built from it, so it must be absolute, and https unless it is
  * a loopback test. */
@@ -831,7 +846,7 @@ static int web_base_url(struct ctx *x, struct config *c)
 	const char *host = u + (https ? 8 : 7);
 	if ((!https && strncmp(u, "http://", 7)) || !*host || *host == '/' || strpbrk(u, "?#\"<>\\ {}"))
 		return bad(x, s, "web.base_url: expected an absolute https:// URL without query or fragment, e.g. \"https://news.example.org\", found \"%s\"", u);
-	if (!https && strncmp(host, "127.0.0.1", 9) && strncmp(host, "localhost", 9) && strncmp(host, "[::1]", 5))
+	if (!https && !base_url_loopback(host))
 		return bad(x, s, "web.base_url: \"%s\" is http://; readers reach herald serve through a TLS proxy, so write https:// (http:// is only for loopback tests)", u);
 	if (!c->unsub.url && asprintf(&c->unsub.url, "%s/unsubscribe?e={{email}}&t={{token}}", u) < 0)
 		return bad(x, s, "out of memory");

@@ -299,6 +299,27 @@ static void test_starttls_values(void **state)
 		 ":2: smtp.starttls: expected a string in double quotes");
 }
 
+/* http:// base_url only where its host's addresses are loopback, judged
+ * by address (util/addr.c), not by how the host is spelt. */
+static void test_base_url_loopback(void **state)
+{
+	struct fixture *fx = *state;
+
+	load_ok(fx, FROM "web = { base_url = \"http://127.0.0.1:8025\"; };\n");
+	load_ok(fx, FROM "web = { base_url = \"http://localhost/news\"; };\n");
+	load_ok(fx, FROM "web = { base_url = \"http://[::1]:8025\"; };\n");
+	load_ok(fx, FROM "web = { base_url = \"http://127.3.4.5\"; };\n");
+	const char *remote[] = {"http://127.0.0.1.example.net", "http://localhost.example.net:80",
+				"http://[::1].example.net", "http://[::1", "http://192.0.2.1"};
+	for (size_t i = 0; i < sizeof remote / sizeof *remote; i++) {
+		char text[256];
+		snprintf(text, sizeof text, FROM "web = { base_url = \"%s\"; };\n", remote[i]);
+		write_conf(fx, text);
+		assert_int_equal(load(fx, fx->path), CONFIG_BAD);
+		assert_non_null(strstr(fx->err, "is http://"));
+	}
+}
+
 /* Relative paths are resolved against the config file's directory, also
  * when the file is named relative to the working directory. */
 static void test_relative_paths(void **state)
@@ -824,6 +845,7 @@ int main(void)
 		T(test_full_file),
 		T(test_dkim_errors),
 		T(test_starttls_values),
+		T(test_base_url_loopback),
 		T(test_relative_paths),
 		T(test_env_path),
 		T(test_missing_file),
