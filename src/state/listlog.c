@@ -215,6 +215,8 @@ int listlog_follow_poll(struct listlog_follow *f,
 	}
 	if (st.st_dev != f->dev || st.st_ino != f->ino || st.st_size < f->off ||
 	    !still_there(f, fileno(in))) {
+		if (f->off > 0)
+			f->resets++;
 		f->dev = st.st_dev;
 		f->ino = st.st_ino;
 		f->off = 0;
@@ -232,7 +234,8 @@ int listlog_follow_poll(struct listlog_follow *f,
 
 void listlog_follow_free(struct listlog_follow *f)
 {
-	if (f->fd >= 0)
+	/* path: listlog_follow_init ran (a zeroed struct holds fd 0) */
+	if (f->path && f->fd >= 0)
 		close(f->fd);
 	f->fd = -1;
 	free(f->path);

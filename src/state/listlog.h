@@ -85,6 +85,11 @@ struct listlog_follow {
 	long lineno;           /* lines read, for FILE:LINE */
 	char last[1024];       /* the last line read (the end of it), ending at off */
 	size_t lastlen;
+	/* Times the file was read again from its start after lines had been
+	 * read: a consumer whose state holds what a line said (a line taken
+	 * back among them) sees it change and rebuilds, or stops trusting
+	 * that state. */
+	unsigned long resets;
 };
 int listlog_follow_init(struct listlog_follow *f, const char *state_dir, char *err,
 			size_t errlen);

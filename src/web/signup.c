@@ -196,7 +196,15 @@ static int left_since(struct web_server *s, const char *email, long issued, char
 	struct statefile_warn w = {on_state_warn, s};
 	struct left_scan ls = {s, 0};
 	pthread_mutex_lock(&s->sig_mu);
+	unsigned long resets = s->left.resets;
 	int rc = listlog_follow_poll(&s->left, on_listlog, &ls, &w, err, errlen);
+	if (rc >= 0 && s->left.resets != resets) {
+		/* A line was taken back (listlog.h): unsub_at may hold its
+		 * time. Built again from what the file says now. */
+		addrset_free(&s->unsub_at);
+		s->left.off = 0, s->left.lastlen = 0, s->left.lineno = 0;
+		rc = listlog_follow_poll(&s->left, on_listlog, &ls, &w, err, errlen);
+	}
 	long at = addrset_get(&s->unsub_at, email);
 	/* A line not stored is an unsubscribe not known: this request is
 	 * refused, and the next reads the file again from its start. */
@@ -250,7 +258,15 @@ static void subscribe_post(struct web_server *s, const struct web_req *q, struct
 		show_form(s, p, 400, "That does not look like an email address.");
 		return;
 	}
-	if (strlen(name) > 100 || !msg_header_safe(name) || strchr(name, '\t')) {
+	/* An address literal aims the confirmation at a host the form's
+	 * user picks; a leading = + - is what a spreadsheet opening the
+	 * list takes for a formula (the name is defused in the CSV instead:
+	 * an address changed would be another address). */
+	if (addr_is_literal(email) || strchr("=+-", email[0])) {
+		show_form(s, p, 400, "Please use an address at a domain name, such as you@example.org.");
+		return;
+	}
+	if (strlen(name) > 100 || !msg_header_safe(name) || utf8_unsafe_char(name, 1)) {
 		show_form(s, p, 400, "The name is too long or holds characters we cannot use.");
 		return;
 	}
@@ -284,7 +300,7 @@ static void confirm(struct web_server *s, const struct web_req *q, struct web_re
 	const char *e = form_get(&q->query, "e"), *n = form_get(&q->query, "n");
 	const char *t = form_get(&q->query, "t");
 	char why[100];
-	if (!e || !t || !n || addr_valid(e, why, sizeof why) < 0 || !msg_header_safe(n) || strchr(n, '\t')) {
+	if (!e || !t || !n || addr_valid(e, why, sizeof why) < 0 || !msg_header_safe(n) || utf8_unsafe_char(n, 1)) {
 		web_page(s, p, 400, "Incomplete link",
 				"<p>This confirmation link is incomplete. Copy the whole link from the mail.</p>\n");
 		return;

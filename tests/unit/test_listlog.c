@@ -122,6 +122,7 @@ static void test_taken_back(void **state)
 	assert_int_equal(listlog_follow_poll(&f, on_entry, &s, &w, err, sizeof err), 2);
 	assert_string_equal(s.addr[0], "joy@example.net");
 	assert_string_equal(s.addr[1], "bbb@example.net");
+	assert_int_equal(f.resets, 1);   /* for consumers to rebuild what they kept */
 	assert_int_equal(listlog_follow_poll(&f, on_entry, &s, &w, err, sizeof err), 0);
 	assert_string_equal(warning, "");
 	unlink(f.path);
