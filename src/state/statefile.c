@@ -66,39 +66,89 @@ static int last_line(int fd, off_t end, off_t *start, long *lines)
 int statefile_repair(int fd, const char *path, enum statefile_torn torn,
 		     struct statefile_tail *t, char *err, size_t errlen)
 {
+	char eb[128]; /* strerror_r: worker threads append to the journal, serve's threads to list.log */
 	memset(t, 0, sizeof *t);
 	struct stat st;
 	char last;
 	if (fstat(fd, &st) < 0)
-		return set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
+		return set_err(err, errlen, -1, "%s: %s", path, strerror_r(errno, eb, sizeof eb));
 	if (st.st_size == 0)
 		return 0;
 	if (pread(fd, &last, 1, st.st_size - 1) != 1)
-		return set_err(err, errlen, -1, "%s: %s", path, strerror(errno ? errno : EIO));
+		return set_err(err, errlen, -1, "%s: %s", path, strerror_r(errno ? errno : EIO, eb, sizeof eb));
 	if (last == '\n')
 		return 0;
 	off_t end = last ? st.st_size : data_end(fd, st.st_size);
 	if (end < 0)
-		return set_err(err, errlen, -1, "%s: %s", path, strerror(errno ? errno : EIO));
+		return set_err(err, errlen, -1, "%s: %s", path, strerror_r(errno ? errno : EIO, eb, sizeof eb));
 	t->nuls = (size_t)(st.st_size - end);
 	off_t start = end;
 	long lines = 0;
 	if (end > 0 && pread(fd, &last, 1, end - 1) == 1 && last != '\n') {
 		if (last_line(fd, end, &start, &lines) < 0)
-			return set_err(err, errlen, -1, "%s: %s", path, strerror(errno ? errno : EIO));
+			return set_err(err, errlen, -1, "%s: %s", path, strerror_r(errno ? errno : EIO, eb, sizeof eb));
 		t->line = lines + 1;
 	}
 	off_t keep = t->line && torn == STATEFILE_CUT ? start : end;
 	if (keep < st.st_size && ftruncate(fd, keep) < 0)
-		return set_err(err, errlen, -1, "%s: cannot repair its end: %s", path, strerror(errno));
+		return set_err(err, errlen, -1, "%s: cannot repair its end: %s", path, strerror_r(errno, eb, sizeof eb));
 	/* O_APPEND or not, the newline lands at the (new) end. */
 	if (t->line && torn == STATEFILE_KEEP &&
 	    (lseek(fd, 0, SEEK_END) < 0 || write(fd, "\n", 1) != 1))
 		return set_err(err, errlen, -1, "%s: cannot repair its end: %s", path,
-			       strerror(errno ? errno : EIO));
+			       strerror_r(errno ? errno : EIO, eb, sizeof eb));
 	if (fdatasync(fd) < 0)
-		return set_err(err, errlen, -1, "%s: %s", path, strerror(errno));
+		return set_err(err, errlen, -1, "%s: %s", path, strerror_r(errno, eb, sizeof eb));
 	return 0;
+}
+
+/* Back to size (a line that did not make it whole, or was not synced):
+ * the next line starts a line of its own. When even this fails the next
+ * append's repair cuts it. */
+static void cut_back(int fd, off_t size)
+{
+	if (ftruncate(fd, size) == 0)
+		(void)fsync(fd);
+}
+
+int statefile_append(int fd, const char *path, enum statefile_torn torn, const char *data,
+		     size_t len, int sync, int *errnum, char *err, size_t errlen)
+{
+	char eb[128]; /* strerror_r: worker threads append to the journal, serve's threads to list.log */
+	struct statefile_tail t;
+	struct stat st;
+	int e = 0;
+	if (errnum)
+		*errnum = 0;
+	/* Cheap when the file ends in a newline: one fstat, one pread. */
+	if (statefile_repair(fd, path, torn, &t, err, errlen) < 0)
+		e = errno ? errno : EIO;
+	else if (fstat(fd, &st) < 0)
+		e = errno;
+	if (e) {
+		if (errnum)
+			*errnum = e;
+		return set_err(err, errlen, -1, "%s: %s", path, strerror_r(e, eb, sizeof eb));
+	}
+	ssize_t w = write(fd, data, len);
+	e = w < 0 ? errno : ENOSPC;  /* a short write: the disk filled up */
+	if (w == (ssize_t)len) {
+		if (!sync || fdatasync(fd) == 0)
+			return 0;
+		e = errno;
+		cut_back(fd, st.st_size);
+	} else if (w > 0 && torn == STATEFILE_KEEP) {
+		/* O_APPEND: the newline lands at the end. If it does not,
+		 * the next append's repair ends the fragment. */
+		if (write(fd, "\n", 1) != 1)
+			errno = 0;
+	} else if (w > 0) {
+		cut_back(fd, st.st_size);
+	}
+	if (errnum)
+		*errnum = e;
+	return set_err(err, errlen, -1, "%s: %s%s", path, strerror_r(e, eb, sizeof eb),
+		       w == (ssize_t)len ? " (fdatasync; the line was taken back)" : "");
 }
 
 /* Opens path and takes its flock; when the name was given to another

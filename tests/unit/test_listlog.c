@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "state/listlog.h"
@@ -95,6 +96,40 @@ static void test_append_follow(void **state)
 	rmdir(dir);
 }
 
+/* A line taken back (its fdatasync failed: statefile_append cuts it) and
+ * another of the same length written in its place, at once: the size is
+ * what the follower saw, yet it reads the new line. */
+static void test_taken_back(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/herald-listlog-XXXXXX", err[256], warning[512] = "";
+	assert_non_null(mkdtemp(dir));
+	struct statefile_warn w = {on_warn, warning};
+	struct listlog_follow f;
+	struct seen s = {0};
+	assert_int_equal(listlog_follow_init(&f, dir, err, sizeof err), 0);
+	append_raw(f.path, "2026-12-03T10:00:00Z\tunsubscribe\tjoy@example.net\tweb\n");
+	assert_int_equal(listlog_follow_poll(&f, on_entry, &s, &w, err, sizeof err), 1);
+	const char *a = "2026-12-03T10:00:01Z\tunsubscribe\taaa@example.net\tweb\n";
+	append_raw(f.path, a);
+	assert_int_equal(listlog_follow_poll(&f, on_entry, &s, &w, err, sizeof err), 1);
+	assert_string_equal(s.addr[1], "aaa@example.net");
+	struct stat st;
+	assert_int_equal(stat(f.path, &st), 0);
+	assert_int_equal(truncate(f.path, st.st_size - (off_t)strlen(a)), 0);
+	append_raw(f.path, "2026-12-03T10:00:01Z\tunsubscribe\tbbb@example.net\tweb\n");
+	s.n = 0;
+	assert_int_equal(listlog_follow_poll(&f, on_entry, &s, &w, err, sizeof err), 2);
+	assert_string_equal(s.addr[0], "joy@example.net");
+	assert_string_equal(s.addr[1], "bbb@example.net");
+	assert_int_equal(f.resets, 1);   /* for consumers to rebuild what they kept */
+	assert_int_equal(listlog_follow_poll(&f, on_entry, &s, &w, err, sizeof err), 0);
+	assert_string_equal(warning, "");
+	unlink(f.path);
+	listlog_follow_free(&f);
+	rmdir(dir);
+}
+
 static void test_parse(void **state)
 {
 	struct listlog_entry e;
@@ -109,6 +144,39 @@ static void test_parse(void **state)
 	assert_int_equal(listlog_parse_line(d, &e), 0);
 	assert_string_equal(e.name, "");
 	assert_int_equal(listlog_parse_line(g, &e), -1);
+}
+
+/* The fold: the last line per address wins, case-insensitively; with
+ * keep the rows hold address and name for a walk, without it they do not. */
+static void test_fold(void **state)
+{
+	(void)state;
+	struct listlog_entry e[] = {
+		{100, LISTLOG_SUBSCRIBE, "ann@example.net", "web", "Ann"},
+		{200, LISTLOG_UNSUBSCRIBE, "bob@example.net", "web", ""},
+		{300, LISTLOG_UNSUBSCRIBE, "ANN@example.net", "web", ""},
+		{400, LISTLOG_SUBSCRIBE, "bob@example.net", "web", "Bob B"},
+	};
+	for (int keep = 0; keep <= 1; keep++) {
+		struct listlog_fold f;
+		listlog_fold_init(&f, keep);
+		for (size_t i = 0; i < sizeof e / sizeof *e; i++)
+			assert_int_equal(listlog_fold_add(&f, &e[i]), 0);
+		assert_int_equal(f.n, 2);
+		const struct listlog_fold_row *r = listlog_fold_get(&f, "Ann@Example.NET");
+		assert_non_null(r);
+		assert_int_equal(r->action, LISTLOG_UNSUBSCRIBE);
+		assert_int_equal(r->time, 300);
+		r = listlog_fold_get(&f, "bob@example.net");
+		assert_int_equal(r->action, LISTLOG_SUBSCRIBE);
+		if (keep) {
+			assert_string_equal(r->addr, "bob@example.net");
+			assert_string_equal(r->name, "Bob B");
+		} else
+			assert_null(r->addr);
+		assert_null(listlog_fold_get(&f, "cyd@example.net"));
+		listlog_fold_free(&f);
+	}
 }
 
 static void test_confirm_token(void **state)
@@ -131,7 +199,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_append_follow),
+		cmocka_unit_test(test_taken_back),
 		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_fold),
 		cmocka_unit_test(test_confirm_token),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
