@@ -249,8 +249,11 @@ static int relays_setup(struct run *r)
 		int limited = g->per_second > 0 || g->per_minute || g->per_hour || g->per_day ||
 			      own->per_second > 0 || own->per_minute || own->per_hour || own->per_day;
 		struct transport *tx;
-		int prc = transport_smtp(&tx, &so, sc->connections, limited ? 1 : 2, r->err,
-					 r->errlen);
+		int depth = limited ? 1 : 2;
+		int prc = o->transport_make
+				  ? o->transport_make(o->transport_arg, &tx, &so, sc->connections,
+						      depth, r->err, r->errlen)
+				  : transport_smtp(&tx, &so, sc->connections, depth, r->err, r->errlen);
 		/* libcurl holds the password now; our copy goes at once. */
 		secret_free(&r->password);
 		if (prc < 0)
