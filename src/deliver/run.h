@@ -73,7 +73,8 @@ struct run {
 	/* damage in the state files; has_left() warns through it from the
 	 * connections' threads too, under left_mu */
 	struct statefile_warn state_warn;
-	int have_journal, have_bounces, lock;
+	int have_journal, have_bounces, lock; /* set before any connection
+						 thread starts, then read only */
 	/* The relays (one SMTP transport each, or the dry-run directory),
 	 * with what each has done and whether it is still in the run. */
 	struct relays rs;
