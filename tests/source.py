@@ -94,10 +94,10 @@ def readme_length():
 
 
 # A pointer: a Markdown link or image, or a path in the text such as
-# docs/serve.md, man/herald.conf.5, tests/README.md or BENCHMARKS.md
-# (not the likes of POST.md or templates/NAME.html, which are examples).
+# docs/serve.md, man/herald.conf.5 or tests/README.md (not the likes of
+# templates/NAME.html, which are examples; top-level files are linked).
 POINTER = re.compile(r"\]\(([^)\s]+)\)|src=\"([^\"]+)\"|"
-                     r"(?<![\w/.])((?:docs|man)/[\w./-]*\w|tests/README\.md|[A-Z]+\.md)(?![\w/])")
+                     r"(?<![\w/.])((?:docs|man)/[\w./-]*\w|tests/README\.md)(?![\w/])")
 
 
 def readme_pointers():
