@@ -126,8 +126,9 @@ def conf_line(conf_path, pattern):
 
 
 @test("make install PREFIX=..., `herald init letters` outside the tree, smtp.url pointed at a "
-      "test server: the printed steps 2 and 3 run as pasted (check, --test), then a real send; "
-      "the installed templates are the ones used, and nothing comes from the source tree")
+      "test server: the printed steps 2 and 3 run as pasted (check, --test), then a real send, "
+      "then README's quick start as pasted; the installed templates are the ones used, and "
+      "nothing comes from the source tree")
 def test_first_hour(t):
     prefix = install(t)
     # Mark the installed layout: the mail must show it came from there.
@@ -190,7 +191,20 @@ def test_first_hour(t):
     equal([row[1] for row in rows], ["reader@example.org"], "journal")
     # README says where config.example is installed: it is there.
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        expect("PREFIX/share/doc/herald/config.example" in f.read(), "README names the place")
+        readme = f.read()
+    expect("PREFIX/share/doc/herald/config.example" in readme, "README names the place")
+    # README's quick start, after init, as pasted (its post renamed to today's).
+    quick = readme[readme.index("## Quick start"):readme.index("\n## ", readme.index("## Quick start") + 3)]
+    cmds = [l.split("#")[0].strip() for l in quick.splitlines()
+            if l.startswith("    herald ") and not l.startswith("    herald init")]
+    equal([c.split()[1] for c in cmds], ["subscribers", "check", "preview", "send", "send"],
+          "README's quick start after init")
+    for cmd in cmds:
+        cmd = re.sub(r"posts/\d{4}-\d\d-\d\d-first-issue\.md", post, cmd)
+        r4 = run(t, cmd, letters, dict(env, HERALD_SECRET=SECRET, HERALD_CHROMIUM=""), shell=True)
+        equal(r4.code, EX_OK, f"README's {cmd!r}: exit code")
+    equal(sorted(s.received()), ["me@example.org", "me@example.org", "reader@example.org"],
+          "README's steps: one more --test to test.to; the send again mailed nobody")
 
 
 @test("herald init writes over nothing: every path in the way is named, exit 73, and nothing "

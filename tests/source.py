@@ -104,8 +104,8 @@ def readme_pointers():
     faults = []
     with open("README.md", encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
-            for m in POINTER.finditer(line):
-                target = next(g for g in m.groups() if g)
+            targets = [next(g for g in m.groups() if g) for m in POINTER.finditer(line)]
+            for target in sorted(set(targets), key=targets.index):
                 if re.match(r"[a-z]+:|#", target):
                     continue
                 path = os.path.normpath(target.split("#")[0])
