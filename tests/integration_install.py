@@ -205,6 +205,14 @@ def test_first_hour(t):
         equal(r4.code, EX_OK, f"README's {cmd!r}: exit code")
     equal(sorted(s.received()), ["me@example.org", "me@example.org", "reader@example.org"],
           "README's steps: one more --test to test.to; the send again mailed nobody")
+    # And its crontab line, from a shell whose HOME holds letters/.
+    cron = [l for l in quick.splitlines() if l.startswith("    0 * * * *")]
+    equal(len(cron), 1, "one crontab line in the quick start")
+    with open(os.path.join(letters, "secrets.env"), "w") as f:
+        f.write(f"export HERALD_SECRET={SECRET}\n")
+    os.chmod(os.path.join(letters, "secrets.env"), 0o600)
+    r5 = run(t, cron[0].split(None, 5)[5], home, env, shell=True)
+    equal((r5.code, r5.out, r5.err), (EX_OK, "", ""), "the crontab line: nothing due, not a word")
 
 
 @test("herald init writes over nothing: every path in the way is named, exit 73, and nothing "
