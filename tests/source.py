@@ -114,6 +114,19 @@ def readme_pointers():
     return faults
 
 
+def readme_packages():
+    """README's list of what builds herald is deps/build.txt, word for word."""
+    with open("README.md", encoding="utf-8") as f:
+        m = re.search(r"`deps/build\.txt`: `([^`]+)`", f.read())
+    with open("deps/build.txt", encoding="utf-8") as f:
+        want = f.read().split()
+    if not m:
+        return ["README.md does not list deps/build.txt's packages (\"`deps/build.txt`: `...`\")"]
+    if m.group(1).split() != want:
+        return ["README.md lists %s; deps/build.txt has %s" % (m.group(1).split(), want)]
+    return []
+
+
 def config_keys():
     """Every key src/input/config.c accepts: its table of known keys (the
     MAILBOX_KEYS macro spelled out for each group) and every key it looks
@@ -190,6 +203,7 @@ def main():
               ("no function is longer than %d lines" % MAX_LINES, long_functions),
               ("README.md is at most %d lines" % README_MAX_LINES, readme_length),
               ("every file README.md points to exists", readme_pointers),
+              ("README.md's build packages are deps/build.txt", readme_packages),
               ("every key src/input/config.c accepts is in man/herald.conf.5",
                config_keys_documented),
               ("the man pages format without warnings", man_pages_format)]
