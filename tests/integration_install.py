@@ -415,10 +415,11 @@ def test_demo(t):
           "messages written")
 
 
-@test("the docs travel with the repo: every relative link in README.md and docs/*.md names a "
+@test("the docs travel with the repo: every relative link in README.md, tests/README.md and "
+      "docs/*.md names a "
       "file in the tree, and README and the man page point to docs/ARCHITECTURE.md")
 def test_docs_links(t):
-    docs = [os.path.join(ROOT, "README.md")] + [
+    docs = [os.path.join(ROOT, "README.md"), os.path.join(ROOT, "tests", "README.md")] + [
         os.path.join(ROOT, "docs", n) for n in sorted(os.listdir(os.path.join(ROOT, "docs")))
         if n.endswith(".md")]
     bad = []
