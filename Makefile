@@ -5,7 +5,7 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 CC      ?= cc
-PKGS    := libcurl libetpan libcmark-gfm libconfig gnutls opendkim jansson gdk-pixbuf-2.0 libmagic libmicrohttpd
+PKGS    := libcurl libetpan libcmark-gfm libconfig gnutls opendkim jansson gdk-pixbuf-2.0 glib-2.0 libmagic libmicrohttpd
 # libetpan's .pc carries a Debian `-specs=` link flag meant for its own
 # build; it breaks sanitizer and clang links, so it is filtered out.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -194,10 +194,10 @@ def test_one_click(t):
     equal(list_status(t), {"joy@example.net": "unsubscribed", "bob@example.net": "unsubscribed",
                            "o'brien&co@example.net": ""}, "the list after four POSTs")
     lines = listlog(t)
+    # a repeat is answered from what list.log says already: no line
     equal([l[1:] for l in lines], [["unsubscribe", "joy@example.net", "web"],
-                                   ["unsubscribe", "bob@example.net", "web"],
-                                   ["unsubscribe", "joy@example.net", "web"],
-                                   ["unsubscribe", "JOY@example.net", "web"]], "list.log: one line per POST")
+                                   ["unsubscribe", "bob@example.net", "web"]],
+          "list.log: one line per reader")
     expect(all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", l[0]) for l in lines), "times")
     # the body is required: a POST without it is not a one-click request
     status, _, body = srv.request("POST", unsub_path("o'brien&co@example.net"), "",

@@ -281,9 +281,32 @@ static size_t utf8_chars(const char *s)
 	return n;
 }
 
+/* A control character in a front matter value: the mail carries it, but
+ * the archive's pages and feed drop it (XML cannot hold one), so what the
+ * author wrote is not what the web shows. */
+static int front_controls(struct lint *l, const struct post *p, const char *key,
+			  const char *v, int line)
+{
+	unsigned c = 0;
+	for (const unsigned char *q = (const unsigned char *)(v ? v : ""); *q && !c; q++)
+		if ((*q < 0x20 && *q != '\t') || *q == 0x7F)
+			c = *q;
+	if (!c)
+		return 0;
+	char where[600];
+	at_line(where, sizeof where, p->path, line);
+	return add(l, LINT_WARNING, LINT_POST, where,
+		   "%s: holds the control character U+%04X; the archive's pages and Atom feed "
+		   "leave it out (XML has no way to write it): delete it", key, c);
+}
+
 int lint_post(struct lint *l, const struct post *p, const char *const *fields,
 	      size_t nfields)
 {
+	if (front_controls(l, p, "subject", p->subject, p->subject_line) < 0 ||
+	    front_controls(l, p, "preheader", p->preheader, p->preheader_line) < 0 ||
+	    front_controls(l, p, "date", p->date, p->date_line) < 0)
+		return -1;
 	char where[600];
 	snprintf(where, sizeof where, "%s: subject", p->path);
 	if (scan_fields(l, LINT_POST, where, 0, p->subject, fields, nfields, 0, NULL) < 0)

@@ -408,6 +408,10 @@ static int front_matter(struct post *p, const char *name, const char *src,
 		}
 		if (!strcmp(key, "date"))
 			p->date_line = line;
+		if (!strcmp(key, "subject"))
+			p->subject_line = line;
+		if (!strcmp(key, "preheader"))
+			p->preheader_line = line;
 		free(key);
 		i = next;
 	}

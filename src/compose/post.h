@@ -31,7 +31,9 @@ struct post {
 	int date_line;   /* its line in the file */
 	time_t when;     /* parsed date, 0 if none: local time (TZ) unless it
 			  * ends in an offset, "+01:00", "-05:00" or "Z" */
+	int subject_line;   /* its line in the file */
 	char *preheader; /* "" if none */
+	int preheader_line;
 	char *audience;  /* front matter `audience` (segment.h rules), or NULL */
 	int audience_line;
 	char *attachments; /* front matter `attachments`: comma-separated

@@ -280,6 +280,13 @@ int tmpl_escape(struct buf *out, const char *s, size_t len, enum tmpl_esc esc)
 			case '>': rep = "&gt;"; break;
 			case '"': rep = "&quot;"; break;
 			case '\'': rep = "&#39;"; break;
+			/* C0 controls but TAB, LF and CR, and DEL: XML 1.0 has
+			 * no way to write them (the Atom feed would not parse)
+			 * and HTML calls them errors. Dropped, here for every
+			 * page, feed and HTML part. */
+			default:
+				if ((ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') || ch == 0x7F)
+					rep = "";
 			}
 		} else if (!(isalnum(ch) || ch == '-' || ch == '.' || ch == '_' ||
 			     ch == '~')) {

@@ -20,7 +20,8 @@
 
 enum tmpl_esc {
 	TMPL_RAW,  /* values as they are (text part, headers) */
-	TMPL_HTML, /* & < > " ' escaped (HTML part, attributes included) */
+	TMPL_HTML, /* & < > " ' escaped (HTML part, attributes included);
+		    * C0 controls but TAB, LF, CR, and DEL dropped (XML has none) */
 	TMPL_URL,  /* percent-encoded, RFC 3986 unreserved kept */
 };
 

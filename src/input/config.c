@@ -184,6 +184,7 @@ static const char *const known[] = {
 	g ".mailbox.ca_file", g ".mailbox.move_to", g ".mailbox.starttls", g ".mailbox.timeout"
 	MAILBOX_KEYS("bounce"), MAILBOX_KEYS("unsubscribe"),
 	"web", "web.listen", "web.base_url", "web.signup", "web.archive", "web.trusted_proxies", "web.posts",
+	"web.connections", "web.connections_per_client",
 	NULL};
 #undef MAILBOX_KEYS
 
@@ -881,7 +882,9 @@ static int web_settings(struct ctx *x, struct config *c)
 	    (rc = get_str(x, "web.base_url", &c->web.base_url)) ||
 	    (rc = get_bool(x, "web.signup", &c->web.signup)) ||
 	    (rc = get_bool(x, "web.archive", &c->web.archive)) ||
-	    (rc = get_str(x, "web.posts", &c->web.posts)) || (rc = resolve(x, &c->web.posts)))
+	    (rc = get_str(x, "web.posts", &c->web.posts)) || (rc = resolve(x, &c->web.posts)) ||
+	    (rc = get_int(x, "web.connections", &c->web.connections, 1, 100000)) ||
+	    (rc = get_int(x, "web.connections_per_client", &c->web.connections_per_client, 1, 100000)))
 		return rc;
 	if ((rc = web_listen(x, c)) || (rc = web_base_url(x, c)) || (rc = web_proxies(x, c)))
 		return rc;
@@ -980,6 +983,8 @@ static int defaults(struct config *c)
 	c->retry.initial_delay = 30;
 	c->retry.max_delay = 900;
 	c->bounce.soft_limit = 3;
+	c->web.connections = 1024;
+	c->web.connections_per_client = 16;
 	if (!(c->web.posts = strdup("posts")) || !(c->web.listen = strdup("127.0.0.1:8025")))
 		return -1;
 	struct mailbox_conf *mbs[] = {&c->bounce.mailbox, &c->unsub.mailbox};

@@ -120,6 +120,8 @@ struct config {
 		char *posts;           /* the posts directory the archive lists */
 		char **trusted_proxies;/* IP literals whose X-Forwarded-For is believed */
 		size_t n_trusted_proxies;
+		int connections;       /* open at once, in all (1024) */
+		int connections_per_client; /* per IPv4 address or IPv6 /64, trusted proxies aside (16) */
 	} web;
 };
 

@@ -272,6 +272,23 @@ BUF_MUST static int csv_field(struct buf *b, const char *v, char sep)
 	return rc ? rc : buf_addc(b, '"');
 }
 
+/* A name from the web, as OWASP's CSV-injection advice has it: one that
+ * starts with = + - @ TAB or CR is what a spreadsheet opening the list
+ * runs as a formula, so it is written after a single quote ("'=SUM(..)"),
+ * which spreadsheets show as text. herald reads the quote back as part
+ * of the name. 0, or -1 out of memory. */
+BUF_MUST static int name_field(struct buf *b, const char *v, char sep)
+{
+	if (!v || !*v || !strchr("=+-@\t\r", *v))
+		return csv_field(b, v ? v : "", sep);
+	char *q = NULL;
+	if (asprintf(&q, "'%s", v) < 0)
+		return -1;
+	int rc = csv_field(b, q, sep);
+	free(q);
+	return rc;
+}
+
 /* Readers not in the list: one row each at the end, in the list's own
  * line ending, every column but email, name and status empty. */
 static void append_rows(struct rewrite *w)
@@ -293,8 +310,9 @@ static void append_rows(struct rewrite *w)
 		for (int c = 0; c < w->ncols && !rc; c++) {
 			if (c)
 				rc |= buf_addc(&w->out, w->sep);
-			rc |= csv_field(&w->out, c == w->email_col ? w->addrs[i] : c == w->name_col ? w->names[i]
-					: c == w->status_col ? "subscribed" : "", w->sep);
+			rc |= c == w->name_col ? name_field(&w->out, w->names[i], w->sep)
+			      : csv_field(&w->out, c == w->email_col ? w->addrs[i]
+					  : c == w->status_col ? "subscribed" : "", w->sep);
 		}
 		if (rc || buf_adds(&w->out, eol) < 0)
 			w->oom = 1;

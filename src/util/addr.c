@@ -314,6 +314,12 @@ int addr_valid(const char *addr, char *why, size_t whylen)
 	return 0;
 }
 
+int addr_is_literal(const char *addr)
+{
+	const char *at = addr ? strrchr(addr, '@') : NULL;
+	return at && at[1] == '[';
+}
+
 int addr_parse_mailbox(const char *s, char **name, char **addr)
 {
 	size_t idx = 0;

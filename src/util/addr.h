@@ -29,6 +29,10 @@ int addr_host_is_loopback(const char *host, int port, char *pin, size_t pinlen,
  * libetpan's RFC 5322 parser agrees. Returns 0, or -1 with a short reason
  * in why. */
 int addr_valid(const char *addr, char *why, size_t whylen);
+/* 1 when addr's domain is an address literal ("x@[192.0.2.1]",
+ * "x@[IPv6:...]"): valid mail, but no one signs up with it except to
+ * aim herald's mail at a host of their choosing. */
+int addr_is_literal(const char *addr);
 /* Splits "Name <addr>" or "addr" (libetpan's parser; the address must
  * pass addr_valid); strings malloc'd. 0, or -1. */
 int addr_parse_mailbox(const char *s, char **name, char **addr);

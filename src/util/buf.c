@@ -211,6 +211,22 @@ int utf8_valid(const char *s, size_t len)
 	return utf8_valid_prefix(s, len, NULL) == len;
 }
 
+long utf8_unsafe_char(const char *s, int bidi)
+{
+	const uint8_t *p = (const uint8_t *)s, *end = p + strlen(s);
+	while (p < end) {
+		ucs4_t c;
+		int n = u8_mbtoucr(&c, p, (size_t)(end - p));
+		if (n <= 0)
+			return 0xFFFD; /* not UTF-8: the caller's own check says so */
+		if (c < 0x20 || (c >= 0x7F && c < 0xA0) || c == 0x2028 || c == 0x2029 ||
+		    (bidi && ((c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069))))
+			return (long)c;
+		p += n;
+	}
+	return 0;
+}
+
 void path_trim_slashes(char *path)
 {
 	size_t n = path ? strlen(path) : 0;

@@ -38,6 +38,12 @@ int utf8_valid(const char *s, size_t len);
 /* How many leading bytes of s are valid UTF-8; *multibyte (may be NULL)
  * says whether they hold a sequence past ASCII. */
 size_t utf8_valid_prefix(const char *s, size_t len, int *multibyte);
+/* The first character of s (UTF-8; U+FFFD for bytes that are not) that has no place in a name
+ * or a title people read: a C0 control (TAB too), DEL, a C1 control,
+ * U+2028/U+2029, and with bidi the overrides, embeddings and isolates
+ * (U+202A..U+202E, U+2066..U+2069: they reorder what follows, so
+ * "gpj.exe" shows as "exe.jpg"). Its code point, or 0 when none. */
+long utf8_unsafe_char(const char *s, int bidi);
 /* "out/" -> "out", so joined paths never print "out//x"; "/" stays. */
 void path_trim_slashes(char *path);
 

@@ -2,6 +2,7 @@
 #include "web/serve.h"
 #include "web/web.h"
 #include "web/archive.h"
+#include "web/guard.h"
 #include "compose/media.h"
 #include "web/page.h"
 #include "mailbox/unsubscribe.h"
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,13 +61,51 @@ static void warnf(const struct web_server *s, const char *fmt, ...)
 		s->o->warn(s->o->arg, msg);
 }
 
+/* libmicrohttpd's own messages name no client ("Connection was closed
+ * by remote side with incomplete request."), and a flood of slow clients
+ * makes one per connection: each text is said at most once a minute,
+ * with how often it came since. */
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
-	const struct web_server *s = cls;
-	char msg[512];
+	struct web_server *s = cls;
+	char msg[512], line[600];
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	msg[strcspn(msg, "\n")] = '\0';
-	warnf(s, "serve: %s", msg);
+	long long now = guard_now();
+	pthread_mutex_lock(&s->said_mu);
+	struct web_said *w = NULL, *oldest = &s->said[0];
+	for (size_t i = 0; !w && i < WEB_SAID; i++) {
+		if (!strcmp(s->said[i].text, msg))
+			w = &s->said[i];
+		else if (s->said[i].at < oldest->at)
+			oldest = &s->said[i];
+	}
+	int quiet = w && w->at && now - (w->at - 1) < GUARD_LOG_EVERY_MS;
+	if (quiet)
+		w->more++;
+	else {
+		if (!w) {
+			w = oldest;
+			snprintf(w->text, sizeof w->text, "%s", msg);
+			w->more = 0;
+		}
+		if (w->more)
+			snprintf(line, sizeof line, "serve: %s (%lu more like it in the last minute)", msg, w->more);
+		else
+			snprintf(line, sizeof line, "serve: %s", msg);
+		w->at = now + 1;
+		w->more = 0;
+	}
+	pthread_mutex_unlock(&s->said_mu);
+	if (!quiet)
+		warnf(s, "%s", line);
+}
+
+/* The connection's entry in the guard (guard.h), or NULL. */
+static struct guard_conn *conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
 }
 
 static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *c)
@@ -78,6 +118,7 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *c)
 	if (!r)
 		return NULL;
 	clock_gettime(CLOCK_MONOTONIC, &r->t0);
+	guard_phase(&s->guard, conn_of(c), GUARD_READING, guard_now());
 	size_t n = strlen(uri);
 	r->target_too_long = n > TARGET_MAX;
 	snprintf(r->target, sizeof r->target, "%s", r->target_too_long ? "/" : uri);
@@ -90,7 +131,12 @@ static void done_cb(void *cls, struct MHD_Connection *c, void **con_cls,
 {
 	struct web_server *s = cls;
 	struct req *r = *con_cls;
-	if (r) {
+	struct guard_conn *gc = conn_of(c);
+	/* A request line: for a request whose headers came (one that never
+	 * got that far is no request, and a client opening connections
+	 * that send half a request would fill the log), and not for a
+	 * connection closed at its deadline, told once a minute (guard.c). */
+	if (r && r->started && !guard_was_reaped(&s->guard, gc)) {
 		char when[32], line[512];
 		state_time(time(NULL), when);
 		snprintf(line, sizeof line, "%s %s %s %s %d %.1fms%s%s%s", when,
@@ -99,6 +145,9 @@ static void done_cb(void *cls, struct MHD_Connection *c, void **con_cls,
 			 r->who, why == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection lost)");
 		if (s->o->log)
 			s->o->log(s->o->arg, line);
+	}
+	guard_phase(&s->guard, gc, GUARD_IDLE, guard_now());
+	if (r) {
 		buf_free(&r->body);
 		free(r);
 		*con_cls = NULL;
@@ -131,18 +180,54 @@ static int is_trusted(const struct web_server *s, const char *ip)
 	return 0;
 }
 
+static void peer_ip(const struct sockaddr *sa, char *out, size_t len)
+{
+	snprintf(out, len, "-");
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
+}
+
+/* A trusted proxy's connections carry every reader: not capped per
+ * client (the proxy's own limits apply there), only in all. */
+static int peer_trusted(const struct web_server *s, const struct sockaddr *sa)
+{
+	char ip[INET6_ADDRSTRLEN];
+	peer_ip(sa, ip, sizeof ip);
+	return is_trusted(s, ip);
+}
+
+static enum MHD_Result accept_cb(void *cls, const struct sockaddr *sa, socklen_t len)
+{
+	struct web_server *s = cls;
+	return guard_admit(&s->guard, sa, peer_trusted(s, sa), guard_now()) ? MHD_YES : MHD_NO;
+}
+
+static void conn_cb(void *cls, struct MHD_Connection *c, void **ctx,
+		    enum MHD_ConnectionNotificationCode code)
+{
+	struct web_server *s = cls;
+	if (code != MHD_CONNECTION_NOTIFY_STARTED) {
+		guard_close(&s->guard, *ctx);
+		*ctx = NULL;
+		return;
+	}
+	const union MHD_ConnectionInfo *ai = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const struct sockaddr *sa = ai ? ai->client_addr : NULL;
+	*ctx = guard_open(&s->guard, sa, fi ? fi->connect_fd : -1, peer_trusted(s, sa), guard_now());
+	if (!*ctx && fi) /* out of memory: not counted, so not kept */
+		shutdown(fi->connect_fd, SHUT_RDWR);
+}
+
 /* The client: the peer, unless the peer is a trusted proxy; then the
  * rightmost X-Forwarded-For entry that is not one (entries further left
  * are whatever the client chose to send). */
 static void client_of(const struct web_server *s, struct MHD_Connection *c, char *out, size_t len)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-	snprintf(out, len, "-");
-	if (sa && sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
-	else if (sa && sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
+	peer_ip(ci ? ci->client_addr : NULL, out, len);
 	const char *xff = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For");
 	if (!xff || !is_trusted(s, out))
 		return;
@@ -261,15 +346,20 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	struct guard_conn *gc = conn_of(c);
+	guard_phase(&s->guard, gc, GUARD_WORKING, guard_now());
 	struct web_resp p = {0};
 	route(s, c, r, &p);
-	return answer(s, c, r, &p);
+	enum MHD_Result ok = answer(s, c, r, &p);
+	guard_phase(&s->guard, gc, GUARD_WRITING, guard_now());
+	return ok;
 }
 
 /* Applies what list.log holds to the list, the last line for an address
  * winning: what a kill between the log line and the list rewrite left
  * undone. */
 struct replay {
+	struct web_server *s;
 	struct addrset seen;   /* address -> index + 1 */
 	char **addrs, **names;
 	enum listlog_action *act;
@@ -280,6 +370,8 @@ struct replay {
 static void replay_entry(void *arg, const struct listlog_entry *e)
 {
 	struct replay *rp = arg;
+	if (webunsub_note(rp->s, e, 1) < 0)
+		rp->oom = 1;
 	long at = rp->oom ? 0 : addrset_get(&rp->seen, e->addr);
 	char *name = rp->oom ? NULL : strdup(e->name);
 	if (!name) {
@@ -339,22 +431,23 @@ static long replay_apply(struct web_server *s, struct replay *rp, enum listlog_a
 
 static int replay(struct web_server *s, char *err, size_t errlen)
 {
-	struct listlog_follow f;
-	struct replay rp = {0};
+	/* s->follow stays for webunsub_gone: the lines after these. */
+	struct listlog_follow *f = &s->follow;
+	struct replay rp = {.s = s};
 	struct statefile_warn w = {on_state_warn, s};
-	if (listlog_follow_init(&f, s->cfg->state_dir, err, errlen) < 0)
+	if (listlog_follow_init(f, s->cfg->state_dir, err, errlen) < 0)
 		return WEB_FAIL;
-	int rc = listlog_follow_poll(&f, replay_entry, &rp, &w, err, errlen) < 0 ? WEB_STATE : WEB_OK;
+	int rc = listlog_follow_poll(f, replay_entry, &rp, &w, err, errlen) < 0 ? WEB_STATE : WEB_OK;
 	if (!rc && rp.oom)
 		rc = set_err(err, errlen, WEB_FAIL, "out of memory");
-	long un = rc ? 0 : replay_apply(s, &rp, LISTLOG_UNSUBSCRIBE, f.path);
-	long sub = rc ? 0 : replay_apply(s, &rp, LISTLOG_SUBSCRIBE, f.path);
+	long un = rc ? 0 : replay_apply(s, &rp, LISTLOG_UNSUBSCRIBE, f->path);
+	long sub = rc ? 0 : replay_apply(s, &rp, LISTLOG_SUBSCRIBE, f->path);
 	if (un)
 		warnf(s, "%s: %ld unsubscribe%s from %s applied (herald serve had stopped before)",
-		      s->cfg->subscribers, un, un == 1 ? "" : "s", f.path);
+		      s->cfg->subscribers, un, un == 1 ? "" : "s", f->path);
 	if (sub)
 		warnf(s, "%s: %ld signup%s from %s applied (herald serve had stopped before)",
-		      s->cfg->subscribers, sub, sub == 1 ? "" : "s", f.path);
+		      s->cfg->subscribers, sub, sub == 1 ? "" : "s", f->path);
 	for (size_t i = 0; i < rp.n; i++) {
 		free(rp.addrs[i]);
 		free(rp.names[i]);
@@ -363,7 +456,6 @@ static int replay(struct web_server *s, char *err, size_t errlen)
 	free(rp.names);
 	free(rp.act);
 	addrset_free(&rp.seen);
-	listlog_follow_free(&f);
 	return rc;
 }
 
@@ -383,16 +475,24 @@ static struct MHD_Daemon *start(struct web_server *s, char *err, size_t errlen)
 		a->sin_port = htons((uint16_t)cfg->web.port);
 		inet_pton(AF_INET, cfg->web.host, &a->sin_addr);
 	}
+	/* poll(), not select(): a descriptor past FD_SETSIZE (1024) is
+	 * fine with web.connections above it. */
 	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-			 MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
 	struct MHD_Daemon *d = MHD_start_daemon(
-		flags, (uint16_t)cfg->web.port, NULL, NULL, handler, s,
+		flags, (uint16_t)cfg->web.port, accept_cb, s, handler, s,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, /* first, or MHD prints */
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_URI_LOG_CALLBACK, uri_cb, s,
 		MHD_OPTION_NOTIFY_COMPLETED, done_cb, s,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+		MHD_OPTION_NOTIFY_CONNECTION, conn_cb, s,
+		/* The guard refuses at s->guard.limit (and says so once a
+		 * minute); libmicrohttpd's own limit, which logs every
+		 * refusal, is above it and never reached. */
+		MHD_OPTION_CONNECTION_LIMIT, s->guard.limit + 64,
+		/* Idle connections; the guard's deadline covers a client that
+		 * is never idle for long but never done either. */
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)WEB_REQUEST_SECONDS,
 		/* Room for a request line of TARGET_MAX split into its many
 		 * arguments (MHD parses them whether we use them or not), so
 		 * an overlong one gets our 414 rather than a dropped
@@ -427,6 +527,40 @@ static void drain(struct web_server *s, struct MHD_Daemon *d)
 	MHD_stop_daemon(d);
 }
 
+/* web.connections, as far as the descriptors allow: the soft limit is
+ * raised towards the hard one, and what is left after a reserve for
+ * list.log, the list, the archive's files and a relay is the bound. */
+static unsigned connection_limit(const struct config *cfg)
+{
+	unsigned want = (unsigned)cfg->web.connections;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return want;
+	rlim_t need = (rlim_t)want + 128;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		want = rl.rlim_cur > 192 ? (unsigned)(rl.rlim_cur - 128) : 64;
+	return want;
+}
+
+static void serve_loop(struct web_server *s, struct MHD_Daemon *d)
+{
+	const struct web_opts *o = s->o;
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	if (o->ready)
+		o->ready(o->arg, di ? di->port : s->cfg->web.port);
+	while (!o->stop(o->arg)) {
+		struct timespec t = {0, 100 * 1000 * 1000};
+		nanosleep(&t, NULL);
+		guard_reap(&s->guard, guard_now());
+	}
+	drain(s, d);
+}
+
 int web_serve(const struct config *cfg, const struct web_opts *o, char *err, size_t errlen)
 {
 	struct web_server s = {.cfg = cfg, .o = o, .prefix = ""};
@@ -452,20 +586,21 @@ int web_serve(const struct config *cfg, const struct web_opts *o, char *err, siz
 	pthread_mutex_init(&s.list_mu, NULL);
 	pthread_mutex_init(&s.sig_mu, NULL);
 	pthread_cond_init(&s.idle, NULL);
-	int rc = replay(&s, err, errlen);
+	pthread_mutex_init(&s.said_mu, NULL);
+	pthread_mutex_init(&s.follow_mu, NULL);
+	int rc = guard_init(&s.guard, connection_limit(cfg), (unsigned)cfg->web.connections_per_client,
+			    WEB_REQUEST_SECONDS, on_state_warn, &s) < 0
+		 ? set_err(err, errlen, WEB_FAIL, "out of memory") : replay(&s, err, errlen);
 	struct MHD_Daemon *d = rc ? NULL : start(&s, err, errlen);
-	if (d) {
-		const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-		if (o->ready)
-			o->ready(o->arg, di ? di->port : cfg->web.port);
-		while (!o->stop(o->arg)) {
-			struct timespec t = {0, 100 * 1000 * 1000};
-			nanosleep(&t, NULL);
-		}
-		drain(&s, d);
-	} else if (!rc) {
+	if (d)
+		serve_loop(&s, d);
+	else if (!rc)
 		rc = WEB_LISTEN;
-	}
+	guard_free(&s.guard);
+	pthread_mutex_destroy(&s.said_mu);
+	pthread_mutex_destroy(&s.follow_mu);
+	listlog_follow_free(&s.follow);
+	addrset_free(&s.last);
 	pthread_cond_destroy(&s.idle);
 	pthread_mutex_destroy(&s.list_mu);
 	pthread_mutex_destroy(&s.sig_mu);

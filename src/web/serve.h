@@ -14,8 +14,12 @@
  * lock (flock in unsub_apply) without holding up any other. Each thread
  * shares with the others only struct web_server (web.h): the config and
  * secret (read only), list.log's fd (one write(2) per line on O_APPEND),
- * and the in-flight count (its mutex). The calling thread polls stop()
- * and, when it says so, closes the listening socket
+ * and the in-flight count (its mutex). Which connections are taken, and
+ * how long each may take over a request, is web/guard.h's: a thread per
+ * connection stays affordable because a client holds at most
+ * web.connections_per_client of them, for 10 s each when it is slow.
+ * The calling thread polls stop() (closing the connections past their
+ * deadline meanwhile) and, when it says so, closes the listening socket
  * (MHD_quiesce_daemon), waits up to WEB_DRAIN_SECONDS for the requests
  * under way to be answered, and stops the daemon.
  *
@@ -27,6 +31,9 @@
 #include "input/config.h"
 
 #define WEB_DRAIN_SECONDS 10
+/* A connection's time to send a whole request, and to take its answer
+ * (web/guard.h). */
+#define WEB_REQUEST_SECONDS 10
 
 struct web_opts {
 	int (*stop)(void *arg);                 /* polled by the calling thread */

@@ -77,6 +77,41 @@ void webunsub_apply(struct web_server *s, const char *email)
 	free(res);
 }
 
+int webunsub_note(struct web_server *s, const struct listlog_entry *e, int replayed)
+{
+	return addrset_set(&s->last, e->addr, e->action == LISTLOG_SUBSCRIBE ? 2 : replayed ? 3 : 1);
+}
+
+static void note_entry(void *arg, const struct listlog_entry *e)
+{
+	struct web_server *s = arg;
+	if (webunsub_note(s, e, 0) < 0)
+		s->last_bad = 1;
+}
+
+static void on_warn(void *arg, const char *msg)
+{
+	const struct web_server *s = arg;
+	if (s->o->warn)
+		s->o->warn(s->o->arg, msg);
+}
+
+/* 1 when list.log's last line for email is an unsubscribe, read up to
+ * now (lines another process added too); 0 otherwise, or when that
+ * cannot be told (then the request is recorded as a new one). */
+static int gone(struct web_server *s, const char *email)
+{
+	char err[512];
+	struct statefile_warn w = {on_warn, s};
+	pthread_mutex_lock(&s->follow_mu);
+	int k = s->last_bad ? -1 : listlog_follow_poll(&s->follow, note_entry, s, &w, err, sizeof err);
+	/* A line that could not be noted (no memory) leaves the set behind
+	 * list.log for good: from then on every request is a new one. */
+	int rc = k >= 0 && !s->last_bad && addrset_get(&s->last, email) == 1;
+	pthread_mutex_unlock(&s->follow_mu);
+	return rc;
+}
+
 void webunsub_route(struct web_server *s, const struct web_req *q, struct web_resp *p)
 {
 	const char *e = form_get(&q->query, "e"), *t = form_get(&q->query, "t");
@@ -111,6 +146,14 @@ void webunsub_route(struct web_server *s, const struct web_req *q, struct web_re
 		web_page(s, p, 400, "Bad request",
 				"<p>An unsubscribe request says <code>List-Unsubscribe=One-Click</code> "
 				"(RFC 8058). Open the link in a browser and press the button.</p>\n");
+		return;
+	}
+	/* Again (a mail client retrying, a reader pressing twice): list.log
+	 * says so already, and the list was rewritten for it or is at the
+	 * next start; another line and a pass over 200,000 rows add nothing. */
+	if (gone(s, e)) {
+		say(s, p, 200, "Unsubscribed", "<p><strong>", e,
+		    "</strong> is unsubscribed and gets no more of these mails.</p>\n");
 		return;
 	}
 	char err[512];

@@ -9,7 +9,10 @@
 #include "util/buf.h"
 #include <time.h>
 #include "web/form.h"
+#include "web/guard.h"
 #include "web/serve.h"
+
+#define WEB_SAID 8
 
 struct web_server {
 	const struct config *cfg;      /* read only */
@@ -39,10 +42,34 @@ struct web_server {
 	pthread_mutex_t sig_mu;
 	struct addrset per_ip, per_addr;
 	time_t t0;
+	/* Which connections are taken and their deadlines (guard.h: its
+	 * own lock). */
+	struct guard guard;
+	/* libmicrohttpd's messages, each text at most once a minute
+	 * (serve.c's mhd_logger), under said_mu: any connection thread. */
+	pthread_mutex_t said_mu;
+	struct web_said { char text[512]; long long at; unsigned long more; } said[WEB_SAID];
+	/* What list.log's last line for each address says (1 unsubscribe,
+	 * 2 subscribe, 3 unsubscribe found at start), and the reader that
+	 * keeps its place in it, under follow_mu (web/unsub.c): a one-click
+	 * for an address whose last line is an unsubscribe (1) is answered
+	 * without another line or a pass over the list. Read up to date
+	 * before each such check, so a line another process appended counts
+	 * too. A line found at start may be one a killed serve never
+	 * answered: its reader's retry is the first answer, and takes the
+	 * whole way (line, list) as before. */
+	pthread_mutex_t follow_mu;
+	struct listlog_follow follow;
+	struct addrset last;
+	int last_bad;                  /* a line was not noted: last is not used */
 };
 
 /* web/unsub.c: the request's address, into the list (group commit). */
 void webunsub_apply(struct web_server *s, const char *email);
+/* web/unsub.c: a list.log line read (replayed: at start; then those the
+ * one-click's check reads): 0, or -1 out of memory. Under follow_mu, or
+ * before the daemon starts. */
+int webunsub_note(struct web_server *s, const struct listlog_entry *e, int replayed);
 
 struct web_req {
 	const char *method;            /* "GET", "HEAD", "POST" */
