@@ -26,6 +26,20 @@ A rule is a JSON object; the first rule that matches an event is played
        | "store-stall"  (at "dot") store the message, then say nothing:
                         a relay whose content filter outlasts the
                         client's timeout
+       | "hold"         (at "dot") the message's reply is "reply" (a 2xx
+                        stores it), held back and sent out of order:
+                        after the reply to the next DATA (the next
+                        envelope's 250, 250, 354 go first), RSET or
+                        QUIT, or once the client has sent nothing for
+                        0.3 s (it waits for that reply)
+       | "extra"        the normal reply, then "reply" as one more
+                        reply nobody asked for (a count that does not
+                        add up), in the same write
+       | "prefix"       "reply" first (a 1xx, say), then the normal reply,
+                        in the same write (at "dot": the message stored)
+   "raw": true,         send "reply" as written, each line plus CRLF
+                        (default: code, "-" or " ", text), for lines
+                        that are no SMTP reply ("250Xfoo")
    "reply": ...}
 After a "reply" at "greeting" (a 421) or any 421, the connection is closed
 as RFC 5321 says.  Rejected or stalled messages are not stored.
@@ -71,7 +85,8 @@ CONN_IDS = itertools.count(1)
 class Rule:
     AT = {"greeting", "ehlo", "starttls", "auth", "mail", "rcpt", "data",
           "content", "dot"}
-    DO = {"reply", "close", "stall", "bad-tls", "store-stall"}
+    DO = {"reply", "close", "stall", "bad-tls", "store-stall", "hold", "extra",
+          "prefix"}
 
     def __init__(self, spec):
         d = json.loads(spec) if isinstance(spec, str) else dict(spec)
@@ -82,12 +97,15 @@ class Rule:
         self.conn = d.pop("conn", None)
         self.left = d.pop("times", None)
         self.after_bytes = int(d.pop("after_bytes", 1))
+        self.raw = bool(d.pop("raw", False))
         if d or self.at not in self.AT or self.do not in self.DO:
             raise ValueError(f"bad rule {spec!r}")
-        if self.do == "reply" and not self.reply:
+        if self.do in ("reply", "hold", "extra", "prefix") and not self.reply:
             raise ValueError(f"rule {spec!r}: \"reply\" needs a reply")
         if self.do == "bad-tls" and self.at != "starttls":
             raise ValueError(f"rule {spec!r}: bad-tls is for at=starttls")
+        if self.do == "hold" and self.at != "dot":
+            raise ValueError(f"rule {spec!r}: hold is for at=dot")
 
     def matches(self, at, conn, rcpt):
         if self.at != at or (self.conn is not None and self.conn != conn):
@@ -160,19 +178,33 @@ class Session:
         self.is_tls = False
         self.auth_user = None
         self.txn = None
+        self.held = []     # dot replies held back ("hold"), in order
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # -- wire ------------------------------------------------------------
-    async def send(self, reply):
+    @staticmethod
+    def encode(reply, raw=False):
         lines = reply if isinstance(reply, list) else [reply]
         out = []
         for i, line in enumerate(lines):
+            if raw:
+                out.append(line + "\r\n")
+                continue
             code, text = line[:3], line[4:]
             sep = "-" if i < len(lines) - 1 else " "
             out.append(f"{code}{sep}{text}\r\n")
-        data = "".join(out).encode()
+        code = lines[-1][:3]
+        return "".join(out).encode(), int(code) if code.isdigit() else 0
+
+    async def send(self, reply, raw=False, also=None, also_raw=False, also_first=False):
+        """One reply; with `also`, a second reply in the same write (after
+        it, or before it with also_first), so the client reads both at once."""
+        data, code = self.encode(reply, raw)
+        if also is not None:
+            more, _ = self.encode(also, also_raw)
+            data = more + data if also_first else data + more
         if self.srv.a.split:
             for i in range(0, len(data), 2):
                 self.w.write(data[i:i + 2])
@@ -181,9 +213,27 @@ class Session:
         else:
             self.w.write(data)
             await self.w.drain()
-        return int(lines[-1][:3])
+        return code
+
+    async def flush_held(self):
+        """The dot replies held back ("hold"), now, out of their turn."""
+        held, self.held = self.held, []
+        for reply in held:
+            self.srv.event(conn=self.conn, at="dot", fault="held-sent", reply=reply)
+            await self.send(reply)
 
     async def readline(self):
+        if self.held:
+            # The client may be waiting for the held reply (nothing of
+            # the next message behind the dot): then it goes now.
+            try:
+                line = await asyncio.wait_for(self.r.readline(), 0.3)
+            except asyncio.TimeoutError:
+                await self.flush_held()
+            else:
+                if not line:
+                    raise Closed()
+                return line
         line = await asyncio.wait_for(self.r.readline(), 120)
         if not line:
             raise Closed()
@@ -216,7 +266,10 @@ class Session:
             raise Closed()
         if r.do == "stall":
             await self.stall()
-        code = await self.send(r.reply)
+        if r.do in ("extra", "prefix"):
+            return await self.send(normal, also=r.reply, also_raw=r.raw,
+                                   also_first=r.do == "prefix")
+        code = await self.send(r.reply, r.raw)
         if code == 421:
             self.finish("421")
             raise Closed()
@@ -362,10 +415,13 @@ class Session:
     async def cmd_DATA(self, arg):
         ok = [r for r in (self.txn or {}).get("rcpts", []) if r["code"] == 250]
         if not ok:
-            return await self.send("554 5.5.1 No valid recipients")
+            code = await self.send("554 5.5.1 No valid recipients")
+            await self.flush_held()
+            return code
         rcpt = ok[-1]["addr"]
         code = await self.fault("data", "354 End data with <CR><LF>.<CR><LF>",
                                 rcpt)
+        await self.flush_held()
         if code != 354:
             self.txn["result"] = code
             self.finish("data-refused")
@@ -396,6 +452,25 @@ class Session:
             self.store(data, ok)
             self.finish("dot-store-stall")
             await self.stall()
+        if r is not None and r.do == "hold":
+            self.srv.event(conn=self.conn, at="dot", fault=r.do, reply=r.reply)
+            code = int(r.reply[:3]) if r.reply[:3].isdigit() else 0
+            if 200 <= code < 300:
+                self.store(data, ok)
+            else:
+                self.txn["result"] = code
+            self.finish("dot-held")
+            self.held.append(r.reply)
+            return code
+        if r is not None and r.do in ("extra", "prefix"):
+            self.srv.event(conn=self.conn, at="dot", fault=r.do, reply=r.reply)
+            seq = self.store(data, ok)
+            self.finish("data")
+            code = await self.send("250 2.0.0 Ok: queued as %d" % seq, also=r.reply,
+                                   also_raw=r.raw, also_first=r.do == "prefix")
+            if r.do == "extra" and str(r.reply).startswith("421"):
+                raise Closed()
+            return code
         if r is not None:
             self.srv.event(conn=self.conn, at="dot", fault=r.do, reply=r.reply)
             if r.do == "close":
@@ -404,7 +479,7 @@ class Session:
             if r.do == "stall":
                 self.finish("dot-stall")
                 await self.stall()
-            code = await self.send(r.reply)
+            code = await self.send(r.reply, r.raw)
             self.txn["result"] = code
             self.finish("dot-refused")
             if code == 421:
@@ -477,13 +552,16 @@ class Session:
 
     async def cmd_RSET(self, arg):
         self.finish("rset")
-        return await self.send("250 2.0.0 Ok")
+        code = await self.send("250 2.0.0 Ok")
+        await self.flush_held()
+        return code
 
     async def cmd_NOOP(self, arg):
         return await self.send("250 2.0.0 Ok")
 
     async def cmd_QUIT(self, arg):
         self.finish("quit")
+        await self.flush_held()
         await self.send("221 2.0.0 Bye")
         raise Closed()
 

@@ -11,16 +11,25 @@ pipelining one does not. Every test also counts what the server stored
 per reader (exactly once), and the journal and bounces.log agree. The
 real-server tests use a private Postfix (tests/postfix.py), which offers
 PIPELINING and CHUNKING, relaying to a tests/smtpd.py capture server.
+
+Replies out of turn (issue 21): faultsmtp holds a dot's reply past the
+next envelope's, answers 354 to RCPT, sends a reply nobody asked for, a
+line that is no reply, a 1xx, a multi-line reply with mixed codes. Each
+test counts what the server stored per reader and what the journal says
+(sent, uncertain): no refused reader journaled as sent, nobody stored
+twice across the run and a rerun, pipelining off for the rest of the run.
 """
 
 import email
 import email.policy
+import json
 import os
 import re
+import shutil
 import sys
 import time
 
-from harness import EX_OK, Skip, Suite, csv, equal, expect
+from harness import EX_OK, Skip, Suite, csv, equal, expect, log
 import postfix
 
 SUITE = Suite()
@@ -154,6 +163,250 @@ def test_group_accounting(t):
     r2 = t.send()
     equal(r2.code, EX_OK, "exit code of the rerun")
     equal(sorted(s.received()), sorted([a, d, e]), "stored after the rerun")
+
+
+def journal_split(t):
+    """The journal's readers marked sent and marked uncertain."""
+    sent, unsure = [], []
+    for row in t.journal():
+        (unsure if row[3].endswith("\tuncertain") else sent).append(row[1])
+    return sorted(sent), sorted(unsure)
+
+
+def misorder_check(t, s, readers, refused, r, most_uncertain=1):
+    """After a run against a server whose replies went out of turn: no
+    refused reader journaled as sent, nobody stored twice, every reader
+    stored is in the journal, what is uncertain is at most
+    most_uncertain; the refused ones that are not uncertain bounced.
+    Returns (sent, uncertain)."""
+    got = s.received()
+    equal(len(got), len(set(got)), f"readers stored more than once: {sorted(got)}")
+    sent, unsure = journal_split(t)
+    equal(sorted(set(sent) & set(refused)), [], "refused readers journaled as sent")
+    equal(sorted(set(sent) - set(got)), [], "journaled as sent, never stored")
+    equal(sorted(set(got) - set(sent) - set(unsure)), [], "stored, not in the journal")
+    expect(len(unsure) <= most_uncertain, f"uncertain: {unsure}")
+    bounced = sorted(x[1] for x in t.bounces())
+    equal(bounced, sorted(set(refused) - set(unsure)), "bounced: the refused, less the uncertain")
+    equal(sorted(set(sent) | set(unsure) | set(bounced)), sorted(readers), "every reader accounted for")
+    return sent, unsure
+
+
+def pipelining_off_said(r, n=1):
+    said = [l for l in r.err.splitlines() if "pipelining off for" in l]
+    equal(len(said), n, f"'pipelining off for RELAY: REASON' lines on stderr: {r.err[-3000:]!r}")
+    return said
+
+
+MANY = [f"m{i:02d}@example.net" for i in range(1, 31)]
+MANY_REFUSED = MANY[2::3]   # m03, m06, ...: 10 of 30
+
+
+@test("a server that holds a dot's 550 until after the next envelope's 250, 250, "
+      "354 (issue 21): no refused reader journaled as sent, nobody stored twice, "
+      "at most one uncertain; pipelining off for the rest of the run and the "
+      "rest bounced right; a rerun sends nothing")
+def test_misordered_dot_reply(t):
+    rules = [{"at": "dot", "rcpt": a, "do": "hold", "reply": "550 5.7.1 content refused"}
+             for a in MANY_REFUSED]
+    s = t.fault_server(*rules, args=["--pipelining"])
+    world(t, s, readers=MANY)
+    r = t.send("--json")
+    sent, unsure = misorder_check(t, s, MANY, MANY_REFUSED, r)
+    equal(r.code, EX_OK, "exit code")
+    said = pipelining_off_said(r)
+    expect("354" in said[0], f"the reason names the 354 out of turn: {said}")
+    equal(len(unsure), 1, "uncertain: the message whose dot's reply was out of turn")
+    j = json.loads(r.out)
+    equal((j["sent"], j["bounced"], j["uncertain"], j["deferred"]),
+          (len(MANY) - len(MANY_REFUSED), len(MANY_REFUSED) - 1, 1, 0),
+          "--json sent, bounced, uncertain, deferred")
+    relay = s.url().split("//", 1)[1]
+    equal(list(j["pipelining_off"]), [relay], "--json pipelining_off")
+    expect("354 as the reply to RCPT" in j["pipelining_off"][relay], f"reason: {j}")
+    equal(sorted(s.received()), sorted(set(MANY) - set(MANY_REFUSED)), "stored")
+    # After the violation every command waits for its reply.
+    conns = sending_conns(s)
+    for conn in conns[1:]:
+        for e in commands(s, conn):
+            if e["cmd"] != "QUIT":
+                equal(e["behind"], 0, f"conn {conn}: bytes behind {e['cmd']!r} before its reply")
+    r2 = t.send()
+    equal(r2.code, EX_OK, "exit code of the rerun")
+    equal(sorted(s.received()), sorted(set(MANY) - set(MANY_REFUSED)), "stored after the rerun")
+    equal(journal_split(t), (sent, unsure), "journal after the rerun")
+
+
+def later_lockstep(s, first):
+    """Every connection after `first` that carried mail waited for each
+    reply (after the violation: one command at a time)."""
+    for conn in sending_conns(s):
+        if conn <= first:
+            continue
+        for e in commands(s, conn):
+            # BDAT's chunk rides behind its command by design.
+            if e["cmd"] != "QUIT" and not e["cmd"].startswith("BDAT"):
+                equal(e["behind"], 0, f"conn {conn}: bytes behind {e['cmd']!r} before its reply")
+
+
+def out_of_turn(t, rule, args, want_uncertain, stored_twice_risk=True):
+    """One reply out of turn (rule) on the first connection with mail;
+    every reader stored exactly once, the journal's sent and uncertain
+    readers exactly want_uncertain uncertain, pipelining off said once
+    when the server pipelines, the rest one command at a time, and a
+    rerun sends nothing."""
+    s = t.fault_server(rule, args=args)
+    world(t, s)
+    r = t.send()
+    equal(r.code, EX_OK, "exit code")
+    got = s.received()
+    equal(sorted(got), sorted(READERS), "readers stored, each exactly once")
+    sent, unsure = journal_split(t)
+    equal(unsure, sorted(want_uncertain), "journaled uncertain")
+    equal(sorted(sent + unsure), sorted(READERS), "journal: every reader once")
+    equal(t.bounces(), [], "bounces.log")
+    if "--pipelining" in args:
+        pipelining_off_said(r)
+        later_lockstep(s, sending_conns(s)[0])
+    r2 = t.send()
+    equal(r2.code, EX_OK, "exit code of the rerun")
+    equal(sorted(s.received()), sorted(READERS), "stored after the rerun")
+    equal(journal_split(t), (sent, unsure), "journal after the rerun")
+    return s, r
+
+
+A, B, C, D, E = READERS
+
+
+@test("354 as the reply to a pipelined RCPT (with the last message's dot in the "
+      "group): that message is uncertain, the envelope goes again one command at a "
+      "time, everyone stored once, pipelining off")
+def test_354_to_rcpt(t):
+    out_of_turn(t, {"at": "rcpt", "rcpt": C, "reply": "354 go ahead", "times": 1},
+                ["--pipelining"], [B])
+
+
+@test("an extra 550 after a dot's 250 (a count that does not add up): MAIL's "
+      "reply is then a 550 and RCPT's a 250 after it; the message of that dot is "
+      "uncertain, nobody refused or stopped, everyone stored once")
+def test_extra_reply(t):
+    out_of_turn(t, {"at": "dot", "rcpt": B, "do": "extra", "times": 1,
+                    "reply": "550 5.7.1 sender rejected"}, ["--pipelining"], [B])
+
+
+@test("a 421 right behind a dot's 250 (the server closing, as RFC 5321 3.8 "
+      "allows at any time) is no reply out of turn: that reader sent, the rest "
+      "on a new connection, pipelining stays on; lockstep, pipelined and BDAT")
+def test_421_behind_250(t):
+    for args in ([], ["--pipelining"], ["--pipelining", "--chunking"]):
+        shutil.rmtree(t.path("state"), ignore_errors=True)
+        s = t.fault_server({"at": "dot", "rcpt": B, "do": "extra", "times": 1,
+                            "reply": "421 4.3.2 closing"}, args=args)
+        world(t, s)
+        r = t.send()
+        equal(r.code, EX_OK, f"exit code ({args})")
+        exactly_once(t, s, READERS)
+        equal(journal_split(t)[1], [], f"uncertain ({args})")
+        expect("pipelining off" not in r.err, f"pipelining turned off ({args}): {r.err}")
+
+
+@test("an extra 250 after a group's 354 (more replies than commands, in the same "
+      "read): the message whose dot was in that group is uncertain")
+def test_extra_after_354(t):
+    out_of_turn(t, {"at": "data", "rcpt": B, "do": "extra", "times": 1,
+                    "reply": "250 2.0.0 what"}, ["--pipelining"], [A])
+
+
+@test("a reply line whose 4th character is neither space nor hyphen (250Xfoo, "
+      "2500 ok) is no reply: the group is out of turn")
+def test_bad_fourth_char(t):
+    out_of_turn(t, {"at": "rcpt", "rcpt": C, "reply": "250Xfoo", "raw": True, "times": 1},
+                ["--pipelining"], [B])
+    shutil.rmtree(t.path("state"), ignore_errors=True)
+    out_of_turn(t, {"at": "rcpt", "rcpt": C, "reply": "2500 ok", "raw": True, "times": 1},
+                ["--pipelining"], [B])
+
+
+def stored_garbage(t, name, rule):
+    for args in ([], ["--pipelining"], ["--pipelining", "--chunking"]):
+        shutil.rmtree(t.path("state"), ignore_errors=True)
+        log(f"# --- {name} with server args {args}")
+        out_of_turn(t, rule, args, [B])
+
+
+@test("a 1xx before the dot's 250 (the message stored): herald takes no 1xx, so "
+      "the message is uncertain and never sent again; lockstep, pipelined and BDAT")
+def test_1xx_reply(t):
+    stored_garbage(t, "1xx", {"at": "dot", "rcpt": B, "do": "prefix", "times": 1,
+                              "reply": "150 hold on"})
+
+
+@test("a line that is no SMTP reply before the dot's 250 (the message stored): "
+      "uncertain, never sent again (it used to be retried: stored twice); "
+      "lockstep, pipelined and BDAT")
+def test_garbage_at_dot(t):
+    stored_garbage(t, "garbage", {"at": "dot", "rcpt": B, "do": "prefix", "times": 1,
+                                  "reply": "ok, queued", "raw": True})
+
+
+@test("a multi-line reply whose lines have different codes, to the dot (the "
+      "message stored): uncertain, never sent again")
+def test_mismatched_multiline(t):
+    stored_garbage(t, "mismatched", {"at": "dot", "rcpt": B, "do": "prefix", "times": 1,
+                                     "reply": ["250-2.0.0 one", "550 5.0.0 two"]})
+
+
+@test("a relay that answers every dot out of turn (a 1xx first), with no PIPELINING: "
+      "connections + 2 uncertain in a row stop the run (exit 69, the error says out "
+      "of turn); nobody stored twice, nobody else tried; a rerun elsewhere sends the rest")
+def test_always_out_of_turn(t):
+    s = t.fault_server({"at": "dot", "do": "prefix", "reply": "150 thinking"})
+    world(t, s)
+    r = t.send()
+    equal(r.code, 69, "exit code")
+    expect(re.search(r"herald: .*3 messages in a row were answered out of turn", r.err),
+           f"the error: {r.err!r}")
+    got = s.received()
+    equal(len(got), len(set(got)), f"stored twice: {got}")
+    sent, unsure = journal_split(t)
+    equal((sent, unsure), ([], sorted(got)), "journal: the stored ones uncertain, none sent")
+    # connections + 2 in a row, and the one more the connection had
+    # already started when the relay was taken out.
+    expect(3 <= len(unsure) <= 4, f"uncertain: {unsure}")
+    healthy = t.fault_server()
+    t.config(healthy, {**BASE})
+    equal(t.send().code, EX_OK, "exit code of the rerun")
+    equal(sorted(healthy.received()), sorted(set(READERS) - set(got)), "the rerun sent the rest")
+
+
+@test("smtp.pipelining = false against a server that offers PIPELINING: every "
+      "command waits for its reply (the wire order in the transcript); each stored once")
+def test_pipelining_false(t):
+    s = t.fault_server(args=["--pipelining"])
+    world(t, s, smtp={"pipelining": False})
+    r = t.send()
+    equal(r.code, EX_OK, "exit code")
+    exactly_once(t, s, READERS)
+    for conn in sending_conns(s):
+        verbs = []
+        for e in commands(s, conn):
+            verbs.append(e["cmd"].split(" ")[0].split(":")[0])
+            if e["cmd"] != "QUIT":
+                equal(e["behind"], 0, f"bytes behind {e['cmd']!r} before its reply")
+        # DATA's event is written once its message is read: after the dot's.
+        equal(verbs[:5], ["EHLO", "MAIL", "RCPT", ".", "DATA"], "wire order")
+    expect("pipelining off" not in r.err, f"a pipelining-off notice for what was asked: {r.err}")
+
+
+@test("smtp.pipelining = \"no\": FILE:LINE, expected true or false, exit 78, nothing sent")
+def test_pipelining_not_bool(t):
+    s = t.fault_server(args=["--pipelining"])
+    world(t, s, smtp={"pipelining": "no"})
+    r = t.send()
+    equal(r.code, 78, "exit code")
+    expect(re.search(r"herald\.conf:\d+: smtp\.pipelining: expected true or false", r.err),
+           f"error: {r.err!r}")
+    equal(s.received(), [], "stored")
 
 
 DOTS = """

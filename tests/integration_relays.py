@@ -119,6 +119,37 @@ def test_perm_per_relay(t):
     equal(sum(x["bounced"] for x in per.values()), 1, "bounced over the relays")
 
 
+@test("replies out of turn from one relay (a 354 to RCPT): pipelining off for "
+      "that relay only, said once on stderr and in --json; the other keeps "
+      "pipelining; every reader once over both")
+def test_pipelining_off_per_relay(t):
+    addrs = readers(16)
+    bad = t.fault_server({"at": "rcpt", "reply": "354 go ahead", "times": 1}, args=["--pipelining"])
+    good = t.fault_server(args=["--pipelining"])
+    world(t, [{"url": bad.url(), "name": "bad"}, {"url": good.url(), "name": "good"}], addrs)
+    r = t.send("--json")
+    equal(r.code, EX_OK, "exit code")
+    once_each(addrs, bad, good)
+    said = [l for l in r.err.splitlines() if "pipelining off for" in l]
+    equal(len(said), 1, f"pipelining-off lines on stderr: {r.err!r}")
+    expect("pipelining off for bad: 354 as the reply to RCPT" in said[0], f"the line: {said}")
+    j = json.loads(r.out)
+    equal(sorted(j["posts"][0]["pipelining_off"]), ["bad"], "--json pipelining_off")
+    equal(sorted(j["pipelining_off"]), ["bad"], "--json pipelining_off of the whole")
+    # The good relay pipelined every message; the bad one after the first
+    # group one command per reply.
+    def mail_events(s):
+        return [e for e in s.events() if e.get("cmd", "").startswith("MAIL")]
+    expect(all(e["behind"] > 0 for e in mail_events(good)),
+           f"the good relay stopped pipelining: {mail_events(good)}")
+    first = min(e["conn"] for e in mail_events(bad))
+    later = [e for e in bad.events() if "cmd" in e and e["conn"] != first and e["cmd"] != "QUIT"
+             and e["conn"] in {x["conn"] for x in mail_events(bad)}]
+    expect(later, "the bad relay carried no mail after its reply out of turn")
+    for e in later:
+        equal(e["behind"], 0, f"bad relay, conn {e['conn']}: bytes behind {e['cmd']!r}")
+
+
 # ---- a relay that is not there ------------------------------------------
 
 @test("one relay down from the start (closed port): everything goes to the "

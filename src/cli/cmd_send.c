@@ -89,6 +89,11 @@ static void on_progress(void *arg, const struct delivery_stats *st)
 static void relay_lines(const struct ui *u, const char *slug, const struct delivery_stats *st,
 			FILE *f)
 {
+	/* With one relay too: replies out of turn are worth knowing. */
+	for (int i = 0; i < st->nrelays; i++)
+		if (st->relay[i].pipelining_off[0])
+			fprintf(f, "%s%s pipelining off for %s: %s\n", u->tty ? " " : slug,
+				u->tty ? "" : ":", st->relay[i].name, st->relay[i].pipelining_off);
 	if (st->nrelays < 2)
 		return;
 	for (int i = 0; i < st->nrelays; i++) {
@@ -146,7 +151,7 @@ static void summary(const struct ui *u, const char *slug, const struct delivery_
 	fprintf(f, "  %-15s %8ld%s\n", "deferred", st->deferred, st->deferred ? "  run again to retry" : "");
 	fprintf(f, "  %-15s %8ld%s\n", "skipped", st->skipped, st->skipped ? "  bad rows, see above" : "");
 	if (st->uncertain)
-		fprintf(f, "  %-15s %8ld  no reply to the final dot: maybe delivered, not sent again\n",
+		fprintf(f, "  %-15s %8ld  no reply to the final dot (or one out of turn): maybe delivered, not sent again\n",
 			"uncertain", st->uncertain);
 	if (st->not_attempted)
 		fprintf(f, "  %-15s %8ld  run again to send them\n", "not attempted", st->not_attempted);
@@ -220,6 +225,15 @@ static json_t *stats_json(const char *slug, const struct delivery_stats *st, int
 	}
 	if (j && st->nrelays > 1)
 		json_object_set_new(j, "relays", relays_json(st));
+	/* {"relay name": "why", ...}: the relays that went one command at a
+	 * time after replies out of turn; {} when none did. */
+	json_t *off = j ? json_object() : NULL;
+	for (int i = 0; off && i < st->nrelays; i++)
+		if (st->relay[i].pipelining_off[0])
+			json_object_set_new(off, st->relay[i].name,
+					    json_string(st->relay[i].pipelining_off));
+	if (off)
+		json_object_set_new(j, "pipelining_off", off);
 	return j;
 }
 
@@ -424,6 +438,14 @@ static int print_json(json_t *posts, int rc)
 	json_t *relays = relays_total(posts);
 	if (relays)
 		json_object_set_new(o, "relays", relays);
+	/* The posts' pipelining_off together: a relay's first reason. */
+	json_t *off = json_object(), *p;
+	size_t i;
+	json_array_foreach(posts, i, p)
+		if (off)
+			json_object_update_missing(off, json_object_get(p, "pipelining_off"));
+	if (off)
+		json_object_set_new(o, "pipelining_off", off);
 	json_object_set(o, "posts", posts);
 	char *text = json_dumps(o, JSON_COMPACT);
 	if (text)

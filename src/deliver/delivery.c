@@ -407,13 +407,19 @@ static void record_uncertain(struct run *r, struct relay *rel, struct job *j,
 	     j->email, res->text);
 	if (r->have_journal && journal_error(&r->journal, r->err, r->errlen) < 0)
 		fail(r, STOP_STATE, EX_CANTCREAT);
-	/* A relay that takes every message and never answers its dot would
-	 * otherwise mark the whole list uncertain. */
+	/* A relay that takes every message and never answers its dot (or
+	 * answers out of turn every time) would otherwise mark the whole
+	 * list uncertain. */
 	if (++rel->uncertain_row >= relay_conns(rel) + 2 && r->stop == GO && !rel->out) {
 		char msg[1024];
-		snprintf(msg, sizeof msg,
-			 "%s: %d messages in a row got no reply to their final dot within smtp.timeout (%ld s); stopped. If the relay is just slow (a content filter), raise smtp.timeout",
-			 rel->url, rel->uncertain_row, rel->conf ? rel->conf->timeout : 0L);
+		if (res->out_of_turn)
+			snprintf(msg, sizeof msg,
+				 "%s: %d messages in a row were answered out of turn after their content went out; stopped: the relay's replies cannot be matched to its messages (the last: %.300s)",
+				 rel->url, rel->uncertain_row, res->text);
+		else
+			snprintf(msg, sizeof msg,
+				 "%s: %d messages in a row got no reply to their final dot within smtp.timeout (%ld s); stopped. If the relay is just slow (a content filter), raise smtp.timeout",
+				 rel->url, rel->uncertain_row, rel->conf ? rel->conf->timeout : 0L);
 		relay_down(r, rel, STOP_UNREACHABLE, EX_UNAVAILABLE, msg);
 	}
 	job_free(j);
@@ -521,6 +527,12 @@ static void record(struct run *r, struct job *j, const struct smtp_result *res)
 {
 	struct relay *rel = relay_of(r, j);
 	buf_free(&j->wire);
+	/* Once per relay (the pool says it once). */
+	if (res->pipelining_off[0] && !rel->pipelining_off[0]) {
+		snprintf(rel->pipelining_off, sizeof rel->pipelining_off, "%s", res->pipelining_off);
+		warn(r, "pipelining off for %s: %s; its messages go one command at a time for the rest of this run",
+		     rel->name, res->pipelining_off);
+	}
 	if (res->cls != SMTP_NOT_TRIED && res->cls != SMTP_CONN)
 		rel->reconnects = 0;
 	note_relay(r, rel, res);
@@ -1183,6 +1195,7 @@ static int relays_setup(struct run *r)
 			.url = sc->url, .starttls = sc->starttls,
 			.username = sc->username, .password = r->password,
 			.ca_file = sc->ca_file, .timeout = sc->timeout,
+			.no_pipelining = !sc->pipelining,
 			.helo = sc->helo ? sc->helo : strrchr(cfg->from_addr, '@') + 1,
 			.trace = o->trace, .trace_arg = o->trace_arg,
 			.accept = on_accept, .accept_arg = r,
@@ -1359,6 +1372,7 @@ static void relay_stats(struct run *r)
 		d->uncertain = rel->uncertain;
 		d->out = rel->out;
 		snprintf(d->why, sizeof d->why, "%s", rel->out ? rel->why : "");
+		snprintf(d->pipelining_off, sizeof d->pipelining_off, "%s", rel->pipelining_off);
 	}
 }
 

@@ -48,6 +48,8 @@ struct delivery_relay {
 	long sent, bounced, deferred, uncertain;
 	int out;           /* taken out of the run (or the last, ending it) */
 	char why[400];     /* why, when out */
+	char pipelining_off[200]; /* why it went one command at a time
+				     (replies out of turn), or "" */
 };
 
 struct delivery_stats {

@@ -46,6 +46,8 @@ struct relay {
 					 probe before handing it more */
 	struct smtp_result trouble_res;
 	int reconnects;               /* probe rounds with no reply since */
+	char pipelining_off[200];     /* why its pool stopped pipelining
+					 (replies out of turn), or "" */
 	long sent, bounced, deferred, uncertain;
 };
 

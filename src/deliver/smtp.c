@@ -2,6 +2,7 @@
 #include "util/addr.h"
 #include "util/buf.h"
 #include <ctype.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -75,6 +76,9 @@ struct slot {
 	 * (the code is still read from the wire), said so in messages. */
 	int reply_oom;
 	size_t inpos;
+	int owed;            /* commands written whose replies are unread */
+	int proto;           /* a reply out of turn since the last write */
+	char proto_why[200]; /* ... what was wrong with it */
 	int need_rset;       /* the last transaction left a MAIL open */
 	char errbuf[CURL_ERROR_SIZE];
 	/* The last complete server reply, kept by the debug callback (libcurl
@@ -114,9 +118,16 @@ struct smtp_pool {
 	struct slot probe;      /* main thread only (smtp_pool_probe) */
 	long size_max;          /* the probe's EHLO SIZE, 0 if none: main
 				   thread only */
-	int pipelining;         /* the probe saw PIPELINING: main thread only */
+	int pipelining;         /* the probe saw PIPELINING (and nopipe is 0):
+				   main thread only */
 	int quit;
 	int halted;   /* guarded by mu: start nothing more */
+	/* Guarded by mu: no more pipelining to this server in this run
+	 * (smtp.pipelining = false, or a reply out of turn on a pipelined
+	 * connection, nopipe_why saying which); nopipe_told once a result
+	 * carried it to the main thread (smtp_result.pipelining_off). */
+	int nopipe, nopipe_told;
+	char nopipe_why[200];
 };
 
 /* -v: one transcript line per SMTP line, "> " out and "< " in, with
@@ -288,7 +299,10 @@ static void set_text(struct smtp_result *r, const char *fmt, ...)
 
 /* ---- the connection ------------------------------------------------------ */
 
-enum io { IO_OK, IO_TIMEOUT, IO_CLOSED, IO_ERROR };
+/* IO_PROTO: a reply that cannot answer the command it is read for (out
+ * of turn, malformed, one too many): what was read is no longer known to
+ * be any command's own. */
+enum io { IO_OK, IO_TIMEOUT, IO_CLOSED, IO_ERROR, IO_PROTO };
 
 static enum io flush_out(struct slot *c);
 static int read_reply(struct slot *c, enum io *e);
@@ -319,6 +333,7 @@ static void conn_close(struct slot *c, int healthy)
 	buf_reset(&c->out);
 	c->out_oom = c->reply_oom = 0;
 	c->inpos = 0;
+	c->owed = 0;
 	c->need_rset = 0;
 }
 
@@ -341,6 +356,7 @@ static int conn_open(struct slot *c, struct smtp_result *r)
 		return -1;
 	}
 	c->curl = h;
+	c->owed = 0;
 	c->errbuf[0] = '\0';
 	c->caps_auth = c->caps_pipe = c->caps_chunk = c->in_ehlo = c->in_auth = 0;
 	c->caps_size = 0;
@@ -430,10 +446,36 @@ static enum io flush_out(struct slot *c)
 	return IO_OK;
 }
 
+/* Is this line of a reply one RFC 5321 4.2 allows: a code of three
+ * digits, the first 2 to 5 (SMTP has no 1xx), then a space, a hyphen
+ * (more lines follow) or the line's end (a bare code is legal), and in a
+ * multi-line reply the code of its first line? `first` is that line's
+ * code, or NULL for the first line. Hand-written: libcurl's reader is
+ * not exposed, and libetpan's has no bytes-in-memory entry point. 0 if
+ * so; else -1 with c->errbuf saying what is wrong. */
+static int line_ok(struct slot *c, const char *l, size_t n, const char *first)
+{
+	while (n && (l[n - 1] == '\n' || l[n - 1] == '\r'))
+		n--;
+	const char *why = NULL;
+	if (n < 3 || !isdigit((unsigned char)l[0]) || !isdigit((unsigned char)l[1]) ||
+	    !isdigit((unsigned char)l[2]) || (n > 3 && l[3] != ' ' && l[3] != '-'))
+		why = "not an SMTP reply";
+	else if (l[0] < '2' || l[0] > '5')
+		why = l[0] == '1' ? "a 1xx reply, which SMTP does not have" : "not an SMTP reply";
+	else if (first && memcmp(l, first, 3))
+		why = "a multi-line reply whose lines have different codes";
+	if (!why)
+		return 0;
+	snprintf(c->errbuf, sizeof c->errbuf, "%s: %.*s", why, (int)(n > 60 ? 60 : n), l);
+	clean_text(c->errbuf);
+	return -1;
+}
+
 /* One whole reply out of c->in, joined into c->reply (its lines to the
  * transcript): its code; 0 when more bytes are needed; -1 when what came
- * is no SMTP reply, or a reply over 64 KB (a hostile server's way to fill
- * memory), with c->errbuf saying which. */
+ * is no SMTP reply (line_ok), or a reply over 64 KB (a hostile server's
+ * way to fill memory), with c->errbuf saying which. */
 static int reply_take(struct slot *c)
 {
 	for (;;) {
@@ -449,6 +491,8 @@ static int reply_take(struct slot *c)
 		size_t n = (size_t)(nl - base) + 1;
 		c->inpos += n;
 		trace(c, '<', base, n);
+		if (line_ok(c, base, n, c->curline.len >= 3 ? c->curline.p : NULL) < 0)
+			return -1;
 		if (!reply_line(c, base, n))
 			continue;
 		buf_reset(&c->reply);
@@ -456,17 +500,14 @@ static int reply_take(struct slot *c)
 		buf_reset(&c->curline);
 		c->reply_oom = 0;
 		/* Out of memory for the text: the code still stands on the
-		 * reply's last line, and a dot's reply must be counted, not
-		 * lost (a lost 250 would send the message again). */
+		 * reply's last line (line_ok checked it), and a dot's reply
+		 * must be counted, not lost (a lost 250 would send the
+		 * message again). */
 		if (oom)
 			buf_reset(&c->reply);
 		const char *t = oom ? base : buf_cstr(&c->reply);
-		if (!t || t[0] < '1' || t[0] > '5' || !isdigit((unsigned char)t[1]) ||
-		    !isdigit((unsigned char)t[2])) {
-			snprintf(c->errbuf, sizeof c->errbuf, "not an SMTP reply: %.60s", t && !oom ? t : "");
-			clean_text(c->errbuf);
-			return -1;
-		}
+		if (c->owed > 0)
+			c->owed--;
 		return (t[0] - '0') * 100 + (t[1] - '0') * 10 + (t[2] - '0');
 	}
 }
@@ -479,9 +520,24 @@ static int read_reply(struct slot *c, enum io *e)
 	buf_reset(&c->curline);
 	for (;;) {
 		int code = reply_take(c);
+		/* Every command has its reply and more came: the count does
+		 * not add up. But a 421 is the server closing (RFC 5321 3.8),
+		 * which it may say at any time: the replies stand, and the
+		 * connection is not used again (conn_stale). */
+		if (code > 0 && !c->owed && c->inpos < c->in.len &&
+		    (c->in.len - c->inpos < 3 || memcmp(c->in.p + c->inpos, "421", 3))) {
+			const char *more = c->in.p + c->inpos;
+			size_t k = 0;
+			while (k < c->in.len - c->inpos && k < 60 && more[k] != '\r' && more[k] != '\n')
+				k++;
+			snprintf(c->errbuf, sizeof c->errbuf, "more replies than commands: %.*s", (int)k,
+				 more);
+			clean_text(c->errbuf);
+			code = -1;
+		}
 		if (code) {
 			if (code < 0)
-				*e = IO_ERROR;
+				*e = IO_PROTO;
 			return code < 0 ? 0 : code;
 		}
 		char *base = c->in.p ? c->in.p + c->inpos : NULL;
@@ -541,6 +597,7 @@ static void add_cmd(struct slot *c, const char *fmt, ...)
 	if (!c->out_oom)
 		trace(c, '>', c->out.p + at, (size_t)n);
 	snprintf(c->last_cmd, sizeof c->last_cmd, "%.*s", (int)strcspn(line, " "), line);
+	c->owed++;
 }
 
 /* The envelope, and for BDAT the message too. The SIZE parameter (RFC
@@ -586,8 +643,10 @@ static void add_content(struct slot *c, const struct txn *t, int bdat)
 	}
 	if (!crlf)
 		out_add(c, "\r\n", 2);
-	if (!bdat)
+	if (!bdat) {
 		out_add(c, ".\r\n", 3);
+		c->owed++;
+	}
 }
 
 static const char *const stage_name[] = {
@@ -611,22 +670,31 @@ static void txn_refused(struct slot *c, struct txn *t, enum smtp_stage st)
 
 /* The connection failed before t's reply at this stage came. After the
  * final dot, a timeout leaves the message maybe delivered (RFC 5321
- * 4.1.1.4, RFC 1047: a slow content filter), so it is never sent again on
- * its own; a connection the server closed without a reply never took
- * responsibility for it, so it is retried. */
+ * 4.1.1.4, RFC 1047: a slow content filter), and so does a reply out of
+ * turn (IO_PROTO: whatever the server said about the message is not
+ * known to be its own): it is never sent again on its own. A connection
+ * the server closed without a reply never took responsibility for it,
+ * so it is retried. */
 static void txn_lost(struct slot *c, struct txn *t, enum smtp_stage st, enum io e)
 {
-	if (t->failed)
+	if (t->failed && e != IO_PROTO)
 		return;
 	struct smtp_result *r = &t->result;
 	memset(r, 0, sizeof *r);
 	r->stage = st;
 	r->cls = SMTP_CONN;
+	r->out_of_turn = e == IO_PROTO;
 	long tmo = c->pool->timeout;
 	if (st == SMTP_STAGE_BODY && e == IO_TIMEOUT) {
 		r->cls = SMTP_UNCERTAIN;
 		set_text(r, "no reply to the final dot within %ld s: the server may have the message", tmo);
-	} else if (e == IO_TIMEOUT)
+	} else if (st == SMTP_STAGE_BODY && e == IO_PROTO) {
+		r->cls = SMTP_UNCERTAIN;
+		set_text(r, "a reply out of turn after the message went out (%s): the server may have the message",
+			 c->proto_why);
+	} else if (e == IO_PROTO)
+		set_text(r, "a reply out of turn before the message went out (%s)", c->proto_why);
+	else if (e == IO_TIMEOUT)
 		set_text(r, "timed out waiting %ld s for the reply to %s", tmo, stage_name[st]);
 	else
 		set_text(r, "the connection was lost before the reply to %s (%s)", stage_name[st],
@@ -645,15 +713,47 @@ static void txn_ok(struct slot *c, struct txn *t)
 	set_text(r, "%s", reply);
 }
 
-/* Reads the reply to one command of t. 1 on a 2xx (or `want`), 0 when
- * refused (t->failed), -1 when the connection is gone or must go (a 421,
- * or no reply: t->failed, *e set). A transaction that failed already
- * keeps its first result, and later replies are only read. */
-static int expect(struct slot *c, struct txn *t, enum smtp_stage st, int want, enum io *e)
+/* Can `code` answer a command that wants `want` (250: RSET, MAIL, RCPT,
+ * the final dot, BDAT; 354: DATA)? A 4xx or 5xx answers any of them; a
+ * 2xx only those that want one, and 354 only DATA (SMTP has no other 3xx
+ * in a transaction, and no 1xx at all: reply_take refuses those). After
+ * a refusal in the same transaction (`refused`: its MAIL or its only
+ * RCPT) nothing positive can follow: a server that refused the one
+ * recipient cannot take the message, so a 2xx or 354 there is another
+ * command's reply, out of turn. (RFC 2920 3.1 allows a 354 to DATA after
+ * every RCPT was refused; herald takes it as out of turn too, because
+ * with a dot and the next envelope in flight it is just what a refusal
+ * of the dot delayed past the next RCPT's 250 looks like.) */
+static int reply_fits(int code, int want, int refused)
+{
+	if (code >= 400 && code < 600)
+		return 1;
+	if (refused)
+		return 0;
+	return want == 354 ? code == 354 : code >= 200 && code < 300;
+}
+
+/* Reads the reply to one command of t (`what`, for messages). 1 on a 2xx
+ * (or `want`), 0 when refused (t->failed), -1 when the connection is gone
+ * or must go (a 421, no reply, or a reply that cannot answer the command:
+ * c->proto; t->failed, *e set). A transaction that failed already keeps
+ * its first result, and later replies are only read. */
+static int expect(struct slot *c, struct txn *t, enum smtp_stage st, int want, const char *what,
+		  enum io *e)
 {
 	*e = IO_OK;
 	int code = read_reply(c, e);
+	if (code && !reply_fits(code, want, t->failed)) {
+		snprintf(c->errbuf, sizeof c->errbuf, "%d as the reply to %s%s", code, what,
+			 t->failed ? " after its transaction was refused" : ", which it cannot answer");
+		*e = IO_PROTO;
+		code = 0;
+	}
 	if (!code) {
+		if (*e == IO_PROTO && !c->proto) {
+			c->proto = 1;
+			snprintf(c->proto_why, sizeof c->proto_why, "%.199s", c->errbuf);
+		}
 		txn_lost(c, t, st, *e);
 		return -1;
 	}
@@ -670,10 +770,10 @@ static int expect(struct slot *c, struct txn *t, enum smtp_stage st, int want, e
 
 /* After the final dot or BDAT LAST: t's outcome. 1 if the connection
  * can carry another message. */
-static int expect_end(struct slot *c, struct txn *t)
+static int expect_end(struct slot *c, struct txn *t, const char *what)
 {
 	enum io e;
-	int k = expect(c, t, SMTP_STAGE_BODY, 250, &e);
+	int k = expect(c, t, SMTP_STAGE_BODY, 250, what, &e);
 	if (k == 1 && !t->failed)
 		txn_ok(c, t);
 	return k >= 0;
@@ -685,7 +785,7 @@ static int expect_end(struct slot *c, struct txn *t)
 static int expect_rset(struct slot *c, struct txn *t)
 {
 	enum io e;
-	int k = expect(c, t, SMTP_STAGE_MAIL, 250, &e);
+	int k = expect(c, t, SMTP_STAGE_MAIL, 250, "RSET", &e);
 	if (k == 0) {
 		snprintf(c->errbuf, sizeof c->errbuf, "RSET refused: %.200s", buf_cstr(&c->reply));
 		t->failed = 0;
@@ -705,11 +805,11 @@ static int expect_envelope(struct slot *c, struct txn *t, enum io sent)
 	}
 	if (t->rset && !expect_rset(c, t))
 		return 0;
-	int k = expect(c, t, SMTP_STAGE_MAIL, 250, &e);
+	int k = expect(c, t, SMTP_STAGE_MAIL, 250, "MAIL", &e);
 	if (k < 0)
 		return 0;
 	t->mail_ok = k == 1;
-	return expect(c, t, SMTP_STAGE_RCPT, 250, &e) >= 0;
+	return expect(c, t, SMTP_STAGE_RCPT, 250, "RCPT", &e) >= 0;
 }
 
 /* Without PIPELINING: each command waits for its reply, and a refusal
@@ -732,19 +832,19 @@ static int lockstep(struct slot *c, struct txn *t)
 	else
 		add_cmd(c, "MAIL FROM:%s", t->from);
 	int k = (e = flush_out(c)) ? (txn_lost(c, t, SMTP_STAGE_MAIL, e), -1)
-				   : expect(c, t, SMTP_STAGE_MAIL, 250, &e);
+				   : expect(c, t, SMTP_STAGE_MAIL, 250, "MAIL", &e);
 	if (k != 1)
 		return k == 0;
 	c->need_rset = 1;
 	add_cmd(c, "RCPT TO:%s", t->to);
 	k = (e = flush_out(c)) ? (txn_lost(c, t, SMTP_STAGE_RCPT, e), -1)
-			       : expect(c, t, SMTP_STAGE_RCPT, 250, &e);
+			       : expect(c, t, SMTP_STAGE_RCPT, 250, "RCPT", &e);
 	if (k != 1)
 		return k == 0;
 	if (!c->caps_chunk) {
 		add_cmd(c, "DATA");
 		k = (e = flush_out(c)) ? (txn_lost(c, t, SMTP_STAGE_DATA, e), -1)
-				       : expect(c, t, SMTP_STAGE_DATA, 354, &e);
+				       : expect(c, t, SMTP_STAGE_DATA, 354, "DATA", &e);
 		if (k != 1)
 			return k == 0;
 	}
@@ -753,11 +853,40 @@ static int lockstep(struct slot *c, struct txn *t)
 		txn_lost(c, t, SMTP_STAGE_BODY, IO_CLOSED);
 		return 0;
 	}
-	k = expect_end(c, t);
+	k = expect_end(c, t, c->caps_chunk ? "BDAT" : "the final dot");
 	/* After the final dot the transaction is over whatever the reply;
 	 * a refused BDAT LAST leaves it open (RFC 3030 4.2). */
 	c->need_rset = c->caps_chunk && t->failed;
 	return k;
+}
+
+/* A reply out of turn on a pipelined connection: this server's replies
+ * cannot be matched to commands sent ahead of them, so every connection
+ * of the pool goes one command at a time for the rest of the run. */
+static void pipelining_off(struct slot *c)
+{
+	struct smtp_pool *p = c->pool;
+	pthread_mutex_lock(&p->mu);
+	if (!p->nopipe)
+		snprintf(p->nopipe_why, sizeof p->nopipe_why, "%s", c->proto_why);
+	p->nopipe = 1;
+	pthread_mutex_unlock(&p->mu);
+}
+
+static int pipelining_on(struct smtp_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	int on = !p->nopipe;
+	pthread_mutex_unlock(&p->mu);
+	return on;
+}
+
+/* t's content went out in a group with a reply out of turn: whatever
+ * the server said about it may have been another command's reply. */
+static void txn_untrusted(struct slot *c, struct txn *t)
+{
+	t->failed = 1;
+	txn_lost(c, t, SMTP_STAGE_BODY, IO_PROTO);
 }
 
 /* PIPELINING with CHUNKING: MAIL, RCPT and BDAT LAST with the message in
@@ -767,10 +896,15 @@ static int chunked(struct slot *c, struct txn *t)
 {
 	add_envelope(c, t);
 	add_content(c, t, 1);
+	c->proto = 0;
 	enum io e = flush_out(c);
-	if (!expect_envelope(c, t, e))
+	int ok = expect_envelope(c, t, e) && expect_end(c, t, "BDAT");
+	if (c->proto) {
+		/* The message went out with its envelope. */
+		pipelining_off(c);
+		txn_untrusted(c, t);
 		return 0;
-	int ok = expect_end(c, t);
+	}
 	/* The BDAT that followed a refused RCPT is refused too, and the
 	 * transaction stays open. */
 	c->need_rset = t->failed && t->mail_ok;
@@ -792,6 +926,12 @@ static void finish(struct slot *c, struct txn *t)
 	pthread_mutex_lock(&p->mu);
 	if (halt)
 		p->halted = 1;
+	/* The first result after pipelining went off tells the main thread. */
+	if (p->nopipe && !p->nopipe_told) {
+		snprintf(t->result.pipelining_off, sizeof t->result.pipelining_off, "%s",
+			 p->nopipe_why);
+		p->nopipe_told = 1;
+	}
 	c->done[c->ndone++] = *t;
 	pthread_cond_signal(&p->done);
 	pthread_mutex_unlock(&p->mu);
@@ -836,11 +976,39 @@ static struct txn *take(struct slot *c, int wait, struct txn *into)
 	}
 }
 
+/* t once more, as take() would hand it over: back not tried when the
+ * pool has halted or is closing since, withdrawn when admit() says no;
+ * else t, cleared for its new start. */
+static struct txn *retake(struct slot *c, struct txn *t)
+{
+	struct smtp_pool *p = c->pool;
+	t->failed = t->mail_ok = t->rset = 0;
+	memset(&t->result, 0, sizeof t->result);
+	pthread_mutex_lock(&p->mu);
+	int stop = p->halted || p->quit;
+	pthread_mutex_unlock(&p->mu);
+	if (stop)
+		finish_as(c, t, SMTP_NOT_TRIED, "not started");
+	else if (p->admit && !p->admit(p->admit_arg, t->tag))
+		finish_as(c, t, SMTP_WITHDRAWN, "not started: unsubscribed");
+	else
+		return t;
+	return NULL;
+}
+
 /* PIPELINING without CHUNKING, from t on: each write carries one
  * message's content and final dot and the next one's envelope and DATA
  * (RFC 2920 allows both in one group), so a message costs one round
- * trip. Returns when nothing is on the wire; 0 if the connection must go. */
-static int pipeline(struct slot *c, struct txn *t)
+ * trip. The group's replies come as [dot, (RSET,) MAIL, RCPT, DATA], and
+ * the message whose dot is in it is finished only once all of them are
+ * read and each could answer its command: a refusal of the dot that the
+ * server sends after the next envelope's 250, 250, 354 shows as a 354
+ * where RCPT's reply is due, and then none of the group's replies is
+ * known to be its own (the dot's "250" was MAIL's). That message is then
+ * uncertain, the envelope behind it (no content sent) comes back in
+ * *redo for a fresh connection, and the pool stops pipelining.
+ * Returns when nothing is on the wire; 0 if the connection must go. */
+static int pipeline(struct slot *c, struct txn *t, struct txn **redo)
 {
 	struct txn *content = NULL, *env = t;
 	for (;;) {
@@ -850,35 +1018,40 @@ static int pipeline(struct slot *c, struct txn *t)
 			add_envelope(c, env);
 			add_cmd(c, "DATA");
 		}
+		c->proto = 0;
 		enum io e = flush_out(c);
 		int alive = e == IO_OK;
 		if (content) {
 			if (alive)
-				alive = expect_end(c, content);
+				alive = expect_end(c, content, "the final dot");
 			else
 				txn_lost(c, content, SMTP_STAGE_BODY, IO_CLOSED);
-			finish(c, content);
-			content = NULL;
 		}
 		if (env) {
 			alive = alive && expect_envelope(c, env, e);
-			int k = alive ? expect(c, env, SMTP_STAGE_DATA, 354, &e) : -1;
+			int k = alive ? expect(c, env, SMTP_STAGE_DATA, 354, "DATA", &e) : -1;
 			if (k < 0) {
 				alive = 0;
 				txn_lost(c, env, SMTP_STAGE_MAIL, e ? e : IO_CLOSED);
-			} else if (env->failed && k == 1) {
-				/* 354 after a refused RCPT: an empty message
-				 * ends it (RFC 2920 3.1). */
-				add_cmd(c, ".");
-				alive = !flush_out(c) && read_reply(c, &e) && e == IO_OK;
 			}
 			c->need_rset = env->failed && env->mail_ok;
-			if (env->failed)
-				finish(c, env);
-			else
-				content = env;
+		}
+		if (c->proto) {
+			alive = 0;
+			pipelining_off(c);
+			if (content)
+				txn_untrusted(c, content);
+			*redo = env;
 			env = NULL;
 		}
+		if (content)
+			finish(c, content);
+		content = NULL;
+		if (env && env->failed)
+			finish(c, env);
+		else
+			content = env;
+		env = NULL;
 		if (!alive || !content)
 			return alive;
 		env = take(c, 0, content == &c->wire[0] ? &c->wire[1] : &c->wire[0]);
@@ -912,18 +1085,26 @@ static void *worker(void *arg)
 	struct slot *c = arg;
 	struct txn *t;
 	while ((t = take(c, 1, &c->wire[0]))) {
-		if (c->curl && conn_stale(c))
-			conn_close(c, 0);
-		if (!c->curl && conn_open(c, &t->result) < 0) {
-			finish(c, t);
-			continue;
+		while (t) {
+			if (c->curl && conn_stale(c))
+				conn_close(c, 0);
+			if (!c->curl && conn_open(c, &t->result) < 0) {
+				finish(c, t);
+				break;
+			}
+			struct txn *redo = NULL;
+			int pipe = c->caps_pipe && pipelining_on(c->pool);
+			int alive = !pipe ? lockstep(c, t) : c->caps_chunk ? chunked(c, t)
+									 : pipeline(c, t, &redo);
+			if (!pipe || c->caps_chunk)
+				finish(c, t);
+			if (!alive)
+				conn_close(c, 0);
+			/* An envelope a reply out of turn left without content
+			 * goes again, on a new connection, one command at a time:
+			 * a new start, so asked again as take() asks. */
+			t = redo ? retake(c, redo) : NULL;
 		}
-		int alive = !c->caps_pipe ? lockstep(c, t) : c->caps_chunk ? chunked(c, t)
-									     : pipeline(c, t);
-		if (!c->caps_pipe || c->caps_chunk)
-			finish(c, t);
-		if (!alive)
-			conn_close(c, 0);
 	}
 	conn_close(c, 1);
 	return NULL;
@@ -933,11 +1114,16 @@ int smtp_replies_scan(const char *data, size_t len, enum smtp_stage stage,
 		      void (*each)(void *arg, const struct smtp_result *r), void *arg)
 {
 	struct smtp_pool p = {.timeout = 1};
-	struct slot c = {.pool = &p, .sock = CURL_SOCKET_BAD};
+	struct slot c = {.pool = &p, .sock = CURL_SOCKET_BAD, .owed = INT_MAX};
 	int n = 0, code = buf_add(&c.in, data, len) < 0 ? -1 : 0;
+	int want = stage == SMTP_STAGE_DATA ? 354 : 250;
 	while (code >= 0 && (code = reply_take(&c)) > 0) {
+		if (!reply_fits(code, want, 0)) {
+			code = -1;
+			break;
+		}
 		struct txn t = {.failed = 0};
-		if (code >= 200 && code < 400)
+		if (code < 400)
 			txn_ok(&c, &t);
 		else
 			txn_refused(&c, &t, stage);
@@ -1004,6 +1190,8 @@ int smtp_pool_new(struct smtp_pool **out, const struct smtp_opts *o,
 	p->accept_arg = o->accept_arg;
 	p->admit = o->admit;
 	p->admit_arg = o->admit_arg;
+	/* smtp.pipelining = false: nothing to tell, the author asked. */
+	p->nopipe = p->nopipe_told = o->no_pipelining;
 	p->slots = calloc((size_t)connections, sizeof *p->slots);
 	/* The EHLO name rides in the URL path (smtp://host:port/name). */
 	const char *path = strchr(strstr(o->url, "://") + 3, '/');
@@ -1056,7 +1244,7 @@ int smtp_pool_probe(struct smtp_pool *p, struct smtp_result *r)
 		return -1;
 	}
 	p->size_max = c->caps_size;
-	p->pipelining = c->caps_pipe;
+	p->pipelining = c->caps_pipe && pipelining_on(p);
 	conn_close(c, 1);
 	return 0;
 }
@@ -1085,7 +1273,9 @@ static int depth_of(const struct smtp_pool *p)
 
 int smtp_pool_idle(const struct smtp_pool *p)
 {
-	return p->n * depth_of(p) - p->busy;
+	/* Below 0 for a while when pipelining went off with the pool full. */
+	int idle = p->n * depth_of(p) - p->busy;
+	return idle > 0 ? idle : 0;
 }
 
 int smtp_pool_busy(const struct smtp_pool *p)
@@ -1443,6 +1633,10 @@ int smtp_pool_run(struct smtp_pool *p, double timeout, smtp_done_fn done, void *
 			}
 			c->ndone = 0;
 		}
+		/* A connection found replies out of turn: the others hold
+		 * one message fewer from now on (depth_of). */
+		if (p->nopipe)
+			p->pipelining = 0;
 		if (n || !p->busy)
 			break;
 		if (pthread_cond_timedwait(&p->done, &p->mu, &until) == ETIMEDOUT)

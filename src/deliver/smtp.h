@@ -31,6 +31,9 @@ struct smtp_opts {
 	const char *ca_file;
 	const char *helo;        /* EHLO name; the From domain by default */
 	long timeout;            /* seconds, per connect and per reply */
+	int no_pipelining;       /* smtp.pipelining = false: one command per
+				    reply even when the server offers
+				    PIPELINING (CHUNKING's BDAT still used) */
 	/* -v: called with each SMTP line (credentials redacted), from the
 	 * connections' threads; NULL for none. */
 	void (*trace)(void *arg, const char *line);
@@ -60,9 +63,11 @@ enum smtp_class {
 	SMTP_FATAL, /* cannot work for any message: TLS, auth, a refusal that
 		       is about the sender (see smtp_sender_side); halts
 		       the pool at once (smtp_pool_halt) */
-	SMTP_UNCERTAIN, /* the final dot went out and no reply came: the
-			   server may have the message (RFC 5321 4.1.1.4,
-			   RFC 1047), so it is never sent again on its own */
+	SMTP_UNCERTAIN, /* the final dot went out and no reply came, or
+			   replies came out of turn (one that cannot answer
+			   its command): the server may have the message
+			   (RFC 5321 4.1.1.4, RFC 1047), so it is never sent
+			   again on its own */
 	SMTP_NOT_TRIED, /* handed over, never started: the pool was halted */
 	SMTP_WITHDRAWN, /* handed over, never started: admit() said no */
 };
@@ -86,6 +91,12 @@ struct smtp_result {
 				  likely fix, naming the config key; or "" */
 	int sender_side;       /* a 4xx/5xx about the sending side, not the
 				  reader: never a bounce of the reader */
+	/* Non-empty on the first result after this pool stopped pipelining
+	 * for the rest of the run (a reply out of turn on a pipelined
+	 * connection): why. Once per pool. */
+	char pipelining_off[200];
+	int out_of_turn;       /* SMTP_UNCERTAIN or SMTP_CONN because a reply
+				  could not answer its command */
 };
 
 struct smtp_pool;
@@ -128,7 +139,10 @@ void smtp_pool_free(struct smtp_pool *p);
 /* The reply reader on bytes in memory, as a connection reads them: each
  * whole reply (multi-line ones joined) parsed and classified as a reply
  * at `stage` would be, and handed to each(). Returns how many, or -1 at
- * bytes that are no SMTP reply. For the fuzzer and the unit test. */
+ * bytes that are no SMTP reply (a line that is not "DDD", "DDD text" or
+ * "DDD-text", a 1xx, a multi-line reply whose lines' codes differ) or at
+ * a reply that cannot answer a command at `stage` (a 3xx but DATA's 354;
+ * a 2xx to DATA). For the fuzzer and the unit test. */
 int smtp_replies_scan(const char *data, size_t len, enum smtp_stage stage,
 		      void (*each)(void *arg, const struct smtp_result *r), void *arg);
 /* Is a refusal about the sending side (relay access, login, client

@@ -141,6 +141,16 @@ static int int_at(struct ctx *x, config_setting_t *s, const char *key, int *out,
 	return rc;
 }
 
+static int bool_at(struct ctx *x, config_setting_t *s, const char *key, int *out)
+{
+	if (!s)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return bad(x, s, "%s: expected true or false", key);
+	*out = config_setting_get_bool(s);
+	return 0;
+}
+
 static int get_int(struct ctx *x, const char *key, int *out, int min, int max)
 {
 	return int_at(x, config_lookup(&x->cf, key), key, out, min, max);
@@ -170,7 +180,7 @@ static const char *const known[] = {
 	"unsubscribe.secret_env", "smtp", "smtp.url", "smtp.starttls",
 	"smtp.username", "smtp.password_env", "smtp.password_command",
 	"smtp.password", "smtp.ca_file", "smtp.timeout", "smtp.connections",
-	"smtp.helo", "smtp.weight", "smtp.name", "smtp.per_second", "smtp.per_minute",
+	"smtp.helo", "smtp.weight", "smtp.name", "smtp.pipelining", "smtp.per_second", "smtp.per_minute",
 	"smtp.per_hour", "smtp.per_day", "smtp.burst", "rate", "rate.per_second", "rate.per_minute",
 	"rate.per_hour", "rate.per_day", "rate.burst", "retry",
 	"retry.attempts", "retry.initial_delay", "retry.max_delay", "bounce",
@@ -355,6 +365,7 @@ static int relay_defaults(struct smtp_conf *r)
 	r->timeout = 30;
 	r->connections = 1;
 	r->weight = 1;
+	r->pipelining = 1;
 	r->rate.burst = 1;
 	return (r->password_env = strdup("HERALD_SMTP_PASSWORD")) ? 0 : -1;
 }
@@ -419,6 +430,7 @@ static int relay_at(struct ctx *x, config_setting_t *g, const char *label, int l
 	    (rc = long_at(x, AT("timeout"), key, &r->timeout, 1, 3600)) ||
 	    (rc = int_at(x, AT("connections"), key, &r->connections, 1, 64)) ||
 	    (rc = int_at(x, AT("weight"), key, &r->weight, 1, 1000)) ||
+	    (rc = bool_at(x, AT("pipelining"), key, &r->pipelining)) ||
 	    (rc = num_at(x, AT("per_second"), key, &r->rate.per_second, 0, 1e6)) ||
 	    (rc = long_at(x, AT("per_minute"), key, &r->rate.per_minute, 0, 100000000)) ||
 	    (rc = long_at(x, AT("per_hour"), key, &r->rate.per_hour, 0, 100000000)) ||
@@ -650,13 +662,7 @@ static int dkim_settings(struct ctx *x, struct config *c)
 
 static int get_bool(struct ctx *x, const char *key, int *out)
 {
-	config_setting_t *s = config_lookup(&x->cf, key);
-	if (!s)
-		return 0;
-	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
-		return bad(x, s, "%s: expected true or false", key);
-	*out = config_setting_get_bool(s);
-	return 0;
+	return bool_at(x, config_lookup(&x->cf, key), key, out);
 }
 
 /* subscribers_delimiter and language: what a spreadsheet export and

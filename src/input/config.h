@@ -49,6 +49,8 @@ struct smtp_conf {
 	int connections;
 	char *helo;
 	int weight;            /* its share of the readers (1 to 1000) */
+	int pipelining;        /* 0: never pipeline to it, even when it
+				  offers PIPELINING (default 1) */
 	/* Its own windows (per_second ... burst in the entry); all 0: none.
 	 * The top-level rate stays a cap over all relays together. */
 	struct rate_conf rate;

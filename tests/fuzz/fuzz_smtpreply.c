@@ -1,6 +1,7 @@
 /* libFuzzer target: deliver/smtp.c's reply reader, what herald parses of
  * what a relay says in the transaction phase (replies to pipelined
- * groups, multi-line replies, garbage). Input: one byte choosing the
+ * groups, multi-line replies, garbage; what it takes must be a reply
+ * that can answer a command at that stage). Input: one byte choosing the
  * stage the replies answer, then the bytes as they came off the wire. */
 #include "deliver/smtp.h"
 #include <ctype.h>
@@ -10,8 +11,13 @@
 
 static void check(void *arg, const struct smtp_result *r)
 {
-	(void)arg;
-	if (r->code < 100 || r->code > 599)
+	const enum smtp_stage *st = arg;
+	/* No 1xx; a 3xx only as DATA's 354; DATA takes no 2xx. */
+	if (r->code < 200 || r->code > 599)
+		abort();
+	if (r->code >= 300 && r->code < 400 && (*st != SMTP_STAGE_DATA || r->code != 354))
+		abort();
+	if (*st == SMTP_STAGE_DATA && r->code < 300)
 		abort();
 	if (r->cls < SMTP_OK || r->cls > SMTP_WITHDRAWN)
 		abort();
@@ -34,6 +40,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1 || size > 1 << 18)
 		return 0;
 	enum smtp_stage st = (enum smtp_stage)(data[0] % (SMTP_STAGE_BODY + 1));
-	smtp_replies_scan((const char *)data + 1, size - 1, st, check, NULL);
+	smtp_replies_scan((const char *)data + 1, size - 1, st, check, &st);
 	return 0;
 }

@@ -503,13 +503,14 @@ static void test_relays(void **state)
 	assert_ptr_equal(config_relay(c, 0), &c->smtp);
 	assert_string_equal(c->smtp.name, "mail.example.org:465");
 	assert_int_equal(c->smtp.weight, 1);
+	assert_int_equal(c->smtp.pipelining, 1);
 	config_free(&fx->c);
 	fx->loaded = 0;
 	load_ok(fx, FROM "smtp = (\n"
 		"  { url = \"smtp://a.example.org:587/helo\"; weight = 3; connections = 8;\n"
 		"    per_day = 50000; per_second = 2.5; burst = 4; username = \"joy\";\n"
 		"    password_env = \"A_PW\"; },\n"
-		"  { url = \"smtp://b.example.org\"; name = \"backup\"; timeout = 5; }\n"
+		"  { url = \"smtp://b.example.org\"; name = \"backup\"; timeout = 5; pipelining = false; }\n"
 		");\n");
 	assert_int_equal(config_nrelays(c), 2);
 	const struct smtp_conf *a = config_relay(c, 0), *b = config_relay(c, 1);
@@ -525,6 +526,8 @@ static void test_relays(void **state)
 	assert_string_equal(b->name, "backup");
 	assert_string_equal(b->url, "smtp://b.example.org");
 	assert_int_equal(b->timeout, 5);
+	assert_int_equal(a->pipelining, 1);
+	assert_int_equal(b->pipelining, 0);
 	assert_int_equal(b->weight, 1);
 	assert_int_equal(b->connections, 1);
 	assert_int_equal(b->rate.per_day, 0);
@@ -567,6 +570,10 @@ static void test_relay_errors(void **state)
 		 ":2: smtp[1].per_minute: expected a whole number");
 	load_bad(fx, FROM "smtp = ( { url = \"smtp://a\"; name = \"a/b\"; } );\n",
 		 ":2: smtp[1].name: \"a/b\": use 1 to 64 letters, digits and . _ - : [ ] @");
+	load_bad(fx, FROM "smtp = (\n { url = \"smtp://a\";\n   pipelining = \"no\"; }\n);\n",
+		 ":4: smtp[1].pipelining: expected true or false");
+	load_bad(fx, FROM "smtp = { url = \"smtp://a\"; pipelining = 1; };\n",
+		 ":2: smtp.pipelining: expected true or false");
 	load_bad(fx, FROM "smtp = ( { url = \"smtp://a\"; colour = 1; } );\n",
 		 ":2: unknown setting \"smtp.colour\" (see config.example)");
 	load_bad(fx, FROM "smtp = \"smtp://a\";\n",

@@ -114,6 +114,62 @@ static void test_replies(void **state)
 	assert_int_equal(g.r[0].cls, SMTP_TEMP);
 }
 
+/* RFC 5321 4.2: Reply-line = *( Reply-code "-" [ textstring ] CRLF )
+ * Reply-code [ SP textstring ] CRLF. Anything else is no reply, and so
+ * is a 1xx (SMTP has none) or a 3xx where no command can take one. */
+static void test_reply_syntax(void **state)
+{
+	(void)state;
+	struct got g = {.n = 0};
+	/* The 4th character is a space, a hyphen or the line's end. */
+	assert_int_equal(smtp_replies_scan("250Xfoo\r\n", 9, SMTP_STAGE_RCPT, keep, &g), -1);
+	assert_int_equal(smtp_replies_scan("2500 ok\r\n", 9, SMTP_STAGE_RCPT, keep, &g), -1);
+	assert_int_equal(smtp_replies_scan("25\r\n", 4, SMTP_STAGE_RCPT, keep, &g), -1);
+	assert_int_equal(g.n, 0);
+	/* A bare code is a whole reply. */
+	assert_int_equal(smtp_replies_scan("250\r\n", 5, SMTP_STAGE_RCPT, keep, &g), 1);
+	assert_int_equal(g.r[0].code, 250);
+	assert_int_equal(g.r[0].cls, SMTP_OK);
+	g.n = 0;
+	assert_int_equal(smtp_replies_scan("550\r\n", 5, SMTP_STAGE_RCPT, keep, &g), 1);
+	assert_int_equal(g.r[0].cls, SMTP_PERM);
+	g.n = 0;
+	assert_int_equal(smtp_replies_scan("250-\r\n250 \r\n", 13, SMTP_STAGE_RCPT, keep, &g), 1);
+	assert_int_equal(g.r[0].code, 250);
+	/* No 1xx, wherever it comes. */
+	g.n = 0;
+	assert_int_equal(smtp_replies_scan("123 x\r\n", 7, SMTP_STAGE_RCPT, keep, &g), -1);
+	assert_int_equal(smtp_replies_scan("150 wait\r\n250 ok\r\n", 18, SMTP_STAGE_BODY, keep, &g),
+			 -1);
+	assert_int_equal(smtp_replies_scan("250 ok\r\n150 wait\r\n", 18, SMTP_STAGE_BODY, keep, &g),
+			 -1);
+	assert_int_equal(g.n, 1); /* the 250 before it was a reply */
+	/* The lines of one reply share its code. */
+	g.n = 0;
+	assert_int_equal(smtp_replies_scan("250-2.0.0 one\r\n550 5.0.0 two\r\n", 30, SMTP_STAGE_BODY,
+					   keep, &g), -1);
+	assert_int_equal(smtp_replies_scan("550-5.1.1 one\r\n551 5.1.1 two\r\n", 30, SMTP_STAGE_RCPT,
+					   keep, &g), -1);
+	assert_int_equal(g.n, 0);
+	assert_int_equal(smtp_replies_scan("550-5.1.1 one\r\n550 5.1.1 two\r\n", 30, SMTP_STAGE_RCPT,
+					   keep, &g), 1);
+	assert_string_equal(g.r[0].text, "550 5.1.1 one 5.1.1 two");
+	/* 354 answers DATA and nothing else; DATA takes no 2xx. */
+	g.n = 0;
+	assert_int_equal(smtp_replies_scan("354 go ahead\r\n", 14, SMTP_STAGE_RCPT, keep, &g), -1);
+	assert_int_equal(smtp_replies_scan("354 go ahead\r\n", 14, SMTP_STAGE_BODY, keep, &g), -1);
+	assert_int_equal(smtp_replies_scan("334 VXNlcg==\r\n", 14, SMTP_STAGE_MAIL, keep, &g), -1);
+	assert_int_equal(smtp_replies_scan("250 ok\r\n", 8, SMTP_STAGE_DATA, keep, &g), -1);
+	assert_int_equal(g.n, 0);
+	assert_int_equal(smtp_replies_scan("354 go ahead\r\n", 14, SMTP_STAGE_DATA, keep, &g), 1);
+	assert_int_equal(smtp_replies_scan("554 5.5.1 no valid recipients\r\n", 31, SMTP_STAGE_DATA,
+					   keep, &g), 1);
+	assert_int_equal(g.n, 2);
+	assert_int_equal(g.r[1].code, 554);
+	/* Codes past 5xx are no reply either. */
+	assert_int_equal(smtp_replies_scan("650 x\r\n", 7, SMTP_STAGE_RCPT, keep, &g), -1);
+}
+
 static void test_sender_side(void **state)
 {
 	(void)state;
@@ -167,6 +223,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_replies),
+		cmocka_unit_test(test_reply_syntax),
 		cmocka_unit_test(test_sender_side),
 		cmocka_unit_test(test_ip_loopback),
 		cmocka_unit_test(test_host_loopback),
