@@ -15,12 +15,14 @@ import base64
 import json
 import os
 import re
+import resource
+import signal
 import subprocess
 import sys
 import time
 
 from harness import (
-    EX_CONFIG, EX_OK, Skip, Suite, csv, equal, expect)
+    EX_CONFIG, EX_OK, SECRET, Skip, Suite, csv, equal, expect)
 
 SUITE = Suite()
 test = SUITE.test
@@ -245,6 +247,151 @@ def test_verbose_transcript(t):
     for l in auth:
         expect(re.search(r"AUTH \w+ (\[redacted\]|<redacted>|\*+)", l) or
                re.search(r"^\W*(<|>)?\s*\d{3}", l), f"AUTH line not redacted: {l!r}")
+
+
+# ---- out of core files and out of Chromium's environment (issue 21 item 7)
+
+def core_files(d):
+    return [os.path.join(r, n) for r, _, ns in os.walk(d) for n in ns
+            if n == "core" or n.startswith("core.")]
+
+
+class CoreDumps:
+    """`ulimit -c unlimited` for what the test starts, the way a crash
+    would find it; core_pattern must name a file in the crashing
+    process's directory (the kernel's default, "core"), and a control
+    process killed with SIGSEGV must leave one, else the test is skipped."""
+
+    def __init__(self, t):
+        with open("/proc/sys/kernel/core_pattern") as f:
+            pattern = f.read().strip()
+        if "/" in pattern or pattern.startswith("|"):
+            raise Skip(f"core_pattern is {pattern!r}: this test needs a file in the cwd")
+        self.saved = resource.getrlimit(resource.RLIMIT_CORE)
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        control = t.path("control")
+        os.makedirs(control)
+        # Popen returns once sleep is exec'd: it is the process that dumps.
+        p = subprocess.Popen(["/bin/sleep", "60"], cwd=control)
+        p.send_signal(signal.SIGSEGV)
+        p.wait(10)
+        cores = core_files(control)
+        if not cores:
+            self.close()
+            raise Skip("a process killed with SIGSEGV leaves no core file here")
+        for c in cores:
+            os.unlink(c)
+
+    def close(self):
+        resource.setrlimit(resource.RLIMIT_CORE, self.saved)
+
+
+def crash_and_look(t, p, what, secrets):
+    """kill -SEGV p; the core files it left anywhere in t's directory, each
+    with the secrets it holds (removed, so the next crash is told apart)."""
+    p.send_signal(signal.SIGSEGV)
+    equal(p.wait(30), -signal.SIGSEGV, f"{what}: killed by SIGSEGV")
+    found = []
+    for c in core_files(t.dir):
+        with open(c, "rb") as f:
+            data = f.read()
+        found.append(f"{what}: {os.path.relpath(c, t.dir)} ({len(data)} bytes) holding "
+                     f"{[name for name, v in secrets.items() if v.encode() in data]}")
+        os.unlink(c)
+    return found
+
+
+def dkim_key(t):
+    key = t.path("dkim.key")
+    subprocess.run(["openssl", "genrsa", "-out", key, "2048"], check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    with open(key) as f:
+        body = [l for l in f.read().splitlines() if not l.startswith("-----")]
+    return key, body[len(body) // 2]
+
+
+@test("no core file from serve, nor from send without smtp.username held by a stalling "
+      "server: ulimit -c unlimited, kill -SEGV, no core anywhere (with the token secret, "
+      "the SMTP password in the environment, the DKIM key)")
+def test_no_core_dumps(t):
+    dumps = CoreDumps(t)
+    try:
+        key, key_line = dkim_key(t)
+        secrets = {"HERALD_SECRET": SECRET, "HERALD_SMTP_PASSWORD": PASSWORD, "DKIM key": key_line}
+        # The sanitizer build: the signal's default action, not ASan's report.
+        env = {**PW_ENV, "ASAN_OPTIONS": "handle_segv=0:detect_leaks=0"}
+        s = server(t, "--rule", json.dumps({"at": "mail", "times": 1, "do": "stall"}))
+        t.subscribers(csv(*(f"{a},R" for a in READERS)))
+        t.post()
+        t.config(s, {"smtp": {"timeout": 60}, "retry": {"attempts": 1},
+                     "dkim": {"domain": "example.org", "selector": "s1", "key_file": key},
+                     "web": {"listen": "127.0.0.1:0", "base_url": "http://127.0.0.1"}})
+        port_file = t.path("port")
+        serve = t.popen("serve", "--port-file", port_file, env=env)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(port_file) and serve.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        expect(os.path.exists(port_file), "serve did not start")
+        cores = crash_and_look(t, serve, "serve", secrets)
+        send = t.popen("send", t.path("issue-1.md"), env=env)
+        deadline = time.monotonic() + 20
+        while (not any(e.get("fault") == "stall" for e in s.events()) and send.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.02)
+        expect(send.poll() is None, "send did not wait on the stalled server")
+        cores += crash_and_look(t, send, "send held by the server", secrets)
+        equal(cores, [], "core files")
+        equal(s.received(), [], "nothing sent")
+    finally:
+        dumps.close()
+
+
+CHROMIUM = """#!/bin/sh
+# A stand-in for Chromium: writes down what it was given, then answers as
+# headless Chromium does (--dump-dom on stdout, --screenshot=FILE).
+env > "{dir}/env.$$"
+cat > "{dir}/stdin.$$"
+for a in "$@"; do
+  case "$a" in
+  --dump-dom) echo '<html data-herald-height="640"><body></body></html>' ;;
+  --screenshot=*) printf 'PNG' > "${{a#--screenshot=}}" ;;
+  esac
+done
+"""
+
+
+@test("preview: Chromium runs with no HERALD* variable, no variable the config names for a "
+      "secret, nothing of their values, stdin /dev/null; the rest of the environment kept")
+def test_preview_browser_environment(t):
+    seen = t.path("seen")
+    os.makedirs(seen)
+    browser = t.write("chromium", CHROMIUM.format(dir=seen))
+    os.chmod(browser, 0o755)
+    t.subscribers(csv(*(f"{a},R" for a in READERS)))
+    t.post()
+    t.config(None, {"unsubscribe": {"url": "https://example.org/u?e={{email}}&t={{token}}",
+                                    "mailto": "unsubscribe@example.org", "secret_env": "NEWS_KEY"},
+                    "smtp": {"password_env": "RELAY_PW"},
+                    "bounce": {"mailbox": {"url": "imaps://b@127.0.0.1/INBOX",
+                                           "password_env": "BOUNCE_PW"}}})
+    r = t.herald("preview", t.path("issue-1.md"), "-o", t.path("out"),
+                 env={"HERALD_CHROMIUM": browser, "NEWS_KEY": SECRET, "RELAY_PW": PASSWORD,
+                      "BOUNCE_PW": PASSWORD + "b", "HERALD_SMTP_PASSWORD": PASSWORD + "h",
+                      "KEEP_ME": "1"})
+    equal(r.code, EX_OK, "exit code")
+    envs = sorted(n for n in os.listdir(seen) if n.startswith("env."))
+    equal(len(envs), 4, "browser runs (desktop and phone: measure, shoot)")
+    for n in envs:
+        with open(os.path.join(seen, n), errors="replace") as f:
+            text = f.read()
+        names = {l.split("=", 1)[0] for l in text.splitlines() if "=" in l}
+        equal(sorted(v for v in names if v.startswith("HERALD") or
+                     v in ("NEWS_KEY", "RELAY_PW", "BOUNCE_PW")), [], f"{n}: secret variables")
+        for secret in (SECRET, PASSWORD):
+            expect(secret not in text, f"{n}: a secret's value is in the browser's environment")
+        expect("KEEP_ME" in names and "PATH" in names, f"{n}: the rest of the environment lost")
+        equal(os.path.getsize(os.path.join(seen, n.replace("env.", "stdin."))), 0,
+              f"{n}: stdin is /dev/null")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ http.client) against the server each test starts on a free loopback port
 read back from the files; mail from tests/smtpd.py."""
 
 import email
+import email.header
 import email.policy
 import hashlib
 import hmac
@@ -466,6 +467,30 @@ def test_signup_confirm(t):
     equal(r.code, 0, "dry run")
     expect(any(n.endswith("-new@example.net.eml") for n in os.listdir(t.path("out"))),
            f"the new reader in the dry run: {os.listdir(t.path('out'))}")
+
+
+@SUITE.test("signup: a Cyrillic name that fits one encoded-word is one in the confirmation's To "
+            "(on a line of its own, no header line ending in a blank); Python policy.default "
+            "and compat32 decode it whole")
+def test_signup_confirm_name(t):
+    smtp, srv = signup_world(t)
+    name = "Иван Петрович Сидоров"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, _, _ = srv.request("POST", "/subscribe",
+                               urllib.parse.urlencode({"email": "ivan@example.net", "name": name,
+                                                       "website": ""}), form)
+    equal(status, 200, "POST /subscribe")
+    m = wait_mails(smtp, 1)[0]
+    srv.stop()
+    head = m.raw.split(b"\r\n\r\n", 1)[0]
+    equal([l for l in head.split(b"\r\n") if l.endswith((b" ", b"\t"))], [],
+          "header lines ending in a blank")
+    to_raw = re.search(rb"(?ms)^To:(.*?)\r\n(?=\S)", head).group(1).decode()
+    equal(to_raw.count("=?UTF-8?"), 1, f"encoded-words in To: {to_raw!r}")
+    equal(m.msg["To"].addresses[0].display_name, name, "To (policy.default)")
+    legacy = email.message_from_bytes(m.raw, policy=email.policy.compat32)
+    equal(str(email.header.make_header(email.header.decode_header(legacy["To"]))).strip(),
+          f"{name} <ivan@example.net>", "To (compat32)")
 
 
 @SUITE.test("signup after an unsubscribe: the last list.log line wins, in the list and in send")

@@ -60,14 +60,17 @@ static int write_whole(const char *path, const char *data, size_t len, char *err
 
 /* Desktop and phone pictures of the HTML part, when a Chromium is there;
  * its absence is said, not an error. */
-static int screenshots(struct ui *u, const char *dir, const char *slug, char *err, size_t errlen)
+static int screenshots(struct ui *u, const struct config *cfg, const char *dir, const char *slug,
+		       char *err, size_t errlen)
 {
-	char browser[4096];
-	if (!preview_find_browser(browser, sizeof browser)) {
+	char path[4096];
+	if (!preview_find_browser(path, sizeof path)) {
 		if (!u->quiet)
 			printf("screenshots skipped: no chromium found (apt-get install chromium, or set $HERALD_CHROMIUM)\n");
 		return 0;
 	}
+	const char *strip[CONFIG_SECRET_VARS_MAX];
+	struct preview_browser browser = {path, strip, config_secret_vars(cfg, strip)};
 	static const struct { const char *name; int w; } shots[] = {{"desktop", 1200}, {"mobile", 390}};
 	char html[4096];
 	snprintf(html, sizeof html, "%s/%s.html", dir, slug);
@@ -75,7 +78,7 @@ static int screenshots(struct ui *u, const char *dir, const char *slug, char *er
 		char png[4096];
 		int w, h, page;
 		snprintf(png, sizeof png, "%s/%s-%s.png", dir, slug, shots[i].name);
-		if (preview_screenshot(browser, html, png, shots[i].w, &page, err, errlen) < 0)
+		if (preview_screenshot(&browser, html, png, shots[i].w, &page, err, errlen) < 0)
 			return EX_UNAVAILABLE;
 		if (!u->quiet && preview_png_size(png, &w, &h) == 0)
 			printf("%-44s %5d x %d px, %s, %s, images not loaded (network off)\n", png, w, h,
@@ -150,7 +153,7 @@ int cmd_preview(struct ui *u, const char *cfgpath, int argc, char **argv)
 	if (!rc && clipped > LINT_CLIP_BYTES)
 		fprintf(stderr, "herald: warning: the message is over 102 KB: Gmail will clip it (see herald check)\n");
 	if (!rc && shots)
-		rc = screenshots(u, dir, post.slug, err, sizeof err);
+		rc = screenshots(u, &cfg, dir, post.slug, err, sizeof err);
 	if (rc && *err)
 		cli_err(err);
 	buf_free(&eml);

@@ -5,6 +5,8 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -86,6 +88,28 @@ static const char usage_more[] =
 	"  -h, --help  this text                --version\n"
 	"\n";
 
+/* Every command holds secrets in memory: the environment it was started
+ * with (HERALD_SECRET, HERALD_SMTP_PASSWORD: there from exec on, whether
+ * or not the command reads them), a password_command's output, the DKIM
+ * key, a mailbox password. The earlier RLIMIT_CORE in config.c came only
+ * once a password was fetched, so serve, and send without smtp.username,
+ * still dumped them. A crash must not write them into a core file,
+ * wherever core_pattern points (a file in the working directory, a crash
+ * collector), so core dumps are off before anything is read: RLIMIT_CORE 0 for this process (a
+ * later setrlimit by herald itself could raise it again; nothing does),
+ * and PR_SET_DUMPABLE 0, which a pipe core_pattern (systemd-coredump,
+ * apport) would ignore RLIMIT_CORE for. Non-dumpable also means: no
+ * ptrace attach by the same uid (root, or a tracer that started herald,
+ * as strace -f and valgrind do, still can), and /proc/PID/ files owned
+ * by root. Children start dumpable again (exec resets it). Both are
+ * best effort: a failure leaves what the system allows. */
+static void no_core_dumps(void)
+{
+	struct rlimit none = {0, 0};
+	(void)setrlimit(RLIMIT_CORE, &none);
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
 static void print_usage(void)
 {
 	fputs(usage, stdout);
@@ -96,6 +120,7 @@ static void print_usage(void)
 
 int main(int argc, char **argv)
 {
+	no_core_dumps();
 	struct ui u = {0};
 	const char *cfgpath = NULL;
 	static const struct option lo[] = {

@@ -1,17 +1,14 @@
 #include "cli/preview.h"
 #include "util/buf.h"
+#include "util/child.h"
 #include <errno.h>
-#include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
-#include <signal.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define BROWSER_SECONDS 60
@@ -68,29 +65,13 @@ BUF_MUST static int file_url(const char *abs, struct buf *out)
 	return 0;
 }
 
-/* Waits for pid; past the deadline kills its whole process group (the
- * browser's renderer and GPU helpers with it). */
-static int wait_or_kill(pid_t pid, int *status)
-{
-	struct timespec tick = {0, 50 * 1000 * 1000};
-	for (int i = 0; i < BROWSER_SECONDS * 20; i++) {
-		pid_t r = waitpid(pid, status, WNOHANG);
-		if (r == pid)
-			return 0;
-		if (r < 0 && errno != EINTR)
-			return -1;
-		nanosleep(&tick, NULL);
-	}
-	kill(-pid, SIGKILL);
-	waitpid(pid, status, 0);
-	return -1;
-}
-
 /* Runs the browser with the network off and a throw-away profile, plus
  * extra (NULL-terminated, at most 6); its stdout goes to out_path when
- * given. */
-static int run_browser(const char *browser, const char *profile, const char *const *extra,
-		       const char *out_path, char *err, size_t errlen)
+ * given. Through util/child.c, as a password_command: none of herald's
+ * secrets in its environment, its own process group, killed with its
+ * renderer and GPU helpers after BROWSER_SECONDS or once it exits. */
+static int run_browser(const struct preview_browser *b, const char *profile,
+		       const char *const *extra, const char *out_path, char *err, size_t errlen)
 {
 	struct buf a_prof = {0};
 	if (buf_printf(&a_prof, "--user-data-dir=%s", profile) < 0)
@@ -101,7 +82,7 @@ static int run_browser(const char *browser, const char *profile, const char *con
 	 * Chromium 156 writes no screenshot; a post cannot carry scripts, raw
 	 * HTML being dropped.) */
 	const char *argv[32] = {
-		browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		b->path, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--no-default-browser-check", "--disable-background-networking",
 		"--disable-component-update", "--disable-sync", "--disable-extensions",
 		"--disable-dev-shm-usage", "--mute-audio", "--hide-scrollbars",
@@ -112,33 +93,27 @@ static int run_browser(const char *browser, const char *profile, const char *con
 	for (size_t i = 0; extra[i] && n < 31; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
-	int rc = PREVIEW_OK;
-	pid_t pid = fork();
-	if (pid < 0) {
-		rc = set_err(err, errlen, PREVIEW_FAIL, "fork: %s", strerror(errno));
+	struct child_spec spec = {.path = b->path, .argv = argv, .strip = b->strip,
+				  .nstrip = b->nstrip, .out = out_path ? CHILD_OUT_FILE : CHILD_OUT_NULL,
+				  .out_path = out_path, .quiet = 1, .reap_group = 1,
+				  .timeout = BROWSER_SECONDS};
+	struct child ch;
+	int st = 0, rc = PREVIEW_OK;
+	char why[512];
+	if (child_start(&spec, &ch, why, sizeof why) < 0) {
+		rc = set_err(err, errlen, PREVIEW_FAIL, "%s", why);
 		goto out;
 	}
-	if (pid == 0) {
-		setpgid(0, 0);
-		int null = open("/dev/null", O_RDWR);
-		int out = out_path ? open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600) : null;
-		if (null >= 0) {
-			dup2(null, 0);
-			dup2(out >= 0 ? out : null, 1);
-			dup2(null, 2);
-		}
-		execv(browser, (char *const *)(uintptr_t)argv);
-		_exit(127);
-	}
-	int st = 0;
-	if (wait_or_kill(pid, &st) < 0)
-		rc = set_err(err, errlen, PREVIEW_FAIL, "%s took over %d s; killed", browser, BROWSER_SECONDS);
+	int w = child_wait(&ch, &st);
+	if (w == CHILD_TIMEDOUT)
+		rc = set_err(err, errlen, PREVIEW_FAIL, "%s took over %d s; killed", b->path,
+			     BROWSER_SECONDS);
+	else if (w < 0)
+		rc = set_err(err, errlen, PREVIEW_FAIL, "%s: cannot wait for it", b->path);
 	else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		rc = set_err(err, errlen, PREVIEW_FAIL, "%s failed (%s %d)", browser,
+		rc = set_err(err, errlen, PREVIEW_FAIL, "%s failed (%s %d)", b->path,
 			     WIFEXITED(st) ? "exit status" : "signal",
 			     WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-	/* Helpers that outlived the browser (same process group) go too. */
-	kill(-pid, SIGKILL);
 out:
 	buf_free(&a_prof);
 	return rc;
@@ -157,7 +132,7 @@ static const char MEASURE_JS[] =
 	"d.setAttribute('data-herald-height',Math.ceil(Math.max(d.scrollHeight,"
 	"b?b.scrollHeight:0,d.getBoundingClientRect().height)))}</script>\n";
 
-static int measure(const char *browser, const char *profile, const char *abs, int width,
+static int measure(const struct preview_browser *browser, const char *profile, const char *abs, int width,
 		   int *height, char *err, size_t errlen)
 {
 	char *html = NULL, *dom = NULL, copy[PATH_MAX], dump[PATH_MAX];
@@ -183,7 +158,7 @@ static int measure(const char *browser, const char *profile, const char *abs, in
 	const char *at = read_file(dump, &dom, &dlen) == 0 ? strstr(dom, "data-herald-height=\"") : NULL;
 	long h = at ? strtol(at + 20, NULL, 10) : 0;
 	if (h <= 0)
-		rc = set_err(err, errlen, PREVIEW_FAIL, "%s could not measure %s", browser, abs);
+		rc = set_err(err, errlen, PREVIEW_FAIL, "%s could not measure %s", browser->path, abs);
 	*height = h > PREVIEW_MAX_HEIGHT ? PREVIEW_MAX_HEIGHT : (int)h;
 out:
 	if (fd >= 0) {
@@ -197,7 +172,7 @@ out:
 	return rc;
 }
 
-int preview_screenshot(const char *browser, const char *html_path, const char *png_path,
+int preview_screenshot(const struct preview_browser *browser, const char *html_path, const char *png_path,
 		       int width, int *height, char *err, size_t errlen)
 {
 	char abs[PATH_MAX];
@@ -222,7 +197,7 @@ int preview_screenshot(const char *browser, const char *html_path, const char *p
 	struct stat sb;
 	rc = run_browser(browser, profile, extra, NULL, err, errlen);
 	if (rc == 0 && (stat(png_path, &sb) < 0 || sb.st_size == 0))
-		rc = set_err(err, errlen, PREVIEW_FAIL, "%s wrote no %s", browser, png_path);
+		rc = set_err(err, errlen, PREVIEW_FAIL, "%s wrote no %s", browser->path, png_path);
 out:
 	nftw(profile, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	buf_free(&url);

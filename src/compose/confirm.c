@@ -128,8 +128,13 @@ int confirm_build(const struct config *cfg, const char *to, const char *name, co
 			body = NULL;
 			MMAPString *s = mmap_string_new("");
 			int col = 0;
-			if (s && mailmime_write_mem(s, &col, msg) == MAILIMF_NO_ERROR &&
-			    buf_add(&raw, s->str, s->len) == 0)
+			/* The header lines as an issue's are (msg_add_unfolded),
+			 * so a reader's name is written the same in both. */
+			const char *end = s && mailmime_write_mem(s, &col, msg) == MAILIMF_NO_ERROR ?
+						  memmem(s->str, s->len, "\r\n\r\n", 4) : NULL;
+			size_t hl = end ? (size_t)(end - s->str) + 2 : 0;
+			if (end && msg_add_unfolded(&raw, s->str, hl) == 0 &&
+			    buf_add(&raw, s->str + hl, s->len - hl) == 0)
 				rc = 0;
 			if (s)
 				mmap_string_free(s);

@@ -100,11 +100,13 @@ static int is_ascii_printable(const char *s)
 static const char hex[] = "0123456789ABCDEF";
 
 /* An encoded-word is at most 75 characters (RFC 2047 section 2):
- * "=?UTF-8?Q?" and "?=" leave 63 for the text. One that opens a value
+ * "=?UTF-8?Q?" and "?=" leave 63 for the text. One that opens a subject
  * shares its line with the header name: libetpan folds before a word
  * that would pass column 71, and a fold right after the colon is one
- * some readers keep as a leading blank. The longest name an encoded
- * value follows is "Reply-To: ", so an opening word gets 71 - 10 - 12. */
+ * some readers keep as a leading blank there. The longest name such a
+ * value follows is "Reply-To: ", so an opening word gets 71 - 10 - 12.
+ * (A display name's first word gets the whole 63: libetpan may fold
+ * before it, and before a phrase the blank is not text.) */
 #define EW_TEXT 63
 #define EW_FIRST_TEXT 49
 
@@ -200,56 +202,76 @@ BUF_MUST static int encode_run(struct buf *out, const unsigned char *p, const un
 	return 0;
 }
 
-/* 1 if [p, e) can go into a subject as it is. */
-static int is_ascii_word(const unsigned char *p, const unsigned char *e)
+/* What libetpan writes into a display name as it is (its is_atext):
+ * anything else makes it quote the whole name, and quoted text is never
+ * decoded (RFC 2047 section 5). */
+static int name_atext(unsigned char c)
 {
-	/* A plain word that looks like an encoded-word would be decoded by
-	 * the reader: it is encoded, and joins the run of its neighbours so
-	 * the blanks between them survive. */
-	if (e - p >= 2 && p[0] == '=' && p[1] == '?')
-		return 0;
+	return isalnum(c) || strchr("!#$%&'*+-/=?^_`{|}~", c);
+}
+
+/* 1 if [p, e) can go into the header as it is: printable ASCII that no
+ * reader would take for an encoded-word (one that looks like one is
+ * encoded, and joins the run of its neighbours so the blanks between them
+ * survive), and, in a display name, an atom. */
+static int is_plain_word(const unsigned char *p, const unsigned char *e, int phrase)
+{
+	for (const unsigned char *q = p; q + 1 < e; q++)
+		if (q[0] == '=' && q[1] == '?')
+			return 0;
 	for (; p < e; p++)
-		if (*p < 0x21 || *p > 0x7E)
+		if (*p < 0x21 || *p > 0x7E || (phrase && !name_atext(*p)))
 			return 0;
 	return 1;
 }
 
+/* The end of the run of words that need encoding starting at [p, w):
+ * the words after it, with the blanks between, while they need it too. */
+static const unsigned char *run_end(const unsigned char *w, const unsigned char *end, int phrase)
+{
+	const unsigned char *r = w;
+	for (;;) {
+		const unsigned char *nx = r;
+		while (nx < end && *nx == ' ')
+			nx++;
+		const unsigned char *ne = nx;
+		while (ne < end && *ne != ' ')
+			ne++;
+		if (nx == end || nx == ne || is_plain_word(nx, ne, phrase))
+			return r;
+		r = ne;
+	}
+}
+
 int msg_encode_words(struct buf *out, const char *s, int phrase)
 {
-	/* Plain ASCII goes as it is, unless it holds something a reader
-	 * would decode as an encoded-word. */
+	/* Plain ASCII goes as it is (libetpan quotes a display name that
+	 * needs it), unless it holds something a reader would decode as an
+	 * encoded-word. */
 	if (is_ascii_printable(s) && !strstr(s, "=?"))
 		return buf_adds(out, s);
 	const unsigned char *p = (const unsigned char *)s;
 	const unsigned char *end = p + strlen(s);
-	/* A display name is encoded whole: a plain part could need quotes,
-	 * and quoted text is never decoded (RFC 2047 section 5). */
-	if (phrase)
-		return encode_run(out, p, end, 1);
-	/* In a subject only the words that need it are encoded; a run of
-	 * such words becomes one run, so the spaces between them survive
-	 * (white space between encoded-words is dropped by readers). */
+	/* Only the words that need it are encoded; a run of such words
+	 * becomes one run, so the spaces between them survive (white space
+	 * between encoded-words is dropped by readers), and one encoded-word
+	 * when it fits. A display name's words stay atoms where they are
+	 * atoms; one that is not (a comma, a quote) is encoded with its
+	 * neighbours, since a quoted-string could not stand beside
+	 * encoded-words in what libetpan writes. A subject's opening word
+	 * shares its line with "Subject: " (a fold after the colon would be a
+	 * leading blank in its text); a display name's may have a line of its
+	 * own, libetpan folding before it: there the blank is not text. */
 	while (p < end) {
 		const unsigned char *w = p;
 		while (w < end && *w != ' ')
 			w++;
-		if (is_ascii_word(p, w)) {
+		if (is_plain_word(p, w, phrase)) {
 			if (buf_add(out, p, (size_t)(w - p)) < 0)
 				return -1;
 		} else {
-			const unsigned char *r = w;
-			for (;;) {
-				const unsigned char *nx = r;
-				while (nx < end && *nx == ' ')
-					nx++;
-				const unsigned char *ne = nx;
-				while (ne < end && *ne != ' ')
-					ne++;
-				if (nx == end || nx == ne || is_ascii_word(nx, ne))
-					break;
-				r = ne;
-			}
-			if (encode_run(out, p, r, p == (const unsigned char *)s) < 0)
+			const unsigned char *r = run_end(w, end, phrase);
+			if (encode_run(out, p, r, !phrase && p == (const unsigned char *)s) < 0)
 				return -1;
 			w = r;
 		}
@@ -1043,24 +1065,47 @@ static int set_values(struct msg_ctx *m, const char *const *fields,
 	return MSG_OK;
 }
 
+/* An address header's field name ends at colon, the line starting at or
+ * after s. */
+static int address_field(const char *s, const char *colon)
+{
+	const char *line = colon;
+	while (line > s && line[-1] != '\n')
+		line--;
+	static const char *const names[] = {"From", "To", "Cc", "Reply-To", "Sender"};
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+		if ((size_t)(colon - line) == strlen(names[i]) &&
+		    !strncasecmp(line, names[i], (size_t)(colon - line)))
+			return 1;
+	return 0;
+}
+
 /* libetpan folds a long header right after its colon ("Name: CRLF SP
  * value"); legal, but some parsers then keep a leading blank in the value
  * (a URL in List-Unsubscribe no longer parses; Python's policy.default
  * starts a subject with a blank). Join those lines: what is folded there
  * is one long token, far below the 998-octet limit (an encoded-word that
- * opens a value is made short enough to stay on the first line).
+ * opens a subject is made short enough to stay on the first line). But
+ * not a display name's encoded-word: joined, a 75-character one passes
+ * 78 octets, and a blank before a phrase is folding white space every
+ * parser drops (Python's both policies, mblaze, libetpan).
  * [s, s + len) is header lines only. Colons are few, so they are what
  * the scan looks for. */
-BUF_MUST static int add_unfolded_after_colon(struct buf *out, const char *s, size_t len)
+int msg_add_unfolded(struct buf *out, const char *s, size_t len)
 {
 	const char *end = s + len, *run = s;
-	for (const char *p = s; (p = memchr(p, ':', (size_t)(end - p))) && end - p >= 5; p++)
-		if (!memcmp(p, ": \r\n ", 5)) {
-			if (buf_add(out, run, (size_t)(p + 2 - run)) < 0)
-				return -1;
-			run = p + 5;
-			p += 4;
-		}
+	for (const char *p = s; (p = memchr(p, ':', (size_t)(end - p))) && end - p >= 5; p++) {
+		if (memcmp(p, ": \r\n ", 5))
+			continue;
+		/* Kept, the fold loses the blank libetpan left before it: a
+		 * line ending in white space is one some relays trim. */
+		int keep = end - p >= 7 && !memcmp(p + 5, "=?", 2) && address_field(s, p);
+		if (buf_add(out, run, (size_t)(p + 1 - run)) < 0 ||
+		    (keep ? buf_adds(out, "\r\n ") : buf_addc(out, ' ')) < 0)
+			return -1;
+		run = p + 5;
+		p += 4;
+	}
 	return buf_add(out, run, (size_t)(end - run));
 }
 
@@ -1659,7 +1704,7 @@ static int write_skeleton(struct msg_ctx *m)
 		/* the message's own MIME header lines, up to the blank line */
 		const char *blank = memmem(s->str, s->len, "\r\n\r\n", 4);
 		size_t hl = blank ? (size_t)(blank - s->str) : s->len;
-		wr = add_unfolded_after_colon(&raw, s->str, hl) < 0 ||
+		wr = msg_add_unfolded(&raw, s->str, hl) < 0 ||
 		     buf_add(&raw, s->str + hl, s->len - hl) < 0 ? -1 : 0;
 	}
 	if (s)
@@ -1734,7 +1779,7 @@ static int assemble(struct msg_ctx *m, struct mailimf_fields *f, int unsub, time
 			wr = -1;
 	}
 	mailimf_fields_free(f);
-	if (wr != MAILIMF_NO_ERROR || add_unfolded_after_colon(dst, s->str, s->len) < 0)
+	if (wr != MAILIMF_NO_ERROR || msg_add_unfolded(dst, s->str, s->len) < 0)
 		return -1;
 	return fill_slots(dst, m);
 }

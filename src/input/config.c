@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1084,10 +1083,8 @@ static int password_from(const char *what, const char *env_name, const char *com
 			 long timeout, char **out, char *err, size_t errlen)
 {
 	*out = NULL;
-	/* From here on the process holds a secret: a crash must not write it
-	 * to a core file. */
-	struct rlimit none = {0, 0};
-	setrlimit(RLIMIT_CORE, &none);
+	/* No core file can hold what this returns: main() turned core dumps
+	 * off before any command ran. */
 	if (command) {
 		char key[64];
 		snprintf(key, sizeof key, "%s.password_command", what);
@@ -1108,10 +1105,7 @@ static int password_from(const char *what, const char *env_name, const char *com
 	return *out ? 0 : set_err(err, errlen, CONFIG_BAD, "out of memory");
 }
 
-/* What a password command must not see: every variable that holds one
- * of herald's secrets (HERALD* ones passcmd strips anyway), each relay's
- * among them. */
-static size_t secret_vars(const struct config *c, const char **out)
+size_t config_secret_vars(const struct config *c, const char **out)
 {
 	size_t n = 0;
 	out[n++] = c->unsub.secret_env;
@@ -1122,16 +1116,14 @@ static size_t secret_vars(const struct config *c, const char **out)
 	return n;
 }
 
-#define SECRET_VARS_MAX (3 + CONFIG_RELAYS_MAX)
-
 int config_relay_password(const struct config *c, const struct smtp_conf *r, char **out,
 			  char *err, size_t errlen)
 {
 	*out = NULL;
 	if (!r->username)
 		return 0;
-	const char *strip[SECRET_VARS_MAX];
-	size_t n = secret_vars(c, strip);
+	const char *strip[CONFIG_SECRET_VARS_MAX];
+	size_t n = config_secret_vars(c, strip);
 	return password_from("smtp", r->password_env, r->password_command, r->password, strip, n,
 			     r->timeout, out, err, errlen);
 }
@@ -1144,8 +1136,8 @@ int config_password(const struct config *c, char **out, char *err, size_t errlen
 int config_mailbox_password(const struct config *c, const struct mailbox_conf *m,
 			    const char *what, char **out, char *err, size_t errlen)
 {
-	const char *strip[SECRET_VARS_MAX];
-	size_t n = secret_vars(c, strip);
+	const char *strip[CONFIG_SECRET_VARS_MAX];
+	size_t n = config_secret_vars(c, strip);
 	return password_from(what, m->password_env, m->password_command, m->password, strip, n,
 			     m->timeout, out, err, errlen);
 }

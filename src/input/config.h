@@ -146,6 +146,13 @@ const struct smtp_conf *config_relay(const struct config *c, size_t i);
 /* config_password for one relay (its username and password settings). */
 int config_relay_password(const struct config *c, const struct smtp_conf *r, char **out,
 			  char *err, size_t errlen);
+/* The names of the variables that hold herald's secrets (unsub.secret_env,
+ * each relay's and mailbox's password_env; NULL where unset) into out,
+ * which has room for CONFIG_SECRET_VARS_MAX: what a program herald runs
+ * (util/child.c, which drops HERALD* itself) must not see. Returns how
+ * many. */
+#define CONFIG_SECRET_VARS_MAX (3 + CONFIG_RELAYS_MAX)
+size_t config_secret_vars(const struct config *c, const char **out);
 /* The password of a mailbox (what: "bounce.mailbox"), from password_env,
  * password_command or password. Caller wipes and frees. */
 int config_mailbox_password(const struct config *c, const struct mailbox_conf *m, const char *what,

@@ -1,13 +1,14 @@
 /* passcmd: runs a password_command and reads its first line.
  *
  * Through /bin/sh -c, like msmtp's passwordeval (users write "pass show
- * smtp"), but hardened for cron: the command runs in a process group of
- * its own with stdin from /dev/null and an environment without herald's
- * secrets (every HERALD* variable and the ones named in strip), and gets
- * the group's timeout (smtp.timeout, *.mailbox.timeout); then its whole
- * group is killed and the call
- * fails with PASSCMD_TIMEDOUT, so a hung gpg or a prompt nobody answers
- * cannot hold the run (and, through the lock, the next one). */
+ * smtp"), but hardened for cron through util/child.c: a process group of
+ * its own, stdin from /dev/null, an environment without herald's secrets
+ * (every HERALD* variable and the ones named in strip), and the group's
+ * timeout (smtp.timeout, *.mailbox.timeout); then its whole group is
+ * killed and the call fails with PASSCMD_TIMEDOUT, so a hung gpg or a
+ * prompt nobody answers cannot hold the run (and, through the lock, the
+ * next one). What is left here: the shell, the first line, and a buffer
+ * that is wiped. */
 #ifndef HERALD_PASSCMD_H
 #define HERALD_PASSCMD_H
 #include <stddef.h>

@@ -393,9 +393,22 @@ static void test_encode_phrase_whole(void **state)
 	/* Encoded whole: no bare comma splits the mailbox. */
 	assert_string_equal(got, "=?UTF-8?Q?Ferreira=2C_Tom=C3=A1s?=");
 	assert_null(strchr(got, ','));
+	/* An atom stays as it is; the words that are not atoms join the
+	 * encoded run beside them (a quoted-string could not stand there). */
 	check_encode("O'Brien \"Tom\xC3\xA1s\" (x) <y>", 1,
-		     "=?UTF-8?Q?O=27Brien_=22Tom=C3=A1s=22_=28x=29_=3Cy=3E?=");
+		     "O'Brien =?UTF-8?Q?=22Tom=C3=A1s=22_=28x=29_=3Cy=3E?=");
 	check_roundtrip("Ferreira, Tom\xC3\xA1s", 1);
+	/* ASCII words stay atoms; a run of the others is one encoded-word
+	 * when it fits 75 characters, even where it cannot share the line
+	 * with "From: " (libetpan folds before it). */
+	check_encode("Jos\xC3\xA9 Luis Garc\xC3\xAD" "a", 1,
+		     "=?UTF-8?Q?Jos=C3=A9?= Luis =?UTF-8?Q?Garc=C3=ADa?=");
+	check_encode("J\xC3\xBCrgen Schmidt", 1, "=?UTF-8?Q?J=C3=BCrgen?= Schmidt");
+	/* "Иван Петрович Сидоров": 40 bytes, 56 characters of Base64 */
+	check_encode("\xD0\x98\xD0\xB2\xD0\xB0\xD0\xBD \xD0\x9F\xD0\xB5\xD1\x82\xD1\x80\xD0\xBE\xD0\xB2"
+		     "\xD0\xB8\xD1\x87 \xD0\xA1\xD0\xB8\xD0\xB4\xD0\xBE\xD1\x80\xD0\xBE\xD0\xB2", 1,
+		     "=?UTF-8?B?0JjQstCw0L0g0J/QtdGC0YDQvtCy0LjRhyDQodC40LTQvtGA0L7Qsg==?=");
+	check_roundtrip("Jos\xC3\xA9 Luis Garc\xC3\xAD" "a", 1);
 }
 
 static void test_encode_subject_words(void **state)
@@ -1105,7 +1118,7 @@ static void test_build_encoded_headers(void **state)
 	char *h = headers_of(fx->out.p);
 
 	check_header(h, "From",
-		     "=?UTF-8?Q?Garden_=C3=86r=C3=B8=2C_Ltd?= <joy@example.org>");
+		     "Garden =?UTF-8?Q?=C3=86r=C3=B8=2C?= Ltd <joy@example.org>");
 	check_header(h, "To",
 		     "=?UTF-8?Q?Ferreira=2C_Tom=C3=A1s?= <t@example.net>");
 	/* test_mode adds the prefix; the subject decodes back exactly. */
