@@ -57,10 +57,10 @@ build build-san:
 SKEL_FILES := config.example $(wildcard skel/*.md skel/*.csv)
 build/input/skel.o build-san/input/skel.o build-fuzz/input/skel.o: $(SKEL_FILES)
 # The data directory: where herald finds its templates when `templates` is
-# unset and the config has no templates/ beside it (input/config.c). A
-# build in this tree uses the tree's own; `make install` compiles config.c
+# unset and the config has no templates/ beside it (input/config_paths.c). A
+# build in this tree uses the tree's own; `make install` compiles config_paths.c
 # again for PREFIX's (see install).
-build/input/config.o build-san/input/config.o: ALL_CFLAGS += -DHERALD_DATADIR='"$(CURDIR)"'
+build/input/config_paths.o build-san/input/config_paths.o: ALL_CFLAGS += -DHERALD_DATADIR='"$(CURDIR)"'
 
 SANFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
@@ -191,7 +191,7 @@ deps-demo:
 # ---- install ---------------------------------------------------------------
 # The installed binary finds its templates in PREFIX/share/herald, so it
 # is linked anew: the objects of INSTALL_FROM (build, or build-san for an
-# ASan+UBSan install) with config.c compiled for that directory, in
+# ASan+UBSan install) with config_paths.c compiled for that directory, in
 # INSTALL_BUILD. build/herald itself is never touched, and installs to two
 # prefixes can run at once with two INSTALL_BUILD directories (the install
 # test does).
@@ -203,16 +203,16 @@ DOC_FILES := $(wildcard docs/*.md docs/*.png)
 INSTALL_BUILD ?= build/install
 INSTALL_DATADIR := $(PREFIX)/share/herald
 INSTALL_SAN := $(filter build-san,$(INSTALL_FROM))
-INSTALL_OBJS := $(filter-out $(INSTALL_FROM)/input/config.o,$(SRCS:%.c=$(INSTALL_FROM)/%.o)) \
+INSTALL_OBJS := $(filter-out $(INSTALL_FROM)/input/config_paths.o,$(SRCS:%.c=$(INSTALL_FROM)/%.o)) \
 	$(INSTALL_FROM)/cli/main.o
 install: $(INSTALL_FROM)/herald
 	@mkdir -p $(INSTALL_BUILD)
-	@echo "  CC      $(INSTALL_BUILD)/config.o (templates in $(INSTALL_DATADIR)/templates)"
+	@echo "  CC      $(INSTALL_BUILD)/config_paths.o (templates in $(INSTALL_DATADIR)/templates)"
 	@$(CC) $(ALL_CFLAGS) $(if $(INSTALL_SAN),$(SANFLAGS),$(HARDEN)) -DHERALD_VERSION='"$(VERSION)"' \
-	  -DHERALD_DATADIR='"$(INSTALL_DATADIR)"' -c src/input/config.c -o $(INSTALL_BUILD)/config.o
+	  -DHERALD_DATADIR='"$(INSTALL_DATADIR)"' -c src/input/config_paths.c -o $(INSTALL_BUILD)/config_paths.o
 	@echo "  LD      $(INSTALL_BUILD)/herald"
 	@$(CC) $(if $(INSTALL_SAN),$(SANFLAGS),$(CFLAGS) $(HARDEN_LD)) $(INSTALL_OBJS) \
-	  $(INSTALL_BUILD)/config.o $(PKG_LIBS) -o $(INSTALL_BUILD)/herald
+	  $(INSTALL_BUILD)/config_paths.o $(PKG_LIBS) -o $(INSTALL_BUILD)/herald
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	  $(DESTDIR)$(PREFIX)/share/man/man5 \
 	  $(DESTDIR)$(PREFIX)/share/herald/templates $(DESTDIR)$(PREFIX)/share/doc/herald
