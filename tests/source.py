@@ -128,12 +128,14 @@ def readme_packages():
 
 
 def config_keys():
-    """Every key src/input/config.c accepts: its table of known keys (the
-    MAILBOX_KEYS macro spelled out for each group) and every key it looks
-    up by name."""
-    with open("src/input/config.c", encoding="utf-8") as f:
-        src = f.read()
-    table = src[src.index("known[] = {"):]
+    """Every key the config reader (src/input/config*.c) accepts: its table
+    of known keys (the MAILBOX_KEYS macro spelled out for each group), and
+    every key any of its files looks up by name."""
+    table = ""
+    for path in sorted(glob.glob("src/input/config*.c")):
+        with open(path, encoding="utf-8") as f:
+            table += f.read()
+    table = table[table.index("known[] = {"):]
     table = table[:table.index("NULL};")]
     macro = re.search(r"#define MAILBOX_KEYS\(g\)((?:.*\\\n)*.*)", table)
     mailbox = re.findall(r'g "([^"]+)"', macro.group(1))
@@ -141,8 +143,12 @@ def config_keys():
     keys = set(re.findall(r'"([a-z_.]+)"', table))
     for group in re.findall(r'MAILBOX_KEYS\("([a-z_]+)"\)', table):
         keys.update(group + k for k in mailbox)
-    keys.update(re.findall(r'config_lookup\(&x->cf, "([a-z_.]+)"\)', src))
-    keys.update(re.findall(r'get_(?:str|num|long|int|bool)\(x, "([a-z_.]+)"', src))
+    for path in sorted(glob.glob("src/input/config*.c")):
+        with open(path, encoding="utf-8") as f:
+            src = f.read()
+        keys.update(re.findall(r'config_lookup\(&x->cf, "([a-z_.]+)"\)', src))
+        keys.update(re.findall(r'\b(?:cfg_)?(?:get_(?:str|num|long|int|bool)|string_list)'
+                               r'\(x, "([a-z_.]+)"', src))
     return keys
 
 
@@ -177,7 +183,7 @@ def config_keys_documented():
     if not os.path.exists("man/herald.conf.5"):
         return ["man/herald.conf.5 does not exist: the config keys have no manual"]
     missing = sorted(config_keys() - documented_keys("man/herald.conf.5"))
-    return ["src/input/config.c accepts %s, which man/herald.conf.5 does not document "
+    return ["src/input/config*.c accepts %s, which man/herald.conf.5 does not document "
             "(add a .TP entry for it)" % k for k in missing]
 
 
@@ -204,7 +210,7 @@ def main():
               ("README.md is at most %d lines" % README_MAX_LINES, readme_length),
               ("every file README.md points to exists", readme_pointers),
               ("README.md's build packages are deps/build.txt", readme_packages),
-              ("every key src/input/config.c accepts is in man/herald.conf.5",
+              ("every key src/input/config*.c accepts is in man/herald.conf.5",
                config_keys_documented),
               ("the man pages format without warnings", man_pages_format)]
     print("1..%d" % len(checks))
