@@ -6,6 +6,8 @@
 #include "input/subscribers.h"
 #include "state/journal.h"
 #include "web/page.h"
+#include "web/web.h"
+#include "compose/media.h"
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -417,4 +419,86 @@ int archive_exitcode(int rc)
 {
 	return rc == ARCHIVE_OK ? EX_OK : rc == ARCHIVE_NOFILE ? EX_NOINPUT
 	     : rc == ARCHIVE_BAD ? EX_DATAERR : EX_CANTCREAT;
+}
+
+/* ---- the archive's routes in herald serve (serve.c routes /archive here) ---- */
+
+/* An embedded image of an archived issue: only a name the post shows
+ * (archive_image), typed and checked as the send did (media_load). */
+static void archive_file(struct web_server *s, const struct archive_issue *it, const char *name,
+			 struct web_resp *p)
+{
+	char *path = NULL, err[1024];
+	struct media md = {0};
+	char *data = NULL;
+	size_t len;
+	int rc = archive_image(s->cfg, it, name, &path, err, sizeof err);
+	if (!rc && media_read(&md, MEDIA_IMAGE, path, "archive image", &data, &len, err,
+			      sizeof err) == MEDIA_OK) {
+		p->status = 200;
+		snprintf(p->type_buf, sizeof p->type_buf, "%s", md.type);
+		p->type = p->type_buf;
+		if (buf_add(&p->body, data, len) < 0) {
+			p->type = NULL;
+			web_page(s, p, 500, NULL, NULL);
+		}
+	} else
+		rc = -1;
+	free(data);
+	if (rc)
+		web_page(s, p, 404, "Not found", "<p>There is no file at this address.</p>\n");
+	media_free(&md);
+	free(path);
+}
+
+/* The archive, read afresh for each request: a send that starts makes
+ * its issue appear without a restart, and nothing is shared between the
+ * request threads. */
+void archive_route(struct web_server *s, const struct web_req *q, struct web_resp *p)
+{
+	if (strcmp(q->method, "GET") && strcmp(q->method, "HEAD")) {
+		p->allow = "GET, HEAD";
+		web_page(s, p, 405, "Method not allowed", "<p>The archive is read only.</p>\n");
+		return;
+	}
+	struct archive a;
+	char err[1024];
+	if (archive_load(&a, s->cfg, err, sizeof err) < 0) {
+		if (s->o->warn)
+			s->o->warn(s->o->arg, err);
+		web_page(s, p, 500, "The archive is not available", "<p>Try again later.</p>\n");
+		return;
+	}
+	const char *rest = q->path + strlen("/archive");
+	p->status = 200;
+	p->images = 1;
+	if (!*rest || !strcmp(rest, "/")) {
+		char pre[300];
+		snprintf(pre, sizeof pre, "%s/archive/", s->prefix);
+		if (archive_index(s->cfg, &a, pre, "", &p->body) < 0)
+			p->status = 500;
+	} else if (!strcmp(rest, "/feed.xml")) {
+		p->type = "application/atom+xml; charset=utf-8";
+		if (archive_feed(s->cfg, &a, &p->body) < 0)
+			p->status = 500;
+	} else {
+		/* /archive/SLUG, or /archive/SLUG/NAME: one of its images */
+		char slug[256];
+		const char *file = strchr(rest + 1, '/');
+		size_t sl = file ? (size_t)(file - rest - 1) : strlen(rest + 1);
+		snprintf(slug, sizeof slug, "%.*s", (int)(sl < sizeof slug ? sl : 0), rest + 1);
+		const struct archive_issue *it = archive_find(&a, slug);
+		char files[600];
+		snprintf(files, sizeof files, "%s/archive/%s/", s->prefix, slug);
+		if (!it || (file && !file[1]))
+			web_page(s, p, 404, "Not found", "<p>There is no issue at this address.</p>\n");
+		else if (file)
+			archive_file(s, it, file + 1, p);
+		else if (archive_page(s->cfg, it, files, &p->body, err, sizeof err) < 0) {
+			if (s->o->warn)
+				s->o->warn(s->o->arg, err);
+			web_page(s, p, 500, "The issue is not available", "<p>Try again later.</p>\n");
+		}
+	}
+	archive_free(&a);
 }
