@@ -575,9 +575,14 @@ int web_serve(const struct config *cfg, const struct web_opts *o, char *err, siz
 	int k = cfg->web.signup ? config_password(cfg, &s.password, err, errlen) : 0;
 	if (k)
 		return k == CONFIG_TEMP ? WEB_LISTEN : WEB_CONFIG;
-	s.t0 = time(NULL);
 	struct statefile_warn w = {on_state_warn, &s};
 	if (listlog_open(&s.log, cfg->state_dir, &w, err, errlen) < 0) {
+		secret_free(&s.password);
+		return WEB_STATE;
+	}
+	if (signup_open(&s, &w, err, errlen) < 0) {
+		signup_close(&s);
+		listlog_close(&s.log);
 		secret_free(&s.password);
 		return WEB_STATE;
 	}
@@ -603,8 +608,7 @@ int web_serve(const struct config *cfg, const struct web_opts *o, char *err, siz
 	pthread_cond_destroy(&s.idle);
 	pthread_mutex_destroy(&s.list_mu);
 	pthread_mutex_destroy(&s.sig_mu);
-	addrset_free(&s.per_ip);
-	addrset_free(&s.per_addr);
+	signup_close(&s);
 	secret_free(&s.password);
 	pthread_mutex_destroy(&s.mu);
 	for (size_t i = 0; i < s.npending; i++)

@@ -104,7 +104,12 @@ static int gone(struct web_server *s, const char *email)
 	char err[512];
 	struct statefile_warn w = {on_warn, s};
 	pthread_mutex_lock(&s->follow_mu);
+	unsigned long resets = s->follow.resets;
 	int k = s->last_bad ? -1 : listlog_follow_poll(&s->follow, note_entry, s, &w, err, sizeof err);
+	/* Read again from the start: a line was taken back (its request
+	 * answered 503, listlog.h), and last may still say what it said. */
+	if (s->follow.resets != resets)
+		s->last_bad = 1;
 	/* A line that could not be noted (no memory) leaves the set behind
 	 * list.log for good: from then on every request is a new one. */
 	int rc = k >= 0 && !s->last_bad && addrset_get(&s->last, email) == 1;
