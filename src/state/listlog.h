@@ -10,7 +10,7 @@
  * with one write(2) and fdatasync'd before the web answers the request,
  * so a request that got its answer is never lost, whatever happens to
  * herald serve afterwards; applying it to the CSV list comes after, and
- * a restart applies again what the list does not show yet (unsub_apply
+ * a restart applies again what the list does not show yet (subs_edit_unsubscribe
  * is idempotent). A `send` running beside it follows the file
  * (listlog_follow) and mails nobody whose line it has seen.
  *

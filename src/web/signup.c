@@ -20,6 +20,7 @@
 #include "deliver/notify.h"
 #include "input/subscribers.h"
 #include "mailbox/unsubscribe.h"
+#include "input/subs_edit.h"
 #include "util/addr.h"
 #include "util/token.h"
 #include <arpa/inet.h>
@@ -353,9 +354,9 @@ static void confirm(struct web_server *s, const struct web_req *q, struct web_re
 		return;
 	}
 	const char *addrs[] = {e}, *names[] = {n};
-	enum unsub_result res;
+	enum subs_edit_result res;
 	pthread_mutex_lock(&s->list_mu);
-	if (unsub_subscribe(s->cfg->subscribers, s->cfg->subs_delim, addrs, names, 1, &res, err, sizeof err) < 0 && s->o->warn)
+	if (subs_edit_subscribe(s->cfg->subscribers, s->cfg->subs_delim, addrs, names, 1, &res, err, sizeof err) < 0 && s->o->warn)
 		s->o->warn(s->o->arg, err);
 	pthread_mutex_unlock(&s->list_mu);
 	oom |= buf_adds(&b, "<p><strong>");

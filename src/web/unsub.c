@@ -10,6 +10,7 @@
 #include "web/web.h"
 #include "web/page.h"
 #include "mailbox/unsubscribe.h"
+#include "input/subs_edit.h"
 #include "util/addr.h"
 #include "util/token.h"
 #include <stdio.h>
@@ -60,9 +61,9 @@ void webunsub_apply(struct web_server *s, const char *email)
 		s->npending = s->cappending = 0;
 	}
 	pthread_mutex_unlock(&s->mu);
-	enum unsub_result *res = n ? calloc(n, sizeof *res) : NULL;
+	enum subs_edit_result *res = n ? calloc(n, sizeof *res) : NULL;
 	char err[1024];
-	if (n && (!res || unsub_apply(s->cfg->subscribers, s->cfg->subs_delim, (const char *const *)batch, n, res, err,
+	if (n && (!res || subs_edit_unsubscribe(s->cfg->subscribers, s->cfg->subs_delim, (const char *const *)batch, n, res, err,
 				     sizeof err) < 0) && s->o->warn)
 		s->o->warn(s->o->arg, res ? err : "out of memory: the unsubscribes are in list.log and are applied at the next start");
 	if (n) {

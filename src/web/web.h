@@ -28,7 +28,7 @@ struct web_server {
 	int inflight;
 	/* Group commit of list changes to the CSV: each request queues its
 	 * address (pending, numbered by queued); whoever holds list_mu
-	 * applies everything queued so far in one unsub_apply and sets
+	 * applies everything queued so far in one subs_edit_unsubscribe and sets
 	 * applied, so 50 requests at once cost a few rewrites of the list,
 	 * not 50 threads fighting over its flock. */
 	pthread_mutex_t list_mu;
