@@ -2,11 +2,11 @@
  *
  * msg_new compiles everything that is the same for every subscriber (the
  * layout templates with the post body inlined, the subject, the unsubscribe
- * URL, the token key) and has libetpan write the MIME skeleton once: the
+ * URL, the token key) and has skeleton.c write the MIME skeleton once: the
  * multipart structure, its boundaries (random per run), the parts' content
  * headers and the media, with a slot for each reader's text and HTML part.
  * msg_build then only merges fields, writes the reader's header fields
- * (libetpan) and fills the slots. The message is:
+ * (libetpan; the encoders are encode.c's) and fills the slots. The message is:
  * multipart/alternative, text/plain first, text/html second, UTF-8,
  * quoted-printable, CRLF, RFC 2047 headers, List-Id, List-Unsubscribe
  * (+ List-Unsubscribe-Post for https URLs), a Message-ID on the From domain.
@@ -27,7 +27,8 @@
  * msg_build runs in stages, each its own function: merge the reader's
  * fields, render the parts, the envelope, the header fields, the header
  * written and the skeleton filled, then DKIM. The skeleton's tree is
- * body_tree(): the one place a multipart/related or /mixed wrapper goes.
+ * skeleton.c's body_tree(): the one place a multipart/related or /mixed
+ * wrapper goes.
  *
  * Ownership: struct msg_ctx owns its templates and field table; msg_free.
  * It borrows cfg and post, which must outlive it. */
