@@ -4,6 +4,7 @@
 #include "mailbox/mailbox.h"
 #include "mailbox/scan.h"
 #include "mailbox/unsubscribe.h"
+#include "input/subs_edit.h"
 #include "util/addr.h"
 #include "util/buf.h"
 #include <stdio.h>
@@ -14,7 +15,7 @@
 static int unsubscribe_addresses(struct ui *u, const char *list, char sep, int argc, char **argv)
 {
 	const char **addrs = calloc((size_t)argc, sizeof *addrs);
-	enum unsub_result *res = calloc((size_t)argc, sizeof *res);
+	enum subs_edit_result *res = calloc((size_t)argc, sizeof *res);
 	size_t n = 0;
 	int rc = 0;
 	if (!addrs || !res)
@@ -28,17 +29,17 @@ static int unsubscribe_addresses(struct ui *u, const char *list, char sep, int a
 		addrs[n++] = argv[i];
 	}
 	char err[1024];
-	int k = rc ? 0 : unsub_apply(list, sep, addrs, n, res, err, sizeof err);
+	int k = rc ? 0 : subs_edit_unsubscribe(list, sep, addrs, n, res, err, sizeof err);
 	if (k) {
 		cli_err(err);
-		rc = unsub_exitcode(k);
+		rc = subs_edit_exitcode(k);
 	}
 	for (size_t i = 0; !rc && i < n; i++) {
-		if (res[i] == UNSUB_NOT_LISTED) {
+		if (res[i] == SUBS_EDIT_NOT_LISTED) {
 			fprintf(stderr, "herald: %s: not in %s\n", addrs[i], list);
 			rc = EX_DATAERR;
 		} else if (!u->quiet)
-			printf("%s: %s\n", addrs[i], res[i] == UNSUB_CHANGED ? "unsubscribed" : "was already unsubscribed");
+			printf("%s: %s\n", addrs[i], res[i] == SUBS_EDIT_CHANGED ? "unsubscribed" : "was already unsubscribed");
 	}
 	free(addrs);
 	free(res);

@@ -127,12 +127,12 @@ static int seen_add(struct mailbox *mb, const char *key, char *err, size_t errle
 	int len = asprintf(&line, "%s\t%s\n", mb->where, key);
 	if (len < 0)
 		return set_err(err, errlen, MAILBOX_FAIL, "out of memory");
-	ssize_t w = write(mb->seen_fd, line, (size_t)len);
+	/* One scan per state dir (scan.lock), one thread: nothing else
+	 * appends meanwhile. */
+	int rc = statefile_append(mb->seen_fd, mb->o->seen_path, STATEFILE_CUT, line, (size_t)len,
+				  1, NULL, err, errlen);
 	free(line);
-	if (w != len || fdatasync(mb->seen_fd) < 0)
-		return set_err(err, errlen, MAILBOX_FAIL, "%s: %s", mb->o->seen_path,
-			       strerror(w < 0 || w == len ? errno : EIO));
-	return 0;
+	return rc < 0 ? MAILBOX_FAIL : 0;
 }
 
 /* ---- maildir ----------------------------------------------------------- */

@@ -5,6 +5,7 @@
 #include "state/journal.h"
 #include "state/statefile.h"
 #include "mailbox/unsubscribe.h"
+#include "input/subs_edit.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <libetpan/libetpan.h>
@@ -360,7 +361,7 @@ static int unsub_batch(const struct config *cfg, struct mailbox *mb, const char 
 	size_t n = to - from;
 	char **addrs = calloc(n, sizeof *addrs);
 	int *which = calloc(n, sizeof *which); /* message -> addrs index, or -1 */
-	enum unsub_result *res = calloc(n, sizeof *res);
+	enum subs_edit_result *res = calloc(n, sizeof *res);
 	size_t na = 0;
 	int rc = 0;
 	if (!addrs || !which || !res) {
@@ -403,20 +404,20 @@ static int unsub_batch(const struct config *cfg, struct mailbox *mb, const char 
 		}
 	}
 	if (na) {
-		int k = unsub_apply(list, cfg->subs_delim, (const char *const *)addrs, na, res, err, errlen);
+		int k = subs_edit_unsubscribe(list, cfg->subs_delim, (const char *const *)addrs, na, res, err, errlen);
 		if (k) {
-			rc = k == UNSUB_ERR_NOFILE ? SCAN_NOFILE : k == UNSUB_ERR_LIST ? SCAN_LIST : SCAN_STATE;
+			rc = k == SUBS_EDIT_ERR_NOFILE ? SCAN_NOFILE : k == SUBS_EDIT_ERR_LIST ? SCAN_LIST : SCAN_STATE;
 			goto out;
 		}
 		for (size_t j = 0; j < na; j++) {
-			if (res[j] == UNSUB_CHANGED)
+			if (res[j] == SUBS_EDIT_CHANGED)
 				st->unsubscribed++;
-			else if (res[j] == UNSUB_ALREADY)
+			else if (res[j] == SUBS_EDIT_ALREADY)
 				st->already++;
 			else
 				st->not_listed++;
-			note(cb, "%s: %s", addrs[j], res[j] == UNSUB_CHANGED ? "unsubscribed"
-			     : res[j] == UNSUB_ALREADY ? "was already unsubscribed" : "not in the list");
+			note(cb, "%s: %s", addrs[j], res[j] == SUBS_EDIT_CHANGED ? "unsubscribed"
+			     : res[j] == SUBS_EDIT_ALREADY ? "was already unsubscribed" : "not in the list");
 		}
 	}
 	/* The list is renamed into place: now the marks. */

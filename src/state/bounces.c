@@ -317,14 +317,12 @@ static int append(struct bounces *b, const struct bounce_entry *e, char *err, si
 		free(line);
 		return -1;
 	}
-	ssize_t w = write(fd, line, len);
-	int saved = errno;
-	int sync = w == (ssize_t)len ? fdatasync(fd) : -1;
-	if (sync < 0 && w == (ssize_t)len)
-		saved = errno;
+	int saved;
+	char why[256];
+	int rc = statefile_append(fd, b->path, STATEFILE_CUT, line, len, 1, &saved, why, sizeof why);
 	close(fd);
 	free(line);
-	if (w != (ssize_t)len || sync < 0)
+	if (rc < 0)
 		return set_err(err, errlen, -1, "%s: cannot record a bounce: %s", b->path,
 			       strerror(saved ? saved : EIO));
 	if (apply(b, e) < 0 || remember(b, e) < 0)

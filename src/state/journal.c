@@ -118,6 +118,7 @@ int journal_open(struct journal *j, const char *state_dir, const char *slug,
 	memset(j, 0, sizeof *j);
 	j->fd = -1;
 	pthread_mutex_init(&j->mu, NULL);
+	pthread_mutex_init(&j->wmu, NULL);
 	pthread_cond_init(&j->cv, NULL);
 	int rc = state_mkdir(state_dir, err, errlen);
 	if (!rc && asprintf(&j->path, "%s/%s.journal", state_dir, slug) < 0) {
@@ -164,10 +165,16 @@ int journal_write(struct journal *j, time_t when, const char *addr,
 	if (len > (int)sizeof line - 16)
 		len = (int)sizeof line - 16;
 	len += snprintf(line + len, sizeof line - (size_t)len, "%s", tail);
-	/* One write(2) per line on an O_APPEND descriptor: lines from
-	 * several threads never interleave. */
-	ssize_t w = write(j->fd, line, (size_t)len);
-	int e = w == len ? 0 : w < 0 ? errno : EIO;
+	/* One line at a time (wmu): a line the disk took only part of is
+	 * ended there (STATEFILE_KEEP: the relay took that message), and
+	 * the next one starts a line of its own. The fdatasync stays with
+	 * the flusher. */
+	int e;
+	char why[256];
+	pthread_mutex_lock(&j->wmu);
+	statefile_append(j->fd, j->path, STATEFILE_KEEP, line, (size_t)len, 0, &e, why,
+			 sizeof why);
+	pthread_mutex_unlock(&j->wmu);
 	pthread_mutex_lock(&j->mu);
 	if (e && !j->sync_errno)
 		j->sync_errno = e;
@@ -330,6 +337,7 @@ void journal_close(struct journal *j)
 		pthread_join(j->flusher, NULL); /* it syncs what is left first */
 	}
 	pthread_mutex_destroy(&j->mu);
+	pthread_mutex_destroy(&j->wmu);
 	pthread_cond_destroy(&j->cv);
 	if (j->fd >= 0)
 		close(j->fd);
@@ -403,9 +411,8 @@ int journal_shard_mark(const char *state_dir, const char *slug, unsigned i, unsi
 			   what == JOURNAL_SHARD_DONE ? "done" : "begun");
 	/* A mark torn by a crash is cut: the next run makes it again. */
 	int fd = statefile_open(path, STATEFILE_CUT, 1, NULL, err, errlen);
-	int rc = fd < 0 ? -1 : 0;
-	if (!rc && (write(fd, line, (size_t)len) != len || fdatasync(fd) < 0))
-		rc = set_err(err, errlen, -1, "%s: %s", path, strerror(errno ? errno : EIO));
+	int rc = fd < 0 ? -1 : statefile_append(fd, path, STATEFILE_CUT, line, (size_t)len, 1,
+						NULL, err, errlen);
 	if (fd >= 0)
 		close(fd);
 	free(path);

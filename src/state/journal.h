@@ -31,6 +31,7 @@ struct journal {
 	pthread_t flusher;
 	int flushing;
 	pthread_mutex_t mu;
+	pthread_mutex_t wmu;   /* one append at a time (statefile_append) */
 	pthread_cond_t cv;
 	unsigned long written, synced; /* lines; guarded by mu */
 	int sync_errno, quit, hurry;

@@ -2,10 +2,13 @@
 #include "state/listlog.h"
 #include "state/state.h"
 #include "util/buf.h"
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +20,7 @@ int listlog_open(struct listlog *l, const char *state_dir, const struct statefil
 {
 	l->fd = -1;
 	l->path = NULL;
+	pthread_mutex_init(&l->mu, NULL);
 	if (state_mkdir(state_dir, err, errlen) < 0)
 		return -1;
 	if (asprintf(&l->path, "%s/" LISTLOG_FILE, state_dir) < 0) {
@@ -44,17 +48,22 @@ int listlog_append(struct listlog *l, time_t t, enum listlog_action a, const cha
 		: asprintf(&line, "%s\t%s\t%s\t%s\n", when, action_names[a], clean, source);
 	if (n < 0)
 		return set_err(err, errlen, -1, "out of memory");
-	ssize_t w = write(l->fd, line, (size_t)n);
-	int e = errno;
-	free(line);
-	if (w != n)
-		return set_err(err, errlen, -1, "%s: %s", l->path,
-			       w < 0 ? strerror(e) : "short write (disk full?)");
 	/* The answer to the reader goes out after this: the line must
-	 * survive a power cut by then, not only a crash of herald. */
-	if (fdatasync(l->fd) < 0)
-		return set_err(err, errlen, -1, "%s: %s", l->path, strerror(errno));
-	return 0;
+	 * survive a power cut by then, not only a crash of herald; and a
+	 * line that cannot be synced is taken back, so a request answered
+	 * 503 changes nothing later. The cut-back is to the size before
+	 * this line, so appends are one at a time, sync included. */
+	/* The mutex keeps this process's threads apart (a flock is the
+	 * open file's, shared by them), the flock another herald serve on
+	 * the same state dir. */
+	pthread_mutex_lock(&l->mu);
+	int rc = flock(l->fd, LOCK_EX) < 0
+		? set_err(err, errlen, -1, "%s: %s", l->path, strerror(errno))
+		: statefile_append(l->fd, l->path, STATEFILE_CUT, line, (size_t)n, 1, NULL, err, errlen);
+	flock(l->fd, LOCK_UN);
+	pthread_mutex_unlock(&l->mu);
+	free(line);
+	return rc;
 }
 
 void listlog_close(struct listlog *l)
@@ -64,6 +73,7 @@ void listlog_close(struct listlog *l)
 	free(l->path);
 	l->fd = -1;
 	l->path = NULL;
+	pthread_mutex_destroy(&l->mu);
 }
 
 int listlog_parse_line(char *text, struct listlog_entry *e)
@@ -100,11 +110,28 @@ int listlog_follow_init(struct listlog_follow *f, const char *state_dir, char *e
 			size_t errlen)
 {
 	memset(f, 0, sizeof *f);
+	f->fd = -1;
 	if (asprintf(&f->path, "%s/" LISTLOG_FILE, state_dir) < 0) {
 		f->path = NULL;
 		return set_err(err, errlen, -1, "out of memory");
 	}
 	return 0;
+}
+
+/* Earlier versions left a torn line's fragment in place after a failed
+ * write, and the next request's line (answered 200) was glued onto it:
+ * "FRAGMENT" "TIME\tACTION\t...". What follows the first later TIME and
+ * tab is that line, read as a line of its own: 0 with *e, or -1. */
+static int glued_line(char *text, struct listlog_entry *e)
+{
+	size_t n = strlen(text);
+	for (size_t i = 1; i + 21 <= n; i++) {
+		char *t = text + i;
+		if (t[4] == '-' && t[10] == 'T' && t[19] == 'Z' && t[20] == '\t' &&
+		    isdigit((unsigned char)t[0]))
+			return listlog_parse_line(t, e);
+	}
+	return -1;
 }
 
 static int read_new(struct listlog_follow *f, FILE *in,
@@ -120,18 +147,42 @@ static int read_new(struct listlog_follow *f, FILE *in,
 	while ((n = getline(&line, &cap, in)) > 0 && line[n - 1] == '\n') {
 		f->off += n;
 		f->lineno++;
+		f->lastlen = (size_t)n < sizeof f->last ? (size_t)n : sizeof f->last;
+		memcpy(f->last, line + n - (ssize_t)f->lastlen, f->lastlen);
 		struct listlog_entry e;
 		int k = statefile_line(line, n, &text);
-		if (k < 0 || listlog_parse_line(text, &e) < 0) {
+		/* parsing splits the line in place: a copy for the second try */
+		char *copy = k > 0 ? strdup(text) : NULL;
+		int ok = k > 0 && listlog_parse_line(text, &e) == 0;
+		if (!ok && copy && glued_line(copy, &e) == 0) {
+			ok = 1;
+			statefile_warnf(w, "%s:%ld: a line glued onto a torn one (a full disk, before herald "
+					"cut those back); read from its second time on", f->path, f->lineno);
+		} else if (!ok) {
 			statefile_warnf(w, "%s:%ld: not a list.log line (time, action, address, source); ignored",
 					f->path, f->lineno);
+		}
+		if (!ok) {
+			free(copy);
 			continue;
 		}
 		fn(arg, &e);
+		free(copy);
 		count++;
 	}
 	free(line);
 	return count;
+}
+
+/* Is the last line read still where it was (listlog.h: a line taken
+ * back and another written in its place)? */
+static int still_there(const struct listlog_follow *f, int fd)
+{
+	char b[sizeof f->last];
+	if (!f->lastlen)
+		return 1;
+	return pread(fd, b, f->lastlen, f->off - (off_t)f->lastlen) == (ssize_t)f->lastlen &&
+	       !memcmp(b, f->last, f->lastlen);
 }
 
 int listlog_follow_poll(struct listlog_follow *f,
@@ -141,7 +192,19 @@ int listlog_follow_poll(struct listlog_follow *f,
 	struct stat st;
 	if (stat(f->path, &st) < 0)
 		return errno == ENOENT ? 0 : set_err(err, errlen, -1, "%s: %s", f->path, strerror(errno));
-	if (st.st_dev == f->dev && st.st_ino == f->ino && st.st_size == f->off)
+	/* The check that the last line read is still there needs the file
+	 * open: one pread per look on the fd kept, reopened when the name
+	 * is another file's. Equal sizes are no proof: a line taken back and
+	 * another of its length written in its place leave the size (and,
+	 * within a clock tick, the mtime) as they were. */
+	if (f->fd >= 0 && (st.st_dev != f->dev || st.st_ino != f->ino)) {
+		close(f->fd);
+		f->fd = -1;
+	}
+	if (f->fd < 0)
+		f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+	if (st.st_dev == f->dev && st.st_ino == f->ino && st.st_size == f->off &&
+	    (f->fd < 0 || still_there(f, f->fd)))
 		return 0;
 	FILE *in = fopen(f->path, "re");
 	if (!in)
@@ -150,11 +213,15 @@ int listlog_follow_poll(struct listlog_follow *f,
 		fclose(in);
 		return set_err(err, errlen, -1, "%s: %s", f->path, strerror(errno));
 	}
-	if (st.st_dev != f->dev || st.st_ino != f->ino || st.st_size < f->off) {
+	if (st.st_dev != f->dev || st.st_ino != f->ino || st.st_size < f->off ||
+	    !still_there(f, fileno(in))) {
+		if (f->off > 0)
+			f->resets++;
 		f->dev = st.st_dev;
 		f->ino = st.st_ino;
 		f->off = 0;
 		f->lineno = 0;
+		f->lastlen = 0;
 	}
 	int count = 0;
 	if (fseeko(in, f->off, SEEK_SET) < 0)
@@ -167,6 +234,10 @@ int listlog_follow_poll(struct listlog_follow *f,
 
 void listlog_follow_free(struct listlog_follow *f)
 {
+	/* path: listlog_follow_init ran (a zeroed struct holds fd 0) */
+	if (f->path && f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
 	free(f->path);
 	f->path = NULL;
 }

@@ -10,18 +10,21 @@
  * with one write(2) and fdatasync'd before the web answers the request,
  * so a request that got its answer is never lost, whatever happens to
  * herald serve afterwards; applying it to the CSV list comes after, and
- * a restart applies again what the list does not show yet (unsub_apply
+ * a restart applies again what the list does not show yet (subs_edit_unsubscribe
  * is idempotent). A `send` running beside it follows the file
  * (listlog_follow) and mails nobody whose line it has seen.
  *
  * Tail repair (statefile.h): a torn last line is cut off (STATEFILE_CUT):
  * its request was never answered, so the reader's client sends it again.
+ * A line earlier versions glued onto such a fragment (they left it after
+ * a failed write) is read from its second time on, with a warning.
  *
  * Ownership: struct listlog owns its fd (listlog_close); struct
  * listlog_follow owns its path (listlog_follow_free). Neither is
  * thread-safe beyond what is said at each function. */
 #ifndef HERALD_LISTLOG_H
 #define HERALD_LISTLOG_H
+#include <pthread.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <time.h>
@@ -42,15 +45,18 @@ struct listlog_entry {
 struct listlog {
 	char *path;
 	int fd;
+	pthread_mutex_t mu;    /* one append at a time, its fdatasync included */
 };
 
 /* Creates state_dir if needed, opens and repairs list.log. */
 int listlog_open(struct listlog *l, const char *state_dir, const struct statefile_warn *w,
 		 char *err, size_t errlen);
-/* Appends one line and fdatasyncs it before returning. Any thread may
- * call it: each line is one write(2) on O_APPEND, so lines never
- * interleave, and each caller waits for its own sync. source is a short
- * word without tabs. -1 with err when the line may not be on disk. */
+/* Appends one line and fdatasyncs it before returning (statefile_append).
+ * Any thread may call it: appends take l->mu, write and sync included,
+ * so a line whose sync failed can be cut off again without taking
+ * another's with it. source is a short word without tabs. -1 with err
+ * when the line is not on disk: then it is not in the file either (cut
+ * back), and nothing acts on it later. */
 int listlog_append(struct listlog *l, time_t t, enum listlog_action a, const char *addr,
 		   const char *name, const char *source, char *err, size_t errlen);
 void listlog_close(struct listlog *l);
@@ -61,14 +67,29 @@ int listlog_parse_line(char *text, struct listlog_entry *e);
 
 /* A reader that keeps its place: each listlog_follow_poll reads only the
  * whole lines added since the last one. The common case, nothing new,
- * costs one stat(2). A file replaced or cut shorter (a restore) is read
- * again from the start. */
+ * costs one stat(2) and one pread(2). A file replaced or cut shorter (a restore) is read
+ * again from the start, and so is one where the last line read is no
+ * longer where it was (one pread per look, on an fd the follower keeps): listlog_append took it back (its fdatasync
+ * failed, the request was answered 503) and another line took its
+ * place. The bound: a follower that read such a line before it was
+ * taken back keeps what it did with it (a send skips that reader for the
+ * rest of its run, as if the 503 request had worked); a replay (serve's
+ * start) reads a file no request is being written to, so it never acts
+ * on one. */
 struct listlog_follow {
 	char *path;
 	off_t off;             /* bytes read and handled */
 	dev_t dev;
 	ino_t ino;
+	int fd;                /* kept open for the check below, or -1 */
 	long lineno;           /* lines read, for FILE:LINE */
+	char last[1024];       /* the last line read (the end of it), ending at off */
+	size_t lastlen;
+	/* Times the file was read again from its start after lines had been
+	 * read: a consumer whose state holds what a line said (a line taken
+	 * back among them) sees it change and rebuilds, or stops trusting
+	 * that state. */
+	unsigned long resets;
 };
 int listlog_follow_init(struct listlog_follow *f, const char *state_dir, char *err,
 			size_t errlen);

@@ -120,11 +120,9 @@ int relaylog_add(struct relaylog *l, time_t when, const char *relay, char *err, 
 	state_time(when, t);
 	state_clean(name, sizeof name, relay);
 	int n = snprintf(line, sizeof line, "%s\t%s\n", t, name);
-	ssize_t w = write(l->fd, line, (size_t)n);
-	if (w != n)
-		return set_err(err, errlen, -1, "%s: %s", l->path,
-			       w < 0 ? strerror(errno) : "short write (disk full?)");
-	return 0;
+	/* Only the send loop's thread appends (one writer per state dir). */
+	return statefile_append(l->fd, l->path, STATEFILE_CUT, line, (size_t)n, 0, NULL, err,
+				errlen);
 }
 
 void relaylog_close(struct relaylog *l)

@@ -101,6 +101,54 @@ int statefile_repair(int fd, const char *path, enum statefile_torn torn,
 	return 0;
 }
 
+/* Back to size (a line that did not make it whole, or was not synced):
+ * the next line starts a line of its own. When even this fails the next
+ * append's repair cuts it. */
+static void cut_back(int fd, off_t size)
+{
+	if (ftruncate(fd, size) == 0)
+		(void)fsync(fd);
+}
+
+int statefile_append(int fd, const char *path, enum statefile_torn torn, const char *data,
+		     size_t len, int sync, int *errnum, char *err, size_t errlen)
+{
+	struct statefile_tail t;
+	struct stat st;
+	int e = 0;
+	if (errnum)
+		*errnum = 0;
+	/* Cheap when the file ends in a newline: one fstat, one pread. */
+	if (statefile_repair(fd, path, torn, &t, err, errlen) < 0)
+		e = errno ? errno : EIO;
+	else if (fstat(fd, &st) < 0)
+		e = errno;
+	if (e) {
+		if (errnum)
+			*errnum = e;
+		return set_err(err, errlen, -1, "%s: %s", path, strerror(e));
+	}
+	ssize_t w = write(fd, data, len);
+	e = w < 0 ? errno : ENOSPC;  /* a short write: the disk filled up */
+	if (w == (ssize_t)len) {
+		if (!sync || fdatasync(fd) == 0)
+			return 0;
+		e = errno;
+		cut_back(fd, st.st_size);
+	} else if (w > 0 && torn == STATEFILE_KEEP) {
+		/* O_APPEND: the newline lands at the end. If it does not,
+		 * the next append's repair ends the fragment. */
+		if (write(fd, "\n", 1) != 1)
+			errno = 0;
+	} else if (w > 0) {
+		cut_back(fd, st.st_size);
+	}
+	if (errnum)
+		*errnum = e;
+	return set_err(err, errlen, -1, "%s: %s%s", path, strerror(e),
+		       w == (ssize_t)len ? " (fdatasync; the line was taken back)" : "");
+}
+
 /* Opens path and takes its flock; when the name was given to another
  * file meanwhile (state merge renames the merged file over it while
  * holding the old one's lock), the new one: a line appended to the old

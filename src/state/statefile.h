@@ -1,5 +1,6 @@
 /* statefile: what every append-only line file in state_dir shares (the
- * journals, bounces.log, mailbox.seen).
+ * journals, bounces.log, mailbox.seen, list.log, relays.log, .shards,
+ * signups.log).
  *
  * Each of them is appended to one write(2) per line on O_APPEND. A crash,
  * a full disk or a power cut can leave the last line without its newline,
@@ -66,6 +67,28 @@ int statefile_repair(int fd, const char *path, enum statefile_torn torn,
  * the fd, or -1 with err. */
 int statefile_open(const char *path, enum statefile_torn torn, int keep_lock,
 		   const struct statefile_warn *w, char *err, size_t errlen);
+
+/* Appends data (len bytes: whole lines) to the file open on fd with one
+ * write(2), and leaves the file ending in a whole line whatever happens.
+ * The tail is repaired first as `torn` says (a fragment an earlier
+ * append left when even its own cut-back failed, or another process's
+ * crash), so the line never lands glued to a fragment. A short or failed
+ * write is cut back to the size before it (STATEFILE_CUT), or the
+ * fragment ended with a newline (STATEFILE_KEEP: what it says is kept,
+ * as at open). With sync the line is fdatasync'd; when that fails it is
+ * cut off again and the cut fsync'd: the caller reports a failure (a
+ * 503), and a line it reported as failed must not take effect later, at
+ * a restart or a replay. A reader that saw the line between the write
+ * and the cut may have acted on it (listlog_follow notices the cut and
+ * reads again; see listlog.h for the bound).
+ *
+ * The caller serializes the appends to one file: the cut-back is to the
+ * size before this write, and a line another writer appended meanwhile
+ * would go with it (a mutex in the process; across processes the flock
+ * statefile_open keeps with keep_lock). Returns 0, or -1 with err (errno
+ * of the failure in *errnum when errnum is not NULL). */
+int statefile_append(int fd, const char *path, enum statefile_torn torn, const char *data,
+		     size_t len, int sync, int *errnum, char *err, size_t errlen);
 
 /* One line as getline(3) returned it (n bytes): strips the newline and the
  * NUL bytes before the text, and points *text at what is left. Returns 1;

@@ -174,6 +174,13 @@ int token_confirm_make(const char *secret, const char *email, const char *name, 
 	return 0;
 }
 
+long token_confirm_expires(const char *token)
+{
+	char *end;
+	long expires = strtol(token, &end, 10);
+	return end == token || *end != '.' || expires <= 0 ? -1 : expires;
+}
+
 int token_confirm_check(const char *secret, const char *email, const char *name,
 			const char *token, long now)
 {

@@ -39,6 +39,9 @@ int token_check(const char *secret, const char *email, const char *token);
 #define TOKEN_CONFIRM_MAX (TOKEN_LEN + 24)
 int token_confirm_make(const char *secret, const char *email, const char *name, long expires,
 		       char out[TOKEN_CONFIRM_MAX]);
+/* The EXPIRES of a confirmation token (whether or not its HMAC is
+ * right: check it first), or -1 when it has none. */
+long token_confirm_expires(const char *token);
 /* 1 valid, 0 forged or for another address or name, 2 expired (checked
  * after the HMAC, so an expired forgery is still 0), -1 HMAC failure.
  * Constant time in the HMAC comparison. */

@@ -5,6 +5,7 @@
 #include "web/guard.h"
 #include "web/page.h"
 #include "mailbox/unsubscribe.h"
+#include "input/subs_edit.h"
 #include "state/state.h"
 #include "util/addrset.h"
 #include <arpa/inet.h>
@@ -406,7 +407,7 @@ static long replay_apply(struct web_server *s, struct replay *rp, enum listlog_a
 			 const char *logpath)
 {
 	const char **a = calloc(rp->n + 1, sizeof *a), **nm = calloc(rp->n + 1, sizeof *nm);
-	enum unsub_result *res = calloc(rp->n + 1, sizeof *res);
+	enum subs_edit_result *res = calloc(rp->n + 1, sizeof *res);
 	size_t k = 0;
 	long changed = 0;
 	for (size_t i = 0; a && nm && i < rp->n; i++)
@@ -416,12 +417,12 @@ static long replay_apply(struct web_server *s, struct replay *rp, enum listlog_a
 		}
 	char why[1024];
 	int rc = !a || !nm || !res ? set_err(why, sizeof why, -1, "out of memory") : !k ? 0
-	       : which == LISTLOG_UNSUBSCRIBE ? unsub_apply(s->cfg->subscribers, s->cfg->subs_delim, a, k, res, why, sizeof why)
-	       : unsub_subscribe(s->cfg->subscribers, s->cfg->subs_delim, a, nm, k, res, why, sizeof why);
+	       : which == LISTLOG_UNSUBSCRIBE ? subs_edit_unsubscribe(s->cfg->subscribers, s->cfg->subs_delim, a, k, res, why, sizeof why)
+	       : subs_edit_subscribe(s->cfg->subscribers, s->cfg->subs_delim, a, nm, k, res, why, sizeof why);
 	if (rc < 0)
 		warnf(s, "%s; what %s holds is applied when it can be (send honours it anyway)", why, logpath);
 	for (size_t i = 0; rc == 0 && i < k; i++)
-		changed += res[i] == UNSUB_CHANGED;
+		changed += res[i] == SUBS_EDIT_CHANGED;
 	free(a);
 	free(nm);
 	free(res);
@@ -575,9 +576,14 @@ int web_serve(const struct config *cfg, const struct web_opts *o, char *err, siz
 	int k = cfg->web.signup ? config_password(cfg, &s.password, err, errlen) : 0;
 	if (k)
 		return k == CONFIG_TEMP ? WEB_LISTEN : WEB_CONFIG;
-	s.t0 = time(NULL);
 	struct statefile_warn w = {on_state_warn, &s};
 	if (listlog_open(&s.log, cfg->state_dir, &w, err, errlen) < 0) {
+		secret_free(&s.password);
+		return WEB_STATE;
+	}
+	if (signup_open(&s, &w, err, errlen) < 0) {
+		signup_close(&s);
+		listlog_close(&s.log);
 		secret_free(&s.password);
 		return WEB_STATE;
 	}
@@ -603,8 +609,7 @@ int web_serve(const struct config *cfg, const struct web_opts *o, char *err, siz
 	pthread_cond_destroy(&s.idle);
 	pthread_mutex_destroy(&s.list_mu);
 	pthread_mutex_destroy(&s.sig_mu);
-	addrset_free(&s.per_ip);
-	addrset_free(&s.per_addr);
+	signup_close(&s);
 	secret_free(&s.password);
 	pthread_mutex_destroy(&s.mu);
 	for (size_t i = 0; i < s.npending; i++)

@@ -6,12 +6,12 @@
  * web.signup, /subscribe and /confirm (web/signup.c). A
  * request that changes the list is appended to state_dir/list.log and
  * synced before it is answered (state/listlog.h), then applied to the
- * CSV with unsub_apply; at start every line of list.log is applied again,
- * so a kill between the two loses nothing (unsub_apply is idempotent).
+ * CSV with subs_edit_unsubscribe; at start every line of list.log is applied again,
+ * so a kill between the two loses nothing (subs_edit_unsubscribe is idempotent).
  *
  * Threads: libmicrohttpd's thread per connection (MHD_USE_THREAD_PER_
  * CONNECTION): a request may wait on the disk (fdatasync) or the list's
- * lock (flock in unsub_apply) without holding up any other. Each thread
+ * lock (flock in subs_edit_unsubscribe) without holding up any other. Each thread
  * shares with the others only struct web_server (web.h): the config and
  * secret (read only), list.log's fd (one write(2) per line on O_APPEND),
  * and the in-flight count (its mutex). Which connections are taken, and

@@ -20,8 +20,11 @@
 #include "deliver/notify.h"
 #include "input/subscribers.h"
 #include "mailbox/unsubscribe.h"
+#include "input/subs_edit.h"
 #include "util/addr.h"
 #include "util/token.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +32,12 @@
 
 #define CONFIRM_HOURS 48
 #define PER_IP_PER_HOUR 10
-#define LIMIT_ENTRIES 100000   /* the limit tables are cleared beyond this */
+/* The limit tables (util/recent.h) hold this many clients and addresses
+ * of the last hour; past it the oldest client goes, and no address is
+ * mailed until the oldest one's hour is over. */
+#define LIMIT_ENTRIES 100000
+/* unsub_at holds times less this (addrset values stop at INT32_MAX). */
+#define SIGNUP_EPOCH 1577836800L  /* 2020-01-01 */
 
 static const char form_html[] =
 	"<form method=\"post\" action=\"subscribe\">\n"
@@ -74,29 +82,139 @@ static int subscribed(const struct web_server *s, const char *email)
 	return found;
 }
 
+/* The per-client key: an IPv6 client counts by its /64 (one host gets a
+ * whole /64 and picks any address in it), an IPv4-mapped one as IPv4. */
+static void client_key(const char *client, char *out, size_t outlen)
+{
+	struct in6_addr a;
+	char text[INET6_ADDRSTRLEN];
+	if (!strchr(client, ':') || inet_pton(AF_INET6, client, &a) != 1) {
+		snprintf(out, outlen, "%s", client);
+	} else if (IN6_IS_ADDR_V4MAPPED(&a)) {
+		snprintf(out, outlen, "%s", inet_ntop(AF_INET, a.s6_addr + 12, text, sizeof text)
+					    ? text : client);
+	} else {
+		memset(a.s6_addr + 8, 0, 8);
+		snprintf(out, outlen, "%s/64", inet_ntop(AF_INET6, &a, text, sizeof text) ? text : client);
+	}
+}
+
 /* The abuse limits: -1 this client has signed up too often this hour, 0
  * no mail to this address now, 1 mail it (and it is counted). */
 static int allowed(struct web_server *s, const char *client, const char *email)
 {
-	time_t now = time(NULL);
-	long hour = (long)((now - s->t0) / 3600), since = (long)(now - s->t0) + 1;
+	time_t now = time(NULL), when;
+	long count;
+	char key[INET6_ADDRSTRLEN + 8];
+	client_key(client, key, sizeof key);
 	pthread_mutex_lock(&s->sig_mu);
-	if (s->per_ip.used > LIMIT_ENTRIES || s->per_addr.used > LIMIT_ENTRIES) {
-		addrset_free(&s->per_ip);
-		addrset_free(&s->per_addr);
-	}
-	long v = addrset_get(&s->per_ip, client);
-	long count = v / 100 == hour ? v % 100 : 0;
-	int rc = count >= PER_IP_PER_HOUR ? -1 : 1;
-	if (rc > 0)
-		addrset_set(&s->per_ip, client, hour * 100 + count + 1);
-	long last = addrset_get(&s->per_addr, email);
-	if (rc > 0 && last && since - last < 3600)
+	int known = recent_get(&s->per_ip, key, now, &when, &count);
+	int rc = known && count >= PER_IP_PER_HOUR ? -1 : 1;
+	/* Out of memory: no mail (the limit must hold). */
+	if (rc > 0 && recent_set(&s->per_ip, key, now, known ? when : now, known ? count + 1 : 1))
 		rc = 0;
-	if (rc > 0)
-		addrset_set(&s->per_addr, email, since);
+	if (rc > 0 && recent_get(&s->per_addr, email, now, &when, &count))
+		rc = 0;
+	int full = rc > 0 ? recent_set(&s->per_addr, email, now, now, 1) : 0;
 	pthread_mutex_unlock(&s->sig_mu);
-	return rc;
+	char why[160];
+	snprintf(why, sizeof why, full > 0
+		 ? "signup: %d addresses were mailed a confirmation this hour; none more until the oldest is an hour old"
+		 : "signup: out of memory; no confirmation mail sent", LIMIT_ENTRIES);
+	if (full && s->o->warn)
+		s->o->warn(s->o->arg, why);
+	return full ? 0 : rc;
+}
+
+/* May ask again at once (its mail did not go). */
+static void forget_addr(struct web_server *s, const char *email)
+{
+	time_t now = time(NULL);
+	pthread_mutex_lock(&s->sig_mu);
+	(void)recent_set(&s->per_addr, email, now, now - 3600, 0);
+	pthread_mutex_unlock(&s->sig_mu);
+}
+
+static int seed_addr(void *arg, time_t when, const char *addr)
+{
+	struct web_server *s = arg;
+	return recent_set(&s->per_addr, addr, time(NULL), when, 1) < 0 ? -1 : 0;
+}
+
+int signup_open(struct web_server *s, const struct statefile_warn *w, char *err, size_t errlen)
+{
+	recent_init(&s->per_ip, LIMIT_ENTRIES, 3600, 1);
+	recent_init(&s->per_addr, LIMIT_ENTRIES, 3600, 0);
+	memset(&s->unsub_at, 0, sizeof s->unsub_at);
+	s->slog.fd = -1;
+	s->slog.path = NULL;
+	if (listlog_follow_init(&s->left, s->cfg->state_dir, err, errlen) < 0)
+		return -1;
+	if (!s->cfg->web.signup)
+		return 0;
+	return signuplog_open(&s->slog, s->cfg->state_dir, time(NULL) - 3600, seed_addr, s, w, err,
+			      errlen);
+}
+
+void signup_close(struct web_server *s)
+{
+	recent_free(&s->per_ip);
+	recent_free(&s->per_addr);
+	addrset_free(&s->unsub_at);
+	listlog_follow_free(&s->left);
+	if (s->slog.fd >= 0 || s->slog.path)
+		signuplog_close(&s->slog);
+}
+
+struct left_scan {
+	struct web_server *s;
+	int oom;
+};
+
+static void on_listlog(void *arg, const struct listlog_entry *e)
+{
+	struct left_scan *ls = arg;
+	long v = (long)e->time - SIGNUP_EPOCH;
+	/* The last unsubscribe; a signup after it does not make links made
+	 * before it good again. */
+	if (e->action == LISTLOG_UNSUBSCRIBE &&
+	    addrset_set(&ls->s->unsub_at, e->addr, v > 0 ? v : 1) < 0)
+		ls->oom = 1;
+}
+
+static void on_state_warn(void *arg, const char *msg)
+{
+	const struct web_server *s = arg;
+	if (s->o->warn)
+		s->o->warn(s->o->arg, msg);
+}
+
+/* Did email unsubscribe at or after `issued` (list.log)? 1, 0, or -1 when
+ * list.log cannot be read. */
+static int left_since(struct web_server *s, const char *email, long issued, char *err,
+		      size_t errlen)
+{
+	struct statefile_warn w = {on_state_warn, s};
+	struct left_scan ls = {s, 0};
+	pthread_mutex_lock(&s->sig_mu);
+	unsigned long resets = s->left.resets;
+	int rc = listlog_follow_poll(&s->left, on_listlog, &ls, &w, err, errlen);
+	if (rc >= 0 && s->left.resets != resets) {
+		/* A line was taken back (listlog.h): unsub_at may hold its
+		 * time. Built again from what the file says now. */
+		addrset_free(&s->unsub_at);
+		s->left.off = 0, s->left.lastlen = 0, s->left.lineno = 0;
+		rc = listlog_follow_poll(&s->left, on_listlog, &ls, &w, err, errlen);
+	}
+	long at = addrset_get(&s->unsub_at, email);
+	/* A line not stored is an unsubscribe not known: this request is
+	 * refused, and the next reads the file again from its start. */
+	if (ls.oom)
+		s->left.off = 0, s->left.lastlen = 0;
+	pthread_mutex_unlock(&s->sig_mu);
+	if (rc < 0 || ls.oom)
+		return rc < 0 ? -1 : set_err(err, errlen, -1, "out of memory");
+	return at && at + SIGNUP_EPOCH >= issued;
 }
 
 static int mail_link(struct web_server *s, const char *email, const char *name, char *err,
@@ -161,12 +279,14 @@ static void subscribe_post(struct web_server *s, const struct web_req *q, struct
 		return;
 	}
 	char err[1024];
-	if (ok > 0 && !subscribed(s, email) && mail_link(s, email, name, err, sizeof err) < 0) {
+	/* Recorded before the mail goes, so a restart keeps the limit; when
+	 * it cannot be, no mail. */
+	if (ok > 0 && !subscribed(s, email) &&
+	    (signuplog_append(&s->slog, time(NULL), email, err, sizeof err) < 0 ||
+	     mail_link(s, email, name, err, sizeof err) < 0)) {
 		if (s->o->warn)
 			s->o->warn(s->o->arg, err);
-		pthread_mutex_lock(&s->sig_mu);
-		addrset_set(&s->per_addr, email, -3600); /* may ask again at once */
-		pthread_mutex_unlock(&s->sig_mu);
+		forget_addr(s, email);
 		web_page(s, p, 503, "Try again later",
 				"<p>The confirmation mail could not be sent just now. Please try again later.</p>\n");
 		return;
@@ -198,6 +318,23 @@ static void confirm(struct web_server *s, const struct web_req *q, struct web_re
 				"<p>This confirmation link is not valid. Use the link in the mail you received.</p>\n");
 		return;
 	}
+	/* A link mailed before the address's last unsubscribe must not undo
+	 * it. Tokens carry their expiry, made CONFIRM_HOURS after they were,
+	 * so this holds for links mailed before this check existed too. */
+	char err[512];
+	int gone = left_since(s, e, token_confirm_expires(t) - CONFIRM_HOURS * 3600L, err, sizeof err);
+	if (gone < 0 && s->o->warn)
+		s->o->warn(s->o->arg, err);
+	if (gone < 0) {
+		web_page(s, p, 503, "Try again",
+			 "<p>The confirmation could not be checked just now. Please try again in a few minutes.</p>\n");
+		return;
+	}
+	if (gone) {
+		show_form(s, p, 410, "This confirmation link was mailed before the address was "
+			  "unsubscribed, so it no longer works. To subscribe again, sign up below.");
+		return;
+	}
 	struct buf b = {0};
 	int oom = 0;
 	if (strcmp(q->method, "POST")) {
@@ -209,7 +346,6 @@ static void confirm(struct web_server *s, const struct web_req *q, struct web_re
 		buf_free(&b);
 		return;
 	}
-	char err[512];
 	if (listlog_append(&s->log, time(NULL), LISTLOG_SUBSCRIBE, e, n, "web", err, sizeof err) < 0) {
 		if (s->o->warn)
 			s->o->warn(s->o->arg, err);
@@ -218,9 +354,9 @@ static void confirm(struct web_server *s, const struct web_req *q, struct web_re
 		return;
 	}
 	const char *addrs[] = {e}, *names[] = {n};
-	enum unsub_result res;
+	enum subs_edit_result res;
 	pthread_mutex_lock(&s->list_mu);
-	if (unsub_subscribe(s->cfg->subscribers, s->cfg->subs_delim, addrs, names, 1, &res, err, sizeof err) < 0 && s->o->warn)
+	if (subs_edit_subscribe(s->cfg->subscribers, s->cfg->subs_delim, addrs, names, 1, &res, err, sizeof err) < 0 && s->o->warn)
 		s->o->warn(s->o->arg, err);
 	pthread_mutex_unlock(&s->list_mu);
 	oom |= buf_adds(&b, "<p><strong>");

@@ -10,6 +10,7 @@
 #include "web/web.h"
 #include "web/page.h"
 #include "mailbox/unsubscribe.h"
+#include "input/subs_edit.h"
 #include "util/addr.h"
 #include "util/token.h"
 #include <stdio.h>
@@ -60,9 +61,9 @@ void webunsub_apply(struct web_server *s, const char *email)
 		s->npending = s->cappending = 0;
 	}
 	pthread_mutex_unlock(&s->mu);
-	enum unsub_result *res = n ? calloc(n, sizeof *res) : NULL;
+	enum subs_edit_result *res = n ? calloc(n, sizeof *res) : NULL;
 	char err[1024];
-	if (n && (!res || unsub_apply(s->cfg->subscribers, s->cfg->subs_delim, (const char *const *)batch, n, res, err,
+	if (n && (!res || subs_edit_unsubscribe(s->cfg->subscribers, s->cfg->subs_delim, (const char *const *)batch, n, res, err,
 				     sizeof err) < 0) && s->o->warn)
 		s->o->warn(s->o->arg, res ? err : "out of memory: the unsubscribes are in list.log and are applied at the next start");
 	if (n) {
@@ -104,7 +105,12 @@ static int gone(struct web_server *s, const char *email)
 	char err[512];
 	struct statefile_warn w = {on_warn, s};
 	pthread_mutex_lock(&s->follow_mu);
+	unsigned long resets = s->follow.resets;
 	int k = s->last_bad ? -1 : listlog_follow_poll(&s->follow, note_entry, s, &w, err, sizeof err);
+	/* Read again from the start: a line was taken back (its request
+	 * answered 503, listlog.h), and last may still say what it said. */
+	if (s->follow.resets != resets)
+		s->last_bad = 1;
 	/* A line that could not be noted (no memory) leaves the set behind
 	 * list.log for good: from then on every request is a new one. */
 	int rc = k >= 0 && !s->last_bad && addrset_get(&s->last, email) == 1;

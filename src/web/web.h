@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include "input/config.h"
 #include "state/listlog.h"
+#include "state/signuplog.h"
+#include "util/recent.h"
 #include "util/addrset.h"
 #include "util/buf.h"
 #include <time.h>
@@ -26,7 +28,7 @@ struct web_server {
 	int inflight;
 	/* Group commit of list changes to the CSV: each request queues its
 	 * address (pending, numbered by queued); whoever holds list_mu
-	 * applies everything queued so far in one unsub_apply and sets
+	 * applies everything queued so far in one subs_edit_unsubscribe and sets
 	 * applied, so 50 requests at once cost a few rewrites of the list,
 	 * not 50 threads fighting over its flock. */
 	pthread_mutex_t list_mu;
@@ -34,14 +36,20 @@ struct web_server {
 	size_t npending, cappending;
 	unsigned long queued, applied;
 	/* Signup (web/signup.c): the relay's password (read once at start,
-	 * read only after), and the abuse limits under sig_mu: per client
-	 * IP, signups in the current hour (hour * 100 + count); per address,
-	 * when its last confirmation mail went (seconds since t0, + 1). Both
-	 * are memory only: a restart forgets them (documented). */
+	 * read only after); under sig_mu, the abuse limits (util/recent.h:
+	 * per client, an IPv6 client by its /64, the start of its hour and
+	 * its signups in it, oldest evicted first; per address, when its
+	 * last confirmation mail went, never evicted while under the hour,
+	 * seeded at start from signups.log, which slog appends to), and
+	 * what list.log says about unsubscribes (left follows it; unsub_at:
+	 * address -> time of its last unsubscribe - SIGNUP_EPOCH), which a
+	 * confirmation link older than that may not undo. */
 	char *password;
 	pthread_mutex_t sig_mu;
-	struct addrset per_ip, per_addr;
-	time_t t0;
+	struct recent per_ip, per_addr;
+	struct signuplog slog;         /* fd < 0: signup off */
+	struct listlog_follow left;
+	struct addrset unsub_at;
 	/* Which connections are taken and their deadlines (guard.h: its
 	 * own lock). */
 	struct guard guard;
@@ -63,6 +71,12 @@ struct web_server {
 	struct addrset last;
 	int last_bad;                  /* a line was not noted: last is not used */
 };
+
+/* web/signup.c: the signup state, before the daemon starts (seeds the
+ * per-address limit from signups.log when web.signup is on); 0, or -1
+ * with err. signup_close frees it (after a failed signup_open too). */
+int signup_open(struct web_server *s, const struct statefile_warn *w, char *err, size_t errlen);
+void signup_close(struct web_server *s);
 
 /* web/unsub.c: the request's address, into the list (group commit). */
 void webunsub_apply(struct web_server *s, const char *email);

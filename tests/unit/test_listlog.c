@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "state/listlog.h"
@@ -95,6 +96,40 @@ static void test_append_follow(void **state)
 	rmdir(dir);
 }
 
+/* A line taken back (its fdatasync failed: statefile_append cuts it) and
+ * another of the same length written in its place, at once: the size is
+ * what the follower saw, yet it reads the new line. */
+static void test_taken_back(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/herald-listlog-XXXXXX", err[256], warning[512] = "";
+	assert_non_null(mkdtemp(dir));
+	struct statefile_warn w = {on_warn, warning};
+	struct listlog_follow f;
+	struct seen s = {0};
+	assert_int_equal(listlog_follow_init(&f, dir, err, sizeof err), 0);
+	append_raw(f.path, "2026-12-03T10:00:00Z\tunsubscribe\tjoy@example.net\tweb\n");
+	assert_int_equal(listlog_follow_poll(&f, on_entry, &s, &w, err, sizeof err), 1);
+	const char *a = "2026-12-03T10:00:01Z\tunsubscribe\taaa@example.net\tweb\n";
+	append_raw(f.path, a);
+	assert_int_equal(listlog_follow_poll(&f, on_entry, &s, &w, err, sizeof err), 1);
+	assert_string_equal(s.addr[1], "aaa@example.net");
+	struct stat st;
+	assert_int_equal(stat(f.path, &st), 0);
+	assert_int_equal(truncate(f.path, st.st_size - (off_t)strlen(a)), 0);
+	append_raw(f.path, "2026-12-03T10:00:01Z\tunsubscribe\tbbb@example.net\tweb\n");
+	s.n = 0;
+	assert_int_equal(listlog_follow_poll(&f, on_entry, &s, &w, err, sizeof err), 2);
+	assert_string_equal(s.addr[0], "joy@example.net");
+	assert_string_equal(s.addr[1], "bbb@example.net");
+	assert_int_equal(f.resets, 1);   /* for consumers to rebuild what they kept */
+	assert_int_equal(listlog_follow_poll(&f, on_entry, &s, &w, err, sizeof err), 0);
+	assert_string_equal(warning, "");
+	unlink(f.path);
+	listlog_follow_free(&f);
+	rmdir(dir);
+}
+
 static void test_parse(void **state)
 {
 	struct listlog_entry e;
@@ -131,6 +166,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_append_follow),
+		cmocka_unit_test(test_taken_back),
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_confirm_token),
 	};

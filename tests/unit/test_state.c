@@ -2,7 +2,7 @@
  * (time format, locks, the rate-window times), journal.c (its one line
  * reader against its writer, uncertain lines, torn tails), bounces.c
  * (suppression order: hard, forget, soft runs broken by a delivery),
- * addrset.c and unsubscribe.c's list rewrite. Each test works in its
+ * addrset.c. Each test works in its
  * own temporary directory. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,59 +21,10 @@
 #include "util/buf.h"
 #include "state/journal.h"
 #include "state/state.h"
-#include "mailbox/unsubscribe.h"
 
 #define T0 1796025600 /* 2026-11-30T08:00:00Z */
 
-struct world {
-	char dir[64];
-	char err[512];
-};
-
-static int setup(void **state)
-{
-	struct world *w = calloc(1, sizeof *w);
-	if (!w)
-		return -1;
-	snprintf(w->dir, sizeof w->dir, "/tmp/herald-state-XXXXXX");
-	if (!mkdtemp(w->dir))
-		return -1;
-	*state = w;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct world *w = *state;
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", w->dir);
-	int rc = system(cmd);
-	free(w);
-	return rc;
-}
-
-static void put(const struct world *w, const char *name, const char *text)
-{
-	char path[256];
-	snprintf(path, sizeof path, "%s/%s", w->dir, name);
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-}
-
-static char *get(const struct world *w, const char *name)
-{
-	char path[256];
-	snprintf(path, sizeof path, "%s/%s", w->dir, name);
-	FILE *f = fopen(path, "r");
-	assert_non_null(f);
-	static char buf[8192];
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
-}
+#include "tmpdir.h"
 
 /* ---- state.c ------------------------------------------------------------- */
 
@@ -282,53 +233,6 @@ static void test_addrset(void **state)
 	assert_false(addrset_has(&s, "reader1@example.net"));
 }
 
-/* ---- unsubscribe.c: the list rewrite --------------------------------------- */
-
-static void test_unsub_apply(void **state)
-{
-	struct world *w = *state;
-	put(w, "l.csv", "\xef\xbb\xbf" "email,name,status\r\nann@example.net,\"Ann, A\",\r\n"
-			"BOB@example.net,Bob,unsubscribed\r\ncat@example.net,Cat,subscribed");
-	char path[256];
-	snprintf(path, sizeof path, "%s/l.csv", w->dir);
-	const char *addrs[] = {"Ann@Example.net", "bob@example.net", "zed@example.net",
-			       "cat@example.net"};
-	enum unsub_result res[4];
-	assert_int_equal(unsub_apply(path, 0, addrs, 4, res, w->err, sizeof w->err), UNSUB_OK);
-	assert_int_equal(res[0], UNSUB_CHANGED);
-	assert_int_equal(res[1], UNSUB_ALREADY);
-	assert_int_equal(res[2], UNSUB_NOT_LISTED);
-	assert_int_equal(res[3], UNSUB_CHANGED);
-	/* Every other byte kept: BOM, quoting, CRLF, no final newline. */
-	assert_string_equal(get(w, "l.csv"),
-			    "\xef\xbb\xbf" "email,name,status\r\nann@example.net,\"Ann, A\",unsubscribed\r\n"
-			    "BOB@example.net,Bob,unsubscribed\r\ncat@example.net,Cat,unsubscribed");
-	put(w, "n.csv", "name\nAnn\n");
-	snprintf(path, sizeof path, "%s/n.csv", w->dir);
-	assert_int_equal(unsub_apply(path, 0, addrs, 1, res, w->err, sizeof w->err), UNSUB_ERR_LIST);
-	snprintf(path, sizeof path, "%s/missing.csv", w->dir);
-	assert_int_equal(unsub_apply(path, 0, addrs, 1, res, w->err, sizeof w->err), UNSUB_ERR_NOFILE);
-}
-
-/* A ';' list (subscribers_delimiter) keeps its delimiter: the status
- * column added and the values in it are separated by ';', and a ','
- * inside a field is not a separator. */
-static void test_unsub_apply_semicolon(void **state)
-{
-	struct world *w = *state;
-	put(w, "s.csv", "email;name\r\nann@example.net;Ann, A\r\nbob@example.net;\"Bob; B\"\r\n");
-	char path[256];
-	snprintf(path, sizeof path, "%s/s.csv", w->dir);
-	const char *addrs[] = {"bob@example.net"};
-	enum unsub_result res[1];
-	assert_int_equal(unsub_apply(path, ';', addrs, 1, res, w->err, sizeof w->err), UNSUB_OK);
-	assert_int_equal(res[0], UNSUB_CHANGED);
-	assert_string_equal(get(w, "s.csv"), "email;name;status\r\nann@example.net;Ann, A;\r\n"
-			    "bob@example.net;\"Bob; B\";unsubscribed\r\n");
-	/* The same list read as ',': no email column, nothing changed. */
-	assert_int_equal(unsub_apply(path, ',', addrs, 1, res, w->err, sizeof w->err), UNSUB_ERR_LIST);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -340,8 +244,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_journal_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_suppression_order, setup, teardown),
 		cmocka_unit_test(test_addrset),
-		cmocka_unit_test_setup_teardown(test_unsub_apply, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unsub_apply_semicolon, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

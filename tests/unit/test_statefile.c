@@ -1,12 +1,13 @@
 /* Unit tests for statefile.c: the tail repair of an append-only line file
  * (torn last line, NUL block, both; cut or kept), the FILE:LINE warning,
- * and statefile_line. Each test works in its own temporary directory. */
+ * statefile_line, and statefile_append's repair before each line. Each test works in its own temporary directory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,54 @@ static void test_tails(void **state)
 	}
 }
 
+static char *slurp(const struct world *w, size_t *len)
+{
+	FILE *f = fopen(w->path, "rb");
+	assert_non_null(f);
+	static char b[4096];
+	*len = fread(b, 1, sizeof b - 1, f);
+	b[*len] = '\0';
+	fclose(f);
+	return b;
+}
+
+/* A fragment left behind (an append whose cut-back failed, another
+ * process's crash) is dealt with before the next line, on a descriptor
+ * opened long before it appeared: the line is never glued to it. */
+static void test_append_repairs(void **state)
+{
+	struct world *w = *state;
+	char err[256];
+	size_t len;
+	for (int keep = 0; keep < 2; keep++) {
+		put(w, "one\n", 4);
+		int fd = statefile_open(w->path, keep ? STATEFILE_KEEP : STATEFILE_CUT, 0, NULL, err,
+					sizeof err);
+		assert_true(fd >= 0);
+		assert_int_equal(statefile_append(fd, w->path, STATEFILE_CUT, "two\n", 4, 1, NULL, err,
+						  sizeof err), 0);
+		int o = open(w->path, O_WRONLY | O_APPEND);
+		assert_int_equal(write(o, "frag", 4), 4);
+		assert_int_equal(write(o, "\0\0", 2), 2);
+		close(o);
+		assert_int_equal(statefile_append(fd, w->path, keep ? STATEFILE_KEEP : STATEFILE_CUT,
+						  "three\n", 6, keep, NULL, err, sizeof err), 0);
+		assert_string_equal(slurp(w, &len), keep ? "one\ntwo\nfrag\nthree\n" : "one\ntwo\nthree\n");
+		close(fd);
+	}
+	/* A write that fails (a read-only descriptor: EBADF) leaves the file
+	 * as it was, and says so. */
+	put(w, "one\n", 4);
+	int ro = open(w->path, O_RDONLY);
+	int e = 0;
+	assert_int_equal(statefile_append(ro, w->path, STATEFILE_CUT, "two\n", 4, 1, &e, err,
+					  sizeof err), -1);
+	assert_int_equal(e, EBADF);
+	assert_non_null(strstr(err, w->path));
+	assert_string_equal(slurp(w, &len), "one\n");
+	close(ro);
+}
+
 static void test_line(void **state)
 {
 	(void)state;
@@ -137,6 +186,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_tails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_append_repairs, setup, teardown),
 		cmocka_unit_test(test_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
