@@ -71,7 +71,7 @@ build-san/herald: $(SRCS:%.c=build-san/%.o) build-san/cli/main.o
 	@echo "  LD      $@"
 	@$(CC) $(SANFLAGS) $^ $(PKG_LIBS) -o $@
 
-# tests/unit/*.h: what unit tests share (decode.h), rebuilt when it changes.
+# tests/unit/*.h: what unit tests share (decode.h, tmpdir.h), rebuilt when one changes.
 UNIT_HDRS := $(wildcard tests/unit/*.h)
 build/test_%: tests/unit/test_%.c $(SRCS:%.c=build/%.o) $(UNIT_HDRS)
 	@echo "  CCLD    $@"
