@@ -241,3 +241,56 @@ void listlog_follow_free(struct listlog_follow *f)
 	free(f->path);
 	f->path = NULL;
 }
+
+/* ---- the fold: the last line per address ---------------------------------- */
+
+void listlog_fold_init(struct listlog_fold *f, int keep)
+{
+	memset(f, 0, sizeof *f);
+	f->keep = keep;
+}
+
+int listlog_fold_add(struct listlog_fold *f, const struct listlog_entry *e)
+{
+	long at = addrset_get(&f->at, e->addr);
+	char *name = f->keep ? strdup(e->name ? e->name : "") : NULL;
+	if (f->keep && !name)
+		return f->oom = -1;
+	if (!at) {
+		if (array_grow(&f->row, &f->cap, f->n, sizeof *f->row, 64) < 0 ||
+		    addrset_put(&f->at, e->addr, (long)f->n + 1) < 0) {
+			free(name);
+			return f->oom = -1;
+		}
+		struct listlog_fold_row *r = &f->row[f->n];
+		memset(r, 0, sizeof *r);
+		if (f->keep && !(r->addr = strdup(e->addr))) {
+			free(name);
+			return f->oom = -1;
+		}
+		at = (long)++f->n;
+	}
+	struct listlog_fold_row *r = &f->row[at - 1];
+	free(r->name);
+	r->name = name;
+	r->action = e->action;
+	r->time = e->time;
+	return 0;
+}
+
+const struct listlog_fold_row *listlog_fold_get(const struct listlog_fold *f, const char *addr)
+{
+	long at = addrset_get(&f->at, addr);
+	return at ? &f->row[at - 1] : NULL;
+}
+
+void listlog_fold_free(struct listlog_fold *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		free(f->row[i].addr);
+		free(f->row[i].name);
+	}
+	free(f->row);
+	addrset_free(&f->at);
+	memset(f, 0, sizeof *f);
+}

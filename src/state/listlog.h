@@ -29,6 +29,7 @@
 #include <sys/types.h>
 #include <time.h>
 #include "state/statefile.h"
+#include "util/addrset.h"
 
 #define LISTLOG_FILE "list.log"
 
@@ -100,4 +101,29 @@ int listlog_follow_poll(struct listlog_follow *f,
 			void (*fn)(void *arg, const struct listlog_entry *e), void *arg,
 			const struct statefile_warn *w, char *err, size_t errlen);
 void listlog_follow_free(struct listlog_follow *f);
+
+/* What list.log says of each address now: lines apply in order, and the
+ * last one for an address wins (serve's replay into the list, the send
+ * loop's "has this reader left?"). keep: the rows also hold the address
+ * and name, for a caller that walks them (the replay); without it a row
+ * costs its action and time. The set is case-insensitive (addrset).
+ * Not thread-safe: the caller locks. */
+struct listlog_fold_row {
+	char *addr, *name;     /* keep only; name "" when the line had none */
+	enum listlog_action action;
+	time_t time;
+};
+struct listlog_fold {
+	struct addrset at;     /* address -> row index + 1 */
+	struct listlog_fold_row *row;
+	size_t n, cap;
+	int keep;
+	int oom;               /* -1 once an add ran out of memory */
+};
+void listlog_fold_init(struct listlog_fold *f, int keep);
+/* 0, or -1 out of memory (also kept in f->oom). */
+int listlog_fold_add(struct listlog_fold *f, const struct listlog_entry *e);
+/* addr's last line, or NULL when list.log has none for it. */
+const struct listlog_fold_row *listlog_fold_get(const struct listlog_fold *f, const char *addr);
+void listlog_fold_free(struct listlog_fold *f);
 #endif

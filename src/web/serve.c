@@ -356,45 +356,19 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 }
 
 /* Applies what list.log holds to the list, the last line for an address
- * winning: what a kill between the log line and the list rewrite left
- * undone. */
+ * winning (listlog_fold): what a kill between the log line and the list
+ * rewrite left undone. */
 struct replay {
 	struct web_server *s;
-	struct addrset seen;   /* address -> index + 1 */
-	char **addrs, **names;
-	enum listlog_action *act;
-	size_t n, cap, capn, capa;
+	struct listlog_fold fold;
 	int oom;
 };
 
 static void replay_entry(void *arg, const struct listlog_entry *e)
 {
 	struct replay *rp = arg;
-	if (webunsub_note(rp->s, e, 1) < 0)
+	if (webunsub_note(rp->s, e, 1) < 0 || listlog_fold_add(&rp->fold, e) < 0)
 		rp->oom = 1;
-	long at = rp->oom ? 0 : addrset_get(&rp->seen, e->addr);
-	char *name = rp->oom ? NULL : strdup(e->name);
-	if (!name) {
-		rp->oom = 1;
-		return;
-	}
-	if (at) {
-		free(rp->names[at - 1]);
-		rp->names[at - 1] = name;
-		rp->act[at - 1] = e->action;
-		return;
-	}
-	if (array_grow(&rp->addrs, &rp->cap, rp->n, sizeof *rp->addrs, 64) < 0 ||
-	    array_grow(&rp->names, &rp->capn, rp->n, sizeof *rp->names, 64) < 0 ||
-	    array_grow(&rp->act, &rp->capa, rp->n, sizeof *rp->act, 64) < 0 ||
-	    !(rp->addrs[rp->n] = strdup(e->addr)) ||
-	    addrset_put(&rp->seen, e->addr, (long)rp->n + 1) < 0) {
-		free(name);
-		rp->oom = 1;
-		return;
-	}
-	rp->names[rp->n] = name;
-	rp->act[rp->n++] = e->action;
 }
 
 static void on_state_warn(void *arg, const char *msg)
@@ -406,14 +380,15 @@ static void on_state_warn(void *arg, const char *msg)
 static long replay_apply(struct web_server *s, struct replay *rp, enum listlog_action which,
 			 const char *logpath)
 {
-	const char **a = calloc(rp->n + 1, sizeof *a), **nm = calloc(rp->n + 1, sizeof *nm);
-	enum subs_edit_result *res = calloc(rp->n + 1, sizeof *res);
+	const struct listlog_fold *f = &rp->fold;
+	const char **a = calloc(f->n + 1, sizeof *a), **nm = calloc(f->n + 1, sizeof *nm);
+	enum subs_edit_result *res = calloc(f->n + 1, sizeof *res);
 	size_t k = 0;
 	long changed = 0;
-	for (size_t i = 0; a && nm && i < rp->n; i++)
-		if (rp->act[i] == which) {
-			a[k] = rp->addrs[i];
-			nm[k++] = rp->names[i];
+	for (size_t i = 0; a && nm && i < f->n; i++)
+		if (f->row[i].action == which) {
+			a[k] = f->row[i].addr;
+			nm[k++] = f->row[i].name;
 		}
 	char why[1024];
 	int rc = !a || !nm || !res ? set_err(why, sizeof why, -1, "out of memory") : !k ? 0
@@ -434,6 +409,7 @@ static int replay(struct web_server *s, char *err, size_t errlen)
 	/* s->follow stays for webunsub_gone: the lines after these. */
 	struct listlog_follow *f = &s->follow;
 	struct replay rp = {.s = s};
+	listlog_fold_init(&rp.fold, 1);
 	struct statefile_warn w = {on_state_warn, s};
 	if (listlog_follow_init(f, s->cfg->state_dir, err, errlen) < 0)
 		return WEB_FAIL;
@@ -448,14 +424,7 @@ static int replay(struct web_server *s, char *err, size_t errlen)
 	if (sub)
 		warnf(s, "%s: %ld signup%s from %s applied (herald serve had stopped before)",
 		      s->cfg->subscribers, sub, sub == 1 ? "" : "s", f->path);
-	for (size_t i = 0; i < rp.n; i++) {
-		free(rp.addrs[i]);
-		free(rp.names[i]);
-	}
-	free(rp.addrs);
-	free(rp.names);
-	free(rp.act);
-	addrset_free(&rp.seen);
+	listlog_fold_free(&rp.fold);
 	return rc;
 }
 

@@ -146,6 +146,39 @@ static void test_parse(void **state)
 	assert_int_equal(listlog_parse_line(g, &e), -1);
 }
 
+/* The fold: the last line per address wins, case-insensitively; with
+ * keep the rows hold address and name for a walk, without it they do not. */
+static void test_fold(void **state)
+{
+	(void)state;
+	struct listlog_entry e[] = {
+		{100, LISTLOG_SUBSCRIBE, "ann@example.net", "web", "Ann"},
+		{200, LISTLOG_UNSUBSCRIBE, "bob@example.net", "web", ""},
+		{300, LISTLOG_UNSUBSCRIBE, "ANN@example.net", "web", ""},
+		{400, LISTLOG_SUBSCRIBE, "bob@example.net", "web", "Bob B"},
+	};
+	for (int keep = 0; keep <= 1; keep++) {
+		struct listlog_fold f;
+		listlog_fold_init(&f, keep);
+		for (size_t i = 0; i < sizeof e / sizeof *e; i++)
+			assert_int_equal(listlog_fold_add(&f, &e[i]), 0);
+		assert_int_equal(f.n, 2);
+		const struct listlog_fold_row *r = listlog_fold_get(&f, "Ann@Example.NET");
+		assert_non_null(r);
+		assert_int_equal(r->action, LISTLOG_UNSUBSCRIBE);
+		assert_int_equal(r->time, 300);
+		r = listlog_fold_get(&f, "bob@example.net");
+		assert_int_equal(r->action, LISTLOG_SUBSCRIBE);
+		if (keep) {
+			assert_string_equal(r->addr, "bob@example.net");
+			assert_string_equal(r->name, "Bob B");
+		} else
+			assert_null(r->addr);
+		assert_null(listlog_fold_get(&f, "cyd@example.net"));
+		listlog_fold_free(&f);
+	}
+}
+
 static void test_confirm_token(void **state)
 {
 	char tok[TOKEN_CONFIRM_MAX];
@@ -168,6 +201,7 @@ int main(void)
 		cmocka_unit_test(test_append_follow),
 		cmocka_unit_test(test_taken_back),
 		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_fold),
 		cmocka_unit_test(test_confirm_token),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
