@@ -11,6 +11,9 @@
 #include <stddef.h>
 #include "input/config.h"
 #include "compose/post.h"
+#include "deliver/smtp.h"
+
+struct transport;
 
 struct delivery_opts {
 	const char *subscribers;   /* list path (config's unless --subscribers) */
@@ -40,6 +43,15 @@ struct delivery_opts {
 	 * messages in flight, records them and returns EX_TEMPFAIL. */
 	int (*interrupted)(void *arg);
 	void *interrupt_arg;
+	/* Test seam: NULL in production (each relay gets an SMTP pool,
+	 * transport_smtp). Otherwise called instead of transport_smtp, with
+	 * the same arguments, for each relay in the config's order (a dry
+	 * run does not ask): tests/unit/test_delivery.c hands the send loop
+	 * a scripted transport (transport_new) this way. Returns 0, or -1
+	 * with err. */
+	int (*transport_make)(void *arg, struct transport **out, const struct smtp_opts *so,
+			      int connections, int depth, char *err, size_t errlen);
+	void *transport_arg;
 };
 
 /* What one relay did (smtp = ( ... ) gives several). */

@@ -15,7 +15,7 @@
  * for it. That keeps the split what the weights say (within that many
  * messages) when the relays cannot keep up, instead of following their
  * speed; the price is that a relay slower than its share paces the run.
- * Each message goes to one relay; the send loop (delivery.c) decides
+ * Each message goes to one relay; the send policy (outcome.c) decides
  * what a failure means and when a relay is taken out.
  *
  * The dry run is one relay too, its transport the directory.
@@ -37,7 +37,7 @@ struct relay {
 	struct ratelimit rl;          /* its own windows (none: no limit) */
 	int windows;                  /* it has a per_minute/hour/day window */
 	int weight, credit;
-	/* The send loop's bookkeeping (delivery.c). */
+	/* The send policy's bookkeeping (outcome.c). */
 	int out;                      /* taken out for the rest of the run */
 	char why[400];                /* what took it out */
 	int conn_failures;            /* in a row, nothing delivered between */

@@ -20,6 +20,27 @@ struct transport;
 
 typedef void (*transport_done_fn)(void *arg, void *tag, const struct smtp_result *r);
 
+/* One kind of transport: what each call below does for it, on its own
+ * state `impl` (transport_new's). The calls mean what the transport_
+ * ones of the same name say. close frees impl. transport_smtp and
+ * transport_dir are made this way; so is the scripted fake of
+ * tests/unit/test_delivery.c. */
+struct transport_ops {
+	int (*idle)(void *impl);
+	int (*busy)(void *impl);
+	int (*submit)(void *impl, const char *mail_from, const char *rcpt, const char *data,
+		      size_t len, void *tag, char *err, size_t errlen);
+	int (*collect)(void *impl, double timeout, transport_done_fn done, void *arg);
+	int (*probe)(void *impl, struct smtp_result *r);
+	void (*halt)(void *impl);
+	void (*close)(void *impl);
+};
+
+/* A transport of kind ops over impl (ops is borrowed, impl owned from
+ * here: on failure it is closed). 0, or -1 with err (out of memory). */
+int transport_new(struct transport **out, const struct transport_ops *ops, void *impl,
+		  char *err, size_t errlen);
+
 /* SMTP: a pool of `connections` connections, each holding up to `depth`
  * transactions (smtp_pool_new). */
 int transport_smtp(struct transport **out, const struct smtp_opts *o, int connections,
