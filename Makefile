@@ -198,6 +198,10 @@ deps-demo:
 # prefixes can run at once with two INSTALL_BUILD directories (the install
 # test does).
 INSTALL_FROM  ?= build
+# The guides (docs/*.md, with the pictures they show) go beside README.md,
+# flat, as ARCHITECTURE.md always has: they link each other and their
+# pictures by bare name, so those links hold there too.
+DOC_FILES := $(wildcard docs/*.md docs/*.png)
 INSTALL_BUILD ?= build/install
 INSTALL_DATADIR := $(PREFIX)/share/herald
 INSTALL_SAN := $(filter build-san,$(INSTALL_FROM))
@@ -212,13 +216,16 @@ install: $(INSTALL_FROM)/herald
 	@$(CC) $(if $(INSTALL_SAN),$(SANFLAGS),$(CFLAGS) $(HARDEN_LD)) $(INSTALL_OBJS) \
 	  $(INSTALL_BUILD)/config_paths.o $(PKG_LIBS) -o $(INSTALL_BUILD)/herald
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man5 \
 	  $(DESTDIR)$(PREFIX)/share/herald/templates $(DESTDIR)$(PREFIX)/share/doc/herald
 	install -m 755 $(INSTALL_BUILD)/herald $(DESTDIR)$(PREFIX)/bin/herald
 	install -m 644 man/herald.1 $(DESTDIR)$(PREFIX)/share/man/man1/herald.1
+	install -m 644 man/herald.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/herald.conf.5
 	install -m 644 templates/* $(DESTDIR)$(PREFIX)/share/herald/templates/
-	install -m 644 config.example README.md docs/ARCHITECTURE.md $(DESTDIR)$(PREFIX)/share/doc/herald/
+	install -m 644 config.example README.md $(DOC_FILES) $(DESTDIR)$(PREFIX)/share/doc/herald/
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/herald $(DESTDIR)$(PREFIX)/share/man/man1/herald.1
+	rm -f $(DESTDIR)$(PREFIX)/bin/herald $(DESTDIR)$(PREFIX)/share/man/man1/herald.1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man5/herald.conf.5
 	rm -rf $(DESTDIR)$(PREFIX)/share/herald $(DESTDIR)$(PREFIX)/share/doc/herald
 
 clean:

@@ -29,6 +29,7 @@ test = SUITE.test
 EX_CANTCREAT = 73
 SUBJECT = "Welcome to the first issue"        # skel/first-issue.md
 TRANSCRIPT = re.compile(r"^smtp \d+ [<>] ", re.M)
+GUIDES = ("templates.md", "scaling.md", "bounces.md", "serve.md", "security.md")
 
 
 def clean_env(extra=None):
@@ -58,10 +59,16 @@ def install(t):
     r = run(t, ["make", "--no-print-directory", "install", f"PREFIX={prefix}", "DESTDIR=",
                 f"INSTALL_BUILD={build}", f"INSTALL_FROM={origin}"], ROOT, clean_env())
     equal(r.code, 0, "make install exit code")
-    for f in ("bin/herald", "share/man/man1/herald.1", "share/herald/templates/default.html",
-              "share/herald/templates/plain.txt", "share/doc/herald/config.example",
-              "share/doc/herald/ARCHITECTURE.md"):
+    for f in ("bin/herald", "share/man/man1/herald.1", "share/man/man5/herald.conf.5",
+              "share/herald/templates/default.html", "share/herald/templates/plain.txt",
+              "share/doc/herald/config.example", "share/doc/herald/README.md",
+              "share/doc/herald/ARCHITECTURE.md") + tuple(
+                  "share/doc/herald/" + n for n in GUIDES):
         expect(os.path.isfile(os.path.join(prefix, f)), f"{f} is installed")
+    for page, src in (("share/man/man1/herald.1", "man/herald.1"),
+                      ("share/man/man5/herald.conf.5", "man/herald.conf.5")):
+        with open(os.path.join(prefix, page), "rb") as a, open(os.path.join(ROOT, src), "rb") as b:
+            equal(a.read(), b.read(), f"{page} is {src}")
     return prefix
 
 
@@ -119,8 +126,9 @@ def conf_line(conf_path, pattern):
 
 
 @test("make install PREFIX=..., `herald init letters` outside the tree, smtp.url pointed at a "
-      "test server: the printed steps 2 and 3 run as pasted (check, --test), then a real send; "
-      "the installed templates are the ones used, and nothing comes from the source tree")
+      "test server: the printed steps 2 and 3 run as pasted (check, --test), then a real send, "
+      "then README's quick start as pasted; the installed templates are the ones used, and "
+      "nothing comes from the source tree")
 def test_first_hour(t):
     prefix = install(t)
     # Mark the installed layout: the mail must show it came from there.
@@ -183,7 +191,28 @@ def test_first_hour(t):
     equal([row[1] for row in rows], ["reader@example.org"], "journal")
     # README says where config.example is installed: it is there.
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        expect("PREFIX/share/doc/herald/config.example" in f.read(), "README names the place")
+        readme = f.read()
+    expect("PREFIX/share/doc/herald/config.example" in readme, "README names the place")
+    # README's quick start, after init, as pasted (its post renamed to today's).
+    quick = readme[readme.index("## Quick start"):readme.index("\n## ", readme.index("## Quick start") + 3)]
+    cmds = [l.split("#")[0].strip() for l in quick.splitlines()
+            if l.startswith("    herald ") and not l.startswith("    herald init")]
+    equal([c.split()[1] for c in cmds], ["subscribers", "check", "preview", "send", "send"],
+          "README's quick start after init")
+    for cmd in cmds:
+        cmd = re.sub(r"posts/\d{4}-\d\d-\d\d-first-issue\.md", post, cmd)
+        r4 = run(t, cmd, letters, dict(env, HERALD_SECRET=SECRET, HERALD_CHROMIUM=""), shell=True)
+        equal(r4.code, EX_OK, f"README's {cmd!r}: exit code")
+    equal(sorted(s.received()), ["me@example.org", "me@example.org", "reader@example.org"],
+          "README's steps: one more --test to test.to; the send again mailed nobody")
+    # And its crontab line, from a shell whose HOME holds letters/.
+    cron = [l for l in quick.splitlines() if l.startswith("    0 * * * *")]
+    equal(len(cron), 1, "one crontab line in the quick start")
+    with open(os.path.join(letters, "secrets.env"), "w") as f:
+        f.write(f"export HERALD_SECRET={SECRET}\n")
+    os.chmod(os.path.join(letters, "secrets.env"), 0o600)
+    r5 = run(t, cron[0].split(None, 5)[5], home, env, shell=True)
+    equal((r5.code, r5.out, r5.err), (EX_OK, "", ""), "the crontab line: nothing due, not a word")
 
 
 @test("herald init writes over nothing: every path in the way is named, exit 73, and nothing "
@@ -386,10 +415,11 @@ def test_demo(t):
           "messages written")
 
 
-@test("the docs travel with the repo: every relative link in README.md and docs/*.md names a "
+@test("the docs travel with the repo: every relative link in README.md, tests/README.md and "
+      "docs/*.md names a "
       "file in the tree, and README and the man page point to docs/ARCHITECTURE.md")
 def test_docs_links(t):
-    docs = [os.path.join(ROOT, "README.md")] + [
+    docs = [os.path.join(ROOT, "README.md"), os.path.join(ROOT, "tests", "README.md")] + [
         os.path.join(ROOT, "docs", n) for n in sorted(os.listdir(os.path.join(ROOT, "docs")))
         if n.endswith(".md")]
     bad = []
@@ -408,6 +438,72 @@ def test_docs_links(t):
         expect("(docs/ARCHITECTURE.md)" in f.read(), "README links docs/ARCHITECTURE.md")
     with open(os.path.join(ROOT, "man", "herald.1"), encoding="utf-8") as f:
         expect("ARCHITECTURE.md" in f.read(), "the man page names docs/ARCHITECTURE.md")
+
+
+def help_exit_codes(text):
+    """[(code, meaning)] from the "Exit status:" block of --help: a code
+    at the start of its line, its meaning on as many lines as it takes."""
+    block = text[text.index("Exit status:\n") + len("Exit status:\n"):]
+    items = []
+    for line in block.split("\n"):
+        m = re.match(r"  (\d+) +(\S.*)", line)
+        if m:
+            items.append([int(m.group(1)), m.group(2)])
+        elif line.startswith("      ") and items:
+            items[-1][1] += " " + line.strip()
+        else:
+            break
+    return [tuple(i) for i in items]
+
+
+def man_exit_codes(page):
+    """[(code, meaning)] from the .TP items of a man page's EXIT STATUS."""
+    with open(page, encoding="utf-8") as f:
+        roff = f.read()
+    sect = roff[roff.index(".SH EXIT STATUS\n"):]
+    sect = sect[len(".SH EXIT STATUS\n"):]
+    sect = sect[:sect.index("\n.SH ")] if "\n.SH " in sect else sect
+    items = []
+    for item in sect.split(".TP\n")[1:]:
+        tag, _, body = item.partition("\n")
+        text = " ".join(l for l in body.split("\n") if l and not l.startswith("."))
+        text = re.sub(r"\\f[BIRP]|\\&", "", text).replace("\\-", "-").replace("\\(dq", '"')
+        items.append((int(re.sub(r"\\f[BIRP]", "", tag).split()[-1]), " ".join(text.split())))
+    return items
+
+
+@test("exit codes are written once: herald(1)'s EXIT STATUS lists exactly the codes and meanings "
+      "herald --help prints, the sysexits values, and README points there instead of a table")
+def test_exit_codes_once(t):
+    r = run(t, [HERALD, "--help"], t.cwd, clean_env())
+    equal(r.code, EX_OK, "--help exit code")
+    shown = help_exit_codes(r.out)
+    equal([c for c, _ in shown], [0, 64, 65, 66, 69, 70, 71, 73, 74, 75, 78],
+          "the codes --help lists (sysexits.h)")
+    equal(man_exit_codes(os.path.join(ROOT, "man", "herald.1")), shown,
+          "herald(1) EXIT STATUS against --help")
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    expect(not re.search(r"^\| *6[4-9] *\|", readme, re.M), "README has no exit-code table")
+    expect("herald(1)" in readme, "README points to herald(1)")
+
+
+@test("make install puts herald.conf(5) where man finds it, beside herald(1), and the guides "
+      "in share/doc/herald; make uninstall takes every one of them away again")
+def test_install_man_pages(t):
+    prefix = install(t)
+    env = clean_env({"MANWIDTH": "80", "MANPAGER": "cat", "PAGER": "cat"})
+    for section, name, want in (("1", "herald", "EXIT STATUS"),
+                                ("5", "herald.conf", "web.trusted_proxies")):
+        r = run(t, ["man", "-M", os.path.join(prefix, "share/man"), section, name], t.cwd, env)
+        equal(r.code, 0, f"man {section} {name}: exit code")
+        expect(want in r.out, f"man {section} {name} shows {want}")
+    r = run(t, ["make", "--no-print-directory", "uninstall", f"PREFIX={prefix}", "DESTDIR="],
+            ROOT, clean_env())
+    equal(r.code, 0, "make uninstall exit code")
+    left = sorted(os.path.relpath(os.path.join(d, f), prefix)
+                  for d, _, files in os.walk(prefix) for f in files)
+    equal(left, [], "files left after make uninstall")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Sending from several hosts (issue 15 part 3): send --shard I/N against
 one capture server from separate state directories at once, the shard
-formula recomputed here from README's definition, bad --shard values,
+formula recomputed here from docs/scaling.md's definition, bad --shard values,
 and herald state merge: resume and suppression from the merged state,
 a directory a running send holds refused, torn and damaged lines
 reported as FILE:LINE, and kill -9 at every rename of the merge.
@@ -33,7 +33,7 @@ BASE = {"smtp": {"timeout": 10, "starttls": "never", "connections": 2},
 
 
 def shard_of(addr, n):
-    """README's formula: SHA-256 of the address, ASCII letters lower-cased;
+    """docs/scaling.md's formula: SHA-256 of the address, ASCII letters lower-cased;
     its first 8 bytes as a big-endian integer, mod N, plus 1."""
     low = addr.encode().translate(bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
                                                   b"abcdefghijklmnopqrstuvwxyz"))

@@ -6,6 +6,7 @@
  * that can fail returns a sysexits code (0 done) after saying why on
  * stderr, so a command returns it as it is. */
 #include <stddef.h>
+#include <stdio.h>
 
 struct config;
 struct post;
@@ -65,6 +66,9 @@ void cli_on_note(void *arg, const char *msg);
 int cli_mailbox_args(const struct config *cfg, const struct mailbox_conf *mc, const char *what,
 		     int argc, char **argv, struct mailbox_opts *mo, char **password,
 		     char *seen, size_t seenlen);
+
+/* exitcodes.c: the exit codes and their meanings, as --help shows them */
+void cli_print_exit_codes(FILE *out);
 
 /* The commands: argv[0] is the command's name. */
 int cmd_send(struct ui *u, const char *cfgpath, int argc, char **argv);

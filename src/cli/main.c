@@ -86,12 +86,7 @@ static const char usage_more[] =
 	"  -v          print the summary even without a terminal, and the SMTP\n"
 	"              transcript on stderr (AUTH credentials redacted)\n"
 	"  -h, --help  this text                --version\n"
-	"\n"
-	"Exit codes: 0 done; 64 usage; 65 unusable post or list; 66 file missing;\n"
-	"69 server unavailable; 73 cannot write state, or init found a file in the way;\n"
-	"75 deferred, run again; 78 bad config;\n"
-	"70 internal error, 71 out of memory or system error, 74 read error (report a bug).\n"
-	"See herald(1) and config.example.\n";
+	"\n";
 
 /* Every command holds secrets in memory: the environment it was started
  * with (HERALD_SECRET, HERALD_SMTP_PASSWORD: there from exec on, whether
@@ -119,6 +114,8 @@ static void print_usage(void)
 {
 	fputs(usage, stdout);
 	fputs(usage_more, stdout);
+	cli_print_exit_codes(stdout);
+	fputs("\nSee herald(1) for each command, herald.conf(5) for the config file.\n", stdout);
 }
 
 int main(int argc, char **argv)

@@ -99,7 +99,7 @@ struct run {
 	 * so the follower and the set are under left_mu. */
 	pthread_mutex_t left_mu;
 	struct listlog_follow left;
-	struct addrset gone;
+	struct listlog_fold gone;  /* the last line per address */
 	int have_left, left_oom;
 	enum stop stop;
 	int rc;                /* first error that ends the run */

@@ -31,8 +31,7 @@ static int on_accept(void *arg, void *tag, const struct smtp_result *res)
 static void left_entry(void *arg, const struct listlog_entry *e)
 {
 	struct run *r = arg;
-	/* The last line for an address wins: 1 left, 2 signed up again. */
-	if (addrset_set(&r->gone, e->addr, e->action == LISTLOG_UNSUBSCRIBE ? 1 : 2) < 0)
+	if (listlog_fold_add(&r->gone, e) < 0)
 		r->left_oom = 1;
 }
 
@@ -46,7 +45,8 @@ int run_has_left(struct run *r, const char *email)
 	pthread_mutex_lock(&r->left_mu);
 	char err[256];
 	listlog_follow_poll(&r->left, left_entry, r, &r->state_warn, err, sizeof err);
-	int gone = addrset_get(&r->gone, email) == 1;
+	const struct listlog_fold_row *last = listlog_fold_get(&r->gone, email);
+	int gone = last && last->action == LISTLOG_UNSUBSCRIBE;
 	pthread_mutex_unlock(&r->left_mu);
 	return gone;
 }
@@ -284,6 +284,7 @@ static int follow_left(struct run *r)
 	if (listlog_follow_init(&r->left, r->cfg->state_dir, r->err, r->errlen) < 0)
 		return EX_SOFTWARE;
 	pthread_mutex_init(&r->left_mu, NULL);
+	listlog_fold_init(&r->gone, 0);
 	r->have_left = 1;
 	if (listlog_follow_poll(&r->left, left_entry, r, &r->state_warn, r->err, r->errlen) < 0)
 		return EX_IOERR;
@@ -399,7 +400,7 @@ void run_teardown(struct run *r)
 	subs_close(r->sr);
 	if (r->have_left) {
 		listlog_follow_free(&r->left);
-		addrset_free(&r->gone);
+		listlog_fold_free(&r->gone);
 		pthread_mutex_destroy(&r->left_mu);
 	}
 }

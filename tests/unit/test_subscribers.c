@@ -810,7 +810,7 @@ static void test_rewind(void **state)
 	}
 }
 
-/* README's formula, the values computed by Python's hashlib. */
+/* docs/scaling.md's formula, the values computed by Python's hashlib. */
 static void test_shard(void **state)
 {
 	unsigned s;
