@@ -71,12 +71,14 @@ build-san/herald: $(SRCS:%.c=build-san/%.o) build-san/cli/main.o
 	@echo "  LD      $@"
 	@$(CC) $(SANFLAGS) $^ $(PKG_LIBS) -o $@
 
-build/test_%: tests/unit/test_%.c $(SRCS:%.c=build/%.o)
+# tests/unit/*.h: what unit tests share (decode.h, tmpdir.h), rebuilt when one changes.
+UNIT_HDRS := $(wildcard tests/unit/*.h)
+build/test_%: tests/unit/test_%.c $(SRCS:%.c=build/%.o) $(UNIT_HDRS)
 	@echo "  CCLD    $@"
-	@$(CC) $(ALL_CFLAGS) $(HARDEN) $(HARDEN_LD) -Isrc $^ $(PKG_LIBS) -lcmocka -o $@
-build-san/test_%: tests/unit/test_%.c $(SRCS:%.c=build-san/%.o)
+	@$(CC) $(ALL_CFLAGS) $(HARDEN) $(HARDEN_LD) -Isrc $(filter-out %.h,$^) $(PKG_LIBS) -lcmocka -o $@
+build-san/test_%: tests/unit/test_%.c $(SRCS:%.c=build-san/%.o) $(UNIT_HDRS)
 	@echo "  CCLD    $@"
-	@$(CC) $(ALL_CFLAGS) $(SANFLAGS) -Isrc $^ $(PKG_LIBS) -lcmocka -o $@
+	@$(CC) $(ALL_CFLAGS) $(SANFLAGS) -Isrc $(filter-out %.h,$^) $(PKG_LIBS) -lcmocka -o $@
 
 # ---- fuzzing ---------------------------------------------------------------
 # tests/fuzz/fuzz_NAME.c defines LLVMFuzzerTestOneInput; its seed corpus is

@@ -1,7 +1,7 @@
 /* The signup confirmation mail (confirm.h). */
 #include "compose/confirm.h"
 #include "compose/dkim.h"
-#include "compose/message.h"
+#include "compose/encode.h"
 #include <gnutls/crypto.h>
 #include <libetpan/libetpan.h>
 #include <stdio.h>
@@ -12,7 +12,7 @@
 static char *encoded(const char *s, int phrase)
 {
 	struct buf b = {0};
-	if (msg_encode_words(&b, s, phrase) < 0) {
+	if (enc_words(&b, s, phrase) < 0) {
 		buf_free(&b);
 		return NULL;
 	}
@@ -116,7 +116,7 @@ int confirm_build(const struct config *cfg, const char *to, const char *name, co
 			    "The link works for %d hours. If you did not ask, ignore this mail:\n"
 			    "nothing happens until the button is pressed.\n", to, cfg->list_name, link, hours);
 	if (rc == 0)
-		rc = msg_qp_encode(&qp, text.p, text.len);
+		rc = enc_qp(&qp, text.p, text.len);
 	struct mailimf_fields *f = rc == 0 ? fields(cfg, to, name, now) : NULL;
 	struct mailmime *msg = f ? mailmime_new_message_data(NULL) : NULL;
 	struct mailmime *body = msg ? text_body(qp.p, qp.len) : NULL;
@@ -128,12 +128,12 @@ int confirm_build(const struct config *cfg, const char *to, const char *name, co
 			body = NULL;
 			MMAPString *s = mmap_string_new("");
 			int col = 0;
-			/* The header lines as an issue's are (msg_add_unfolded),
+			/* The header lines as an issue's are (enc_add_unfolded),
 			 * so a reader's name is written the same in both. */
 			const char *end = s && mailmime_write_mem(s, &col, msg) == MAILIMF_NO_ERROR ?
 						  memmem(s->str, s->len, "\r\n\r\n", 4) : NULL;
 			size_t hl = end ? (size_t)(end - s->str) + 2 : 0;
-			if (end && msg_add_unfolded(&raw, s->str, hl) == 0 &&
+			if (end && enc_add_unfolded(&raw, s->str, hl) == 0 &&
 			    buf_add(&raw, s->str + hl, s->len - hl) == 0)
 				rc = 0;
 			if (s)

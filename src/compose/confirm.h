@@ -11,7 +11,7 @@
 #include "input/config.h"
 #include "util/buf.h"
 
-/* to and name must be header-safe (msg_header_safe); link is the
+/* to and name must be header-safe (enc_header_safe); link is the
  * confirmation URL. Appends the whole message (CRLF) to out. 0, or -1
  * with err. */
 int confirm_build(const struct config *cfg, const char *to, const char *name, const char *link,

@@ -2,18 +2,16 @@
 #include "util/token.h"
 #include "util/addr.h"
 #include "compose/dkim.h"
+#include "compose/encode.h"
 #include "compose/media.h"
+#include "compose/skeleton.h"
 #include "compose/template.h"
 #include "compose/text.h"
-#include <ctype.h>
 #include <errno.h>
-#include <gnutls/crypto.h>
-#include <gnutls/gnutls.h>
 #include <libetpan/libetpan.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sysexits.h>
 
 struct qp_layout;
@@ -28,7 +26,6 @@ struct msg_ctx {
 				  run; NULL without one */
 	char date_long[64];    /* "30 November 2026" */
 	char web_url[600];     /* {{web_url}} */
-	char id_prefix[40];    /* per-run random part of Message-IDs and boundaries */
 	unsigned long seq;
 	unsigned flags;        /* MSG_TEST, MSG_KEEP_PARTS */
 	int wrap_footer;       /* the text footer merges values: wrap_qp_footer() */
@@ -37,9 +34,8 @@ struct msg_ctx {
 	const char **vals;     /* scratch, nnames entries */
 	struct buf tmp_url, tmp_mailto, tmp_subj, tmp_text, tmp_html, tmp_rp, qp_text, qp_html;
 	struct buf tmp_msg;    /* the unsigned message, when signing */
-	struct buf skel;       /* the body skeleton (see make_skeleton) */
-	size_t *slot;          /* where in it each body goes: text/plain's,
-				  text/html's, then media[k]'s */
+	struct skel skel;      /* the body, once per run; its id is the
+				  run's random part of Message-IDs */
 	MMAPString *tmp_mm;    /* libetpan's output of one reader's header */
 	char *reply_name, *reply_addr; /* reply_to, parsed once */
 	struct qp_layout *qp_text_l, *qp_html_l; /* layouts pre-encoded */
@@ -51,25 +47,10 @@ struct msg_ctx {
 	time_t date_at;
 	struct dkimsig *dkim;  /* NULL: no dkim group in the config */
 	struct media *media;   /* attachments, read and encoded once */
-	char (*marker)[32];    /* media[k]'s place in the skeleton: libetpan
-				  keeps the pointer, so it lives here */
 	size_t nmedia;
 	struct tmpl **hdr;     /* the config's headers, cfg->n_headers of them */
 	struct buf *tmp_hdr;   /* ... merged for this reader, encoded */
 };
-
-/* The parts' bodies are not handed to libetpan: it writes body bytes one
- * at a time, which cost more than the rest of the message. It gets a
- * marker instead, cut out of the skeleton it writes (make_skeleton); the
- * encoded body goes where the marker stood. */
-static const char text_marker[] = "\x01herald:text/plain\x01";
-static const char html_marker[] = "\x01herald:text/html\x01";
-
-/* "\x01herald:media:K\x01": where media K's encoded body goes. */
-static void media_marker(size_t k, char *out, size_t len)
-{
-	snprintf(out, len, "\x01herald:media:%zu\x01", k);
-}
 
 static int oom(char *err, size_t errlen)
 {
@@ -83,268 +64,6 @@ const char *const msg_builtin_fields[MF_NBUILTIN] = {
 	"token", "list_name", "from_name", "from_email", "verp", "slug", "postal_address",
 	"language", "web_url",
 };
-
-int msg_header_safe(const char *s)
-{
-	return !strpbrk(s, "\r\n") && utf8_valid(s, strlen(s));
-}
-
-static int is_ascii_printable(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7E)
-			return 0;
-	return 1;
-}
-
-static const char hex[] = "0123456789ABCDEF";
-
-/* An encoded-word is at most 75 characters (RFC 2047 section 2):
- * "=?UTF-8?Q?" and "?=" leave 63 for the text. One that opens a subject
- * shares its line with the header name: libetpan folds before a word
- * that would pass column 71, and a fold right after the colon is one
- * some readers keep as a leading blank there. The longest name such a
- * value follows is "Reply-To: ", so an opening word gets 71 - 10 - 12.
- * (A display name's first word gets the whole 63: libetpan may fold
- * before it, and before a phrase the blank is not text.) */
-#define EW_TEXT 63
-#define EW_FIRST_TEXT 49
-
-static int q_literal(unsigned char c)
-{
-	return isalnum(c) || strchr("!*+-/", c);
-}
-
-/* Characters [p, e) take Q-encoded. */
-static size_t q_len(const unsigned char *p, const unsigned char *e)
-{
-	size_t n = 0;
-	for (; p < e; p++)
-		n += *p == ' ' || q_literal(*p) ? 1 : 3;
-	return n;
-}
-
-static size_t b_len(size_t bytes)
-{
-	return (bytes + 2) / 3 * 4;
-}
-
-/* One encoded-word for [p, e): Q, which a person can still read in the
- * raw header, when it fits; else Base64, a third denser for Cyrillic,
- * Greek or CJK text, so a name needs fewer words. */
-BUF_MUST static int encode_word(struct buf *out, const unsigned char *p, const unsigned char *e,
-		       size_t room)
-{
-	if (q_len(p, e) <= room) {
-		if (buf_adds(out, "=?UTF-8?Q?") < 0)
-			return -1;
-		for (; p < e; p++) {
-			char enc[3] = {(char)*p, 0, 0};
-			size_t el = 1;
-			if (*p == ' ')
-				enc[0] = '_';
-			else if (!q_literal(*p)) {
-				enc[0] = '=';
-				enc[1] = hex[*p >> 4];
-				enc[2] = hex[*p & 15];
-				el = 3;
-			}
-			if (buf_add(out, enc, el) < 0)
-				return -1;
-		}
-		return buf_adds(out, "?=");
-	}
-	if (buf_adds(out, "=?UTF-8?B?") < 0 || buf_add_base64(out, p, (size_t)(e - p), 0) < 0)
-		return -1;
-	return buf_adds(out, "?=");
-}
-
-/* Encodes [p, end) as encoded-words separated by a space, which readers
- * drop (RFC 2047 section 6.2). A word boundary keeps its space at the end
- * of the word before it ("Ivan_"), so the text comes back whole. Words
- * split only where one fits: after the last space that fits, else after
- * the last hyphen, else (one word longer than an encoded-word) between two
- * characters. Splitting inside a word is what made Python's parser and
- * Thunderbird show "Петров ич": they keep the blank between two
- * encoded-words, against section 6.2. */
-BUF_MUST static int encode_run(struct buf *out, const unsigned char *p, const unsigned char *end,
-		      int opens)
-{
-	while (p < end) {
-		const unsigned char *q = p, *space = NULL, *hyphen = NULL, *any = NULL;
-		size_t ql = 0, room = opens ? EW_FIRST_TEXT : EW_TEXT;
-		opens = 0;
-		while (q < end) {
-			/* One code point at a time, so no word splits one. */
-			size_t n = 1;
-			if (*q >= 0xC0)
-				while (n < 4 && q + n < end && (q[n] & 0xC0) == 0x80)
-					n++;
-			ql += q_len(q, q + n);
-			if (ql > room && b_len((size_t)(q + n - p)) > room)
-				break;
-			q += n;
-			any = q;
-			if (q[-1] == ' ')
-				space = q;
-			else if (q[-1] == '-')
-				hyphen = q;
-		}
-		const unsigned char *cut = q == end ? end : space ? space : hyphen ? hyphen : any;
-		if (!cut) /* no character fits: cannot happen with 4-byte code points */
-			cut = q + 1;
-		if (encode_word(out, p, cut, room) < 0)
-			return -1;
-		if (cut < end && buf_addc(out, ' ') < 0)
-			return -1;
-		p = cut;
-	}
-	return 0;
-}
-
-/* What libetpan writes into a display name as it is (its is_atext):
- * anything else makes it quote the whole name, and quoted text is never
- * decoded (RFC 2047 section 5). */
-static int name_atext(unsigned char c)
-{
-	return isalnum(c) || strchr("!#$%&'*+-/=?^_`{|}~", c);
-}
-
-/* 1 if [p, e) can go into the header as it is: printable ASCII that no
- * reader would take for an encoded-word (one that looks like one is
- * encoded, and joins the run of its neighbours so the blanks between them
- * survive), and, in a display name, an atom. */
-static int is_plain_word(const unsigned char *p, const unsigned char *e, int phrase)
-{
-	for (const unsigned char *q = p; q + 1 < e; q++)
-		if (q[0] == '=' && q[1] == '?')
-			return 0;
-	for (; p < e; p++)
-		if (*p < 0x21 || *p > 0x7E || (phrase && !name_atext(*p)))
-			return 0;
-	return 1;
-}
-
-/* The end of the run of words that need encoding starting at [p, w):
- * the words after it, with the blanks between, while they need it too. */
-static const unsigned char *run_end(const unsigned char *w, const unsigned char *end, int phrase)
-{
-	const unsigned char *r = w;
-	for (;;) {
-		const unsigned char *nx = r;
-		while (nx < end && *nx == ' ')
-			nx++;
-		const unsigned char *ne = nx;
-		while (ne < end && *ne != ' ')
-			ne++;
-		if (nx == end || nx == ne || is_plain_word(nx, ne, phrase))
-			return r;
-		r = ne;
-	}
-}
-
-int msg_encode_words(struct buf *out, const char *s, int phrase)
-{
-	/* Plain ASCII goes as it is (libetpan quotes a display name that
-	 * needs it), unless it holds something a reader would decode as an
-	 * encoded-word. */
-	if (is_ascii_printable(s) && !strstr(s, "=?"))
-		return buf_adds(out, s);
-	const unsigned char *p = (const unsigned char *)s;
-	const unsigned char *end = p + strlen(s);
-	/* Only the words that need it are encoded; a run of such words
-	 * becomes one run, so the spaces between them survive (white space
-	 * between encoded-words is dropped by readers), and one encoded-word
-	 * when it fits. A display name's words stay atoms where they are
-	 * atoms; one that is not (a comma, a quote) is encoded with its
-	 * neighbours, since a quoted-string could not stand beside
-	 * encoded-words in what libetpan writes. A subject's opening word
-	 * shares its line with "Subject: " (a fold after the colon would be a
-	 * leading blank in its text); a display name's may have a line of its
-	 * own, libetpan folding before it: there the blank is not text. */
-	while (p < end) {
-		const unsigned char *w = p;
-		while (w < end && *w != ' ')
-			w++;
-		if (is_plain_word(p, w, phrase)) {
-			if (buf_add(out, p, (size_t)(w - p)) < 0)
-				return -1;
-		} else {
-			const unsigned char *r = run_end(w, end, phrase);
-			if (encode_run(out, p, r, !phrase && p == (const unsigned char *)s) < 0)
-				return -1;
-			w = r;
-		}
-		p = w;
-		while (p < end && *p == ' ') {
-			if (buf_addc(out, ' ') < 0)
-				return -1;
-			p++;
-		}
-	}
-	return 0;
-}
-
-int msg_qp_encode(struct buf *out, const char *s, size_t len)
-{
-	/* Worst case: every byte "=XX", plus a soft break per 25 bytes and
-	 * CRLF per line; reserved once, then written through a pointer (this
-	 * runs over every byte of every message). */
-	if (buf_reserve(out, len * 3 + (len / 25 + 2) * 3) < 0)
-		return -1;
-	char *o = out->p + out->len;
-	size_t col = 0;
-	const unsigned char *p = (const unsigned char *)s, *e = p + len;
-	while (p < e) {
-		unsigned char c = *p;
-		if (c == '\n') {
-			*o++ = '\r';
-			*o++ = '\n';
-			col = 0;
-			p++;
-			continue;
-		}
-		int at_eol = p + 1 == e || p[1] == '\n';
-		/* Literal: printable ASCII but '=', and blanks not ending a
-		 * line (trailing white space may be stripped in transit).
-		 * "From " opening a line is encoded for mbox readers, and so
-		 * is a "." (=2E): no line of a message herald writes starts
-		 * with a dot, so SMTP's dot-stuffing (RFC 5321 4.5.2) never
-		 * has anything to do and the transport need not scan for it. */
-		int lit = ((c >= 33 && c <= 126 && c != '=') ||
-			   ((c == ' ' || c == '\t') && !at_eol));
-		int from = (c == 'F' && e - p >= 5 && !memcmp(p, "From ", 5)) || c == '.';
-		if (col == 0 && from)
-			lit = 0;
-		size_t need = lit ? 1 : 3;
-		/* Soft break so no line passes 76 characters, counting "=";
-		 * the last character of a line may use the 76th column. */
-		size_t limit = at_eol ? 76 : 75;
-		if (col + need > limit) {
-			*o++ = '=';
-			*o++ = '\r';
-			*o++ = '\n';
-			col = 0;
-			/* The break may have put "From " or "." at a line start. */
-			if (from && lit) {
-				lit = 0;
-				need = 3;
-			}
-		}
-		if (lit) {
-			*o++ = (char)c;
-		} else {
-			*o++ = '=';
-			*o++ = hex[c >> 4];
-			*o++ = hex[c & 15];
-		}
-		col += need;
-		p++;
-	}
-	out->len = (size_t)(o - out->p);
-	out->p[out->len] = '\0';
-	return 0;
-}
 
 /* Whether the text template's footer (after its last "-- " line) merges
  * a value: only then can a line of it outgrow the width per reader.
@@ -585,7 +304,7 @@ static struct qp_layout *qp_layout_new(const struct tmpl *t)
 		l->head = first ? (size_t)(first - l->norm) : l->len;
 		l->tail = last ? (size_t)(last - l->norm) + 1 : l->len;
 		if (first && first < last &&
-		    msg_qp_encode(&l->mid, first + 1, (size_t)(last - first)) < 0)
+		    enc_qp(&l->mid, first + 1, (size_t)(last - first)) < 0)
 			goto fail;
 	}
 	return q;
@@ -601,7 +320,7 @@ struct qp_state {
 
 static int qp_flush(struct qp_state *st, int newline)
 {
-	if (msg_qp_encode(st->out, st->line->p ? st->line->p : "", st->line->len) < 0 ||
+	if (enc_qp(st->out, st->line->p ? st->line->p : "", st->line->len) < 0 ||
 	    (newline && buf_add(st->out, "\r\n", 2) < 0))
 		return -1;
 	buf_reset(st->line);
@@ -680,22 +399,16 @@ static int qp_render(const struct qp_layout *q, const char *const *vals,
 	return qp_flush(&st, 0);
 }
 
-/* One more medium: media[nmedia], with its marker. */
+/* One more medium: media[nmedia]. */
 static int add_media(struct msg_ctx *m, enum media_kind kind, const char *path, const char *what,
 		     char *err, size_t errlen)
 {
 	struct media *nm = realloc(m->media, (m->nmedia + 1) * sizeof *nm);
-	if (nm)
-		m->media = nm;
-	char (*mk)[32] = nm ? realloc(m->marker, (m->nmedia + 1) * sizeof *mk) : NULL;
-	if (mk)
-		m->marker = mk;
-	int rc = mk ? media_load(&nm[m->nmedia], kind, path, what, err, errlen)
-		    : set_err(err, errlen, MEDIA_BAD, "out of memory");
-	if (mk) {
-		media_marker(m->nmedia, mk[m->nmedia], sizeof *mk);
-		m->nmedia++; /* freed whole or half by msg_free */
-	}
+	if (!nm)
+		return set_err(err, errlen, MSG_FAIL, "out of memory");
+	m->media = nm;
+	int rc = media_load(&nm[m->nmedia], kind, path, what, err, errlen);
+	m->nmedia++; /* freed whole or half by msg_free */
 	return rc ? (rc == MEDIA_NOFILE ? MSG_NOFILE : MSG_FAIL) : MSG_OK;
 }
 
@@ -899,7 +612,7 @@ static struct mailimf_mailbox_list *mailbox_list(const char *name, const char *a
 	char *dn = NULL, *a = strdup(addr);
 	if (name && *name) {
 		struct buf b = {0};
-		if (msg_encode_words(&b, name, 1) == 0)
+		if (enc_words(&b, name, 1) == 0)
 			dn = buf_detach(&b);
 		buf_free(&b);
 	}
@@ -956,78 +669,6 @@ static int add_field(struct mailimf_fields *f, const char *name, const char *val
 	return 0;
 }
 
-
-/* marker must outlive the part. */
-static struct mailmime *text_part(const char *type, const char *marker)
-{
-	struct mailmime_fields *mf = mailmime_fields_new_encoding(MAILMIME_MECHANISM_QUOTED_PRINTABLE);
-	struct mailmime_content *ct = mailmime_content_new_with_str(type);
-	char *pn = strdup("charset"), *pv = strdup("utf-8");
-	struct mailmime_parameter *prm = (pn && pv) ? mailmime_parameter_new(pn, pv) : NULL;
-	if (!mf || !ct || !prm || clist_append(ct->ct_parameters, prm) < 0) {
-		if (prm)
-			mailmime_parameter_free(prm);
-		else {
-			free(pn);
-			free(pv);
-		}
-		if (mf)
-			mailmime_fields_free(mf);
-		if (ct)
-			mailmime_content_free(ct);
-		return NULL;
-	}
-	struct mailmime *part = mailmime_new_empty(ct, mf);
-	if (!part) {
-		mailmime_fields_free(mf);
-		mailmime_content_free(ct);
-		return NULL;
-	}
-	struct mailmime_data *d = mailmime_data_new(MAILMIME_DATA_TEXT,
-		MAILMIME_MECHANISM_QUOTED_PRINTABLE, 1, marker, strlen(marker), NULL);
-	if (!d) {
-		mailmime_free(part);
-		return NULL;
-	}
-	part->mm_data.mm_single = d;
-	return part;
-}
-
-/* The boundary holds "=_", which neither quoted-printable nor Base64
- * output can contain, so it cannot collide with a body; after it, a
- * letter per level and the run's random Message-ID prefix. One run, one
- * set of boundaries: RFC 2046 (5.1.1) asks only that a boundary not
- * occur inside the parts it encloses, which the bodies cannot break and
- * make_skeleton checks for the rest (the parts' own header lines). */
-static struct mailmime *multipart(const char *type, const char *level, const char *run_id)
-{
-	struct mailmime_content *ct = mailmime_content_new_with_str(type);
-	struct mailmime_fields *mf = mailmime_fields_new_empty();
-	struct mailmime *mm = (ct && mf) ? mailmime_new_empty(ct, mf) : NULL;
-	if (!mm) {
-		if (ct)
-			mailmime_content_free(ct);
-		if (mf)
-			mailmime_fields_free(mf);
-		return NULL;
-	}
-	/* libetpan made up a boundary parameter; put ours in its place. */
-	for (clistiter *it = clist_begin(ct->ct_parameters); it; it = clist_next(it)) {
-		struct mailmime_parameter *prm = clist_content(it);
-		if (strcasecmp(prm->pa_name, "boundary"))
-			continue;
-		char *bv;
-		if (asprintf(&bv, "=_%s%s", level, run_id) < 0) {
-			mailmime_free(mm);
-			return NULL;
-		}
-		free(prm->pa_value);
-		prm->pa_value = bv;
-		break;
-	}
-	return mm;
-}
-
 static int set_values(struct msg_ctx *m, const char *const *fields,
 		      const char *email, const char *name, char *token,
 		      char *verp, size_t verplen, char *err, size_t errlen)
@@ -1063,97 +704,6 @@ static int set_values(struct msg_ctx *m, const char *const *fields,
 		if (v[i] && !utf8_valid(v[i], strlen(v[i])))
 			return set_err(err, errlen, MSG_BADROW, "field \"%s\" is not valid UTF-8", m->names[i]);
 	return MSG_OK;
-}
-
-/* An address header's field name ends at colon, the line starting at or
- * after s. */
-static int address_field(const char *s, const char *colon)
-{
-	const char *line = colon;
-	while (line > s && line[-1] != '\n')
-		line--;
-	static const char *const names[] = {"From", "To", "Cc", "Reply-To", "Sender"};
-	for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-		if ((size_t)(colon - line) == strlen(names[i]) &&
-		    !strncasecmp(line, names[i], (size_t)(colon - line)))
-			return 1;
-	return 0;
-}
-
-/* libetpan folds a long header right after its colon ("Name: CRLF SP
- * value"); legal, but some parsers then keep a leading blank in the value
- * (a URL in List-Unsubscribe no longer parses; Python's policy.default
- * starts a subject with a blank). Join those lines: what is folded there
- * is one long token, far below the 998-octet limit (an encoded-word that
- * opens a subject is made short enough to stay on the first line). But
- * not a display name's encoded-word: joined, a 75-character one passes
- * 78 octets, and a blank before a phrase is folding white space every
- * parser drops (Python's both policies, mblaze, libetpan).
- * [s, s + len) is header lines only. Colons are few, so they are what
- * the scan looks for. */
-int msg_add_unfolded(struct buf *out, const char *s, size_t len)
-{
-	const char *end = s + len, *run = s;
-	for (const char *p = s; (p = memchr(p, ':', (size_t)(end - p))) && end - p >= 5; p++) {
-		if (memcmp(p, ": \r\n ", 5))
-			continue;
-		/* Kept, the fold loses the blank libetpan left before it: a
-		 * line ending in white space is one some relays trim. */
-		int keep = end - p >= 7 && !memcmp(p + 5, "=?", 2) && address_field(s, p);
-		if (buf_add(out, run, (size_t)(p + 1 - run)) < 0 ||
-		    (keep ? buf_adds(out, "\r\n ") : buf_addc(out, ' ')) < 0)
-			return -1;
-		run = p + 5;
-		p += 4;
-	}
-	return buf_add(out, run, (size_t)(end - run));
-}
-
-/* libetpan quotes every parameter value, but an RFC 2231 extended value
- * (filename*=UTF-8''...) is not a quoted-string and some readers keep the
- * quotes as part of the name. Ours hold only attribute characters and
- * %XX, so the quotes just go. */
-static struct buf *unquote_ext_values(struct buf *b)
-{
-	char *p = b->p, *end = b->p + b->len;
-	while (p && (p = memmem(p, (size_t)(end - p), "*=\"", 3))) {
-		char *close = memchr(p + 3, '"', (size_t)(end - p - 3));
-		if (!close)
-			break;
-		memmove(p + 2, p + 3, (size_t)(close - p - 3));
-		memmove(close - 1, close + 1, (size_t)(end - close - 1));
-		end -= 2;
-		b->len -= 2;
-		p = close - 1;
-	}
-	if (b->p)
-		b->p[b->len] = '\0';
-	return b;
-}
-
-/* The body of slot k: text/plain's, text/html's, then each medium's. */
-static const struct buf *slot_body(const struct msg_ctx *m, size_t k)
-{
-	return k == 0 ? &m->qp_text : k == 1 ? &m->qp_html : &m->media[k - 2].body;
-}
-
-/* The skeleton onto out with this reader's encoded bodies in its slots. */
-BUF_MUST static int fill_slots(struct buf *out, const struct msg_ctx *m)
-{
-	size_t total = m->skel.len;
-	for (size_t k = 0; k < 2 + m->nmedia; k++)
-		total += slot_body(m, k)->len;
-	if (buf_reserve(out, out->len + total) < 0)
-		return -1;
-	size_t at = 0;
-	for (size_t k = 0; k < 2 + m->nmedia; k++) {
-		const struct buf *body = slot_body(m, k);
-		if (buf_add(out, m->skel.p + at, m->slot[k] - at) < 0 ||
-		    buf_add(out, body->p ? body->p : "", body->len) < 0)
-			return -1;
-		at = m->slot[k];
-	}
-	return buf_add(out, m->skel.p + at, m->skel.len - at);
 }
 
 /* One reader's build: what the stages hand each other. */
@@ -1203,7 +753,7 @@ static int extra_headers(struct msg_ctx *m, char *err, size_t errlen)
 		if (strlen(v) > 900)
 			return set_err(err, errlen, MSG_BADROW, "the merged %s header is over 900 bytes",
 				       c->headers[i].name);
-		if (msg_encode_words(&m->tmp_hdr[i], v, 0) < 0)
+		if (enc_words(&m->tmp_hdr[i], v, 0) < 0)
 			return oom(err, errlen);
 	}
 	return MSG_OK;
@@ -1217,9 +767,9 @@ static int merge(struct msg_ctx *m, const char *const *fields, struct build *b,
 			    err, errlen);
 	if (rc)
 		return rc;
-	if (!msg_header_safe(b->email) || !msg_header_safe(b->name))
+	if (!enc_header_safe(b->email) || !enc_header_safe(b->name))
 		return set_err(err, errlen, MSG_BADROW, "line break in the %s",
-			       msg_header_safe(b->email) ? "name" : "address");
+			       enc_header_safe(b->email) ? "name" : "address");
 
 	buf_reset(&m->tmp_url);
 	buf_reset(&m->tmp_mailto);
@@ -1237,7 +787,7 @@ static int merge(struct msg_ctx *m, const char *const *fields, struct build *b,
 	    tmpl_render(m->subject, m->vals, TMPL_RAW, &m->tmp_subj) < 0)
 		return oom(err, errlen);
 	const char *subject = buf_cstr(&m->tmp_subj);
-	if (!msg_header_safe(subject)) {
+	if (!enc_header_safe(subject)) {
 		for (size_t i = 0; i < m->nnames; i++)
 			if (tmpl_uses(m->subject, i) && m->vals[i] && strpbrk(m->vals[i], "\r\n"))
 				return set_err(err, errlen, MSG_BADROW,
@@ -1260,7 +810,7 @@ static int render_text(struct msg_ctx *m)
 	normalize_eol(&m->tmp_text);
 	if (text_wrap_footer(&m->tmp_text, m->post->text_width) < 0)
 		return -1;
-	return msg_qp_encode(&m->qp_text, m->tmp_text.p ? m->tmp_text.p : "", m->tmp_text.len);
+	return enc_qp(&m->qp_text, m->tmp_text.p ? m->tmp_text.p : "", m->tmp_text.len);
 }
 
 /* The fast path's footer: rendered again from the template's last "-- "
@@ -1280,7 +830,7 @@ static int wrap_qp_footer(struct msg_ctx *m)
 			     &m->tmp_text) < 0)
 		return -1;
 	normalize_eol(&m->tmp_text);
-	if (msg_qp_encode(enc, m->tmp_text.p ? m->tmp_text.p : "", m->tmp_text.len) < 0)
+	if (enc_qp(enc, m->tmp_text.p ? m->tmp_text.p : "", m->tmp_text.len) < 0)
 		return -1;
 	if (enc->len > q->len || memcmp(q->p + q->len - enc->len, enc->p, enc->len)) {
 		buf_reset(q);
@@ -1289,7 +839,7 @@ static int wrap_qp_footer(struct msg_ctx *m)
 	q->len -= enc->len;
 	if (text_wrap_footer(&m->tmp_text, m->post->text_width) < 0)
 		return -1;
-	return msg_qp_encode(q, m->tmp_text.p ? m->tmp_text.p : "", m->tmp_text.len);
+	return enc_qp(q, m->tmp_text.p ? m->tmp_text.p : "", m->tmp_text.len);
 }
 
 /* Stage 2: the text and HTML parts, quoted-printable. */
@@ -1303,7 +853,7 @@ static int render_parts(struct msg_ctx *m, char *err, size_t errlen)
 		if (render_text(m) < 0 || tmpl_render(m->html, m->vals, TMPL_HTML, &m->tmp_html) < 0)
 			return oom(err, errlen);
 		normalize_eol(&m->tmp_html);
-		if (msg_qp_encode(&m->qp_html, m->tmp_html.p ? m->tmp_html.p : "", m->tmp_html.len) < 0)
+		if (enc_qp(&m->qp_html, m->tmp_html.p ? m->tmp_html.p : "", m->tmp_html.len) < 0)
 			return oom(err, errlen);
 	} else if (qp_render(m->qp_text_l, m->vals, TMPL_RAW, &m->tmp_line, &m->tmp_val, &m->qp_text) < 0 ||
 		   qp_render(m->qp_html_l, m->vals, TMPL_HTML, &m->tmp_line, &m->tmp_val, &m->qp_html) < 0 ||
@@ -1330,7 +880,7 @@ static int envelope(struct msg_ctx *m, struct build *b, struct msg_out *info,
 	snprintf(info->mail_from, sizeof info->mail_from, "%s", buf_cstr(&m->tmp_rp));
 
 	b->domain = strrchr(m->cfg->from_addr, '@') + 1;
-	snprintf(b->local, sizeof b->local, "%s.%lu", m->id_prefix, ++m->seq);
+	snprintf(b->local, sizeof b->local, "%s.%lu", m->skel.id, ++m->seq);
 	snprintf(info->message_id, sizeof info->message_id, "<%s@%s>", b->local, b->domain);
 	return MSG_OK;
 }
@@ -1441,7 +991,7 @@ static struct mailimf_fields *headers(struct msg_ctx *m, const struct build *b, 
 {
 	struct mailimf_address_list *to = address_list(b->name, b->email);
 	struct buf enc = {0};
-	char *subj = msg_encode_words(&enc, b->subject, 0) == 0 ? buf_detach(&enc) : NULL;
+	char *subj = enc_words(&enc, b->subject, 0) == 0 ? buf_detach(&enc) : NULL;
 	buf_free(&enc);
 	char *mid = NULL;
 	if (asprintf(&mid, "%s@%s", b->local, b->domain) < 0)
@@ -1463,294 +1013,13 @@ static struct mailimf_fields *headers(struct msg_ctx *m, const struct build *b, 
 	return f;
 }
 
-/* The body: multipart/alternative, text first. A multipart/related
- * around the HTML part, or a /mixed around the whole, goes here. */
-static struct mailmime *alternative_tree(const struct msg_ctx *m);
-
-/* A file name for Content-Disposition: as it is when it is plain ASCII
- * without quotes or backslashes, else in RFC 2231 form (filename*=UTF-8''
- * with percent-encoding), which every current client reads. */
-static struct mailmime_disposition *disposition(int type, const char *name)
-{
-	struct mailmime_disposition_type *dt = mailmime_disposition_type_new(type, NULL);
-	clist *parms = clist_new();
-	struct mailmime_disposition *d = dt && parms ? mailmime_disposition_new(dt, parms) : NULL;
-	if (!d) {
-		if (dt)
-			mailmime_disposition_type_free(dt);
-		if (parms)
-			clist_free(parms);
-		return NULL;
-	}
-	int plain = is_ascii_printable(name) && !strpbrk(name, "\"\\");
-	struct buf v = {0};
-	if (!plain) {
-		for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-			if ((isalnum(*p) || strchr("!#$&+-.^_`|~", *p)) ? buf_addc(&v, (char)*p) < 0
-				: buf_printf(&v, "%%%02X", *p) < 0)
-				break;
-	}
-	char *pn = strdup(plain ? "filename" : "filename*");
-	char *pv = plain ? strdup(name) : NULL;
-	if (!plain && v.len && asprintf(&pv, "UTF-8''%s", v.p) < 0)
-		pv = NULL;
-	buf_free(&v);
-	struct mailmime_parameter *prm = pn && pv ? mailmime_parameter_new(pn, pv) : NULL;
-	struct mailmime_disposition_parm *dp = prm ? mailmime_disposition_parm_new(
-		MAILMIME_DISPOSITION_PARM_PARAMETER, NULL, NULL, NULL, NULL, 0, prm) : NULL;
-	if (!dp || clist_append(parms, dp) < 0) {
-		if (dp)
-			mailmime_disposition_parm_free(dp);
-		else if (prm)
-			mailmime_parameter_free(prm);
-		else {
-			free(pn);
-			free(pv);
-		}
-		mailmime_disposition_free(d);
-		return NULL;
-	}
-	return d;
-}
-
-/* Content-Type's name= too: older clients (and Outlook) show that one.
- * Not ASCII, it is an encoded-word in quotes, as those clients write it. */
-static int content_name(struct mailmime_content *ct, const char *name)
-{
-	struct buf v = {0};
-	if ((!is_ascii_printable(name) || strpbrk(name, "\"\\")) &&
-	    encode_run(&v, (const unsigned char *)name, (const unsigned char *)name + strlen(name), 0) < 0) {
-		buf_free(&v);
-		return -1;
-	}
-	char *pn = strdup("name"), *pv = v.len ? buf_detach(&v) : strdup(name);
-	buf_free(&v);
-	struct mailmime_parameter *prm = pn && pv ? mailmime_parameter_new(pn, pv) : NULL;
-	if (!prm || clist_append(ct->ct_parameters, prm) < 0) {
-		if (prm)
-			mailmime_parameter_free(prm);
-		else {
-			free(pn);
-			free(pv);
-		}
-		return -1;
-	}
-	return 0;
-}
-
-/* One file's part: its type, Base64, its disposition, an image's
- * Content-ID; the body is a marker, the slot the encoding made once goes
- * into. */
-static struct mailmime *media_part(const struct media *md, const char *marker, const char *cid)
-{
-	struct mailmime_mechanism *enc = mailmime_mechanism_new(MAILMIME_MECHANISM_BASE64, NULL);
-	struct mailmime_disposition *dsp = disposition(
-		md->kind == MEDIA_IMAGE ? MAILMIME_DISPOSITION_TYPE_INLINE
-					: MAILMIME_DISPOSITION_TYPE_ATTACHMENT, md->name);
-	char *id = cid ? strdup(cid) : NULL;
-	struct mailmime_fields *mf = enc && dsp && (id || !cid)
-		? mailmime_fields_new_with_data(enc, id, NULL, dsp, NULL) : NULL;
-	if (!mf)
-		free(id);
-	struct mailmime_content *ct = mf ? mailmime_content_new_with_str(md->type) : NULL;
-	if (ct && content_name(ct, md->name) < 0) {
-		mailmime_content_free(ct);
-		ct = NULL;
-	}
-	struct mailmime *part = ct ? mailmime_new_empty(ct, mf) : NULL;
-	if (!part) {
-		if (ct)
-			mailmime_content_free(ct);
-		if (mf)
-			mailmime_fields_free(mf);
-		else {
-			if (enc)
-				mailmime_mechanism_free(enc);
-			if (dsp)
-				mailmime_disposition_free(dsp);
-		}
-		return NULL;
-	}
-	struct mailmime_data *d = mailmime_data_new(MAILMIME_DATA_TEXT, MAILMIME_MECHANISM_BASE64,
-						    1, marker, strlen(marker), NULL);
-	if (!d) {
-		mailmime_free(part);
-		return NULL;
-	}
-	part->mm_data.mm_single = d;
-	return part;
-}
-
-/* first inside a new multipart (type; level tells its boundary apart),
- * followed by media [from, to): images (with their Content-ID) for
- * related, attachments for mixed. Frees first when it fails. */
-static struct mailmime *with_media(const struct msg_ctx *m, const char *type, const char *level, struct mailmime *first,
-				   size_t from, size_t to)
-{
-	struct mailmime *mp = multipart(type, level, m->id_prefix);
-	if (!mp || mailmime_smart_add_part(mp, first) != MAILIMF_NO_ERROR) {
-		mailmime_free(first);
-		if (mp)
-			mailmime_free(mp);
-		return NULL;
-	}
-	for (size_t k = from; k < to; k++) {
-		const char *cid = m->media[k].kind == MEDIA_IMAGE ? m->post->images[k].cid : NULL;
-		struct mailmime *part = media_part(&m->media[k], m->marker[k], cid);
-		if (!part || mailmime_smart_add_part(mp, part) != MAILIMF_NO_ERROR) {
-			if (part)
-				mailmime_free(part);
-			mailmime_free(mp);
-			return NULL;
-		}
-	}
-	return mp;
-}
-
-/* multipart/alternative (text, HTML), inside multipart/mixed with the
- * attachments when there are some. The media are the post's images
- * first, then its attachments. */
-static struct mailmime *body_tree(const struct msg_ctx *m)
-{
-	struct mailmime *alt = alternative_tree(m);
-	if (!alt || m->nmedia == m->post->nimages)
-		return alt;
-	return with_media(m, "multipart/mixed", "M", alt, m->post->nimages, m->nmedia);
-}
-
-/* The HTML part, inside multipart/related with the images it shows when
- * there are some. */
-static struct mailmime *html_tree(const struct msg_ctx *m)
-{
-	struct mailmime *hp = text_part("text/html", html_marker);
-	if (!hp || !m->post->nimages)
-		return hp;
-	return with_media(m, "multipart/related", "R", hp, 0, m->post->nimages);
-}
-
-static struct mailmime *alternative_tree(const struct msg_ctx *m)
-{
-	struct mailmime *alt = multipart("multipart/alternative", "", m->id_prefix);
-	struct mailmime *tp = text_part("text/plain", text_marker);
-	struct mailmime *hp = html_tree(m);
-	if (!alt || !tp || !hp || mailmime_smart_add_part(alt, tp) != MAILIMF_NO_ERROR) {
-		if (alt) mailmime_free(alt);
-		if (tp) mailmime_free(tp);
-		if (hp) mailmime_free(hp);
-		return NULL;
-	}
-	if (mailmime_smart_add_part(alt, hp) != MAILIMF_NO_ERROR) {
-		mailmime_free(alt);
-		mailmime_free(hp);
-		return NULL;
-	}
-	return alt;
-}
-
-int msg_boundary_clear(const char *s, size_t len, const char *boundary)
-{
-	size_t bl = strlen(boundary), pl = strlen("boundary=\"");
-	for (const char *at = s, *end = s + len, *hit;
-	     (hit = memmem(at, (size_t)(end - at), boundary, bl)); at = hit + bl) {
-		const char *after = hit + bl;
-		/* A delimiter line, "--B" CRLF or the last one, "--B--". */
-		int line = (hit == s + 2 || (hit - s >= 4 && !memcmp(hit - 4, "\r\n", 2))) &&
-			   !memcmp(hit - 2, "--", 2) && end - after >= 2 &&
-			   (!memcmp(after, "\r\n", 2) || !memcmp(after, "--", 2));
-		int param = (size_t)(hit - s) >= pl && !memcmp(hit - pl, "boundary=\"", pl) &&
-			    after < end && *after == '"';
-		if (!line && !param)
-			return 0;
-	}
-	return 1;
-}
-
-/* Where the body skeleton's boundaries stand: "=_" + level + run id. */
-static int skeleton_clear(const struct msg_ctx *m)
-{
-	static const char *const level[] = {"", "R", "M"};
-	for (size_t i = 0; i < sizeof level / sizeof *level; i++) {
-		char bnd[sizeof m->id_prefix + 4];
-		snprintf(bnd, sizeof bnd, "=_%s%s", level[i], m->id_prefix);
-		if (!msg_boundary_clear(m->skel.p, m->skel.len, bnd))
-			return 0;
-	}
-	return 1;
-}
-
-/* The body skeleton, once per run: libetpan writes the MIME tree (every
- * multipart, boundary and content header, the media parts) with markers
- * for bodies, from MIME-Version on; the markers are cut out and where
- * they stood kept in m->slot. Per reader only the header fields are
- * written and the parts filled in (fill_slots): the tree is the same for
- * every reader, and building, writing and freeing it was a third of a
- * message's instructions. */
-static int write_skeleton(struct msg_ctx *m)
-{
-	struct mailmime *msg = mailmime_new_message_data(NULL);
-	struct mailmime *body = msg ? body_tree(m) : NULL;
-	if (!body || mailmime_smart_add_part(msg, body) != MAILIMF_NO_ERROR) {
-		if (body)
-			mailmime_free(body);
-		if (msg)
-			mailmime_free(msg);
-		return -1;
-	}
-	MMAPString *s = mmap_string_new("");
-	struct buf raw = {0};
-	int col = 0;
-	int wr = s ? mailmime_write_mem(s, &col, msg) : -1;
-	if (wr == MAILIMF_NO_ERROR) {
-		/* the message's own MIME header lines, up to the blank line */
-		const char *blank = memmem(s->str, s->len, "\r\n\r\n", 4);
-		size_t hl = blank ? (size_t)(blank - s->str) : s->len;
-		wr = msg_add_unfolded(&raw, s->str, hl) < 0 ||
-		     buf_add(&raw, s->str + hl, s->len - hl) < 0 ? -1 : 0;
-	}
-	if (s)
-		mmap_string_free(s);
-	mailmime_free(msg);
-	unquote_ext_values(&raw);
-	buf_reset(&m->skel);
-	const char *at = raw.p, *end = raw.p + raw.len;
-	for (size_t k = 0; wr == 0 && k < 2 + m->nmedia; k++) {
-		const char *mk = k == 0 ? text_marker : k == 1 ? html_marker : m->marker[k - 2];
-		const char *hit = memmem(at, (size_t)(end - at), mk, strlen(mk));
-		if (!hit || buf_add(&m->skel, at, (size_t)(hit - at)) < 0)
-			wr = -1;
-		else {
-			m->slot[k] = m->skel.len;
-			at = hit + strlen(mk);
-		}
-	}
-	if (wr == 0)
-		wr = buf_add(&m->skel, at, (size_t)(end - at));
-	buf_free(&raw);
-	return wr == 0 ? 0 : -1;
-}
-
-/* The run's random part of Message-IDs and boundaries, and the skeleton
- * with those boundaries; a new draw in the (astronomically unlikely)
- * case a part's header line, a file name, holds one. */
+/* The header lines the same for every reader, and the body skeleton
+ * (skeleton.c), once per run. */
 static int make_skeleton(struct msg_ctx *m, char *err, size_t errlen)
 {
-	if (!(m->slot = calloc(2 + m->nmedia, sizeof *m->slot)) || !(m->tmp_mm = mmap_string_new("")) ||
-	    constant_headers(m) < 0)
+	if (!(m->tmp_mm = mmap_string_new("")) || constant_headers(m) < 0)
 		return oom(err, errlen);
-	for (int tries = 0; tries < 4; tries++) {
-		unsigned char rnd[8];
-		if (gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd) < 0)
-			return set_err(err, errlen, MSG_FAIL, "no random bytes for Message-IDs");
-		size_t o = (size_t)snprintf(m->id_prefix, sizeof m->id_prefix, "%lx.",
-					    (unsigned long)time(NULL));
-		for (size_t i = 0; i < sizeof rnd; i++)
-			o += (size_t)snprintf(m->id_prefix + o, sizeof m->id_prefix - o, "%02x", rnd[i]);
-		if (write_skeleton(m) < 0)
-			return oom(err, errlen);
-		if (skeleton_clear(m))
-			return MSG_OK;
-	}
-	return set_err(err, errlen, MSG_FAIL, "no MIME boundary found that the message does not hold");
+	return skel_make(&m->skel, m->post, m->media, m->nmedia, err, errlen) < 0 ? MSG_FAIL : MSG_OK;
 }
 
 /* Stage 5: the header, the run's lines and this reader's fields f (taken
@@ -1779,9 +1048,9 @@ static int assemble(struct msg_ctx *m, struct mailimf_fields *f, int unsub, time
 			wr = -1;
 	}
 	mailimf_fields_free(f);
-	if (wr != MAILIMF_NO_ERROR || msg_add_unfolded(dst, s->str, s->len) < 0)
+	if (wr != MAILIMF_NO_ERROR || enc_add_unfolded(dst, s->str, s->len) < 0)
 		return -1;
-	return fill_slots(dst, m);
+	return skel_fill(dst, &m->skel, &m->qp_text, &m->qp_html);
 }
 
 int msg_build(struct msg_ctx *m, const char *const *fields, const char *email,
@@ -1846,12 +1115,11 @@ void msg_free(struct msg_ctx *m)
 	for (size_t i = 0; i < m->nmedia; i++)
 		media_free(&m->media[i]);
 	free(m->media);
-	free(m->marker);
 	free(m->names);
 	free(m->vals);
 	struct buf *bufs[] = {&m->tmp_url, &m->tmp_mailto, &m->tmp_subj, &m->tmp_text,
 			      &m->tmp_html, &m->tmp_rp, &m->qp_text, &m->qp_html, &m->tmp_msg,
-			      &m->skel, &m->tmp_line, &m->tmp_val, &m->hdr_from, &m->hdr_list_id,
+			      &m->tmp_line, &m->tmp_val, &m->hdr_from, &m->hdr_list_id,
 			      &m->hdr_post, &m->hdr_date};
 	for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
 		buf_free(bufs[i]);
@@ -1861,7 +1129,7 @@ void msg_free(struct msg_ctx *m)
 	free(m->reply_addr);
 	dkimsig_close(m->dkim);
 	token_key_free(m->key);
-	free(m->slot);
+	skel_free(&m->skel);
 	if (m->tmp_mm)
 		mmap_string_free(m->tmp_mm);
 	free(m);

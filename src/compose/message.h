@@ -2,11 +2,11 @@
  *
  * msg_new compiles everything that is the same for every subscriber (the
  * layout templates with the post body inlined, the subject, the unsubscribe
- * URL, the token key) and has libetpan write the MIME skeleton once: the
+ * URL, the token key) and has skeleton.c write the MIME skeleton once: the
  * multipart structure, its boundaries (random per run), the parts' content
  * headers and the media, with a slot for each reader's text and HTML part.
  * msg_build then only merges fields, writes the reader's header fields
- * (libetpan) and fills the slots. The message is:
+ * (libetpan; the encoders are encode.c's) and fills the slots. The message is:
  * multipart/alternative, text/plain first, text/html second, UTF-8,
  * quoted-printable, CRLF, RFC 2047 headers, List-Id, List-Unsubscribe
  * (+ List-Unsubscribe-Post for https URLs), a Message-ID on the From domain.
@@ -27,7 +27,8 @@
  * msg_build runs in stages, each its own function: merge the reader's
  * fields, render the parts, the envelope, the header fields, the header
  * written and the skeleton filled, then DKIM. The skeleton's tree is
- * body_tree(): the one place a multipart/related or /mixed wrapper goes.
+ * skeleton.c's body_tree(): the one place a multipart/related or /mixed
+ * wrapper goes.
  *
  * Ownership: struct msg_ctx owns its templates and field table; msg_free.
  * It borrows cfg and post, which must outlive it. */
@@ -112,31 +113,4 @@ void msg_web_url(const struct config *cfg, const struct post *p, char *out, size
  * unsubscribe.url with {{token}} needs it (-1, err says how to set it);
  * a mailto address uses it when it is there (*secret NULL otherwise). */
 int msg_secret(const struct config *cfg, const char **secret, char *err, size_t errlen);
-
-/* Header lines [s, s + len) as libetpan wrote them, appended to out with
- * its folds right after a colon joined (a blank some parsers keep), but
- * for a display name's encoded-word, which keeps its own line (the blank
- * there is folding white space; joined, the line could pass 78). */
-BUF_MUST int msg_add_unfolded(struct buf *out, const char *s, size_t len);
-
-/* Helpers exposed for the unit tests. */
-/* RFC 2047 encoding of UTF-8 text into encoded-words of <= 75 chars (Q,
- * or Base64 where that needs fewer words); ASCII-only input is copied
- * unchanged. Only the words that need it are encoded, a run of them
- * together (one encoded-word when it fits). phrase: a display name, whose
- * words that are not atoms join the run too, and whose first word may
- * take a line of its own; else a subject, whose first word is kept short
- * enough to share its line with "Subject: ". */
-BUF_MUST int msg_encode_words(struct buf *out, const char *s, int phrase);
-/* RFC 2045 quoted-printable of LF-terminated text: CRLF lines of at most
- * 76 characters, only '=', control and 8-bit bytes, trailing blanks and a
- * line-opening "From " encoded. */
-BUF_MUST int msg_qp_encode(struct buf *out, const char *s, size_t len);
-/* 1 if s is valid UTF-8 without CR, LF or NUL. */
-int msg_header_safe(const char *s);
-/* 1 if every occurrence of boundary in [s, s + len) is a delimiter line
- * ("--B" CRLF, "--B--") or the boundary parameter's value; 0 if anything
- * else holds it (a part's header, a file name), which would cut the part
- * there. */
-int msg_boundary_clear(const char *s, size_t len, const char *boundary);
 #endif

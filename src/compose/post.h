@@ -48,7 +48,7 @@ struct post {
 	size_t nfields, fields_cap;
 	int text_width;  /* the column text is wrapped at (the footer's too) */
 	/* Images written with a local path: the HTML refers to each as
-	 * cid:<cid>, message.c embeds the file (multipart/related). */
+	 * cid:<cid>, message.c embeds the file (skeleton.c: multipart/related). */
 	struct post_image { char *src, *cid; int line; } *images;
 	size_t nimages;
 };

@@ -15,7 +15,7 @@
 #include "web/web.h"
 #include "web/page.h"
 #include "compose/confirm.h"
-#include "compose/message.h"
+#include "compose/encode.h"
 #include "compose/template.h"
 #include "deliver/notify.h"
 #include "input/subscribers.h"
@@ -267,7 +267,7 @@ static void subscribe_post(struct web_server *s, const struct web_req *q, struct
 		show_form(s, p, 400, "Please use an address at a domain name, such as you@example.org.");
 		return;
 	}
-	if (strlen(name) > 100 || !msg_header_safe(name) || utf8_unsafe_char(name, 1)) {
+	if (strlen(name) > 100 || !enc_header_safe(name) || utf8_unsafe_char(name, 1)) {
 		show_form(s, p, 400, "The name is too long or holds characters we cannot use.");
 		return;
 	}
@@ -301,7 +301,7 @@ static void confirm(struct web_server *s, const struct web_req *q, struct web_re
 	const char *e = form_get(&q->query, "e"), *n = form_get(&q->query, "n");
 	const char *t = form_get(&q->query, "t");
 	char why[100];
-	if (!e || !t || !n || addr_valid(e, why, sizeof why) < 0 || !msg_header_safe(n) || utf8_unsafe_char(n, 1)) {
+	if (!e || !t || !n || addr_valid(e, why, sizeof why) < 0 || !enc_header_safe(n) || utf8_unsafe_char(n, 1)) {
 		web_page(s, p, 400, "Incomplete link",
 				"<p>This confirmation link is incomplete. Copy the whole link from the mail.</p>\n");
 		return;

@@ -1,11 +1,11 @@
-/* libFuzzer target: the header and body encoders of the message layer.
- *  - msg_encode_words (phrase and subject modes): the result is printable
+/* libFuzzer target: the header and body encoders of compose/encode.c.
+ *  - enc_words (phrase and subject modes): the result is printable
  *    ASCII, no CR/LF, encoded-words of at most 75 characters;
- *  - msg_qp_encode: CRLF lines of at most 76 characters, nothing but
+ *  - enc_qp: CRLF lines of at most 76 characters, nothing but
  *    printable ASCII, space and tab, and it decodes back to the input;
- *  - msg_header_safe / msg_utf8_valid agree with each other. */
+ *  - enc_header_safe / utf8_valid agree with each other. */
 #include "util/buf.h"
-#include "compose/message.h"
+#include "compose/encode.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(s, data, size);
 	s[size] = '\0';
 	struct buf b = {0};
-	int safe = msg_header_safe(s);
+	int safe = enc_header_safe(s);
 	if (safe != (!memchr(s, '\r', strlen(s)) && !memchr(s, '\n', strlen(s)) &&
 		     utf8_valid(s, strlen(s))))
 		abort();
@@ -103,12 +103,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		 * ASCII, so word lengths are only checked for the others. */
 		for (int phrase = 0; phrase <= 1; phrase++) {
 			buf_reset(&b);
-			if (msg_encode_words(&b, s, phrase) == 0)
+			if (enc_words(&b, s, phrase) == 0)
 				check_words(&b, !strstr(s, "=?"));
 		}
 	}
 	buf_reset(&b);
-	if (msg_qp_encode(&b, (const char *)data, size) == 0)
+	if (enc_qp(&b, (const char *)data, size) == 0)
 		check_qp(&b, (const char *)data, size);
 	buf_free(&b);
 	free(s);
