@@ -471,6 +471,11 @@ class Suite:
         selected = [(f, d) for f, d in self.tests
                     if not argv or any(p in f.__name__ or p in d for p in argv)]
         print(f"1..{len(selected)}", flush=True)
+        # A suite started in the background by a shell (make check run
+        # with `&`, nohup) inherits SIGINT ignored, and herald rightly
+        # keeps an ignored SIGINT ignored: give the herald runs the
+        # default a terminal gives, which the signal tests are about.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         if not (HERALD and os.path.isfile(HERALD) and os.access(HERALD, os.X_OK)):
             print(f"Bail out! HERALD={HERALD!r} is not an executable file", flush=True)
             return 1
